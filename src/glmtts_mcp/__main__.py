@@ -1,0 +1,3 @@
+from glmtts_mcp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""GLM-TTS inference, clean-room: text frontend, speech tokenizer, speaker embedding, LLM, flow, vocoder."""

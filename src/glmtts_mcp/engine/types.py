@@ -1,0 +1,89 @@
+"""The engine's small public surface: what goes in and what comes out.
+
+The voice library stores `VoiceFeatures.tensors` as named tensors and knows nothing of models;
+the MCP tools pass these objects between the library and the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+# Bump when the meaning or layout of any feature tensor changes: voices stored under another
+# version are stale and get re-extracted from their kept reference audio.
+FEATURE_SCHEMA_VERSION = 1
+
+# name -> (dtype, ndim). Shapes: prompt_text_ids [N], prompt_speech_ids [M] (raw codebook ids),
+# prompt_mel [T, 80] (24 kHz log-mel, 50 frames/s), speaker_embedding [192] (CAMPPlus output).
+FEATURE_SCHEMA: dict[str, tuple[str, int]] = {
+    "prompt_text_ids": ("int64", 1),
+    "prompt_speech_ids": ("int64", 1),
+    "prompt_mel": ("float32", 2),
+    "speaker_embedding": ("float32", 1),
+}
+
+ProgressCallback = Callable[[float, float, str], None]
+"""progress(done, total, message): called from the engine's worker thread."""
+
+
+class EngineError(Exception):
+    """A problem the user can fix; the message names the problem and the fix."""
+
+
+class AudioInputError(EngineError):
+    """Reference audio that cannot be used (corrupt, silent, too short or too long)."""
+
+
+@dataclass(frozen=True)
+class ReferenceAudio:
+    """A reference clip after decoding, mono mix-down, resampling, trimming and loudness."""
+
+    pcm: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    duration_s: float
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VoiceFeatures:
+    """Everything synthesis needs from a reference voice, as named tensors (see FEATURE_SCHEMA)."""
+
+    tensors: dict[str, torch.Tensor]
+    schema_version: int = FEATURE_SCHEMA_VERSION
+
+
+@dataclass
+class ExtractedVoice:
+    """The result of cloning: features plus the facts the library records in meta.json."""
+
+    features: VoiceFeatures
+    transcript: str
+    transcript_source: Literal["user", "whisper"]
+    language: str | None
+    timings: dict[str, float]  # seconds per stage: whisper, speech_tokenizer, campplus, mel, text
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Per-call synthesis settings; bounds are checked by the pipeline."""
+
+    seed: int = 0
+    temperature: float = 1.0
+    top_p: float = 0.8
+    top_k: int = 25
+    sample_rate: int = 24000
+
+
+@dataclass
+class AudioChunk:
+    """One piece of a synthesis stream; the full audio is the concatenation of all chunks."""
+
+    pcm: np.ndarray  # float32 mono
+    sample_rate: int
+    segment_index: int
+    segment_count: int
+    text: str
