@@ -1,0 +1,30 @@
+"""Parity runner for the HiFT vocoder: kind `hift` (cases hift and hift_real)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from glmtts_mcp.engine.parity import CaseResult, load_case_tensors
+from glmtts_mcp.engine.parity.audio_cases import compare_outputs
+from glmtts_mcp.engine.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE, HiFTGenerator, load_hift_state_dict
+
+
+def run_hift(folder: Path, case: dict) -> CaseResult:
+    """HiFTGenerator.inference on the stored mel with the recorded RNG draws; compares wav, source and f0."""
+    weights, io = load_case_tensors(folder)
+    model = HiFTGenerator.from_config(case["config"])
+    load_hift_state_dict(model, weights)
+    model.eval()
+    draws = {DRAW_RAND_INI: io[DRAW_RAND_INI], DRAW_SINE_NOISE: io[DRAW_SINE_NOISE]}
+    with torch.inference_mode():
+        wav, f0, source = model.inference(io["mel"], draws=draws)
+    pairs = {"wav": (wav, io["wav"])}
+    for name, actual in (("source", source), ("f0", f0)):
+        if name in io:
+            pairs[name] = (actual, io[name])
+    return compare_outputs("hift", folder, case, pairs)
+
+
+RUNNERS = {"hift": run_hift}
