@@ -1,0 +1,281 @@
+"""The GLM-TTS language model: a Llama backbone that continues a text prompt with speech tokens.
+
+Mirrors upstream `llm/glmtts.py` `GLMTTS.inference` (PRETRAIN mode) and `cosyvoice/utils/common.py`
+`ras_sampling`: the prompt [prompt_text, text, boa, prompt_speech + ats] is embedded with the Llama
+input embedding, then one token is sampled per step with a KV cache until `<|user|>` (eoa) is drawn.
+Sampling is "repetition aware" (RAS): a nucleus draw that repeats any of the last `win_size` ids is
+replaced by a draw from the full softmax. Everything runs over the full vocabulary, as upstream does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from transformers import DynamicCache, LlamaForCausalLM
+
+from glmtts_mcp.engine.text_tokenizer import SpecialTokenIds
+from glmtts_mcp.engine.types import EngineError
+
+logger = logging.getLogger(__name__)
+
+# transformers 5.x renamed the forward's `past_key_values` to `cache`; an unknown name would be
+# swallowed by **kwargs and silently decode without the cache, so pick the one this version has.
+_CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+
+
+class LLMLoadError(EngineError):
+    """An LLM folder that is missing files or whose weights do not fit its config."""
+
+
+class DrawMismatchError(RuntimeError):
+    """Recorded draws that cannot have come from this step's distribution (parity diverged)."""
+
+
+def load_llm(llm_dir: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+             attn_implementation: str | None = None) -> LlamaForCausalLM:
+    """Load `llm/` (config.json + model.safetensors or sharded safetensors with an index), offline.
+
+    transformers follows the index's weight_map (the real checkpoint splits layer 21 across shards)
+    and ties the output projection to `model.embed_tokens` when `tie_word_embeddings` is set (the
+    real files hold no `lm_head.weight`). Any parameter missing from the files is an error: the
+    library would otherwise fill it with random values.
+    """
+    llm_dir = Path(llm_dir)
+    if not (llm_dir / "config.json").is_file():
+        raise LLMLoadError(f"{llm_dir / 'config.json'} is missing; point the engine at the checkpoint's llm folder.")
+    if not any(llm_dir.glob("*.safetensors")):
+        raise LLMLoadError(f"no .safetensors weights in {llm_dir}; re-download the checkpoint's llm folder.")
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model, info = LlamaForCausalLM.from_pretrained(llm_dir, dtype=dtype, local_files_only=True,
+                                                   use_safetensors=True, output_loading_info=True, **kwargs)
+    problems = {name: sorted(info[name]) for name in ("missing_keys", "mismatched_keys") if info[name]}
+    if problems:
+        raise LLMLoadError(f"weights in {llm_dir} do not match its config.json: {problems}; "
+                           f"re-download the checkpoint's llm folder.")
+    if info["unexpected_keys"]:
+        logger.warning("ignoring %d unexpected tensors in %s (e.g. %s)", len(info["unexpected_keys"]), llm_dir,
+                       sorted(info["unexpected_keys"])[0])
+    return model.to(device).eval()
+
+
+@dataclass(frozen=True)
+class RasSettings:
+    """Repetition-aware sampling parameters (upstream ras_sampling defaults)."""
+
+    top_p: float = 0.8
+    top_k: int = 25
+    win_size: int = 10
+    tau_r: float = 0.1
+    temperature: float = 1.0
+
+
+class Draws(Protocol):
+    """Where the random picks come from: a generator in the product, recorded picks in parity runs."""
+
+    def nucleus(self, step: int, probs: torch.Tensor, ids: torch.Tensor) -> int:
+        """Pick one of `ids` with (unnormalised) weights `probs`."""
+
+    def full(self, step: int, probs: torch.Tensor) -> int:
+        """Pick one id of the whole vocabulary with weights `probs`."""
+
+
+class GeneratorDraws:
+    """torch.multinomial draws, as upstream makes them (one per step, a second one on fallback steps).
+
+    With `generator=None` the global torch RNG is used, which is what upstream's `set_seed` seeds.
+    Probabilities move to the generator's device, so a CPU generator gives the same draws on any device.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.generator = generator
+
+    def _draw(self, probs: torch.Tensor) -> int:
+        if self.generator is not None:
+            probs = probs.to(self.generator.device)
+        return int(torch.multinomial(probs, 1, replacement=True, generator=self.generator))
+
+    def nucleus(self, step: int, probs: torch.Tensor, ids: torch.Tensor) -> int:
+        return int(ids[self._draw(probs)])
+
+    def full(self, step: int, probs: torch.Tensor) -> int:
+        return self._draw(probs)
+
+
+@dataclass
+class RecordedDraws:
+    """Replay the per-step picks that upstream's RNG made, so a parity run is exact without its RNG.
+
+    `nucleus[i]` is the id upstream's nucleus draw returned at step i; `fallback[i]` is the id of
+    its full-softmax redraw, or -1 where it did not redraw. Every pick is checked against this
+    step's distribution, so a divergence raises instead of passing silently.
+    """
+
+    nucleus_picks: Sequence[int]
+    fallback_picks: Sequence[int]
+    fallback_steps: list[int] = field(default_factory=list)
+
+    def _recorded(self, picks: Sequence[int], step: int, what: str) -> int:
+        if step >= len(picks):
+            raise DrawMismatchError(f"step {step} needs a {what} draw but only {len(picks)} were recorded")
+        return int(picks[step])
+
+    def nucleus(self, step: int, probs: torch.Tensor, ids: torch.Tensor) -> int:
+        pick = self._recorded(self.nucleus_picks, step, "nucleus")
+        if pick not in ids.tolist():
+            raise DrawMismatchError(f"step {step}: recorded nucleus pick {pick} is not in this step's nucleus "
+                                    f"{ids.tolist()}")
+        return pick
+
+    def full(self, step: int, probs: torch.Tensor) -> int:
+        pick = self._recorded(self.fallback_picks, step, "fallback")
+        if pick < 0 or not bool(probs[pick] > 0):
+            raise DrawMismatchError(f"step {step}: redraw needed here but the recorded fallback pick is {pick}")
+        self.fallback_steps.append(step)
+        return pick
+
+
+def nucleus_size(sorted_probs: torch.Tensor, top_p: float, top_k: int) -> int:
+    """How many of the descending probabilities upstream's nucleus keeps.
+
+    Upstream adds probabilities one by one in float32 while the running sum is below top_p and
+    fewer than top_k are kept (so the one that crosses top_p is kept). The sum is redone here in
+    float32 step by step, because a double-precision cumsum can flip a boundary case.
+    """
+    head = sorted_probs[:top_k].float().cpu().numpy()
+    limit = np.float32(top_p)
+    total = np.float32(0.0)
+    kept = 0
+    for p in head:
+        if not total < limit:
+            break
+        total = np.float32(total + p)
+        kept += 1
+    return kept
+
+
+def ras_sample(logp: torch.Tensor, recent: Sequence[int], step: int, settings: RasSettings, draws: Draws) -> tuple[int, int, int]:
+    """One RAS pick from log-probabilities `logp` [vocab]: (chosen id, nucleus pick, fallback pick or -1)."""
+    probs = (logp / settings.temperature).softmax(dim=0)
+    sorted_probs, sorted_ids = probs.sort(descending=True, stable=True)
+    kept = nucleus_size(sorted_probs, settings.top_p, settings.top_k)
+    pick = draws.nucleus(step, sorted_probs[:kept], sorted_ids[:kept])
+    repeats = sum(1 for t in recent[-settings.win_size:] if t == pick)
+    if repeats >= settings.win_size * settings.tau_r:
+        fallback = draws.full(step, logp.softmax(dim=0))  # upstream redraws without temperature
+        return fallback, pick, fallback
+    return pick, pick, -1
+
+
+@dataclass(frozen=True)
+class StepTrace:
+    """What one decoding step saw and chose (for parity checks and debugging)."""
+
+    logp: torch.Tensor  # [vocab] float32 on CPU, eoa at -inf while step < min_len
+    nucleus_pick: int
+    fallback_pick: int  # -1 when no redraw happened
+    sampled: int  # absolute id; eoa on the step that ended generation
+
+
+class GLMTTSLLM:
+    """Prompt layout, length rules, RAS sampling and KV-cached decoding around a LlamaForCausalLM."""
+
+    def __init__(self, model: LlamaForCausalLM, special: SpecialTokenIds) -> None:
+        self.model = model
+        self.special = special
+        vocab = model.get_input_embeddings().num_embeddings
+        for name, token_id in vars(special).items():
+            if not 0 <= token_id < vocab:
+                raise LLMLoadError(f"special token {name}={token_id} lies outside the LLM vocabulary ({vocab}); "
+                                   f"the tokenizer and llm folders come from different checkpoints.")
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    def prompt_ids(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int],
+                   prompt_speech_ids: Sequence[int]) -> list[int]:
+        """[prompt_text, text, boa, prompt_speech + ats] (upstream PRETRAIN layout, no BOS).
+
+        Upstream adds ats to the prompt speech only when there is prompt text as well, and would
+        otherwise embed the raw codebook ids as text ids; that combination is refused here.
+        """
+        if prompt_speech_ids and not prompt_text_ids:
+            raise ValueError("prompt speech tokens were given without their transcript; pass the prompt text "
+                             "(or no prompt speech at all)")
+        speech = [self.special.ats + int(t) for t in prompt_speech_ids]
+        return [*map(int, prompt_text_ids), *map(int, text_ids), self.special.boa, *speech]
+
+    def _embed(self, ids: Sequence[int]) -> torch.Tensor:
+        tensor = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        return self.model.get_input_embeddings()(tensor)
+
+    @torch.inference_mode()
+    def generate(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int], prompt_speech_ids: Sequence[int], *,
+                 sampling: RasSettings = RasSettings(), generator: torch.Generator | None = None,
+                 draws: Draws | None = None, min_ratio: float = 2.0, max_ratio: float = 20.0,
+                 trace: list[StepTrace] | None = None) -> list[int]:
+        """Speech tokens (id - ats, eoa excluded) for `text_ids`, continuing the prompt's voice.
+
+        Lengths count the text to synthesise only: eoa is masked for steps < int(min_ratio * len)
+        and at most int(max_ratio * len) steps run. Generation stops on eoa only (the config's
+        eos id is an ordinary text id here). Ids outside the audio range are returned as upstream
+        returns them (possibly negative): see `in_audio_range`. `draws` replaces the generator, e.g.
+        with `RecordedDraws` from a golden case; `trace`, when given, receives one `StepTrace` per step.
+        """
+        if not text_ids:
+            return []
+        draws = draws if draws is not None else GeneratorDraws(generator)
+        min_len = int(len(text_ids) * min_ratio)
+        max_len = int(len(text_ids) * max_ratio)
+        eoa = self.special.eoa
+        embeds = self._embed(self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids))
+        cache = DynamicCache(config=self.model.config)
+        out: list[int] = []
+        for step in range(max_len):
+            logits = self.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1, **{_CACHE_KWARG: cache}).logits
+            logp = logits[0, -1].float().log_softmax(dim=-1)
+            if step < min_len:
+                logp[eoa] = -float("inf")
+            chosen, nucleus, fallback = ras_sample(logp, out, step, sampling, draws)
+            if trace is not None:
+                trace.append(StepTrace(logp.cpu(), nucleus, fallback, chosen))
+            if chosen == eoa:
+                break
+            out.append(chosen)
+            embeds = self._embed([chosen])
+        else:
+            logger.warning("no end-of-audio token after %d steps (max_ratio %.1f x %d text tokens); output is cut",
+                           max_len, max_ratio, len(text_ids))
+        return [t - self.special.ats for t in out]
+
+    @torch.inference_mode()
+    def teacher_forced_logits(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int],
+                              prompt_speech_ids: Sequence[int], speech_tokens: Sequence[int]) -> torch.Tensor:
+        """Raw logits [len(speech_tokens) + 1, vocab] of one uncached forward over prompt + tokens.
+
+        Row i is what the model predicts for output i given the tokens before it (tokens are
+        id - ats, as `generate` returns them); the last row predicts the token after the last one.
+        """
+        prefix = self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids)
+        ids = prefix + [self.special.ats + int(t) for t in speech_tokens]
+        logits = self.model(inputs_embeds=self._embed(ids), use_cache=False).logits
+        return logits[0, len(prefix) - 1:].float()
+
+    def in_audio_range(self, tokens: Sequence[int]) -> list[int]:
+        """Keep the tokens that are speech codebook ids [0, ate - ats]; Flow cannot use the rest.
+
+        RAS's fallback may draw text or special ids; upstream passes them on and only warns.
+        """
+        top = self.special.ate - self.special.ats
+        kept = [t for t in tokens if 0 <= t <= top]
+        if len(kept) != len(tokens):
+            logger.warning("dropped %d of %d generated tokens that are not speech tokens (outside 0..%d)",
+                           len(tokens) - len(kept), len(tokens), top)
+        return kept
