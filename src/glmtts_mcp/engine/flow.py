@@ -9,7 +9,6 @@ instantiating the `!new:` tag that upstream's HyperPyYAML file carries.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,8 +22,6 @@ from torch import nn
 
 from glmtts_mcp.engine.dit import SPEAKER_DIM, DiT
 from glmtts_mcp.engine.types import EngineError
-
-log = logging.getLogger(__name__)
 
 # Keyword arguments of upstream's Flow constructor and their defaults there. Training-only ones
 # (calc_prompt_mel_loss, loss_type, use_mdt) are accepted and have no effect at inference.
@@ -133,6 +130,11 @@ class FlowConfig:
         return self.mel_dim if self.remove_spkr_concat_condition else self.mel_dim + self.spk_embed_dim
 
     def check(self, source: str) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            allowed = _FIELD_TYPES[str(field.type)]
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                raise EngineError(f"{source}: {field.name} must be {field.type}, got {value!r}")
         if self.use_wavlm_emb:
             raise EngineError(f"{source}: use_wavlm_emb=True needs a WavLM speaker embedding, which this engine "
                               "does not compute; use a checkpoint trained without it")
@@ -142,6 +144,9 @@ class FlowConfig:
             raise EngineError(f"{source}: dim_head must be even and heads >= 1 (got {self.heads}x{self.dim_head})")
         if self.trans_dim % 16:
             raise EngineError(f"{source}: trans_dim {self.trans_dim} must be a multiple of 16 (grouped conv)")
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 
 
 class _TagsAsMappings(yaml.SafeLoader):
@@ -165,12 +170,12 @@ def load_flow_config(path: Path) -> dict[str, Any]:
         document = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_TagsAsMappings)
     except (OSError, yaml.YAMLError) as exc:
         raise EngineError(f"cannot read flow config {path}: {exc}") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("flow", {}), dict):
+    if not isinstance(document, dict) or not isinstance(document.get("flow"), dict):
         raise EngineError(f"{path}: expected a mapping `flow:` holding the Flow settings, got {document!r}")
     extra = sorted(set(document) - {"flow"})
     if extra:
         raise EngineError(f"{path}: unexpected top-level key(s) {extra}; only `flow` is read")
-    kwargs = document.get("flow") or {}
+    kwargs = document["flow"]
     unknown = sorted(set(kwargs) - set(FLOW_KWARG_DEFAULTS))
     if unknown:
         raise EngineError(f"{path}: unknown Flow argument(s) {unknown}; upstream's Flow accepts "
@@ -273,7 +278,7 @@ class Flow(nn.Module):
         cfg = self.config
         device = self._device
         self._check_inputs(prompt_tokens, prompt_mel, tokens, speaker_embedding, n_timesteps)
-        all_tokens = torch.cat([prompt_tokens, tokens], dim=1).to(device)
+        all_tokens = torch.cat([prompt_tokens.to(device), tokens.to(device)], dim=1)
         n_frames = self.frame_count(all_tokens.shape[1])
         prompt_frames = prompt_mel.shape[1]
 
