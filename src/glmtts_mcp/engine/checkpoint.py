@@ -1,0 +1,177 @@
+"""The official GLM-TTS checkpoint layout: find it, validate it up front, read its files without pickles.
+
+Layout (CHECKPOINT.md §1): the Hugging Face repo zai-org/GLM-TTS plus `frontend/campplus.onnx`
+(which HF does not ship). Every weight file is read with `torch.load(weights_only=True)` or
+safetensors; a `.safetensors` twin of a `.pt` file (written by `download.convert_to_safetensors`)
+is preferred when present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from platformdirs import user_data_dir
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from glmtts_mcp.engine.types import EngineError
+
+log = logging.getLogger(__name__)
+
+HOW_TO_GET = "run `glmtts-mcp download` or pass --checkpoint"
+
+LLM_DIR = "llm"
+LLM_CONFIG = "llm/config.json"
+LLM_INDEX = "llm/model.safetensors.index.json"
+LLM_SINGLE = "llm/model.safetensors"
+FLOW_CONFIG = "flow/config.yaml"
+FLOW_WEIGHTS = "flow/flow.pt"
+HIFT_WEIGHTS = "hift/hift.pt"
+SPEECH_TOKENIZER_DIR = "speech_tokenizer"
+TEXT_TOKENIZER_DIR = "vq32k-phoneme-tokenizer"
+CAMPPLUS = "frontend/campplus.onnx"
+WHISPER_DIR = "whisper"
+
+# Every file the engine reads, except the LLM weights whose names come from the shard index.
+REQUIRED_FILES: tuple[str, ...] = (
+    LLM_CONFIG,
+    FLOW_CONFIG,
+    FLOW_WEIGHTS,
+    HIFT_WEIGHTS,
+    "speech_tokenizer/config.json",
+    "speech_tokenizer/preprocessor_config.json",
+    "speech_tokenizer/model.safetensors",
+    "vq32k-phoneme-tokenizer/tokenizer.model",
+    "vq32k-phoneme-tokenizer/tokenizer_config.json",
+    CAMPPLUS,
+)
+
+# Files whose content decides the stored voice features (text ids, speech ids, speaker embedding).
+FEATURE_FILES: tuple[str, ...] = (
+    "speech_tokenizer/config.json",
+    "speech_tokenizer/preprocessor_config.json",
+    "speech_tokenizer/model.safetensors",
+    "vq32k-phoneme-tokenizer/tokenizer.model",
+    "vq32k-phoneme-tokenizer/tokenizer_config.json",
+    CAMPPLUS,
+)
+
+
+class CheckpointError(EngineError):
+    """A checkpoint that is missing, incomplete or unreadable; the message names the file and the fix."""
+
+
+def default_checkpoint_dir() -> Path:
+    """Where `glmtts-mcp download` puts the checkpoint when no directory is given."""
+    return Path(user_data_dir("glmtts-mcp")) / "checkpoints" / "GLM-TTS"
+
+
+def find_checkpoint(explicit: Path | None = None) -> Path:
+    """The checkpoint directory to use: the explicit one if given, else the default download location."""
+    directory = Path(explicit).expanduser() if explicit is not None else default_checkpoint_dir()
+    if not directory.is_dir():
+        raise CheckpointError(f"no GLM-TTS checkpoint at {directory}: {HOW_TO_GET}")
+    return directory
+
+
+def twin(path: Path) -> Path:
+    """The `.safetensors` twin of a `.pt` file."""
+    return path.with_suffix(".safetensors")
+
+
+def _present(directory: Path, rel: str) -> bool:
+    path = directory / rel
+    return path.is_file() or (path.suffix == ".pt" and twin(path).is_file())
+
+
+def llm_weight_files(directory: Path) -> list[str]:
+    """Relative paths of the LLM weight files: the shards named by the index, or the single file."""
+    index = directory / LLM_INDEX
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"corrupt {index}: {exc}; {HOW_TO_GET}") from exc
+        return [f"{LLM_DIR}/{name}" for name in sorted(set(weight_map.values()))]
+    return [LLM_SINGLE]
+
+
+def validate_checkpoint(directory: Path) -> None:
+    """Check every required file at once, so one error lists everything that is missing."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"no GLM-TTS checkpoint at {directory}: {HOW_TO_GET}")
+    missing = [rel for rel in REQUIRED_FILES if not _present(directory, rel)]
+    if (directory / LLM_CONFIG).is_file() or (directory / LLM_INDEX).is_file():
+        missing += [rel for rel in llm_weight_files(directory) if not (directory / rel).is_file()]
+    if missing:
+        names = ", ".join(missing)
+        raise CheckpointError(f"checkpoint missing {names} under {directory}: {HOW_TO_GET}")
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a `.pt` (weights_only, `{"model": ...}` unwrapped) or `.safetensors` file, on CPU.
+
+    A `.safetensors` twin of a `.pt` file is read instead when it exists.
+    """
+    path = Path(path)
+    if path.suffix == ".pt" and twin(path).is_file():
+        path = twin(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint missing {path}: {HOW_TO_GET}")
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path} (corrupt or truncated?): {exc}; re-download it") from exc
+    except Exception as exc:  # weights_only refuses anything but tensors and containers
+        raise CheckpointError(f"{path} holds something other than tensors and was not loaded: {exc}") from exc
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} is not a state dict of tensors")
+    return dict(state)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON config file, or a CheckpointError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"checkpoint missing {path}: {HOW_TO_GET}") from exc
+    except ValueError as exc:
+        raise CheckpointError(f"corrupt JSON in {path}: {exc}") from exc
+
+
+def _sampled_digest(path: Path, edge: int = 1 << 20) -> str:
+    """sha256 of size + first and last MiB: cheap on multi-GB weights, catches replaced files."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(edge))
+        if size > edge:
+            f.seek(max(edge, size - edge))
+            h.update(f.read(edge))
+    return h.hexdigest()
+
+
+def fingerprint(directory: Path) -> str:
+    """A stable id of the files that decide voice features (tokenizers, speech tokenizer, CAMPPlus).
+
+    Independent of paths and mtimes, so moving or copying a checkpoint keeps stored voices valid;
+    a different tokenizer or speaker encoder gives another fingerprint and marks voices stale.
+    """
+    directory = Path(directory)
+    h = hashlib.sha256()
+    for rel in FEATURE_FILES:
+        path = directory / rel
+        h.update(rel.encode())
+        h.update(_sampled_digest(path).encode() if path.is_file() else b"-")
+    return h.hexdigest()[:16]
+
