@@ -125,6 +125,25 @@ def test_long_audio_is_tokenized_in_30_s_segments() -> None:
     assert torch.equal(tokens[750:1500], tokenizer.tokenize(audio[None, SEGMENT_SAMPLES : 2 * SEGMENT_SAMPLES]))
 
 
+def test_block_causal_mask_with_key_padding() -> None:
+    """Each frame sees every earlier frame and its whole block, never a padded key."""
+    encoder = _tokenizer("speech_tokenizer").encoder
+    frame_mask = torch.tensor([[True, True, True, True, False]])
+    allowed = encoder._allowed(frame_mask, block_size=2)
+    expected = torch.tensor(
+        [
+            [1, 1, 0, 0, 0],
+            [1, 1, 0, 0, 0],
+            [1, 1, 1, 1, 0],
+            [1, 1, 1, 1, 0],
+            [1, 1, 1, 1, 0],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(allowed[0, 0], expected)
+    assert torch.equal(encoder._allowed(frame_mask, block_size=None)[0, 0], frame_mask.expand(5, 5))
+
+
 def test_tokenize_is_deterministic() -> None:
     wav = load_file(str(GOLDEN / "speech_tokenizer" / "io.safetensors"))["wav16k"]
     first = _tokenizer("speech_tokenizer").tokenize(wav)

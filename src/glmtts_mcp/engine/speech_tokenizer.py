@@ -4,11 +4,11 @@ Clean-room counterpart of upstream's `SpeechTokenizer.extract_speech_token` (cos
 over `WhisperVQEncoder` (utils/whisper_models/modeling_whisper.py) as `yaml_util.load_speech_tokenizer`
 builds it. The loader ignores part of config.json on purpose, as upstream does: it always builds the
 encoder-only model (`quantize_position` layers, no final layer_norm), so the last built layer is the
-quantization layer. Per layer stack:
+quantization layer. The computation:
 
     log-mel -> conv1 -> GELU -> conv2 (stride 2) -> GELU -> + embed_positions
     -> pre-LN encoder layers under a block-causal attention mask (and the key-padding mask)
-    -> average pooling after layer `pooling_position` (later layers run at the pooled rate)
+    -> average (or max) pooling after layer `pooling_position` (later layers run at the pooled rate)
     -> nearest codebook entry after layer `quantize_position` = the token id
 
 Audio is cut into 30 s segments; segments of one call are padded to a common length (as upstream's
@@ -396,7 +396,7 @@ class SpeechTokenizer:
         Only the kept tensors are read from disk (the official file also holds the EMA buffers and
         decoder tensors).
         """
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         path = Path(path)
         for name in ("config.json", "preprocessor_config.json"):
@@ -421,7 +421,11 @@ class SpeechTokenizer:
             selected = select_checkpoint_keys(list(location), vq_config)
             tensors = {name: location[key].get_tensor(key) for name, key in selected.items()}
             tokenizer = cls._build(vq_config, feature_config, tensors, device, dtype)
-        except ValueError as exc:  # json.JSONDecodeError and safetensors header errors included
+        except SafetensorError as exc:
+            raise EngineError(
+                f"speech tokenizer weights in {path} cannot be read ({exc}): download the speech_tokenizer/ folder again"
+            ) from exc
+        except ValueError as exc:  # bad JSON or config values, weights that do not fit the config
             raise EngineError(f"speech tokenizer in {path}: {exc}") from exc
         logger.info("speech tokenizer: %d tensors from %s", len(tensors), ", ".join(f.name for f in weight_files))
         return tokenizer
