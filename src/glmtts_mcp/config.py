@@ -1,0 +1,236 @@
+"""One `Settings` object for the whole process: command-line flags > environment > config file > defaults.
+
+Environment variables carry the prefix `GLMTTS_MCP_` (e.g. `GLMTTS_MCP_CHECKPOINT`); the TOML config file
+uses the field names as keys. Its default place is the user config dir (`glmtts-mcp/config.toml`),
+overridden by `--config` or `GLMTTS_MCP_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+APP_NAME = "glmtts-mcp"
+ENV_PREFIX = "GLMTTS_MCP_"
+CONFIG_ENV = "GLMTTS_MCP_CONFIG"
+TOKEN_ENV = "GLMTTS_MCP_TOKEN"
+
+ReturnModePart = Literal["audio", "resource", "link", "path"]
+RETURN_MODE_PARTS: tuple[str, ...] = ("audio", "resource", "link", "path")
+
+# Where `Settings()` reads its TOML file from; set by `load_settings` for the duration of one build.
+_config_file: ContextVar[Path | None] = ContextVar("glmtts_mcp_config_file", default=None)
+
+
+class ConfigError(Exception):
+    """The configuration (flags, environment or file) is invalid; the message says which value and why."""
+
+
+def data_dir() -> Path:
+    """Per-user data folder: checkpoint, voices and outputs live here unless configured elsewhere."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def _default_checkpoint() -> Path:
+    """Where `glmtts-mcp download` puts the checkpoint (the engine owns that place)."""
+    from glmtts_mcp.engine.checkpoint import default_checkpoint_dir  # lazy: pulls in torch
+
+    return default_checkpoint_dir()
+
+
+def default_config_file() -> Path:
+    """The config file read when neither --config nor GLMTTS_MCP_CONFIG names one."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
+
+
+def parse_return_mode(value: str) -> tuple[str, ...]:
+    """'audio+path' -> ('audio', 'path'); raises ValueError naming the allowed parts."""
+    parts = tuple(p.strip().lower() for p in value.replace(",", "+").split("+") if p.strip())
+    bad = [p for p in parts if p not in RETURN_MODE_PARTS]
+    if not parts or bad:
+        raise ValueError(
+            f"invalid return mode {value!r}: use one or more of {', '.join(RETURN_MODE_PARTS)} joined by '+', "
+            "e.g. 'audio+path'"
+        )
+    return tuple(dict.fromkeys(parts))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Values from the TOML config file; a missing default file is no error, a missing named file is."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ is overridden: the whole file is read at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = self.path
+        explicit = path is not None
+        if path is None:
+            env = os.environ.get(CONFIG_ENV)
+            explicit = bool(env)
+            path = Path(env).expanduser() if env else default_config_file()
+        if not path.is_file():
+            if explicit:
+                raise ConfigError(f"config file {path} does not exist: create it or drop --config/{CONFIG_ENV}")
+            return {}
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        unknown = sorted(set(data) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise ConfigError(
+                f"config file {path} has unknown keys {unknown}; known keys: {', '.join(self.settings_cls.model_fields)}"
+            )
+        return data
+
+
+def _split_dirs(value: Any) -> Any:
+    """GLMTTS_MCP_ALLOWED_DIRS is os.pathsep-separated; lists (flags, TOML) pass through."""
+    if isinstance(value, str):
+        return [p for p in value.split(os.pathsep) if p.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the server and the CLI; see docs/README-server.md for the table."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    checkpoint: Path = Field(
+        default_factory=lambda: _default_checkpoint(),
+        description="Folder with the GLM-TTS checkpoint (`glmtts-mcp download` fills it).",
+    )
+    voices_dir: Path = Field(
+        default_factory=lambda: data_dir() / "voices", description="Folder of the voice library."
+    )
+    output_dir: Path = Field(
+        default_factory=lambda: data_dir() / "outputs",
+        description="Folder where synthesized audio is saved (the audio:// store).",
+    )
+    allowed_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path.home()],
+        description="Folders that input audio and import archives may come from (repeat the flag; "
+        "env: os.pathsep-separated).",
+    )
+    device: str = Field(default="auto", description="Torch device: auto, cpu, cuda, cuda:1, ...")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        default="auto", description="Model dtype (auto: bfloat16/float16 on GPU, float32 on CPU)."
+    )
+    whisper_model: str = Field(
+        default="base", description="Whisper model that transcribes references given without a transcript."
+    )
+    memory_cache_bytes: int = Field(
+        default=512 * 1024**2, ge=0, description="Byte budget of the voice library's in-memory feature tier."
+    )
+    device_cache_bytes: int = Field(
+        default=256 * 1024**2, ge=0, description="Byte budget of the voice features kept on the model's device."
+    )
+    return_mode: str = Field(
+        default="audio+path",
+        description="Default return mode of synthesize: audio, resource, link, path or a '+' combination.",
+    )
+    format: str = Field(default="ogg", description="Default audio format of synthesize (ogg = Ogg/Opus).")
+    max_result_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        description="Largest tool result to send inline (Claude Desktop rejects results over 1 MiB); "
+        "audio that would not fit falls back to link + path.",
+    )
+    max_text_chars: int = Field(default=20000, ge=1, description="Longest text synthesize accepts.")
+    max_inline_audio_bytes: int = Field(
+        default=2 * 1024**2, ge=0, description="Largest base64 `audio` argument accepted (decoded bytes)."
+    )
+    idle_unload_s: float = Field(
+        default=600.0, ge=0, description="Unload the model after this many idle seconds (0: never)."
+    )
+    preload: Literal["lazy", "start"] = Field(
+        default="lazy", description="Load the model on first use (lazy) or when the server starts."
+    )
+    concurrency: int = Field(default=1, ge=1, description="Engine jobs run at once; the rest queue.")
+    output_keep_count: int = Field(default=200, ge=1, description="Most synthesized files kept.")
+    output_keep_bytes: int = Field(default=1024**3, ge=0, description="Most bytes of synthesized files kept.")
+    output_keep_age_s: float = Field(
+        default=7 * 24 * 3600.0, ge=0, description="Synthesized files older than this are deleted (0: no limit)."
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token HTTP clients must send (set it through GLMTTS_MCP_TOKEN, not a flag).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
+
+    @field_validator("allowed_dirs", mode="before")
+    @classmethod
+    def _allowed_dirs_split(cls, value: Any) -> Any:
+        return _split_dirs(value)
+
+    @field_validator("checkpoint", "voices_dir", "output_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("allowed_dirs")
+    @classmethod
+    def _resolve_dirs(cls, value: list[Path]) -> list[Path]:
+        if not value:
+            raise ValueError("at least one allowed directory is needed")
+        return [p.expanduser().resolve() for p in value]
+
+    @field_validator("return_mode")
+    @classmethod
+    def _check_mode(cls, value: str) -> str:
+        return "+".join(parse_return_mode(value))
+
+    @field_validator("format")
+    @classmethod
+    def _lower_format(cls, value: str) -> str:
+        return value.strip().lower()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, _config_file.get()))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from flags (`overrides`, None values ignored), env and the config file.
+
+    Raises ConfigError with every invalid value named, instead of pydantic's traceback.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    token = _config_file.set(config_file.expanduser() if config_file else None)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,81 @@
+"""The process-wide state behind every tool: settings, engine host, voice library, output store.
+
+Built once per process, outside any MCP lifespan: SSE enters the lifespan once per connection,
+and the model must load once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from glmtts_mcp.config import Settings
+from glmtts_mcp.engine.checkpoint import fingerprint
+from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
+from glmtts_mcp.tools.engine_host import EngineHost, EngineLoader
+from glmtts_mcp.tools.outputs import OutputStore
+from glmtts_mcp.voices.library import VoiceLibrary
+from glmtts_mcp.voices.schema import FeatureSchema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    settings: Settings
+    host: EngineHost
+    library: VoiceLibrary
+    outputs: OutputStore
+
+    def close(self) -> None:
+        """Unload the model and release the library (end of process)."""
+        self.host.unload(reason="shutting down")
+        self.library.close()
+
+
+def default_loader(settings: Settings) -> EngineLoader:
+    """Engine.load with the configured checkpoint, device, dtype, Whisper model and concurrency."""
+
+    def load() -> Any:
+        from glmtts_mcp.engine.pipeline import Engine  # heavy import, only when the model is wanted
+
+        return Engine.load(
+            settings.checkpoint,
+            device=settings.device,
+            dtype=settings.dtype,
+            whisper_model=settings.whisper_model,
+        )
+
+    return load
+
+
+def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
+    """Wire the pieces; nothing heavy happens here unless `preload` is 'start'."""
+    host = EngineHost(loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s)
+
+    def reextract(pcm: Any, sample_rate: int, transcript: str | None, language: str | None) -> Any:
+        """Re-extract a stale voice's features from its kept reference audio (needs the model)."""
+        from glmtts_mcp.tools.cloning import extract_new_voice
+
+        return extract_new_voice(host.ensure_loaded(), pcm, sample_rate, transcript, language, None)
+
+    library = VoiceLibrary(
+        settings.voices_dir,
+        schema=FeatureSchema(version=FEATURE_SCHEMA_VERSION, tensors=FEATURE_SCHEMA),
+        fingerprint=fingerprint(settings.checkpoint),
+        memory_bytes=settings.memory_cache_bytes,
+        device_bytes=settings.device_cache_bytes,
+        reextract=reextract,
+    )
+    outputs = OutputStore(
+        settings.output_dir, settings.output_keep_count, settings.output_keep_bytes, settings.output_keep_age_s
+    )
+    outputs.prune()
+    app = App(settings=settings, host=host, library=library, outputs=outputs)
+    if settings.preload == "start":
+        try:
+            host.ensure_loaded()
+        except Exception as exc:  # the server still starts: library tools work, engine tools explain
+            log.error("preload failed; engine tools will report: %s", exc)
+    return app

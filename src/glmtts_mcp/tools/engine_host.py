@@ -1,0 +1,156 @@
+"""The one engine of the process: loaded once (lazily or at start), unloaded when idle, failures kept.
+
+A model that fails to load is remembered with its reason; every engine tool then answers with that
+reason and the fix, and the next call tries again (the user may have run `glmtts-mcp download`).
+Tools that only need the voice library never touch this object.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from glmtts_mcp.engine.types import EngineError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+EngineLoader = Callable[[], Any]
+
+
+class EngineUnavailable(EngineError):
+    """The model could not be loaded; the message carries the cause and the fix."""
+
+
+class EngineHost:
+    """Owns the Engine: load under a lock, count jobs, unload after `idle_unload_s` without work."""
+
+    def __init__(self, loader: EngineLoader, checkpoint: Path, idle_unload_s: float) -> None:
+        self._loader = loader
+        self._checkpoint = checkpoint
+        self._idle_unload_s = idle_unload_s
+        self._engine: Any | None = None
+        self._load_lock = threading.Lock()  # held while loading or unloading (slow)
+        self._lock = threading.Lock()  # guards the job count and the timer (fast: the event loop takes it)
+        self._active = 0
+        self._last_used = time.monotonic()
+        self._timer: threading.Timer | None = None
+        self.load_error: str | None = None
+        self.load_s: float | None = None
+        self.loads = 0
+        self.unloads = 0
+
+    @property
+    def engine(self) -> Any | None:
+        """The loaded engine, or None (not loaded yet, unloaded when idle, or failed)."""
+        return self._engine
+
+    def ensure_loaded(self) -> Any:
+        """Load the engine if needed (blocking: call from a worker thread) and return it."""
+        with self._load_lock:
+            if self._engine is not None:
+                return self._engine
+            start = time.perf_counter()
+            try:
+                engine = self._loader()
+            except Exception as exc:  # any loader failure becomes a message the user can act on
+                self.load_error = _explain_load_failure(exc, self._checkpoint)
+                log.error("model failed to load: %s", self.load_error)
+                raise EngineUnavailable(self.load_error) from exc
+            self._engine = engine
+            self.load_error = None
+            self.load_s = time.perf_counter() - start
+            self.loads += 1
+            log.info("model loaded in %.1f s on %s", self.load_s, getattr(engine, "device", "?"))
+            return engine
+
+    async def run(self, job: Callable[[Any], T]) -> T:
+        """Run `job(engine)` in a worker thread, loading the engine first; the event loop keeps serving."""
+        with self._lock:
+            self._active += 1
+            self._cancel_timer()
+        try:
+            return await anyio.to_thread.run_sync(lambda: job(self.ensure_loaded()))
+        finally:
+            with self._lock:
+                self._active -= 1
+                self._last_used = time.monotonic()
+                self._arm_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm_timer(self) -> None:
+        """Start the idle countdown once no job runs (lock held)."""
+        if self._idle_unload_s <= 0 or self._active or self._engine is None:
+            return
+        self._cancel_timer()
+        self._timer = threading.Timer(self._idle_unload_s, self._unload_if_idle)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _unload_if_idle(self) -> None:
+        with self._load_lock:
+            with self._lock:
+                idle = time.monotonic() - self._last_used
+                if self._active or self._engine is None or idle < self._idle_unload_s * 0.99:
+                    return
+                self._timer = None
+                engine, self._engine = self._engine, None
+            self._release(engine, reason=f"idle for {idle:.0f} s")
+
+    def unload(self, reason: str = "requested") -> None:
+        """Free the model's memory now (waits for running jobs' load to finish); the next call reloads."""
+        with self._load_lock:
+            with self._lock:
+                self._cancel_timer()
+                engine, self._engine = self._engine, None
+            if engine is not None:
+                self._release(engine, reason)
+
+    def _release(self, engine: Any, reason: str) -> None:
+        try:
+            engine.unload()
+        except Exception:  # unloading must never take the server down
+            log.exception("engine unload failed")
+        self.unloads += 1
+        log.info("model unloaded (%s)", reason)
+
+    def describe(self) -> dict[str, Any]:
+        """Engine figures for cache_stats: loaded or not, device, memory, queue."""
+        engine = self._engine
+        info: dict[str, Any] = {
+            "model_loaded": engine is not None,
+            "model_error": self.load_error,
+            "checkpoint": str(self._checkpoint),
+            "load_s": self.load_s,
+            "loads": self.loads,
+            "unloads": self.unloads,
+            "idle_unload_s": self._idle_unload_s,
+            "active_jobs": self._active,
+        }
+        if engine is not None:
+            info["device"] = str(engine.device)
+            info["memory"] = engine.memory_info()
+            info["queue_depth"] = engine.queue_depth
+        return info
+
+
+def _explain_load_failure(exc: Exception, checkpoint: Path) -> str:
+    """The reason plus the fix, whatever the loader raised."""
+    if isinstance(exc, EngineError):
+        return f"the GLM-TTS model could not be loaded: {exc}"
+    return (
+        f"the GLM-TTS model could not be loaded from {checkpoint}: {type(exc).__name__}: {exc}. "
+        "Check the checkpoint (`glmtts-mcp download`, or --checkpoint / GLMTTS_MCP_CHECKPOINT), "
+        "the device (--device cpu) and the dtype (--dtype float32)."
+    )

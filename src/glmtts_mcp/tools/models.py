@@ -1,0 +1,124 @@
+"""Structured results of the tools: these models are the tools' output schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from glmtts_mcp.voices.models import LibraryStats, StatsCounters
+
+
+class CloneVoiceResult(BaseModel):
+    """A voice in the library, ready for `synthesize(voice=voice_id)`."""
+
+    voice_id: str
+    name: str
+    existed: bool = Field(description="true when this exact clip and transcript were already in the library")
+    transcript: str
+    transcript_source: Literal["user", "whisper"]
+    language: str | None = None
+    duration_s: float = Field(description="length of the reference clip in seconds")
+    timings: dict[str, float] = Field(description="seconds per stage (load, extraction stages, total)")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class VoiceSummary(BaseModel):
+    """One voice of a listing; `broken` says why a voice cannot be used."""
+
+    voice_id: str
+    name: str | None = None
+    transcript_excerpt: str | None = None
+    duration_s: float | None = None
+    language: str | None = None
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    tags: list[str] = Field(default_factory=list)
+    stale: bool = Field(description="stored with other model files or schema; re-extracted on next use")
+    broken: str | None = None
+    uri: str = Field(description="voice://{voice_id}: the voice's metadata as a resource")
+
+
+class ListVoicesResult(BaseModel):
+    voices: list[VoiceSummary]
+    next_cursor: str | None = Field(default=None, description="pass as `cursor` for the next page")
+
+
+class DeleteVoiceResult(BaseModel):
+    voice_id: str
+    name: str | None
+    deleted: bool
+
+
+class RenameVoiceResult(BaseModel):
+    voice_id: str
+    old_name: str
+    name: str
+
+
+class ExportVoiceResult(BaseModel):
+    voice_id: str
+    name: str
+    path: str
+    bytes: int
+
+
+class ImportVoiceResult(BaseModel):
+    voice_id: str
+    name: str
+    transcript: str
+    duration_s: float
+
+
+class SynthesizeResult(BaseModel):
+    """Where the audio is and how it was made."""
+
+    voice_id: str
+    voice_name: str | None = None
+    cache_hit: bool = Field(description="true when the voice's features came from the library (no extraction)")
+    cache_tier: str = Field(description="device, memory, disk, reextracted, or cloned (new voice)")
+    duration_s: float
+    sample_rate: int
+    format: str
+    uri: str = Field(description="audio://{id}: the saved audio as a resource")
+    path: str = Field(description="the saved audio file")
+    bytes: int
+    segments: int
+    returned: list[str] = Field(description="the return-mode parts actually in this result")
+    note: str | None = Field(default=None, description="why a requested part was replaced, if one was")
+    timings: dict[str, float]
+    warnings: list[str] = Field(default_factory=list)
+
+
+class EngineStats(BaseModel):
+    """The model's state: loaded or not, where, how much memory, how many jobs wait."""
+
+    model_loaded: bool
+    model_error: str | None = None
+    checkpoint: str
+    device: str | None = None
+    memory: dict[str, Any] | None = None
+    queue_depth: int | None = None
+    active_jobs: int
+    load_s: float | None = None
+    loads: int
+    unloads: int
+    idle_unload_s: float
+
+
+class CacheStatsResult(StatsCounters):
+    """This process's library counters at top level, then gauges, the engine and the output store."""
+
+    voice_count: int
+    broken_voices: int
+    stale_voices: int
+    disk_bytes: int
+    memory_bytes: int
+    memory_capacity_bytes: int
+    device_bytes: int
+    device_capacity_bytes: int
+    outputs_count: int
+    outputs_bytes: int
+    engine: EngineStats
+    library: LibraryStats

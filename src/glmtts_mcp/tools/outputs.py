@@ -1,0 +1,102 @@
+"""The bounded store of synthesized audio behind `audio://{id}`: one file per output, pruned on every save.
+
+Retention: at most `keep_count` files, `keep_bytes` bytes, and nothing older than `keep_age_s`
+(0 disables the age limit); the oldest files go first. The newest file is always kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from glmtts_mcp.engine.encode import AUDIO_FORMATS
+
+AUDIO_MIME: dict[str, str] = {name: f.mime_type for name, f in AUDIO_FORMATS.items()}
+_ID_RE = re.compile(rf"^[0-9]{{8}}T[0-9]{{6}}-[0-9a-f]{{8}}\.({'|'.join(AUDIO_MIME)})$")
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """One saved output: its audio:// id (file name), path and MIME type."""
+
+    output_id: str
+    path: Path
+    mime_type: str
+
+    @property
+    def uri(self) -> str:
+        return f"audio://{self.output_id}"
+
+
+class OutputStore:
+    """Synthesized files under one folder; ids are file names, so a URI never reaches outside it."""
+
+    def __init__(self, root: Path, keep_count: int, keep_bytes: int, keep_age_s: float) -> None:
+        self.root = root
+        self.keep_count = keep_count
+        self.keep_bytes = keep_bytes
+        self.keep_age_s = keep_age_s
+        self._lock = threading.Lock()
+
+    def save(self, data: bytes, fmt: str) -> StoredOutput:
+        """Write atomically (temp file + rename), then apply the retention policy."""
+        if fmt not in AUDIO_MIME:
+            raise ValueError(f"unknown audio format {fmt!r}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        output_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}.{fmt}"
+        path = self.root / output_id
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=f".{fmt}")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.prune(keep=path)
+        return StoredOutput(output_id, path, AUDIO_MIME[fmt])
+
+    def get(self, output_id: str) -> StoredOutput | None:
+        """The stored output with this id, or None when unknown, pruned or malformed."""
+        if not _ID_RE.match(output_id):
+            return None
+        path = self.root / output_id
+        if not path.is_file():
+            return None
+        return StoredOutput(output_id, path, AUDIO_MIME[output_id.rsplit(".", 1)[1]])
+
+    def files(self) -> list[Path]:
+        """Stored files, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [p for p in self.root.iterdir() if _ID_RE.match(p.name) and p.is_file()]
+        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
+
+    def prune(self, keep: Path | None = None) -> int:
+        """Delete files beyond the count/bytes/age limits, oldest first; returns how many went."""
+        with self._lock:
+            files = self.files()
+            now = time.time()
+            sizes = {p: p.stat().st_size for p in files}
+            total = sum(sizes.values())
+            removed = 0
+            for path in files:
+                remaining = len(files) - removed
+                too_old = self.keep_age_s > 0 and now - path.stat().st_mtime > self.keep_age_s
+                if path == keep or not (remaining > self.keep_count or total > self.keep_bytes or too_old):
+                    continue
+                path.unlink(missing_ok=True)
+                total -= sizes[path]
+                removed += 1
+            return removed
+
+    def stats(self) -> tuple[int, int]:
+        """(file count, total bytes) of the store."""
+        files = self.files()
+        return len(files), sum(p.stat().st_size for p in files)

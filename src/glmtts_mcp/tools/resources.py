@@ -1,0 +1,75 @@
+"""Resources: voice://{voice_id} (metadata JSON), voice://{voice_id}/reference (FLAC), audio://{id} (outputs).
+
+A template's MIME type is fixed, so outputs get one template per audio format.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+
+from glmtts_mcp.tools.app import App
+from glmtts_mcp.tools.outputs import AUDIO_MIME
+from glmtts_mcp.voices.errors import VoiceLibraryError, VoiceNotFound
+
+
+def register_resources(server: MCPServer, app: App) -> None:
+    """Add the voice and audio resource templates to `server`."""
+    library = app.library
+
+    @server.resource(
+        "voice://{voice_id}",
+        name="voice",
+        title="Voice metadata",
+        description="A stored voice: name, transcript, language, duration, timings (JSON).",
+        mime_type="application/json",
+    )
+    async def voice_metadata(voice_id: str) -> str:
+        try:
+            record = await anyio.to_thread.run_sync(lambda: library.resolve(voice_id))
+        except VoiceNotFound as exc:
+            raise ResourceNotFoundError(str(exc)) from exc
+        except VoiceLibraryError as exc:
+            raise ResourceError(str(exc)) from exc
+        return record.model_dump_json(indent=2)
+
+    @server.resource(
+        "voice://{voice_id}/reference",
+        name="voice_reference",
+        title="Voice reference audio",
+        description="The reference recording a voice was cloned from (FLAC).",
+        mime_type="audio/flac",
+    )
+    async def voice_reference(voice_id: str) -> bytes:
+        try:
+            record = await anyio.to_thread.run_sync(lambda: library.resolve(voice_id))
+            path = library.reference_audio_path(record.id)
+            return await anyio.to_thread.run_sync(path.read_bytes)
+        except VoiceNotFound as exc:
+            raise ResourceNotFoundError(str(exc)) from exc
+        except (VoiceLibraryError, OSError) as exc:
+            raise ResourceError(f"cannot read the reference audio of {voice_id!r}: {exc}") from exc
+
+    for fmt, mime in AUDIO_MIME.items():
+        _register_output_template(server, app, fmt, mime)
+
+
+def _register_output_template(server: MCPServer, app: App, fmt: str, mime: str) -> None:
+    @server.resource(
+        f"audio://{{output_id}}.{fmt}",
+        name=f"audio_{fmt}",
+        title=f"Synthesized speech ({fmt})",
+        description="Audio made by synthesize, kept in the bounded output store (oldest files are pruned).",
+        mime_type=mime,
+    )
+    async def output_audio(output_id: str) -> bytes:
+        stored = app.outputs.get(f"{output_id}.{fmt}")
+        if stored is None:
+            raise ResourceNotFoundError(
+                f"no synthesized audio audio://{output_id}.{fmt}: it never existed or was pruned by the retention policy"
+            )
+        try:
+            return await anyio.to_thread.run_sync(stored.path.read_bytes)
+        except OSError as exc:
+            raise ResourceError(f"cannot read audio://{output_id}.{fmt}: {exc}") from exc

@@ -1,0 +1,213 @@
+"""Voice-library tools: clone_voice, list_voices, delete_voice, rename_voice, export_voice, import_voice.
+
+Only clone_voice needs the model; the others keep working when it cannot load.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from glmtts_mcp.tools.app import App
+from glmtts_mcp.tools.cloning import clone_or_get
+from glmtts_mcp.tools.errors import user_errors
+from glmtts_mcp.tools.models import (
+    CloneVoiceResult,
+    DeleteVoiceResult,
+    ExportVoiceResult,
+    ImportVoiceResult,
+    ListVoicesResult,
+    RenameVoiceResult,
+    VoiceSummary,
+)
+from glmtts_mcp.tools.paths import audio_source, resolve_allowed_path, writable_target
+from glmtts_mcp.tools.progress import relay_for
+
+log = logging.getLogger(__name__)
+
+EXCERPT_CHARS = 80
+
+VoiceArg = Annotated[str, Field(description="voice id or name (see list_voices)", min_length=1, max_length=256)]
+
+
+async def notify_voices_changed(ctx: Context) -> None:
+    """resources/list_changed on every transport: the subscription bus (2026-07-28) and the session (older)."""
+    try:
+        await ctx.notify_resources_changed()
+    except Exception as exc:  # no listener is no error
+        log.debug("subscription notify failed: %r", exc)
+    try:
+        await ctx.session.send_resource_list_changed()
+    except Exception as exc:  # stateless requests have no standalone stream
+        log.debug("session notify failed: %r", exc)
+
+
+def _excerpt(text: str | None) -> str | None:
+    if text is None or len(text) <= EXCERPT_CHARS:
+        return text
+    return text[: EXCERPT_CHARS - 1].rstrip() + "…"
+
+
+def register_voice_tools(server: MCPServer, app: App) -> None:
+    """Add the library tools to `server`."""
+    settings = app.settings
+    library = app.library
+
+    @server.tool(
+        title="Clone a voice",
+        annotations=ToolAnnotations(
+            title="Clone a voice", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    async def clone_voice(
+        audio: Annotated[
+            str,
+            Field(
+                description="reference recording (3-30 s of one speaker): an absolute path or file:// URI inside "
+                "the allowed folders; base64 data only for small clips",
+                min_length=1,
+            ),
+        ],
+        ctx: Context,
+        name: Annotated[str | None, Field(description="a name to use instead of the id", max_length=256)] = None,
+        transcript: Annotated[
+            str | None, Field(description="what is said in the clip; omitted: Whisper transcribes it")
+        ] = None,
+        language: Annotated[str | None, Field(description="language code of the clip, e.g. en, zh")] = None,
+    ) -> CloneVoiceResult:
+        """Clone a voice from a short recording into the voice library and return its id.
+
+        Cloning the same clip (and transcript) again returns the stored voice without recomputing it.
+        """
+        with user_errors():
+            source = audio_source(audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
+            relay = relay_for(ctx)
+            start = time.perf_counter()
+            async with relay.running():
+                await relay.report(0, None, "loading the model" if app.host.engine is None else "starting")
+                outcome = await app.host.run(
+                    lambda engine: clone_or_get(engine, library, source, name, transcript, language, relay)
+                )
+            if not outcome.existed:
+                await notify_voices_changed(ctx)
+            record = outcome.record
+            timings = dict(outcome.timings)
+            timings["total"] = time.perf_counter() - start
+            return CloneVoiceResult(
+                voice_id=record.id,
+                name=record.name,
+                existed=outcome.existed,
+                transcript=record.transcript,
+                transcript_source=record.transcript_source,
+                language=record.language,
+                duration_s=outcome.duration_s,
+                timings=timings,
+                warnings=outcome.warnings,
+            )
+
+    @server.tool(
+        title="List voices",
+        annotations=ToolAnnotations(title="List voices", read_only_hint=True, open_world_hint=False),
+    )
+    async def list_voices(
+        query: Annotated[str | None, Field(description="filter: part of a name, id or transcript")] = None,
+        limit: Annotated[int, Field(description="voices per page", ge=1, le=200)] = 20,
+        cursor: Annotated[str | None, Field(description="next_cursor from the previous page")] = None,
+    ) -> ListVoicesResult:
+        """List the voices in the library (newest first), with transcript excerpts and health flags."""
+        with user_errors():
+            page = await anyio.to_thread.run_sync(lambda: library.list_voices(query=query, limit=limit, cursor=cursor))
+            return ListVoicesResult(
+                voices=[
+                    VoiceSummary(
+                        voice_id=v.id,
+                        name=v.name,
+                        transcript_excerpt=_excerpt(v.transcript),
+                        duration_s=v.duration_s,
+                        language=v.language,
+                        created_at=v.created_at,
+                        last_used_at=v.last_used_at,
+                        tags=v.tags,
+                        stale=v.stale,
+                        broken=v.broken,
+                        uri=f"voice://{v.id}",
+                    )
+                    for v in page.voices
+                ],
+                next_cursor=page.next_cursor,
+            )
+
+    @server.tool(
+        title="Delete a voice",
+        annotations=ToolAnnotations(
+            title="Delete a voice", read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    async def delete_voice(voice: VoiceArg, ctx: Context) -> DeleteVoiceResult:
+        """Delete a voice (by id or name) and its stored files from the library."""
+        with user_errors():
+            record = await anyio.to_thread.run_sync(lambda: library.resolve(voice))
+            await anyio.to_thread.run_sync(lambda: library.delete(record.id))
+            await notify_voices_changed(ctx)
+            return DeleteVoiceResult(voice_id=record.id, name=record.name, deleted=True)
+
+    @server.tool(
+        title="Rename a voice",
+        annotations=ToolAnnotations(
+            title="Rename a voice", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    async def rename_voice(
+        voice: VoiceArg,
+        name: Annotated[str, Field(description="the new name", min_length=1, max_length=256)],
+        ctx: Context,
+    ) -> RenameVoiceResult:
+        """Give a voice a new name (ids never change)."""
+        with user_errors():
+            old = await anyio.to_thread.run_sync(lambda: library.resolve(voice))
+            record = await anyio.to_thread.run_sync(lambda: library.rename(old.id, name))
+            await notify_voices_changed(ctx)
+            return RenameVoiceResult(voice_id=record.id, old_name=old.name, name=record.name)
+
+    @server.tool(
+        title="Export a voice",
+        annotations=ToolAnnotations(
+            title="Export a voice", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    async def export_voice(
+        voice: VoiceArg,
+        path: Annotated[str, Field(description="absolute path of the archive to write (inside the allowed folders)")],
+    ) -> ExportVoiceResult:
+        """Write a voice (reference audio, transcript, features) to a portable archive file."""
+        with user_errors():
+            record = await anyio.to_thread.run_sync(lambda: library.resolve(voice))
+            dest = writable_target(path, settings.allowed_dirs, what="archive path")
+            written = await anyio.to_thread.run_sync(lambda: library.export_voice(record.id, dest))
+            return ExportVoiceResult(voice_id=record.id, name=record.name, path=str(written), bytes=written.stat().st_size)
+
+    @server.tool(
+        title="Import a voice",
+        annotations=ToolAnnotations(
+            title="Import a voice", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    async def import_voice(
+        path: Annotated[str, Field(description="absolute path of an archive made by export_voice")],
+        ctx: Context,
+        name: Annotated[str | None, Field(description="a name for the imported voice", max_length=256)] = None,
+    ) -> ImportVoiceResult:
+        """Add a voice from an archive made by export_voice (checked before anything is stored)."""
+        with user_errors():
+            source = resolve_allowed_path(path, settings.allowed_dirs, what="archive")
+            record = await anyio.to_thread.run_sync(lambda: library.import_voice(source, name=name))
+            await notify_voices_changed(ctx)
+            return ImportVoiceResult(
+                voice_id=record.id, name=record.name, transcript=record.transcript, duration_s=record.duration_s
+            )
