@@ -1,0 +1,102 @@
+"""Settings: precedence flags > env > TOML file > defaults, fixed names, clear errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from glmtts_mcp.config import ConfigError, load_settings, parse_return_mode
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in list(os.environ):
+        if key.startswith("GLMTTS_MCP_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
+def test_defaults_are_usable(tmp_path: Path) -> None:
+    s = load_settings()
+    assert s.allowed_dirs == [Path.home().resolve()]
+    assert s.return_mode == "audio+path"
+    assert s.format == "ogg"
+    assert s.preload == "lazy"
+    assert s.token is None
+    assert s.max_result_bytes == 1024 * 1024
+
+
+def test_fixed_env_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    monkeypatch.setenv("GLMTTS_MCP_CHECKPOINT", str(tmp_path / "ck"))
+    monkeypatch.setenv("GLMTTS_MCP_VOICES_DIR", str(tmp_path / "voices"))
+    monkeypatch.setenv("GLMTTS_MCP_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("GLMTTS_MCP_ALLOWED_DIRS", f"{a}{os.pathsep}{b}")
+    monkeypatch.setenv("GLMTTS_MCP_TOKEN", "s3cret")
+    s = load_settings()
+    assert s.checkpoint == tmp_path / "ck"
+    assert s.voices_dir == tmp_path / "voices"
+    assert s.output_dir == tmp_path / "out"
+    assert s.allowed_dirs == [a.resolve(), b.resolve()]
+    assert s.token is not None and s.token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s)
+
+
+def test_precedence_flag_env_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('device = "cuda"\nconcurrency = 3\nformat = "mp3"\nallowed_dirs = ["/tmp"]\n')
+    monkeypatch.setenv("GLMTTS_MCP_CONCURRENCY", "2")
+    s = load_settings(cfg, format="wav")
+    assert s.device == "cuda"  # file
+    assert s.concurrency == 2  # env beats file
+    assert s.format == "wav"  # flag beats file
+    assert s.allowed_dirs == [Path("/tmp").resolve()]
+
+
+def test_config_file_from_env_and_default_place(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "named.toml"
+    cfg.write_text('whisper_model = "small"\n')
+    monkeypatch.setenv("GLMTTS_MCP_CONFIG", str(cfg))
+    assert load_settings().whisper_model == "small"
+    monkeypatch.delenv("GLMTTS_MCP_CONFIG")
+    default = tmp_path / "xdg-config" / "glmtts-mcp" / "config.toml"
+    default.parent.mkdir(parents=True)
+    default.write_text('whisper_model = "tiny"\n')
+    assert load_settings().whisper_model == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("nonsense = 1\n", "unknown keys ['nonsense']"),
+        ("device = \n", "cannot read config file"),
+        ('preload = "sometimes"\n', "preload"),
+    ],
+)
+def test_bad_config_file(tmp_path: Path, content: str, needle: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert needle in str(info.value)
+
+
+def test_missing_named_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_invalid_values_are_named() -> None:
+    with pytest.raises(ConfigError, match="concurrency"):
+        load_settings(concurrency="0")
+    with pytest.raises(ConfigError, match="return_mode"):
+        load_settings(return_mode="audio+bogus")
+
+
+def test_parse_return_mode() -> None:
+    assert parse_return_mode("audio+path") == ("audio", "path")
+    assert parse_return_mode(" LINK , path+link") == ("link", "path")
+    with pytest.raises(ValueError, match="audio, resource, link, path"):
+        parse_return_mode("")

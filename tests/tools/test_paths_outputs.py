@@ -1,0 +1,96 @@
+"""Path confinement, the audio argument, the output store's retention, and return-mode rendering."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from pathlib import Path
+
+import pytest
+from mcp.server.mcpserver.exceptions import ToolError
+
+from glmtts_mcp.tools.outputs import OutputStore
+from glmtts_mcp.tools.paths import audio_source, resolve_allowed_path, writable_target
+from glmtts_mcp.tools.results import inline_fits, render_audio
+
+
+def test_confined_paths(tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    clip = allowed / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    assert resolve_allowed_path(str(clip), [allowed]) == clip.resolve()
+    assert resolve_allowed_path(clip.as_uri(), [allowed]) == clip.resolve()
+    with pytest.raises(ToolError, match="outside the allowed folders"):
+        resolve_allowed_path("/etc/shadow", [allowed])
+    with pytest.raises(ToolError, match="outside the allowed folders"):
+        resolve_allowed_path(str(allowed / ".." / "x.wav"), [allowed])
+    link = allowed / "sneaky.wav"
+    link.symlink_to("/etc/passwd")
+    with pytest.raises(ToolError, match="outside the allowed folders"):
+        resolve_allowed_path(str(link), [allowed])
+    with pytest.raises(ToolError, match="relative path"):
+        resolve_allowed_path("clip.wav", [allowed])
+    with pytest.raises(ToolError, match="does not exist"):
+        resolve_allowed_path(str(allowed / "missing.wav"), [allowed])
+    with pytest.raises(ToolError, match="not a regular file"):
+        resolve_allowed_path(str(allowed), [allowed])
+    with pytest.raises(ToolError, match="remote host"):
+        resolve_allowed_path("file://evil.example/clip.wav", [allowed])
+
+
+def test_writable_target(tmp_path: Path) -> None:
+    assert writable_target(str(tmp_path / "a.zip"), [tmp_path]) == tmp_path.resolve() / "a.zip"
+    with pytest.raises(ToolError, match="outside"):
+        writable_target("/etc/cron.d/x", [tmp_path])
+    with pytest.raises(ToolError, match="does not exist"):
+        writable_target(str(tmp_path / "no" / "a.zip"), [tmp_path])
+
+
+def test_audio_argument_base64_bounded(tmp_path: Path) -> None:
+    payload = os.urandom(3000)
+    b64 = base64.b64encode(payload).decode()
+    assert audio_source(b64, [tmp_path], 10_000) == payload
+    assert audio_source("data:audio/wav;base64," + b64, [tmp_path], 10_000) == payload
+    with pytest.raises(ToolError, match="larger than 1000 bytes"):
+        audio_source(b64, [tmp_path], 1000)
+    with pytest.raises(ToolError, match="does not decode"):
+        audio_source("data:audio/wav;base64,@@@", [tmp_path], 10_000)
+
+
+def test_output_store_retention(tmp_path: Path) -> None:
+    store = OutputStore(tmp_path / "out", keep_count=3, keep_bytes=10_000, keep_age_s=0)
+    saved = [store.save(bytes([i]) * 100, "wav") for i in range(5)]
+    names = [p.name for p in store.files()]
+    assert len(names) == 3 and names == [s.output_id for s in saved[2:]]
+    assert store.get(saved[0].output_id) is None
+    got = store.get(saved[-1].output_id)
+    assert got is not None and got.mime_type == "audio/wav" and got.uri.startswith("audio://")
+    assert store.get("../../etc/passwd") is None
+    # bytes bound: a big file pushes older ones out, but the newest always stays
+    big = store.save(b"x" * 20_000, "ogg")
+    assert [p.name for p in store.files()] == [big.output_id]
+    # age bound
+    aged = OutputStore(tmp_path / "aged", keep_count=100, keep_bytes=10**9, keep_age_s=60)
+    old = aged.save(b"a", "mp3")
+    os.utime(old.path, (time.time() - 3600, time.time() - 3600))
+    new = aged.save(b"b", "mp3")
+    assert [p.name for p in aged.files()] == [new.output_id]
+
+
+def test_render_falls_back_to_link_and_path(tmp_path: Path) -> None:
+    store = OutputStore(tmp_path, 10, 10**9, 0)
+    small = store.save(b"o" * 1000, "ogg")
+    r = render_audio(small, b"o" * 1000, "audio+path", 1024 * 1024, "done")
+    assert r.parts == ["audio", "path"] and r.note is None
+    assert [b.type for b in r.blocks] == ["text", "audio"]
+    assert str(small.path) in r.blocks[0].text
+    data = b"x" * 900_000
+    big = store.save(data, "wav")
+    assert not inline_fits(len(data), 1, 1024 * 1024)
+    r = render_audio(big, data, "audio+resource", 1024 * 1024, "done")
+    assert r.parts == ["link", "path"]
+    assert r.note and "too large" in r.note
+    assert [b.type for b in r.blocks] == ["text", "resource_link"]
+    assert "too large" in r.blocks[0].text and big.uri in r.blocks[0].text
