@@ -1,0 +1,82 @@
+"""The voice library: a cloned voice's prompt features, extracted once and kept.
+
+The library stores named tensors plus metadata and never imports the engine; the server wires the
+engine's `FEATURE_SCHEMA` into a `FeatureSchema` and passes the engine's callbacks in.
+
+On disk (root defaults to `default_root()`, e.g. ~/.local/share/glmtts-mcp/voices):
+    voices/<id>/features.safetensors   named tensors (never pickles)
+    voices/<id>/meta.json              VoiceRecord: name, transcripts, times, hashes, schema, fingerprint...
+    voices/<id>/reference.flac         the normalized reference audio, mono 16-bit, to rebuild features
+    stats.json                         lifetime counters; generation, tmp/, locks/ are bookkeeping
+
+API (what the MCP tools call):
+    VoiceLibrary(root, schema, fingerprint="", memory_bytes=256 MiB, device_bytes=0, reextract=None,
+                 *, flush_interval_s=30.0)
+    .voice_id_for(pcm, sample_rate, transcript) -> str
+        sha256 (first 20 hex) of the int16 reference PCM, its rate and the given transcript
+        (None = "ask Whisper", distinct from "").
+    .get_or_create(pcm, sample_rate, transcript, create: () -> NewVoiceData, name=None)
+        -> (VoiceRecord, existed)   create() runs at most once per voice, across threads and processes.
+    .resolve(id_or_name) -> VoiceRecord          names are unique case-insensitively
+    .load_features(id_or_name, device=None) -> LoadedVoice(record, tensors, tier, load_s)
+        tier: "device" | "memory" | "disk" | "reextracted"; tensors are the caller's own copies.
+    .list_voices(query=None, limit=50, cursor=None) -> VoicePage(voices, next_cursor)
+        broken voices are listed with `broken` set to the reason.
+    .rename(id_or_name, new_name) -> VoiceRecord
+    .delete(id_or_name) -> VoiceRecord | None   (None: the deleted voice's meta.json was unreadable)
+    .export_voice(id_or_name, dest_path) -> Path
+    .import_voice(archive_path, name=None) -> (VoiceRecord, existed)
+    .reference_audio_path(id_or_name) -> Path
+    .stale_voices() -> list[VoiceRecord];  .refresh_stale(progress=None) -> int
+        reextract(pcm: float32 ndarray, sample_rate, transcript, language) -> (tensors, timings)
+    .is_stale(record) -> bool
+    .stats() -> LibraryStats (session and lifetime StatsCounters, plus gauges)
+    .flush(); .close()  (also a context manager; close runs at exit too)
+
+Errors: VoiceLibraryError > VoiceNotFound, InvalidVoiceName, VoiceExists, BrokenVoice, StaleVoice,
+ArchiveError. Messages name the problem and the fix.
+"""
+
+from glmtts_mcp.voices.errors import (
+    ArchiveError,
+    BrokenVoice,
+    InvalidVoiceName,
+    StaleVoice,
+    VoiceExists,
+    VoiceLibraryError,
+    VoiceNotFound,
+)
+from glmtts_mcp.voices.library import DEFAULT_MEMORY_BYTES, Progress, Reextract, VoiceLibrary, default_root
+from glmtts_mcp.voices.models import (
+    LibraryStats,
+    LoadedVoice,
+    NewVoiceData,
+    StatsCounters,
+    VoiceListing,
+    VoicePage,
+    VoiceRecord,
+)
+from glmtts_mcp.voices.schema import FeatureSchema
+
+__all__ = [
+    "DEFAULT_MEMORY_BYTES",
+    "ArchiveError",
+    "BrokenVoice",
+    "FeatureSchema",
+    "InvalidVoiceName",
+    "LibraryStats",
+    "LoadedVoice",
+    "NewVoiceData",
+    "Progress",
+    "Reextract",
+    "StaleVoice",
+    "StatsCounters",
+    "VoiceExists",
+    "VoiceLibrary",
+    "VoiceLibraryError",
+    "VoiceListing",
+    "VoiceNotFound",
+    "VoicePage",
+    "VoiceRecord",
+    "default_root",
+]

@@ -1,0 +1,200 @@
+"""One-file export of a voice, and an import that trusts nothing in the file.
+
+An archive is a zip holding exactly meta.json, features.safetensors, reference.flac and
+manifest.json (sha256 and size of the other three). Import refuses unknown, duplicate, nested,
+absolute, traversing, symlink or encrypted members, members over their size limit (counted while
+reading, whatever the zip claims), hash mismatches, tensors outside the feature schema, audio that
+is not mono 16-bit FLAC, and an id that does not follow from the audio and transcript.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+
+from glmtts_mcp.voices.audio import decode_reference
+from glmtts_mcp.voices.errors import ArchiveError
+from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
+from glmtts_mcp.voices.models import VoiceRecord
+from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
+from glmtts_mcp.voices.store import FEATURES_FILE, MAX_FILE_BYTES, META_FILE, REFERENCE_FILE, fsync_dir, write_new_file
+
+MANIFEST_FILE = "manifest.json"
+ARCHIVE_FORMAT = "glmtts-mcp-voice-archive"
+ARCHIVE_SUFFIX = ".glmtts-voice.zip"
+MEMBER_LIMITS = {MANIFEST_FILE: 64 << 10, **MAX_FILE_BYTES}
+MAX_ARCHIVE_BYTES = sum(MEMBER_LIMITS.values()) + (1 << 20)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class ArchiveContents:
+    """A validated archive: the record, the three voice files, and what they decode to."""
+
+    record: VoiceRecord
+    files: dict[str, bytes]
+    tensors: dict[str, torch.Tensor] | None  # None when stored under another schema version
+    pcm: np.ndarray  # int16 mono
+    sample_rate: int
+
+
+def write_archive(dest: Path, files: dict[str, bytes]) -> Path:
+    """Write the archive atomically (temp file beside `dest`, then rename)."""
+    manifest = {
+        "format": ARCHIVE_FORMAT,
+        "version": 1,
+        "files": {name: {"sha256": _sha256(data), "size": len(data)} for name, data in sorted(files.items())},
+    }
+    staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    try:
+        with zipfile.ZipFile(staging, "x", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(MANIFEST_FILE, json.dumps(manifest, indent=1))
+            for name in (META_FILE, FEATURES_FILE, REFERENCE_FILE):
+                archive.writestr(name, files[name])
+        with open(staging, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(staging, dest)
+        fsync_dir(dest.parent)
+    finally:
+        staging.unlink(missing_ok=True)
+    return dest
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return f"member {name!r} has an absolute path"
+    if ".." in name.replace("\\", "/").split("/"):
+        return f"member {name!r} tries to leave the archive folder (path traversal)"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return f"member {name!r} is a symlink"
+    if info.is_dir():
+        return f"member {name!r} is a folder"
+    if info.flag_bits & 0x1:
+        return f"member {name!r} is encrypted"
+    if name not in MEMBER_LIMITS:
+        return f"member {name!r} is not part of a voice archive (expected {sorted(MEMBER_LIMITS)})"
+    if info.file_size > MEMBER_LIMITS[name]:
+        return f"member {name!r} declares {info.file_size} bytes, over its {MEMBER_LIMITS[name]}-byte limit"
+    return None
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ArchiveError(f"cannot read archive {path}: {exc.strerror}; check the path") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ArchiveError(f"{path} is not a regular file; pass the path of a voice archive")
+    if info.st_size > MAX_ARCHIVE_BYTES:
+        raise ArchiveError(f"{path} is {info.st_size} bytes, over the {MAX_ARCHIVE_BYTES}-byte limit for a voice")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            names = [member.filename for member in members]
+            if len(names) != len(set(names)):
+                raise ArchiveError(f"{path} has duplicate members; it is not a voice archive from export_voice")
+            for member in members:
+                problem = _member_problem(member)
+                if problem:
+                    raise ArchiveError(f"refused {path}: {problem}")
+            missing = sorted(set(MEMBER_LIMITS) - set(names))
+            if missing:
+                raise ArchiveError(f"{path} lacks {missing}; export the voice again")
+            contents: dict[str, bytes] = {}
+            for member in members:
+                limit = MEMBER_LIMITS[member.filename]
+                with archive.open(member) as handle:
+                    data = handle.read(limit + 1)
+                if len(data) > limit:
+                    raise ArchiveError(f"refused {path}: member {member.filename!r} expands past {limit} bytes")
+                contents[member.filename] = data
+            return contents
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+        raise ArchiveError(f"{path} is not a readable zip archive ({exc}); export the voice again") from exc
+
+
+def _check_manifest(path: Path, contents: dict[str, bytes]) -> None:
+    try:
+        manifest = json.loads(contents[MANIFEST_FILE])
+        entries = manifest["files"]
+        ok = manifest.get("format") == ARCHIVE_FORMAT and isinstance(entries, dict)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArchiveError(f"{path}: manifest.json is unreadable; export the voice again") from exc
+    if not ok or set(entries) != {META_FILE, FEATURES_FILE, REFERENCE_FILE}:
+        raise ArchiveError(f"{path}: manifest.json does not describe a voice archive; export the voice again")
+    for name, entry in entries.items():
+        data = contents[name]
+        if not isinstance(entry, dict) or entry.get("sha256") != _sha256(data) or entry.get("size") != len(data):
+            raise ArchiveError(f"{path}: {name} does not match its sha256 in manifest.json (corrupt or tampered)")
+
+
+def _check_record(path: Path, record: VoiceRecord, contents: dict[str, bytes]) -> None:
+    problem = name_problem(record.name) or tags_problem(record.tags)
+    if not is_voice_id(record.id):
+        problem = f"id {record.id!r} is not a voice id"
+    if problem:
+        raise ArchiveError(f"{path}: meta.json is unusable: {problem}")
+    for name, digest, size in (
+        (FEATURES_FILE, record.features_sha256, record.features_bytes),
+        (REFERENCE_FILE, record.reference_sha256, record.reference_bytes),
+    ):
+        if _sha256(contents[name]) != digest or len(contents[name]) != size:
+            raise ArchiveError(f"{path}: {name} does not match the hash meta.json records (corrupt or tampered)")
+
+
+def _load_features(path: Path, record: VoiceRecord, data: bytes, schema: FeatureSchema) -> dict[str, torch.Tensor] | None:
+    header, problem = parse_safetensors_header(data)
+    if problem is None and record.schema_version == schema.version:
+        problem = schema.header_problem(header)
+    if problem:
+        raise ArchiveError(f"{path}: features do not fit the feature schema: {problem}")
+    if record.schema_version != schema.version:
+        return None
+    try:
+        tensors = load_tensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ArchiveError(f"{path}: features.safetensors is corrupt ({exc})") from exc
+    problem = schema.problem_with(tensors)
+    if problem:
+        raise ArchiveError(f"{path}: features do not fit the feature schema: {problem}")
+    return tensors
+
+
+def read_archive(path: Path, schema: FeatureSchema) -> ArchiveContents:
+    """Validate everything in an archive (see module docstring); ArchiveError on any doubt."""
+    path = Path(path)
+    contents = _read_members(path)
+    _check_manifest(path, contents)
+    try:
+        record = VoiceRecord.model_validate_json(contents[META_FILE])
+    except ValidationError as exc:
+        raise ArchiveError(f"{path}: meta.json is invalid ({exc.errors()[0]['msg']}); export the voice again") from exc
+    _check_record(path, record, contents)
+    tensors = _load_features(path, record, contents[FEATURES_FILE], schema)
+    try:
+        pcm, sample_rate = decode_reference(contents[REFERENCE_FILE])
+    except ValueError as exc:
+        raise ArchiveError(f"{path}: {exc}") from exc
+    if sample_rate != record.sample_rate:
+        raise ArchiveError(f"{path}: reference audio is {sample_rate} Hz but meta.json says {record.sample_rate} Hz")
+    if voice_id(pcm, sample_rate, record.transcript_input) != record.id:
+        raise ArchiveError(f"{path}: the id in meta.json does not follow from the reference audio and transcript "
+                           "(tampered or corrupt); export the voice again")
+    files = {name: contents[name] for name in (META_FILE, FEATURES_FILE, REFERENCE_FILE)}
+    return ArchiveContents(record, files, tensors, pcm, sample_rate)

@@ -1,0 +1,35 @@
+"""The kept reference audio: mono 16-bit FLAC, lossless, so ids can be recomputed from it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import soundfile as sf
+
+
+def encode_reference(pcm: np.ndarray, sample_rate: int) -> bytes:
+    """FLAC bytes of canonical int16 mono PCM."""
+    buffer = io.BytesIO()
+    sf.write(buffer, pcm, sample_rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def decode_reference(data: bytes) -> tuple[np.ndarray, int]:
+    """(int16 mono PCM, sample rate) of reference FLAC bytes; ValueError if they are anything else."""
+    try:
+        info = sf.info(io.BytesIO(data))
+        if info.format != "FLAC" or info.subtype != "PCM_16" or info.channels != 1:
+            raise ValueError(f"reference audio must be mono 16-bit FLAC, found {info.format}/{info.subtype}/"
+                             f"{info.channels} channels")
+        pcm, sample_rate = sf.read(io.BytesIO(data), dtype="int16", always_2d=False)
+    except RuntimeError as exc:  # libsndfile errors derive from RuntimeError
+        raise ValueError(f"reference audio cannot be decoded: {exc}") from exc
+    if pcm.ndim != 1 or pcm.size == 0:
+        raise ValueError("reference audio holds no mono samples")
+    return np.ascontiguousarray(pcm), int(sample_rate)
+
+
+def pcm_to_float(pcm: np.ndarray) -> np.ndarray:
+    """float32 in [-1, 1] from int16, what the engine's re-extraction takes."""
+    return (pcm.astype(np.float32) / 32767.0).clip(-1.0, 1.0)

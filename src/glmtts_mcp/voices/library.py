@@ -1,0 +1,742 @@
+"""VoiceLibrary: clone once, load forever. Ties the store, index, tiers, stats and archives together.
+
+The library never imports the engine: it stores named tensors checked against a `FeatureSchema`,
+and asks the engine for features only through the `create` argument of `get_or_create` and the
+`reextract` callback (for voices whose schema version or engine fingerprint went stale).
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import platformdirs
+import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX, read_archive, write_archive
+from glmtts_mcp.voices.audio import decode_reference, encode_reference, pcm_to_float
+from glmtts_mcp.voices.cache import ByteLRU
+from glmtts_mcp.voices.errors import (
+    ArchiveError,
+    BrokenVoice,
+    InvalidVoiceName,
+    StaleVoice,
+    VoiceExists,
+    VoiceLibraryError,
+    VoiceNotFound,
+)
+from glmtts_mcp.voices.identity import (
+    MAX_NAME_LENGTH,
+    canonical_pcm,
+    is_voice_id,
+    lookup_problem,
+    name_key,
+    name_problem,
+    tags_problem,
+    voice_id,
+)
+from glmtts_mcp.voices.index import IndexEntry, VoiceIndex
+from glmtts_mcp.voices.models import (
+    LibraryStats,
+    LoadedVoice,
+    NewVoiceData,
+    Tier,
+    VoiceListing,
+    VoicePage,
+    VoiceRecord,
+)
+from glmtts_mcp.voices.schema import FeatureSchema, tensors_nbytes
+from glmtts_mcp.voices.stats import StatsKeeper
+from glmtts_mcp.voices.store import FEATURES_FILE, META_FILE, REFERENCE_FILE, VOICE_FILES, VoiceStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MEMORY_BYTES = 256 << 20
+DEFAULT_FLUSH_INTERVAL_S = 30.0
+MAX_PAGE_SIZE = 500
+_SEE_VOICES = "Call list_voices to see the stored voices, or clone a voice first."
+
+Tensors = dict[str, torch.Tensor]
+Reextract = Callable[[np.ndarray, int, str, str | None], tuple[Tensors, dict[str, float]]]
+Progress = Callable[[float, float, str], None]
+
+
+def default_root() -> Path:
+    """Where voices live when the server is given no root: the user data dir, e.g. ~/.local/share."""
+    return Path(platformdirs.user_data_dir("glmtts-mcp", appauthor=False)) / "voices"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _meta_bytes(record: VoiceRecord) -> bytes:
+    return record.model_dump_json(indent=1, exclude={"extraction_s"}).encode()
+
+
+def _cpu_copies(tensors: Tensors) -> Tensors:
+    return {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
+
+
+def _copy(tensor: torch.Tensor, target: torch.device) -> torch.Tensor:
+    if target.type == "cpu" and tensor.device.type == "cpu" and tensor.dtype != torch.bfloat16:
+        # numpy copies on this thread; torch's intra-op pool can stall for milliseconds on a busy host
+        return torch.from_numpy(tensor.numpy().copy())
+    return tensor.to(target, copy=True)
+
+
+def _copies_on(tensors: Tensors, device: torch.device | None) -> Tensors:
+    """Independent copies for the caller, so nobody can alter a cached voice."""
+    target = device or torch.device("cpu")
+    return {name: _copy(t, target) for name, t in tensors.items()}
+
+
+class _FeaturesChanged(Exception):
+    """The features on disk no longer match the record we looked up (replaced meanwhile)."""
+
+
+class VoiceLibrary:
+    """A folder of voices (see the package docstring for the full contract)."""
+
+    def __init__(
+        self,
+        root: Path,
+        schema: FeatureSchema,
+        fingerprint: str = "",
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        device_bytes: int = 0,
+        reextract: Reextract | None = None,
+        *,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+    ) -> None:
+        self.schema = schema
+        self.fingerprint = fingerprint
+        self._reextract = reextract
+        self._store = VoiceStore(Path(root))
+        self.root = self._store.root
+        self._index = VoiceIndex(self._store, schema)
+        self._memory: ByteLRU[tuple[str, str], Tensors] = ByteLRU(memory_bytes)
+        self._device: ByteLRU[tuple[str, str, str], Tensors] = ByteLRU(device_bytes)
+        self._stats = StatsKeeper(self._store)
+        self._last_used: dict[str, datetime] = {}
+        self._last_used_lock = threading.Lock()
+        with self._store.write_lock():  # taking it clears what a killed writer left in tmp/
+            pass
+        self._index.refresh(full=True)
+        self._closed = False
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if flush_interval_s > 0:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, args=(flush_interval_s,), name="voice-library-flush", daemon=True
+            )
+            self._flusher.start()
+        atexit.register(self.close)
+
+    # ----- identity and lookup -----
+    def voice_id_for(self, pcm: np.ndarray, sample_rate: int, transcript: str | None) -> str:
+        """The id a clone of this audio and transcript gets (None transcript: Whisper decides)."""
+        try:
+            return voice_id(pcm, sample_rate, transcript)
+        except ValueError as exc:
+            raise VoiceLibraryError(f"cannot identify the reference audio: {exc}") from exc
+
+    def _lookup(self, id_or_name: str) -> IndexEntry:
+        problem = lookup_problem(id_or_name)
+        if problem is not None and is_voice_id(str(id_or_name).lower()):
+            id_or_name, problem = str(id_or_name).lower(), None
+        if problem is not None:
+            raise InvalidVoiceName(f"{problem}. Pass a voice id or name as shown by list_voices.")
+        for full in (False, True):  # a full rescan also catches folders a killed writer never announced
+            self._index.refresh(full=full)
+            entry = self._index.get(id_or_name) if is_voice_id(id_or_name) else self._index.by_name(id_or_name)
+            if entry is not None:
+                return entry
+        self._stats.add(misses=1)
+        raise VoiceNotFound(f"no voice {id_or_name!r} in the library at {self.root}. {_SEE_VOICES}")
+
+    def _healthy(self, entry: IndexEntry) -> VoiceRecord:
+        if entry.broken is not None or entry.record is None:
+            label = f"{entry.voice_id} ({entry.record.name})" if entry.record else entry.voice_id
+            raise BrokenVoice(
+                f"voice {label} is broken: {entry.broken}. Delete it and clone it again, "
+                "or import an exported copy."
+            )
+        return entry.record
+
+    def resolve(self, id_or_name: str) -> VoiceRecord:
+        """The record of a voice given its id or (case-insensitive) name."""
+        return self._healthy(self._lookup(id_or_name))
+
+    def is_stale(self, record: VoiceRecord) -> bool:
+        """True when the voice's features come from another schema version or engine fingerprint."""
+        if record.schema_version != self.schema.version:
+            return True
+        return bool(self.fingerprint) and record.fingerprint != self.fingerprint
+
+    def reference_audio_path(self, id_or_name: str) -> Path:
+        """The kept reference audio (mono 16-bit FLAC) of a voice."""
+        record = self.resolve(id_or_name)
+        return self._store.voice_dir(record.id) / REFERENCE_FILE
+
+    # ----- clone -----
+    def get_or_create(
+        self,
+        pcm: np.ndarray,
+        sample_rate: int,
+        transcript: str | None,
+        create: Callable[[], NewVoiceData],
+        name: str | None = None,
+    ) -> tuple[VoiceRecord, bool]:
+        """Return the stored voice for this audio+transcript, or call `create` once and store it.
+
+        Concurrent callers (threads or processes) with the same audio wait for the first; they get
+        (record, True) without calling `create`. `name` is used only for a new voice.
+        """
+        vid = self.voice_id_for(pcm, sample_rate, transcript)
+        if name is not None and (problem := name_problem(name)):
+            raise InvalidVoiceName(f"{problem}. Choose another name.")
+        found = self._existing(vid)
+        if found is not None:
+            return found, True
+        with self._store.clone_lock(vid):
+            self._index.refresh(full=True)
+            found = self._existing(vid)
+            if found is not None:
+                return found, True
+            if name is not None:
+                self._check_name_free(name, vid)
+            started = time.perf_counter()
+            data = create()
+            self._check_new_voice(data)
+            log.info("extracted voice %s in %.2f s", vid, time.perf_counter() - started)
+            tensors = _cpu_copies(data.tensors)
+            features = save_tensors(tensors)
+            reference = encode_reference(canonical_pcm(pcm), int(sample_rate))
+            with self._store.write_lock():
+                self._index.refresh(full=True)
+                if name is not None:
+                    self._check_name_free(name, vid)
+                now = _now()
+                record = VoiceRecord(
+                    id=vid,
+                    name=name or self._default_name(vid),
+                    transcript=data.transcript,
+                    transcript_input=transcript,
+                    transcript_source=data.transcript_source,
+                    language=data.language,
+                    created_at=now,
+                    last_used_at=now,
+                    duration_s=float(data.duration_s),
+                    sample_rate=int(sample_rate),
+                    reference_sha256=_sha256(reference),
+                    reference_bytes=len(reference),
+                    features_sha256=_sha256(features),
+                    features_bytes=len(features),
+                    schema_version=self.schema.version,
+                    fingerprint=self.fingerprint,
+                    tags=list(data.tags),
+                    timings=dict(data.timings),
+                )
+                self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
+        self._remember(record, tensors)
+        self._stats.add(clones_created=1, extraction_s_spent=record.extraction_s)
+        return record, False
+
+    def _existing(self, vid: str) -> VoiceRecord | None:
+        """A healthy stored voice with this id (counted as a reuse), or None."""
+        self._index.refresh()
+        entry = self._index.get(vid)
+        if entry is None or entry.broken is not None or entry.record is None:
+            return None
+        self._stats.add(clones_existing=1, extraction_s_saved=entry.record.extraction_s)
+        self._touch(vid)
+        return entry.record
+
+    def _check_new_voice(self, data: NewVoiceData) -> None:
+        """The engine's output must fit the schema; anything else is a bug worth a clear error."""
+        if not isinstance(data, NewVoiceData):
+            raise VoiceLibraryError(f"create() must return NewVoiceData, got {type(data).__name__}")
+        problem = self.schema.problem_with(data.tensors)
+        if problem is None and not isinstance(data.transcript, str):
+            problem = "transcript is not text"
+        if problem is None and data.transcript_source not in ("user", "whisper"):
+            problem = f"transcript_source {data.transcript_source!r} is not 'user' or 'whisper'"
+        if problem is None and not (math.isfinite(data.duration_s) and data.duration_s > 0):
+            problem = f"duration_s {data.duration_s!r} is not a positive number"
+        if problem is None and not all(isinstance(v, int | float) and math.isfinite(v) for v in data.timings.values()):
+            problem = "timings must be finite seconds"
+        if problem is None:
+            problem = tags_problem(data.tags)
+        if problem is not None:
+            raise VoiceLibraryError(f"the new voice's data cannot be stored: {problem}")
+
+    def _check_name_free(self, name: str, owner: str) -> None:
+        entry = self._index.by_name(name)
+        if entry is not None and entry.voice_id != owner:
+            raise VoiceExists(
+                f"the name {name!r} already belongs to voice {entry.voice_id}; "
+                "choose another name, or rename or delete that voice first."
+            )
+
+    def _default_name(self, vid: str) -> str:
+        """Keep a broken predecessor's name, else 'voice-<id prefix>', lengthened until unique."""
+        entry = self._index.get(vid)
+        if entry is not None and entry.record is not None and self._index.by_name(entry.record.name) is entry:
+            return entry.record.name
+        for length in range(6, len(vid) + 1):
+            candidate = f"voice-{vid[:length]}"
+            if self._index.by_name(candidate) is None:
+                return candidate
+        raise VoiceExists(f"no free default name for voice {vid}; pass a name")
+
+    def _unique_variant(self, name: str, vid: str) -> str:
+        """`name`, or `name-2`, `name-3`, ... (for imports whose name is taken)."""
+        owner = self._index.by_name(name)
+        if owner is None or owner.voice_id == vid:
+            return name
+        for counter in range(2, 10_000):
+            suffix = f"-{counter}"
+            candidate = name[: MAX_NAME_LENGTH - len(suffix)].rstrip() + suffix
+            if self._index.by_name(candidate) is None:
+                return candidate
+        return self._default_name(vid)
+
+    def _commit(self, record: VoiceRecord, files: dict[str, bytes]) -> None:
+        """Write a whole voice folder (write lock held) and announce it."""
+        self._store.commit_voice(record.id, {**files, META_FILE: _meta_bytes(record)})
+        self._after_write()
+
+    def _after_write(self) -> None:
+        self._store.bump_generation()
+        self._flush_locked()
+        self._index.refresh()
+
+    # ----- load -----
+    def load_features(self, id_or_name: str, device: str | torch.device | None = None) -> LoadedVoice:
+        """The voice's tensors (the caller's own copies) on `device` (default CPU).
+
+        Served from the device tier, the memory tier or disk, in that order; stale voices are
+        re-extracted first when a `reextract` callback was given.
+        """
+        started = time.perf_counter()
+        target = torch.device(device) if device is not None else None
+        entry = self._lookup(id_or_name)
+        for _ in range(3):
+            try:
+                return self._load(entry, target, started)
+            except _FeaturesChanged:
+                self._index.refresh(full=True)
+                entry = self._lookup(entry.voice_id)
+        raise VoiceLibraryError(f"voice {entry.voice_id} keeps changing on disk while loading; retry")
+
+    def _load(self, entry: IndexEntry, target: torch.device | None, started: float) -> LoadedVoice:
+        if entry.broken is not None:
+            self._stats.add(broken_loads=1)
+        record = self._healthy(entry)
+        tensors: Tensors | None = None
+        tier: Tier
+        if self.is_stale(record):
+            if self._reextract is not None:
+                record, tensors = self._refresh_voice(record.id)
+            elif record.schema_version != self.schema.version:
+                raise StaleVoice(
+                    f"voice {record.name} ({record.id}) was stored under feature schema v{record.schema_version}; "
+                    f"this engine needs v{self.schema.version}. Load it through the server with its engine "
+                    "(which re-extracts it from the kept reference audio), or clone it again."
+                )
+        use_device = target is not None and target.type != "cpu" and self._device.capacity_bytes > 0
+        device_key = (record.id, record.features_sha256, str(target))
+        if tensors is not None:
+            tier = "reextracted"
+        elif use_device and (cached := self._device.get(device_key)) is not None:
+            return self._served(record, _copies_on(cached, target), "device", started)
+        else:
+            if use_device:
+                self._stats.add(device_misses=1)
+            tensors = self._memory.get((record.id, record.features_sha256))
+            tier = "memory"
+            if tensors is None:
+                self._stats.add(memory_misses=1)
+                tensors = self._read_features(record)
+                self._remember(record, tensors)
+                tier = "disk"
+        result = _copies_on(tensors, target)
+        if use_device:
+            evicted = self._device.put(device_key, _copies_on(result, target), tensors_nbytes(result))
+            self._stats.add(device_evictions=evicted)
+        return self._served(record, result, tier, started)
+
+    def _served(self, record: VoiceRecord, tensors: Tensors, tier: Tier, started: float) -> LoadedVoice:
+        load_s = time.perf_counter() - started
+        if tier != "reextracted":  # a re-extraction is counted by _refresh_voice, not as a hit
+            self._stats.add(**{f"{tier}_hits": 1, f"{tier}_load_s_total": load_s,
+                               "extraction_s_saved": record.extraction_s})
+        self._touch(record.id)
+        return LoadedVoice(record=record, tensors=tensors, tier=tier, load_s=load_s)
+
+    def _read_features(self, record: VoiceRecord) -> Tensors:
+        """Read, hash-check and schema-check features from disk; marks the voice broken on failure."""
+        try:
+            data = self._store.read(record.id, FEATURES_FILE)
+        except VoiceNotFound as exc:
+            raise VoiceNotFound(f"voice {record.name} ({record.id}) was deleted while loading. {_SEE_VOICES}") from exc
+        except OSError as exc:
+            self._broken(record, f"{FEATURES_FILE} cannot be read: {exc}")
+        if _sha256(data) != record.features_sha256:
+            if self._changed_on_disk(record):
+                raise _FeaturesChanged
+            self._broken(record, f"{FEATURES_FILE} does not match its recorded sha256 (corrupt)")
+        try:
+            tensors = load_tensors(data)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            self._broken(record, f"{FEATURES_FILE} is corrupt: {exc}")
+        problem = self.schema.problem_with(tensors)
+        if problem is not None:
+            self._broken(record, f"features do not fit the schema: {problem}")
+        return tensors
+
+    def _changed_on_disk(self, record: VoiceRecord) -> bool:
+        try:
+            current = VoiceRecord.model_validate_json(self._store.read(record.id, META_FILE))
+        except (VoiceLibraryError, OSError, ValidationError):
+            return False
+        return current.features_sha256 != record.features_sha256
+
+    def _broken(self, record: VoiceRecord, reason: str) -> NoReturn:
+        self._index.mark_broken(record.id, reason)
+        self._drop_cached(record.id)
+        self._stats.add(broken_loads=1)
+        raise BrokenVoice(
+            f"voice {record.name} ({record.id}) is broken: {reason}. Delete it and clone it again, "
+            "or import an exported copy."
+        )
+
+    def _remember(self, record: VoiceRecord, tensors: Tensors) -> None:
+        evicted = self._memory.put((record.id, record.features_sha256), tensors, tensors_nbytes(tensors))
+        self._stats.add(memory_evictions=evicted)
+
+    def _drop_cached(self, vid: str) -> None:
+        self._memory.discard_where(lambda key: key[0] == vid)
+        self._device.discard_where(lambda key: key[0] == vid)
+
+    def _touch(self, vid: str) -> None:
+        """Note a use; meta.json's last_used_at is written later by flush (never on the load path)."""
+        with self._last_used_lock:
+            self._last_used[vid] = _now()
+
+    # ----- stale features -----
+    def stale_voices(self) -> list[VoiceRecord]:
+        """Healthy voices whose features predate the current schema version or engine fingerprint."""
+        self._index.refresh(full=True)
+        return [e.record for e in self._index.entries() if e.broken is None and e.record and self.is_stale(e.record)]
+
+    def refresh_stale(self, progress: Progress | None = None) -> int:
+        """Re-extract every stale voice from its kept reference audio; returns how many were refreshed.
+
+        A voice that fails is logged and left stale; the others go on.
+        """
+        if self._reextract is None:
+            raise VoiceLibraryError("this library has no re-extraction callback; open it through the server "
+                                    "with its engine loaded to refresh stale voices.")
+        stale = self.stale_voices()
+        refreshed = 0
+        for done, record in enumerate(stale):
+            if progress is not None:
+                progress(done, len(stale), f"re-extracting {record.name}")
+            try:
+                self._refresh_voice(record.id)
+                refreshed += 1
+            except VoiceLibraryError as exc:
+                log.warning("could not refresh voice %s: %s", record.id, exc)
+        if progress is not None:
+            progress(len(stale), len(stale), f"refreshed {refreshed} of {len(stale)} stale voices")
+        return refreshed
+
+    def _refresh_voice(self, vid: str) -> tuple[VoiceRecord, Tensors | None]:
+        """Re-extract one voice in place (same id and name); tensors is None if it was already fresh."""
+        if self._reextract is None:
+            raise VoiceLibraryError("no re-extraction callback was given to the voice library")
+        with self._store.clone_lock(vid):
+            self._index.refresh(full=True)
+            record = self._healthy(self._lookup(vid))
+            if not self.is_stale(record):
+                return record, None
+            reference = self._store.read(vid, REFERENCE_FILE)
+            if _sha256(reference) != record.reference_sha256:
+                self._broken(record, f"{REFERENCE_FILE} does not match its recorded sha256 (corrupt)")
+            pcm, sample_rate = decode_reference(reference)
+            tensors, timings = self._run_reextract(pcm, sample_rate, record.transcript, record.language)
+            features = save_tensors(tensors)
+            with self._store.write_lock():
+                current = VoiceRecord.model_validate_json(self._store.read(vid, META_FILE))
+                record = current.model_copy(update={
+                    "features_sha256": _sha256(features),
+                    "features_bytes": len(features),
+                    "schema_version": self.schema.version,
+                    "fingerprint": self.fingerprint,
+                    "timings": timings,
+                })
+                self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
+        self._drop_cached(vid)
+        self._remember(record, tensors)
+        self._stats.add(reextractions=1, extraction_s_spent=record.extraction_s)
+        log.info("re-extracted stale voice %s (%s)", record.name, vid)
+        return record, tensors
+
+    def _run_reextract(self, pcm: np.ndarray, sample_rate: int, transcript: str,
+                       language: str | None) -> tuple[Tensors, dict[str, float]]:
+        assert self._reextract is not None
+        tensors, timings = self._reextract(pcm_to_float(pcm), sample_rate, transcript, language)
+        problem = self.schema.problem_with(tensors)
+        if problem is not None:
+            raise VoiceLibraryError(f"re-extracted features do not fit the schema: {problem}")
+        return _cpu_copies(tensors), {str(k): float(v) for k, v in timings.items()}
+
+    # ----- listing, rename, delete -----
+    def list_voices(self, query: str | None = None, limit: int = 50, cursor: str | None = None) -> VoicePage:
+        """A page of voices sorted by name, broken ones included with the reason.
+
+        `query` matches (case-insensitively) id, name, transcript, language and tags.
+        """
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise VoiceLibraryError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit!r}")
+        after = self._decode_cursor(cursor) if cursor else None
+        self._index.refresh(full=True)
+        listings = sorted((self._listing(e) for e in self._index.entries()), key=self._sort_key)
+        if query:
+            needle = query.casefold()
+            listings = [item for item in listings if needle in self._haystack(item)]
+        if after is not None:
+            listings = [item for item in listings if self._sort_key(item) > after]
+        page = listings[:limit]
+        more = len(listings) > limit
+        return VoicePage(voices=page, next_cursor=self._encode_cursor(self._sort_key(page[-1])) if more else None)
+
+    def _listing(self, entry: IndexEntry) -> VoiceListing:
+        record = entry.record
+        if record is None:
+            return VoiceListing(id=entry.voice_id, broken=entry.broken)
+        return VoiceListing(
+            id=entry.voice_id, name=record.name, transcript=record.transcript, language=record.language,
+            duration_s=record.duration_s, created_at=record.created_at, last_used_at=record.last_used_at,
+            tags=record.tags, stale=self.is_stale(record), broken=entry.broken,
+        )
+
+    @staticmethod
+    def _sort_key(item: VoiceListing) -> tuple[str, str]:
+        return (name_key(item.name) if item.name else "\U0010ffff", item.id)
+
+    @staticmethod
+    def _haystack(item: VoiceListing) -> str:
+        return "\n".join([item.id, item.name or "", item.transcript or "", item.language or "", *item.tags]).casefold()
+
+    @staticmethod
+    def _encode_cursor(key: tuple[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+    @staticmethod
+    def _decode_cursor(cursor: str) -> tuple[str, str]:
+        try:
+            key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+            if isinstance(key, list) and len(key) == 2 and all(isinstance(part, str) for part in key):
+                return (key[0], key[1])
+        except (ValueError, UnicodeError, binascii.Error):
+            pass
+        raise InvalidVoiceName("the cursor is not one this library returned; pass next_cursor from the last page, "
+                               "or no cursor to start over.")
+
+    def rename(self, id_or_name: str, new_name: str) -> VoiceRecord:
+        """Give a voice another (unique, case-insensitive) name."""
+        if problem := name_problem(new_name):
+            raise InvalidVoiceName(f"{problem}. Choose another name.")
+        vid = self._lookup(id_or_name).voice_id
+        with self._store.write_lock():
+            self._index.refresh(full=True)
+            self._healthy(self._lookup(vid))
+            self._check_name_free(new_name, vid)
+            try:
+                current = VoiceRecord.model_validate_json(self._store.read(vid, META_FILE))
+            except (OSError, ValidationError) as exc:
+                raise BrokenVoice(f"voice {vid} has an unreadable meta.json ({exc}); delete it and clone again") from exc
+            record = current.model_copy(update={"name": new_name})
+            self._store.replace_meta(vid, _meta_bytes(record))
+            self._stats.add(renames=1)
+            self._after_write()
+        return record
+
+    def delete(self, id_or_name: str) -> VoiceRecord | None:
+        """Delete a voice (healthy or broken); returns its record, None if its meta.json was unreadable.
+
+        Callers already holding its tensors keep them: loaded tensors never point into the files.
+        """
+        entry = self._lookup(id_or_name)
+        with self._store.write_lock():
+            self._store.remove_voice(entry.voice_id)
+            self._stats.add(deletes=1)
+            self._after_write()
+        self._drop_cached(entry.voice_id)
+        with self._last_used_lock:
+            self._last_used.pop(entry.voice_id, None)
+        return entry.record
+
+    # ----- archives -----
+    def export_voice(self, id_or_name: str, dest_path: Path) -> Path:
+        """Write the voice to one archive file; a folder as `dest_path` gets '<name>.glmtts-voice.zip'."""
+        record = self.resolve(id_or_name)
+        files = {name: self._store.read(record.id, name) for name in VOICE_FILES}
+        for name, digest in ((FEATURES_FILE, record.features_sha256), (REFERENCE_FILE, record.reference_sha256)):
+            if _sha256(files[name]) != digest:
+                if self._changed_on_disk(record):
+                    return self.export_voice(record.id, dest_path)
+                self._broken(record, f"{name} does not match its recorded sha256 (corrupt)")
+        dest = Path(dest_path).expanduser()
+        if dest.is_dir():
+            dest = dest / f"{record.name}{ARCHIVE_SUFFIX}"
+        if not dest.parent.is_dir():
+            raise VoiceLibraryError(f"cannot export to {dest}: folder {dest.parent} does not exist; create it first")
+        write_archive(dest, files)
+        self._stats.add(exports=1)
+        return dest
+
+    def import_voice(self, archive_path: Path, name: str | None = None) -> tuple[VoiceRecord, bool]:
+        """Add a voice from an archive made by export_voice; (record, existed).
+
+        Everything is validated before anything is written (see archive.py). A voice already here
+        is returned as is. Without `name`, the archive's name is kept, suffixed '-2', '-3'... if taken.
+        """
+        if name is not None and (problem := name_problem(name)):
+            raise InvalidVoiceName(f"{problem}. Choose another name.")
+        contents = read_archive(Path(archive_path).expanduser(), self.schema)
+        incoming = contents.record
+        with self._store.clone_lock(incoming.id):
+            self._index.refresh(full=True)
+            found = self._existing(incoming.id)
+            if found is not None:
+                return found, True
+            files = dict(contents.files)
+            tensors = contents.tensors
+            if tensors is None:
+                if self._reextract is None:
+                    raise ArchiveError(
+                        f"{archive_path} holds features of schema v{incoming.schema_version}; this library needs "
+                        f"v{self.schema.version}. Import it through the server with its engine loaded."
+                    )
+                tensors, timings = self._run_reextract(contents.pcm, contents.sample_rate, incoming.transcript,
+                                                       incoming.language)
+                files[FEATURES_FILE] = save_tensors(tensors)
+                incoming = incoming.model_copy(update={
+                    "features_sha256": _sha256(files[FEATURES_FILE]),
+                    "features_bytes": len(files[FEATURES_FILE]),
+                    "schema_version": self.schema.version,
+                    "fingerprint": self.fingerprint,
+                    "timings": timings,
+                })
+                self._stats.add(reextractions=1, extraction_s_spent=incoming.extraction_s)
+            with self._store.write_lock():
+                self._index.refresh(full=True)
+                if name is not None:
+                    self._check_name_free(name, incoming.id)
+                final_name = name or self._unique_variant(incoming.name, incoming.id)
+                record = incoming.model_copy(update={"name": final_name, "last_used_at": None})
+                self._stats.add(imports=1)
+                self._commit(record, {FEATURES_FILE: files[FEATURES_FILE], REFERENCE_FILE: files[REFERENCE_FILE]})
+        self._remember(record, tensors)
+        return record, False
+
+    # ----- stats and lifecycle -----
+    def stats(self) -> LibraryStats:
+        """Session and lifetime counters, plus what is on disk and in the tiers now."""
+        self._index.refresh()
+        entries = self._index.entries()
+        broken = [e for e in entries if e.broken is not None]
+        usable = [e.record for e in entries if e.broken is None and e.record is not None]
+        lifetime, since = self._stats.lifetime()
+        return LibraryStats(
+            root=str(self.root),
+            session_started_at=self._stats.started_at,
+            session=self._stats.session(),
+            lifetime=lifetime,
+            lifetime_since=since,
+            voice_count=len(usable),
+            broken_voices=len(broken),
+            stale_voices=sum(self.is_stale(record) for record in usable),
+            disk_bytes=sum(e.disk_bytes for e in entries),
+            features_disk_bytes=sum(e.features_bytes for e in entries),
+            memory_bytes=self._memory.nbytes,
+            memory_capacity_bytes=self._memory.capacity_bytes,
+            memory_voices=len(self._memory),
+            device_bytes=self._device.nbytes,
+            device_capacity_bytes=self._device.capacity_bytes,
+            device_voices=len(self._device),
+        )
+
+    def flush(self) -> None:
+        """Write pending last-used times and add pending counts to the lifetime stats file."""
+        with self._store.write_lock():
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        with self._last_used_lock:
+            pending, self._last_used = self._last_used, {}
+        wrote = False
+        for vid, when in pending.items():
+            try:
+                current = VoiceRecord.model_validate_json(self._store.read(vid, META_FILE))
+                if current.last_used_at is None or current.last_used_at < when:
+                    self._store.replace_meta(vid, _meta_bytes(current.model_copy(update={"last_used_at": when})))
+                    wrote = True
+            except (VoiceLibraryError, OSError, ValidationError):
+                continue  # deleted or broken meanwhile: nothing to note
+        if wrote:
+            self._store.bump_generation()
+        self._stats.flush()
+
+    def _flush_loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.flush()
+            except Exception:  # the timer must survive a full disk or a busy lock; the next tick retries
+                log.exception("flushing voice library stats failed")
+
+    def close(self) -> None:
+        """Stop the flush timer, write what is pending, drop the tiers. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=10)
+        try:
+            self.flush()
+        except Exception:  # at exit, a failed flush must not mask the real shutdown reason
+            log.exception("final flush of the voice library failed")
+        atexit.unregister(self.close)
+        self._memory.clear()
+        self._device.clear()
+
+    def __enter__(self) -> VoiceLibrary:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
