@@ -316,20 +316,21 @@ def fold_weight_norm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     out: dict[str, torch.Tensor] = {}
     pending: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
+        dotted = "." + key  # so a top-level module's keys match the suffixes too
         for g_suffix, v_suffix in _WEIGHT_NORM_STYLES:
-            if key.endswith(g_suffix) or key.endswith(v_suffix):
-                suffix = g_suffix if key.endswith(g_suffix) else v_suffix
-                base = key[: -len(suffix)]
+            suffix = g_suffix if dotted.endswith(g_suffix) else v_suffix if dotted.endswith(v_suffix) else None
+            if suffix is not None:
+                base = dotted[: -len(suffix)]
                 pending.setdefault(base, {})["g" if suffix == g_suffix else "v"] = value
                 break
         else:
             out[key] = value
     for base, pair in pending.items():
         if set(pair) != {"g", "v"}:
-            raise KeyError(f"weight-norm parameters of {base!r} are incomplete: found only {sorted(pair)}")
+            raise KeyError(f"weight-norm parameters of {base[1:]!r} are incomplete: found only {sorted(pair)}")
         g, v = pair["g"], pair["v"]
         norm = v.norm(p=2, dim=tuple(range(1, v.dim())), keepdim=True)
-        out[f"{base}.weight"] = v * (g / norm)
+        out[f"{base}.weight"[1:]] = v * (g / norm)
     return out
 
 
