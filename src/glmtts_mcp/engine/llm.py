@@ -75,6 +75,13 @@ class RasSettings:
     tau_r: float = 0.1
     temperature: float = 1.0
 
+    def __post_init__(self) -> None:
+        # Outside these ranges upstream's sampler fails (empty nucleus) or always redraws (win_size 0).
+        if not (0.0 < self.top_p <= 1.0 and self.top_k >= 1 and self.win_size >= 1 and self.tau_r > 0.0
+                and self.temperature > 0.0):
+            raise ValueError(f"invalid sampling settings {self}: need 0 < top_p <= 1, top_k >= 1, win_size >= 1, "
+                             f"tau_r > 0 and temperature > 0")
+
 
 class Draws(Protocol):
     """Where the random picks come from: a generator in the product, recorded picks in parity runs."""
@@ -160,7 +167,8 @@ def nucleus_size(sorted_probs: torch.Tensor, top_p: float, top_k: int) -> int:
     return kept
 
 
-def ras_sample(logp: torch.Tensor, recent: Sequence[int], step: int, settings: RasSettings, draws: Draws) -> tuple[int, int, int]:
+def ras_sample(logp: torch.Tensor, recent: Sequence[int], step: int, settings: RasSettings,
+               draws: Draws) -> tuple[int, int, int]:
     """One RAS pick from log-probabilities `logp` [vocab]: (chosen id, nucleus pick, fallback pick or -1)."""
     probs = (logp / settings.temperature).softmax(dim=0)
     sorted_probs, sorted_ids = probs.sort(descending=True, stable=True)

@@ -63,7 +63,8 @@ def run_llm_case(folder: Path, case: dict) -> CaseResult:
         "prefix": llm.prompt_ids(text, prompt_text, prompt_speech) == io["input_ids_prefix"][0].tolist(),
         "tokens": tokens == io["speech_token_out"][0].tolist(),
         "sampled": [t.sampled for t in trace] == io["step_sampled_id"].tolist(),
-        "fallback_steps": draws.fallback_steps == [i for i, f in enumerate(io["step_fallback_pick"].tolist()) if f >= 0],
+        "fallback_steps": draws.fallback_steps == [i for i, f in enumerate(io["step_fallback_pick"].tolist())
+                                                   if f >= 0],
         "logits": logits_ok,
         "step_logp": logp_ok,
     }
