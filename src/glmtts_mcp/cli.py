@@ -145,7 +145,7 @@ class _UserFacing(Exception):
 def _user_errors() -> tuple[type[Exception], ...]:
     from glmtts_mcp.engine.types import EngineError
     from glmtts_mcp.tools.server import HttpSecurityError
-    from glmtts_mcp.voices.errors import VoiceLibraryError
+    from glmtts_mcp.voices import VoiceLibraryError
 
     return (EngineError, VoiceLibraryError, HttpSecurityError, ValueError, OSError)
 
@@ -196,9 +196,8 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
                 excerpt = (v.transcript or "")[:50]
                 print(f"{v.id}  {v.name or '-':24}  {v.duration_s or 0:5.1f}s  {excerpt}{flag}")
         elif action == "delete":
-            record = lib.resolve(args.voice)
-            lib.delete(record.id)
-            print(f"deleted {record.id} ({record.name})")
+            record = lib.delete(args.voice)
+            print(f"deleted {record.id if record else args.voice}" + (f" ({record.name})" if record else ""))
         elif action == "rename":
             record = lib.rename(lib.resolve(args.voice).id, args.name)
             print(f"renamed {record.id} to {record.name}")
@@ -206,8 +205,8 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
             written = lib.export_voice(lib.resolve(args.voice).id, args.path.expanduser().resolve())
             print(f"exported to {written}")
         elif action == "import":
-            record = lib.import_voice(args.path.expanduser().resolve(), name=args.name)
-            print(f"imported {record.id} ({record.name})")
+            record, existed = lib.import_voice(args.path.expanduser().resolve(), name=args.name)
+            print(f"{'already had' if existed else 'imported'} {record.id} ({record.name})")
     finally:
         lib.close()
     return 0

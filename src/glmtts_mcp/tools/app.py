@@ -10,13 +10,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+
 from glmtts_mcp.config import Settings
 from glmtts_mcp.engine.checkpoint import fingerprint
 from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
+from glmtts_mcp.tools.cloning import extract_new_voice
 from glmtts_mcp.tools.engine_host import EngineHost, EngineLoader
 from glmtts_mcp.tools.outputs import OutputStore
-from glmtts_mcp.voices.library import VoiceLibrary
-from glmtts_mcp.voices.schema import FeatureSchema
+from glmtts_mcp.voices import FeatureSchema, VoiceLibrary
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,12 @@ def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
     """Wire the pieces; nothing heavy happens here unless `preload` is 'start'."""
     host = EngineHost(loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s)
 
-    def reextract(pcm: Any, sample_rate: int, transcript: str | None, language: str | None) -> Any:
-        """Re-extract a stale voice's features from its kept reference audio (needs the model)."""
-        from glmtts_mcp.tools.cloning import extract_new_voice
-
-        return extract_new_voice(host.ensure_loaded(), pcm, sample_rate, transcript, language, None)
+    def reextract(
+        pcm: np.ndarray, sample_rate: int, transcript: str, language: str | None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Re-extract a stale voice's features from its kept reference audio (loads the model if needed)."""
+        voice = extract_new_voice(host.ensure_loaded(), pcm, sample_rate, transcript, language, None)
+        return voice.tensors, voice.timings
 
     library = VoiceLibrary(
         settings.voices_dir,

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from glmtts_mcp.engine.types import ProgressCallback, ReferenceAudio
-from glmtts_mcp.voices.library import VoiceLibrary
-from glmtts_mcp.voices.models import NewVoiceData, VoiceRecord
+from glmtts_mcp.voices import NewVoiceData, VoiceLibrary, VoiceRecord
 
 
 @dataclass
@@ -74,6 +73,8 @@ def clone_or_get(
         ),
         name=name,
     )
+    if existed and name is not None and name != record.name:
+        record = library.rename(record.id, name)  # cloning a known clip under a new name renames it
     timings = {"prepare_reference": prepared - start}
     if not existed:
         timings.update(record.timings)

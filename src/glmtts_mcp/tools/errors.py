@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from mcp.server.mcpserver.exceptions import ToolError
 
 from glmtts_mcp.engine.types import EngineError
-from glmtts_mcp.voices.errors import VoiceLibraryError
+from glmtts_mcp.voices import VoiceLibraryError
 
 # Failures whose message already names the problem and the fix.
 USER_ERRORS: tuple[type[Exception], ...] = (EngineError, VoiceLibraryError, ValueError)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from glmtts_mcp.voices.models import LibraryStats, StatsCounters
+from glmtts_mcp.voices import LibraryStats, StatsCounters
 
 
 class CloneVoiceResult(BaseModel):
@@ -67,6 +67,7 @@ class ExportVoiceResult(BaseModel):
 class ImportVoiceResult(BaseModel):
     voice_id: str
     name: str
+    existed: bool = Field(description="true when the library already held this voice (nothing was written)")
     transcript: str
     duration_s: float
 

@@ -49,17 +49,17 @@ def resolve_allowed_path(raw: str, allowed_dirs: Sequence[Path], *, what: str = 
 
 
 def writable_target(raw: str, allowed_dirs: Sequence[Path], *, what: str = "destination") -> Path:
-    """A file path to create inside one of `allowed_dirs` (its parent folder must exist)."""
+    """A file to create, or an existing folder, inside one of `allowed_dirs` (the parent must exist)."""
     path = Path(raw.strip()).expanduser()
     if not path.is_absolute():
         raise ToolError(f"{what} {raw!r} is a relative path: pass an absolute path")
-    real = path.parent.resolve() / path.name
+    real = path.resolve() if path.is_dir() else path.parent.resolve() / path.name
     if not any(real.is_relative_to(d) for d in allowed_dirs):
         allowed = ", ".join(str(d) for d in allowed_dirs)
         raise ToolError(f"{what} {str(path)!r} is outside the allowed folders ({allowed})")
     if not real.parent.is_dir():
         raise ToolError(f"{what} folder {str(real.parent)!r} does not exist")
-    if real.exists() and not real.is_file():
+    if real.exists() and not (real.is_file() or real.is_dir()):
         raise ToolError(f"{what} {str(path)!r} exists and is not a regular file")
     return real
 

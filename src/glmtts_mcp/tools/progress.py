@@ -79,12 +79,17 @@ class ProgressRelay:
         if self._ctx is None:
             yield self
             return
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._heartbeat, heartbeat_s)
-            try:
-                yield self
-            finally:
-                tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat, heartbeat_s)
+                try:
+                    yield self
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the body's own error, not a group: callers match on its type
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from group.exceptions[0].__cause__
+            raise
 
 
 def relay_for(ctx: Context | None) -> ProgressRelay:

@@ -11,7 +11,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from glmtts_mcp.tools.app import App
 from glmtts_mcp.tools.outputs import AUDIO_MIME
-from glmtts_mcp.voices.errors import VoiceLibraryError, VoiceNotFound
+from glmtts_mcp.voices import VoiceLibraryError, VoiceNotFound
 
 
 def register_resources(server: MCPServer, app: App) -> None:

@@ -152,9 +152,10 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     async def delete_voice(voice: VoiceArg, ctx: Context) -> DeleteVoiceResult:
         """Delete a voice (by id or name) and its stored files from the library."""
         with user_errors():
-            record = await anyio.to_thread.run_sync(lambda: library.resolve(voice))
-            await anyio.to_thread.run_sync(lambda: library.delete(record.id))
+            record = await anyio.to_thread.run_sync(lambda: library.delete(voice))
             await notify_voices_changed(ctx)
+            if record is None:  # a broken voice whose meta.json was unreadable: its id was given
+                return DeleteVoiceResult(voice_id=voice, name=None, deleted=True)
             return DeleteVoiceResult(voice_id=record.id, name=record.name, deleted=True)
 
     @server.tool(
@@ -178,12 +179,15 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     @server.tool(
         title="Export a voice",
         annotations=ToolAnnotations(
-            title="Export a voice", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            title="Export a voice", read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
         ),
     )
     async def export_voice(
         voice: VoiceArg,
-        path: Annotated[str, Field(description="absolute path of the archive to write (inside the allowed folders)")],
+        path: Annotated[
+            str,
+            Field(description="absolute path of the archive file (or an existing folder) inside the allowed folders"),
+        ],
     ) -> ExportVoiceResult:
         """Write a voice (reference audio, transcript, features) to a portable archive file."""
         with user_errors():
@@ -206,8 +210,13 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         """Add a voice from an archive made by export_voice (checked before anything is stored)."""
         with user_errors():
             source = resolve_allowed_path(path, settings.allowed_dirs, what="archive")
-            record = await anyio.to_thread.run_sync(lambda: library.import_voice(source, name=name))
-            await notify_voices_changed(ctx)
+            record, existed = await anyio.to_thread.run_sync(lambda: library.import_voice(source, name=name))
+            if not existed:
+                await notify_voices_changed(ctx)
             return ImportVoiceResult(
-                voice_id=record.id, name=record.name, transcript=record.transcript, duration_s=record.duration_s
+                voice_id=record.id,
+                name=record.name,
+                existed=existed,
+                transcript=record.transcript,
+                duration_s=record.duration_s,
             )
