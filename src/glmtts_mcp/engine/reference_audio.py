@@ -1,0 +1,181 @@
+"""Reference audio for cloning: decode, mix to mono, resample, trim silence, normalise loudness, validate.
+
+Decoding uses soundfile (libsndfile: WAV, FLAC, OGG Vorbis/Opus, MP3 and more), never an external
+program. Every refusal is an AudioInputError that says what is wrong and what to do instead. The
+result depends only on the input bytes and the arguments.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from glmtts_mcp.engine.audio import resample
+from glmtts_mcp.engine.types import AudioInputError, ReferenceAudio
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_SECONDS = 600.0  # refuse before decoding: nobody needs ten minutes to clone a voice
+SILENCE_PEAK = 1e-3  # -60 dBFS: below this the clip holds no usable sound
+FRAME_S, HOP_S = 0.02, 0.01  # energy frames for trimming and loudness
+TRIM_DB = 40.0  # a frame is sound when its RMS is within 40 dB of the loudest frame
+TRIM_MARGIN_S = 0.1  # silence kept before the first and after the last sound
+TARGET_RMS_DBFS = -20.0  # loudness of the sounding frames after normalisation
+PEAK_LIMIT = 0.95  # the gain never pushes the peak above this
+CLIP_LEVEL = 0.999  # relative to the peak: samples at the peak level count as clipped
+CLIP_REFUSE_SHARE = 0.05  # more than 5 % of sounding samples pinned at the peak: square wave or hard clipping
+CLIP_WARN_SHARE = 0.002
+LOW_RATE_WARN = 16000
+
+_SUPPORTED = "WAV, FLAC, OGG (Vorbis or Opus) or MP3"
+
+
+def _decode(source: str | Path | bytes) -> tuple[np.ndarray, int, str]:
+    """(samples [N, channels] float32, sample rate, name for messages)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "the uploaded audio"
+        if not data:
+            raise AudioInputError("the reference audio is empty (0 bytes): send a recording of 5-15 s of speech")
+        handle: io.BytesIO | Path = io.BytesIO(data)
+    else:
+        path = Path(source).expanduser()
+        name = f"reference audio file {str(path)!r}"
+        if not path.is_file():
+            raise AudioInputError(f"{name} does not exist or is not a file: check the path")
+        if path.stat().st_size == 0:
+            raise AudioInputError(f"{name} is empty (0 bytes): send a recording of 5-15 s of speech")
+        handle = path
+    try:
+        with sf.SoundFile(handle) as f:
+            rate, frames = int(f.samplerate), int(f.frames)
+            if rate <= 0:
+                raise AudioInputError(f"{name} declares an invalid sample rate ({rate} Hz)")
+            if frames / rate > MAX_FILE_SECONDS:
+                raise AudioInputError(
+                    f"{name} is {frames / rate:.0f} s long; files over {MAX_FILE_SECONDS:.0f} s are not read. "
+                    "Cut a 5-15 s stretch of clear speech from it"
+                )
+            samples = f.read(dtype="float32", always_2d=True)
+    except AudioInputError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
+        reason = str(getattr(exc, "error_string", "") or exc).strip().removeprefix("Error : ")
+        raise AudioInputError(
+            f"{name} could not be decoded as audio ({reason}). Send a {_SUPPORTED} file of 5-15 s of speech"
+        ) from exc
+    if samples.size == 0:
+        raise AudioInputError(f"{name} decodes to no audio samples: the file is empty or damaged")
+    if not np.all(np.isfinite(samples)):
+        raise AudioInputError(f"{name} contains NaN or infinite samples: the file is damaged")
+    return samples, rate, name
+
+
+def _frame_rms(x: np.ndarray, rate: int) -> tuple[np.ndarray, int, int]:
+    """RMS of overlapping frames, with the frame and hop length in samples."""
+    frame, hop = max(1, int(FRAME_S * rate)), max(1, int(HOP_S * rate))
+    if len(x) < frame:
+        return np.array([np.sqrt(np.mean(x.astype(np.float64) ** 2))]), len(x), hop
+    count = 1 + (len(x) - frame) // hop
+    windows = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), frame)[::hop][:count]
+    return np.sqrt(np.mean(windows**2, axis=1)), frame, hop
+
+
+def _active_frames(x: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    rms, frame, hop = _frame_rms(x, rate)
+    active = rms >= rms.max() * 10 ** (-TRIM_DB / 20)
+    return rms, active, frame, hop
+
+
+def _trim(x: np.ndarray, rate: int) -> np.ndarray:
+    """Cut leading and trailing silence, keeping TRIM_MARGIN_S around the first and last sound."""
+    _, active, frame, hop = _active_frames(x, rate)
+    idx = np.flatnonzero(active)
+    margin = int(TRIM_MARGIN_S * rate)
+    start = max(0, int(idx[0]) * hop - margin)
+    end = min(len(x), int(idx[-1]) * hop + frame + margin)
+    return x[start:end]
+
+
+def _clipped_share(x: np.ndarray, rate: int) -> float:
+    """Share of the sounding samples that sit at the peak level (hard clipping pins them there)."""
+    peak = float(np.max(np.abs(x)))
+    _, active, frame, hop = _active_frames(x, rate)
+    mask = np.zeros(len(x), dtype=bool)
+    for i in np.flatnonzero(active):
+        mask[i * hop : i * hop + frame] = True
+    sounding = np.abs(x[mask]) if mask.any() else np.abs(x)
+    return float(np.mean(sounding >= CLIP_LEVEL * peak))
+
+
+def _normalise(x: np.ndarray, rate: int) -> np.ndarray:
+    """Gain so the sounding frames have TARGET_RMS_DBFS, capped so the peak stays under PEAK_LIMIT."""
+    rms, active, _, _ = _active_frames(x, rate)
+    level = float(np.sqrt(np.mean(rms[active] ** 2)))
+    gain = 10 ** (TARGET_RMS_DBFS / 20) / level
+    gain = min(gain, PEAK_LIMIT / float(np.max(np.abs(x))))
+    return (x.astype(np.float64) * gain).astype(np.float32)
+
+
+def load_reference(
+    source: str | Path | bytes,
+    *,
+    target_sr: int = 24000,
+    min_s: float = 2.0,
+    max_s: float = 30.0,
+    warn_s: float = 15.0,
+) -> ReferenceAudio:
+    """Decode and clean a reference clip; refuse clips that cannot make a good voice (AudioInputError)."""
+    samples, rate, name = _decode(source)
+    warnings: list[str] = []
+    mono = samples.mean(axis=1, dtype=np.float64)
+    mono = (mono - mono.mean()).astype(np.float32)  # a DC offset is not sound
+    peak = float(np.max(np.abs(mono)))
+    if peak < SILENCE_PEAK:
+        raise AudioInputError(
+            f"{name} is silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS): check the microphone and record "
+            "5-15 s of speech"
+        )
+    clipped = _clipped_share(mono, rate)
+    if clipped > CLIP_REFUSE_SHARE:
+        raise AudioInputError(
+            f"{name} is clipped or not speech: {clipped:.0%} of its samples sit at the peak level (a square wave or "
+            "hard clipping). Record again with lower input gain"
+        )
+    if clipped > CLIP_WARN_SHARE:
+        warnings.append(f"{clipped:.1%} of the samples are clipped; a recording with lower gain will clone better")
+    if rate < LOW_RATE_WARN:
+        warnings.append(f"the recording's sample rate is {rate} Hz; 16 kHz or more gives a better voice")
+
+    trimmed = _trim(mono, rate)
+    duration = len(trimmed) / rate
+    if duration < min_s:
+        raise AudioInputError(
+            f"{name} has {duration:.1f} s of sound after trimming silence (file: {len(mono) / rate:.1f} s); "
+            f"a reference must have {min_s:g}-{max_s:g} s. Record 5-15 s of continuous speech"
+        )
+    if duration > max_s:
+        raise AudioInputError(
+            f"{name} has {duration:.1f} s of sound after trimming silence; the limit is {max_s:g} s "
+            f"(at least {min_s:g} s). Cut it to 5-15 s of clear speech"
+        )
+    if duration > warn_s:
+        warnings.append(
+            f"the clip is {duration:.1f} s long; {warn_s:g} s or less works best (longer prompts slow synthesis)"
+        )
+
+    out = resample(torch.from_numpy(trimmed), rate, target_sr).numpy()
+    out = _normalise(out, target_sr)
+    for w in warnings:
+        log.info("reference audio: %s", w)
+    return ReferenceAudio(pcm=out, sample_rate=target_sr, duration_s=len(out) / target_sr, warnings=warnings)
+
+
+def reference_pcm_at(ref: ReferenceAudio, sr: int) -> torch.Tensor:
+    """The reference as a (1, T) float32 tensor at `sr` (16 kHz for CAMPPlus and the speech tokenizer)."""
+    wav = torch.from_numpy(np.ascontiguousarray(ref.pcm, dtype=np.float32)).unsqueeze(0)
+    return resample(wav, ref.sample_rate, sr)

@@ -1,0 +1,162 @@
+"""Reference audio: decoding every container, mono/resample/trim/loudness, and each refusal."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from glmtts_mcp.engine import reference_audio
+from glmtts_mcp.engine.reference_audio import PEAK_LIMIT, TARGET_RMS_DBFS, load_reference, reference_pcm_at
+from glmtts_mcp.engine.types import AudioInputError
+
+
+def voiced(seconds: float, rate: int, seed: int = 0, amp: float = 0.2) -> np.ndarray:
+    """A speech-like signal: gliding F0 with 14 harmonics, syllable envelopes (4 per second), faint noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 120 + 25 * np.sin(2 * np.pi * 0.4 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    tone = sum(np.sin(k * phase) / k for k in range(1, 15))
+    syllables = np.clip(np.sin(2 * np.pi * 2.0 * t + 0.3), 0, None) ** 0.6
+    return (amp * tone * syllables + 1e-3 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def silence(seconds: float, rate: int) -> np.ndarray:
+    return np.zeros(int(seconds * rate), dtype=np.float32)
+
+
+def write(path: Path, pcm: np.ndarray, rate: int, fmt: str, subtype: str) -> Path:
+    sf.write(path, pcm, rate, format=fmt, subtype=subtype)
+    return path
+
+
+def active_rms_dbfs(pcm: np.ndarray, rate: int) -> float:
+    rms, active, _, _ = reference_audio._active_frames(pcm, rate)
+    return 20 * np.log10(np.sqrt(np.mean(rms[active] ** 2)))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "suffix", "rate"),
+    [("WAV", "PCM_16", ".wav", 44100), ("FLAC", "PCM_24", ".flac", 44100), ("OGG", "VORBIS", ".ogg", 44100),
+     ("OGG", "OPUS", ".opus", 48000), ("MP3", "MPEG_LAYER_III", ".mp3", 44100)],
+)
+def test_stereo_files_of_every_container_load_as_clean_24k_mono(tmp_path, fmt, subtype, suffix, rate) -> None:
+    speech = voiced(6.0, rate)
+    left = np.concatenate([silence(1.0, rate), speech, silence(0.7, rate)])
+    stereo = np.stack([left, 0.5 * left], axis=1)
+    ref = load_reference(write(tmp_path / f"clip{suffix}", stereo, rate, fmt, subtype))
+    assert ref.sample_rate == 24000 and ref.pcm.dtype == np.float32 and ref.pcm.ndim == 1
+    assert ref.duration_s == pytest.approx(len(ref.pcm) / 24000)
+    assert 5.6 < ref.duration_s < 6.5  # the 1.7 s of silence is gone, up to a 0.1 s margin each side
+    assert ref.warnings == []
+    assert np.max(np.abs(ref.pcm)) <= PEAK_LIMIT + 1e-6
+    level = active_rms_dbfs(ref.pcm, 24000)
+    assert level == pytest.approx(TARGET_RMS_DBFS, abs=0.5) or np.max(np.abs(ref.pcm)) == pytest.approx(PEAK_LIMIT)
+
+
+def test_bytes_and_path_give_the_same_result_and_it_is_deterministic(tmp_path) -> None:
+    path = write(tmp_path / "a.flac", voiced(4.0, 22050, seed=3), 22050, "FLAC", "PCM_16")
+    a, b = load_reference(path), load_reference(path.read_bytes())
+    c = load_reference(str(path))
+    np.testing.assert_array_equal(a.pcm, b.pcm)
+    np.testing.assert_array_equal(a.pcm, c.pcm)
+    assert a.duration_s == b.duration_s
+
+
+def test_a_real_speech_recording(tmp_path) -> None:
+    """espeak-ng speech when the program is present (CI installs it), else the synthetic voiced signal."""
+    path = tmp_path / "speech.wav"
+    if shutil.which("espeak-ng"):
+        text = "The quick brown fox jumps over the lazy dog, then it runs into the quiet forest."
+        subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True, timeout=60)
+    else:
+        write(path, voiced(5.0, 22050, seed=9), 22050, "WAV", "PCM_16")
+    source_seconds = sf.info(path).duration
+    ref = load_reference(path)
+    assert ref.warnings == []
+    assert 2.0 < ref.duration_s <= source_seconds
+    assert abs(active_rms_dbfs(ref.pcm, 24000) - TARGET_RMS_DBFS) < 0.5 or np.max(np.abs(ref.pcm)) > 0.94
+    pcm16 = reference_pcm_at(ref, 16000)
+    assert pcm16.shape[0] == 1 and abs(pcm16.shape[1] - round(len(ref.pcm) * 2 / 3)) <= 1
+    assert reference_pcm_at(ref, 24000).shape == (1, len(ref.pcm))
+
+
+def test_long_clips_warn_and_low_rates_warn(tmp_path) -> None:
+    ref = load_reference(write(tmp_path / "long.wav", voiced(17.0, 16000), 16000, "WAV", "PCM_16"))
+    assert any("17.0 s" in w and "15 s" in w for w in ref.warnings)
+    ref = load_reference(write(tmp_path / "phone.wav", voiced(4.0, 8000), 8000, "WAV", "PCM_16"))
+    assert any("8000 Hz" in w for w in ref.warnings)
+
+
+def test_short_clip_is_refused_with_its_length_and_the_limits(tmp_path) -> None:
+    pcm = np.concatenate([silence(2.0, 16000), voiced(1.4, 16000), silence(2.0, 16000)])
+    with pytest.raises(AudioInputError, match=r"1\.[4-7] s of sound.*file: 5\.4 s.*2-30 s"):
+        load_reference(write(tmp_path / "short.wav", pcm, 16000, "WAV", "PCM_16"))
+
+
+def test_long_clip_is_refused_with_its_length_and_the_limit(tmp_path) -> None:
+    with pytest.raises(AudioInputError, match=r"31\.0 s of sound.*limit is 30 s"):
+        load_reference(write(tmp_path / "long.flac", voiced(31.0, 16000), 16000, "FLAC", "PCM_16"))
+    with pytest.raises(AudioInputError, match=r"limit is 8 s"):
+        load_reference(write(tmp_path / "mid.wav", voiced(9.0, 16000), 16000, "WAV", "PCM_16"), max_s=8.0)
+
+
+def test_huge_files_are_refused_before_decoding(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(reference_audio, "MAX_FILE_SECONDS", 10.0)
+    with pytest.raises(AudioInputError, match="files over 10 s are not read"):
+        load_reference(write(tmp_path / "hour.wav", silence(12.0, 8000), 8000, "WAV", "PCM_16"))
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3])
+def test_silence_is_refused_even_with_a_dc_offset(tmp_path, offset) -> None:
+    pcm = silence(5.0, 16000) + offset
+    with pytest.raises(AudioInputError, match="silent"):
+        load_reference(write(tmp_path / "quiet.wav", pcm, 16000, "WAV", "FLOAT"))
+
+
+def test_square_wave_and_hard_clipping_are_refused(tmp_path) -> None:
+    t = np.arange(5 * 16000) / 16000
+    square = (0.6 * np.sign(np.sin(2 * np.pi * 150 * t))).astype(np.float32)
+    with pytest.raises(AudioInputError, match="clipped"):
+        load_reference(write(tmp_path / "square.wav", square, 16000, "WAV", "PCM_16"))
+    crushed = np.clip(voiced(5.0, 16000) * 30, -1, 1)
+    with pytest.raises(AudioInputError, match=r"clipped.*lower input gain"):
+        load_reference(write(tmp_path / "crushed.wav", crushed, 16000, "WAV", "PCM_16"))
+
+
+def test_mild_clipping_is_a_warning(tmp_path) -> None:
+    pcm = voiced(5.0, 16000)
+    pcm = np.clip(pcm, -0.85 * np.abs(pcm).max(), 0.85 * np.abs(pcm).max())
+    ref = load_reference(write(tmp_path / "mild.wav", pcm, 16000, "WAV", "FLOAT"))
+    assert any("clipped" in w for w in ref.warnings)
+
+
+def test_non_audio_is_refused(tmp_path) -> None:
+    text = tmp_path / "notes.wav"
+    text.write_text("This is a text file, not a recording.\n" * 50)
+    with pytest.raises(AudioInputError, match=r"could not be decoded.*WAV, FLAC, OGG"):
+        load_reference(text)
+    with pytest.raises(AudioInputError, match="could not be decoded"):
+        load_reference(np.random.default_rng(1).bytes(40000))
+    with pytest.raises(AudioInputError, match="empty"):
+        load_reference(b"")
+    (tmp_path / "empty.mp3").write_bytes(b"")
+    with pytest.raises(AudioInputError, match="empty"):
+        load_reference(tmp_path / "empty.mp3")
+    with pytest.raises(AudioInputError, match="does not exist"):
+        load_reference(tmp_path / "missing.wav")
+
+
+def test_corrupt_flac_is_refused(tmp_path) -> None:
+    buffer = io.BytesIO()
+    sf.write(buffer, voiced(5.0, 16000), 16000, format="FLAC", subtype="PCM_16")
+    data = bytearray(buffer.getvalue())
+    data[100:] = np.random.default_rng(2).bytes(len(data) - 100)  # header kept, frames destroyed
+    with pytest.raises(AudioInputError, match="could not be decoded|no audio samples|silent"):
+        load_reference(bytes(data))
