@@ -78,6 +78,23 @@ class VoiceIndex:
             self._generation = generation
             return changed
 
+    def refresh_one(self, voice_id: str) -> IndexEntry | None:
+        """Re-check one folder's file signatures (catches edits no writer announced); its entry."""
+        with self._lock:
+            self.refresh()
+            signature = self._store.signature(voice_id)
+            old = self._entries.get(voice_id)
+            if old is not None and old.signature == signature:
+                return old
+            if all(sig is None for sig in signature) and not self._store.folder_exists(voice_id):
+                if old is not None:
+                    del self._entries[voice_id]
+                    self._rebuild_names()
+                return None
+            self._entries[voice_id] = self._inspect(voice_id, signature)
+            self._rebuild_names()
+            return self._entries[voice_id]
+
     def _rebuild_names(self) -> None:
         names: dict[str, str] = {}
         for voice_id in sorted(self._entries, key=self._creation_order):

@@ -265,8 +265,7 @@ class VoiceLibrary:
 
     def _existing(self, vid: str) -> VoiceRecord | None:
         """A healthy stored voice with this id (counted as a reuse), or None."""
-        self._index.refresh()
-        entry = self._index.get(vid)
+        entry = self._index.refresh_one(vid)
         if entry is None or entry.broken is not None or entry.record is None:
             return None
         self._stats.add(clones_existing=1, extraction_s_saved=entry.record.extraction_s)

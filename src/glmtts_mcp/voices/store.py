@@ -209,6 +209,10 @@ class VoiceStore:
                 return f"{name} is not a regular file (symlinks are refused)"
         return None
 
+    def folder_exists(self, voice_id: str) -> bool:
+        """Whether voices/<id> exists at all (even as a broken entry)."""
+        return os.path.lexists(self.voice_dir(voice_id))
+
     def signature(self, voice_id: str) -> tuple[FileSignature, ...]:
         """Signatures of a voice's files: any change to any of them changes this."""
         path = self.voice_dir(voice_id)
