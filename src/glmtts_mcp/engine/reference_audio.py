@@ -76,13 +76,12 @@ def _decode(source: str | Path | bytes) -> tuple[np.ndarray, int, str]:
 
 
 def _frame_rms(x: np.ndarray, rate: int) -> tuple[np.ndarray, int, int]:
-    """RMS of overlapping frames, with the frame and hop length in samples."""
+    """RMS of overlapping frames (from a running sum of squares: no frame copies), frame and hop in samples."""
     frame, hop = max(1, int(FRAME_S * rate)), max(1, int(HOP_S * rate))
-    if len(x) < frame:
-        return np.array([np.sqrt(np.mean(x.astype(np.float64) ** 2))]), len(x), hop
-    count = 1 + (len(x) - frame) // hop
-    windows = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), frame)[::hop][:count]
-    return np.sqrt(np.mean(windows**2, axis=1)), frame, hop
+    frame = min(frame, len(x))
+    energy = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
+    starts = np.arange(0, len(x) - frame + 1, hop)
+    return np.sqrt(np.maximum(energy[starts + frame] - energy[starts], 0.0) / frame), frame, hop
 
 
 def _active_frames(x: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -105,10 +104,11 @@ def _clipped_share(x: np.ndarray, rate: int) -> float:
     """Share of the sounding samples that sit at the peak level (hard clipping pins them there)."""
     peak = float(np.max(np.abs(x)))
     _, active, frame, hop = _active_frames(x, rate)
-    mask = np.zeros(len(x), dtype=bool)
-    for i in np.flatnonzero(active):
-        mask[i * hop : i * hop + frame] = True
-    sounding = np.abs(x[mask]) if mask.any() else np.abs(x)
+    starts = np.flatnonzero(active) * hop
+    coverage = np.zeros(len(x) + 1, dtype=np.int64)  # +1 at each active frame's start, -1 past its end
+    np.add.at(coverage, starts, 1)
+    np.add.at(coverage, np.minimum(starts + frame, len(x)), -1)
+    sounding = np.abs(x[np.cumsum(coverage[:-1]) > 0])
     return float(np.mean(sounding >= CLIP_LEVEL * peak))
 
 
