@@ -4,6 +4,7 @@ Read beside upstream `cosyvoice/hifigan_cosy2/generator.py` (HiFTGenerator, Sour
 SineGen2, ResBlock), `f0_predictor.py` (ConvRNNF0Predictor) and `utils/hift_util.py` (the
 CosyVoice2 parameter set). Module and parameter names follow the checkpoint's state-dict keys.
 Weight norm is folded into plain weights at load time: this module only does inference.
+Run it in float32 (it is small): the frame-rate phase integration and the iSTFT need the precision.
 """
 
 from __future__ import annotations
