@@ -1,0 +1,55 @@
+"""Parity runner for the text frontend: kind `text_frontend` (exact strings from `cases.json`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from glmtts_mcp.engine.parity import CaseResult
+from glmtts_mcp.engine.text import TextFrontend
+
+
+def count_mismatches(actual: list[str], expected: list[str]) -> int:
+    """Strings that differ position by position; a missing or extra string counts as one."""
+    return sum(a != e for a, e in zip(actual, expected)) + abs(len(actual) - len(expected))
+
+
+def run_text_frontend_case(folder: Path, case: dict) -> CaseResult:
+    """text_normalize, split_by_len and per-segment text_normalize of every input, as exact strings.
+
+    max_abs is the number of mismatching strings, max_rel that number over all expected strings.
+    """
+    config = case["config"]
+    if config.get("use_phoneme", False):
+        raise ValueError("use_phoneme=True (G2P) is not implemented; only the text path is")
+    split = config.get("split_by_len", {})
+    min_len, max_len = int(split.get("min_text_len", 30)), int(split.get("max_text_len", 60))
+    frontend = TextFrontend()
+    mismatches = total = 0
+    first = ""
+    for item in json.loads((folder / "cases.json").read_text(encoding="utf-8")):
+        text = item["input"]
+        pairs = [([frontend.normalize(text)], [item["text_normalize"]])]
+        if "split_by_len" in item:
+            segments = frontend.split_by_len(text, min_len, max_len)
+            pairs.append((segments, item["split_by_len"]))
+            if "split_by_len_then_text_normalize" in item:
+                pairs.append(([frontend.normalize(s) for s in segments], item["split_by_len_then_text_normalize"]))
+        for actual, expected in pairs:
+            wrong = count_mismatches(actual, expected)
+            total += len(expected)
+            mismatches += wrong
+            if wrong and not first:
+                first = f"first mismatch: {text[:40]!r}: got {actual!r}, expected {expected!r}"
+    return CaseResult(
+        "text_frontend",
+        folder.name,
+        float(mismatches),
+        mismatches / max(total, 1),
+        "exact string equality",
+        mismatches == 0,
+        first or f"{total} strings equal",
+    )
+
+
+RUNNERS = {"text_frontend": run_text_frontend_case}
