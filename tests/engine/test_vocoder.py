@@ -141,6 +141,16 @@ def test_real_configuration_builds_the_checkpoint_layout() -> None:
     assert set(model.state_dict()) == set(fold_weight_norm(golden_weights))
 
 
+def test_half_precision_mel_is_accepted_but_half_precision_weights_are_refused() -> None:
+    case, weights, io = _case("hift_real")
+    model = _model(case, weights)
+    mel = io["mel"][:, :, :8]
+    wav = model.inference(mel.bfloat16(), generator=torch.Generator().manual_seed(0))[0]
+    assert wav.dtype == torch.float32 and wav.shape == (1, 8 * 480)
+    with pytest.raises(ValueError, match="float32"):
+        model.to(torch.bfloat16).inference(mel, generator=torch.Generator().manual_seed(0))
+
+
 def test_22050_hz_source_module_is_refused() -> None:
     cfg = json.loads(json.dumps(HIFT_24K_CONFIG))
     cfg["HiFTGenerator"]["sampling_rate"] = 22050

@@ -295,6 +295,10 @@ class HiFTGenerator(nn.Module):
         `draws` (keys DRAW_RAND_INI, DRAW_SINE_NOISE) replays recorded noise for exact parity; otherwise
         noise comes from `generator` (or torch's global generator when None).
         """
+        dtype = self.conv_pre.weight.dtype
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"HiFT must run in float32 (its STFT and phase integration need it), not {dtype}")
+        mel = mel.to(dtype)  # a half-precision flow's mel is accepted
         f0 = self.f0_predictor(mel)
         f0_samples = F.interpolate(f0[:, None], scale_factor=self.upsample_scale, mode="nearest").transpose(1, 2)
         rand_ini, noise = self._draws(mel.shape[0], f0_samples.shape[1], mel, generator, draws)
