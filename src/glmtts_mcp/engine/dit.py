@@ -152,11 +152,11 @@ class EmbeddingConcater(nn.Module):
 
 
 def timestep_features(t: torch.Tensor, dim: int = TIME_FREQ_DIM) -> torch.Tensor:
-    """Sinusoid of 1000*t: cat(sin, cos) over dim/2 log-spaced frequencies, in float32."""
+    """Sinusoid of 1000*t: cat(sin, cos) over dim/2 log-spaced frequencies, in float32 or wider."""
     half = dim // 2
     step = math.log(10000) / (half - 1)
     freqs = torch.exp(torch.arange(half, device=t.device).float() * -step)
-    angles = TIME_SCALE * t.float()[:, None] * freqs[None, :]
+    angles = TIME_SCALE * t.to(torch.promote_types(t.dtype, torch.float32))[:, None] * freqs[None, :]
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 

@@ -246,6 +246,10 @@ class Flow(nn.Module):
         return self.estimator.proj_out.weight.dtype
 
     @property
+    def _state_dtype(self) -> torch.dtype:
+        return torch.promote_types(self._dtype, torch.float32)
+
+    @property
     def _device(self) -> torch.device:
         return self.estimator.proj_out.weight.device
 
@@ -267,30 +271,31 @@ class Flow(nn.Module):
         generator: torch.Generator | None = None,
         on_velocity: VelocityHook | None = None,
     ) -> torch.Tensor:
-        """Generate the mel of `tokens` in the prompt's voice: float32 (1, mel_dim, T_gen).
+        """Generate the mel of `tokens` in the prompt's voice: (1, mel_dim, T_gen), float32 or wider.
 
         prompt_tokens (1, P) and tokens (1, N) are raw codebook ids; prompt_mel (1, Tp, mel_dim);
         speaker_embedding (1, 192), raw CAMPPlus output. `noise` (1, frame_count(P+N), mel_dim) is
         the initial ODE state: pass upstream's recorded draw for exact parity; without it the
         noise is drawn from `generator` (default RNG when None) through the same code.
-        The ODE state is integrated in float32 whatever the estimator's dtype.
+        The ODE state is integrated in float32 (float64 for a float64 model) whatever the
+        estimator's dtype: bf16/fp16 speed up the network, not the accumulation of Euler steps.
         """
         cfg = self.config
-        device = self._device
+        device, state = self._device, self._state_dtype
         self._check_inputs(prompt_tokens, prompt_mel, tokens, speaker_embedding, n_timesteps)
         all_tokens = torch.cat([prompt_tokens.to(device), tokens.to(device)], dim=1)
         n_frames = self.frame_count(all_tokens.shape[1])
         prompt_frames = prompt_mel.shape[1]
 
-        mel_cond = torch.zeros(1, n_frames, cfg.mel_dim, device=device)
+        mel_cond = torch.zeros(1, n_frames, cfg.mel_dim, device=device, dtype=state)
         copy_len = min(prompt_frames, n_frames)
         if copy_len:
-            mel_cond[:, :copy_len] = prompt_mel[:, prompt_frames - copy_len:].to(device, torch.float32)
-        speaker = F.normalize(speaker_embedding.to(device, torch.float32), dim=1)
+            mel_cond[:, :copy_len] = prompt_mel[:, prompt_frames - copy_len:].to(device, state)
+        speaker = F.normalize(speaker_embedding.to(device, state), dim=1)
         if cfg.remove_spkr_concat_condition:
             condition = mel_cond
         else:
-            projected = self.spk_embed_affine_layer(speaker.to(self._dtype)).float()
+            projected = self.spk_embed_affine_layer(speaker.to(self._dtype)).to(state)
             condition = torch.cat([mel_cond, projected[:, None, :].expand(-1, n_frames, -1)], dim=-1)
 
         x = self._initial_noise(noise, (1, n_frames, cfg.mel_dim), generator)
@@ -319,14 +324,14 @@ class Flow(nn.Module):
         text = self.estimator.text_emb_layer(tokens, x.shape[1])  # constant over the steps
         condition = condition.to(dtype)
         speaker_in = speaker.to(dtype) if self.config.spkr_emb_adaLN else None
-        t_span = torch.linspace(0, 1, n_timesteps + 1, device=x.device)
+        t_span = torch.linspace(0, 1, n_timesteps + 1, device=x.device, dtype=x.dtype)
         if self.config.t_scheduler == "cosine":
             t_span = 1 - torch.cos(t_span * 0.5 * math.pi)
         t = t_span[0]
         dt = t_span[1] - t_span[0]
         for step in range(1, n_timesteps + 1):
             x_in = x.to(dtype).expand(tokens.shape[0], -1, -1)
-            velocity = self.estimator(x_in, condition, text, t[None], speaker_in).float()
+            velocity = self.estimator(x_in, condition, text, t[None], speaker_in).to(x.dtype)
             v_cond = velocity[:1]
             v_uncond = velocity[1:] if cfg_rate > 0 else None
             if on_velocity is not None:
@@ -344,9 +349,10 @@ class Flow(nn.Module):
         if noise is not None:
             if tuple(noise.shape) != shape:
                 raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape} (1, frames, mel_dim)")
-            return noise.to(self._device, torch.float32)
+            return noise.to(self._device, self._state_dtype)
+        # Drawn in float32 whatever the model dtype, so a seed gives the same noise in every dtype.
         draw_device = generator.device if generator is not None else self._device
-        return torch.randn(shape, generator=generator, device=draw_device).to(self._device)
+        return torch.randn(shape, generator=generator, device=draw_device).to(self._device, self._state_dtype)
 
     def _check_inputs(
         self,
