@@ -98,6 +98,12 @@ def symlink_member(files: dict[str, bytes], path: Path) -> Path:
     return out
 
 
+def junk(files: dict[str, bytes], path: Path) -> Path:
+    out = path.with_name("junk.zip")
+    out.write_bytes(b"PK\x03\x04 nonsense")
+    return out
+
+
 def extra_member(files: dict[str, bytes], path: Path, name: str) -> Path:
     return rebuild(path, {**files, name: b"evil"}, fix_hashes=False)
 
@@ -114,8 +120,7 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, bytes], Path], Path], str]] = {
     "meta hash lies": (lambda f, p: rebuild(p, with_meta(f, features_sha256="0" * 64)), "tampered"),
     "missing member": (lambda f, p: rebuild(p, {k: v for k, v in f.items() if k != "reference.flac"}), "lacks"),
     "bad name": (lambda f, p: rebuild(p, with_meta(f, name="../../etc")), "unusable"),
-    "not a zip": (lambda f, p: (p.with_name("junk.zip").write_bytes(b"PK\x03\x04 nonsense") and p.with_name("junk.zip")),
-                  "not a readable zip"),
+    "not a zip": (junk, "not a readable zip"),
 }
 
 
@@ -165,7 +170,7 @@ def test_wrong_schema_refused(open_library: Callable[..., VoiceLibrary], exporte
     features = save_tensors(tensors)
     forged = with_meta({**files, "features.safetensors": features},
                        features_sha256=hashlib.sha256(features).hexdigest(), features_bytes=len(features))
-    with pytest.raises(ArchiveError, match="schema.*prompt_speech_ids"):
+    with pytest.raises(ArchiveError, match=r"schema.*prompt_speech_ids"):
         open_library(tmp_path / "target").import_voice(rebuild(exported, forged))
 
 

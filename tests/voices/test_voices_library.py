@@ -60,7 +60,8 @@ def test_clone_once_then_existing(library: VoiceLibrary) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["features.safetensors", "meta.json", "reference.flac"]
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["name"] == "Alice" and meta["transcript"] == "hello there" and meta["transcript_source"] == "user"
-    assert meta["schema_version"] == library.schema.version and meta["timings"] == {"speech_tokenizer": 0.25, "campplus": 0.5}
+    assert meta["schema_version"] == library.schema.version
+    assert meta["timings"] == {"speech_tokenizer": 0.25, "campplus": 0.5}
     assert meta["sample_rate"] == RATE and meta["created_at"] and meta["tags"] == ["test"]
     audio, rate = sf.read(folder / "reference.flac", dtype="int16")
     assert rate == RATE and sf.info(folder / "reference.flac").subtype == "PCM_16"
@@ -159,7 +160,8 @@ def test_disk_load_in_a_new_instance(open_library: Callable[..., VoiceLibrary], 
 def test_list_query_and_pagination(library: VoiceLibrary) -> None:
     names = ["delta", "Alpha", "charlie", "bravo", "echo"]
     for i, name in enumerate(names):
-        library.get_or_create(make_pcm(i), RATE, f"text {name}", lambda i=i: make_voice(i, f"text {name}"), name=name)
+        data = make_voice(i, f"text {name}")
+        library.get_or_create(make_pcm(i), RATE, data.transcript, lambda d=data: d, name=name)
     seen, cursor = [], None
     while True:
         page = library.list_voices(limit=2, cursor=cursor)

@@ -87,6 +87,6 @@ def test_background_flush_and_last_used(open_library: Callable[..., VoiceLibrary
 def test_corrupt_stats_file_starts_over(open_library: Callable[..., VoiceLibrary]) -> None:
     library = open_library()
     (library.root / "stats.json").write_text("{broken")
-    record, _ = library.get_or_create(make_pcm(1), RATE, "t", lambda: make_voice(1))
+    library.get_or_create(make_pcm(1), RATE, "t", lambda: make_voice(1))
     library.flush()
     assert json.loads((library.root / "stats.json").read_text())["counters"]["clones_created"] == 1

@@ -29,7 +29,7 @@ from glmtts_mcp.voices.errors import ArchiveError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
 from glmtts_mcp.voices.models import VoiceRecord
 from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
-from glmtts_mcp.voices.store import FEATURES_FILE, MAX_FILE_BYTES, META_FILE, REFERENCE_FILE, fsync_dir, write_new_file
+from glmtts_mcp.voices.store import FEATURES_FILE, MAX_FILE_BYTES, META_FILE, REFERENCE_FILE, fsync_dir
 
 MANIFEST_FILE = "manifest.json"
 ARCHIVE_FORMAT = "glmtts-mcp-voice-archive"
@@ -158,7 +158,9 @@ def _check_record(path: Path, record: VoiceRecord, contents: dict[str, bytes]) -
             raise ArchiveError(f"{path}: {name} does not match the hash meta.json records (corrupt or tampered)")
 
 
-def _load_features(path: Path, record: VoiceRecord, data: bytes, schema: FeatureSchema) -> dict[str, torch.Tensor] | None:
+def _load_features(
+    path: Path, record: VoiceRecord, data: bytes, schema: FeatureSchema
+) -> dict[str, torch.Tensor] | None:
     header, problem = parse_safetensors_header(data)
     if problem is None and record.schema_version == schema.version:
         problem = schema.header_problem(header)

@@ -258,9 +258,9 @@ class VoiceLibrary:
                     tags=list(data.tags),
                     timings=dict(data.timings),
                 )
+                self._stats.add(clones_created=1, extraction_s_spent=record.extraction_s)  # flushed by the commit
                 self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
         self._remember(record, tensors)
-        self._stats.add(clones_created=1, extraction_s_spent=record.extraction_s)
         return record, False
 
     def _existing(self, vid: str) -> VoiceRecord | None:
@@ -496,10 +496,10 @@ class VoiceLibrary:
                     "fingerprint": self.fingerprint,
                     "timings": timings,
                 })
+                self._stats.add(reextractions=1, extraction_s_spent=record.extraction_s)
                 self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
         self._drop_cached(vid)
         self._remember(record, tensors)
-        self._stats.add(reextractions=1, extraction_s_spent=record.extraction_s)
         log.info("re-extracted stale voice %s (%s)", record.name, vid)
         return record, tensors
 
@@ -577,7 +577,9 @@ class VoiceLibrary:
             try:
                 current = VoiceRecord.model_validate_json(self._store.read(vid, META_FILE))
             except (OSError, ValidationError) as exc:
-                raise BrokenVoice(f"voice {vid} has an unreadable meta.json ({exc}); delete it and clone again") from exc
+                raise BrokenVoice(
+                    f"voice {vid} has an unreadable meta.json ({exc}); delete it and clone it again"
+                ) from exc
             record = current.model_copy(update={"name": new_name})
             self._store.replace_meta(vid, _meta_bytes(record))
             self._stats.add(renames=1)
