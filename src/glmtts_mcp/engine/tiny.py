@@ -98,7 +98,7 @@ TINY = Dims(
             "quantize_position": 3, "pooling_position": 3, "decoder_layers": 1},
     campplus_hidden=32,
     whisper={"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 32, "n_audio_head": 2, "n_audio_layer": 1,
-             "n_vocab": 51865, "n_text_ctx": 64, "n_text_state": 32, "n_text_head": 2, "n_text_layer": 1},
+             "n_vocab": 51865, "n_text_ctx": 24, "n_text_state": 32, "n_text_head": 2, "n_text_layer": 1},
     bpe_merges=300,
 )
 REAL = Dims(
@@ -135,8 +135,6 @@ def learn_bpe_ranks(text: str, merges: int) -> dict[bytes, int]:
         if not pairs:
             break
         (a, b), count = max(pairs.items(), key=lambda kv: (kv[1], -ranks[kv[0][0]], -ranks[kv[0][1]]))
-        if count < 2:
-            break
         merged = a + b
         if merged in ranks:
             break
@@ -204,7 +202,7 @@ def write_text_tokenizer(folder: Path, merges: int) -> dict[str, int]:
     return {"pad": pad, "eoa": pad + 7, "boa": pad + 14, "ats": ats, "ate": ats + AUDIO_TOKENS - 1}
 
 
-def write_llm(folder: Path, dims: dict, vocab_size: int) -> None:
+def write_llm(folder: Path, dims: dict, vocab_size: int, eoa: int) -> None:
     """config.json + two shards (one layer split across them) + index, no lm_head (tied embeddings)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -223,6 +221,12 @@ def write_llm(folder: Path, dims: dict, vocab_size: int) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     model = LlamaForCausalLM(LlamaConfig(**config))
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    # A random LLM almost never samples eoa, so every segment would run to max_ratio x its text.
+    # Scale the eoa row (the tied output projection) so eoa lands in the top-k about a quarter of
+    # the steps: speech ends a few steps past min_len, as with a trained model, and the stop path runs.
+    embed = state["model.embed_tokens.weight"]
+    row = embed[eoa]
+    embed[eoa] = row / row.norm() * 10 * config["initializer_range"] * math.sqrt(dims["hidden_size"])
     del model
     # Split like the real index: shard 1 = embeddings + the first layers + half of the split layer.
     split = max(0, dims["num_hidden_layers"] * 3 // 4 - 1)
@@ -386,6 +390,8 @@ def write_whisper(path: Path, dims: dict) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     model = whisper.Whisper(ModelDimensions(**dims))
+    with torch.no_grad():  # whisper allocates the decoder's positions with torch.empty (training sets them)
+        model.decoder.positional_embedding.normal_(0.0, 0.02)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.save({"dims": dict(dims), "model_state_dict": state}, path)
 
@@ -407,7 +413,7 @@ def make_tiny_checkpoint(directory: Path, *, size: Size = "tiny", seed: int = 0)
         vocab = dims.llm.get("vocab_size") or (special["ate"] + 1 + 20 + 7) // 8 * 8  # + padding rows, as real
         if vocab <= special["ate"]:
             raise ValueError(f"LLM vocabulary {vocab} does not cover the audio tokens (up to {special['ate']})")
-        write_llm(directory / ck.LLM_DIR, dims.llm, vocab)
+        write_llm(directory / ck.LLM_DIR, dims.llm, vocab, special["eoa"])
         write_flow(directory / "flow", dims.flow)
         write_hift(directory / "hift", dims.hift_channels)
         write_speech_tokenizer(directory / ck.SPEECH_TOKENIZER_DIR, dims.speech, generator)

@@ -1,0 +1,474 @@
+"""The engine: clone a voice into features once, then narrate any text from those features.
+
+`extract_voice` is upstream's prompt preparation (glmtts_inference.jsonl_generate): the transcript
+is normalized and tokenized with a trailing space, the clip gives 25 Hz speech tokens (16 kHz), a
+CAMPPlus embedding (16 kHz fbank) and the flow's prompt mel (24 kHz). `synthesize` is upstream's
+`generate_long`: normalize, split by length, normalize each piece; per piece re-seed, prompt the LLM
+with the voice plus the history of earlier pieces (capped at 750 speech tokens), run the flow with the
+original prompt only, vocode, and hand the piece out as soon as it is ready (joined by a short
+crossfade). Synthesis from stored features never touches Whisper or the prompt encoders.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from glmtts_mcp.engine import audio
+from glmtts_mcp.engine.checkpoint import Models, fingerprint, load_models, validate_checkpoint
+from glmtts_mcp.engine.encode import Crossfader
+from glmtts_mcp.engine.jobs import JobQueue
+from glmtts_mcp.engine.llm import RasSettings
+from glmtts_mcp.engine.reference_audio import load_reference, reference_pcm_at
+from glmtts_mcp.engine.text import TextFrontend
+from glmtts_mcp.engine.transcribe import Transcriber, resolve_whisper_model
+from glmtts_mcp.engine.types import (
+    FEATURE_SCHEMA,
+    FEATURE_SCHEMA_VERSION,
+    AudioChunk,
+    AudioInputError,
+    EngineError,
+    ExtractedVoice,
+    ProgressCallback,
+    ReferenceAudio,
+    SynthesisOptions,
+    VoiceFeatures,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_SAMPLE_RATE = 24000  # HiFT output and the prompt mel's rate
+SPEECH_SAMPLE_RATE = 16000  # speech tokenizer, CAMPPlus and Whisper
+MAX_HISTORY_SPEECH_TOKENS = 750  # upstream MAX_LLM_SEQ_INP_LEN
+CROSSFADE_MS = 20.0
+DEFAULT_MAX_TEXT_CHARS = 20000
+
+# Accepted ranges of the per-call sampling settings.
+TEMPERATURE_RANGE = (0.05, 2.0)
+TOP_P_RANGE = (0.05, 1.0)
+TOP_K_RANGE = (1, 1000)
+SAMPLE_RATE_RANGE = (8000, 48000)
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16,
+}
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" is the GPU when there is one, else the CPU; anything else must exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError(f"device {device!r} was requested but no CUDA GPU is available: use --device cpu or auto")
+    return resolved
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """"auto" is bf16 on a GPU that supports it (half the LLM's memory), fp32 otherwise."""
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in _DTYPES:
+        raise EngineError(f"unknown dtype {dtype!r}: use one of auto, {', '.join(sorted(_DTYPES))}")
+    return _DTYPES[dtype]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+@dataclass
+class _History:
+    """Upstream's long-form cache: the prompt plus earlier segments' text and speech tokens."""
+
+    text_ids: list[list[int]]
+    speech_ids: list[list[int]]
+
+    def prompt_for(self, next_text_len: int) -> tuple[list[int], list[int]]:
+        """(prompt text ids, prompt speech ids) for the next segment, pruned as get_cached_prompt does.
+
+        Speech tokens expected for the next segment are estimated from the cache's speech/text
+        ratio; entries after the original prompt are dropped oldest first while the total would
+        exceed 750 tokens. The original prompt is always kept.
+        """
+        if len(self.text_ids) > 1:
+            text_total = sum(len(t) for t in self.text_ids)
+            ratio = sum(len(s) for s in self.speech_ids) / (text_total if text_total > 0 else 1.0)
+            estimate = int(ratio * next_text_len)
+            while sum(len(s) for s in self.speech_ids) + estimate > MAX_HISTORY_SPEECH_TOKENS:
+                if len(self.speech_ids) <= 1:
+                    break
+                self.text_ids.pop(1)
+                self.speech_ids.pop(1)
+        return [t for ids in self.text_ids for t in ids], [s for ids in self.speech_ids for s in ids]
+
+
+@dataclass
+class _Timer:
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(self, stage: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+class Engine:
+    """One loaded GLM-TTS model behind a job queue; safe to call from many threads."""
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        *,
+        device: torch.device,
+        llm_dtype: torch.dtype,
+        flow_dtype: torch.dtype,
+        whisper_model: str | Path,
+        concurrency: int = 1,
+        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    ) -> None:
+        self.checkpoint = Path(checkpoint)
+        self._device = device
+        self._llm_dtype = llm_dtype
+        self._flow_dtype = flow_dtype
+        self.whisper_model = whisper_model
+        self.max_text_chars = max_text_chars
+        self.jobs = JobQueue(concurrency)
+        self.text_frontend = TextFrontend()
+        self.prompt_mel = audio.prompt_mel_features  # the mel stage (an attribute so tests can count calls)
+        self._fingerprint = fingerprint(self.checkpoint)
+        self._models: Models | None = None
+        self._transcriber: Transcriber | None = None
+        self._load_lock = threading.Lock()
+        self.load_s = 0.0
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        whisper_model: str | Path = "base",
+        flow_dtype: str = "float32",
+        concurrency: int = 1,
+        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    ) -> Engine:
+        """Validate the checkpoint and load every model now (Whisper loads on first transcription).
+
+        `dtype` is the LLM's; the flow and vocoder use `flow_dtype` (fp32 by default, see CHECKPOINT.md §5).
+        """
+        resolved = resolve_device(device)
+        validate_checkpoint(Path(checkpoint))
+        engine = cls(
+            Path(checkpoint),
+            device=resolved,
+            llm_dtype=resolve_dtype(dtype, resolved),
+            flow_dtype=resolve_dtype(flow_dtype, resolved),
+            whisper_model=whisper_model,
+            concurrency=concurrency,
+            max_text_chars=max_text_chars,
+        )
+        engine.models  # noqa: B018 - load eagerly so errors surface at start
+        return engine
+
+    # --- properties -----------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> str:
+        """The LLM's dtype ("bfloat16" or "float32"); flow and vocoder: see `memory_info`."""
+        return dtype_name(self._llm_dtype)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the feature-relevant checkpoint files; voices stored under another are stale."""
+        return self._fingerprint
+
+    @property
+    def feature_schema(self) -> dict[str, tuple[str, int]]:
+        return dict(FEATURE_SCHEMA)
+
+    @property
+    def queue_depth(self) -> int:
+        return self.jobs.depth
+
+    @property
+    def loaded(self) -> bool:
+        return self._models is not None
+
+    @property
+    def models(self) -> Models:
+        """The loaded models, reloading them if `unload` freed them."""
+        models = self._models
+        if models is not None:
+            return models
+        with self._load_lock:
+            if self._models is None:
+                start = time.perf_counter()
+                self._models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
+                self.load_s = time.perf_counter() - start
+                log.info("models loaded from %s on %s in %.1f s", self.checkpoint, self._device, self.load_s)
+            return self._models
+
+    @property
+    def transcriber(self) -> Transcriber:
+        """Whisper, resolved and loaded on first use (a missing file only matters without a transcript)."""
+        with self._load_lock:
+            if self._transcriber is None:
+                path = resolve_whisper_model(self.whisper_model, self.checkpoint)
+                self._transcriber = Transcriber(path, device=str(self._device))
+            return self._transcriber
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def unload(self) -> None:
+        """Free every model (the next call reloads them); waits for running jobs to finish."""
+        with self.jobs.slot(), self._load_lock:
+            self._models = None
+            if self._transcriber is not None:
+                self._transcriber.unload()
+            gc.collect()
+            if self._device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def memory_info(self) -> dict[str, object]:
+        """Parameter bytes per module, and the GPU allocator's figures on CUDA."""
+        info: dict[str, object] = {
+            "device": str(self._device),
+            "llm_dtype": dtype_name(self._llm_dtype),
+            "flow_dtype": dtype_name(self._flow_dtype),
+            "loaded": self.loaded,
+            "whisper_loaded": self._transcriber is not None and self._transcriber.loaded,
+        }
+        models = self._models
+        if models is not None:
+            modules = {
+                "llm": models.llm.model,
+                "flow": models.flow,
+                "vocoder": models.hift,
+                "speech_tokenizer": models.speech_tokenizer.encoder,
+            }
+            info["parameter_bytes"] = {
+                name: sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers()))
+                for name, m in modules.items()
+            }
+        if self._device.type == "cuda":
+            info["cuda_allocated_bytes"] = torch.cuda.memory_allocated(self._device)
+            info["cuda_reserved_bytes"] = torch.cuda.memory_reserved(self._device)
+            info["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated(self._device)
+        return info
+
+    # --- cloning ----------------------------------------------------------------------------
+
+    def prepare_reference(self, source: str | Path | bytes) -> ReferenceAudio:
+        """Decode, check and clean a reference clip (no model runs: the library hashes this first)."""
+        return load_reference(source, target_sr=MODEL_SAMPLE_RATE)
+
+    def extract_voice(
+        self,
+        ref: ReferenceAudio,
+        transcript: str | None = None,
+        language: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ExtractedVoice:
+        """Features of a reference clip; Whisper transcribes it when no transcript is given."""
+        report = progress or (lambda done, total, message: None)
+        timer = _Timer()
+        with self.jobs.slot():
+            models = self.models
+            wav24 = reference_pcm_at(ref, MODEL_SAMPLE_RATE)
+            wav16 = reference_pcm_at(ref, SPEECH_SAMPLE_RATE)
+            source = "user"
+            if transcript is None or not transcript.strip():
+                report(0, 5, "transcribing the reference with Whisper")
+                heard = timer.run("whisper", self.transcriber.transcribe, wav16[0].numpy(), language)
+                if not heard.text.strip():
+                    raise AudioInputError(
+                        "Whisper heard no words in the reference audio: pass its transcript, or use a clip "
+                        "with clear speech"
+                    )
+                transcript, language, source = heard.text, heard.language, "whisper"
+            report(1, 5, "tokenizing the transcript")
+            prompt_text_ids = timer.run("text", self._prompt_text_ids, transcript)
+            report(2, 5, "extracting speech tokens")
+            speech_ids = timer.run("speech_tokenizer", models.speech_tokenizer.tokenize, wav16)
+            if speech_ids.numel() == 0:
+                raise AudioInputError("the reference audio gave no speech tokens: use 2-30 s of clear speech")
+            report(3, 5, "computing the speaker embedding")
+            embedding = timer.run("campplus", models.speaker.embed, wav16)
+            report(4, 5, "computing the prompt mel")
+            mel = timer.run("mel", self.prompt_mel, wav24)
+            report(5, 5, "voice features ready")
+        tensors = {
+            "prompt_text_ids": torch.tensor(prompt_text_ids, dtype=torch.int64),
+            "prompt_speech_ids": speech_ids.detach().to("cpu", torch.int64),
+            "prompt_mel": mel[0].detach().to("cpu", torch.float32).contiguous(),
+            "speaker_embedding": embedding.detach().to("cpu", torch.float32),
+        }
+        return ExtractedVoice(
+            features=VoiceFeatures(tensors=tensors),
+            transcript=transcript,
+            transcript_source=source,  # type: ignore[arg-type]
+            language=language,
+            timings=timer.timings,
+        )
+
+    def _prompt_text_ids(self, transcript: str) -> list[int]:
+        """Normalized transcript plus a trailing space, as upstream tokenizes the prompt text."""
+        normalized = self.text_frontend.normalize(transcript)
+        ids = self.models.text_tokenizer.encode(normalized + " ")
+        if not normalized.strip() or not ids:
+            raise AudioInputError(f"the transcript {transcript!r} has no speakable text: pass what the clip says")
+        return ids
+
+    # --- synthesis --------------------------------------------------------------------------
+
+    def check_options(self, text: str, options: SynthesisOptions) -> None:
+        """Refuse empty or over-long text and out-of-range sampling settings, naming the fix."""
+        if not text or not text.strip():
+            raise EngineError("the text to synthesize is empty: pass the words to speak")
+        if len(text) > self.max_text_chars:
+            raise EngineError(
+                f"the text has {len(text)} characters; the limit is {self.max_text_chars}: "
+                "split it into several calls (or raise max_text_chars)"
+            )
+        checks = [
+            ("temperature", options.temperature, *TEMPERATURE_RANGE),
+            ("top_p", options.top_p, *TOP_P_RANGE),
+            ("top_k", options.top_k, *TOP_K_RANGE),
+            ("sample_rate", options.sample_rate, *SAMPLE_RATE_RANGE),
+        ]
+        for name, value, low, high in checks:
+            if not (low <= value <= high):
+                raise EngineError(f"{name}={value} is out of range: use a value from {low} to {high}")
+        if not isinstance(options.seed, int) or not 0 <= options.seed < 2**63:
+            raise EngineError(f"seed={options.seed!r} must be an integer from 0 to 2**63-1")
+
+    def check_features(self, features: VoiceFeatures) -> dict[str, torch.Tensor]:
+        """The feature tensors, checked against FEATURE_SCHEMA (a stale or damaged voice is refused)."""
+        if features.schema_version != FEATURE_SCHEMA_VERSION:
+            raise EngineError(
+                f"voice features have schema version {features.schema_version}, the engine needs "
+                f"{FEATURE_SCHEMA_VERSION}: re-clone the voice from its reference audio"
+            )
+        out: dict[str, torch.Tensor] = {}
+        for name, (dtype, ndim) in FEATURE_SCHEMA.items():
+            tensor = features.tensors.get(name)
+            if tensor is None or tensor.dim() != ndim or dtype_name(tensor.dtype) != dtype or tensor.numel() == 0:
+                raise EngineError(f"voice feature {name!r} is missing or malformed: re-clone the voice")
+            out[name] = tensor
+        return out
+
+    def synthesize(
+        self,
+        text: str,
+        features: VoiceFeatures,
+        options: SynthesisOptions = SynthesisOptions(),
+        progress: ProgressCallback | None = None,
+    ) -> Iterator[AudioChunk]:
+        """Narrate `text` in the voice, one chunk per text segment, the first as soon as it is ready.
+
+        Deterministic for a fixed seed (each segment re-seeds, as upstream). The concatenation of
+        the chunks is the whole narration, with 20 ms crossfades at the joins.
+        """
+        self.check_options(text, options)
+        tensors = self.check_features(features)
+        segments = [s for s in self.text_frontend.synthesis_segments(text) if s.strip()]
+        if not segments:
+            raise EngineError(f"the text {text!r} has nothing to speak after normalization")
+        return self._stream(segments, tensors, options, progress)
+
+    def _stream(
+        self,
+        segments: list[str],
+        tensors: dict[str, torch.Tensor],
+        options: SynthesisOptions,
+        progress: ProgressCallback | None,
+    ) -> Iterator[AudioChunk]:
+        report = progress or (lambda done, total, message: None)
+        sampling = RasSettings(top_p=options.top_p, top_k=options.top_k, temperature=options.temperature)
+        history = _History(
+            text_ids=[tensors["prompt_text_ids"].tolist()], speech_ids=[tensors["prompt_speech_ids"].tolist()]
+        )
+        fader = Crossfader(MODEL_SAMPLE_RATE, CROSSFADE_MS)
+        total = len(segments)
+        report(0, total, f"synthesizing {total} segment(s)")
+        for index, segment in enumerate(segments):
+            with self.jobs.slot():
+                wav = self._segment(segment, tensors, history, sampling, options.seed)
+            pcm = fader.push(wav)
+            if index == total - 1:
+                pcm = np.concatenate([pcm, fader.flush()])
+            if options.sample_rate != MODEL_SAMPLE_RATE and len(pcm):
+                pcm = audio.resample(torch.from_numpy(pcm), MODEL_SAMPLE_RATE, options.sample_rate).numpy()
+            report(index + 1, total, f"segment {index + 1}/{total} ready")
+            yield AudioChunk(
+                pcm=pcm.astype(np.float32, copy=False),
+                sample_rate=options.sample_rate,
+                segment_index=index,
+                segment_count=total,
+                text=segment,
+            )
+
+    def _segment(
+        self,
+        segment: str,
+        tensors: dict[str, torch.Tensor],
+        history: _History,
+        sampling: RasSettings,
+        seed: int,
+    ) -> np.ndarray:
+        """One segment: LLM with the history prompt, flow with the original prompt, vocoder (24 kHz)."""
+        models = self.models
+        device = models.device
+        # One CPU generator per segment, re-seeded as upstream's set_seed(seed) before every piece,
+        # drawn in upstream's order (LLM, flow noise, vocoder): the same audio on CPU and GPU.
+        generator = torch.Generator().manual_seed(seed)
+        text_ids = models.text_tokenizer.encode(segment)
+        prompt_text, prompt_speech = history.prompt_for(len(text_ids))
+        generated = models.llm.generate(text_ids, prompt_text, prompt_speech, sampling=sampling, generator=generator)
+        history.text_ids.append(text_ids)
+        history.speech_ids.append(generated)
+        tokens = models.llm.in_audio_range(generated)
+        if not tokens:
+            log.warning("segment %r produced no speech tokens; it is left silent", segment)
+            return np.zeros(0, dtype=np.float32)
+        with torch.inference_mode():
+            mel = models.flow.inference(
+                tensors["prompt_speech_ids"].to(device)[None],
+                tensors["prompt_mel"].to(device)[None],
+                torch.tensor([tokens], dtype=torch.long, device=device),
+                tensors["speaker_embedding"].to(device)[None],
+                generator=generator,
+            )
+            wav, _, _ = models.hift.inference(mel.to(models.flow_dtype), generator=generator)
+        return wav[0].float().cpu().numpy()
+
+    def synthesize_to_array(
+        self,
+        text: str,
+        features: VoiceFeatures,
+        options: SynthesisOptions = SynthesisOptions(),
+        progress: ProgressCallback | None = None,
+    ) -> np.ndarray:
+        """The whole narration as float32 PCM at options.sample_rate (the stream, concatenated)."""
+        chunks = [chunk.pcm for chunk in self.synthesize(text, features, options, progress)]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
