@@ -1,0 +1,44 @@
+"""The parity CLI over the shared golden cases: every case passes, one row per case."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
+
+
+@pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden is not beside the project")
+def test_parity_cli_passes_every_golden_case() -> None:
+    cases = sorted(p.parent.name for p in GOLDEN.rglob("case.json"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "glmtts_mcp.engine.parity", str(GOLDEN)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.split()[-1:] and " pass" in line]
+    assert {case for case in cases if any(f" {case} " in row for row in rows)} == set(cases)
+    assert proc.stdout.strip().splitlines()[-1] == f"{len(cases)} passed, 0 failed"
+
+
+def test_parity_cli_fails_on_a_broken_case(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "case.json").write_text('{"kind": "flow", "config": {}}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "glmtts_mcp.engine.parity", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "FAIL" in proc.stdout
+
+
+def test_parity_cli_refuses_an_empty_folder(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "glmtts_mcp.engine.parity", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
