@@ -98,6 +98,16 @@ def _cpu_copies(tensors: Tensors) -> Tensors:
     return {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
 
 
+def _normalized_device(device: str | torch.device | None) -> torch.device | None:
+    """'cuda' and 'cuda:0' are one device tier entry: give CUDA devices their index."""
+    if device is None:
+        return None
+    target = torch.device(device)
+    if target.type == "cuda" and target.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return target
+
+
 def _copy(tensor: torch.Tensor, target: torch.device) -> torch.Tensor:
     if target.type == "cpu" and tensor.device.type == "cpu" and tensor.dtype != torch.bfloat16:
         # numpy copies on this thread; torch's intra-op pool can stall for milliseconds on a busy host
@@ -263,13 +273,14 @@ class VoiceLibrary:
         self._remember(record, tensors)
         return record, False
 
-    def _existing(self, vid: str) -> VoiceRecord | None:
-        """A healthy stored voice with this id (counted as a reuse), or None."""
+    def _existing(self, vid: str, count_as_clone: bool = True) -> VoiceRecord | None:
+        """A healthy stored voice with this id (a repeated clone saves its extraction), or None."""
         entry = self._index.refresh_one(vid)
         if entry is None or entry.broken is not None or entry.record is None:
             return None
-        self._stats.add(clones_existing=1, extraction_s_saved=entry.record.extraction_s)
-        self._touch(vid)
+        if count_as_clone:
+            self._stats.add(clones_existing=1, extraction_s_saved=entry.record.extraction_s)
+            self._touch(vid)
         return entry.record
 
     def _check_new_voice(self, data: NewVoiceData) -> None:
@@ -339,7 +350,7 @@ class VoiceLibrary:
         re-extracted first when a `reextract` callback was given.
         """
         started = time.perf_counter()
-        target = torch.device(device) if device is not None else None
+        target = _normalized_device(device)
         entry = self._lookup(id_or_name)
         for _ in range(3):
             try:
@@ -632,7 +643,7 @@ class VoiceLibrary:
         incoming = contents.record
         with self._store.clone_lock(incoming.id):
             self._index.refresh(full=True)
-            found = self._existing(incoming.id)
+            found = self._existing(incoming.id, count_as_clone=False)
             if found is not None:
                 return found, True
             files = dict(contents.files)
