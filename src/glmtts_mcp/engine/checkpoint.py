@@ -118,7 +118,9 @@ def validate_checkpoint(directory: Path) -> None:
     if not directory.is_dir():
         raise CheckpointError(f"no GLM-TTS checkpoint at {directory}: {HOW_TO_GET}")
     missing = [rel for rel in REQUIRED_FILES if not _present(directory, rel)]
-    if (directory / LLM_CONFIG).is_file() or (directory / LLM_INDEX).is_file():
+    if not (directory / LLM_INDEX).is_file() and not (directory / LLM_SINGLE).is_file():
+        missing.append(LLM_INDEX)  # the official layout: sharded weights named by this index
+    else:
         missing += [rel for rel in llm_weight_files(directory) if not (directory / rel).is_file()]
     if missing:
         names = ", ".join(missing)

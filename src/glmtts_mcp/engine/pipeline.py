@@ -89,6 +89,11 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def _speakable(text: str) -> bool:
+    """Whether normalized text has a letter or digit (normalization turns "..." into ".")."""
+    return any(ch.isalnum() for ch in text)
+
+
 @dataclass
 class _History:
     """Upstream's long-form cache: the prompt plus earlier segments' text and speech tokens."""
@@ -335,7 +340,7 @@ class Engine:
         """Normalized transcript plus a trailing space, as upstream tokenizes the prompt text."""
         normalized = self.text_frontend.normalize(transcript)
         ids = self.models.text_tokenizer.encode(normalized + " ")
-        if not normalized.strip() or not ids:
+        if not _speakable(normalized) or not ids:
             raise AudioInputError(f"the transcript {transcript!r} has no speakable text: pass what the clip says")
         return ids
 
@@ -391,7 +396,7 @@ class Engine:
         """
         self.check_options(text, options)
         tensors = self.check_features(features)
-        segments = [s for s in self.text_frontend.synthesis_segments(text) if s.strip()]
+        segments = [s for s in self.text_frontend.synthesis_segments(text) if _speakable(s)]
         if not segments:
             raise EngineError(f"the text {text!r} has nothing to speak after normalization")
         return self._stream(segments, tensors, options, progress)

@@ -31,6 +31,7 @@ import base64
 import dataclasses
 import json
 import math
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -379,8 +380,10 @@ def write_campplus(path: Path, hidden: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     model = _TinyCampPlus(hidden).eval()
     example = torch.randn(1, 200, 80)
-    torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {1: "frames"}}, opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {1: "frames"}}, opset_version=17, dynamo=False)
 
 
 def write_whisper(path: Path, dims: dict) -> None:

@@ -90,7 +90,12 @@ class Transcriber:
         """Text and detected (or given) language of float32 mono 16 kHz audio."""
         model = self._load()
         audio = np.ascontiguousarray(wav16k, dtype=np.float32).reshape(-1)
-        with torch.inference_mode():
+        # Whisper's temperature fallback samples from torch's global RNG: seed a private copy of it
+        # so a clip always gets the same transcript (and the caller's RNG state is left alone).
+        device = torch.device(self.device)
+        cuda_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices), torch.inference_mode():
+            torch.manual_seed(0)
             result = whisper.transcribe(
                 model,
                 audio,

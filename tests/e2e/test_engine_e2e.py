@@ -1,0 +1,220 @@
+"""The real pipeline end to end on the tiny random-weight checkpoint: clone, narrate, stream, encode, refuse."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file, save_file
+
+from glmtts_mcp.engine.checkpoint import CheckpointError
+from glmtts_mcp.engine.encode import encode_audio, supported_formats
+from glmtts_mcp.engine.types import (
+    FEATURE_SCHEMA,
+    AudioInputError,
+    EngineError,
+    SynthesisOptions,
+    VoiceFeatures,
+)
+
+# Chinese sentences (split on "。" once 30 characters are reached) and an English one: several segments.
+LONG_TEXT = (
+    "今天天气很好，我们一起去公园散步吧，顺便看看湖边新开的花。"
+    "这本书讲述了一个关于勇气和友谊的故事，孩子们都很喜欢听。"
+    "The end of the story comes at last."
+)
+
+
+def _stored(features: VoiceFeatures, tmp_path: Path) -> VoiceFeatures:
+    """The features as the library keeps them: written to safetensors and read back."""
+    path = tmp_path / "features.safetensors"
+    save_file({k: v.contiguous() for k, v in features.tensors.items()}, str(path))
+    return VoiceFeatures(tensors=load_file(str(path)))
+
+
+def test_clone_gives_schema_features_and_stage_timings(voice, reference_text: str) -> None:
+    tensors = voice.features.tensors
+    assert set(tensors) == set(FEATURE_SCHEMA)
+    for name, (dtype, ndim) in FEATURE_SCHEMA.items():
+        assert str(tensors[name].dtype) == f"torch.{dtype}" and tensors[name].dim() == ndim, name
+    assert tensors["speaker_embedding"].shape == (192,)
+    assert tensors["prompt_mel"].shape[1] == 80
+    # 25 speech tokens and 50 mel frames per second of reference
+    assert abs(tensors["prompt_mel"].shape[0] - 2 * tensors["prompt_speech_ids"].shape[0]) <= 4
+    assert int(tensors["prompt_speech_ids"].min()) >= 0 and int(tensors["prompt_speech_ids"].max()) < 32768
+    assert voice.transcript == reference_text and voice.transcript_source == "user"
+    assert set(voice.timings) == {"text", "speech_tokenizer", "campplus", "mel"}
+
+
+def test_clone_without_transcript_uses_whisper(engine, reference_wav: Path) -> None:
+    ref = engine.prepare_reference(reference_wav)
+    try:
+        first = engine.extract_voice(ref, None)
+    except AudioInputError as exc:  # a random Whisper may hear nothing; the refusal must say what to do
+        assert "transcript" in str(exc)
+        return
+    assert first.transcript_source == "whisper" and isinstance(first.language, str)
+    assert "whisper" in first.timings
+    again = engine.extract_voice(ref, None)
+    assert again.transcript == first.transcript  # transcription is deterministic
+
+
+def test_long_text_streams_one_chunk_per_segment(engine, voice, tmp_path: Path) -> None:
+    features = _stored(voice.features, tmp_path)
+    options = SynthesisOptions(seed=7)
+    start = time.perf_counter()
+    chunks, arrival = [], []
+    for chunk in engine.synthesize(LONG_TEXT, features, options):
+        arrival.append(time.perf_counter() - start)
+        chunks.append(chunk)
+    assert len(chunks) == chunks[0].segment_count >= 2
+    assert [c.segment_index for c in chunks] == list(range(len(chunks)))
+    assert all(c.sample_rate == 24000 and c.pcm.dtype == np.float32 and len(c.pcm) for c in chunks)
+    assert arrival[0] < arrival[-1]  # the first piece is handed out before the rest is computed
+    whole = np.concatenate([c.pcm for c in chunks])
+    assert np.all(np.isfinite(whole)) and np.max(np.abs(whole)) <= 1.0
+    # streaming is exactly the whole narration, and a fixed seed gives the same audio again
+    assert np.array_equal(whole, engine.synthesize_to_array(LONG_TEXT, features, options))
+
+
+def test_seed_decides_the_audio(engine, voice) -> None:
+    text = "Hello there, my friend."
+    a = engine.synthesize_to_array(text, voice.features, SynthesisOptions(seed=3))
+    b = engine.synthesize_to_array(text, voice.features, SynthesisOptions(seed=3))
+    c = engine.synthesize_to_array(text, voice.features, SynthesisOptions(seed=4))
+    assert np.array_equal(a, b)
+    assert not (len(a) == len(c) and np.array_equal(a, c))
+
+
+def test_output_sample_rate_and_every_format(engine, voice) -> None:
+    pcm = engine.synthesize_to_array("A short line to encode.", voice.features, SynthesisOptions(sample_rate=16000))
+    assert pcm.dtype == np.float32 and len(pcm) > 0
+    for fmt in supported_formats():
+        data = encode_audio(pcm, 16000, fmt)
+        decoded, rate = sf.read(io.BytesIO(data), dtype="float32")
+        assert abs(len(decoded) / rate - len(pcm) / 16000) < 0.15, fmt
+
+
+def test_stored_features_never_run_whisper_or_prompt_encoders(
+    engine, voice, reference_text: str, tmp_path: Path, monkeypatch
+) -> None:
+    calls: dict[str, int] = {}
+
+    def counting(name: str, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    models = engine.models
+    transcriber = engine.transcriber
+    monkeypatch.setattr(transcriber, "transcribe", counting("whisper", transcriber.transcribe))
+    monkeypatch.setattr(models.speech_tokenizer, "tokenize", counting("speech_tokenizer", models.speech_tokenizer.tokenize))
+    monkeypatch.setattr(models.speaker, "embed", counting("campplus", models.speaker.embed))
+    monkeypatch.setattr(engine, "prompt_mel", counting("mel", engine.prompt_mel))
+    pcm = engine.synthesize_to_array("Stored features only.", _stored(voice.features, tmp_path))
+    assert len(pcm) > 0 and calls == {}
+    # and the counters do count: a clone runs the three encoders once each
+    engine.extract_voice(_reference_from(voice), reference_text)
+    assert calls == {"speech_tokenizer": 1, "campplus": 1, "mel": 1}
+
+
+def _reference_from(voice):
+    """A ReferenceAudio rebuilt from the voice's own prompt (only its shape matters to the counters)."""
+    from glmtts_mcp.engine.types import ReferenceAudio
+
+    n = voice.features.tensors["prompt_mel"].shape[0] * 480
+    rng = np.random.default_rng(0)
+    return ReferenceAudio(pcm=(0.1 * rng.standard_normal(n)).astype(np.float32), sample_rate=24000, duration_s=n / 24000)
+
+
+@pytest.mark.parametrize(
+    "text, options, needle",
+    [
+        ("", SynthesisOptions(), "empty"),
+        ("   ", SynthesisOptions(), "empty"),
+        ("... !!!", SynthesisOptions(), "nothing to speak"),
+        ("x" * 20001, SynthesisOptions(), "limit"),
+        ("Hi.", SynthesisOptions(temperature=0.0), "temperature"),
+        ("Hi.", SynthesisOptions(temperature=5.0), "temperature"),
+        ("Hi.", SynthesisOptions(top_p=0.0), "top_p"),
+        ("Hi.", SynthesisOptions(top_p=1.5), "top_p"),
+        ("Hi.", SynthesisOptions(top_k=0), "top_k"),
+        ("Hi.", SynthesisOptions(sample_rate=1000), "sample_rate"),
+        ("Hi.", SynthesisOptions(seed=-1), "seed"),
+    ],
+)
+def test_bad_requests_are_refused_before_any_model_runs(engine, voice, text, options, needle) -> None:
+    with pytest.raises(EngineError, match=needle):
+        engine.synthesize(text, voice.features, options)
+
+
+def test_malformed_or_stale_features_are_refused(engine, voice) -> None:
+    missing = {k: v for k, v in voice.features.tensors.items() if k != "speaker_embedding"}
+    with pytest.raises(EngineError, match="speaker_embedding"):
+        engine.synthesize("Hi.", VoiceFeatures(tensors=missing), SynthesisOptions())
+    wrong_dtype = {**voice.features.tensors, "prompt_mel": voice.features.tensors["prompt_mel"].double()}
+    with pytest.raises(EngineError, match="prompt_mel"):
+        engine.synthesize("Hi.", VoiceFeatures(tensors=wrong_dtype), SynthesisOptions())
+    with pytest.raises(EngineError, match="re-clone"):
+        engine.synthesize("Hi.", dataclasses.replace(voice.features, schema_version=0), SynthesisOptions())
+
+
+def test_unusable_reference_audio_is_refused(engine, tmp_path: Path) -> None:
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(48000, dtype=np.float32), 24000)
+    with pytest.raises(AudioInputError, match="silent"):
+        engine.prepare_reference(silent)
+    short = tmp_path / "short.wav"
+    t = np.arange(12000) / 24000
+    sf.write(short, (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 24000)
+    with pytest.raises(AudioInputError, match="2-30 s"):
+        engine.prepare_reference(short)
+    with pytest.raises(AudioInputError, match="no speakable text"):
+        engine.extract_voice(_reference_from_seconds(3.0), "   ...   ")
+
+
+def _reference_from_seconds(seconds: float):
+    from glmtts_mcp.engine.types import ReferenceAudio
+
+    n = int(seconds * 24000)
+    pcm = (0.1 * np.random.default_rng(1).standard_normal(n)).astype(np.float32)
+    return ReferenceAudio(pcm=pcm, sample_rate=24000, duration_s=seconds)
+
+
+def test_missing_whisper_model_names_the_fix(tiny_checkpoint: Path, reference_wav: Path, reference_text: str) -> None:
+    from glmtts_mcp.engine.pipeline import Engine
+
+    engine = Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="no-such-size")
+    ref = engine.prepare_reference(reference_wav)
+    with pytest.raises(CheckpointError, match="glmtts-mcp download"):
+        engine.extract_voice(ref, None)
+    assert engine.extract_voice(ref, reference_text).transcript_source == "user"  # a transcript needs no Whisper
+
+
+def test_unload_then_lazy_reload_gives_the_same_audio(engine, voice) -> None:
+    text = "After a nap the model wakes up."
+    before = engine.synthesize_to_array(text, voice.features, SynthesisOptions(seed=11))
+    engine.unload()
+    assert not engine.loaded and engine.memory_info()["loaded"] is False
+    after = engine.synthesize_to_array(text, voice.features, SynthesisOptions(seed=11))
+    assert engine.loaded and np.array_equal(before, after)
+    info = engine.memory_info()
+    assert info["device"] == "cpu" and info["llm_dtype"] == "float32"
+    assert all(v > 0 for v in info["parameter_bytes"].values())
+
+
+def test_engine_properties(engine, tiny_checkpoint: Path) -> None:
+    from glmtts_mcp.engine.checkpoint import fingerprint
+
+    assert engine.device == torch.device("cpu") and engine.dtype == "float32"
+    assert engine.fingerprint == fingerprint(tiny_checkpoint)
+    assert engine.feature_schema == FEATURE_SCHEMA
+    assert engine.queue_depth == 0
