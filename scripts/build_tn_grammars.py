@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,27 @@ DIFFERENTIAL_INPUTS = (
     "Analysts at 3 major banks expect similar growth in 2025 and 2026.",
 )
 
+# Seeded random mixtures of these fragments make the second, "fuzz" part of the differential set.
+FUZZ_SEED, FUZZ_COUNT = 7, 200
+FUZZ_FRAGMENTS = (
+    "今天", "我们", "价格是", "Hello", "world", " ", "，", "。", "!", "?", "...", "-", "—", "/", ":", "%", "$", "¥", "€",
+    "3", "12", "2024", "1,000", "3.14", "0.5", "-7", "+8", "10:30", "2023-05-06", "5/6", "1990s", "3.14.2", "km", "kg",
+    "mAh", "GB", "Dr.", "St.", "U.S.", "AI", "GLM-TTS", "《书》", "（注）", "“引号”", "'s", "don't", "½", "²", "①", "α",
+    "×", "10^5", "*", "~", "～", "#", "@", "&", "😀", "\n", "\t", "\u3000", "１２", "ＡＢ", "第3", "3个", "10%", "100元",
+    "13812345678", "3月5日", "啊", "嗯", "额", "咯。", "噢", "the", "and", "in", "it", "is", "of", "to", "a", "big",
+    "number", "Mr.", "No.", "5th", "21st", "PM", "am", "<", ">", "=", "|", "_", "\\", "[x]", "{y}", "`z`", "…", "、",
+    "；", "：", "？", "！", "e.g.", "vs.", "etc.", "Jan.", "Sept",
+)
+
+
+def fuzz_inputs() -> list[str]:
+    """FUZZ_COUNT strings of 1 to 14 fragments, some followed by a space."""
+    rng = random.Random(FUZZ_SEED)
+    return [
+        "".join(rng.choice(FUZZ_FRAGMENTS) + (" " if rng.random() < 0.3 else "") for _ in range(rng.randint(1, 14)))
+        for _ in range(FUZZ_COUNT)
+    ]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -245,8 +267,8 @@ def _build_fsts(out: Path) -> None:
 def _write_differential(upstream: Path) -> None:
     """Run upstream's TextFrontEnd (real WeTextProcessing) on DIFFERENTIAL_INPUTS and store the outputs."""
     frontend = _load_upstream_text_frontend(upstream)
-    cases = []
-    for text in DIFFERENTIAL_INPUTS:
+
+    def run(text: str) -> dict:
         case = {"input": text, "text_normalize": frontend.text_normalize(text)}
         try:
             segments = frontend.split_by_len(text)
@@ -255,7 +277,10 @@ def _write_differential(upstream: Path) -> None:
         else:
             case["split_by_len"] = segments
             case["split_by_len_then_text_normalize"] = [frontend.text_normalize(s) for s in segments]
-        cases.append(case)
+        return case
+
+    cases = [run(text) for text in DIFFERENTIAL_INPUTS]
+    fuzz_cases = [run(text) for text in fuzz_inputs()]
     from importlib.metadata import version
 
     note = (
@@ -266,8 +291,14 @@ def _write_differential(upstream: Path) -> None:
         "contractions and the G2P/file helpers were stubbed: the text path does not use them."
     )
     DIFFERENTIAL_JSON.parent.mkdir(parents=True, exist_ok=True)
-    DIFFERENTIAL_JSON.write_text(json.dumps({"note": note, "cases": cases}, ensure_ascii=False, indent=1) + "\n")
-    print(f"wrote {len(cases)} cases to {DIFFERENTIAL_JSON}")
+    note += (
+        f" 'cases' are hand-written inputs (DIFFERENTIAL_INPUTS); 'fuzz_cases' are {FUZZ_COUNT} seeded random "
+        f"mixtures of FUZZ_FRAGMENTS (seed {FUZZ_SEED}). split_by_len_error marks inputs where upstream's "
+        "split_by_len raises."
+    )
+    payload = {"note": note, "cases": cases, "fuzz_cases": fuzz_cases}
+    DIFFERENTIAL_JSON.write_text(json.dumps(payload, ensure_ascii=False, indent=1) + "\n")
+    print(f"wrote {len(cases)} cases and {len(fuzz_cases)} fuzz cases to {DIFFERENTIAL_JSON}")
 
 
 def _load_upstream_text_frontend(upstream: Path):

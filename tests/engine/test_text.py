@@ -59,15 +59,32 @@ def test_runner_counts_mismatching_strings(tmp_path: Path) -> None:
     assert count_mismatches(["a", "b"], ["a"]) == 1 and count_mismatches(["a"], ["b", "c"]) == 2
 
 
+def differences(frontend: TextFrontend, case: dict) -> list[str]:
+    """What differs between our frontend and upstream's recorded outputs for one differential case."""
+    found = []
+    if (ours := frontend.normalize(case["input"])) != case["text_normalize"]:
+        found.append(f"text_normalize {ours!r} != {case['text_normalize']!r}")
+    if "split_by_len" in case:
+        segments = frontend.split_by_len(case["input"])
+        if segments != case["split_by_len"]:
+            found.append(f"split_by_len {segments!r} != {case['split_by_len']!r}")
+        elif (again := [frontend.normalize(s) for s in segments]) != case["split_by_len_then_text_normalize"]:
+            found.append(f"segments normalized {again!r} != {case['split_by_len_then_text_normalize']!r}")
+    return found
+
+
 @pytest.mark.parametrize("index", range(len(DIFFERENTIAL["cases"])))
 def test_differential_against_wetextprocessing(frontend: TextFrontend, index: int) -> None:
     """Our kaldifst path vs upstream's TextFrontEnd on real WeTextProcessing (see the file's note)."""
-    case = DIFFERENTIAL["cases"][index]
-    assert frontend.normalize(case["input"]) == case["text_normalize"]
-    if "split_by_len" in case:
-        segments = frontend.split_by_len(case["input"])
-        assert segments == case["split_by_len"]
-        assert [frontend.normalize(s) for s in segments] == case["split_by_len_then_text_normalize"]
+    assert differences(frontend, DIFFERENTIAL["cases"][index]) == []
+
+
+def test_fuzz_differential_against_wetextprocessing(frontend: TextFrontend) -> None:
+    """Seeded random mixtures of numbers, symbols, scripts and whitespace: every string equal."""
+    cases = DIFFERENTIAL["fuzz_cases"]
+    assert len(cases) >= 200
+    failures = {c["input"]: d for c in cases if (d := differences(frontend, c))}
+    assert failures == {}
 
 
 def test_differential_set_is_broad() -> None:
