@@ -18,6 +18,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+import emoji
+import kaldifst
+
 from .types import EngineError
 
 Language = Literal["zh", "en"]
@@ -89,8 +92,6 @@ class _Grammar:
     """One language's tagger and verbalizer FSTs, run by kaldifst (compose + single shortest path)."""
 
     def __init__(self, language: Language) -> None:
-        import kaldifst
-
         prefix = GRAMMAR_DIR / f"{language}_tn"
         paths = [Path(f"{prefix}_tagger.fst"), Path(f"{prefix}_verbalizer.fst")]
         missing = [str(p) for p in paths if not p.is_file()]
@@ -204,8 +205,6 @@ class _Grammars:
 
 def _preprocess(text: str) -> str:
     """Markdown list numbers, literal "\\n", line merging, emoji removal, letter-hyphen-letter."""
-    import emoji
-
     text = re.sub(r"^(\d+)\. ", r"\1。", text)  # "1. item" at the very start keeps its number
     text = text.replace("\\n", "\n")
     text = _merge_lines(text)
