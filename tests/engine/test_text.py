@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from glmtts_mcp.engine.types import EngineError
 GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden" / "text_frontend"
 DIFFERENTIAL = json.loads((Path(__file__).parent / "data" / "tn_differential.json").read_text(encoding="utf-8"))
 
-log = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
