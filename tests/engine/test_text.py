@@ -17,7 +17,6 @@ GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden" / "text_front
 DIFFERENTIAL = json.loads((Path(__file__).parent / "data" / "tn_differential.json").read_text(encoding="utf-8"))
 
 
-
 @pytest.fixture(scope="module")
 def frontend() -> TextFrontend:
     return TextFrontend()
