@@ -75,7 +75,7 @@ class Transcriber:
                 log.info("loading whisper model %s on %s", self.model_path, self.device)
                 try:
                     self._model = whisper.load_model(str(self.model_path), device=self.device)
-                except (RuntimeError, KeyError, EOFError, OSError) as exc:
+                except Exception as exc:  # torch.load/whisper raise many types for a bad file (pickle, zip, keys)
                     raise CheckpointError(
                         f"cannot load whisper model {self.model_path}: {exc}; re-download it with `glmtts-mcp download`"
                     ) from exc
