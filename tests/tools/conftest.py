@@ -90,3 +90,47 @@ def store_voice(app: App, seed: int, name: str | None = None, transcript: str = 
 def add_voice() -> Callable[..., VoiceRecord]:
     """`add_voice(app, seed, name=None, transcript=...)`: store a voice through the real library."""
     return store_voice
+
+
+@pytest.fixture(scope="session")
+def tools_checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random-weight tiny checkpoint (official layout): the shared session fixture when the
+    suite provides one, else built here once."""
+    try:
+        return Path(request.getfixturevalue("tiny_checkpoint"))
+    except pytest.FixtureLookupError:
+        from glmtts_mcp.engine.tiny import make_tiny_checkpoint
+
+        return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
+
+
+def write_clip(path: Path, seconds: float = 2.2, sample_rate: int = 16000, pitch: float = 220.0) -> Path:
+    """A short voiced-like clip (modulated tone) that passes the reference checks."""
+    import soundfile as sf
+
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    pcm = 0.3 * np.sin(2 * np.pi * pitch * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    sf.write(path, pcm.astype(np.float32), sample_rate)
+    return path
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "reference.wav")
+
+
+@pytest.fixture
+def engine_settings(make_settings: SettingsFactory, tools_checkpoint: Path) -> SettingsFactory:
+    """Settings with the tiny checkpoint (its random Whisper is named 'tiny-random')."""
+
+    def make(**overrides: Any) -> Settings:
+        return make_settings(**{"checkpoint": tools_checkpoint, "whisper_model": "tiny-random", **overrides})
+
+    return make
+
+
+@pytest.fixture
+def engine_app(engine_settings: SettingsFactory) -> Iterator[App]:
+    app = build_app(engine_settings())
+    yield app
+    app.close()

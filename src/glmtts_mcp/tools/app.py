@@ -48,6 +48,8 @@ def default_loader(settings: Settings) -> EngineLoader:
             device=settings.device,
             dtype=settings.dtype,
             whisper_model=settings.whisper_model,
+            concurrency=settings.concurrency,
+            max_text_chars=settings.max_text_chars,
         )
 
     return load

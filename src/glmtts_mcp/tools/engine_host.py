@@ -37,7 +37,7 @@ class EngineHost:
         self._checkpoint = checkpoint
         self._idle_unload_s = idle_unload_s
         self._engine: Any | None = None
-        self._load_lock = threading.Lock()  # held while loading or unloading (slow)
+        self._load_lock = threading.Lock()  # held while loading (slow)
         self._lock = threading.Lock()  # guards the job count and the timer (fast: the event loop takes it)
         self._active = 0
         self._last_used = time.monotonic()
@@ -49,8 +49,13 @@ class EngineHost:
 
     @property
     def engine(self) -> Any | None:
-        """The loaded engine, or None (not loaded yet, unloaded when idle, or failed)."""
+        """The engine, or None before the first successful load (after an idle unload it reloads itself)."""
         return self._engine
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the model's weights are in memory now."""
+        return self._engine is not None and self._engine.loaded
 
     def ensure_loaded(self) -> Any:
         """Load the engine if needed (blocking: call from a worker thread) and return it."""
@@ -99,29 +104,31 @@ class EngineHost:
         self._timer.start()
 
     def _unload_if_idle(self) -> None:
-        with self._load_lock:
-            with self._lock:
-                idle = time.monotonic() - self._last_used
-                if self._active or self._engine is None or idle < self._idle_unload_s * 0.99:
-                    return
-                self._timer = None
-                engine, self._engine = self._engine, None
-            self._release(engine, reason=f"idle for {idle:.0f} s")
+        with self._lock:
+            idle = time.monotonic() - self._last_used
+            if self._active or self._engine is None or idle < self._idle_unload_s * 0.99:
+                return
+            self._timer = None
+            engine = self._engine
+        self._release(engine, reason=f"idle for {idle:.0f} s")
 
     def unload(self, reason: str = "requested") -> None:
-        """Free the model's memory now (waits for running jobs' load to finish); the next call reloads."""
-        with self._load_lock:
-            with self._lock:
-                self._cancel_timer()
-                engine, self._engine = self._engine, None
-            if engine is not None:
-                self._release(engine, reason)
+        """Free the model's memory now (the engine waits for running jobs); the next call reloads it."""
+        with self._lock:
+            self._cancel_timer()
+            engine = self._engine
+        if engine is not None:
+            self._release(engine, reason)
 
     def _release(self, engine: Any, reason: str) -> None:
+        """Engine.unload frees every model and reloads them on the next call (the object stays)."""
+        if not engine.loaded:
+            return
         try:
             engine.unload()
         except Exception:  # unloading must never take the server down
             log.exception("engine unload failed")
+            return
         self.unloads += 1
         log.info("model unloaded (%s)", reason)
 
@@ -129,7 +136,7 @@ class EngineHost:
         """Engine figures for cache_stats: loaded or not, device, memory, queue."""
         engine = self._engine
         info: dict[str, Any] = {
-            "model_loaded": engine is not None,
+            "model_loaded": self.model_loaded,
             "model_error": self.load_error,
             "checkpoint": str(self._checkpoint),
             "load_s": self.load_s,

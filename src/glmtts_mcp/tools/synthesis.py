@@ -86,8 +86,7 @@ def narrate(
     for chunk in engine.synthesize(text, features, SynthesisOptions(seed=seed), progress):
         pieces.append(np.asarray(chunk.pcm, dtype=np.float32))
         sample_rate = chunk.sample_rate
-        segments = chunk.segment_count
-        progress(chunk.segment_index + 1, chunk.segment_count, f"segment {chunk.segment_index + 1}/{chunk.segment_count}")
+        segments = chunk.segment_count  # the engine reports "segment i/n ready" itself
     pcm = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
     timings["synthesize"] = time.perf_counter() - synth_start
     encode_start = time.perf_counter()
@@ -169,7 +168,7 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             relay = relay_for(ctx)
             start = time.perf_counter()
             async with relay.running():
-                await relay.report(0, None, "loading the model" if app.host.engine is None else "starting")
+                await relay.report(0, None, "starting" if app.host.model_loaded else "loading the model")
                 narration = await app.host.run(
                     lambda engine: narrate(engine, app, text, voice, reference, fmt, seed or 0, relay)
                 )

@@ -90,7 +90,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
             relay = relay_for(ctx)
             start = time.perf_counter()
             async with relay.running():
-                await relay.report(0, None, "loading the model" if app.host.engine is None else "starting")
+                await relay.report(0, None, "starting" if app.host.model_loaded else "loading the model")
                 outcome = await app.host.run(
                     lambda engine: clone_or_get(engine, library, source, name, transcript, language, relay)
                 )
