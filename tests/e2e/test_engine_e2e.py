@@ -54,11 +54,8 @@ def test_clone_gives_schema_features_and_stage_timings(voice, reference_text: st
 
 def test_clone_without_transcript_uses_whisper(engine, reference_wav: Path) -> None:
     ref = engine.prepare_reference(reference_wav)
-    try:
-        first = engine.extract_voice(ref, None)
-    except AudioInputError as exc:  # a random Whisper may hear nothing; the refusal must say what to do
-        assert "transcript" in str(exc)
-        return
+    first = engine.extract_voice(ref, None)  # the tiny random Whisper hears (nonsense) words here
+    assert first.transcript.strip() and first.features.tensors["prompt_text_ids"].numel() > 0
     assert first.transcript_source == "whisper" and isinstance(first.language, str)
     assert "whisper" in first.timings
     again = engine.extract_voice(ref, None)

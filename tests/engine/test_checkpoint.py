@@ -14,6 +14,7 @@ from glmtts_mcp.engine import checkpoint as ck
 from glmtts_mcp.engine.checkpoint import CheckpointError
 from glmtts_mcp.engine.download import convert_to_safetensors, verify_checkpoint, write_manifest
 from glmtts_mcp.engine.tiny import FLOW_YAML
+from glmtts_mcp.engine.types import EngineError
 
 
 @pytest.fixture()
@@ -117,7 +118,7 @@ def test_model_wrapper_is_unwrapped(copy: Path) -> None:
 
 def test_unknown_flow_component_is_named(copy: Path) -> None:
     (copy / "flow" / "config.yaml").write_text(FLOW_YAML + "\n    warp_drive: True")
-    with pytest.raises(Exception, match="warp_drive") as err:
+    with pytest.raises(EngineError, match="warp_drive") as err:
         ck.load_models(copy)
     assert "config.yaml" in str(err.value)
 

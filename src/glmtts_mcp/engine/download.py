@@ -172,12 +172,18 @@ def download_whisper(size: str = "base") -> Path:
     return Path(whisper._download(whisper._MODELS[size], str(root), False))
 
 
+def _is_local_path(model: str | Path) -> bool:
+    """A whisper setting that names a file (nothing to download) rather than a size."""
+    text = str(model)
+    return text.endswith(".pt") or os.sep in text
+
+
 def download_checkpoint(
     directory: Path,
     *,
     revision: str = PINNED_REVISION,
     progress: bool = True,
-    whisper_model: str | None = "base",
+    whisper_model: str | Path | None = "base",
 ) -> Path:
     """Download (resumably) every file the engine reads into `directory`, then record hashes.
 
@@ -200,7 +206,7 @@ def download_checkpoint(
     for rel in ck.llm_weight_files(directory):
         fetch(rel)
     _fetch_campplus(directory, progress)
-    if whisper_model:
+    if whisper_model and not _is_local_path(whisper_model):
         download_whisper(whisper_model)
     write_manifest(directory, revision=commit)
     return directory
