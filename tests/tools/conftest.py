@@ -134,3 +134,9 @@ def engine_app(engine_settings: SettingsFactory) -> Iterator[App]:
     app = build_app(engine_settings())
     yield app
     app.close()
+
+
+@pytest.fixture(scope="session")
+def clip_writer() -> Callable[..., Path]:
+    """`clip_writer(path, seconds=2.2, ...)` for fixtures wider than one test."""
+    return write_clip
