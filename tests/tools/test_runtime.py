@@ -1,0 +1,122 @@
+"""Progress relay (monotonic values, heartbeat) and model loading policies (preload, failure, retry)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+from mcp import Client
+
+from glmtts_mcp.tools.app import build_app
+from glmtts_mcp.tools.engine_host import EngineHost, EngineUnavailable
+from glmtts_mcp.tools.progress import ProgressRelay
+from glmtts_mcp.tools.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+
+class _RecordingContext:
+    """Stands in for the MCP request context: records what would go to the client."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, float | None, str | None]] = []
+
+    async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        self.sent.append((progress, total, message))
+
+
+async def test_progress_is_monotonic_across_stages_and_threads() -> None:
+    ctx = _RecordingContext()
+    relay = ProgressRelay(ctx, anyio.lowlevel.current_token())  # type: ignore[arg-type]
+
+    def worker() -> None:  # a stage that counts 0..3, then one that restarts at 1 of 12
+        for i in range(4):
+            relay(i, 3, f"stage a {i}/3")
+        for i in range(1, 4):
+            relay(i, 12, f"segment {i}/12")
+
+    await relay.report(0, None, "loading")
+    await anyio.to_thread.run_sync(worker)
+    values = [v for v, _, _ in ctx.sent]
+    assert len(values) == 8 and all(b > a for a, b in zip(values, values[1:], strict=False))
+    assert ctx.sent[-1][2] == "segment 3/12"
+    assert all(total is None or total >= value for value, total, _ in ctx.sent)
+
+
+async def test_heartbeat_while_a_job_runs() -> None:
+    ctx = _RecordingContext()
+    relay = ProgressRelay(ctx, anyio.lowlevel.current_token())  # type: ignore[arg-type]
+    async with relay.running(heartbeat_s=0.2):
+        await relay.report(1, 4, "segment 1/4")
+        await anyio.sleep(1.0)
+    beats = [m for _, _, m in ctx.sent if m and "still working" in m]
+    assert len(beats) >= 2 and beats[0].startswith("segment 1/4 (still working")
+    values = [v for v, _, _ in ctx.sent]
+    assert all(b > a for a, b in zip(values, values[1:], strict=False))
+
+
+async def test_job_errors_come_out_unwrapped() -> None:
+    relay = ProgressRelay(_RecordingContext(), anyio.lowlevel.current_token())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="boom"):
+        async with relay.running():
+            raise ValueError("boom")
+
+
+def test_failed_load_is_remembered_and_retried(tmp_path: Path) -> None:
+    attempts: list[int] = []
+
+    def loader() -> Any:
+        attempts.append(1)
+        raise RuntimeError("CUDA out of memory")
+
+    host = EngineHost(loader, tmp_path, idle_unload_s=0)
+    for _ in range(2):
+        with pytest.raises(EngineUnavailable, match="CUDA out of memory") as info:
+            host.ensure_loaded()
+        assert "--device cpu" in str(info.value)
+    assert len(attempts) == 2 and "CUDA out of memory" in (host.describe()["model_error"] or "")
+
+
+def test_concurrent_first_calls_load_once(engine_settings: Any) -> None:
+    app = build_app(engine_settings())
+    try:
+        engines: list[Any] = []
+        threads = [threading.Thread(target=lambda: engines.append(app.host.ensure_loaded())) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len({id(e) for e in engines}) == 1 and app.host.loads == 1
+    finally:
+        app.close()
+
+
+async def test_preload_at_start(engine_settings: Any, make_settings: Any, clip: Path) -> None:
+    app = build_app(engine_settings(preload="start"))
+    try:
+        assert app.host.model_loaded
+    finally:
+        app.close()
+    broken = build_app(make_settings(preload="start"))  # no checkpoint: the server still comes up
+    try:
+        assert not broken.host.model_loaded and "glmtts-mcp download" in (broken.host.load_error or "")
+        async with Client(build_server(broken)) as client:
+            assert not (await client.call_tool("list_voices", {})).is_error
+            failed = await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "hi"})
+            assert failed.is_error and "glmtts-mcp download" in failed.content[0].text
+    finally:
+        broken.close()
+
+
+async def test_cloning_a_known_clip_under_a_new_name_renames_it(engine_app: Any, clip: Path) -> None:
+    async with Client(build_server(engine_app)) as client:
+        first = await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "hi", "name": "one"})
+        second = await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "hi", "name": "two"})
+        assert second.structured_content["existed"] is True and second.structured_content["name"] == "two"
+        assert second.structured_content["voice_id"] == first.structured_content["voice_id"]
+        names = [v["name"] for v in (await client.call_tool("list_voices", {})).structured_content["voices"]]
+        assert names == ["two"]
