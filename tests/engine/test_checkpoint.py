@@ -165,3 +165,55 @@ def test_conversion_to_safetensors_is_preferred_and_exact(copy: Path) -> None:
         assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in state)
     ck.load_models(copy)
     assert convert_to_safetensors(copy) == []  # nothing left to convert
+
+
+def test_truncated_download_is_caught_before_loading(copy: Path) -> None:
+    write_manifest(copy, revision="test")
+    shard = copy / _shards(copy)[-1]
+    shard.write_bytes(shard.read_bytes()[:-4])
+    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors has"):
+        ck.load_models(copy)
+
+
+def test_download_fetches_exactly_the_engine_files(tiny_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    """The orchestration around huggingface_hub, with the hub replaced by the tiny checkpoint on disk.
+
+    (The real hub cannot be reached from the test machines; only the calls we make are checked.)
+    """
+    import huggingface_hub
+
+    from glmtts_mcp.engine import download
+
+    requested: list[tuple[str, str, str | None]] = []
+
+    class FakeApi:
+        def model_info(self, repo: str, revision: str) -> object:
+            return type("Info", (), {"sha": "0123abcd"})()
+
+    def fake_download(repo: str, filename: str, *, revision: str | None = None, local_dir=None, tqdm_class=None):
+        requested.append((repo, filename, revision))
+        source = tiny_checkpoint / ("frontend/campplus.onnx" if repo == download.CAMPPLUS_REPO else filename)
+        if local_dir is None:
+            return str(source)
+        target = Path(local_dir) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        return str(target)
+
+    onnx = tiny_checkpoint / "frontend" / "campplus.onnx"
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(download, "CAMPPLUS_SIZE", onnx.stat().st_size)
+    monkeypatch.setattr(download, "CAMPPLUS_SHA256", download.sha256_file(onnx))
+    target = download.download_checkpoint(tmp_path / "dl", whisper_model=None, progress=False)
+    hf_files = {f for repo, f, rev in requested if repo == download.HF_REPO}
+    assert all(rev == "0123abcd" for repo, _, rev in requested if repo == download.HF_REPO)
+    assert hf_files == {*download.HF_FILES, *_shards(tiny_checkpoint)}
+    assert (download.CAMPPLUS_REPO, "campplus.onnx", None) in requested
+    verify_checkpoint(target)
+    assert json.loads((target / "manifest.json").read_text())["revision"] == "0123abcd"
+
+    monkeypatch.setattr(download, "CAMPPLUS_SHA256", "0" * 64)  # a campplus.onnx that is not the expected one
+    (target / "frontend" / "campplus.onnx").unlink()
+    with pytest.raises(CheckpointError, match="campplus.onnx"):
+        download.download_checkpoint(target, whisper_model=None, progress=False)

@@ -268,7 +268,7 @@ def load_models(
     llm_dtype: torch.dtype = torch.float32,
     flow_dtype: torch.dtype = torch.float32,
 ) -> Models:
-    """Validate the checkpoint, then load every module onto `device`.
+    """Validate the checkpoint (and its manifest's file sizes, if any), then load every module onto `device`.
 
     The LLM runs in `llm_dtype` (bf16 on GPU saves half its memory); flow and vocoder default to
     fp32 (vLLM-Omni found bf16 DiT audibly hissy, CHECKPOINT.md §5); the speech tokenizer always
@@ -281,8 +281,12 @@ def load_models(
     from glmtts_mcp.engine.text_tokenizer import TextTokenizer
     from glmtts_mcp.engine.vocoder import HiFTGenerator, load_hift_state_dict
 
+    from glmtts_mcp.engine.download import MANIFEST, verify_checkpoint
+
     directory = Path(directory)
     validate_checkpoint(directory)
+    if (directory / MANIFEST).is_file():
+        verify_checkpoint(directory, full=False)  # sizes only: a truncated download fails here, by name
     device = torch.device(device)
 
     tok_dir = directory / TEXT_TOKENIZER_DIR
