@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     )
     device: str = Field(default="auto", description="Torch device: auto, cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        default="auto", description="Model dtype (auto: bfloat16/float16 on GPU, float32 on CPU)."
+        default="auto", description="The LLM's dtype (auto: bfloat16 on a GPU that has it, else float32)."
     )
     whisper_model: str = Field(
         default="base", description="Whisper model that transcribes references given without a transcript."
