@@ -174,6 +174,13 @@ def test_unusable_reference_audio_is_refused(engine, tmp_path: Path) -> None:
     sf.write(short, (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 24000)
     with pytest.raises(AudioInputError, match="2-30 s"):
         engine.prepare_reference(short)
+    long = tmp_path / "long.wav"
+    t = np.arange(31 * 16000) / 16000
+    sf.write(long, (0.3 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2).astype(np.float32), 16000)
+    with pytest.raises(AudioInputError, match="limit is 30 s"):
+        engine.prepare_reference(long)
+    with pytest.raises(AudioInputError):
+        engine.prepare_reference(b"RIFF not really a wave file")
     with pytest.raises(AudioInputError, match="no speakable text"):
         engine.extract_voice(_reference_from_seconds(3.0), "   ...   ")
 
