@@ -217,3 +217,13 @@ def test_download_fetches_exactly_the_engine_files(tiny_checkpoint: Path, tmp_pa
     (target / "frontend" / "campplus.onnx").unlink()
     with pytest.raises(CheckpointError, match="campplus.onnx"):
         download.download_checkpoint(target, whisper_model=None, progress=False)
+
+
+def test_make_tiny_is_deterministic_and_checks_its_size(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from glmtts_mcp.engine.tiny import make_tiny_checkpoint, write_text_tokenizer
+
+    with pytest.raises(ValueError, match="size"):
+        make_tiny_checkpoint(tmp_path / "x", size="huge")  # type: ignore[arg-type]
+    write_text_tokenizer(tmp_path / "tok", merges=300)
+    for name in ("tokenizer.model", "tokenizer_config.json"):
+        assert (tmp_path / "tok" / name).read_bytes() == (tiny_checkpoint / ck.TEXT_TOKENIZER_DIR / name).read_bytes()

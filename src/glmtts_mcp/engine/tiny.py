@@ -31,12 +31,13 @@ import base64
 import dataclasses
 import json
 import math
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Literal
 
-import regex
+import regex  # tiktoken's own dependency; \p{L} classes of the GLM-4 pre-tokenizer
 import torch
 from safetensors.torch import save_file
 from torch import nn
@@ -272,7 +273,7 @@ def write_flow(folder: Path, dims: dict) -> None:
 
 
 # HiFT modules that upstream wraps in weight_norm (their weights are stored as g and v).
-_WEIGHT_NORMED = regex.compile(r"^(conv_pre|conv_post|ups\.\d+|(source_)?resblocks\.\d+\.convs[12]\.\d+"
+_WEIGHT_NORMED = re.compile(r"^(conv_pre|conv_post|ups\.\d+|(source_)?resblocks\.\d+\.convs[12]\.\d+"
                                r"|f0_predictor\.condnet\.\d+)\.weight$")
 
 
