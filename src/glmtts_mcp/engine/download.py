@@ -117,13 +117,10 @@ def convert_to_safetensors(directory: Path, *, remove_pt: bool = False) -> list[
     written: list[Path] = []
     for rel in (ck.FLOW_WEIGHTS, ck.HIFT_WEIGHTS):
         pt = directory / rel
-        if not pt.is_file():
-            continue
-        state = ck.load_state_dict(pt) if not ck.twin(pt).is_file() else None
-        if state is None:
-            continue  # already converted
-        tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
         target = ck.twin(pt)
+        if not pt.is_file() or target.is_file():
+            continue  # absent, or already converted
+        tensors = {k: v.detach().contiguous().clone() for k, v in ck.load_state_dict(pt).items()}
         tmp = target.with_suffix(".safetensors.tmp")
         save_file(tensors, str(tmp), metadata={"converted_from": pt.name})
         back = load_file(str(tmp))
