@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 import numpy as np
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -164,7 +165,7 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             if reference_audio is not None:
                 reference = audio_source(reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
             else:
-                app.library.resolve(voice)  # unknown voices fail before the model loads
+                await anyio.to_thread.run_sync(app.library.resolve, voice)  # unknown voices fail before loading
             relay = relay_for(ctx)
             start = time.perf_counter()
             async with relay.running():
@@ -174,7 +175,7 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
                 )
             if narration.created:
                 await notify_voices_changed(ctx)
-            stored = app.outputs.save(narration.data, fmt)
+            stored = await anyio.to_thread.run_sync(app.outputs.save, narration.data, fmt)
             duration_s = len(narration.pcm) / narration.sample_rate
             timings = dict(narration.timings)
             timings["total"] = time.perf_counter() - start
