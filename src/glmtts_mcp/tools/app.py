@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from glmtts_mcp.tools.cloning import extract_new_voice
 from glmtts_mcp.tools.engine_host import EngineHost, EngineLoader
 from glmtts_mcp.tools.outputs import OutputStore
 from glmtts_mcp.voices import FeatureSchema, VoiceLibrary
+
+if TYPE_CHECKING:
+    from glmtts_mcp.engine.pipeline import Engine
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +43,10 @@ class App:
 def default_loader(settings: Settings) -> EngineLoader:
     """Engine.load with the configured checkpoint, device, dtype, Whisper model and concurrency."""
 
-    def load() -> Any:
-        from glmtts_mcp.engine.pipeline import Engine  # heavy import, only when the model is wanted
+    def load() -> Engine:
+        from glmtts_mcp.engine.pipeline import Engine as EngineClass  # heavy import: only when wanted
 
-        return Engine.load(
+        return EngineClass.load(
             settings.checkpoint,
             device=settings.device,
             dtype=settings.dtype,

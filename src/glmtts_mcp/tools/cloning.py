@@ -9,12 +9,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from glmtts_mcp.engine.types import ProgressCallback, ReferenceAudio
 from glmtts_mcp.voices import NewVoiceData, VoiceLibrary, VoiceRecord
+
+if TYPE_CHECKING:
+    from glmtts_mcp.engine.pipeline import Engine
 
 
 @dataclass
@@ -27,7 +30,7 @@ class CloneOutcome:
 
 
 def extract_new_voice(
-    engine: Any,
+    engine: Engine,
     pcm: np.ndarray,
     sample_rate: int,
     transcript: str | None,
@@ -48,7 +51,7 @@ def extract_new_voice(
 
 
 def clone_or_get(
-    engine: Any,
+    engine: Engine,
     library: VoiceLibrary,
     source: Path | bytes,
     name: str | None,

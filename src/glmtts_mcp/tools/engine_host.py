@@ -12,17 +12,20 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from glmtts_mcp.engine.types import EngineError
 
+if TYPE_CHECKING:
+    from glmtts_mcp.engine.pipeline import Engine
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-EngineLoader = Callable[[], Any]
+EngineLoader = Callable[[], "Engine"]
 
 
 class EngineUnavailable(EngineError):
@@ -36,7 +39,7 @@ class EngineHost:
         self._loader = loader
         self._checkpoint = checkpoint
         self._idle_unload_s = idle_unload_s
-        self._engine: Any | None = None
+        self._engine: Engine | None = None
         self._load_lock = threading.Lock()  # held while loading (slow)
         self._lock = threading.Lock()  # guards the job count and the timer (fast: the event loop takes it)
         self._active = 0
@@ -48,7 +51,7 @@ class EngineHost:
         self.unloads = 0
 
     @property
-    def engine(self) -> Any | None:
+    def engine(self) -> Engine | None:
         """The engine, or None before the first successful load (after an idle unload it reloads itself)."""
         return self._engine
 
@@ -57,7 +60,7 @@ class EngineHost:
         """Whether the model's weights are in memory now."""
         return self._engine is not None and self._engine.loaded
 
-    def ensure_loaded(self) -> Any:
+    def ensure_loaded(self) -> Engine:
         """Load the engine if needed (blocking: call from a worker thread) and return it."""
         with self._load_lock:
             if self._engine is not None:
@@ -76,7 +79,7 @@ class EngineHost:
             log.info("model loaded in %.1f s on %s", self.load_s, getattr(engine, "device", "?"))
             return engine
 
-    async def run(self, job: Callable[[Any], T]) -> T:
+    async def run(self, job: Callable[[Engine], T]) -> T:
         """Run `job(engine)` in a worker thread, loading the engine first; the event loop keeps serving."""
         with self._lock:
             self._active += 1
@@ -120,7 +123,7 @@ class EngineHost:
         if engine is not None:
             self._release(engine, reason)
 
-    def _release(self, engine: Any, reason: str) -> None:
+    def _release(self, engine: Engine, reason: str) -> None:
         """Engine.unload frees every model and reloads them on the next call (the object stays)."""
         if not engine.loaded:
             return

@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import anyio.to_thread
 import numpy as np
@@ -32,6 +32,9 @@ from glmtts_mcp.tools.progress import relay_for
 from glmtts_mcp.tools.results import render_audio
 from glmtts_mcp.tools.voice_tools import notify_voices_changed
 
+if TYPE_CHECKING:
+    from glmtts_mcp.engine.pipeline import Engine
+
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2**63 - 1
@@ -52,7 +55,7 @@ class Narration:
 
 
 def narrate(
-    engine: Any,
+    engine: Engine,
     app: App,
     text: str,
     voice: str | None,
