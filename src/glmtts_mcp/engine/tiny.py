@@ -19,7 +19,7 @@ What mirrors the real files (CHECKPOINT.md §1-§2):
   short English/Chinese text), tokenizer_config.json with the GLM-4 specials in order, phoneme-like
   added tokens and all 32768 `<|audio_k|>` tokens.
 - frontend/campplus.onnx: a small CAMPPlus-shaped graph, fbank [1, T, 80] -> embedding [1, 192]
-  (exporting it needs the `onnx` package).
+  (exported with the `onnx` package, a runtime dependency for this).
 - whisper/tiny-random.pt: a tiny openai-whisper model ({"dims", "model_state_dict"}).
 
 `size="real"` writes the real dimensions (≈9 GB; for GPU benchmarks).
@@ -46,7 +46,6 @@ from glmtts_mcp.engine import checkpoint as ck
 from glmtts_mcp.engine.flow import Flow, FlowConfig
 from glmtts_mcp.engine.speech_tokenizer import WhisperVQConfig, expected_encoder_keys
 from glmtts_mcp.engine.text_tokenizer import GLM4_PAT_STR
-from glmtts_mcp.engine.types import EngineError
 from glmtts_mcp.engine.vocoder import HIFT_24K_CONFIG, HiFTGenerator
 
 Size = Literal["tiny", "real"]
@@ -382,11 +381,6 @@ def write_campplus(path: Path, hidden: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     model = _TinyCampPlus(hidden).eval()
     example = torch.randn(1, 200, 80)
-    try:
-        import onnx  # noqa: F401 - the exporter needs it; say so plainly instead of deep inside torch
-    except ImportError as exc:
-        raise EngineError("writing the tiny checkpoint's campplus.onnx needs the `onnx` package: "
-                          "pip install onnx") from exc
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["output"],
