@@ -22,6 +22,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.anyio
 SCRIPT = Path(sys.executable).parent / "glmtts-mcp"
@@ -157,6 +158,14 @@ async def test_streamable_http(http_base: str, base_dir: Path, mode: str) -> Non
 async def test_sse(sse_base: str, base_dir: Path, mode: str) -> None:
     async with Client(sse_client(f"{sse_base}/sse"), mode=mode) as client:
         await _exercise(client, base_dir / "clip.wav")
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_http_oversized_request_is_refused_and_serving_goes_on(http_base: str, mode: str) -> None:
+    async with Client(f"{http_base}/mcp", mode=mode) as client:
+        with pytest.raises(MCPError):  # the transport refuses the 10 MB body (HTTP 413) before any tool runs
+            await client.call_tool("synthesize", {"text": "x" * 10_000_000, "voice": "anyone"})
+        assert not (await client.call_tool("list_voices", {})).is_error
 
 
 async def test_http_checks_host_and_origin(http_base: str) -> None:
