@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 REFERENCE_TEXT = "The quick brown fox jumps over the lazy dog, and the story goes on."
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The e2e budget (~3 min on 2 shared cores) assumes one intra-op thread: with several busy
-    processes, torch's thread pool spends more time synchronising than computing on these tiny models."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """The e2e budget (~3 min on 2 shared cores) assumes one intra-op thread."""
 
 
 def _voiced_signal(path: Path, seconds: float = 3.5, rate: int = 22050) -> None:
