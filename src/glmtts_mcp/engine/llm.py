@@ -9,7 +9,6 @@ replaced by a draw from the full softmax. Everything runs over the full vocabula
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,17 +17,13 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from transformers import DynamicCache, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from glmtts_mcp.engine.static_cache import Decoder, StaticDecoder
 from glmtts_mcp.engine.text_tokenizer import SpecialTokenIds
 from glmtts_mcp.engine.types import EngineError
 
 logger = logging.getLogger(__name__)
-
-# transformers 5.x renamed the forward's `past_key_values` to `cache`; an unknown name would be
-# swallowed by **kwargs and silently decode without the cache, so pick the one this version has.
-_CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
-
 
 class LLMLoadError(EngineError):
     """An LLM folder that is missing files or whose weights do not fit its config."""
@@ -169,14 +164,20 @@ def nucleus_size(sorted_probs: torch.Tensor, top_p: float, top_k: int) -> int:
 
 def ras_sample(logp: torch.Tensor, recent: Sequence[int], step: int, settings: RasSettings,
                draws: Draws) -> tuple[int, int, int]:
-    """One RAS pick from log-probabilities `logp` [vocab]: (chosen id, nucleus pick, fallback pick or -1)."""
+    """One RAS pick from log-probabilities `logp` [vocab]: (chosen id, nucleus pick, fallback pick or -1).
+
+    The draws are made on the host from one device-to-host copy of the top_k candidates (ids are
+    exact in float32 below 2**24), which is also the step's only synchronisation on a GPU; the
+    full softmax crosses over only on the rare fallback steps.
+    """
     probs = (logp / settings.temperature).softmax(dim=0)
     sorted_probs, sorted_ids = probs.sort(descending=True, stable=True)
-    kept = nucleus_size(sorted_probs, settings.top_p, settings.top_k)
-    pick = draws.nucleus(step, sorted_probs[:kept], sorted_ids[:kept])
+    head = torch.stack((sorted_probs[:settings.top_k], sorted_ids[:settings.top_k].to(probs.dtype))).cpu()
+    kept = nucleus_size(head[0], settings.top_p, settings.top_k)
+    pick = draws.nucleus(step, head[0, :kept], head[1, :kept].long())
     repeats = sum(1 for t in recent[-settings.win_size:] if t == pick)
     if repeats >= settings.win_size * settings.tau_r:
-        fallback = draws.full(step, logp.softmax(dim=0))  # upstream redraws without temperature
+        fallback = draws.full(step, logp.softmax(dim=0).cpu())  # upstream redraws without temperature
         return fallback, pick, fallback
     return pick, pick, -1
 
@@ -194,10 +195,13 @@ class StepTrace:
 class GLMTTSLLM:
     """Prompt layout, length rules, RAS sampling and KV-cached decoding around a LlamaForCausalLM."""
 
-    def __init__(self, model: LlamaForCausalLM, special: SpecialTokenIds) -> None:
+    def __init__(self, model: LlamaForCausalLM, special: SpecialTokenIds, decoder: Decoder | None = None) -> None:
         self.model = model
         self.special = special
+        self.decoder = decoder if decoder is not None else StaticDecoder(model)
         vocab = model.get_input_embeddings().num_embeddings
+        if vocab >= 2**24:
+            raise LLMLoadError(f"a vocabulary of {vocab} ids is too large: ras_sample moves ids as float32")
         for name, token_id in vars(special).items():
             if not 0 <= token_id < vocab:
                 raise LLMLoadError(f"special token {name}={token_id} lies outside the LLM vocabulary ({vocab}); "
@@ -243,24 +247,27 @@ class GLMTTSLLM:
         min_len = int(len(text_ids) * min_ratio)
         max_len = int(len(text_ids) * max_ratio)
         eoa = self.special.eoa
-        embeds = self._embed(self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids))
-        cache = DynamicCache(config=self.model.config)
+        prompt = self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids)
+        embedding = self.model.get_input_embeddings().weight
         out: list[int] = []
-        for step in range(max_len):
-            logits = self.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1, **{_CACHE_KWARG: cache}).logits
-            logp = logits[0, -1].float().log_softmax(dim=-1)
-            if step < min_len:
-                logp[eoa] = -float("inf")
-            chosen, nucleus, fallback = ras_sample(logp, out, step, sampling, draws)
-            if trace is not None:
-                trace.append(StepTrace(logp.cpu(), nucleus, fallback, chosen))
-            if chosen == eoa:
-                break
-            out.append(chosen)
-            embeds = self._embed([chosen])
-        else:
-            logger.warning("no end-of-audio token after %d steps (max_ratio %.1f x %d text tokens); output is cut",
-                           max_len, max_ratio, len(text_ids))
+        with self.decoder.cache(len(prompt) + max_len) as cache:
+            logits = self.decoder.forward(self._embed(prompt), cache)
+            for step in range(max_len):
+                logp = logits.float().log_softmax(dim=-1)
+                if step < min_len:
+                    logp[eoa] = -float("inf")
+                chosen, nucleus, fallback = ras_sample(logp, out, step, sampling, draws)
+                if trace is not None:
+                    trace.append(StepTrace(logp.cpu(), nucleus, fallback, chosen))
+                if chosen == eoa:
+                    break
+                out.append(chosen)
+                if step + 1 < max_len:
+                    # a row of the embedding, indexed by a host int: no host-to-device copy
+                    logits = self.decoder.forward(embedding[chosen][None, None], cache)
+            else:
+                logger.warning("no end-of-audio token after %d steps (max_ratio %.1f x %d text tokens); output is cut",
+                               max_len, max_ratio, len(text_ids))
         return [t - self.special.ats for t in out]
 
     @torch.inference_mode()
