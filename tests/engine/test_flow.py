@@ -11,19 +11,11 @@ import torch
 from glmtts_mcp.engine.flow import Flow, load_flow_config
 from glmtts_mcp.engine.parity import find_cases, load_case_tensors
 from glmtts_mcp.engine.parity.flow_cases import RUNNERS
+from glmtts_mcp.engine.tiny import FLOW_YAML
 from glmtts_mcp.engine.types import EngineError
 
 GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
 needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden cases not found at {GOLDEN}")
-
-# ckpt/flow/config.yaml of the official checkpoint, verbatim (CHECKPOINT.md §2.2).
-REAL_CONFIG_YAML = """flow: !new:flow.flow.Flow
-    spkr_emb_adaLN: True
-    speech_token_cfg: False
-    remove_spkr_concat_condition: True
-    mel_dim: 80
-    mel_framerate: 50
-    input_frame_rate: 25"""
 
 TINY = {
     "speech_token_dim": 16,
@@ -114,7 +106,7 @@ def test_wrapped_checkpoint_is_unwrapped() -> None:
 
 def test_real_yaml_is_read_as_data(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(REAL_CONFIG_YAML)
+    path.write_text(FLOW_YAML)
     cfg = load_flow_config(path)
     assert cfg["spkr_emb_adaLN"] is True and cfg["speech_token_cfg"] is False
     assert cfg["remove_spkr_concat_condition"] is True
@@ -127,7 +119,7 @@ def test_real_yaml_is_read_as_data(tmp_path: Path) -> None:
 def test_real_config_builds_the_checkpoint_shapes(tmp_path: Path) -> None:
     """Shapes and parameter count of flow.pt as derived in CHECKPOINT.md §2.2 (built on meta, no memory)."""
     path = tmp_path / "config.yaml"
-    path.write_text(REAL_CONFIG_YAML)
+    path.write_text(FLOW_YAML)
     with torch.device("meta"):
         flow = Flow.from_config(load_flow_config(path))
     shapes = {k: tuple(v.shape) for k, v in flow.state_dict().items()}
@@ -153,7 +145,7 @@ def test_yaml_tags_are_never_instantiated(tmp_path: Path) -> None:
 
 def test_unknown_yaml_key_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(REAL_CONFIG_YAML + "\n    trans_dim: 1024\n")
+    path.write_text(FLOW_YAML + "\n    trans_dim: 1024\n")
     with pytest.raises(EngineError, match=rf"{path}.*unknown Flow argument\(s\) \['trans_dim'\]"):
         load_flow_config(path)
 
@@ -223,7 +215,7 @@ def test_half_precision_stays_close_to_fp32(dtype: torch.dtype, bound: float) ->
 
 def test_wrong_value_type_names_the_setting(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(REAL_CONFIG_YAML.replace("mel_dim: 80", "mel_dim: eighty"))
+    path.write_text(FLOW_YAML.replace("mel_dim: 80", "mel_dim: eighty"))
     with pytest.raises(EngineError, match=r"mel_dim must be int, got 'eighty'"):
         load_flow_config(path)
     path.write_text("model: !new:flow.flow.Flow\n    mel_dim: 80\n")

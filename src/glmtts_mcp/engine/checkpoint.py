@@ -48,20 +48,6 @@ TEXT_TOKENIZER_DIR = "vq32k-phoneme-tokenizer"
 CAMPPLUS = "frontend/campplus.onnx"
 WHISPER_DIR = "whisper"
 
-# Every file the engine reads, except the LLM weights whose names come from the shard index.
-REQUIRED_FILES: tuple[str, ...] = (
-    LLM_CONFIG,
-    FLOW_CONFIG,
-    FLOW_WEIGHTS,
-    HIFT_WEIGHTS,
-    "speech_tokenizer/config.json",
-    "speech_tokenizer/preprocessor_config.json",
-    "speech_tokenizer/model.safetensors",
-    "vq32k-phoneme-tokenizer/tokenizer.model",
-    "vq32k-phoneme-tokenizer/tokenizer_config.json",
-    CAMPPLUS,
-)
-
 # Files whose content decides the stored voice features (text ids, speech ids, speaker embedding).
 FEATURE_FILES: tuple[str, ...] = (
     "speech_tokenizer/config.json",
@@ -71,6 +57,9 @@ FEATURE_FILES: tuple[str, ...] = (
     "vq32k-phoneme-tokenizer/tokenizer_config.json",
     CAMPPLUS,
 )
+
+# Every file the engine reads, except the LLM weights whose names come from the shard index.
+REQUIRED_FILES: tuple[str, ...] = (LLM_CONFIG, FLOW_CONFIG, FLOW_WEIGHTS, HIFT_WEIGHTS, *FEATURE_FILES)
 
 
 class CheckpointError(EngineError):

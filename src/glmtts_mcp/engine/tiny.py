@@ -251,6 +251,7 @@ def write_llm(folder: Path, dims: dict, vocab_size: int, eoa: int) -> None:
     (folder / "model.safetensors.index.json").write_text(json.dumps(index_doc, indent=2) + "\n")
 
 
+# ckpt/flow/config.yaml of the official checkpoint, verbatim (CHECKPOINT.md §2.2).
 FLOW_YAML = """flow: !new:flow.flow.Flow
     spkr_emb_adaLN: True
     speech_token_cfg: False

@@ -12,6 +12,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -68,6 +72,29 @@ def compare(actual, expected, atol: float, rtol: float) -> tuple[float, float, b
     max_rel = float((diff / e.abs().clamp_min(1e-12)).max()) if diff.numel() else 0.0
     ok = bool((diff <= atol + rtol * e.abs()).all())
     return max_abs, max_rel, ok
+
+
+def tolerance_of(case: dict) -> tuple[float, float, str]:
+    """(atol, rtol, printable) from a case's `tolerance`."""
+    tol = case["tolerance"]
+    atol, rtol = float(tol.get("atol", 0.0)), float(tol.get("rtol", 0.0))
+    return atol, rtol, f"atol {atol:g} rtol {rtol:g}"
+
+
+def compare_outputs(
+    kind: str, folder: Path, case: dict, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]
+) -> CaseResult:
+    """One CaseResult over several named outputs: worst errors, pass only if every output passes."""
+    atol, rtol, printable = tolerance_of(case)
+    worst_abs = worst_rel = 0.0
+    passed = True
+    details = []
+    for name, (actual, expected) in pairs.items():
+        max_abs, max_rel, ok = compare(actual, expected, atol, rtol)
+        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
+        passed &= ok
+        details.append(f"{name} {max_abs:.3g}")
+    return CaseResult(kind, folder.name, worst_abs, worst_rel, printable, passed, ", ".join(details))
 
 
 def load_case_tensors(folder: Path) -> tuple[dict, dict]:

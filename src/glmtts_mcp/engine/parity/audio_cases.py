@@ -4,33 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from glmtts_mcp.engine.audio import MelParams, campplus_input, kaldi_fbank, mel_with, prompt_mel_features
-from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors
-
-
-def tolerance_of(case: dict) -> tuple[float, float, str]:
-    """(atol, rtol, printable) from a case's `tolerance`."""
-    tol = case["tolerance"]
-    atol, rtol = float(tol.get("atol", 0.0)), float(tol.get("rtol", 0.0))
-    return atol, rtol, f"atol {atol:g} rtol {rtol:g}"
-
-
-def compare_outputs(
-    kind: str, folder: Path, case: dict, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]
-) -> CaseResult:
-    """One CaseResult over several named outputs: worst errors, pass only if every output passes."""
-    atol, rtol, printable = tolerance_of(case)
-    worst_abs = worst_rel = 0.0
-    passed = True
-    details = []
-    for name, (actual, expected) in pairs.items():
-        max_abs, max_rel, ok = compare(actual, expected, atol, rtol)
-        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
-        passed &= ok
-        details.append(f"{name} {max_abs:.3g}")
-    return CaseResult(kind, folder.name, worst_abs, worst_rel, printable, passed, ", ".join(details))
+from glmtts_mcp.engine.parity import CaseResult, compare_outputs, load_case_tensors
 
 
 def run_mel24k(folder: Path, case: dict) -> CaseResult:
