@@ -5,6 +5,9 @@ A template's MIME type is fixed, so outputs get one template per audio format.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
@@ -12,6 +15,19 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from glmtts_mcp.tools.app import App
 from glmtts_mcp.tools.outputs import AUDIO_MIME
 from glmtts_mcp.voices import VoiceLibraryError, VoiceNotFound
+
+
+@contextmanager
+def _resource_errors(reading: str | None = None) -> Iterator[None]:
+    """Library failures as MCP resource errors: an unknown voice is "not found", any other library
+    error is a resource error; with `reading` (what a handler reads), an OSError is one too, naming it."""
+    caught: tuple[type[Exception], ...] = (VoiceLibraryError, OSError) if reading else (VoiceLibraryError,)
+    try:
+        yield
+    except VoiceNotFound as exc:
+        raise ResourceNotFoundError(str(exc)) from exc
+    except caught as exc:
+        raise ResourceError(f"cannot read {reading}: {exc}" if reading else str(exc)) from exc
 
 
 def register_resources(server: MCPServer, app: App) -> None:
@@ -26,12 +42,8 @@ def register_resources(server: MCPServer, app: App) -> None:
         mime_type="application/json",
     )
     async def voice_metadata(voice_id: str) -> str:
-        try:
+        with _resource_errors():
             record = await anyio.to_thread.run_sync(lambda: library.resolve(voice_id))
-        except VoiceNotFound as exc:
-            raise ResourceNotFoundError(str(exc)) from exc
-        except VoiceLibraryError as exc:
-            raise ResourceError(str(exc)) from exc
         return record.model_dump_json(indent=2)
 
     @server.resource(
@@ -42,14 +54,10 @@ def register_resources(server: MCPServer, app: App) -> None:
         mime_type="audio/flac",
     )
     async def voice_reference(voice_id: str) -> bytes:
-        try:
+        with _resource_errors(reading=f"the reference audio of {voice_id!r}"):
             record = await anyio.to_thread.run_sync(lambda: library.resolve(voice_id))
             path = library.reference_audio_path(record.id)
             return await anyio.to_thread.run_sync(path.read_bytes)
-        except VoiceNotFound as exc:
-            raise ResourceNotFoundError(str(exc)) from exc
-        except (VoiceLibraryError, OSError) as exc:
-            raise ResourceError(f"cannot read the reference audio of {voice_id!r}: {exc}") from exc
 
     for fmt, mime in AUDIO_MIME.items():
         _register_output_template(server, app, fmt, mime)
@@ -69,7 +77,5 @@ def _register_output_template(server: MCPServer, app: App, fmt: str, mime: str) 
             raise ResourceNotFoundError(
                 f"no synthesized audio audio://{output_id}.{fmt}: it never existed or was pruned by the retention policy"
             )
-        try:
+        with _resource_errors(reading=f"audio://{output_id}.{fmt}"):
             return await anyio.to_thread.run_sync(stored.path.read_bytes)
-        except OSError as exc:
-            raise ResourceError(f"cannot read audio://{output_id}.{fmt}: {exc}") from exc
