@@ -1,11 +1,16 @@
-"""Session fixtures shared by every test folder."""
+"""Fixtures shared by every test folder: the tiny checkpoint, golden cases, isolated settings, clips."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 
@@ -28,3 +33,41 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def no_user_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read the developer's GLMTTS_MCP_* variables or config file."""
+    for key in list(os.environ):
+        if key.startswith("GLMTTS_MCP_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
+def write_clip(path: Path, seconds: float = 2.2, sample_rate: int = 16000, pitch: float = 220.0) -> Path:
+    """A short voiced-like clip (modulated tone) that passes the reference checks."""
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    pcm = 0.3 * np.sin(2 * np.pi * pitch * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    sf.write(path, pcm.astype(np.float32), sample_rate)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip_writer() -> Callable[..., Path]:
+    """`clip_writer(path, seconds=2.2, sample_rate=16000, pitch=220.0)`: write a modulated-tone clip."""
+    return write_clip
+
+
+def write_espeak(path: Path, text: str) -> bool:
+    """Record `text` with espeak-ng into `path`; False (nothing written) when espeak-ng is not installed."""
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        return False
+    subprocess.run([espeak, "-w", str(path), text], check=True, capture_output=True, timeout=60)
+    return True
+
+
+@pytest.fixture(scope="session")
+def espeak_writer() -> Callable[[Path, str], bool]:
+    """`espeak_writer(path, text)`: real speech from espeak-ng (CI installs it); False when it is absent."""
+    return write_espeak

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -18,21 +17,11 @@ SCRIPT = Path(sys.executable).parent / "glmtts-mcp"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("GLMTTS_MCP_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+def _isolated(no_user_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GLMTTS_MCP_VOICES_DIR", str(tmp_path / "voices"))
     monkeypatch.setenv("GLMTTS_MCP_OUTPUT_DIR", str(tmp_path / "outputs"))
     monkeypatch.setenv("GLMTTS_MCP_ALLOWED_DIRS", str(tmp_path))
     monkeypatch.setenv("GLMTTS_MCP_LOG_LEVEL", "WARNING")
-
-
-def _clip(path: Path) -> Path:
-    t = np.arange(int(16000 * 2.2)) / 16000
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32), 16000)
-    return path
 
 
 def test_config_prints_ready_to_paste_snippets(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -65,12 +54,14 @@ def test_serve_refuses_non_loopback_without_token(capsys: pytest.CaptureFixture[
     assert "without a token" in err and "--force-insecure" in err
 
 
-def test_make_tiny_say_and_voices(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_make_tiny_say_and_voices(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, clip_writer: Callable[..., Path]
+) -> None:
     ck = tmp_path / "tiny"
     assert main(["checkpoint", "make-tiny", str(ck)]) == 0
     assert "written to" in capsys.readouterr().out
     common = ["--checkpoint", str(ck), "--whisper-model", "tiny-random"]
-    clip = _clip(tmp_path / "clip.wav")
+    clip = clip_writer(tmp_path / "clip.wav")
 
     out_wav = tmp_path / "out.wav"
     assert main(["say", "Hi. Yo.", "--reference", str(clip), "-o", str(out_wav), *common]) == 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +30,10 @@ def _voiced_signal(path: Path, seconds: float = 3.5, rate: int = 22050) -> None:
 
 
 @pytest.fixture(scope="session")
-def reference_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def reference_wav(tmp_path_factory: pytest.TempPathFactory, espeak_writer: Callable[[Path, str], bool]) -> Path:
     """A real speech recording (espeak-ng) of REFERENCE_TEXT, or a voiced synthetic signal without it."""
     path = tmp_path_factory.mktemp("reference") / "reference.wav"
-    espeak = shutil.which("espeak-ng")
-    if espeak:
-        subprocess.run([espeak, "-w", str(path), REFERENCE_TEXT], check=True, capture_output=True)
-    else:
+    if not espeak_writer(path, REFERENCE_TEXT):
         _voiced_signal(path)
     return path
 

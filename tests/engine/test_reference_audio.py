@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -69,13 +67,11 @@ def test_bytes_and_path_give_the_same_result_and_it_is_deterministic(tmp_path) -
     assert a.duration_s == b.duration_s
 
 
-def test_a_real_speech_recording(tmp_path) -> None:
+def test_a_real_speech_recording(tmp_path, espeak_writer) -> None:
     """espeak-ng speech when the program is present (CI installs it), else the synthetic voiced signal."""
     path = tmp_path / "speech.wav"
-    if shutil.which("espeak-ng"):
-        text = "The quick brown fox jumps over the lazy dog, then it runs into the quiet forest."
-        subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True, timeout=60)
-    else:
+    text = "The quick brown fox jumps over the lazy dog, then it runs into the quiet forest."
+    if not espeak_writer(path, text):
         write(path, voiced(5.0, 22050, seed=9), 22050, "WAV", "PCM_16")
     source_seconds = sf.info(path).duration
     ref = load_reference(path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -106,13 +106,13 @@ def test_a_tone_is_decoded_with_bounded_work(
     assert transcriber.transcribe(audio) == heard
 
 
-def test_real_speech_transcribes_through_the_tiny_model(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_real_speech_transcribes_through_the_tiny_model(
+    tiny_checkpoint: Path, tmp_path: Path, espeak_writer: Callable[[Path, str], bool]
+) -> None:
     """An espeak-ng recording, cleaned as references are, goes through the same path to (random) words."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
     path = tmp_path / "speech.wav"
-    text = "The quick brown fox jumps over the lazy dog."
-    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True, timeout=60)
+    if not espeak_writer(path, "The quick brown fox jumps over the lazy dog."):
+        pytest.skip("espeak-ng is not installed")
     wav16 = reference_pcm_at(load_reference(path), 16000)[0].numpy()
     transcriber = Transcriber(tiny_checkpoint / "whisper" / "tiny-random.pt")
     heard = transcriber.transcribe(wav16)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _no_user_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _no_user_env(no_user_env: None) -> None:
     """Tests never read the developer's GLMTTS_MCP_* variables or config file."""
-    for key in list(os.environ):
-        if key.startswith("GLMTTS_MCP_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
 
 
 @pytest.fixture
@@ -104,19 +99,9 @@ def tools_checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
 
 
-def write_clip(path: Path, seconds: float = 2.2, sample_rate: int = 16000, pitch: float = 220.0) -> Path:
-    """A short voiced-like clip (modulated tone) that passes the reference checks."""
-    import soundfile as sf
-
-    t = np.arange(int(sample_rate * seconds)) / sample_rate
-    pcm = 0.3 * np.sin(2 * np.pi * pitch * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    sf.write(path, pcm.astype(np.float32), sample_rate)
-    return path
-
-
 @pytest.fixture
-def clip(tmp_path: Path) -> Path:
-    return write_clip(tmp_path / "reference.wav")
+def clip(tmp_path: Path, clip_writer: Callable[..., Path]) -> Path:
+    return clip_writer(tmp_path / "reference.wav")
 
 
 @pytest.fixture
@@ -134,9 +119,3 @@ def engine_app(engine_settings: SettingsFactory) -> Iterator[App]:
     app = build_app(engine_settings())
     yield app
     app.close()
-
-
-@pytest.fixture(scope="session")
-def clip_writer() -> Callable[..., Path]:
-    """`clip_writer(path, seconds=2.2, ...)` for fixtures wider than one test."""
-    return write_clip

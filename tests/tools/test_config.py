@@ -10,14 +10,6 @@ import pytest
 from glmtts_mcp.config import ConfigError, load_settings, parse_return_mode
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("GLMTTS_MCP_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-
-
 def test_defaults_are_usable(tmp_path: Path) -> None:
     s = load_settings()
     assert s.allowed_dirs == [Path.home().resolve()]
