@@ -16,16 +16,22 @@ INPUT_NAMES = {"tokens": "token", "prompt_tokens": "prompt_token", "prompt_mel":
 VELOCITY_NAME = re.compile(r"step(\d+)_(cond|uncond)_velocity")
 
 
-def run_flow_case(folder: Path, case: dict) -> CaseResult:
-    """Build Flow from the case config, load its weights strictly, replay the recorded noise, compare."""
+def load_case_flow(folder: Path, case: dict) -> tuple[Flow, dict[str, torch.Tensor]]:
+    """The case's Flow (built from its config, weights loaded strictly) and its io tensors."""
     weights, io = load_case_tensors(folder)
     declared = {spec["name"] for spec in case["inputs"]}
     absent = sorted(name for name in INPUT_NAMES.values() if name not in declared or name not in io)
     if absent:
         raise KeyError(f"case lacks input(s) {absent}")
-    config = case["config"]
-    flow = Flow.from_config(config).eval()
+    flow = Flow.from_config(case["config"]).eval()
     flow.load_official_state_dict(weights)
+    return flow, io
+
+
+def run_flow_case(folder: Path, case: dict) -> CaseResult:
+    """Build Flow from the case config, load its weights strictly, replay the recorded noise, compare."""
+    flow, io = load_case_flow(folder, case)
+    config = case["config"]
 
     recorded: dict[str, torch.Tensor] = {}
 

@@ -14,13 +14,13 @@ from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors
 from glmtts_mcp.engine.text_tokenizer import SpecialTokenIds, TextTokenizer, TokenizerError
 
 
-def load_case_llm(folder: Path, case: dict) -> GLMTTSLLM:
+def load_case_llm(folder: Path, case: dict, dtype: torch.dtype = torch.float32) -> GLMTTSLLM:
     """The case's model through the product loader: its config as config.json beside its weights."""
     config = case["config"]
     with tempfile.TemporaryDirectory(prefix="glmtts-llm-case-") as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(config["llama_config_json"]), encoding="utf-8")
         os.symlink((folder / "weights.safetensors").resolve(), Path(tmp) / "model.safetensors")
-        model = load_llm(Path(tmp), device="cpu", dtype=torch.float32,
+        model = load_llm(Path(tmp), device="cpu", dtype=dtype,
                          attn_implementation=config.get("attn_implementation"))
     return GLMTTSLLM(model, SpecialTokenIds(**config["special_token_ids"]))
 

@@ -22,11 +22,17 @@ def _margins(distances: torch.Tensor) -> torch.Tensor:
     return two[:, 1] - two[:, 0] if two.shape[1] == 2 else torch.full((two.shape[0],), float("inf"))
 
 
+def load_case_speech_tokenizer(folder: Path, case: dict) -> tuple[SpeechTokenizer, dict[str, torch.Tensor]]:
+    """The case's speech tokenizer (built from its config and weights) and its io tensors."""
+    config = case["config"]
+    weights, io = load_case_tensors(folder)
+    return SpeechTokenizer.from_config(config["WhisperVQConfig"], config["preprocessor_config_json"], weights), io
+
+
 def run_speech_tokenizer(folder: Path, case: dict) -> CaseResult:
     config = case["config"]
     atol, rtol = float(case["tolerance"]["atol"]), float(case["tolerance"]["rtol"])
-    weights, io = load_case_tensors(folder)
-    tokenizer = SpeechTokenizer.from_config(config["WhisperVQConfig"], config["preprocessor_config_json"], weights)
+    tokenizer, io = load_case_speech_tokenizer(folder, case)
     problems: list[str] = []
     multiple = config.get("extractor_call", {}).get("pad_to_multiple_of_samples")
     if multiple is not None and int(multiple) != tokenizer.pad_to_multiple_of:

@@ -11,12 +11,17 @@ from glmtts_mcp.engine.parity.audio_cases import compare_outputs
 from glmtts_mcp.engine.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE, HiFTGenerator, load_hift_state_dict
 
 
-def run_hift(folder: Path, case: dict) -> CaseResult:
-    """HiFTGenerator.inference on the stored mel with the recorded RNG draws; compares wav, source and f0."""
+def load_case_hift(folder: Path, case: dict) -> tuple[HiFTGenerator, dict[str, torch.Tensor]]:
+    """The case's vocoder (built from its config, weights loaded) and its io tensors."""
     weights, io = load_case_tensors(folder)
     model = HiFTGenerator.from_config(case["config"])
     load_hift_state_dict(model, weights)
-    model.eval()
+    return model.eval(), io
+
+
+def run_hift(folder: Path, case: dict) -> CaseResult:
+    """HiFTGenerator.inference on the stored mel with the recorded RNG draws; compares wav, source and f0."""
+    model, io = load_case_hift(folder, case)
     draws = {DRAW_RAND_INI: io[DRAW_RAND_INI], DRAW_SINE_NOISE: io[DRAW_SINE_NOISE]}
     with torch.inference_mode():
         wav, f0, source = model.inference(io["mel"], draws=draws)
