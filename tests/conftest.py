@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,17 @@ import pytest
 import soundfile as sf
 import torch
 
+GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "golden"  # ../shared/golden beside the project
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_golden: skip the test when ../shared/golden is not beside the project")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("needs_golden") is not None and not GOLDEN_DIR.is_dir():
+        pytest.skip(f"golden cases not found at {GOLDEN_DIR}")
+
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -23,6 +35,28 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from glmtts_mcp.engine.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("checkpoint") / "GLM-TTS")
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    """The parity cases recorded from upstream (../shared/golden beside the project)."""
+    return GOLDEN_DIR
+
+
+@pytest.fixture(scope="session")
+def golden_case(golden_dir: Path) -> Callable[..., tuple[Path, dict]]:
+    """`golden_case(name, required=True)`: a case folder and its case.json. A missing required case
+    fails the test (shared/ sits beside the project); a missing optional one skips it."""
+
+    def load(name: str, required: bool = True) -> tuple[Path, dict]:
+        folder = golden_dir / name
+        if not (folder / "case.json").is_file():
+            if required:
+                pytest.fail(f"golden case {folder} is missing (shared/ sits beside the project)")
+            pytest.skip(f"golden case {name} not found under {golden_dir}")
+        return folder, json.loads((folder / "case.json").read_text(encoding="utf-8"))
+
+    return load
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,17 +19,14 @@ from glmtts_mcp.engine.audio import (
     resample,
 )
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
+@pytest.fixture
+def mel24k_io(golden_case: Callable[..., tuple[Path, dict]]) -> dict[str, torch.Tensor]:
+    folder, _ = golden_case("mel24k")
+    return load_file(str(folder / "io.safetensors"))
 
 
-def _mel24k_io() -> dict[str, torch.Tensor]:
-    path = GOLDEN / "mel24k" / "io.safetensors"
-    assert path.is_file(), f"golden case {path.parent} is missing (shared/ sits beside the project)"
-    return load_file(str(path))
-
-
-def test_mel_basis_equals_librosa_bitwise() -> None:
-    io = _mel24k_io()
+def test_mel_basis_equals_librosa_bitwise(mel24k_io: dict[str, torch.Tensor]) -> None:
+    io = mel24k_io
     basis = mel_basis(MEL_24K.sampling_rate, MEL_24K.n_fft, MEL_24K.num_mels, MEL_24K.fmin, MEL_24K.fmax)
     assert torch.equal(basis, io["mel_basis"])
 
@@ -61,15 +59,15 @@ def test_other_parameters_build_their_own_basis() -> None:
     assert mel_basis(32000, 2560, 80, 0, 8000).shape == (80, 1281)
 
 
-def test_campplus_fbank_is_mean_normalised() -> None:
-    io = _mel24k_io()
+def test_campplus_fbank_is_mean_normalised(mel24k_io: dict[str, torch.Tensor]) -> None:
+    io = mel24k_io
     feat = campplus_fbank(io["wav16k"])
     assert feat.shape == (1, 1 + (48000 - 400) // 160, 80)
     torch.testing.assert_close(feat.mean(dim=1), torch.zeros(1, 80), rtol=0, atol=1e-4)
 
 
-def test_resample_matches_upstream_golden_waveforms_in_length_and_band() -> None:
-    io = _mel24k_io()
+def test_resample_matches_upstream_golden_waveforms_in_length_and_band(mel24k_io: dict[str, torch.Tensor]) -> None:
+    io = mel24k_io
     down = resample(io["wav24k"], 24000, 16000)
     assert down.shape == io["wav16k"].shape
     torch.testing.assert_close(down, io["wav16k"], rtol=0, atol=1e-2)
@@ -84,8 +82,8 @@ def test_layout_refusals() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_mel_on_cuda_matches_cpu() -> None:
-    io = _mel24k_io()
+def test_mel_on_cuda_matches_cpu(mel24k_io: dict[str, torch.Tensor]) -> None:
+    io = mel24k_io
     cpu = mel_with(MEL_24K, io["wav24k"])
     gpu = mel_with(MEL_24K, io["wav24k"].cuda()).cpu()
     torch.testing.assert_close(gpu, io["mel"], rtol=1e-4, atol=8e-4)

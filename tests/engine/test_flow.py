@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,6 @@ from glmtts_mcp.engine.parity.flow_cases import RUNNERS
 from glmtts_mcp.engine.tiny import FLOW_YAML
 from glmtts_mcp.engine.types import EngineError
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
-needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden cases not found at {GOLDEN}")
 
 TINY = {
     "speech_token_dim": 16,
@@ -30,11 +29,6 @@ TINY = {
     "speech_token_cfg": False,
     "remove_spkr_concat_condition": True,
 }
-
-
-def _case(name: str) -> tuple[Path, dict]:
-    folder = GOLDEN / name
-    return folder, json.loads((folder / "case.json").read_text())
 
 
 def _tiny_inputs(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -52,10 +46,10 @@ def _tiny_flow() -> Flow:
     return Flow.from_config(TINY).eval()
 
 
-@needs_golden
-def test_every_golden_flow_case_passes() -> None:
+@pytest.mark.needs_golden
+def test_every_golden_flow_case_passes(golden_dir: Path) -> None:
     """Dispatch on kind, so other case sets of kind `flow` are run too."""
-    folders = [f for f in find_cases(GOLDEN) if json.loads((f / "case.json").read_text())["kind"] == "flow"]
+    folders = [f for f in find_cases(golden_dir) if json.loads((f / "case.json").read_text())["kind"] == "flow"]
     assert {"flow", "flow_real"} <= {f.name for f in folders}
     for folder in folders:
         case = json.loads((folder / "case.json").read_text())
@@ -64,17 +58,17 @@ def test_every_golden_flow_case_passes() -> None:
         assert result.max_abs < case["tolerance"]["atol"]
 
 
-@needs_golden
-def test_real_flags_feat_len_truncates_like_python() -> None:
-    folder, case = _case("flow_real")
+@pytest.mark.needs_golden
+def test_real_flags_feat_len_truncates_like_python(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, case = golden_case("flow_real")
     flow = Flow.from_config(case["config"])
     assert flow.frame_count(57) == 113  # 57/25*50 = 113.99999999999999
     assert flow.frame_count(55) == 110
 
 
-@needs_golden
-def test_missing_key_error_names_the_key() -> None:
-    folder, case = _case("flow_real")
+@pytest.mark.needs_golden
+def test_missing_key_error_names_the_key(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, case = golden_case("flow_real")
     weights, _ = load_case_tensors(folder)
     del weights["estimator.rotary_embed.inv_freq"]
     flow = Flow.from_config(case["config"])
@@ -82,11 +76,11 @@ def test_missing_key_error_names_the_key() -> None:
         flow.load_official_state_dict(weights)
 
 
-@needs_golden
-def test_wrong_shape_and_unexpected_keys_are_named() -> None:
-    folder, case = _case("flow")  # has spk_embed_affine_layer: unexpected for the real flags
+@pytest.mark.needs_golden
+def test_wrong_shape_and_unexpected_keys_are_named(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, case = golden_case("flow")  # has spk_embed_affine_layer: unexpected for the real flags
     weights, _ = load_case_tensors(folder)
-    real_case = _case("flow_real")[1]
+    real_case = golden_case("flow_real")[1]
     with pytest.raises(EngineError) as err:
         Flow.from_config(real_case["config"]).load_official_state_dict(weights)
     message = str(err.value)
@@ -95,9 +89,9 @@ def test_wrong_shape_and_unexpected_keys_are_named() -> None:
     assert "flow/config.yaml" in message  # says how to fix it
 
 
-@needs_golden
-def test_wrapped_checkpoint_is_unwrapped() -> None:
-    folder, case = _case("flow")
+@pytest.mark.needs_golden
+def test_wrapped_checkpoint_is_unwrapped(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, case = golden_case("flow")
     weights, _ = load_case_tensors(folder)
     flow = Flow.from_config(case["config"])
     flow.load_official_state_dict({"model": weights})
@@ -150,9 +144,9 @@ def test_unknown_yaml_key_names_the_file(tmp_path: Path) -> None:
         load_flow_config(path)
 
 
-@needs_golden
-def test_case_config_and_flat_config_build_the_same_model() -> None:
-    _, case = _case("flow_real")
+@pytest.mark.needs_golden
+def test_case_config_and_flat_config_build_the_same_model(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    _, case = golden_case("flow_real")
     flat = {**case["config"]["Flow"], **case["config"]["DiT_override_for_tiny"]}
     assert Flow.from_config(case["config"]).config == Flow.from_config(flat).config
 
@@ -195,11 +189,13 @@ def test_bad_inputs_are_rejected() -> None:
         flow.inference(**inputs, noise=torch.randn(1, 5, 80))
 
 
-@needs_golden
+@pytest.mark.needs_golden
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.bfloat16, 0.05), (torch.float16, 0.01)])
-def test_half_precision_stays_close_to_fp32(dtype: torch.dtype, bound: float) -> None:
+def test_half_precision_stays_close_to_fp32(
+    dtype: torch.dtype, bound: float, golden_case: Callable[..., tuple[Path, dict]]
+) -> None:
     """Measured max |mel - fp32 mel| on flow_real: bf16 0.012, fp16 0.0015 (mel spans about +-4.5)."""
-    folder, case = _case("flow_real")
+    folder, case = golden_case("flow_real")
     weights, io = load_case_tensors(folder)
     args = {"prompt_tokens": io["prompt_token"], "prompt_mel": io["prompt_feat"], "tokens": io["token"],
             "speaker_embedding": io["embedding"], "noise": io["rng_x0"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,35 +25,26 @@ from glmtts_mcp.engine.parity import load_case_tensors
 from glmtts_mcp.engine.parity.llm_cases import load_case_llm, run_llm_case
 from glmtts_mcp.engine.text_tokenizer import SpecialTokenIds
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
-
 # A tiny vocabulary laid out like the real one (gaps between specials, padding rows at the end).
 SPECIAL = SpecialTokenIds(pad=40, eoa=47, boa=54, ats=67, ate=130)
 EOS_TEXT_ID = 2  # config eos_token_id: an ordinary text id, as in the real config
 
 
-def golden(name: str) -> tuple[Path, dict]:
-    folder = GOLDEN / name
-    if not (folder / "case.json").is_file():
-        pytest.skip(f"golden case {name} not found under {GOLDEN}")
-    return folder, json.loads((folder / "case.json").read_text())
-
-
 @pytest.mark.parametrize("name", ["llm", "llm_real"])
-def test_golden_case_passes(name: str) -> None:
-    folder, case = golden(name)
+def test_golden_case_passes(name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, case = golden_case(name, required=False)
     result = run_llm_case(folder, case)
     assert result.passed, result.detail
     assert result.max_abs <= case["tolerance"]["atol"]
 
 
-def test_seeded_generator_reproduces_upstream_tokens() -> None:
+def test_seeded_generator_reproduces_upstream_tokens(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     """Without recorded draws, a CPU generator seeded like upstream's set_seed(0) draws the same tokens.
 
     This holds for the torch version the golden was made with (same multinomial); the recorded-draw
     parity above is the version-independent check.
     """
-    folder, case = golden("llm_real")
+    folder, case = golden_case("llm_real", required=False)
     llm = load_case_llm(folder, case)
     _, io = load_case_tensors(folder)
     tokens = llm.generate(io["text_token"][0].tolist(), io["prompt_text_token"][0].tolist(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,21 +11,13 @@ from glmtts_mcp.engine.parity import run_case
 from glmtts_mcp.engine.parity.audio_cases import RUNNERS as AUDIO_RUNNERS
 from glmtts_mcp.engine.parity.vocoder_cases import RUNNERS as VOCODER_RUNNERS
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
-
-
-def _folder(name: str) -> Path:
-    folder = GOLDEN / name
-    assert (folder / "case.json").is_file(), f"golden case {folder} is missing (shared/ sits beside the project)"
-    return folder
-
 
 @pytest.mark.parametrize("name", ["mel24k", "fbank_campplus_input", "hift", "hift_real"])
-def test_golden_case_passes_at_its_tolerance(name: str) -> None:
-    folder = _folder(name)
+def test_golden_case_passes_at_its_tolerance(name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, case = golden_case(name)
     result = run_case(folder, {**AUDIO_RUNNERS, **VOCODER_RUNNERS})
     assert result.passed, f"{name}: {result.detail} (max abs {result.max_abs:.3g}, tolerance {result.tolerance})"
-    tol = json.loads((folder / "case.json").read_text())["tolerance"]["atol"]
+    tol = case["tolerance"]["atol"]
     assert result.max_abs <= tol
 
 

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 
-
-@pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden is not beside the project")
-def test_parity_cli_passes_every_golden_case() -> None:
-    cases = sorted(p.parent.name for p in GOLDEN.rglob("case.json"))
+@pytest.mark.needs_golden
+def test_parity_cli_passes_every_golden_case(golden_dir: Path) -> None:
+    cases = sorted(p.parent.name for p in golden_dir.rglob("case.json"))
     proc = subprocess.run(
-        [sys.executable, "-m", "glmtts_mcp.engine.parity", str(GOLDEN)],
+        [sys.executable, "-m", "glmtts_mcp.engine.parity", str(golden_dir)],
         capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

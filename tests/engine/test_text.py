@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ from glmtts_mcp.engine.parity.text_cases import count_mismatches, run_text_front
 from glmtts_mcp.engine.text import TextFrontend, detect_language, number_to_chinese, reorder_tokens
 from glmtts_mcp.engine.types import EngineError
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden" / "text_frontend"
 DIFFERENTIAL = json.loads((Path(__file__).parent / "data" / "tn_differential.json").read_text(encoding="utf-8"))
 
 
@@ -38,17 +38,17 @@ def test_grammar_load_time() -> None:
     assert set(text_module._Grammars._loaded) == {"zh", "en"}
 
 
-def test_golden_through_parity_runner() -> None:
-    case = json.loads((GOLDEN / "case.json").read_text(encoding="utf-8"))
-    result = run_text_frontend_case(GOLDEN, case)
+def test_golden_through_parity_runner(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, case = golden_case("text_frontend")
+    result = run_text_frontend_case(folder, case)
     assert result.passed, result.detail
     assert result.max_abs == 0.0
 
 
-def test_runner_counts_mismatching_strings(tmp_path: Path) -> None:
+def test_runner_counts_mismatching_strings(tmp_path: Path, golden_case: Callable[..., tuple[Path, dict]]) -> None:
     """A wrong expectation is reported as one mismatching string, not hidden."""
-    case = json.loads((GOLDEN / "case.json").read_text(encoding="utf-8"))
-    items = json.loads((GOLDEN / "cases.json").read_text(encoding="utf-8"))[:2]
+    folder, case = golden_case("text_frontend")
+    items = json.loads((folder / "cases.json").read_text(encoding="utf-8"))[:2]
     items[1]["text_normalize"] += "x"
     (tmp_path / "cases.json").write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
     result = run_text_frontend_case(tmp_path, case)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,28 +19,20 @@ from glmtts_mcp.engine.text_tokenizer import (
     read_added_tokens,
 )
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
 CASES = ("text_tokenizer", "text_tokenizer_full")
 
 
-def golden(name: str) -> Path:
-    folder = GOLDEN / name
-    if not (folder / "case.json").is_file():
-        pytest.skip(f"golden case {name} not found under {GOLDEN}")
-    return folder
-
-
 @pytest.mark.parametrize("name", CASES)
-def test_golden_case_passes(name: str) -> None:
-    folder = golden(name)
-    result = run_text_tokenizer_case(folder, json.loads((folder / "case.json").read_text()))
+def test_golden_case_passes(name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, case = golden_case(name, required=False)
+    result = run_text_tokenizer_case(folder, case)
     assert result.passed, result.detail
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_split_matches_upstream_pieces(name: str) -> None:
+def test_split_matches_upstream_pieces(name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
     """The added-token split is the one HF's trie makes (earliest match, longest there, no strip)."""
-    folder = golden(name)
+    folder, _ = golden_case(name, required=False)
     expected = json.loads((folder / "cases.json").read_text())
     added = read_added_tokens(folder / "tokenizer" / "tokenizer_config.json")
     by_id = {i: t for t, i in added.items()}
@@ -49,8 +42,8 @@ def test_split_matches_upstream_pieces(name: str) -> None:
         assert pieces == case["pieces"], case["input"]
 
 
-def test_full_tokenizer_special_ids_and_sizes() -> None:
-    folder = golden("text_tokenizer_full")
+def test_full_tokenizer_special_ids_and_sizes(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, _ = golden_case("text_tokenizer_full", required=False)
     start = time.perf_counter()
     tokenizer = TextTokenizer.from_dir(folder / "tokenizer")
     elapsed = time.perf_counter() - start

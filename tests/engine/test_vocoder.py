@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,15 +19,12 @@ from glmtts_mcp.engine.vocoder import (
     load_hift_state_dict,
 )
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
 NEW = (".parametrizations.weight.original0", ".parametrizations.weight.original1")
 OLD = (".weight_g", ".weight_v")
 
 
-def _case(name: str) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    folder = GOLDEN / name
-    assert (folder / "case.json").is_file(), f"golden case {folder} is missing (shared/ sits beside the project)"
-    case = json.loads((folder / "case.json").read_text())
+def _hift(folder: Path, case: dict) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A golden HiFT case: its case.json, weights and io tensors."""
     return case, load_file(str(folder / "weights.safetensors")), load_file(str(folder / "io.safetensors"))
 
 
@@ -54,8 +52,10 @@ def _run(model: HiFTGenerator, io: dict[str, torch.Tensor], frames: int | None =
 
 
 @pytest.mark.parametrize(("name", "src", "dst"), [("hift", NEW, OLD), ("hift_real", OLD, NEW)])
-def test_both_weight_norm_key_styles_and_generator_prefix_give_the_same_audio(name, src, dst) -> None:
-    case, weights, io = _case(name)
+def test_both_weight_norm_key_styles_and_generator_prefix_give_the_same_audio(
+    name, src, dst, golden_case: Callable[..., tuple[Path, dict]]
+) -> None:
+    case, weights, io = _hift(*golden_case(name))
     assert any(k.endswith(src[0]) for k in weights)
     reference = _run(_model(case, weights), io, frames=16)
     restyled = _restyle(weights, src, dst)
@@ -74,8 +74,10 @@ def test_folding_matches_torch_weight_norm_for_transposed_convs() -> None:
     torch.testing.assert_close(folded["weight"], conv.weight.detach(), rtol=1e-6, atol=1e-7)
 
 
-def test_strict_loading_names_missing_unexpected_and_incomplete_keys() -> None:
-    case, weights, _ = _case("hift")
+def test_strict_loading_names_missing_unexpected_and_incomplete_keys(
+    golden_case: Callable[..., tuple[Path, dict]]
+) -> None:
+    case, weights, _ = _hift(*golden_case("hift"))
     model = HiFTGenerator.from_config(case["config"])
     missing = {k: v for k, v in weights.items() if not k.startswith("m_source.")}
     with pytest.raises(KeyError, match=r"missing \['m_source\.l_linear\.bias'"):
@@ -92,9 +94,11 @@ def test_strict_loading_names_missing_unexpected_and_incomplete_keys() -> None:
 
 
 @pytest.mark.parametrize("name", ["hift", "hift_real"])
-def test_generator_seeded_like_upstream_reproduces_upstream_draws(name: str) -> None:
+def test_generator_seeded_like_upstream_reproduces_upstream_draws(
+    name: str, golden_case: Callable[..., tuple[Path, dict]]
+) -> None:
     """The product path (no recorded draws) takes the same random numbers upstream took after manual_seed(0)."""
-    case, weights, io = _case(name)
+    case, weights, io = _hift(*golden_case(name))
     model = _model(case, weights)
     wav, f0, source = model.inference(io["mel"], generator=torch.Generator().manual_seed(0))
     tol = case["tolerance"]
@@ -102,8 +106,8 @@ def test_generator_seeded_like_upstream_reproduces_upstream_draws(name: str) -> 
     torch.testing.assert_close(source, io["source"], rtol=tol["rtol"], atol=tol["atol"])
 
 
-def test_seeded_inference_is_deterministic_and_seed_dependent() -> None:
-    case, weights, io = _case("hift_real")
+def test_seeded_inference_is_deterministic_and_seed_dependent(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    case, weights, io = _hift(*golden_case("hift_real"))
     model = _model(case, weights)
     mel = io["mel"][:, :, :20]
     a = model.inference(mel, generator=torch.Generator().manual_seed(7))[0]
@@ -114,8 +118,8 @@ def test_seeded_inference_is_deterministic_and_seed_dependent() -> None:
     assert a.shape == (1, 20 * 480)
 
 
-def test_batch_and_draw_shape_checks() -> None:
-    case, weights, io = _case("hift")
+def test_batch_and_draw_shape_checks(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    case, weights, io = _hift(*golden_case("hift"))
     model = _model(case, weights)
     mel = io["mel"][:, :, :10].repeat(2, 1, 1)
     wav, f0, source = model.inference(mel, generator=torch.Generator().manual_seed(0))
@@ -125,7 +129,7 @@ def test_batch_and_draw_shape_checks() -> None:
         model.inference(mel, draws={DRAW_RAND_INI: io[DRAW_RAND_INI], DRAW_SINE_NOISE: io[DRAW_SINE_NOISE]})
 
 
-def test_real_configuration_builds_the_checkpoint_layout() -> None:
+def test_real_configuration_builds_the_checkpoint_layout(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     model = HiFTGenerator.from_config(HIFT_24K_CONFIG)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes["conv_pre.weight"] == (512, 80, 7)
@@ -137,12 +141,14 @@ def test_real_configuration_builds_the_checkpoint_layout() -> None:
     assert shapes["f0_predictor.classifier.weight"] == (1, 512)
     # CHECKPOINT.md: about 20.8 M parameters (83 MB fp32)
     assert 20.5e6 < sum(v.numel() for v in model.state_dict().values()) < 21.1e6
-    _, golden_weights, _ = _case("hift")
+    _, golden_weights, _ = _hift(*golden_case("hift"))
     assert set(model.state_dict()) == set(fold_weight_norm(golden_weights))
 
 
-def test_half_precision_mel_is_accepted_but_half_precision_weights_are_refused() -> None:
-    case, weights, io = _case("hift_real")
+def test_half_precision_mel_is_accepted_but_half_precision_weights_are_refused(
+    golden_case: Callable[..., tuple[Path, dict]]
+) -> None:
+    case, weights, io = _hift(*golden_case("hift_real"))
     model = _model(case, weights)
     mel = io["mel"][:, :, :8]
     wav = model.inference(mel.bfloat16(), generator=torch.Generator().manual_seed(0))[0]
@@ -159,8 +165,8 @@ def test_22050_hz_source_module_is_refused() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_golden_with_a_cpu_generator() -> None:
-    case, weights, io = _case("hift_real")
+def test_cuda_matches_golden_with_a_cpu_generator(golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    case, weights, io = _hift(*golden_case("hift_real"))
     model = _model(case, weights).cuda()
     wav, _, _ = model.inference(io["mel"].cuda(), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(wav.cpu(), io["wav"], rtol=case["tolerance"]["rtol"], atol=case["tolerance"]["atol"])
