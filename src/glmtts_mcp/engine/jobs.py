@@ -2,15 +2,17 @@
 
 Model calls from many threads (several MCP requests at once) wait here in arrival order, and at
 most `concurrency` of them run at a time (1 on a GPU: one model, one stream, no garbled state).
-The gate is held per unit of model work (one clone, one synthesized segment), so a consumer that
-reads a stream slowly never blocks the others for the whole narration.
+The gate is held per unit of model work (one clone, one synthesis step: a segment's flow and
+vocoder together with the next segment's LLM), so a consumer that reads a stream slowly never
+blocks the others for the whole narration. `acquire` hands out the release as a function, so a
+slot can be freed from another thread (where the step's last model work finishes).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -37,9 +39,8 @@ class JobQueue:
         self._completed = 0
         self._last_done = time.monotonic()
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Wait for this caller's turn, run the body, then let the next caller in."""
+    def acquire(self) -> Callable[[], None]:
+        """Wait for this caller's turn and take a slot; calling the result (once or more, from any thread) frees it."""
         with self._cond:
             ticket = self._next_ticket
             self._next_ticket += 1
@@ -47,14 +48,28 @@ class JobQueue:
             self._serving += 1
             self._running += 1
             self._cond.notify_all()
-        try:
-            yield
-        finally:
+        held = [True]
+
+        def release() -> None:
             with self._cond:
+                if not held[0]:
+                    return
+                held[0] = False
                 self._running -= 1
                 self._completed += 1
                 self._last_done = time.monotonic()
                 self._cond.notify_all()
+
+        return release
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Wait for this caller's turn, run the body, then let the next caller in."""
+        release = self.acquire()
+        try:
+            yield
+        finally:
+            release()
 
     def stats(self) -> QueueStats:
         with self._cond:

@@ -7,6 +7,10 @@ CAMPPlus embedding (16 kHz fbank) and the flow's prompt mel (24 kHz). `synthesiz
 with the voice plus the history of earlier pieces (capped at 750 speech tokens), run the flow with the
 original prompt only, vocode, and hand the piece out as soon as it is ready (joined by a short
 crossfade). Synthesis from stored features never touches Whisper or the prompt encoders.
+
+Long texts are pipelined: the LLM of piece n+1 runs on an LLM thread while this thread runs the
+flow and vocoder of piece n. Every piece draws from its own generator, re-seeded as upstream does,
+and only the LLM thread touches the history, so the audio does not depend on the timing.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +35,7 @@ from glmtts_mcp.engine.encode import Crossfader
 from glmtts_mcp.engine.jobs import JobQueue
 from glmtts_mcp.engine.llm import RasSettings
 from glmtts_mcp.engine.reference_audio import load_reference, reference_pcm_at
+from glmtts_mcp.engine.static_cache import StaticDecoder
 from glmtts_mcp.engine.text import TextFrontend
 from glmtts_mcp.engine.transcribe import Transcriber, resolve_whisper_model
 from glmtts_mcp.engine.types import (
@@ -148,6 +155,8 @@ class Engine:
         whisper_model: str | Path,
         concurrency: int = 1,
         max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+        compile_llm: bool | None = None,
+        overlap: bool = True,
     ) -> None:
         self.checkpoint = Path(checkpoint)
         self._device = device
@@ -156,6 +165,12 @@ class Engine:
         self.whisper_model = whisper_model
         self.max_text_chars = max_text_chars
         self.jobs = JobQueue(concurrency)
+        # torch.compile of the LLM's one-token step: CUDA graphs on a GPU; on a CPU compiling costs more than it saves.
+        self.compile_llm = device.type == "cuda" if compile_llm is None else compile_llm
+        self.overlap = overlap
+        # Each job slot has at most one LLM call in flight, so this many threads never queue.
+        self._llm_thread = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="glmtts-llm")
+        self._llm_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.text_frontend = TextFrontend()
         self.prompt_mel = audio.prompt_mel_features  # the mel stage (an attribute so tests can count calls)
         self._fingerprint = fingerprint(self.checkpoint)
@@ -175,10 +190,14 @@ class Engine:
         flow_dtype: str = "float32",
         concurrency: int = 1,
         max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+        compile_llm: bool | None = None,
+        overlap: bool = True,
     ) -> Engine:
         """Validate the checkpoint and load every model now (Whisper loads on first transcription).
 
-        `dtype` is the LLM's; the flow and vocoder use `flow_dtype` (fp32 by default, see CHECKPOINT.md §5).
+        `dtype` is the LLM's (auto: bf16 on a GPU); the flow uses `flow_dtype` (fp32 by default, see
+        CHECKPOINT.md §5). `compile_llm` (default: on CUDA only) compiles the LLM's decoding step;
+        `overlap` runs the next segment's LLM alongside the current segment's flow and vocoder.
         """
         resolved = resolve_device(device)
         validate_checkpoint(Path(checkpoint))
@@ -190,6 +209,8 @@ class Engine:
             whisper_model=whisper_model,
             concurrency=concurrency,
             max_text_chars=max_text_chars,
+            compile_llm=compile_llm,
+            overlap=overlap,
         )
         engine.models  # noqa: B018 - load eagerly so errors surface at start
         return engine
@@ -232,6 +253,8 @@ class Engine:
             if self._models is None:
                 start = time.perf_counter()
                 self._models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
+                if self.compile_llm:
+                    self._models.llm.decoder = StaticDecoder(self._models.llm.model, compile=True)
                 self.load_s = time.perf_counter() - start
                 log.info("models loaded from %s on %s in %.1f s", self.checkpoint, self._device, self.load_s)
             return self._models
@@ -419,46 +442,70 @@ class Engine:
         fader = Crossfader(MODEL_SAMPLE_RATE, CROSSFADE_MS)
         total = len(segments)
         report(0, total, f"synthesizing {total} segment(s)")
-        for index, segment in enumerate(segments):
-            with self.jobs.slot():
-                wav = self._segment(segment, tensors, history, sampling, options.seed)
-            pcm = fader.push(wav)
-            if index == total - 1:
-                pcm = np.concatenate([pcm, fader.flush()])
-            if options.sample_rate != MODEL_SAMPLE_RATE and len(pcm):
-                pcm = audio.resample(torch.from_numpy(pcm), MODEL_SAMPLE_RATE, options.sample_rate).numpy()
-            report(index + 1, total, f"segment {index + 1}/{total} ready")
-            yield AudioChunk(
-                pcm=pcm.astype(np.float32, copy=False),
-                sample_rate=options.sample_rate,
-                segment_index=index,
-                segment_count=total,
-                text=segment,
-            )
 
-    def _segment(
-        self,
-        segment: str,
-        tensors: dict[str, torch.Tensor],
-        history: _History,
-        sampling: RasSettings,
-        seed: int,
-    ) -> np.ndarray:
-        """One segment: LLM with the history prompt, flow with the original prompt, vocoder (24 kHz)."""
+        def start_llm(index: int) -> Future[tuple[list[int], torch.Generator]]:
+            return self._llm_thread.submit(self._speech_tokens, segments[index], history, sampling, options.seed)
+
+        # A job slot covers one step: flow + vocoder of segment n and the LLM of segment n+1. The slot
+        # is freed when both are done (by the LLM thread if it finishes last), not when the chunk is read.
+        release = self.jobs.acquire()
+        pending = start_llm(0)
+        try:
+            for index, segment in enumerate(segments):
+                tokens, generator = pending.result()
+                release()
+                release = self.jobs.acquire()
+                ahead = index + 1 < total
+                if ahead and self.overlap:
+                    pending = start_llm(index + 1)
+                wav = self._voice(segment, tokens, generator, tensors)
+                if ahead and not self.overlap:
+                    pending = start_llm(index + 1)
+                pending.add_done_callback(lambda _, free=release: free())
+                pcm = fader.push(wav)
+                if not ahead:
+                    pcm = np.concatenate([pcm, fader.flush()])
+                if options.sample_rate != MODEL_SAMPLE_RATE and len(pcm):
+                    pcm = audio.resample(torch.from_numpy(pcm), MODEL_SAMPLE_RATE, options.sample_rate).numpy()
+                report(index + 1, total, f"segment {index + 1}/{total} ready")
+                yield AudioChunk(
+                    pcm=pcm.astype(np.float32, copy=False),
+                    sample_rate=options.sample_rate,
+                    segment_index=index,
+                    segment_count=total,
+                    text=segment,
+                )
+        finally:
+            pending.add_done_callback(lambda _, free=release: free())  # also when the reader stops early
+
+    def _speech_tokens(
+        self, segment: str, history: _History, sampling: RasSettings, seed: int
+    ) -> tuple[list[int], torch.Generator]:
+        """The LLM part of one segment, on the LLM thread: (speech tokens, the segment's generator after them).
+
+        One CPU generator per segment, re-seeded as upstream's set_seed(seed) before every piece and
+        drawn in upstream's order (LLM here, then flow noise and vocoder): the same audio on CPU and GPU.
+        """
         models = self.models
-        device = models.device
-        # One CPU generator per segment, re-seeded as upstream's set_seed(seed) before every piece,
-        # drawn in upstream's order (LLM, flow noise, vocoder): the same audio on CPU and GPU.
         generator = torch.Generator().manual_seed(seed)
         text_ids = models.text_tokenizer.encode(segment)
         prompt_text, prompt_speech = history.prompt_for(len(text_ids))
-        generated = models.llm.generate(text_ids, prompt_text, prompt_speech, sampling=sampling, generator=generator)
+        stream = torch.cuda.stream(self._llm_stream) if self._llm_stream is not None else nullcontext()
+        with stream:
+            generated = models.llm.generate(text_ids, prompt_text, prompt_speech, sampling=sampling,
+                                            generator=generator)
         history.text_ids.append(text_ids)
         history.speech_ids.append(generated)
-        tokens = models.llm.in_audio_range(generated)
+        return models.llm.in_audio_range(generated), generator
+
+    def _voice(self, segment: str, tokens: list[int], generator: torch.Generator,
+               tensors: dict[str, torch.Tensor]) -> np.ndarray:
+        """Flow (with the original prompt) and vocoder for one segment's tokens: 24 kHz PCM."""
         if not tokens:
             log.warning("segment %r produced no speech tokens; it is left silent", segment)
             return np.zeros(0, dtype=np.float32)
+        models = self.models
+        device = models.device
         with torch.inference_mode():
             mel = models.flow.inference(
                 tensors["prompt_speech_ids"].to(device)[None],
@@ -467,7 +514,7 @@ class Engine:
                 tensors["speaker_embedding"].to(device)[None],
                 generator=generator,
             )
-            wav, _, _ = models.hift.inference(mel.to(models.flow_dtype), generator=generator)
+            wav, _, _ = models.hift.inference(mel, generator=generator)
         return wav[0].float().cpu().numpy()
 
     def synthesize_to_array(

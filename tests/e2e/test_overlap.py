@@ -1,0 +1,103 @@
+"""Pipelined synthesis: the next segment's LLM runs during this segment's flow and vocoder, same audio."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glmtts_mcp.engine.pipeline import Engine
+from glmtts_mcp.engine.types import SynthesisOptions
+
+LONG_TEXT = "One. Two. Three. Four. " * 12  # three segments
+
+
+@pytest.fixture(scope="module")
+def sequential(tiny_checkpoint: Path) -> Engine:
+    return Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random", overlap=False)
+
+
+def record(engine: Engine, monkeypatch: pytest.MonkeyPatch, stage: str, log: list[tuple[str, str, float, float]],
+           before: Callable[[str], None] = lambda segment: None) -> None:
+    """Wrap an engine stage so each call appends (stage, segment text, start, end)."""
+    original = getattr(engine, stage)
+
+    def timed(segment: str, *args: object) -> object:
+        before(segment)
+        start = time.perf_counter()
+        try:
+            return original(segment, *args)
+        finally:
+            log.append((stage, segment, start, time.perf_counter()))
+
+    monkeypatch.setattr(engine, stage, timed)
+
+
+def test_overlapped_stream_equals_the_sequential_one(engine: Engine, sequential: Engine, voice,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    options = SynthesisOptions(seed=11)
+    expected = list(sequential.synthesize(LONG_TEXT, voice.features, options))
+    assert len(expected) >= 3
+
+    llm_started = {text: threading.Event() for text in (c.text for c in expected)}
+    threads: list[str] = []
+
+    def note_llm(segment: str) -> None:
+        threads.append(threading.current_thread().name)
+        llm_started[segment].set()
+
+    def wait_for_next_llm(segment: str) -> None:
+        """Flow of segment n may only finish once the LLM of n+1 has started (fails when not pipelined)."""
+        index = [c.text for c in expected].index(segment)
+        if index + 1 < len(expected):
+            assert llm_started[expected[index + 1].text].wait(30), "the next segment's LLM did not start"
+
+    log: list[tuple[str, str, float, float]] = []
+    record(engine, monkeypatch, "_speech_tokens", log, note_llm)
+    record(engine, monkeypatch, "_voice", log, wait_for_next_llm)
+    chunks = list(engine.synthesize(LONG_TEXT, voice.features, options))
+
+    assert [(c.segment_index, c.segment_count, c.text) for c in chunks] == \
+        [(c.segment_index, c.segment_count, c.text) for c in expected]
+    for got, want in zip(chunks, expected, strict=True):
+        assert np.array_equal(got.pcm, want.pcm)
+    assert all(name.startswith("glmtts-llm") for name in threads)
+    assert engine.jobs.stats().running == 0
+
+
+def test_concurrent_requests_stay_apart_and_deterministic(engine: Engine, voice,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one slot, the model work of two requests never interleaves, and each gets its own audio."""
+    texts = [LONG_TEXT, "A cat sat. " * 20]
+    alone = [engine.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)) for t in texts]
+    segments = [set(engine.text_frontend.synthesis_segments(t)) for t in texts]
+    log: list[tuple[str, str, float, float]] = []
+    record(engine, monkeypatch, "_speech_tokens", log)
+    record(engine, monkeypatch, "_voice", log)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(
+            lambda t: engine.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)), texts))
+    for got, want in zip(together, alone, strict=True):
+        assert np.array_equal(got, want)
+    owner = [0 if segment in segments[0] else 1 for _, segment, _, _ in log]
+    for (_, _, start_a, end_a), a in zip(log, owner, strict=True):
+        for (_, _, start_b, end_b), b in zip(log, owner, strict=True):
+            if a != b:
+                assert end_a <= start_b or end_b <= start_a, "two requests ran model work at once"
+
+
+def test_a_reader_that_stops_early_frees_its_slot(engine: Engine, voice) -> None:
+    stream = engine.synthesize(LONG_TEXT, voice.features, SynthesisOptions(seed=1))
+    next(stream)  # the second segment's LLM is now running or done
+    stream.close()
+    deadline = time.monotonic() + 30
+    while engine.jobs.stats().running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.jobs.stats().running == 0
+    assert len(engine.synthesize_to_array("Still serving.", voice.features, SynthesisOptions(seed=1))) > 0
