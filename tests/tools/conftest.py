@@ -87,29 +87,17 @@ def add_voice() -> Callable[..., VoiceRecord]:
     return store_voice
 
 
-@pytest.fixture(scope="session")
-def tools_checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The random-weight tiny checkpoint (official layout): the shared session fixture when the
-    suite provides one, else built here once."""
-    try:
-        return Path(request.getfixturevalue("tiny_checkpoint"))
-    except pytest.FixtureLookupError:
-        from glmtts_mcp.engine.tiny import make_tiny_checkpoint
-
-        return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
-
-
 @pytest.fixture
 def clip(tmp_path: Path, clip_writer: Callable[..., Path]) -> Path:
     return clip_writer(tmp_path / "reference.wav")
 
 
 @pytest.fixture
-def engine_settings(make_settings: SettingsFactory, tools_checkpoint: Path) -> SettingsFactory:
+def engine_settings(make_settings: SettingsFactory, tiny_checkpoint: Path) -> SettingsFactory:
     """Settings with the tiny checkpoint (its random Whisper is named 'tiny-random')."""
 
     def make(**overrides: Any) -> Settings:
-        return make_settings(**{"checkpoint": tools_checkpoint, "whisper_model": "tiny-random", **overrides})
+        return make_settings(**{"checkpoint": tiny_checkpoint, "whisper_model": "tiny-random", **overrides})
 
     return make
 

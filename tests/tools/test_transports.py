@@ -93,8 +93,8 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory, clip_writer: Any) -> Path
 
 
 @pytest.fixture(scope="module")
-def server_env(base_dir: Path, tools_checkpoint: Path) -> dict[str, str]:
-    return _server_env(base_dir, tools_checkpoint)
+def server_env(base_dir: Path, tiny_checkpoint: Path) -> dict[str, str]:
+    return _server_env(base_dir, tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
