@@ -22,6 +22,12 @@ def sequential(tiny_checkpoint: Path) -> Engine:
     return Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random", overlap=False)
 
 
+@pytest.fixture(scope="module")
+def pipelined(tiny_checkpoint: Path) -> Engine:
+    """Pipelined (the default on CUDA only)."""
+    return Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random", overlap=True)
+
+
 def record(engine: Engine, monkeypatch: pytest.MonkeyPatch, stage: str, log: list[tuple[str, str, float, float]],
            before: Callable[[str], None] = lambda segment: None) -> None:
     """Wrap an engine stage so each call appends (stage, segment text, start, end)."""
@@ -38,7 +44,7 @@ def record(engine: Engine, monkeypatch: pytest.MonkeyPatch, stage: str, log: lis
     monkeypatch.setattr(engine, stage, timed)
 
 
-def test_overlapped_stream_equals_the_sequential_one(engine: Engine, sequential: Engine, voice,
+def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequential: Engine, voice,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     options = SynthesisOptions(seed=11)
     expected = list(sequential.synthesize(LONG_TEXT, voice.features, options))
@@ -58,31 +64,31 @@ def test_overlapped_stream_equals_the_sequential_one(engine: Engine, sequential:
             assert llm_started[expected[index + 1].text].wait(30), "the next segment's LLM did not start"
 
     log: list[tuple[str, str, float, float]] = []
-    record(engine, monkeypatch, "_speech_tokens", log, note_llm)
-    record(engine, monkeypatch, "_voice", log, wait_for_next_llm)
-    chunks = list(engine.synthesize(LONG_TEXT, voice.features, options))
+    record(pipelined, monkeypatch, "_speech_tokens", log, note_llm)
+    record(pipelined, monkeypatch, "_voice", log, wait_for_next_llm)
+    chunks = list(pipelined.synthesize(LONG_TEXT, voice.features, options))
 
     assert [(c.segment_index, c.segment_count, c.text) for c in chunks] == \
         [(c.segment_index, c.segment_count, c.text) for c in expected]
     for got, want in zip(chunks, expected, strict=True):
         assert np.array_equal(got.pcm, want.pcm)
     assert all(name.startswith("glmtts-llm") for name in threads)
-    assert engine.jobs.stats().running == 0
+    assert pipelined.jobs.stats().running == 0
 
 
-def test_concurrent_requests_stay_apart_and_deterministic(engine: Engine, voice,
+def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voice,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """With one slot, the model work of two requests never interleaves, and each gets its own audio."""
     texts = [LONG_TEXT, "A cat sat. " * 20]
-    alone = [engine.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)) for t in texts]
-    segments = [set(engine.text_frontend.synthesis_segments(t)) for t in texts]
+    alone = [pipelined.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)) for t in texts]
+    segments = [set(pipelined.text_frontend.synthesis_segments(t)) for t in texts]
     log: list[tuple[str, str, float, float]] = []
-    record(engine, monkeypatch, "_speech_tokens", log)
-    record(engine, monkeypatch, "_voice", log)
+    record(pipelined, monkeypatch, "_speech_tokens", log)
+    record(pipelined, monkeypatch, "_voice", log)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         together = list(pool.map(
-            lambda t: engine.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)), texts))
+            lambda t: pipelined.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)), texts))
     for got, want in zip(together, alone, strict=True):
         assert np.array_equal(got, want)
     owner = [0 if segment in segments[0] else 1 for _, segment, _, _ in log]
@@ -92,12 +98,12 @@ def test_concurrent_requests_stay_apart_and_deterministic(engine: Engine, voice,
                 assert end_a <= start_b or end_b <= start_a, "two requests ran model work at once"
 
 
-def test_a_reader_that_stops_early_frees_its_slot(engine: Engine, voice) -> None:
-    stream = engine.synthesize(LONG_TEXT, voice.features, SynthesisOptions(seed=1))
+def test_a_reader_that_stops_early_frees_its_slot(pipelined: Engine, voice) -> None:
+    stream = pipelined.synthesize(LONG_TEXT, voice.features, SynthesisOptions(seed=1))
     next(stream)  # the second segment's LLM is now running or done
     stream.close()
     deadline = time.monotonic() + 30
-    while engine.jobs.stats().running and time.monotonic() < deadline:
+    while pipelined.jobs.stats().running and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert engine.jobs.stats().running == 0
-    assert len(engine.synthesize_to_array("Still serving.", voice.features, SynthesisOptions(seed=1))) > 0
+    assert pipelined.jobs.stats().running == 0
+    assert len(pipelined.synthesize_to_array("Still serving.", voice.features, SynthesisOptions(seed=1))) > 0

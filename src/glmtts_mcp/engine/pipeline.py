@@ -156,7 +156,7 @@ class Engine:
         concurrency: int = 1,
         max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         compile_llm: bool | None = None,
-        overlap: bool = True,
+        overlap: bool | None = None,
     ) -> None:
         self.checkpoint = Path(checkpoint)
         self._device = device
@@ -167,7 +167,8 @@ class Engine:
         self.jobs = JobQueue(concurrency)
         # torch.compile of the LLM's one-token step: CUDA graphs on a GPU; on a CPU compiling costs more than it saves.
         self.compile_llm = device.type == "cuda" if compile_llm is None else compile_llm
-        self.overlap = overlap
+        # On a CPU both stages compete for the same cores (measured: no gain on 2 cores), so only on CUDA.
+        self.overlap = device.type == "cuda" if overlap is None else overlap
         # Each job slot has at most one LLM call in flight, so this many threads never queue.
         self._llm_thread = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="glmtts-llm")
         self._llm_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
@@ -191,13 +192,13 @@ class Engine:
         concurrency: int = 1,
         max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         compile_llm: bool | None = None,
-        overlap: bool = True,
+        overlap: bool | None = None,
     ) -> Engine:
         """Validate the checkpoint and load every model now (Whisper loads on first transcription).
 
         `dtype` is the LLM's (auto: bf16 on a GPU); the flow uses `flow_dtype` (fp32 by default, see
-        CHECKPOINT.md §5). `compile_llm` (default: on CUDA only) compiles the LLM's decoding step;
-        `overlap` runs the next segment's LLM alongside the current segment's flow and vocoder.
+        CHECKPOINT.md §5). `compile_llm` compiles the LLM's decoding step; `overlap` runs the next
+        segment's LLM alongside the current segment's flow and vocoder (both default to on CUDA only).
         """
         resolved = resolve_device(device)
         validate_checkpoint(Path(checkpoint))
