@@ -29,7 +29,8 @@ from glmtts_mcp.engine.parity import find_cases
 DEFAULT_GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Modules that run in fp32 only, and why (the other dtypes get a row saying so).
-FP32_ONLY = {"hift": "HiFT runs in fp32 only (the vocoder refuses other dtypes: its STFT and phase integration need fp32)"}
+FP32_ONLY = {"hift": "HiFT runs in fp32 only (the vocoder refuses other dtypes: its STFT and phase "
+                     "integration need fp32)"}
 
 
 @dataclass
