@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from glmtts_mcp.engine.checkpoint import Models, load_models
 from glmtts_mcp.engine.llm import GLMTTSLLM, RasSettings, RecordedDraws, StepTrace
@@ -15,7 +16,6 @@ from glmtts_mcp.engine.parity import load_case_tensors
 from glmtts_mcp.engine.parity.llm_cases import load_case_llm
 from glmtts_mcp.engine.static_cache import CAPACITY_STEP, DynamicDecoder, StaticDecoder
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
 FP32_ROUNDING = 1e-5  # the static cache's masked attention reduces over more (zero) terms
 
 
@@ -48,11 +48,9 @@ def assert_same_decoding(a: tuple[list[int], list[StepTrace]], b: tuple[list[int
 
 
 @pytest.mark.parametrize("name", ["llm", "llm_real"])
-def test_static_cache_decodes_the_golden_cases_like_the_dynamic_one(name: str) -> None:
-    folder = GOLDEN / name
-    if not (folder / "case.json").is_file():
-        pytest.skip(f"golden case {name} not found under {GOLDEN}")
-    case = json.loads((folder / "case.json").read_text())
+def test_static_cache_decodes_the_golden_cases_like_the_dynamic_one(
+        name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
+    folder, case = golden_case(name, required=False)
     _, io = load_case_tensors(folder)
     llm = load_case_llm(folder, case)
     ras, args = case["config"]["ras_args"], case["config"]["inference_args"]
@@ -91,10 +89,14 @@ def test_compiled_step_traces_as_one_graph_and_decodes_the_same(models: Models) 
     backend checks the trace without a C++ compiler."""
     text, prompt_text, prompt_speech = [5, 6, 7, 8], [9, 10, 11], [1, 2, 3, 4]
     compiled = StaticDecoder(models.llm.model, compile=True, backend="eager")
+    counters.clear()
     runs = [traced(with_decoder(models.llm, d), text, prompt_text, prompt_speech, max_ratio=8.0,
                    generator=torch.Generator().manual_seed(4))
-            for d in (compiled, DynamicDecoder(models.llm.model))]
-    assert_same_decoding(*runs)
+            for d in (compiled, DynamicDecoder(models.llm.model), compiled)]
+    assert_same_decoding(runs[0], runs[1])
+    assert_same_decoding(runs[2], runs[1])
+    # one graph for every step of both generations: positions and the input row are not baked in
+    assert counters["stats"]["unique_graphs"] <= 1 and not counters["recompiles"]
 
 
 def test_caches_are_reused_grown_and_never_shared(models: Models) -> None:

@@ -5,6 +5,7 @@ Mirrors upstream `llm/glmtts.py` `GLMTTS.inference` (PRETRAIN mode) and `cosyvoi
 input embedding, then one token is sampled per step with a KV cache until `<|user|>` (eoa) is drawn.
 Sampling is "repetition aware" (RAS): a nucleus draw that repeats any of the last `win_size` ids is
 replaced by a draw from the full softmax. Everything runs over the full vocabulary, as upstream does.
+The forward passes go through a `Decoder` (static_cache.py): a fixed-size KV cache by default.
 """
 
 from __future__ import annotations
@@ -193,7 +194,10 @@ class StepTrace:
 
 
 class GLMTTSLLM:
-    """Prompt layout, length rules, RAS sampling and KV-cached decoding around a LlamaForCausalLM."""
+    """Prompt layout, length rules, RAS sampling and KV-cached decoding around a LlamaForCausalLM.
+
+    `decoder` runs the forward passes: `StaticDecoder(model)` unless given (`compile=True` on a GPU).
+    """
 
     def __init__(self, model: LlamaForCausalLM, special: SpecialTokenIds, decoder: Decoder | None = None) -> None:
         self.model = model
