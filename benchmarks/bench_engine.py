@@ -140,7 +140,8 @@ def _upstream_flow(checkpoint: Path, device: torch.device) -> torch.nn.Module:
     dims = flow_dims_from_state(state, int(config["dim_head"]), checkpoint / FLOW_WEIGHTS)
     kwargs = {name: config[name] for name in FLOW_KWARG_DEFAULTS}
     kwargs.update(vocab_size=dims["vocab_size"], speech_token_dim=dims["speech_token_dim"])
-    flow = UpstreamFlow(**kwargs)
+    with torch.device("meta"):  # its hard-coded 768/18/12 DiT is replaced below: allocate nothing for it
+        flow = UpstreamFlow(**kwargs)
     condition_dim = kwargs["mel_dim"] + (0 if kwargs["remove_spkr_concat_condition"] else kwargs["spk_embed_dim"])
     # Upstream hard-codes DiT 768/18/12 inside Flow.__init__; the same constructor call at the weights' size.
     flow.estimator = DiT(trans_dim=dims["trans_dim"], depth=dims["depth"], heads=dims["heads"],
@@ -148,7 +149,7 @@ def _upstream_flow(checkpoint: Path, device: torch.device) -> torch.nn.Module:
                          conv_layers=config["conv_layers"], mel_dim=kwargs["mel_dim"],
                          text_vocab_size=dims["vocab_size"], condition_dim=condition_dim,
                          spkr_emb_adaLN=kwargs["spkr_emb_adaLN"], wav_lm_emb=kwargs["use_wavlm_emb"])
-    flow.load_state_dict(state, strict=True)
+    flow.load_state_dict(state, strict=True, assign=True)  # assign: also gives the meta-built layers their weights
     return flow.to(device).eval()
 
 
