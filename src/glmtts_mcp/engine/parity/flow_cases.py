@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from glmtts_mcp.engine.flow import Flow
-from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors
+from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors, tolerance_of
 
 # Upstream argument -> the io name the golden cases store it under.
 INPUT_NAMES = {"tokens": "token", "prompt_tokens": "prompt_token", "prompt_mel": "prompt_feat",
@@ -47,7 +47,7 @@ def run_flow_case(folder: Path, case: dict) -> CaseResult:
     )
     produced = {"mel": mel, **recorded}
 
-    atol, rtol = case["tolerance"]["atol"], case["tolerance"]["rtol"]
+    atol, rtol, printable = tolerance_of(case)
     worst_abs, worst_rel, passed, failing = 0.0, 0.0, True, []
     for spec in case["outputs"]:
         name = spec["name"]
@@ -65,7 +65,7 @@ def run_flow_case(folder: Path, case: dict) -> CaseResult:
         folder=folder.name,
         max_abs=worst_abs,
         max_rel=worst_rel,
-        tolerance=f"atol {atol:g} rtol {rtol:g}",
+        tolerance=printable,
         passed=passed,
         detail="; ".join(failing),
     )

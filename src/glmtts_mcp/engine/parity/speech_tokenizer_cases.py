@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors
+from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors, tolerance_of
 from glmtts_mcp.engine.speech_tokenizer import SpeechTokenizer
 
 
@@ -31,7 +31,7 @@ def load_case_speech_tokenizer(folder: Path, case: dict) -> tuple[SpeechTokenize
 
 def run_speech_tokenizer(folder: Path, case: dict) -> CaseResult:
     config = case["config"]
-    atol, rtol = float(case["tolerance"]["atol"]), float(case["tolerance"]["rtol"])
+    atol, rtol, printable = tolerance_of(case)
     tokenizer, io = load_case_speech_tokenizer(folder, case)
     problems: list[str] = []
     multiple = config.get("extractor_call", {}).get("pad_to_multiple_of_samples")
@@ -79,7 +79,7 @@ def run_speech_tokenizer(folder: Path, case: dict) -> CaseResult:
         folder=folder.name,
         max_abs=max(feat_abs, hid_abs),
         max_rel=max(feat_rel, hid_rel),
-        tolerance=f"atol {atol:g} rtol {rtol:g}; ids exact",
+        tolerance=f"{printable}; ids exact",
         passed=not problems,
         detail="; ".join(detail + problems),
     )

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from glmtts_mcp.engine.parity import CaseResult, load_case_tensors
-from glmtts_mcp.engine.parity.audio_cases import compare_outputs
+from glmtts_mcp.engine.parity import CaseResult, compare_outputs, load_case_tensors
 from glmtts_mcp.engine.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE, HiFTGenerator, load_hift_state_dict
 
 
