@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from glmtts_mcp.engine.pipeline import Engine
+from glmtts_mcp.engine.static_cache import StaticDecoder
 from glmtts_mcp.engine.types import SynthesisOptions
 
 LONG_TEXT = "One. Two. Three. Four. " * 12  # three segments
@@ -107,3 +108,14 @@ def test_a_reader_that_stops_early_frees_its_slot(pipelined: Engine, voice) -> N
         time.sleep(0.05)
     assert pipelined.jobs.stats().running == 0
     assert len(pipelined.synthesize_to_array("Still serving.", voice.features, SynthesisOptions(seed=1))) > 0
+
+
+def test_fast_path_settings_default_to_cuda_only(engine: Engine, tiny_checkpoint: Path) -> None:
+    """On a CPU: no compile (slow to build, no gain) and no overlap (the stages share the cores);
+    the LLM decodes with a static cache everywhere, compiled when asked."""
+    assert (engine.compile_llm, engine.overlap) == (False, False)
+    assert isinstance(engine.models.llm.decoder, StaticDecoder) and not engine.models.llm.decoder.compiled
+    compiled = Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random",
+                           compile_llm=True)
+    assert compiled.models.llm.decoder.compiled
+    assert compiled.models.llm.model is compiled.models.llm.decoder.model

@@ -71,11 +71,9 @@ class StaticDecoder:
         self.compiled = compile
         self._free: list[tuple[int, StaticCache]] = []  # (capacity, cache) not in use
         self._lock = threading.Lock()
-        self._step = last_logits
-        if compile:
-            on_cuda = next(model.parameters()).device.type == "cuda"
-            mode = "reduce-overhead" if on_cuda and backend == "inductor" else None
-            self._step = torch.compile(last_logits, fullgraph=True, backend=backend, mode=mode)
+        on_cuda = next(model.parameters()).device.type == "cuda"
+        mode = "reduce-overhead" if on_cuda and backend == "inductor" else None
+        self._step = torch.compile(last_logits, fullgraph=True, backend=backend, mode=mode) if compile else None
 
     @contextmanager
     def cache(self, capacity: int) -> Iterator[Cache]:
@@ -100,8 +98,9 @@ class StaticDecoder:
                 self._free.append(entry)
 
     def forward(self, embeds: torch.Tensor, cache: Cache) -> torch.Tensor:
-        if embeds.shape[1] != 1 or not self.compiled:
+        if embeds.shape[1] != 1 or self._step is None:  # the prefill's length varies: eager
             return last_logits(self.model, embeds, cache)
         if embeds.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are consumed by now
+        # a CUDA graph's output buffer is overwritten by its next replay: hand out a copy
         return self._step(self.model, embeds, cache).clone()
