@@ -94,6 +94,14 @@ def test_make_tiny_say_and_voices(
     assert main(["voices", "delete", "nobody", *common]) == 1
     assert "nobody" in capsys.readouterr().err
 
+    # the transcript given with a reference is the voice's transcript: Whisper is not needed
+    assert main(["say", "Hi.", "--reference", str(clip), "--transcript", "Hello there.", "-o", str(out_wav), *common]) == 0
+    capsys.readouterr()
+    assert main(["voices", "list", "--json", *common]) == 0
+    assert any(v["transcript"] == "Hello there." for v in json.loads(capsys.readouterr().out))
+    assert main(["say", "Hi.", "--voice", "x", "--transcript", "Hello.", "-o", str(out_wav), *common]) == 1
+    assert "--transcript describes a --reference clip" in capsys.readouterr().err
+
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"not audio at all" * 100)
     assert main(["say", "Hi.", "--reference", str(corrupt), "-o", str(tmp_path / "x.wav"), *common]) == 1

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     who = say.add_mutually_exclusive_group(required=True)
     who.add_argument("--voice", help="voice id or name from the library")
     who.add_argument("--reference", type=Path, help="reference recording to clone (stored in the library)")
+    say.add_argument("--transcript", help="what the --reference clip says (omitted: Whisper transcribes it)")
     say.add_argument("-o", "--output", type=Path, required=True, help="output file (.wav, .flac, .ogg, .mp3)")
     say.add_argument("--seed", type=int, default=0)
 
@@ -219,6 +220,8 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.tools.app import build_app
     from glmtts_mcp.tools.synthesis import narrate
 
+    if args.transcript and args.reference is None:
+        raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")
     text = sys.stdin.read() if args.text == "-" else args.text
     fmt = args.output.suffix.lower().lstrip(".") or "wav"
     app = build_app(settings)
@@ -233,11 +236,15 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     try:
         engine = app.host.ensure_loaded()
         reference = args.reference.expanduser().resolve() if args.reference else None
-        result = narrate(engine, app, text.strip(), args.voice, reference, fmt, args.seed, progress)
+        result = narrate(
+            engine, app, text.strip(), args.voice, reference, fmt, args.seed, progress, transcript=args.transcript
+        )
     finally:
         bar.close()
         app.close()
     args.output.write_bytes(result.data)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"wrote {args.output} ({len(result.pcm) / result.sample_rate:.1f} s, voice {result.voice_id}"
         f"{', new' if result.created else ''})"

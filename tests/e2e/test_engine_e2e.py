@@ -19,6 +19,7 @@ from glmtts_mcp.engine.types import (
     FEATURE_SCHEMA,
     AudioInputError,
     EngineError,
+    ReferenceAudio,
     SynthesisOptions,
     VoiceFeatures,
 )
@@ -201,6 +202,25 @@ def test_missing_whisper_model_names_the_fix(tiny_checkpoint: Path, reference_wa
     with pytest.raises(CheckpointError, match="glmtts-mcp download"):
         engine.extract_voice(ref, None)
     assert engine.extract_voice(ref, reference_text).transcript_source == "user"  # a transcript needs no Whisper
+
+
+def test_a_capped_whisper_transcript_is_flagged_on_the_clone(engine) -> None:
+    """A wordless tone makes the random Whisper repeat itself up to its cap: the clone says so."""
+    t = np.arange(24000 * 3) / 24000
+    tone = (0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 2 * t))).astype(np.float32)
+    cloned = engine.extract_voice(ReferenceAudio(pcm=tone, sample_rate=24000, duration_s=3.0), None)
+    assert cloned.transcript_source == "whisper"
+    assert any("length cap" in w and "transcript=" in w for w in cloned.warnings)
+    with_text = engine.extract_voice(ReferenceAudio(pcm=tone, sample_rate=24000, duration_s=3.0), "a hum")
+    assert with_text.warnings == []
+
+
+def test_vocoder_stays_float32_whatever_the_flow_dtype(tiny_checkpoint: Path) -> None:
+    from glmtts_mcp.engine.checkpoint import load_models
+
+    models = load_models(tiny_checkpoint, "cpu", flow_dtype=torch.bfloat16)
+    assert next(models.flow.parameters()).dtype == torch.bfloat16
+    assert {p.dtype for p in models.hift.parameters()} == {torch.float32}
 
 
 def test_unload_then_lazy_reload_gives_the_same_audio(engine, voice) -> None:

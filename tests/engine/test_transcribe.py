@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,10 +93,8 @@ def test_a_tone_is_decoded_with_bounded_work(
     monkeypatch.setattr(model.decoder, "forward", lambda x, *a, **k: steps.append(x.shape[0]) or forward(x, *a, **k))
     audio = _tone(3.0)
     cap = token_cap(3.0, 448)
-    start = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="glmtts_mcp.engine.transcribe"):
         heard = transcriber.transcribe(audio)
-    assert time.perf_counter() - start < 120  # whisper.transcribe ran for more than 10 minutes here
     assert heard.capped and heard.text and isinstance(heard.language, str)
     assert len(heard.text.split()) <= cap
     # one language-detection step, then each fallback decode runs at most `cap` decoder steps

@@ -302,7 +302,7 @@ def load_models(
         state = load_state_dict(hift_pt)
         hift = HiFTGenerator.from_config(hift_config_from_state(state, hift_pt))
         load_hift_state_dict(hift, state)
-        return hift.to(device=device, dtype=flow_dtype).eval()
+        return hift.to(device=device, dtype=torch.float32).eval()  # HiFT's iSTFT needs float32, whatever flow_dtype is
 
     hift = _named(hift_pt, "vocoder", build_hift)
 

@@ -329,6 +329,7 @@ class Engine:
             wav24 = reference_pcm_at(ref, MODEL_SAMPLE_RATE)
             wav16 = reference_pcm_at(ref, SPEECH_SAMPLE_RATE)
             source = "user"
+            warnings: list[str] = []
             if transcript is None or not transcript.strip():
                 report(0, 5, "transcribing the reference with Whisper")
                 heard = timer.run("whisper", self.transcriber.transcribe, wav16[0].numpy(), language)
@@ -338,6 +339,11 @@ class Engine:
                         "with clear speech"
                     )
                 transcript, language, source = heard.text, heard.language, "whisper"
+                if heard.capped:
+                    warnings.append(
+                        "Whisper's transcript hit its length cap and may be wrong: pass transcript= with what "
+                        "the clip says for the best clone"
+                    )
             report(1, 5, "tokenizing the transcript")
             prompt_text_ids = timer.run("text", self._prompt_text_ids, transcript)
             report(2, 5, "extracting speech tokens")
@@ -361,6 +367,7 @@ class Engine:
             transcript_source=source,  # type: ignore[arg-type]
             language=language,
             timings=timer.timings,
+            warnings=warnings,
         )
 
     def _prompt_text_ids(self, transcript: str) -> list[int]:

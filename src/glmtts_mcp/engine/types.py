@@ -65,6 +65,7 @@ class ExtractedVoice:
     transcript_source: Literal["user", "whisper"]
     language: str | None
     timings: dict[str, float]  # seconds per stage: whisper, speech_tokenizer, campplus, mel, text
+    warnings: list[str] = field(default_factory=list)  # e.g. a Whisper transcript that hit its length cap
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,16 @@ def extract_new_voice(
     transcript: str | None,
     language: str | None,
     progress: ProgressCallback | None,
+    warnings: list[str] | None = None,
 ) -> NewVoiceData:
-    """Features of a prepared reference clip, in the form the library stores."""
+    """Features of a prepared reference clip, in the form the library stores.
+
+    The extraction's warnings (the library does not keep them) go to `warnings` when given.
+    """
     reference = ReferenceAudio(pcm=pcm, sample_rate=sample_rate, duration_s=len(pcm) / sample_rate)
     extracted = engine.extract_voice(reference, transcript, language, progress)
+    if warnings is not None:
+        warnings.extend(extracted.warnings)
     return NewVoiceData(
         tensors=extracted.features.tensors,
         transcript=extracted.transcript,
@@ -67,12 +73,13 @@ def clone_or_get(
     prepared = time.perf_counter()
     if progress:
         progress(1, 3, "looking up the voice library")
+    warnings = list(reference.warnings)
     record, existed = library.get_or_create(
         reference.pcm,
         reference.sample_rate,
         transcript,
         create=lambda: extract_new_voice(
-            engine, reference.pcm, reference.sample_rate, transcript, language, progress
+            engine, reference.pcm, reference.sample_rate, transcript, language, progress, warnings
         ),
         name=name,
     )
@@ -84,4 +91,4 @@ def clone_or_get(
     timings["clone_total"] = time.perf_counter() - start
     if progress:
         progress(3, 3, "voice ready" if existed else "voice extracted and stored")
-    return CloneOutcome(record, existed, reference.duration_s, timings, list(reference.warnings))
+    return CloneOutcome(record, existed, reference.duration_s, timings, warnings)

@@ -63,17 +63,19 @@ def narrate(
     fmt: str,
     seed: int,
     progress: ProgressCallback,
+    transcript: str | None = None,
 ) -> Narration:
     """The blocking part, in a worker thread: voice features, synthesis segment by segment, encoding.
 
-    Shared with `glmtts-mcp say`, which passes a progress bar as `progress`.
+    Shared with `glmtts-mcp say`, which passes a progress bar as `progress` (and may give the
+    reference's transcript, so Whisper is not needed).
     """
     timings: dict[str, float] = {}
     warnings: list[str] = []
     created = False
     start = time.perf_counter()
     if reference is not None:
-        outcome = clone_or_get(engine, app.library, reference, None, None, None, progress)
+        outcome = clone_or_get(engine, app.library, reference, None, transcript, None, progress)
         voice_id, created = outcome.record.id, not outcome.existed
         timings.update(outcome.timings)
         warnings += outcome.warnings
