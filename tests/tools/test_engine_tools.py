@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 from pathlib import Path
 from typing import Any
 
@@ -152,15 +151,14 @@ async def test_concurrent_calls_and_idle_unload(engine_settings: Any, clip: Path
                         "return_mode": "path"}
                 results.append(await client.call_tool("synthesize", args))
 
-            listed_while_busy = 0.0
             async with anyio.create_task_group() as tg:
                 for i in range(20):
                     tg.start_soon(one, i)
                 await anyio.sleep(0.5)
-                start = time.perf_counter()
                 await _ok(client, "list_voices", {})
-                listed_while_busy = time.perf_counter() - start
-            assert listed_while_busy < 2.0  # the event loop keeps serving while the engine works
+                # the event loop keeps serving while the engine works: listing answered before the queue drained
+                finished_before_listing_answered = len(results)
+            assert finished_before_listing_answered < 20
             errors = [r for r in results if r.is_error]
             assert len(results) == 20 and len(errors) == 4
             assert all("text" in _text(r) and "at least 1 character" in _text(r) for r in errors), [_text(r) for r in errors]
