@@ -163,6 +163,14 @@ class Settings(BaseSettings):
         default="lazy", description="Load the model on first use (lazy) or when the server starts."
     )
     concurrency: int = Field(default=1, ge=1, description="Engine jobs run at once; the rest queue.")
+    compile_llm: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Compile the LLM's one-token step with torch.compile / CUDA graphs (auto: on CUDA only).",
+    )
+    overlap: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Run the next segment's LLM while this segment's flow and vocoder run (auto: on CUDA only).",
+    )
     output_keep_count: int = Field(default=200, ge=1, description="Most synthesized files kept.")
     output_keep_bytes: int = Field(default=1024**3, ge=0, description="Most bytes of synthesized files kept.")
     output_keep_age_s: float = Field(

@@ -92,3 +92,18 @@ def test_parse_return_mode() -> None:
     assert parse_return_mode(" LINK , path+link") == ("link", "path")
     with pytest.raises(ValueError, match="audio, resource, link, path"):
         parse_return_mode("")
+
+
+def test_fast_path_switches_reach_the_engine(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path) -> None:
+    """auto leaves compile/overlap to the engine (CUDA only); on/off force them, from env or flag."""
+    from glmtts_mcp.tools.app import default_loader
+
+    assert load_settings().overlap == "auto" and load_settings().compile_llm == "auto"
+    monkeypatch.setenv("GLMTTS_MCP_OVERLAP", "on")
+    settings = load_settings(checkpoint=tiny_checkpoint, device="cpu", dtype="float32", compile_llm="off")
+    engine = default_loader(settings)()
+    assert engine.overlap is True and engine.compile_llm is False
+    auto = default_loader(load_settings(checkpoint=tiny_checkpoint, device="cpu", overlap="auto"))()
+    assert auto.overlap is False and auto.compile_llm is False  # CPU: both off under auto
+    with pytest.raises(ConfigError, match="overlap"):
+        load_settings(overlap="sometimes")

@@ -40,6 +40,11 @@ class App:
         self.library.close()
 
 
+def _switch(value: str) -> bool | None:
+    """'auto' leaves the choice to the engine (on for CUDA); 'on'/'off' force it."""
+    return None if value == "auto" else value == "on"
+
+
 def default_loader(settings: Settings) -> EngineLoader:
     """Engine.load with the configured checkpoint, device, dtype, Whisper model and concurrency."""
 
@@ -53,6 +58,8 @@ def default_loader(settings: Settings) -> EngineLoader:
             whisper_model=settings.whisper_model,
             concurrency=settings.concurrency,
             max_text_chars=settings.max_text_chars,
+            compile_llm=_switch(settings.compile_llm),
+            overlap=_switch(settings.overlap),
         )
 
     return load
