@@ -9,7 +9,7 @@ the path instead, and says so.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mcp_types import (
     AudioContent,
@@ -34,7 +34,6 @@ class RenderedAudio:
     blocks: list[ContentBlock]
     parts: list[str]
     note: str | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 def inline_fits(size: int, copies: int, max_result_bytes: int) -> bool:
