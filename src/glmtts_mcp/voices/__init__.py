@@ -3,7 +3,7 @@
 The library stores named tensors plus metadata and never imports the engine; the server wires the
 engine's `FEATURE_SCHEMA` into a `FeatureSchema` and passes the engine's callbacks in.
 
-On disk (root defaults to `default_root()`, e.g. ~/.local/share/glmtts-mcp/voices):
+On disk (root is `Settings.voices_dir`, by default ~/.local/share/glmtts-mcp/voices):
     voices/<id>/features.safetensors   named tensors (never pickles)
     voices/<id>/meta.json              VoiceRecord: name, transcripts, times, hashes, schema, fingerprint...
     voices/<id>/reference.flac         the normalized reference audio, mono 16-bit, to rebuild features
@@ -46,7 +46,7 @@ from glmtts_mcp.voices.errors import (
     VoiceLibraryError,
     VoiceNotFound,
 )
-from glmtts_mcp.voices.library import DEFAULT_MEMORY_BYTES, Progress, Reextract, VoiceLibrary, default_root
+from glmtts_mcp.voices.library import DEFAULT_MEMORY_BYTES, Progress, Reextract, VoiceLibrary
 from glmtts_mcp.voices.models import (
     LibraryStats,
     LoadedVoice,
@@ -78,5 +78,4 @@ __all__ = [
     "VoiceNotFound",
     "VoicePage",
     "VoiceRecord",
-    "default_root",
 ]

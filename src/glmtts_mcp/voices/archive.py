@@ -9,7 +9,6 @@ is not mono 16-bit FLAC, and an id that does not follow from the audio and trans
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -29,17 +28,20 @@ from glmtts_mcp.voices.errors import ArchiveError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
 from glmtts_mcp.voices.models import VoiceRecord
 from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
-from glmtts_mcp.voices.store import FEATURES_FILE, MAX_FILE_BYTES, META_FILE, REFERENCE_FILE, fsync_dir
+from glmtts_mcp.voices.store import (
+    FEATURES_FILE,
+    MAX_FILE_BYTES,
+    META_FILE,
+    REFERENCE_FILE,
+    fsync_dir,
+    sha256_hex,
+)
 
 MANIFEST_FILE = "manifest.json"
 ARCHIVE_FORMAT = "glmtts-mcp-voice-archive"
 ARCHIVE_SUFFIX = ".glmtts-voice.zip"
 MEMBER_LIMITS = {MANIFEST_FILE: 64 << 10, **MAX_FILE_BYTES}
 MAX_ARCHIVE_BYTES = sum(MEMBER_LIMITS.values()) + (1 << 20)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
@@ -58,7 +60,7 @@ def write_archive(dest: Path, files: dict[str, bytes]) -> Path:
     manifest = {
         "format": ARCHIVE_FORMAT,
         "version": 1,
-        "files": {name: {"sha256": _sha256(data), "size": len(data)} for name, data in sorted(files.items())},
+        "files": {name: {"sha256": sha256_hex(data), "size": len(data)} for name, data in sorted(files.items())},
     }
     staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     try:
@@ -140,7 +142,7 @@ def _check_manifest(path: Path, contents: dict[str, bytes]) -> None:
         raise ArchiveError(f"{path}: manifest.json does not describe a voice archive; export the voice again")
     for name, entry in entries.items():
         data = contents[name]
-        if not isinstance(entry, dict) or entry.get("sha256") != _sha256(data) or entry.get("size") != len(data):
+        if not isinstance(entry, dict) or entry.get("sha256") != sha256_hex(data) or entry.get("size") != len(data):
             raise ArchiveError(f"{path}: {name} does not match its sha256 in manifest.json (corrupt or tampered)")
 
 
@@ -154,7 +156,7 @@ def _check_record(path: Path, record: VoiceRecord, contents: dict[str, bytes]) -
         (FEATURES_FILE, record.features_sha256, record.features_bytes),
         (REFERENCE_FILE, record.reference_sha256, record.reference_bytes),
     ):
-        if _sha256(contents[name]) != digest or len(contents[name]) != size:
+        if sha256_hex(contents[name]) != digest or len(contents[name]) != size:
             raise ArchiveError(f"{path}: {name} does not match the hash meta.json records (corrupt or tampered)")
 
 

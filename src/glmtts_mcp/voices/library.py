@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import math
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
-import platformdirs
 import torch
 from pydantic import ValidationError
 from safetensors import SafetensorError
@@ -63,7 +61,14 @@ from glmtts_mcp.voices.models import (
 )
 from glmtts_mcp.voices.schema import FeatureSchema, tensors_nbytes
 from glmtts_mcp.voices.stats import StatsKeeper
-from glmtts_mcp.voices.store import FEATURES_FILE, META_FILE, REFERENCE_FILE, VOICE_FILES, VoiceStore
+from glmtts_mcp.voices.store import (
+    FEATURES_FILE,
+    META_FILE,
+    REFERENCE_FILE,
+    VOICE_FILES,
+    VoiceStore,
+    sha256_hex,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +82,8 @@ Reextract = Callable[[np.ndarray, int, str, str | None], tuple[Tensors, dict[str
 Progress = Callable[[float, float, str], None]
 
 
-def default_root() -> Path:
-    """Where voices live when the server is given no root: the user data dir, e.g. ~/.local/share."""
-    return Path(platformdirs.user_data_dir("glmtts-mcp", appauthor=False)) / "voices"
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _meta_bytes(record: VoiceRecord) -> bytes:
@@ -259,9 +255,9 @@ class VoiceLibrary:
                     last_used_at=now,
                     duration_s=float(data.duration_s),
                     sample_rate=int(sample_rate),
-                    reference_sha256=_sha256(reference),
+                    reference_sha256=sha256_hex(reference),
                     reference_bytes=len(reference),
-                    features_sha256=_sha256(features),
+                    features_sha256=sha256_hex(features),
                     features_bytes=len(features),
                     schema_version=self.schema.version,
                     fingerprint=self.fingerprint,
@@ -413,7 +409,7 @@ class VoiceLibrary:
             raise VoiceNotFound(f"voice {record.name} ({record.id}) was deleted while loading. {_SEE_VOICES}") from exc
         except OSError as exc:
             self._broken(record, f"{FEATURES_FILE} cannot be read: {exc}")
-        if _sha256(data) != record.features_sha256:
+        if sha256_hex(data) != record.features_sha256:
             if self._changed_on_disk(record):
                 raise _FeaturesChanged
             self._broken(record, f"{FEATURES_FILE} does not match its recorded sha256 (corrupt)")
@@ -493,7 +489,7 @@ class VoiceLibrary:
             if not self.is_stale(record):
                 return record, None
             reference = self._store.read(vid, REFERENCE_FILE)
-            if _sha256(reference) != record.reference_sha256:
+            if sha256_hex(reference) != record.reference_sha256:
                 self._broken(record, f"{REFERENCE_FILE} does not match its recorded sha256 (corrupt)")
             pcm, sample_rate = decode_reference(reference)
             tensors, timings = self._run_reextract(pcm, sample_rate, record.transcript, record.language)
@@ -501,7 +497,7 @@ class VoiceLibrary:
             with self._store.write_lock():
                 current = VoiceRecord.model_validate_json(self._store.read(vid, META_FILE))
                 record = current.model_copy(update={
-                    "features_sha256": _sha256(features),
+                    "features_sha256": sha256_hex(features),
                     "features_bytes": len(features),
                     "schema_version": self.schema.version,
                     "fingerprint": self.fingerprint,
@@ -618,7 +614,7 @@ class VoiceLibrary:
         record = self.resolve(id_or_name)
         files = {name: self._store.read(record.id, name) for name in VOICE_FILES}
         for name, digest in ((FEATURES_FILE, record.features_sha256), (REFERENCE_FILE, record.reference_sha256)):
-            if _sha256(files[name]) != digest:
+            if sha256_hex(files[name]) != digest:
                 if self._changed_on_disk(record):
                     return self.export_voice(record.id, dest_path)
                 self._broken(record, f"{name} does not match its recorded sha256 (corrupt)")
@@ -658,7 +654,7 @@ class VoiceLibrary:
                                                        incoming.language)
                 files[FEATURES_FILE] = save_tensors(tensors)
                 incoming = incoming.model_copy(update={
-                    "features_sha256": _sha256(files[FEATURES_FILE]),
+                    "features_sha256": sha256_hex(files[FEATURES_FILE]),
                     "features_bytes": len(files[FEATURES_FILE]),
                     "schema_version": self.schema.version,
                     "fingerprint": self.fingerprint,

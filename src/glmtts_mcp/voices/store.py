@@ -14,6 +14,7 @@ anything in tmp/ holds the write lock, so whoever holds it may treat tmp/ as lef
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -41,6 +42,11 @@ CLONE_LOCK_TIMEOUT_S = 1800.0
 _OLD_PREFIX = "old-"
 
 FileSignature = tuple[int, int, int] | None  # (inode, mtime_ns, size) of a regular file, None if absent
+
+
+def sha256_hex(data: bytes) -> str:
+    """The digest meta.json and archive manifests record for a file's bytes."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def fsync_dir(path: Path) -> None:
