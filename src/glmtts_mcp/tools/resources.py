@@ -55,9 +55,8 @@ def register_resources(server: MCPServer, app: App) -> None:
     )
     async def voice_reference(voice_id: str) -> bytes:
         with _resource_errors(reading=f"the reference audio of {voice_id!r}"):
-            record = await anyio.to_thread.run_sync(lambda: library.resolve(voice_id))
-            path = library.reference_audio_path(record.id)
-            return await anyio.to_thread.run_sync(path.read_bytes)
+            # reference_audio_path resolves the voice (index refresh, disk reads): keep it off the event loop
+            return await anyio.to_thread.run_sync(lambda: library.reference_audio_path(voice_id).read_bytes())
 
     for fmt, mime in AUDIO_MIME.items():
         _register_output_template(server, app, fmt, mime)
