@@ -76,13 +76,11 @@ def narrate(
     start = time.perf_counter()
     if reference is not None:
         outcome = clone_or_get(engine, app.library, reference, None, transcript, None, progress)
-        voice_id, created = outcome.record.id, not outcome.existed
+        voice, created = outcome.record.id, not outcome.existed
         timings.update(outcome.timings)
         warnings += outcome.warnings
-    else:
-        assert voice is not None
-        voice_id = app.library.resolve(voice).id
-    loaded = app.library.load_features(voice_id, engine.device)
+    assert voice is not None
+    loaded = app.library.load_features(voice, engine.device)  # resolves the id or name itself
     timings["voice_features"] = loaded.load_s
     features = VoiceFeatures(tensors=loaded.tensors)
     synth_start = time.perf_counter()
@@ -100,7 +98,7 @@ def narrate(
     timings["encode"] = time.perf_counter() - encode_start
     timings["engine_total"] = time.perf_counter() - start
     return Narration(
-        voice_id=voice_id,
+        voice_id=loaded.record.id,
         voice_name=loaded.record.name,
         tier="cloned" if created else loaded.tier,
         created=created,
