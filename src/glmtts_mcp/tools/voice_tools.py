@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Annotated
 
 import anyio.to_thread
@@ -28,6 +29,7 @@ from glmtts_mcp.tools.models import (
 )
 from glmtts_mcp.tools.paths import audio_source, resolve_allowed_path, writable_target
 from glmtts_mcp.tools.progress import relay_for
+from glmtts_mcp.voices import VoiceRecord
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +118,11 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         annotations=ToolAnnotations(title="List voices", read_only_hint=True, open_world_hint=False),
     )
     async def list_voices(
-        query: Annotated[str | None, Field(description="filter: part of a name, id or transcript")] = None,
+        query: Annotated[str | None, Field(description="filter: part of a name, id, transcript, language or tag")] = None,
         limit: Annotated[int, Field(description="voices per page", ge=1, le=200)] = 20,
         cursor: Annotated[str | None, Field(description="next_cursor from the previous page")] = None,
     ) -> ListVoicesResult:
-        """List the voices in the library (newest first), with transcript excerpts and health flags."""
+        """List the voices in the library (sorted by name), with transcript excerpts and health flags."""
         with user_errors():
             page = await anyio.to_thread.run_sync(lambda: library.list_voices(query=query, limit=limit, cursor=cursor))
             return ListVoicesResult(
@@ -171,8 +173,12 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     ) -> RenameVoiceResult:
         """Give a voice a new name (ids never change)."""
         with user_errors():
-            old = await anyio.to_thread.run_sync(lambda: library.resolve(voice))
-            record = await anyio.to_thread.run_sync(lambda: library.rename(old.id, name))
+
+            def rename() -> tuple[VoiceRecord, VoiceRecord]:
+                old = library.resolve(voice)
+                return old, library.rename(old.id, name)
+
+            old, record = await anyio.to_thread.run_sync(rename)
             await notify_voices_changed(ctx)
             return RenameVoiceResult(voice_id=record.id, old_name=old.name, name=record.name)
 
@@ -191,10 +197,15 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     ) -> ExportVoiceResult:
         """Write a voice (reference audio, transcript, features) to a portable archive file."""
         with user_errors():
-            record = await anyio.to_thread.run_sync(lambda: library.resolve(voice))
-            dest = writable_target(path, settings.allowed_dirs, what="archive path")
-            written = await anyio.to_thread.run_sync(lambda: library.export_voice(record.id, dest))
-            return ExportVoiceResult(voice_id=record.id, name=record.name, path=str(written), bytes=written.stat().st_size)
+
+            def export() -> tuple[VoiceRecord, Path, int]:  # all disk work in one worker-thread hop
+                record = library.resolve(voice)
+                dest = writable_target(path, settings.allowed_dirs, what="archive path")
+                written = library.export_voice(record.id, dest)
+                return record, written, written.stat().st_size
+
+            record, written, size = await anyio.to_thread.run_sync(export)
+            return ExportVoiceResult(voice_id=record.id, name=record.name, path=str(written), bytes=size)
 
     @server.tool(
         title="Import a voice",
