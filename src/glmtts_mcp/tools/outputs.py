@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 import tempfile
 import threading
 import time
@@ -71,32 +72,44 @@ class OutputStore:
             return None
         return StoredOutput(output_id, path, AUDIO_MIME[output_id.rsplit(".", 1)[1]])
 
-    def files(self) -> list[Path]:
-        """Stored files, oldest first."""
+    def _entries(self) -> list[tuple[Path, os.stat_result]]:
+        """Stored files with one stat each, oldest first; a file another process removed meanwhile is skipped."""
         if not self.root.is_dir():
             return []
-        found = [p for p in self.root.iterdir() if _ID_RE.match(p.name) and p.is_file()]
-        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
+        found: list[tuple[Path, os.stat_result]] = []
+        for path in self.root.iterdir():
+            if not _ID_RE.match(path.name):
+                continue
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.append((path, info))
+        return sorted(found, key=lambda entry: (entry[1].st_mtime, entry[0].name))
+
+    def files(self) -> list[Path]:
+        """Stored files, oldest first."""
+        return [path for path, _ in self._entries()]
 
     def prune(self, keep: Path | None = None) -> int:
         """Delete files beyond the count/bytes/age limits, oldest first; returns how many went."""
         with self._lock:
-            files = self.files()
+            entries = self._entries()
             now = time.time()
-            sizes = {p: p.stat().st_size for p in files}
-            total = sum(sizes.values())
+            total = sum(info.st_size for _, info in entries)
             removed = 0
-            for path in files:
-                remaining = len(files) - removed
-                too_old = self.keep_age_s > 0 and now - path.stat().st_mtime > self.keep_age_s
+            for path, info in entries:
+                remaining = len(entries) - removed
+                too_old = self.keep_age_s > 0 and now - info.st_mtime > self.keep_age_s
                 if path == keep or not (remaining > self.keep_count or total > self.keep_bytes or too_old):
                     continue
                 path.unlink(missing_ok=True)
-                total -= sizes[path]
+                total -= info.st_size
                 removed += 1
             return removed
 
     def stats(self) -> tuple[int, int]:
         """(file count, total bytes) of the store."""
-        files = self.files()
-        return len(files), sum(p.stat().st_size for p in files)
+        entries = self._entries()
+        return len(entries), sum(info.st_size for _, info in entries)
