@@ -200,10 +200,10 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
             record = lib.delete(args.voice)
             print(f"deleted {record.id if record else args.voice}" + (f" ({record.name})" if record else ""))
         elif action == "rename":
-            record = lib.rename(lib.resolve(args.voice).id, args.name)
+            record = lib.rename(args.voice, args.name)
             print(f"renamed {record.id} to {record.name}")
         elif action == "export":
-            written = lib.export_voice(lib.resolve(args.voice).id, args.path.expanduser().resolve())
+            written = lib.export_voice(args.voice, args.path.expanduser().resolve())
             print(f"exported to {written}")
         elif action == "import":
             record, existed = lib.import_voice(args.path.expanduser().resolve(), name=args.name)
