@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from glmtts_mcp.engine.text_tokenizer import SpecialTokenIds, TextTokenizer
     from glmtts_mcp.engine.vocoder import HiFTGenerator
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HOW_TO_GET = "run `glmtts-mcp download` or pass --checkpoint"
@@ -177,7 +175,6 @@ def fingerprint(directory: Path) -> str:
         h.update(rel.encode())
         h.update(_sampled_digest(path).encode() if path.is_file() else b"-")
     return h.hexdigest()[:16]
-
 
 
 def _block_count(state: dict[str, torch.Tensor], prefix: str, path: Path) -> int:

@@ -6,7 +6,6 @@ The ONNX graph takes the mean-normalised kaldi fbank (1, frames, 80) of 16 kHz a
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,6 @@ import torch
 
 from glmtts_mcp.engine.audio import campplus_fbank
 from glmtts_mcp.engine.checkpoint import HOW_TO_GET, CheckpointError
-
-log = logging.getLogger(__name__)
 
 EMBEDDING_DIM = 192
 

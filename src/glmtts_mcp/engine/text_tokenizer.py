@@ -140,7 +140,6 @@ class TextTokenizer:
         self._source = source
         self._bpe = tiktoken.Encoding(name=f"glmtts:{source}", pat_str=GLM4_PAT_STR,
                                       mergeable_ranks=ranks, special_tokens={})
-        self._added = added_tokens
         self._splitter = AddedTokenSplitter(added_tokens)
         self.base_vocab_size = len(ranks)
         self.vocab_size = max([*ranks.values(), *added_tokens.values()]) + 1
