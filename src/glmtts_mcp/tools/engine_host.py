@@ -51,11 +51,6 @@ class EngineHost:
         self.unloads = 0
 
     @property
-    def engine(self) -> Engine | None:
-        """The engine, or None before the first successful load (after an idle unload it reloads itself)."""
-        return self._engine
-
-    @property
     def model_loaded(self) -> bool:
         """Whether the model's weights are in memory now."""
         return self._engine is not None and self._engine.loaded
