@@ -79,6 +79,17 @@ def test_output_store_retention(tmp_path: Path) -> None:
     assert [p.name for p in aged.files()] == [new.output_id]
 
 
+def test_output_store_skips_vanished_files(tmp_path: Path) -> None:
+    """A name that lists but no longer stats (removed by another process, or a dangling link) is skipped."""
+    store = OutputStore(tmp_path / "out", keep_count=1, keep_bytes=10_000, keep_age_s=0)
+    kept = store.save(b"a" * 10, "wav")
+    (store.root / "20000101T000000-deadbeef.wav").symlink_to(tmp_path / "gone.wav")
+    assert store.files() == [kept.path]
+    assert store.stats() == (1, 10)
+    newest = store.save(b"b" * 20, "wav")
+    assert store.files() == [newest.path] and store.stats() == (1, 20)
+
+
 def test_render_falls_back_to_link_and_path(tmp_path: Path) -> None:
     store = OutputStore(tmp_path, 10, 10**9, 0)
     small = store.save(b"o" * 1000, "ogg")
