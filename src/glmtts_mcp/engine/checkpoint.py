@@ -270,9 +270,10 @@ def load_models(
     from glmtts_mcp.engine.download import MANIFEST, verify_checkpoint
 
     directory = Path(directory)
-    validate_checkpoint(directory)
     if (directory / MANIFEST).is_file():
-        verify_checkpoint(directory, full=False)  # sizes only: a truncated download fails here, by name
+        verify_checkpoint(directory, full=False)  # validates, then sizes only: a truncated download fails by name
+    else:
+        validate_checkpoint(directory)
     device = torch.device(device)
 
     tok_dir = directory / TEXT_TOKENIZER_DIR
