@@ -169,12 +169,6 @@ def download_whisper(size: str = "base") -> Path:
     return Path(whisper._download(whisper._MODELS[size], str(root), False))
 
 
-def _is_local_path(model: str | Path) -> bool:
-    """A whisper setting that names a file (nothing to download) rather than a size."""
-    text = str(model)
-    return text.endswith(".pt") or os.sep in text
-
-
 def download_checkpoint(
     directory: Path,
     *,
@@ -188,6 +182,8 @@ def download_checkpoint(
     files and skips complete ones. Returns the checkpoint directory.
     """
     from huggingface_hub import HfApi, hf_hub_download
+
+    from glmtts_mcp.engine.transcribe import names_whisper_file
 
     directory = Path(directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
@@ -203,7 +199,7 @@ def download_checkpoint(
     for rel in ck.llm_weight_files(directory):
         fetch(rel)
     _fetch_campplus(directory, progress)
-    if whisper_model and not _is_local_path(whisper_model):
+    if whisper_model and not names_whisper_file(whisper_model):  # a file needs no download
         download_whisper(whisper_model)
     write_manifest(directory, revision=commit)
     return directory

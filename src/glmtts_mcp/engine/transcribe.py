@@ -62,10 +62,16 @@ def whisper_cache_dir() -> Path:
     return Path(base) / "whisper"
 
 
+def names_whisper_file(model: str | Path) -> bool:
+    """Whether a whisper setting names a model file (a path) rather than a size such as "base"."""
+    text = str(model)
+    return text.endswith(".pt") or os.sep in text
+
+
 def resolve_whisper_model(model: str | Path, checkpoint: Path | None = None) -> Path:
     """The local file for a whisper size name ("base") or path; a clear error when it is absent."""
     candidate = Path(model).expanduser()
-    if candidate.suffix == ".pt" or os.sep in str(model):
+    if names_whisper_file(model):
         if candidate.is_file():
             return candidate
         raise CheckpointError(f"whisper model file {candidate} not found: run `glmtts-mcp download` or pass a path")
