@@ -17,7 +17,14 @@ import torch
 from safetensors.torch import save as save_tensors
 from voicelib_helpers import RATE, SCHEMA, make_pcm, make_tensors, make_voice
 
-from glmtts_mcp.voices import ArchiveError, FeatureSchema, InvalidVoiceName, VoiceExists, VoiceLibrary
+from glmtts_mcp.voices import (
+    ArchiveError,
+    FeatureSchema,
+    InvalidVoiceName,
+    VoiceExists,
+    VoiceLibrary,
+    VoiceLibraryError,
+)
 from glmtts_mcp.voices import archive as archive_module
 
 
@@ -64,6 +71,30 @@ def test_export_import_roundtrip(open_library: Callable[..., VoiceLibrary], expo
     assert all(torch.equal(loaded.tensors[k], v) for k, v in make_voice(1).tensors.items())
     assert target.import_voice(exported)[1] is True  # already here
     assert target.stats().session.imports == 1
+
+
+def test_export_rereads_a_voice_replaced_midway(open_library: Callable[..., VoiceLibrary], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """meta.json read after the features may describe a newer version: export reads again, never mixes the two."""
+    source = open_library(tmp_path / "source")
+    source.get_or_create(make_pcm(1), RATE, "hello there", lambda: make_voice(1), name="Traveller")
+    real_read = source._store.read
+    newer_meta_reads = [1]
+
+    def read(voice_id: str, name: str) -> bytes:
+        data = real_read(voice_id, name)
+        if name == "meta.json" and newer_meta_reads[0] > 0:
+            newer_meta_reads[0] -= 1
+            return json.dumps({**json.loads(data), "features_sha256": "0" * 64}).encode()
+        return data
+
+    monkeypatch.setattr(source._store, "read", read)
+    written = source.export_voice("traveller", tmp_path)
+    record, existed = open_library(tmp_path / "target").import_voice(written)
+    assert not existed and record.name == "Traveller"
+    newer_meta_reads[0] = 3
+    with pytest.raises(VoiceLibraryError, match="keeps changing on disk"):
+        source.export_voice("traveller", tmp_path)
 
 
 def test_import_name_conflicts(open_library: Callable[..., VoiceLibrary], exported: Path, tmp_path: Path) -> None:

@@ -429,6 +429,15 @@ class VoiceLibrary:
             return False
         return current.features_sha256 != record.features_sha256
 
+    @staticmethod
+    def _meta_changed(record: VoiceRecord, meta: bytes) -> bool:
+        """Whether these meta.json bytes describe other features or audio than `record` (a newer version)."""
+        try:
+            current = VoiceRecord.model_validate_json(meta)
+        except ValidationError:
+            return False  # unreadable: the hash checks against `record` decide
+        return (current.features_sha256, current.reference_sha256) != (record.features_sha256, record.reference_sha256)
+
     def _broken(self, record: VoiceRecord, reason: str) -> NoReturn:
         self._index.mark_broken(record.id, reason)
         self._drop_cached(record.id)
@@ -611,13 +620,22 @@ class VoiceLibrary:
     # ----- archives -----
     def export_voice(self, id_or_name: str, dest_path: Path) -> Path:
         """Write the voice to one archive file; a folder as `dest_path` gets '<name>.glmtts-voice.zip'."""
-        record = self.resolve(id_or_name)
-        files = {name: self._store.read(record.id, name) for name in VOICE_FILES}
-        for name, digest in ((FEATURES_FILE, record.features_sha256), (REFERENCE_FILE, record.reference_sha256)):
-            if sha256_hex(files[name]) != digest:
-                if self._changed_on_disk(record):
-                    return self.export_voice(record.id, dest_path)
-                self._broken(record, f"{name} does not match its recorded sha256 (corrupt)")
+        for _ in range(3):  # the files are read one by one: a re-extraction may replace the folder meanwhile
+            record = self.resolve(id_or_name)
+            files = {name: self._store.read(record.id, name) for name in VOICE_FILES}
+            if self._meta_changed(record, files[META_FILE]):
+                id_or_name = record.id
+                continue
+            for name, digest in ((FEATURES_FILE, record.features_sha256), (REFERENCE_FILE, record.reference_sha256)):
+                if sha256_hex(files[name]) != digest:
+                    if self._changed_on_disk(record):
+                        break
+                    self._broken(record, f"{name} does not match its recorded sha256 (corrupt)")
+            else:
+                break
+            id_or_name = record.id
+        else:
+            raise VoiceLibraryError(f"voice {record.id} keeps changing on disk while exporting; retry")
         dest = Path(dest_path).expanduser()
         if dest.is_dir():
             dest = dest / f"{record.name}{ARCHIVE_SUFFIX}"
