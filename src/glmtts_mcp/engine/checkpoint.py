@@ -132,11 +132,13 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {path} (corrupt or truncated?): {exc}; re-download it") from exc
     except Exception as exc:  # weights_only refuses anything but tensors and containers
-        raise CheckpointError(f"{path} holds something other than tensors and was not loaded: {exc}") from exc
+        raise CheckpointError(
+            f"{path} holds something other than tensors and was not loaded: {exc}; re-download it"
+        ) from exc
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is not a state dict of tensors")
+        raise CheckpointError(f"{path} is not a state dict of tensors: re-download it")
     return dict(state)
 
 
@@ -147,7 +149,7 @@ def read_json(path: Path) -> dict:
     except FileNotFoundError as exc:
         raise CheckpointError(f"checkpoint missing {path}: {HOW_TO_GET}") from exc
     except ValueError as exc:
-        raise CheckpointError(f"corrupt JSON in {path}: {exc}") from exc
+        raise CheckpointError(f"corrupt JSON in {path}: {exc}; re-download it") from exc
 
 
 def _sampled_digest(path: Path, edge: int = 1 << 20) -> str:

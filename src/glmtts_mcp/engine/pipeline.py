@@ -432,7 +432,10 @@ class Engine:
         tensors = self.check_features(features)
         segments = [s for s in self.text_frontend.synthesis_segments(text) if _speakable(s)]
         if not segments:
-            raise EngineError(f"the text {text!r} has nothing to speak after normalization")
+            raise EngineError(
+                f"the text {text!r} has nothing to speak after normalization: pass words or numbers, "
+                "not only punctuation or symbols"
+            )
         return self._stream(segments, tensors, options, progress)
 
     def _stream(

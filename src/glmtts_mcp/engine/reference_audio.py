@@ -54,7 +54,9 @@ def _decode(source: str | Path | bytes) -> tuple[np.ndarray, int, str]:
         with sf.SoundFile(handle) as f:
             rate, frames = int(f.samplerate), int(f.frames)
             if rate <= 0:
-                raise AudioInputError(f"{name} declares an invalid sample rate ({rate} Hz)")
+                raise AudioInputError(
+                    f"{name} declares an invalid sample rate ({rate} Hz): the file is damaged; send a {_SUPPORTED} file"
+                )
             if frames / rate > MAX_FILE_SECONDS:
                 raise AudioInputError(
                     f"{name} is {frames / rate:.0f} s long; files over {MAX_FILE_SECONDS:.0f} s are not read. "
@@ -69,9 +71,11 @@ def _decode(source: str | Path | bytes) -> tuple[np.ndarray, int, str]:
             f"{name} could not be decoded as audio ({reason}). Send a {_SUPPORTED} file of 5-15 s of speech"
         ) from exc
     if samples.size == 0:
-        raise AudioInputError(f"{name} decodes to no audio samples: the file is empty or damaged")
+        raise AudioInputError(
+            f"{name} decodes to no audio samples: the file is empty or damaged; send 5-15 s of recorded speech"
+        )
     if not np.all(np.isfinite(samples)):
-        raise AudioInputError(f"{name} contains NaN or infinite samples: the file is damaged")
+        raise AudioInputError(f"{name} contains NaN or infinite samples: the file is damaged; export it again")
     return samples, rate, name
 
 

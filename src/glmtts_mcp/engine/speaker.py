@@ -50,5 +50,8 @@ class SpeakerEncoder:
         out = self.session.run(None, {self.input_name: feats})[0]
         emb = torch.from_numpy(np.asarray(out, dtype=np.float32).reshape(-1).copy())
         if emb.numel() != EMBEDDING_DIM:
-            raise CheckpointError(f"campplus.onnx returned {emb.numel()} values, expected {EMBEDDING_DIM}")
+            raise CheckpointError(
+                f"campplus.onnx returned {emb.numel()} values, expected {EMBEDDING_DIM}: it is not the CAMPPlus "
+                f"speaker model; {HOW_TO_GET}"
+            )
         return emb
