@@ -108,20 +108,18 @@ class Crossfader:
 
     def __init__(self, sample_rate: int, fade_ms: float) -> None:
         self.fade = max(0, int(round(sample_rate * fade_ms / 1000.0)))
-        self._tail = np.zeros(0, dtype=np.float32)
-        self._started = False
+        self._tail = np.zeros(0, dtype=np.float32)  # empty until a segment has been pushed
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Add a segment; return the audio that is now final."""
         chunk = np.asarray(chunk, dtype=np.float32)
-        if self._started and len(self._tail) and len(chunk):
+        if len(self._tail) and len(chunk):
             n = min(len(self._tail), len(chunk))
             fade_in = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n, dtype=np.float64) + 0.5) / n)
             head = self._tail[len(self._tail) - n :] * (1.0 - fade_in) + chunk[:n] * fade_in
             chunk = np.concatenate([self._tail[: len(self._tail) - n], head.astype(np.float32), chunk[n:]])
         else:
             chunk = np.concatenate([self._tail, chunk])
-        self._started = True
         keep = min(self.fade, len(chunk))
         self._tail = chunk[len(chunk) - keep :]
         return chunk[: len(chunk) - keep]
@@ -137,4 +135,4 @@ def crossfade_concat(chunks: list[np.ndarray], sample_rate: int, fade_ms: float)
     fader = Crossfader(sample_rate, fade_ms)
     parts = [fader.push(c) for c in chunks]
     parts.append(fader.flush())
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return np.concatenate(parts)  # never empty: the flush is always there
