@@ -11,7 +11,6 @@ slot can be freed from another thread (where the step's last model work finishes
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ class JobQueue:
         self._serving = 0  # tickets below this number may run (once a slot is free)
         self._running = 0
         self._completed = 0
-        self._last_done = time.monotonic()
 
     def acquire(self) -> Callable[[], None]:
         """Wait for this caller's turn and take a slot; calling the result (once or more, from any thread) frees it."""
@@ -57,7 +55,6 @@ class JobQueue:
                 held[0] = False
                 self._running -= 1
                 self._completed += 1
-                self._last_done = time.monotonic()
                 self._cond.notify_all()
 
         return release
@@ -84,10 +81,3 @@ class JobQueue:
     def depth(self) -> int:
         """Calls waiting for a slot (not counting those running)."""
         return self.stats().waiting
-
-    def idle_seconds(self) -> float:
-        """Seconds since the last job finished, 0 while one runs or waits."""
-        with self._cond:
-            if self._running or self._next_ticket != self._serving:
-                return 0.0
-            return time.monotonic() - self._last_done
