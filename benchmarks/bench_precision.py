@@ -1,6 +1,6 @@
 """Precision and memory: each golden case's module in fp32, bf16 and fp16; print a table.
 
-    python benchmarks/bench_precision.py                         # ../shared/golden, CPU
+    python benchmarks/bench_precision.py                         # tests/golden, CPU
     python benchmarks/bench_precision.py DIR --device cuda --cases flow_real llm_real
 
 For every case with float outputs (kinds flow, llm, hift, speech_tokenizer) and every dtype the
@@ -26,7 +26,7 @@ import torch
 
 from glmtts_mcp.engine.parity import find_cases
 
-DEFAULT_GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+DEFAULT_GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Modules that run in fp32 only, and why (the other dtypes get a row saying so).
 FP32_ONLY = {"hift": "HiFT runs in fp32 only (the vocoder refuses other dtypes: its STFT and phase "

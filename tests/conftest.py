@@ -14,16 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "golden"  # ../shared/golden beside the project
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "needs_golden: skip the test when ../shared/golden is not beside the project")
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("needs_golden") is not None and not GOLDEN_DIR.is_dir():
-        pytest.skip(f"golden cases not found at {GOLDEN_DIR}")
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"  # upstream's reference outputs, kept in the repository
 
 
 @pytest.fixture(scope="session")
@@ -39,21 +30,18 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    """The parity cases recorded from upstream (../shared/golden beside the project)."""
+    """The parity cases recorded from upstream (tests/golden, see its README)."""
     return GOLDEN_DIR
 
 
 @pytest.fixture(scope="session")
 def golden_case(golden_dir: Path) -> Callable[..., tuple[Path, dict]]:
-    """`golden_case(name, required=True)`: a case folder and its case.json. A missing required case
-    fails the test (shared/ sits beside the project); a missing optional one skips it."""
+    """`golden_case(name)`: a case folder and its case.json; a missing case fails the test."""
 
-    def load(name: str, required: bool = True) -> tuple[Path, dict]:
+    def load(name: str) -> tuple[Path, dict]:
         folder = golden_dir / name
         if not (folder / "case.json").is_file():
-            if required:
-                pytest.fail(f"golden case {folder} is missing (shared/ sits beside the project)")
-            pytest.skip(f"golden case {name} not found under {golden_dir}")
+            pytest.fail(f"golden case {folder} is missing from the repository (tests/golden)")
         return folder, json.loads((folder / "case.json").read_text(encoding="utf-8"))
 
     return load

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT.parent / "shared" / "golden"
+GOLDEN = ROOT / "tests" / "golden"
 UPSTREAM = os.environ.get("GLMTTS_UPSTREAM")  # an extracted GLM-TTS checkout (benchmarks/README.md)
 UPSTREAM_PYTHONPATH = os.environ.get("GLMTTS_UPSTREAM_PYTHONPATH")  # transformers<5 for its speech tokenizer
 
@@ -79,7 +79,6 @@ def test_bench_engine_against_upstream(tiny_checkpoint: Path) -> None:
     assert float(flow.rsplit("max abs diff", 1)[1]) < 1e-4  # upstream's flow on the same weights and noise
 
 
-@pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden is not beside the project")
 def test_bench_precision_prints_each_dtype() -> None:
     out = _run("benchmarks/bench_precision.py", str(GOLDEN), "--cases", "llm_real", "hift_real", "--in-process")
     lines = [line.split() for line in out.splitlines()]

@@ -50,7 +50,7 @@ def assert_same_decoding(a: tuple[list[int], list[StepTrace]], b: tuple[list[int
 @pytest.mark.parametrize("name", ["llm", "llm_real"])
 def test_static_cache_decodes_the_golden_cases_like_the_dynamic_one(
         name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
-    folder, case = golden_case(name, required=False)
+    folder, case = golden_case(name)
     _, io = load_case_tensors(folder)
     llm = load_case_llm(folder, case)
     ras, args = case["config"]["ras_args"], case["config"]["inference_args"]

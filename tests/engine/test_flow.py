@@ -46,7 +46,6 @@ def _tiny_flow() -> Flow:
     return Flow.from_config(TINY).eval()
 
 
-@pytest.mark.needs_golden
 def test_every_golden_flow_case_passes(golden_dir: Path) -> None:
     """Dispatch on kind, so other case sets of kind `flow` are run too."""
     folders = [f for f in find_cases(golden_dir) if json.loads((f / "case.json").read_text())["kind"] == "flow"]
@@ -58,7 +57,6 @@ def test_every_golden_flow_case_passes(golden_dir: Path) -> None:
         assert result.max_abs < case["tolerance"]["atol"]
 
 
-@pytest.mark.needs_golden
 def test_real_flags_feat_len_truncates_like_python(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     folder, case = golden_case("flow_real")
     flow = Flow.from_config(case["config"])
@@ -66,7 +64,6 @@ def test_real_flags_feat_len_truncates_like_python(golden_case: Callable[..., tu
     assert flow.frame_count(55) == 110
 
 
-@pytest.mark.needs_golden
 def test_missing_key_error_names_the_key(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     folder, case = golden_case("flow_real")
     weights, _ = load_case_tensors(folder)
@@ -76,7 +73,6 @@ def test_missing_key_error_names_the_key(golden_case: Callable[..., tuple[Path, 
         flow.load_official_state_dict(weights)
 
 
-@pytest.mark.needs_golden
 def test_wrong_shape_and_unexpected_keys_are_named(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     folder, case = golden_case("flow")  # has spk_embed_affine_layer: unexpected for the real flags
     weights, _ = load_case_tensors(folder)
@@ -89,7 +85,6 @@ def test_wrong_shape_and_unexpected_keys_are_named(golden_case: Callable[..., tu
     assert "flow/config.yaml" in message  # says how to fix it
 
 
-@pytest.mark.needs_golden
 def test_wrapped_checkpoint_is_unwrapped(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     folder, case = golden_case("flow")
     weights, _ = load_case_tensors(folder)
@@ -144,7 +139,6 @@ def test_unknown_yaml_key_names_the_file(tmp_path: Path) -> None:
         load_flow_config(path)
 
 
-@pytest.mark.needs_golden
 def test_case_config_and_flat_config_build_the_same_model(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     _, case = golden_case("flow_real")
     flat = {**case["config"]["Flow"], **case["config"]["DiT_override_for_tiny"]}
@@ -189,7 +183,6 @@ def test_bad_inputs_are_rejected() -> None:
         flow.inference(**inputs, noise=torch.randn(1, 5, 80))
 
 
-@pytest.mark.needs_golden
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.bfloat16, 0.05), (torch.float16, 0.01)])
 def test_half_precision_stays_close_to_fp32(
     dtype: torch.dtype, bound: float, golden_case: Callable[..., tuple[Path, dict]]

@@ -32,7 +32,7 @@ EOS_TEXT_ID = 2  # config eos_token_id: an ordinary text id, as in the real conf
 
 @pytest.mark.parametrize("name", ["llm", "llm_real"])
 def test_golden_case_passes(name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
-    folder, case = golden_case(name, required=False)
+    folder, case = golden_case(name)
     result = run_llm_case(folder, case)
     assert result.passed, result.detail
     assert result.max_abs <= case["tolerance"]["atol"]
@@ -44,7 +44,7 @@ def test_seeded_generator_reproduces_upstream_tokens(golden_case: Callable[..., 
     This holds for the torch version the golden was made with (same multinomial); the recorded-draw
     parity above is the version-independent check.
     """
-    folder, case = golden_case("llm_real", required=False)
+    folder, case = golden_case("llm_real")
     llm = load_case_llm(folder, case)
     _, io = load_case_tensors(folder)
     tokens = llm.generate(io["text_token"][0].tolist(), io["prompt_text_token"][0].tolist(),

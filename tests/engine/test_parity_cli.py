@@ -1,4 +1,4 @@
-"""The parity CLI over the shared golden cases: every case passes, one row per case."""
+"""The parity CLI over the golden cases in tests/golden: every case passes, one row per case."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.needs_golden
 def test_parity_cli_passes_every_golden_case(golden_dir: Path) -> None:
     cases = sorted(p.parent.name for p in golden_dir.rglob("case.json"))
     proc = subprocess.run(

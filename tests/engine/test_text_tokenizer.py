@@ -24,7 +24,7 @@ CASES = ("text_tokenizer", "text_tokenizer_full")
 
 @pytest.mark.parametrize("name", CASES)
 def test_golden_case_passes(name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
-    folder, case = golden_case(name, required=False)
+    folder, case = golden_case(name)
     result = run_text_tokenizer_case(folder, case)
     assert result.passed, result.detail
 
@@ -32,7 +32,7 @@ def test_golden_case_passes(name: str, golden_case: Callable[..., tuple[Path, di
 @pytest.mark.parametrize("name", CASES)
 def test_split_matches_upstream_pieces(name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
     """The added-token split is the one HF's trie makes (earliest match, longest there, no strip)."""
-    folder, _ = golden_case(name, required=False)
+    folder, _ = golden_case(name)
     expected = json.loads((folder / "cases.json").read_text())
     added = read_added_tokens(folder / "tokenizer" / "tokenizer_config.json")
     by_id = {i: t for t, i in added.items()}
@@ -43,7 +43,7 @@ def test_split_matches_upstream_pieces(name: str, golden_case: Callable[..., tup
 
 
 def test_full_tokenizer_special_ids_and_sizes(golden_case: Callable[..., tuple[Path, dict]]) -> None:
-    folder, _ = golden_case("text_tokenizer_full", required=False)
+    folder, _ = golden_case("text_tokenizer_full")
     start = time.perf_counter()
     tokenizer = TextTokenizer.from_dir(folder / "tokenizer")
     elapsed = time.perf_counter() - start

@@ -13,7 +13,7 @@ from glmtts_mcp.engine.parity import find_cases, load_runners, run_case
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m glmtts_mcp.engine.parity")
-    parser.add_argument("dir", type=Path, help="folder holding case folders (the format of shared/golden)")
+    parser.add_argument("dir", type=Path, help="folder holding case folders (the format of tests/golden)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cases = find_cases(args.dir)
