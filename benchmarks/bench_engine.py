@@ -36,7 +36,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from glmtts_mcp.engine.checkpoint import (
+from glmtts_mcp.engine.checkpoint.layout import (
     FLOW_CONFIG,
     FLOW_WEIGHTS,
     HIFT_WEIGHTS,
@@ -46,8 +46,8 @@ from glmtts_mcp.engine.checkpoint import (
     hift_config_from_state,
     load_state_dict,
 )
-from glmtts_mcp.engine.flow import FLOW_KWARG_DEFAULTS, load_flow_config
-from glmtts_mcp.engine.pipeline import Engine
+from glmtts_mcp.engine.models.flow import FLOW_KWARG_DEFAULTS, load_flow_config
+from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.types import AudioInputError, SynthesisOptions, VoiceFeatures
 
 T = TypeVar("T")
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = args.checkpoint
         whisper_model = args.whisper_model
         if checkpoint is None:
-            from glmtts_mcp.engine.tiny import TINY_WHISPER, make_tiny_checkpoint
+            from glmtts_mcp.engine.checkpoint.tiny import TINY_WHISPER, make_tiny_checkpoint
 
             checkpoint = make_tiny_checkpoint(Path(tmp) / "tiny")
             whisper_model = whisper_model or TINY_WHISPER
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("parameters", ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in params.items())))
         upstream_rows: list[tuple[str, ...]] = []
         if args.upstream:
-            from glmtts_mcp.engine.audio import resample
+            from glmtts_mcp.engine.frontend.audio_features import resample
 
             wav16k = resample(torch.from_numpy(ref.pcm), ref.sample_rate, 16000)
             upstream_rows = compare_with_upstream(engine, checkpoint, args.upstream, voice.features, wav16k,

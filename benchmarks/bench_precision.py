@@ -69,7 +69,7 @@ def _llm(folder: Path, case: dict, dtype: torch.dtype, device: torch.device) -> 
 
 def _hift(folder: Path, case: dict, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, None]:
     from glmtts_mcp.engine.parity.vocoder_cases import load_case_hift
-    from glmtts_mcp.engine.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE
+    from glmtts_mcp.engine.models.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE
 
     model, io = load_case_hift(folder, case)
     model = model.to(device=device, dtype=dtype)

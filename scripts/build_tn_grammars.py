@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the text-normalization FSTs that glmtts_mcp.engine.text runs with kaldifst.
+"""Build the text-normalization FSTs that glmtts_mcp.engine.frontend.text_normalize runs with kaldifst.
 
 Upstream GLM-TTS normalizes text with WeTextProcessing 1.0.3 (pynini). That package is large and,
 with upstream's options, recompiles its Chinese grammar on every construction (~25 s, ~6.5 GB).
@@ -251,7 +251,7 @@ def _build_fsts(out: Path) -> None:
         "upstream GLM-TTS's `TextFrontEnd` runs, taken from the constructed normalizers "
         f"(`tn.chinese.normalizer.Normalizer({', '.join(f'{k}={v}' for k, v in ZH_OPTIONS.items())})`, "
         "`tn.english.normalizer.Normalizer()` with its defaults). Loaded with kaldifst by "
-        "`glmtts_mcp.engine.text`; do not edit by hand.",
+        "`glmtts_mcp.engine.frontend.text_normalize`; do not edit by hand.",
         "",
         "| file | sha256 |",
         "| --- | --- |",

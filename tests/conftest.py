@@ -23,7 +23,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Its whisper model is `whisper/tiny-random.pt` (pass whisper_model="tiny-random").
     """
-    from glmtts_mcp.engine.tiny import make_tiny_checkpoint
+    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("checkpoint") / "GLM-TTS")
 

@@ -39,7 +39,7 @@ def _rows(stdout: str) -> dict[str, str]:
 
 
 def _engine_args(tiny_checkpoint: Path) -> list[str]:
-    from glmtts_mcp.engine.tiny import TINY_WHISPER
+    from glmtts_mcp.engine.checkpoint.tiny import TINY_WHISPER
 
     return ["benchmarks/bench_engine.py", "--checkpoint", str(tiny_checkpoint), "--whisper-model", TINY_WHISPER,
             "--no-whisper", "--text", "Hello there, how are you?"]

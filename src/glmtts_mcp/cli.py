@@ -254,7 +254,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guarded
 def _download(args: argparse.Namespace, settings: Settings) -> int:
-    from glmtts_mcp.engine.download import download_checkpoint
+    from glmtts_mcp.engine.checkpoint.download import download_checkpoint
 
     directory = download_checkpoint(args.dir or settings.checkpoint, whisper_model=settings.whisper_model)
     print(f"checkpoint ready in {directory}")
@@ -265,7 +265,7 @@ def _download(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guarded
 def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from glmtts_mcp.engine.tiny import make_tiny_checkpoint
+    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
 
     directory = make_tiny_checkpoint(args.dir.expanduser(), size=args.size, seed=args.seed)
     print(f"random-weight {args.size} checkpoint written to {directory}")

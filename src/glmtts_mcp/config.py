@@ -45,7 +45,7 @@ def data_dir() -> Path:
 
 def _default_checkpoint() -> Path:
     """Where `glmtts-mcp download` puts the checkpoint (the engine owns that place)."""
-    from glmtts_mcp.engine.checkpoint import default_checkpoint_dir  # lazy: pulls in torch
+    from glmtts_mcp.engine.checkpoint.layout import default_checkpoint_dir  # lazy: pulls in torch
 
     return default_checkpoint_dir()
 

@@ -45,7 +45,7 @@ def reference_text() -> str:
 
 @pytest.fixture(scope="session")
 def engine(tiny_checkpoint: Path):
-    from glmtts_mcp.engine.pipeline import Engine
+    from glmtts_mcp.engine.runtime.pipeline import Engine
 
     return Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random")
 

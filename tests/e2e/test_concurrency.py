@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from glmtts_mcp.engine.jobs import JobQueue
+from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.types import SynthesisOptions
 
 

@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file, save_file
 
-from glmtts_mcp.engine.checkpoint import CheckpointError
-from glmtts_mcp.engine.encode import encode_audio, supported_formats
+from glmtts_mcp.engine.checkpoint.layout import CheckpointError
+from glmtts_mcp.engine.runtime.output_encoding import encode_audio, supported_formats
 from glmtts_mcp.engine.types import (
     FEATURE_SCHEMA,
     AudioInputError,
@@ -195,7 +195,7 @@ def _reference_from_seconds(seconds: float):
 
 
 def test_missing_whisper_model_names_the_fix(tiny_checkpoint: Path, reference_wav: Path, reference_text: str) -> None:
-    from glmtts_mcp.engine.pipeline import Engine
+    from glmtts_mcp.engine.runtime.pipeline import Engine
 
     engine = Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="no-such-size")
     ref = engine.prepare_reference(reference_wav)
@@ -216,7 +216,7 @@ def test_a_capped_whisper_transcript_is_flagged_on_the_clone(engine) -> None:
 
 
 def test_vocoder_stays_float32_whatever_the_flow_dtype(tiny_checkpoint: Path) -> None:
-    from glmtts_mcp.engine.checkpoint import load_models
+    from glmtts_mcp.engine.checkpoint.layout import load_models
 
     models = load_models(tiny_checkpoint, "cpu", flow_dtype=torch.bfloat16)
     assert next(models.flow.parameters()).dtype == torch.bfloat16
@@ -236,7 +236,7 @@ def test_unload_then_lazy_reload_gives_the_same_audio(engine, voice) -> None:
 
 
 def test_engine_properties(engine, tiny_checkpoint: Path) -> None:
-    from glmtts_mcp.engine.checkpoint import fingerprint
+    from glmtts_mcp.engine.checkpoint.layout import fingerprint
 
     assert engine.device == torch.device("cpu") and engine.dtype == "float32"
     assert engine.fingerprint == fingerprint(tiny_checkpoint)

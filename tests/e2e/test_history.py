@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from glmtts_mcp.engine.pipeline import MAX_HISTORY_SPEECH_TOKENS, _History
+from glmtts_mcp.engine.runtime.pipeline import MAX_HISTORY_SPEECH_TOKENS, _History
 
 
 def _history(prompt_speech: int, segments: list[int], text_len: int = 10) -> _History:

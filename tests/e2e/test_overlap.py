@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glmtts_mcp.engine.pipeline import Engine
-from glmtts_mcp.engine.static_cache import StaticDecoder
+from glmtts_mcp.engine.runtime.pipeline import Engine
+from glmtts_mcp.engine.models.static_cache import StaticDecoder
 from glmtts_mcp.engine.types import SynthesisOptions
 
 LONG_TEXT = "One. Two. Three. Four. " * 12  # three segments

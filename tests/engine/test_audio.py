@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from glmtts_mcp.engine.audio import (
+from glmtts_mcp.engine.frontend.audio_features import (
     MEL_24K,
     campplus_fbank,
     mel_basis,

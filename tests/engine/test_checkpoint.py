@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from glmtts_mcp.engine import checkpoint as ck
-from glmtts_mcp.engine.checkpoint import CheckpointError
-from glmtts_mcp.engine.download import convert_to_safetensors, verify_checkpoint, write_manifest
-from glmtts_mcp.engine.tiny import FLOW_YAML
+from glmtts_mcp.engine.checkpoint import layout as ck
+from glmtts_mcp.engine.checkpoint.layout import CheckpointError
+from glmtts_mcp.engine.checkpoint.download import convert_to_safetensors, verify_checkpoint, write_manifest
+from glmtts_mcp.engine.checkpoint.tiny import FLOW_YAML
 from glmtts_mcp.engine.types import EngineError
 
 
@@ -182,7 +182,7 @@ def test_download_fetches_exactly_the_engine_files(tiny_checkpoint: Path, tmp_pa
     """
     import huggingface_hub
 
-    from glmtts_mcp.engine import download
+    from glmtts_mcp.engine.checkpoint import download
 
     requested: list[tuple[str, str, str | None]] = []
 
@@ -220,7 +220,7 @@ def test_download_fetches_exactly_the_engine_files(tiny_checkpoint: Path, tmp_pa
 
 
 def test_make_tiny_is_deterministic_and_checks_its_size(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from glmtts_mcp.engine.tiny import make_tiny_checkpoint, write_text_tokenizer
+    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint, write_text_tokenizer
 
     with pytest.raises(ValueError, match="size"):
         make_tiny_checkpoint(tmp_path / "x", size="huge")  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from glmtts_mcp.engine.encode import (
+from glmtts_mcp.engine.runtime.output_encoding import (
     AUDIO_FORMATS,
     Crossfader,
     audio_format,

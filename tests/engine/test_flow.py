@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from glmtts_mcp.engine.flow import Flow, load_flow_config
+from glmtts_mcp.engine.models.flow import Flow, load_flow_config
 from glmtts_mcp.engine.parity import find_cases, load_case_tensors
 from glmtts_mcp.engine.parity.flow_cases import RUNNERS
-from glmtts_mcp.engine.tiny import FLOW_YAML
+from glmtts_mcp.engine.checkpoint.tiny import FLOW_YAML
 from glmtts_mcp.engine.types import EngineError
 
 

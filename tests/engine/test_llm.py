@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from glmtts_mcp.engine.llm import (
+from glmtts_mcp.engine.models.llm import (
     GLMTTSLLM,
     DrawMismatchError,
     LLMLoadError,
@@ -23,7 +23,7 @@ from glmtts_mcp.engine.llm import (
 )
 from glmtts_mcp.engine.parity import load_case_tensors
 from glmtts_mcp.engine.parity.llm_cases import load_case_llm, run_llm_case
-from glmtts_mcp.engine.text_tokenizer import SpecialTokenIds
+from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds
 
 # A tiny vocabulary laid out like the real one (gaps between specials, padding rows at the end).
 SPECIAL = SpecialTokenIds(pad=40, eoa=47, boa=54, ats=67, ate=130)

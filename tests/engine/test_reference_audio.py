@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from glmtts_mcp.engine import reference_audio
-from glmtts_mcp.engine.reference_audio import PEAK_LIMIT, TARGET_RMS_DBFS, load_reference, reference_pcm_at
+from glmtts_mcp.engine.frontend import reference_clip as reference_audio
+from glmtts_mcp.engine.frontend.reference_clip import PEAK_LIMIT, TARGET_RMS_DBFS, load_reference, reference_pcm_at
 from glmtts_mcp.engine.types import AudioInputError
 
 

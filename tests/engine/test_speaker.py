@@ -9,9 +9,9 @@ import onnxruntime
 import pytest
 import torch
 
-from glmtts_mcp.engine.audio import campplus_fbank
-from glmtts_mcp.engine.checkpoint import CheckpointError
-from glmtts_mcp.engine.speaker import SpeakerEncoder
+from glmtts_mcp.engine.frontend.audio_features import campplus_fbank
+from glmtts_mcp.engine.checkpoint.layout import CheckpointError
+from glmtts_mcp.engine.models.speaker import SpeakerEncoder
 
 
 def _speechlike(seconds: float, f0: float) -> torch.Tensor:

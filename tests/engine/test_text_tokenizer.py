@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from glmtts_mcp.engine.parity.llm_cases import run_text_tokenizer_case
-from glmtts_mcp.engine.text_tokenizer import (
+from glmtts_mcp.engine.frontend.text_tokenizer import (
     AddedTokenSplitter,
     SpecialTokenIds,
     TextTokenizer,

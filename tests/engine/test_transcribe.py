@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from glmtts_mcp.engine.checkpoint import CheckpointError
-from glmtts_mcp.engine.reference_audio import load_reference, reference_pcm_at
-from glmtts_mcp.engine.tiny import TINY, write_whisper
-from glmtts_mcp.engine.transcribe import (
+from glmtts_mcp.engine.checkpoint.layout import CheckpointError
+from glmtts_mcp.engine.frontend.reference_clip import load_reference, reference_pcm_at
+from glmtts_mcp.engine.checkpoint.tiny import TINY, write_whisper
+from glmtts_mcp.engine.models.transcribe import (
     FALLBACK_TEMPERATURES,
     Transcriber,
     resolve_whisper_model,
@@ -93,7 +93,7 @@ def test_a_tone_is_decoded_with_bounded_work(
     monkeypatch.setattr(model.decoder, "forward", lambda x, *a, **k: steps.append(x.shape[0]) or forward(x, *a, **k))
     audio = _tone(3.0)
     cap = token_cap(3.0, 448)
-    with caplog.at_level(logging.WARNING, logger="glmtts_mcp.engine.transcribe"):
+    with caplog.at_level(logging.WARNING, logger="glmtts_mcp.engine.models.transcribe"):
         heard = transcriber.transcribe(audio)
     assert heard.capped and heard.text and isinstance(heard.language, str)
     assert len(heard.text.split()) <= cap

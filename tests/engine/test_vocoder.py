@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from glmtts_mcp.engine.vocoder import (
+from glmtts_mcp.engine.models.vocoder import (
     DRAW_RAND_INI,
     DRAW_SINE_NOISE,
     HIFT_24K_CONFIG,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from glmtts_mcp.config import Settings
-from glmtts_mcp.engine.checkpoint import fingerprint
+from glmtts_mcp.engine.checkpoint.layout import fingerprint
 from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
 from glmtts_mcp.tools.cloning import extract_new_voice
 from glmtts_mcp.tools.engine_host import EngineHost, EngineLoader
@@ -22,7 +22,7 @@ from glmtts_mcp.tools.outputs import OutputStore
 from glmtts_mcp.voices import FeatureSchema, VoiceLibrary
 
 if TYPE_CHECKING:
-    from glmtts_mcp.engine.pipeline import Engine
+    from glmtts_mcp.engine.runtime.pipeline import Engine
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def default_loader(settings: Settings) -> EngineLoader:
     """Engine.load with the configured checkpoint, device, dtype, Whisper model and concurrency."""
 
     def load() -> Engine:
-        from glmtts_mcp.engine.pipeline import Engine as EngineClass  # heavy import: only when wanted
+        from glmtts_mcp.engine.runtime.pipeline import Engine as EngineClass  # heavy import: only when wanted
 
         return EngineClass.load(
             settings.checkpoint,

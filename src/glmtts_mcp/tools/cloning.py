@@ -17,7 +17,7 @@ from glmtts_mcp.engine.types import ProgressCallback, ReferenceAudio
 from glmtts_mcp.voices import NewVoiceData, VoiceLibrary, VoiceRecord
 
 if TYPE_CHECKING:
-    from glmtts_mcp.engine.pipeline import Engine
+    from glmtts_mcp.engine.runtime.pipeline import Engine
 
 
 @dataclass

@@ -20,7 +20,7 @@ import anyio.to_thread
 from glmtts_mcp.engine.types import EngineError
 
 if TYPE_CHECKING:
-    from glmtts_mcp.engine.pipeline import Engine
+    from glmtts_mcp.engine.runtime.pipeline import Engine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

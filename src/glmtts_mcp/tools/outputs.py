@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from glmtts_mcp.engine.encode import AUDIO_FORMATS
+from glmtts_mcp.engine.runtime.output_encoding import AUDIO_FORMATS
 
 AUDIO_MIME: dict[str, str] = {name: f.mime_type for name, f in AUDIO_FORMATS.items()}
 _ID_RE = re.compile(rf"^[0-9]{{8}}T[0-9]{{6}}-[0-9a-f]{{8}}\.({'|'.join(AUDIO_MIME)})$")

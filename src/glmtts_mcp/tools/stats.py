@@ -8,7 +8,7 @@ from mcp_types import ToolAnnotations
 
 from glmtts_mcp.tools.app import App
 from glmtts_mcp.tools.errors import user_errors
-from glmtts_mcp.tools.models import CacheStatsResult, EngineStats
+from glmtts_mcp.tools.schemas import CacheStatsResult, EngineStats
 
 
 def collect_stats(app: App) -> CacheStatsResult:

@@ -18,7 +18,7 @@ from pydantic import Field
 from glmtts_mcp.tools.app import App
 from glmtts_mcp.tools.cloning import clone_or_get
 from glmtts_mcp.tools.errors import user_errors
-from glmtts_mcp.tools.models import (
+from glmtts_mcp.tools.schemas import (
     CloneVoiceResult,
     DeleteVoiceResult,
     ExportVoiceResult,

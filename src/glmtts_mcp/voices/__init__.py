@@ -47,7 +47,7 @@ from glmtts_mcp.voices.errors import (
     VoiceNotFound,
 )
 from glmtts_mcp.voices.library import DEFAULT_MEMORY_BYTES, Progress, Reextract, VoiceLibrary
-from glmtts_mcp.voices.models import (
+from glmtts_mcp.voices.records import (
     LibraryStats,
     LoadedVoice,
     NewVoiceData,

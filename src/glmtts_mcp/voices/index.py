@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from glmtts_mcp.voices.identity import name_key, name_problem
-from glmtts_mcp.voices.models import VoiceRecord
+from glmtts_mcp.voices.records import VoiceRecord
 from glmtts_mcp.voices.schema import FeatureSchema, read_safetensors_header
 from glmtts_mcp.voices.store import FEATURES_FILE, META_FILE, REFERENCE_FILE, FileSignature, VoiceStore
 

@@ -28,7 +28,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX, read_archive, write_archive
-from glmtts_mcp.voices.audio import decode_reference, encode_reference, pcm_to_float
+from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference, pcm_to_float
 from glmtts_mcp.voices.cache import ByteLRU
 from glmtts_mcp.voices.errors import (
     ArchiveError,
@@ -50,7 +50,7 @@ from glmtts_mcp.voices.identity import (
     voice_id,
 )
 from glmtts_mcp.voices.index import IndexEntry, VoiceIndex
-from glmtts_mcp.voices.models import (
+from glmtts_mcp.voices.records import (
     LibraryStats,
     LoadedVoice,
     NewVoiceData,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from glmtts_mcp.voices.models import StatsCounters
+from glmtts_mcp.voices.records import StatsCounters
 from glmtts_mcp.voices.store import VoiceStore
 
 log = logging.getLogger(__name__)

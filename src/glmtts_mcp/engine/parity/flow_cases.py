@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from glmtts_mcp.engine.flow import Flow
+from glmtts_mcp.engine.models.flow import Flow
 from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors, tolerance_of
 
 # Upstream argument -> the io name the golden cases store it under.

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from glmtts_mcp.engine.llm import GLMTTSLLM, RasSettings, RecordedDraws, StepTrace, load_llm
+from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, RecordedDraws, StepTrace, load_llm
 from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors
-from glmtts_mcp.engine.text_tokenizer import SpecialTokenIds, TextTokenizer, TokenizerError
+from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer, TokenizerError
 
 
 def load_case_llm(folder: Path, case: dict, dtype: torch.dtype = torch.float32) -> GLMTTSLLM:

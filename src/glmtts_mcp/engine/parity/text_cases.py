@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from glmtts_mcp.engine.parity import CaseResult
-from glmtts_mcp.engine.text import TextFrontend
+from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 
 
 def count_mismatches(actual: list[str], expected: list[str]) -> int:

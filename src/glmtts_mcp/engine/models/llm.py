@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from transformers import LlamaForCausalLM
 
-from glmtts_mcp.engine.static_cache import Decoder, StaticDecoder
-from glmtts_mcp.engine.text_tokenizer import SpecialTokenIds
+from glmtts_mcp.engine.models.static_cache import Decoder, StaticDecoder
+from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds
 from glmtts_mcp.engine.types import EngineError
 
 logger = logging.getLogger(__name__)

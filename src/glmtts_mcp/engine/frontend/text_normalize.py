@@ -3,7 +3,7 @@
 Mirrors ``cosyvoice.cli.frontend.TextFrontEnd.text_normalize`` and ``split_by_len`` (zai-org/GLM-TTS,
 WeTextProcessing backend, ``use_phoneme=False``). The grammar work is done by the FSTs that
 WeTextProcessing 1.0.3 compiles with upstream's options (built once by
-``scripts/build_tn_grammars.py``, shipped in ``engine/tn/``) run with kaldifst; the Python steps
+``scripts/build_tn_grammars.py``, shipped in ``engine/frontend/tn/``) run with kaldifst; the Python steps
 around them (WeTextProcessing's tag parsing and reordering, upstream's pre- and post-processing)
 are re-implemented here.
 """
@@ -21,7 +21,7 @@ from typing import Literal
 import emoji
 import kaldifst
 
-from .types import EngineError
+from glmtts_mcp.engine.types import EngineError
 
 Language = Literal["zh", "en"]
 

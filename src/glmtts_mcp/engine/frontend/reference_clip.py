@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from glmtts_mcp.engine.audio import resample
+from glmtts_mcp.engine.frontend.audio_features import resample
 from glmtts_mcp.engine.types import AudioInputError, ReferenceAudio
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from glmtts_mcp.engine.audio import mel_basis
+from glmtts_mcp.engine.frontend.audio_features import mel_basis
 
 # WhisperFeatureExtractor builds its filters from 0 Hz to a fixed 8 kHz, whatever the sampling rate.
 _MEL_FMAX_HZ = 8000.0

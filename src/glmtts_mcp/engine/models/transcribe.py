@@ -21,7 +21,7 @@ from whisper.audio import CHUNK_LENGTH, N_FRAMES, N_SAMPLES
 from whisper.decoding import DecodingOptions, DecodingResult
 from whisper.tokenizer import get_tokenizer
 
-from glmtts_mcp.engine.checkpoint import WHISPER_DIR, CheckpointError
+from glmtts_mcp.engine.checkpoint.layout import WHISPER_DIR, CheckpointError
 from glmtts_mcp.engine.types import AudioInputError
 
 log = logging.getLogger(__name__)

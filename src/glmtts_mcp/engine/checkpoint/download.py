@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from glmtts_mcp.engine import checkpoint as ck
-from glmtts_mcp.engine.checkpoint import CheckpointError
+from glmtts_mcp.engine.checkpoint import layout as ck
+from glmtts_mcp.engine.checkpoint.layout import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def download_whisper(size: str = "base") -> Path:
     """openai-whisper's own weights for `size` into the whisper cache (whisper verifies the sha256)."""
     import whisper
 
-    from glmtts_mcp.engine.transcribe import whisper_cache_dir
+    from glmtts_mcp.engine.models.transcribe import whisper_cache_dir
 
     if size not in whisper._MODELS:
         raise CheckpointError(f"unknown whisper model {size!r}; choose one of {', '.join(whisper.available_models())}")
@@ -183,7 +183,7 @@ def download_checkpoint(
     """
     from huggingface_hub import HfApi, hf_hub_download
 
-    from glmtts_mcp.engine.transcribe import names_whisper_file
+    from glmtts_mcp.engine.models.transcribe import names_whisper_file
 
     directory = Path(directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)

@@ -42,11 +42,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from glmtts_mcp.engine import checkpoint as ck
-from glmtts_mcp.engine.flow import Flow, FlowConfig
-from glmtts_mcp.engine.speech_tokenizer import WhisperVQConfig, expected_encoder_keys
-from glmtts_mcp.engine.text_tokenizer import GLM4_PAT_STR
-from glmtts_mcp.engine.vocoder import HIFT_24K_CONFIG, HiFTGenerator
+from glmtts_mcp.engine.checkpoint import layout as ck
+from glmtts_mcp.engine.models.flow import Flow, FlowConfig
+from glmtts_mcp.engine.models.speech_tokenizer import WhisperVQConfig, expected_encoder_keys
+from glmtts_mcp.engine.frontend.text_tokenizer import GLM4_PAT_STR
+from glmtts_mcp.engine.models.vocoder import HIFT_24K_CONFIG, HiFTGenerator
 
 Size = Literal["tiny", "real"]
 

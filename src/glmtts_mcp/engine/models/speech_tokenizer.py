@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glmtts_mcp.engine.types import EngineError
-from glmtts_mcp.engine.whisper_features import WhisperFeatureConfig, WhisperLogMel
+from glmtts_mcp.engine.frontend.whisper_features import WhisperFeatureConfig, WhisperLogMel
 
 logger = logging.getLogger(__name__)
 

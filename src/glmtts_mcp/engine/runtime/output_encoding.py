@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from glmtts_mcp.engine.audio import resample
+from glmtts_mcp.engine.frontend.audio_features import resample
 from glmtts_mcp.engine.types import EngineError
 
 # Frames per write call: libsndfile's Ogg writers can crash on a single very large write.

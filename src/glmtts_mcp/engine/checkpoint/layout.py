@@ -23,12 +23,12 @@ from safetensors.torch import load_file
 from glmtts_mcp.engine.types import EngineError
 
 if TYPE_CHECKING:
-    from glmtts_mcp.engine.flow import Flow
-    from glmtts_mcp.engine.llm import GLMTTSLLM
-    from glmtts_mcp.engine.speaker import SpeakerEncoder
-    from glmtts_mcp.engine.speech_tokenizer import SpeechTokenizer
-    from glmtts_mcp.engine.text_tokenizer import SpecialTokenIds, TextTokenizer
-    from glmtts_mcp.engine.vocoder import HiFTGenerator
+    from glmtts_mcp.engine.models.flow import Flow
+    from glmtts_mcp.engine.models.llm import GLMTTSLLM
+    from glmtts_mcp.engine.models.speaker import SpeakerEncoder
+    from glmtts_mcp.engine.models.speech_tokenizer import SpeechTokenizer
+    from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer
+    from glmtts_mcp.engine.models.vocoder import HiFTGenerator
 
 T = TypeVar("T")
 
@@ -209,7 +209,7 @@ def flow_dims_from_state(state: dict[str, torch.Tensor], dim_head: int, path: Pa
 
 def hift_config_from_state(state: dict[str, torch.Tensor], path: Path) -> dict:
     """The 24 kHz HiFT config with the channel widths read from hift.pt (upstream hard-codes 512)."""
-    from glmtts_mcp.engine.vocoder import HIFT_24K_CONFIG
+    from glmtts_mcp.engine.models.vocoder import HIFT_24K_CONFIG
 
     def out_channels(base: str) -> int:
         for suffix in (".weight", ".weight_v", ".parametrizations.weight.original1"):
@@ -262,14 +262,14 @@ def load_models(
     fp32 (vLLM-Omni found bf16 DiT audibly hissy, CHECKPOINT.md §5); the speech tokenizer always
     runs fp32 because its codebook argmin has near-ties.
     """
-    from glmtts_mcp.engine.flow import Flow, load_flow_config
-    from glmtts_mcp.engine.llm import GLMTTSLLM, load_llm
-    from glmtts_mcp.engine.speaker import SpeakerEncoder
-    from glmtts_mcp.engine.speech_tokenizer import SpeechTokenizer
-    from glmtts_mcp.engine.text_tokenizer import TextTokenizer
-    from glmtts_mcp.engine.vocoder import HiFTGenerator, load_hift_state_dict
+    from glmtts_mcp.engine.models.flow import Flow, load_flow_config
+    from glmtts_mcp.engine.models.llm import GLMTTSLLM, load_llm
+    from glmtts_mcp.engine.models.speaker import SpeakerEncoder
+    from glmtts_mcp.engine.models.speech_tokenizer import SpeechTokenizer
+    from glmtts_mcp.engine.frontend.text_tokenizer import TextTokenizer
+    from glmtts_mcp.engine.models.vocoder import HiFTGenerator, load_hift_state_dict
 
-    from glmtts_mcp.engine.download import MANIFEST, verify_checkpoint
+    from glmtts_mcp.engine.checkpoint.download import MANIFEST, verify_checkpoint
 
     directory = Path(directory)
     if (directory / MANIFEST).is_file():

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from glmtts_mcp.engine.dit import SPEAKER_DIM, DiT
+from glmtts_mcp.engine.models.dit import SPEAKER_DIM, DiT
 from glmtts_mcp.engine.types import EngineError
 
 # Keyword arguments of upstream's Flow constructor and their defaults there. Training-only ones

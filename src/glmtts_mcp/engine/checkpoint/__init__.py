@@ -1,0 +1,1 @@
+"""The official checkpoint: layout and validation, loading, download, random tiny checkpoints."""

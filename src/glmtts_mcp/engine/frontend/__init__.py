@@ -1,0 +1,1 @@
+"""Text and audio in: normalisation, tokenizers, reference clips, audio features."""

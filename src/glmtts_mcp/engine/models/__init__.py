@@ -1,0 +1,1 @@
+"""The networks, each readable beside its upstream counterpart."""

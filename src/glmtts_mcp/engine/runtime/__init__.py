@@ -1,0 +1,1 @@
+"""Running the models for callers: the pipeline, the job queue, output encoding."""
