@@ -108,7 +108,7 @@ def _split_dirs(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    """Every knob of the server and the CLI; the README has the table."""
+    """Every knob of the server and the CLI; docs/configuration.md has the table."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 

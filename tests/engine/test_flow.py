@@ -106,7 +106,7 @@ def test_real_yaml_is_read_as_data(tmp_path: Path) -> None:
 
 
 def test_real_config_builds_the_checkpoint_shapes(tmp_path: Path) -> None:
-    """Shapes and parameter count of flow.pt as derived in CHECKPOINT.md §2.2 (built on meta, no memory)."""
+    """Shapes and parameter count of flow.pt as derived in docs/checkpoint.md §2.2 (built on meta, no memory)."""
     path = tmp_path / "config.yaml"
     path.write_text(FLOW_YAML)
     with torch.device("meta"):

@@ -1,7 +1,7 @@
 """Fetch the checkpoint (only the files the engine reads), record hashes, verify, convert .pt to safetensors.
 
 Sources: the Hugging Face model repo zai-org/GLM-TTS; `campplus.onnx` from FunAudioLLM/CosyVoice-300M
-(the GLM-TTS HF repo does not ship it; CHECKPOINT.md §1b), checked by size and sha256; Whisper
+(the GLM-TTS HF repo does not ship it; docs/checkpoint.md §1b), checked by size and sha256; Whisper
 weights from openai-whisper's own URLs into the whisper cache (whisper checks their sha256).
 After a download, `manifest.json` records every file's size and sha256 so `verify_checkpoint`
 detects a corrupted or truncated file before any model loads it.

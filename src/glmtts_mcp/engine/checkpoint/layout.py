@@ -1,6 +1,6 @@
 """The official GLM-TTS checkpoint layout: find it, validate it up front, read its files without pickles.
 
-Layout (CHECKPOINT.md §1): the Hugging Face repo zai-org/GLM-TTS plus `frontend/campplus.onnx`
+Layout (docs/checkpoint.md §1): the Hugging Face repo zai-org/GLM-TTS plus `frontend/campplus.onnx`
 (which HF does not ship). Every weight file is read with `torch.load(weights_only=True)` or
 safetensors; a `.safetensors` twin of a `.pt` file (written by `download.convert_to_safetensors`)
 is preferred when present.
@@ -259,7 +259,7 @@ def load_models(
     """Validate the checkpoint (and its manifest's file sizes, if any), then load every module onto `device`.
 
     The LLM runs in `llm_dtype` (bf16 on GPU saves half its memory); flow and vocoder default to
-    fp32 (vLLM-Omni found bf16 DiT audibly hissy, CHECKPOINT.md §5); the speech tokenizer always
+    fp32 (vLLM-Omni found bf16 DiT audibly hissy, docs/checkpoint.md §5); the speech tokenizer always
     runs fp32 because its codebook argmin has near-ties.
     """
     from glmtts_mcp.engine.models.flow import Flow, load_flow_config

@@ -1,7 +1,7 @@
 """`make_tiny_checkpoint`: a complete random-weight checkpoint in the official layout, file for file.
 
 Tests, CI and benchmarks run the real loaders and the real pipeline on it; only dimensions shrink.
-What mirrors the real files (CHECKPOINT.md §1-§2):
+What mirrors the real files (docs/checkpoint.md §1-§2):
 
 - llm/: config.json with the real fields (tie_word_embeddings true, bos/eos 1/2), two safetensors
   shards with one layer split across them, model.safetensors.index.json, and no lm_head.
@@ -52,7 +52,7 @@ Size = Literal["tiny", "real"]
 
 AUDIO_TOKENS = 32768
 
-# GLM-4 / GLM-4-Voice added specials, in id order from <|endoftext|> (CHECKPOINT.md §2.5).
+# GLM-4 / GLM-4-Voice added specials, in id order from <|endoftext|> (docs/checkpoint.md §2.5).
 GLM_SPECIALS = (
     "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
     "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
@@ -251,7 +251,7 @@ def write_llm(folder: Path, dims: dict, vocab_size: int, eoa: int) -> None:
     (folder / "model.safetensors.index.json").write_text(json.dumps(index_doc, indent=2) + "\n")
 
 
-# ckpt/flow/config.yaml of the official checkpoint, verbatim (CHECKPOINT.md §2.2).
+# ckpt/flow/config.yaml of the official checkpoint, verbatim (docs/checkpoint.md §2.2).
 FLOW_YAML = """flow: !new:flow.flow.Flow
     spkr_emb_adaLN: True
     speech_token_cfg: False

@@ -197,7 +197,7 @@ class Engine:
         """Validate the checkpoint and load every model now (Whisper loads on first transcription).
 
         `dtype` is the LLM's (auto: bf16 on a GPU); the flow uses `flow_dtype` (fp32 by default, see
-        CHECKPOINT.md §5). `compile_llm` compiles the LLM's decoding step; `overlap` runs the next
+        docs/checkpoint.md §5). `compile_llm` compiles the LLM's decoding step; `overlap` runs the next
         segment's LLM alongside the current segment's flow and vocoder (both default to on CUDA only).
         """
         resolved = resolve_device(device)
