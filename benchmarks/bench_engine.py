@@ -42,10 +42,9 @@ from glmtts_mcp.engine.checkpoint.layout import (
     HIFT_WEIGHTS,
     LLM_DIR,
     SPEECH_TOKENIZER_DIR,
-    flow_dims_from_state,
-    hift_config_from_state,
     load_state_dict,
 )
+from glmtts_mcp.engine.checkpoint.loader import flow_dims_from_state, hift_config_from_state
 from glmtts_mcp.engine.models.flow import FLOW_KWARG_DEFAULTS, load_flow_config
 from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.types import AudioInputError, SynthesisOptions, VoiceFeatures

@@ -216,7 +216,7 @@ def test_a_capped_whisper_transcript_is_flagged_on_the_clone(engine) -> None:
 
 
 def test_vocoder_stays_float32_whatever_the_flow_dtype(tiny_checkpoint: Path) -> None:
-    from glmtts_mcp.engine.checkpoint.layout import load_models
+    from glmtts_mcp.engine.checkpoint.loader import load_models
 
     models = load_models(tiny_checkpoint, "cpu", flow_dtype=torch.bfloat16)
     assert next(models.flow.parameters()).dtype == torch.bfloat16

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from glmtts_mcp.engine.checkpoint.layout import Models, load_models
+from glmtts_mcp.engine.checkpoint.loader import Models, load_models
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, RecordedDraws, StepTrace
 from glmtts_mcp.engine.parity import load_case_tensors
 from glmtts_mcp.engine.parity.llm_cases import load_case_llm

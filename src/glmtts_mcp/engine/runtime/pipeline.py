@@ -30,14 +30,15 @@ import numpy as np
 import torch
 
 from glmtts_mcp.engine.frontend import audio_features as audio
-from glmtts_mcp.engine.checkpoint.layout import Models, fingerprint, load_models, validate_checkpoint
+from glmtts_mcp.engine.checkpoint.layout import fingerprint, resolve_whisper_model, validate_checkpoint
+from glmtts_mcp.engine.checkpoint.loader import Models, load_models
 from glmtts_mcp.engine.runtime.output_encoding import Crossfader
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.frontend.reference_clip import load_reference, reference_pcm_at
 from glmtts_mcp.engine.models.static_cache import StaticDecoder
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
-from glmtts_mcp.engine.models.transcribe import Transcriber, resolve_whisper_model
+from glmtts_mcp.engine.models.transcribe import Transcriber
 from glmtts_mcp.engine.types import (
     FEATURE_SCHEMA,
     FEATURE_SCHEMA_VERSION,
