@@ -19,7 +19,7 @@ What mirrors the real files (docs/checkpoint.md §1-§2):
   short English/Chinese text), tokenizer_config.json with the GLM-4 specials in order, phoneme-like
   added tokens and all 32768 `<|audio_k|>` tokens.
 - frontend/campplus.onnx: a small CAMPPlus-shaped graph, fbank [1, T, 80] -> embedding [1, 192]
-  (exported with the `onnx` package, a runtime dependency for this).
+  (exported with the `onnx` package: the `[tiny]` extra, which serving never needs).
 - whisper/tiny-random.pt: a tiny openai-whisper model ({"dims", "model_state_dict"}).
 
 `size="real"` writes the real dimensions (≈9 GB; for GPU benchmarks).
@@ -377,6 +377,17 @@ class _TinyCampPlus(nn.Module):
         return self.proj(stats)
 
 
+def _require_onnx() -> None:
+    """Fail before writing anything when the exporter's package is absent (it is an extra, not a dependency)."""
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
+    except ImportError as exc:
+        raise ck.CheckpointError(
+            "checkpoint make-tiny needs the onnx package to write frontend/campplus.onnx: "
+            "install it with `pip install 'glmtts-mcp[tiny]'`"
+        ) from exc
+
+
 def write_campplus(path: Path, hidden: int) -> None:
     """A CAMPPlus-shaped ONNX graph: input [1, T, 80] fbank (dynamic T), output [1, 192]."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -408,6 +419,7 @@ def make_tiny_checkpoint(directory: Path, *, size: Size = "tiny", seed: int = 0)
     """
     if size not in ("tiny", "real"):
         raise ValueError(f"size must be 'tiny' or 'real', not {size!r}")
+    _require_onnx()
     dims = TINY if size == "tiny" else REAL
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
