@@ -174,6 +174,7 @@ def run(
     """Serve until the client disconnects (stdio) or the process is stopped (HTTP/SSE)."""
     server = build_server(app)
     token = app.settings.token.get_secret_value() if app.settings.token else None
+    app.start_preload()  # in the background: the transport starts now and answers while the model loads
     try:
         if transport == "stdio":
             anyio.run(server.run_stdio_async)

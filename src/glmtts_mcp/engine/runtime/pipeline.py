@@ -214,7 +214,7 @@ class Engine:
             compile_llm=compile_llm,
             overlap=overlap,
         )
-        engine.models  # noqa: B018 - load eagerly so errors surface at start
+        engine._load_models()
         return engine
 
     # --- properties -----------------------------------------------------------------------
@@ -247,19 +247,21 @@ class Engine:
 
     @property
     def models(self) -> Models:
-        """The loaded models, reloading them if `unload` freed them."""
+        """The loaded models. An unloaded engine stays unloaded: its owner (EngineHost) loads a new one,
+        so every load is counted, timed and its failure recorded in one place."""
         models = self._models
-        if models is not None:
-            return models
-        with self._load_lock:
-            if self._models is None:
-                start = time.perf_counter()
-                self._models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
-                if self.compile_llm:
-                    self._models.llm.decoder = StaticDecoder(self._models.llm.model, compile=True)
-                self.load_s = time.perf_counter() - start
-                log.info("models loaded from %s on %s in %.1f s", self.checkpoint, self._device, self.load_s)
-            return self._models
+        if models is None:
+            raise EngineError("the model was unloaded while this request waited: send the request again")
+        return models
+
+    def _load_models(self) -> None:
+        start = time.perf_counter()
+        models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
+        if self.compile_llm:
+            models.llm.decoder = StaticDecoder(models.llm.model, compile=True)
+        self._models = models
+        self.load_s = time.perf_counter() - start
+        log.info("models loaded from %s on %s in %.1f s", self.checkpoint, self._device, self.load_s)
 
     @property
     def transcriber(self) -> Transcriber:
@@ -273,7 +275,7 @@ class Engine:
     # --- lifecycle --------------------------------------------------------------------------
 
     def unload(self) -> None:
-        """Free every model (the next call reloads them); waits for running jobs to finish."""
+        """Free every model for good (waits for running jobs); the owner loads a new Engine when needed."""
         with self.jobs.slot(), self._load_lock:
             self._models = None
             if self._transcriber is not None:
