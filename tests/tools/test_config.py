@@ -22,6 +22,8 @@ def test_defaults_are_usable(tmp_path: Path) -> None:
 
 def test_fixed_env_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
     monkeypatch.setenv("GLMTTS_MCP_CHECKPOINT", str(tmp_path / "ck"))
     monkeypatch.setenv("GLMTTS_MCP_VOICES_DIR", str(tmp_path / "voices"))
     monkeypatch.setenv("GLMTTS_MCP_OUTPUT_DIR", str(tmp_path / "out"))
