@@ -144,11 +144,13 @@ class _UserFacing(Exception):
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from mcp.server.mcpserver.exceptions import ToolError
+
     from glmtts_mcp.engine.types import EngineError
     from glmtts_mcp.tools.server import HttpSecurityError
     from glmtts_mcp.voices import VoiceLibraryError
 
-    return (EngineError, VoiceLibraryError, HttpSecurityError, ValueError, OSError)
+    return (EngineError, VoiceLibraryError, HttpSecurityError, ToolError, ValueError, OSError)
 
 
 def _guarded(fn: Any) -> Any:
@@ -218,11 +220,11 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from glmtts_mcp.tools.app import build_app
-    from glmtts_mcp.tools.synthesis import narrate
+    from glmtts_mcp.tools.synthesis import checked_text, narrate
 
     if args.transcript and args.reference is None:
         raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")
-    text = sys.stdin.read() if args.text == "-" else args.text
+    text = checked_text(sys.stdin.read() if args.text == "-" else args.text, settings.max_text_chars)
     fmt = args.output.suffix.lower().lstrip(".") or "wav"
     app = build_app(settings)
     bar = tqdm(total=1, desc="loading model", file=sys.stderr, unit="step", leave=True)
@@ -237,7 +239,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
         engine = app.host.ensure_loaded()
         reference = args.reference.expanduser().resolve() if args.reference else None
         result = narrate(
-            engine, app, text.strip(), args.voice, reference, fmt, args.seed, progress, transcript=args.transcript
+            engine, app, text, args.voice, reference, fmt, args.seed, progress, transcript=args.transcript
         )
     finally:
         bar.close()

@@ -60,7 +60,6 @@ def default_loader(settings: Settings) -> EngineLoader:
             dtype=settings.dtype,
             whisper_model=settings.whisper_model,
             concurrency=settings.concurrency,
-            max_text_chars=settings.max_text_chars,
             compile_llm=_switch(settings.compile_llm),
             overlap=_switch(settings.overlap),
         )
