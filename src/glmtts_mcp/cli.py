@@ -144,21 +144,22 @@ class _UserFacing(Exception):
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from mcp.server.mcpserver.exceptions import ToolError
-
-    from glmtts_mcp.engine.types import EngineError
+    from glmtts_mcp.tools.errors import USER_ERRORS
     from glmtts_mcp.tools.server import HttpSecurityError
-    from glmtts_mcp.voices import VoiceLibraryError
 
-    return (EngineError, VoiceLibraryError, HttpSecurityError, ToolError, ValueError, OSError)
+    return (*USER_ERRORS, HttpSecurityError)
 
 
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace, settings: Settings) -> int:
+        from glmtts_mcp.tools.errors import internal_error
+
         try:
             return fn(args, settings)
         except _user_errors() as exc:
             raise _UserFacing(str(exc)) from exc
+        except Exception as exc:  # a bug or an unexpected environment failure: traceback to the log
+            raise _UserFacing(internal_error(exc)) from exc
 
     return run
 

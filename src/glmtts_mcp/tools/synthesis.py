@@ -170,7 +170,10 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             fmt = (format or settings.format).strip().lower()
             if fmt not in AUDIO_MIME:
                 raise ToolError(f"unknown format {fmt!r}: use one of {', '.join(AUDIO_MIME)}")
-            mode = "+".join(parse_return_mode(return_mode or settings.return_mode))
+            try:
+                mode = "+".join(parse_return_mode(return_mode or settings.return_mode))
+            except ValueError as exc:  # a user's value: say which argument
+                raise ToolError(f"return_mode: {exc}") from exc
             reference = None
             if reference_audio is not None:
                 reference = audio_source(reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
