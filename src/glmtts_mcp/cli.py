@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     vimp = vsub.add_parser("import", parents=[common], help="add a voice from an archive")
     vimp.add_argument("path", type=Path, help="archive file made by `voices export`")
     vimp.add_argument("--name", help="name for the imported voice")
+    vsub.add_parser(
+        "refresh", parents=[common], help="re-extract every stale voice now (after an upgrade; loads the model)"
+    )
 
     say = sub.add_parser("say", parents=[common], help="narrate text into an audio file")
     say.add_argument("text", help="the text to speak ('-' reads stdin)")
@@ -107,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--size", choices=["tiny", "real"], default="tiny")
     tiny.add_argument("--seed", type=int, default=0)
+    twins = csub.add_parser(
+        "to-safetensors", parents=[common],
+        help="write a .safetensors copy of flow.pt and hift.pt, so loading never reads a pickle file",
+    )
+    twins.add_argument("--remove-pt", action="store_true", help="delete each .pt once its copy is verified")
 
     config = sub.add_parser(
         "config", parents=[common], help="print the Claude Desktop / Claude Code configuration for this install"
@@ -156,6 +164,8 @@ def _guarded(fn: Any) -> Any:
 
         try:
             return fn(args, settings)
+        except _UserFacing:
+            raise
         except _user_errors() as exc:
             raise _UserFacing(str(exc)) from exc
         except Exception as exc:  # a bug or an unexpected environment failure: traceback to the log
@@ -211,6 +221,12 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
         elif action == "import":
             record, existed = lib.import_voice(args.path.expanduser().resolve(), name=args.name)
             print(f"{'already had' if existed else 'imported'} {record.id} ({record.name})")
+        elif action == "refresh":
+            stale = len(lib.stale_voices())
+            refreshed = lib.refresh_stale(lambda done, total, message: print(message, file=sys.stderr))
+            print(f"refreshed {refreshed} of {stale} stale voice(s)")
+            if refreshed < stale:
+                raise _UserFacing(f"{stale - refreshed} voice(s) could not be re-extracted: the log above says why")
     finally:
         lib.close()
     return 0
@@ -268,7 +284,13 @@ def _download(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guarded
 def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
+    if args.checkpoint_command == "to-safetensors":
+        from glmtts_mcp.engine.checkpoint.download import convert_to_safetensors
+
+        written = convert_to_safetensors(settings.checkpoint, remove_pt=args.remove_pt)
+        print("\n".join(f"wrote {path}" for path in written) or f"nothing to convert in {settings.checkpoint}")
+        return 0
+    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint  # lazily: needs the [tiny] extra
 
     directory = make_tiny_checkpoint(args.dir.expanduser(), size=args.size, seed=args.seed)
     print(f"random-weight {args.size} checkpoint written to {directory}")

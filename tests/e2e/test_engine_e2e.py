@@ -22,6 +22,7 @@ from glmtts_mcp.engine.types import (
     SynthesisOptions,
     VoiceFeatures,
 )
+from narration import whole_narration
 
 # Chinese sentences (split on "。" once 30 characters are reached) and an English one: several segments.
 LONG_TEXT = (
@@ -77,20 +78,20 @@ def test_long_text_streams_one_chunk_per_segment(engine, voice, tmp_path: Path) 
     whole = np.concatenate([c.pcm for c in chunks])
     assert np.all(np.isfinite(whole)) and np.max(np.abs(whole)) <= 1.0
     # streaming is exactly the whole narration, and a fixed seed gives the same audio again
-    assert np.array_equal(whole, engine.synthesize_to_array(LONG_TEXT, features, options))
+    assert np.array_equal(whole, whole_narration(engine, LONG_TEXT, features, options))
 
 
 def test_seed_decides_the_audio(engine, voice) -> None:
     text = "Hello there, my friend."
-    a = engine.synthesize_to_array(text, voice.features, SynthesisOptions(seed=3))
-    b = engine.synthesize_to_array(text, voice.features, SynthesisOptions(seed=3))
-    c = engine.synthesize_to_array(text, voice.features, SynthesisOptions(seed=4))
+    a = whole_narration(engine, text, voice.features, SynthesisOptions(seed=3))
+    b = whole_narration(engine, text, voice.features, SynthesisOptions(seed=3))
+    c = whole_narration(engine, text, voice.features, SynthesisOptions(seed=4))
     assert np.array_equal(a, b)
     assert not (len(a) == len(c) and np.array_equal(a, c))
 
 
 def test_output_sample_rate_and_every_format(engine, voice) -> None:
-    pcm = engine.synthesize_to_array("A short line to encode.", voice.features, SynthesisOptions(sample_rate=16000))
+    pcm = whole_narration(engine, "A short line to encode.", voice.features, SynthesisOptions(sample_rate=16000))
     assert pcm.dtype == np.float32 and len(pcm) > 0
     for fmt in supported_formats():
         data = encode_audio(pcm, 16000, fmt)
@@ -116,7 +117,7 @@ def test_stored_features_never_run_whisper_or_prompt_encoders(
     monkeypatch.setattr(models.speech_tokenizer, "tokenize", counting("speech_tokenizer", models.speech_tokenizer.tokenize))
     monkeypatch.setattr(models.speaker, "embed", counting("campplus", models.speaker.embed))
     monkeypatch.setattr(engine, "prompt_mel", counting("mel", engine.prompt_mel))
-    pcm = engine.synthesize_to_array("Stored features only.", _stored(voice.features, tmp_path))
+    pcm = whole_narration(engine, "Stored features only.", _stored(voice.features, tmp_path))
     assert len(pcm) > 0 and calls == {}
     # and the counters do count: a clone runs the three encoders once each
     engine.extract_voice(_reference_from(voice), reference_text)
@@ -218,11 +219,11 @@ def test_unload_then_reload_gives_the_same_audio(tiny_checkpoint: Path, voice) -
     host = EngineHost(lambda: Engine.load(tiny_checkpoint, device="cpu", dtype="float32"), tiny_checkpoint, 0)
     text = "After a nap the model wakes up."
     first = host.ensure_loaded()
-    before = first.synthesize_to_array(text, voice.features, SynthesisOptions(seed=11))
+    before = whole_narration(first, text, voice.features, SynthesisOptions(seed=11))
     host.unload()
     assert not first.loaded and first.memory_info()["loaded"] is False
     second = host.ensure_loaded()
-    after = second.synthesize_to_array(text, voice.features, SynthesisOptions(seed=11))
+    after = whole_narration(second, text, voice.features, SynthesisOptions(seed=11))
     assert second.loaded and np.array_equal(before, after) and host.loads == 2
     info = second.memory_info()
     assert info["device"] == "cpu" and info["llm_dtype"] == "float32"

@@ -211,3 +211,16 @@ def test_the_checkpoint_is_validated_and_fingerprinted_once(engine_settings: Any
         assert calls == {"validate_checkpoint": 1, "fingerprint": 1}
     finally:
         app.close()
+
+
+def test_loading_the_model_also_reads_the_text_grammars(engine_settings: Any) -> None:
+    """The first request pays for no loading: the model load reads the normalisation grammars too."""
+    from glmtts_mcp.engine.frontend import text_normalize
+
+    text_normalize._Grammars._loaded.clear()
+    app = build_app(engine_settings())
+    try:
+        app.host.ensure_loaded()
+        assert set(text_normalize._Grammars._loaded) == {"zh", "en"}
+    finally:
+        app.close()

@@ -490,14 +490,3 @@ class Engine:
             )
             wav, _, _ = models.hift.inference(mel, generator=generator)
         return wav[0].float().cpu().numpy()
-
-    def synthesize_to_array(
-        self,
-        text: str,
-        features: VoiceFeatures,
-        options: SynthesisOptions = SynthesisOptions(),
-        progress: ProgressCallback | None = None,
-    ) -> np.ndarray:
-        """The whole narration as float32 PCM at options.sample_rate (the stream, concatenated)."""
-        chunks = [chunk.pcm for chunk in self.synthesize(text, features, options, progress)]
-        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
