@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     vimp = vsub.add_parser("import", parents=[common], help="add a voice from an archive")
     vimp.add_argument("path", type=Path, help="archive file made by `voices export`")
     vimp.add_argument("--name", help="name for the imported voice")
+    vsub.add_parser(
+        "refresh", parents=[common], help="re-extract every stale voice now (after an upgrade; loads the model)"
+    )
 
     say = sub.add_parser("say", parents=[common], help="narrate text into an audio file")
     say.add_argument("text", help="the text to speak ('-' reads stdin)")
@@ -117,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--size", choices=["tiny", "real"], default="tiny")
     tiny.add_argument("--seed", type=int, default=0)
+    twins = csub.add_parser(
+        "to-safetensors", parents=[common],
+        help="write a .safetensors copy of flow.pt and hift.pt, so loading never reads a pickle file",
+    )
+    twins.add_argument("--remove-pt", action="store_true", help="delete each .pt once its copy is verified")
 
     config = sub.add_parser(
         "config", parents=[common], help="print the Claude Desktop / Claude Code configuration for this install"
@@ -176,19 +184,24 @@ class _UserFacing(Exception):
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from glmtts_mcp.engine.types import EngineError
+    from glmtts_mcp.tools.errors import USER_ERRORS
     from glmtts_mcp.tools.server import HttpSecurityError
-    from glmtts_mcp.voices import VoiceLibraryError
 
-    return (EngineError, VoiceLibraryError, HttpSecurityError, ValueError, OSError)
+    return (*USER_ERRORS, HttpSecurityError)
 
 
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace, settings: Settings) -> int:
+        from glmtts_mcp.tools.errors import internal_error
+
         try:
             return fn(args, settings)
+        except _UserFacing:
+            raise
         except _user_errors() as exc:
             raise _UserFacing(str(exc)) from exc
+        except Exception as exc:  # a bug or an unexpected environment failure: traceback to the log
+            raise _UserFacing(internal_error(exc)) from exc
 
     return run
 
@@ -240,6 +253,12 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
         elif action == "import":
             record, existed = lib.import_voice(args.path.expanduser().resolve(), name=args.name)
             print(f"{'already had' if existed else 'imported'} {record.id} ({record.name})")
+        elif action == "refresh":
+            stale = len(lib.stale_voices())
+            refreshed = lib.refresh_stale(lambda done, total, message: print(message, file=sys.stderr))
+            print(f"refreshed {refreshed} of {stale} stale voice(s)")
+            if refreshed < stale:
+                raise _UserFacing(f"{stale - refreshed} voice(s) could not be re-extracted: the log above says why")
     finally:
         lib.close()
     return 0
@@ -250,14 +269,12 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from glmtts_mcp.tools.app import build_app
-    from glmtts_mcp.tools.synthesis import narrate
+    from glmtts_mcp.tools.synthesis import checked_text, narrate
 
     if args.transcript and args.reference is None:
         raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")
     fmt = _output_format(args.output)  # before any work: a bad -o must not cost a synthesis
-    text = sys.stdin.read() if args.text == "-" else args.text
-    if not text.strip():
-        raise _UserFacing("TEXT is empty: give the words to speak (or '-' to read them from stdin)")
+    text = checked_text(sys.stdin.read() if args.text == "-" else args.text, settings.max_text_chars)
     app = build_app(settings)
     bar = tqdm(total=1, desc="loading model", file=sys.stderr, unit="step", leave=True)
 
@@ -271,7 +288,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
         engine = app.host.ensure_loaded()
         reference = args.reference.expanduser().resolve() if args.reference else None
         result = narrate(
-            engine, app, text.strip(), args.voice, reference, fmt, args.seed, progress, transcript=args.transcript
+            engine, app, text, args.voice, reference, fmt, args.seed, progress, transcript=args.transcript
         )
     finally:
         bar.close()
@@ -317,7 +334,13 @@ def _download(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guarded
 def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
+    if args.checkpoint_command == "to-safetensors":
+        from glmtts_mcp.engine.checkpoint.download import convert_to_safetensors
+
+        written = convert_to_safetensors(settings.checkpoint, remove_pt=args.remove_pt)
+        print("\n".join(f"wrote {path}" for path in written) or f"nothing to convert in {settings.checkpoint}")
+        return 0
+    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint  # lazily: needs the [tiny] extra
 
     directory = make_tiny_checkpoint(args.dir.expanduser(), size=args.size, seed=args.seed)
     print(f"random-weight {args.size} checkpoint written to {directory}")

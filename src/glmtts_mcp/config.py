@@ -20,6 +20,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
 )
 
 APP_NAME = "glmtts-mcp"
@@ -91,32 +92,23 @@ def parse_return_mode(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parts))
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """Values from the TOML config file; a missing default file is no error, a missing named file is."""
+class _TomlSource(TomlConfigSettingsSource):
+    """pydantic-settings' TOML reader, with our rules on top: a missing default file is no error, a
+    missing named file is; an unreadable file or an unknown key is a ConfigError naming the file."""
 
     def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        super().__init__(settings_cls)
-        self.path = path
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        raise NotImplementedError  # __call__ is overridden: the whole file is read at once
-
-    def __call__(self) -> dict[str, Any]:
-        path, explicit = config_file_in_use(self.path)
-        if not path.is_file():
-            if explicit:
-                raise ConfigError(f"config file {path} does not exist: create it or drop --config/{CONFIG_ENV}")
-            return {}
+        path, explicit = config_file_in_use(path)
+        if explicit and not path.is_file():
+            raise ConfigError(f"config file {path} does not exist: create it or drop --config/{CONFIG_ENV}")
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            super().__init__(settings_cls, toml_file=path)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        unknown = sorted(set(data) - set(self.settings_cls.model_fields))
+        unknown = sorted(set(self.toml_data) - set(settings_cls.model_fields))
         if unknown:
             raise ConfigError(
-                f"config file {path} has unknown keys {unknown}; known keys: {', '.join(self.settings_cls.model_fields)}"
+                f"config file {path} has unknown keys {unknown}; known keys: {', '.join(settings_cls.model_fields)}"
             )
-        return data
 
 
 def _split_dirs(value: Any) -> Any:

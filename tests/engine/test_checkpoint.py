@@ -83,10 +83,7 @@ def test_an_empty_directory_lists_every_file(tmp_path: Path) -> None:
         assert rel in str(err.value)
 
 
-def test_find_checkpoint_explicit_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ck.find_checkpoint(tmp_path) == tmp_path
-    with pytest.raises(CheckpointError, match="glmtts-mcp download"):
-        ck.find_checkpoint(tmp_path / "absent")
+def test_default_checkpoint_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert ck.default_checkpoint_dir() == tmp_path / "data" / "glmtts-mcp" / "checkpoints" / "GLM-TTS"
 

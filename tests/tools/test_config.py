@@ -137,3 +137,19 @@ def test_fast_path_switches_reach_the_engine(monkeypatch: pytest.MonkeyPatch, ti
     assert auto.overlap is False and auto.compile_llm is False  # CPU: both off under auto
     with pytest.raises(ConfigError, match="overlap"):
         load_settings(overlap="sometimes")
+
+
+def test_config_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    """Read through pydantic-settings' TOML source; a file that is not text is still our one-line error."""
+    from pydantic_settings import TomlConfigSettingsSource
+
+    from glmtts_mcp import config
+
+    assert issubclass(config._TomlSource, TomlConfigSettingsSource)
+    cfg = tmp_path / "latin1.toml"
+    cfg.write_bytes('device = "cpu" # caf\xe9\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"cannot read config file {cfg}"):
+        load_settings(cfg)
+    cfg.write_text('allowed_dirs = ["/tmp", "/srv"]\nidle_unload_s = 5\n')
+    settings = load_settings(cfg, idle_unload_s=7)  # a flag beats the file
+    assert settings.allowed_dirs == [Path("/tmp").resolve(), Path("/srv").resolve()] and settings.idle_unload_s == 7

@@ -185,3 +185,42 @@ def test_the_host_owns_every_reload(engine_settings: Any, tiny_checkpoint: Path,
         assert host.loads == 2 and host.state == "failed" and "flow" in (host.describe()["model_error"] or "")
     finally:
         app.close()
+
+
+def test_the_checkpoint_is_validated_and_fingerprinted_once(engine_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the app and loading the model check the checkpoint's files once and hash its feature
+    files once, whatever module asks."""
+    import sys
+
+    from glmtts_mcp.engine.checkpoint import layout
+
+    calls: dict[str, int] = {"validate_checkpoint": 0, "fingerprint": 0}
+    for name in calls:
+        original = getattr(layout, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        for module in list(sys.modules.values()):
+            if getattr(module, "__name__", "").startswith("glmtts_mcp") and getattr(module, name, None) is original:
+                monkeypatch.setattr(module, name, counted)
+    app = build_app(engine_settings())
+    try:
+        app.host.ensure_loaded()
+        assert calls == {"validate_checkpoint": 1, "fingerprint": 1}
+    finally:
+        app.close()
+
+
+def test_loading_the_model_also_reads_the_text_grammars(engine_settings: Any) -> None:
+    """The first request pays for no loading: the model load reads the normalisation grammars too."""
+    from glmtts_mcp.engine.frontend import text_normalize
+
+    text_normalize._Grammars._loaded.clear()
+    app = build_app(engine_settings())
+    try:
+        app.host.ensure_loaded()
+        assert set(text_normalize._Grammars._loaded) == {"zh", "en"}
+    finally:
+        app.close()

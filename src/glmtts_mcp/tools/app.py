@@ -52,18 +52,20 @@ def default_loader(settings: Settings) -> EngineLoader:
     """Engine.load with the configured checkpoint, device, dtype, Whisper model and concurrency."""
 
     def load() -> Engine:
+        from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
         from glmtts_mcp.engine.runtime.pipeline import Engine as EngineClass  # heavy import: only when wanted
 
-        return EngineClass.load(
+        engine = EngineClass.load(
             settings.checkpoint,
             device=settings.device,
             dtype=settings.dtype,
             whisper_model=settings.whisper_model,
             concurrency=settings.concurrency,
-            max_text_chars=settings.max_text_chars,
             compile_llm=_switch(settings.compile_llm),
             overlap=_switch(settings.overlap),
         )
+        TextFrontend.preload()  # the grammars and word lists too: the first request pays for no loading
+        return engine
 
     return load
 

@@ -62,14 +62,6 @@ def default_checkpoint_dir() -> Path:
     return Path(user_data_dir("glmtts-mcp")) / "checkpoints" / "GLM-TTS"
 
 
-def find_checkpoint(explicit: Path | None = None) -> Path:
-    """The checkpoint directory to use: the explicit one if given, else the default download location."""
-    directory = Path(explicit).expanduser() if explicit is not None else default_checkpoint_dir()
-    if not directory.is_dir():
-        raise CheckpointError(f"no GLM-TTS checkpoint at {directory}: {HOW_TO_GET}")
-    return directory
-
-
 def twin(path: Path) -> Path:
     """The `.safetensors` twin of a `.pt` file."""
     return path.with_suffix(".safetensors")
