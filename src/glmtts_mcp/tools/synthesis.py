@@ -166,7 +166,9 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             mode = "+".join(parse_return_mode(return_mode or settings.return_mode))
             reference = None
             if reference_audio is not None:
-                reference = audio_source(reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
+                reference = audio_source(
+                    reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes, argument="reference_audio"
+                )
             else:
                 await anyio.to_thread.run_sync(app.library.resolve, voice)  # unknown voices fail before loading
             relay = relay_for(ctx)

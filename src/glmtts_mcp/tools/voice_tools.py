@@ -27,7 +27,7 @@ from glmtts_mcp.tools.schemas import (
     RenameVoiceResult,
     VoiceSummary,
 )
-from glmtts_mcp.tools.paths import audio_source, resolve_allowed_path, writable_target
+from glmtts_mcp.tools.paths import audio_source, export_protected_folders, resolve_allowed_path, writable_target
 from glmtts_mcp.tools.progress import relay_for
 from glmtts_mcp.voices import VoiceRecord
 
@@ -192,16 +192,20 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         voice: VoiceArg,
         path: Annotated[
             str,
-            Field(description="absolute path of the archive file (or an existing folder) inside the allowed folders"),
+            Field(
+                description="absolute path ending in .zip (or an existing folder, which gets <name>.glmtts-voice.zip) "
+                "inside the allowed folders, outside the voice library, output and checkpoint folders; an existing "
+                "file there is replaced only if it is an older export"
+            ),
         ],
     ) -> ExportVoiceResult:
-        """Write a voice (reference audio, transcript, features) to a portable archive file."""
+        """Write a voice (reference audio, transcript, features) to a portable .zip archive file."""
         with user_errors():
 
             def export() -> tuple[VoiceRecord, Path, int]:  # all disk work in one worker-thread hop
                 record = library.resolve(voice)
-                dest = writable_target(path, settings.allowed_dirs, what="archive path")
-                written = library.export_voice(record.id, dest)
+                dest = writable_target(path, settings.allowed_dirs)
+                written = library.export_voice(record.id, dest, protected=export_protected_folders(settings))
                 return record, written, written.stat().st_size
 
             record, written, size = await anyio.to_thread.run_sync(export)
@@ -220,7 +224,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     ) -> ImportVoiceResult:
         """Add a voice from an archive made by export_voice (checked before anything is stored)."""
         with user_errors():
-            source = resolve_allowed_path(path, settings.allowed_dirs, what="archive")
+            source = resolve_allowed_path(path, settings.allowed_dirs)
             record, existed = await anyio.to_thread.run_sync(lambda: library.import_voice(source, name=name))
             if not existed:
                 await notify_voices_changed(ctx)

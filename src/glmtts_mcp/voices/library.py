@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX, read_archive, write_archive
+from glmtts_mcp.voices.archive import export_destination, read_archive, write_archive
 from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference, pcm_to_float
 from glmtts_mcp.voices.cache import ByteLRU
 from glmtts_mcp.voices.errors import (
@@ -618,8 +618,12 @@ class VoiceLibrary:
         return entry.record
 
     # ----- archives -----
-    def export_voice(self, id_or_name: str, dest_path: Path) -> Path:
-        """Write the voice to one archive file; a folder as `dest_path` gets '<name>.glmtts-voice.zip'."""
+    def export_voice(self, id_or_name: str, dest_path: Path, protected: Mapping[str, Path] | None = None) -> Path:
+        """Write the voice to one archive file; a folder as `dest_path` gets '<name>.glmtts-voice.zip'.
+
+        `protected` maps labels to more folders exports must never write into (the server passes its
+        output and checkpoint folders); the library's own root is always one. See archive.py.
+        """
         for _ in range(3):  # the files are read one by one: a re-extraction may replace the folder meanwhile
             record = self.resolve(id_or_name)
             files = {name: self._store.read(record.id, name) for name in VOICE_FILES}
@@ -636,11 +640,7 @@ class VoiceLibrary:
             id_or_name = record.id
         else:
             raise VoiceLibraryError(f"voice {record.id} keeps changing on disk while exporting; retry")
-        dest = Path(dest_path).expanduser()
-        if dest.is_dir():
-            dest = dest / f"{record.name}{ARCHIVE_SUFFIX}"
-        if not dest.parent.is_dir():
-            raise VoiceLibraryError(f"cannot export to {dest}: folder {dest.parent} does not exist; create it first")
+        dest = export_destination(Path(dest_path), record.name, {"the voice library": self.root, **(protected or {})})
         write_archive(dest, files)
         self._stats.add(exports=1)
         return dest

@@ -1,0 +1,66 @@
+"""Sharp edges of the library tools found by trying them (issue 13), through a real in-process MCP client."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+import pytest
+from mcp import Client
+
+from glmtts_mcp.tools.app import App
+from glmtts_mcp.tools.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+
+def _error_text(result: types.CallToolResult) -> str:
+    assert result.is_error, result
+    return " ".join(b.text for b in result.content if isinstance(b, types.TextContent))
+
+
+async def _call(client: Client, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(name, args)
+    assert not result.is_error, _error_text(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def test_export_stays_out_of_protected_folders(library_app: App, add_voice: Any, tmp_path: Path) -> None:
+    """13.1: never inside the library, the output store or the checkpoint; only .zip; only replaces our archives."""
+    voice = add_voice(library_app, 1, name="alice")
+    settings = library_app.settings
+    meta = settings.voices_dir / "voices" / voice.id / "meta.json"
+    meta_before = meta.read_bytes()
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    settings.checkpoint.mkdir()
+    recording = tmp_path / "clip.wav"
+    recording.write_bytes(b"RIFF....WAVE")
+    async with Client(build_server(library_app), mode="legacy") as client:
+        refusals = {
+            str(meta): "inside the voice library",
+            str(meta.parent): "inside the voice library",
+            str(settings.output_dir / "alice.zip"): "inside the output folder",
+            str(settings.checkpoint / "alice.zip"): "inside the checkpoint folder",
+            str(recording): "does not end in .zip",
+        }
+        for path, needle in refusals.items():
+            text = _error_text(await client.call_tool("export_voice", {"voice": "alice", "path": path}))
+            assert "export_voice: path " in text and needle in text and "Pass a path" in text, text
+        foreign = tmp_path / "holiday.zip"
+        with zipfile.ZipFile(foreign, "w") as archive:
+            archive.writestr("photo.jpg", b"\xff\xd8")
+        text = _error_text(await client.call_tool("export_voice", {"voice": "alice", "path": str(foreign)}))
+        assert "is not a voice archive" in text and "new file name" in text
+        assert zipfile.ZipFile(foreign).namelist() == ["photo.jpg"]
+        assert meta.read_bytes() == meta_before and recording.read_bytes() == b"RIFF....WAVE"
+        assert list(settings.output_dir.iterdir()) == []
+
+        first = await _call(client, "export_voice", {"voice": "alice", "path": str(tmp_path)})
+        assert first["path"] == str(tmp_path / "alice.glmtts-voice.zip")
+        await _call(client, "rename_voice", {"voice": "alice", "name": "alicia"})
+        again = await _call(client, "export_voice", {"voice": "alicia", "path": first["path"]})  # our older export
+        assert json.loads(zipfile.ZipFile(again["path"]).read("meta.json"))["name"] == "alicia"
