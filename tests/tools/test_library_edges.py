@@ -64,3 +64,17 @@ async def test_export_stays_out_of_protected_folders(library_app: App, add_voice
         await _call(client, "rename_voice", {"voice": "alice", "name": "alicia"})
         again = await _call(client, "export_voice", {"voice": "alicia", "path": first["path"]})  # our older export
         assert json.loads(zipfile.ZipFile(again["path"]).read("meta.json"))["name"] == "alicia"
+
+
+async def test_urls_are_not_fetched(library_app: App, tmp_path: Path) -> None:
+    """13.18: an http(s) URL is not "a relative path": say URLs are not fetched and what to pass instead."""
+    async with Client(build_server(library_app), mode="legacy") as client:
+        for tool, args, argument in (
+            ("clone_voice", {"audio": "https://example.com/me.wav"}, "audio"),
+            ("synthesize", {"text": "hi", "reference_audio": "http://example.com/me.wav"}, "reference_audio"),
+            ("import_voice", {"path": "HTTPS://example.com/alice.zip"}, "path"),
+            ("export_voice", {"voice": "x", "path": "ftp://example.com/alice.zip"}, "path"),
+        ):
+            text = _error_text(await client.call_tool(tool, args))
+            assert f"{tool}: {argument} '" in text and "is a URL, and URLs are not fetched" in text, text
+            assert "absolute path" in text and str(tmp_path) in text and "relative" not in text, text

@@ -203,8 +203,8 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         with user_errors():
 
             def export() -> tuple[VoiceRecord, Path, int]:  # all disk work in one worker-thread hop
-                record = library.resolve(voice)
                 dest = writable_target(path, settings.allowed_dirs)
+                record = library.resolve(voice)
                 written = library.export_voice(record.id, dest, protected=export_protected_folders(settings))
                 return record, written, written.stat().st_size
 
