@@ -78,3 +78,18 @@ async def test_urls_are_not_fetched(library_app: App, tmp_path: Path) -> None:
             text = _error_text(await client.call_tool(tool, args))
             assert f"{tool}: {argument} '" in text and "is a URL, and URLs are not fetched" in text, text
             assert "absolute path" in text and str(tmp_path) in text and "relative" not in text, text
+
+
+async def test_delete_voice_is_idempotent(library_app: App, add_voice: Any) -> None:
+    """13.4: a second delete (by id or by name) succeeds with deleted=false; a malformed argument stays an error."""
+    voice = add_voice(library_app, 2, name="bob")
+    async with Client(build_server(library_app), mode="legacy") as client:
+        first = await _call(client, "delete_voice", {"voice": "bob"})
+        assert first["deleted"] is True and first["voice_id"] == voice.id
+        by_id = await _call(client, "delete_voice", {"voice": voice.id.upper()})
+        assert by_id["deleted"] is False and by_id["voice_id"] == voice.id and by_id["name"] is None
+        assert "already deleted, or never stored" in by_id["message"] and "list_voices" in by_id["message"]
+        by_name = await _call(client, "delete_voice", {"voice": "bob"})
+        assert by_name == {"voice_id": None, "name": None, "deleted": False, "message": by_name["message"]}
+        assert "'bob'" in by_name["message"]
+        assert "voice" in _error_text(await client.call_tool("delete_voice", {"voice": "../../etc"}))
