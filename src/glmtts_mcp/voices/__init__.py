@@ -36,7 +36,8 @@ API (what the MCP tools call):
     .flush(); .close()  (also a context manager; close runs at exit too)
 
 Errors: VoiceLibraryError > VoiceNotFound, InvalidVoiceName, VoiceExists, BrokenVoice, StaleVoice,
-ArchiveError. Messages name the problem and the fix. is_voice_id(text) tells an id from a name.
+ArchiveError. Messages name the problem and the fix. is_voice_id(text) tells an id from a name;
+name_key(name) is what names are compared by (case-insensitive, NFKC).
 """
 
 from glmtts_mcp.voices.errors import (
@@ -48,7 +49,7 @@ from glmtts_mcp.voices.errors import (
     VoiceLibraryError,
     VoiceNotFound,
 )
-from glmtts_mcp.voices.identity import is_voice_id
+from glmtts_mcp.voices.identity import is_voice_id, name_key
 from glmtts_mcp.voices.library import DEFAULT_MEMORY_BYTES, Progress, Reextract, VoiceLibrary
 from glmtts_mcp.voices.records import (
     LibraryStats,
@@ -82,4 +83,5 @@ __all__ = [
     "VoicePage",
     "VoiceRecord",
     "is_voice_id",
+    "name_key",
 ]

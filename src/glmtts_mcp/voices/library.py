@@ -15,7 +15,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -268,6 +269,16 @@ class VoiceLibrary:
                 self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
         self._remember(record, tensors)
         return record, False
+
+    @contextmanager
+    def pinned(self, vid: str) -> Iterator[None]:
+        """Hold off deletes (and other clones) of voice `vid`, across threads and processes.
+
+        A caller that clones a voice and then uses it holds this around both steps, so the voice it
+        got cannot vanish in between (a delete waits, then deletes).
+        """
+        with self._store.clone_lock(vid):
+            yield
 
     def _existing(self, vid: str, count_as_clone: bool = True) -> VoiceRecord | None:
         """A healthy stored voice with this id (a repeated clone saves its extraction), or None."""
@@ -606,9 +617,10 @@ class VoiceLibrary:
         """Delete a voice (healthy or broken); returns its record, None if its meta.json was unreadable.
 
         Callers already holding its tensors keep them: loaded tensors never point into the files.
+        A caller that has the voice `pinned` finishes first.
         """
         entry = self._lookup(id_or_name)
-        with self._store.write_lock():
+        with self._store.clone_lock(entry.voice_id), self._store.write_lock():  # waits for whoever pinned it
             self._store.remove_voice(entry.voice_id)
             self._stats.add(deletes=1)
             self._after_write()
