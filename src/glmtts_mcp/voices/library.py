@@ -175,7 +175,10 @@ class VoiceLibrary:
         if problem is not None:
             raise InvalidVoiceName(f"{problem}. Pass a voice id or name as shown by list_voices.")
         for full in (False, True):  # a full rescan also catches folders a killed writer never announced
-            self._index.refresh(full=full)
+            if full:
+                self._full_refresh()
+            else:
+                self._index.refresh()
             entry = self._index.get(id_or_name) if is_voice_id(id_or_name) else self._index.by_name(id_or_name)
             if entry is not None:
                 return entry
@@ -227,7 +230,7 @@ class VoiceLibrary:
         if found is not None:
             return found, True
         with self._store.clone_lock(vid):
-            self._index.refresh(full=True)
+            self._full_refresh()
             found = self._existing(vid)
             if found is not None:
                 return found, True
@@ -339,6 +342,18 @@ class VoiceLibrary:
                 return candidate
         return self._default_name(vid)
 
+    def _full_refresh(self) -> None:
+        """Rescan voices/, after waiting out (or, for a killed writer, finishing) any replacement half done.
+
+        A replaced voice is first moved aside; a reader that came then would miss it. Taking the write
+        lock waits for a live writer, and as the outermost holder restores what a dead one left
+        (VoiceStore._recover), so readers always see the last complete voice.
+        """
+        if self._store.voices_aside():
+            with self._store.write_lock():
+                pass
+        self._index.refresh(full=True)
+
     def _commit(self, record: VoiceRecord, files: dict[str, bytes]) -> None:
         """Write a whole voice folder (write lock held) and announce it."""
         self._store.commit_voice(record.id, {**files, META_FILE: _meta_bytes(record)})
@@ -363,7 +378,12 @@ class VoiceLibrary:
             try:
                 return self._load(entry, target, started)
             except _FeaturesChanged:
-                self._index.refresh(full=True)
+                self._full_refresh()
+                entry = self._lookup(entry.voice_id)
+            except VoiceNotFound:
+                if not self._store.voices_aside():
+                    raise
+                self._full_refresh()  # the folder was moved aside by a replacement: read what it left
                 entry = self._lookup(entry.voice_id)
         raise VoiceLibraryError(f"voice {entry.voice_id} keeps changing on disk while loading; retry")
 
@@ -474,7 +494,7 @@ class VoiceLibrary:
     # ----- stale features -----
     def stale_voices(self) -> list[VoiceRecord]:
         """Healthy voices whose features predate the current schema version or engine fingerprint."""
-        self._index.refresh(full=True)
+        self._full_refresh()
         return [e.record for e in self._index.entries() if e.broken is None and e.record and self.is_stale(e.record)]
 
     def refresh_stale(self, progress: Progress | None = None) -> int:
@@ -504,7 +524,7 @@ class VoiceLibrary:
         if self._reextract is None:
             raise VoiceLibraryError("no re-extraction callback was given to the voice library")
         with self._store.clone_lock(vid):
-            self._index.refresh(full=True)
+            self._full_refresh()
             record = self._healthy(self._lookup(vid))
             if not self.is_stale(record):
                 return record, None
@@ -548,7 +568,7 @@ class VoiceLibrary:
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
             raise VoiceLibraryError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit!r}")
         after = self._decode_cursor(cursor) if cursor else None
-        self._index.refresh(full=True)
+        self._full_refresh()
         listings = sorted((self._listing(e) for e in self._index.entries()), key=self._sort_key)
         if query:
             needle = query.casefold()
@@ -668,7 +688,7 @@ class VoiceLibrary:
         contents = read_archive(Path(archive_path).expanduser(), self.schema)
         incoming = contents.record
         with self._store.clone_lock(incoming.id):
-            self._index.refresh(full=True)
+            self._full_refresh()
             found = self._existing(incoming.id, count_as_clone=False)
             if found is not None:
                 return found, True
