@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     vren.add_argument("name", help="new name")
     vexp = vsub.add_parser("export", parents=[common], help="write a voice to an archive")
     vexp.add_argument("voice", help="id or name")
-    vexp.add_argument("path", type=Path, help="archive file to write")
+    vexp.add_argument("path", type=Path, help="archive file to write (ending in .zip), or an existing folder")
     vimp = vsub.add_parser("import", parents=[common], help="add a voice from an archive")
     vimp.add_argument("path", type=Path, help="archive file made by `voices export`")
     vimp.add_argument("--name", help="name for the imported voice")
@@ -226,6 +226,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 @_guarded
 def _voices(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.tools.app import build_app
+    from glmtts_mcp.tools.paths import export_protected_folders
 
     app = build_app(settings)
     lib = app.library
@@ -248,7 +249,7 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
             record = lib.rename(args.voice, args.name)
             print(f"renamed {record.id} to {record.name}")
         elif action == "export":
-            written = lib.export_voice(args.voice, args.path.expanduser().resolve())
+            written = lib.export_voice(args.voice, args.path, protected=export_protected_folders(settings))
             print(f"exported to {written}")
         elif action == "import":
             record, existed = lib.import_voice(args.path.expanduser().resolve(), name=args.name)
