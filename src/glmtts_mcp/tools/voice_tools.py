@@ -16,7 +16,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.cloning import clone_or_get
+from glmtts_mcp.tools.cloning import checked_language, clone_or_get
 from glmtts_mcp.tools.errors import user_errors
 from glmtts_mcp.tools.schemas import (
     CloneVoiceResult,
@@ -79,9 +79,13 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         ctx: Context,
         name: Annotated[str | None, Field(description="a name to use instead of the id", max_length=256)] = None,
         transcript: Annotated[
-            str | None, Field(description="what is said in the clip; omitted: Whisper transcribes it")
+            str | None,
+            Field(description="what is said in the clip (at most 30 characters per second of it, plus 60); "
+                  "omitted: Whisper transcribes it"),
         ] = None,
-        language: Annotated[str | None, Field(description="language code of the clip, e.g. en, zh")] = None,
+        language: Annotated[
+            str | None, Field(description="language of the clip: en or zh (omitted: Whisper detects it)")
+        ] = None,
     ) -> CloneVoiceResult:
         """Clone a voice from a short recording into the voice library and return its id.
 
@@ -89,6 +93,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         """
         with user_errors():
             source = audio_source(audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
+            language = checked_language(language)
             relay = relay_for(ctx)
             start = time.perf_counter()
             async with relay.running():
