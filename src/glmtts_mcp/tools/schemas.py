@@ -124,6 +124,7 @@ class EngineStats(BaseModel):
     """The model's state: loaded or not, where, how much memory, how many jobs wait."""
 
     model_loaded: bool
+    state: Literal["unloaded", "loading", "loaded", "failed"]
     model_error: str | None = None
     checkpoint: str
     device: str | None = None

@@ -78,6 +78,10 @@ def write_archive(dest: Path, files: dict[str, bytes]) -> Path:
             os.fsync(handle.fileno())
         os.replace(staging, dest)
         fsync_dir(dest.parent)
+    except OSError as exc:  # the user chose the destination: a full disk or a read-only folder is theirs to fix
+        raise ArchiveError(
+            f"cannot write the archive {dest}: {exc.strerror or exc}; choose a writable folder with free space"
+        ) from exc
     finally:
         staging.unlink(missing_ok=True)
     return dest
