@@ -74,13 +74,15 @@ def narrate(
     warnings: list[str] = []
     created = False
     start = time.perf_counter()
-    if reference is not None:
-        outcome = clone_or_get(engine, app.library, reference, None, transcript, None, progress)
-        voice, created = outcome.record.id, not outcome.existed
+    if reference is not None:  # cloned (again, if a delete lands meanwhile) and loaded in one step
+        outcome = clone_or_get(engine, app.library, reference, None, transcript, None, progress, load_on=engine.device)
+        assert outcome.loaded is not None
+        loaded, created = outcome.loaded, not outcome.existed
         timings.update(outcome.timings)
         warnings += outcome.warnings
-    assert voice is not None
-    loaded = app.library.load_features(voice, engine.device)  # resolves the id or name itself
+    else:
+        assert voice is not None
+        loaded = app.library.load_features(voice, engine.device)  # resolves the id or name itself
     timings["voice_features"] = loaded.load_s
     features = VoiceFeatures(tensors=loaded.tensors)
     synth_start = time.perf_counter()
@@ -176,7 +178,9 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
                 raise ToolError(f"return_mode: {exc}") from exc
             reference = None
             if reference_audio is not None:
-                reference = audio_source(reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
+                reference = audio_source(
+                    reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes, argument="reference_audio"
+                )
             else:
                 await anyio.to_thread.run_sync(app.library.resolve, voice)  # unknown voices fail before loading
             relay = relay_for(ctx)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import urllib.error
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -110,13 +113,24 @@ def download_checkpoint(
     Re-running after an interruption continues where it stopped: huggingface_hub resumes partial
     files and skips complete ones. Returns the checkpoint directory.
     """
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi
 
     directory = Path(directory).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
     tqdm_class = _tqdm_class(progress)
-    commit = HfApi().model_info(HF_REPO, revision=revision).sha or revision
-    log.info("downloading %s@%s into %s", HF_REPO, commit, directory)
+    created = not directory.exists()
+    with _hub_reachable(directory, created):
+        commit = HfApi().model_info(HF_REPO, revision=revision).sha or revision
+        directory.mkdir(parents=True, exist_ok=True)
+        log.info("downloading %s@%s into %s", HF_REPO, commit, directory)
+        _fetch_all(directory, commit, tqdm_class, progress, whisper_model)
+    write_manifest(directory, revision=commit)
+    return directory
+
+
+def _fetch_all(
+    directory: Path, commit: str, tqdm_class: type | None, progress: bool, whisper_model: str | Path | None
+) -> None:
+    from huggingface_hub import hf_hub_download
 
     def fetch(rel: str) -> None:
         hf_hub_download(HF_REPO, rel, revision=commit, local_dir=directory, tqdm_class=tqdm_class)
@@ -128,5 +142,28 @@ def download_checkpoint(
     _fetch_campplus(directory, progress)
     if whisper_model and not names_whisper_file(whisper_model):  # a file needs no download
         download_whisper(whisper_model)
-    write_manifest(directory, revision=commit)
-    return directory
+
+
+@contextmanager
+def _hub_reachable(directory: Path, created: bool) -> Iterator[None]:
+    """Turn "no network" (offline mode, refused or timed-out connections, DNS) into one sentence that says
+    what to do, and remove the folder this download created when nothing was fetched into it."""
+    import httpx2
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError, httpx2.TransportError, urllib.error.URLError) as exc:
+        if created and directory.is_dir() and not any(p.is_file() for p in _outside_hub_cache(directory)):
+            shutil.rmtree(directory, ignore_errors=True)
+        raise CheckpointError(
+            f"cannot reach the model hub ({type(exc).__name__}): check the network or proxy (HTTPS_PROXY, "
+            f"HF_ENDPOINT, HF_HUB_OFFLINE), or copy a checkpoint into {directory} and pass --checkpoint {directory}"
+        ) from exc
+
+
+def _outside_hub_cache(directory: Path) -> Iterator[Path]:
+    """Everything under `directory` but huggingface_hub's own bookkeeping folder (.cache)."""
+    for path in directory.rglob("*"):
+        if ".cache" not in path.relative_to(directory).parts:
+            yield path
