@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
+from mcp.server.mcpserver.exceptions import ToolError
 
 from glmtts_mcp.engine.frontend.text_normalize import Language
 from glmtts_mcp.engine.types import ProgressCallback, ReferenceAudio
@@ -44,12 +45,12 @@ class CloneOutcome:
 
 
 def checked_language(language: str | None) -> str | None:
-    """`language` case-normalised, or a ValueError that names the argument and lists what is accepted."""
+    """`language` case-normalised, or a ToolError that names the argument and lists what is accepted."""
     if language is None or not language.strip():
         return None
     code = language.strip().lower()
     if code not in LANGUAGES:
-        raise ValueError(
+        raise ToolError(
             f"language {language!r} is not one the text frontend knows: pass one of {', '.join(LANGUAGES)} "
             "(or omit it and Whisper detects it)"
         )
@@ -69,13 +70,13 @@ def transcript_limit(duration_s: float) -> int:
 
 
 def check_transcript_fits(transcript: str | None, duration_s: float) -> None:
-    """A ValueError naming `transcript` when it is far longer than the clip could say."""
+    """A ToolError naming `transcript` when it is far longer than the clip could say."""
     if transcript is None:
         return
     length = len(" ".join(transcript.split()))  # runs of whitespace and line breaks count once
     limit = transcript_limit(duration_s)
     if length > limit:
-        raise ValueError(
+        raise ToolError(
             f"transcript has {length} characters, but the clip has only {duration_s:.1f} s of speech (at most "
             f"{limit} characters fit, at {TRANSCRIPT_CHARS_PER_S:g} characters per second): pass only the words "
             "spoken in the clip as transcript, or omit it and Whisper transcribes the clip"
