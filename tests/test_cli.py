@@ -81,7 +81,7 @@ def test_make_tiny_say_and_voices(
     assert main(["voices", "list", "--json", *common]) == 0
     voices = json.loads(capsys.readouterr().out)
     assert len(voices) == 1
-    voice_id = voices[0]["id"]
+    voice_id = voices[0]["voice_id"]
     assert main(["voices", "rename", voice_id, "narrator", *common]) == 0
     assert "renamed" in capsys.readouterr().out
 
@@ -105,7 +105,7 @@ def test_make_tiny_say_and_voices(
     assert main(["say", "Hi.", "--reference", str(clip), "--transcript", "Hello there.", "-o", str(out_wav), *common]) == 0
     capsys.readouterr()
     assert main(["voices", "list", "--json", *common]) == 0
-    assert any(v["transcript"] == "Hello there." for v in json.loads(capsys.readouterr().out))
+    assert any(v["transcript_excerpt"] == "Hello there." for v in json.loads(capsys.readouterr().out))
     assert main(["say", "Hi.", "--voice", "x", "--transcript", "Hello.", "-o", str(out_wav), *common]) == 1
     err = capsys.readouterr().err
     assert "--transcript describes a --reference clip" in err and "internal error" not in err

@@ -125,3 +125,17 @@ def test_threads_cloning_while_another_deletes(engine_app: App, clip: Path) -> N
     stop.set()
     remover.join(30)
     assert errors == [], errors
+
+
+async def test_transcript_must_fit_the_clip(engine_app: App, clip: Path) -> None:
+    """13.19: a transcript far longer than the clip could say is refused, naming `transcript` and the fix;
+    13.20: a known language is stored case-normalised."""
+    async with Client(build_server(engine_app), mode="legacy") as client:
+        huge = await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "word " * 20_000})
+        assert huge.is_error
+        text = _text(huge)
+        assert "transcript has 99999 characters, but the clip has only 2.2 s of speech (at most 126" in text, text
+        assert "pass only the words spoken in the clip as transcript, or omit it" in text
+        fits = await _ok(client, "clone_voice", {"audio": str(clip), "transcript": "x" * 126, "language": " EN "})
+        assert fits["existed"] is False and fits["language"] == "en"
+    assert len(engine_app.library.list_voices().voices) == 1  # the refused clone stored nothing

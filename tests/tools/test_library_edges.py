@@ -93,3 +93,14 @@ async def test_delete_voice_is_idempotent(library_app: App, add_voice: Any) -> N
         assert by_name == {"voice_id": None, "name": None, "deleted": False, "message": by_name["message"]}
         assert "'bob'" in by_name["message"]
         assert "voice" in _error_text(await client.call_tool("delete_voice", {"voice": "../../etc"}))
+
+
+async def test_language_must_be_one_the_frontend_knows(library_app: App, tmp_path: Path) -> None:
+    """13.20: `language` is checked (before the model is even needed) against the text frontend's languages."""
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    async with Client(build_server(library_app), mode="legacy") as client:
+        for bad in ("../../etc", "fr", "english"):
+            text = _error_text(await client.call_tool("clone_voice", {"audio": str(clip), "language": bad}))
+            assert f"clone_voice: language {bad!r} is not one the text frontend knows" in text, text
+            assert "zh, en" in text and "could not be loaded" not in text

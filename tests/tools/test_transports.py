@@ -316,7 +316,9 @@ def test_mcp_inspector_cli(server_env: dict[str, str], base_dir: Path, tmp_path:
 
     def inspect(*args: str, expect_error: bool = False) -> dict[str, Any]:
         done = subprocess.run(
-            [str(INSPECTOR), "--cli", str(SCRIPT), *env_flags, *args],
+            # the server imports torch before it answers: on a loaded 2-core machine that outlasts the
+            # Inspector's 15 s default, so give the start as long as the whole call may take
+            [str(INSPECTOR), "--cli", "--connect-timeout", "150000", str(SCRIPT), *env_flags, *args],
             capture_output=True,
             text=True,
             timeout=180,

@@ -1,9 +1,9 @@
 """Clone-or-get: the shared step of `clone_voice` and one-shot `synthesize(reference_audio=...)`.
 
 Runs in a worker thread with the engine loaded. The library decides by content id whether the
-voice exists; only a new voice pays for feature extraction. This is also where the clone inputs
-that only make sense together with the decoded clip (the transcript's length, the language) are
-checked, once, for every face that clones (MCP tools, `glmtts-mcp say`).
+voice exists; only a new voice pays for feature extraction. The transcript's length only makes sense
+against the decoded clip, so it is checked here, once, for every face that clones (MCP tools,
+`glmtts-mcp say`); `checked_language` is for the faces that take a language.
 """
 
 from __future__ import annotations
@@ -136,7 +136,6 @@ def clone_or_get(
     features are loaded there too; the voice is pinned over both steps, so a concurrent delete lands
     after them, never in between.
     """
-    language = checked_language(language)
     start = time.perf_counter()
     if progress:
         progress(0, 3, "preparing reference audio")

@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from glmtts_mcp.voices import LibraryStats, StatsCounters
+from glmtts_mcp.voices import LibraryStats, StatsCounters, VoiceListing
+
+EXCERPT_CHARS = 80
+
+
+def _excerpt(text: str | None) -> str | None:
+    if text is None or len(text) <= EXCERPT_CHARS:
+        return text
+    return text[: EXCERPT_CHARS - 1].rstrip() + "…"
 
 
 class CloneVoiceResult(BaseModel):
@@ -38,6 +46,23 @@ class VoiceSummary(BaseModel):
     stale: bool = Field(description="stored with other model files or schema; re-extracted on next use")
     broken: str | None = None
     uri: str = Field(description="voice://{voice_id}: the voice's metadata as a resource")
+
+    @classmethod
+    def of(cls, listing: VoiceListing) -> VoiceSummary:
+        """The summary of a library listing: what list_voices and `voices list --json` both show."""
+        return cls(
+            voice_id=listing.id,
+            name=listing.name,
+            transcript_excerpt=_excerpt(listing.transcript),
+            duration_s=listing.duration_s,
+            language=listing.language,
+            created_at=listing.created_at,
+            last_used_at=listing.last_used_at,
+            tags=listing.tags,
+            stale=listing.stale,
+            broken=listing.broken,
+            uri=f"voice://{listing.id}",
+        )
 
 
 class ListVoicesResult(BaseModel):
