@@ -67,7 +67,9 @@ def default_loader(settings: Settings) -> EngineLoader:
 
 def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
     """Wire the pieces; nothing heavy happens here unless `preload` is 'start'."""
-    host = EngineHost(loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s)
+    # engine calls in flight: each batched LLM sequence or each non-batched job needs a thread to drive it
+    job_slots = max(settings.concurrency, settings.max_batch)
+    host = EngineHost(loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s, job_slots)
 
     def reextract(
         pcm: np.ndarray, sample_rate: int, transcript: str, language: str | None
