@@ -28,7 +28,7 @@ from typing import Protocol
 
 import torch
 
-from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, SpeechSequence
+from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, SpeechSequence, StepTrace
 from glmtts_mcp.engine.models.static_cache import SlotKVCache, slot_forward
 from glmtts_mcp.engine.types import EngineError
 
@@ -49,6 +49,7 @@ class SpeechRequest:
     generator: torch.Generator
     min_ratio: float = 2.0
     max_ratio: float = 20.0
+    trace: list[StepTrace] | None = None  # receives each step's log-probs and picks (parity checks, debugging)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class BatchScheduler:
         future: Future[list[int]] = Future()
         sequence = self.llm.sequence(request.text_ids, request.prompt_text_ids, request.prompt_speech_ids,
                                      sampling=request.sampling, generator=request.generator,
-                                     min_ratio=request.min_ratio, max_ratio=request.max_ratio)
+                                     min_ratio=request.min_ratio, max_ratio=request.max_ratio, trace=request.trace)
         room = self.cache.positions - len(sequence.prompt)
         if room < 1:
             future.set_exception(EngineError(
