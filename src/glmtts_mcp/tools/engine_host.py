@@ -11,6 +11,7 @@ threads, so any number of queued narrations leaves the library tools their threa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -165,6 +166,9 @@ class EngineHost:
             info["device"] = str(engine.device)
             info["memory"] = engine.memory_info()
             info["queue_depth"] = engine.queue_depth
+            scheduler = engine.scheduler_stats()
+            if scheduler is not None:
+                info["scheduler"] = dataclasses.asdict(scheduler)
         return info
 
 

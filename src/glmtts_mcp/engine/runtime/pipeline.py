@@ -38,7 +38,7 @@ from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.frontend.reference_clip import load_reference, reference_pcm_at
 from glmtts_mcp.engine.models.static_cache import SlotKVCache
-from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SpeechRequest
+from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SchedulerStats, SpeechRequest
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.models.transcribe import Transcriber, resolve_whisper_model
 from glmtts_mcp.engine.types import (
@@ -257,6 +257,11 @@ class Engine:
     @property
     def queue_depth(self) -> int:
         return self.jobs.depth
+
+    def scheduler_stats(self) -> SchedulerStats | None:
+        """The LLM scheduler's figures, or None while the models are not loaded (never loads them)."""
+        scheduler = self._scheduler
+        return scheduler.stats() if scheduler is not None else None
 
     @property
     def loaded(self) -> bool:
