@@ -162,7 +162,9 @@ class Settings(BaseSettings):
     preload: Literal["lazy", "start"] = Field(
         default="lazy", description="Load the model on first use (lazy) or when the server starts."
     )
-    concurrency: int = Field(default=1, ge=1, description="Engine jobs run at once; the rest queue.")
+    concurrency: int = Field(
+        default=1, ge=1, description="Flow + vocoder and clone jobs run at once; the rest queue (the LLM batches)."
+    )
     # --- batching (issue 16): the LLM scheduler's batch bound; --concurrency still gates flow, vocoder, clones
     max_batch: int = Field(
         default=4,
