@@ -191,3 +191,22 @@ def test_a_failing_compiled_step_falls_back_to_eager_once(models: Models, monkey
         scheduler.close()
     warnings = [r for r in caplog.records if "decoding eagerly" in r.getMessage()]
     assert len(warnings) == 1 and "forced by the test" in warnings[0].getMessage()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_batched_step_decodes_like_the_eager_one(models: Models, caplog: pytest.LogCaptureFixture) -> None:
+    """On a GPU: the compiled (CUDA graph, padded to all slots) step gives the eager step's tokens, no fallback."""
+    model = models.llm.model.to("cuda")
+    try:
+        results = {}
+        for compiled in (False, True):
+            scheduler = BatchScheduler(models.llm, max_batch=4, slot_positions=512, compile_step=compiled)
+            try:
+                with caplog.at_level(logging.WARNING, logger="glmtts_mcp.engine.runtime.scheduler"):
+                    results[compiled] = run(scheduler, [make([]) for make in requests(6)])
+            finally:
+                scheduler.close()
+        assert results[True] == results[False]
+        assert "decoding eagerly" not in caplog.text
+    finally:
+        model.to("cpu")
