@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     )
     compile_llm: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="Compile the LLM's one-token step with torch.compile / CUDA graphs (auto: on CUDA only).",
+        description="Compile the LLM's batched decode step with torch.compile / CUDA graphs (auto: on CUDA only).",
     )
     overlap: Literal["auto", "on", "off"] = Field(
         default="auto",
