@@ -16,7 +16,9 @@ there), which is what real speech of that length costs. That is not an option of
 `--flow-batch` adds a measurement for issue 16 item 2: one step of the flow's DiT for two segments of
 the same length, one after another against stacked into one batch. `--matmul` times the LLM's MLP
 projection (the checkpoint's sizes) for 1 and 8 rows through torch's default CPU path (MKL) and oneDNN:
-what one decode step over 8 sequences costs against one over 1 on this machine's BLAS.
+what one decode step over 8 sequences costs against one over 1 on this machine's BLAS. `--llm-steps`
+times the scheduler's batched decode step itself (the checkpoint's LLM alone, rows at position 200)
+for 1, 2, 4 and 8 sequences: the LLM's share of the batching gain, quick even at the real size.
 """
 
 from __future__ import annotations
@@ -253,6 +255,36 @@ def matmul_rows(checkpoint: Path, dtype: torch.dtype) -> list[str]:
     return rows
 
 
+def llm_step_rows(checkpoint: Path, dtype: torch.dtype, device: str) -> list[str]:
+    """One batched decode step (`slot_forward`) for 1, 2, 4, 8 live sequences at position 200, best of 3."""
+    from glmtts_mcp.engine.models.llm import load_llm
+    from glmtts_mcp.engine.models.static_cache import SlotKVCache, slot_forward
+
+    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if device == "auto" else device))
+    model = load_llm(checkpoint / "llm", device=target, dtype=dtype)
+    cache = SlotKVCache(model, 8, 256)
+    embedding = model.get_input_embeddings().weight
+    rows = [f"LLM batched decode step ({str(dtype).removeprefix('torch.')}, keys at 200 positions), best of 3:"]
+    single = None
+    with torch.inference_mode():
+        for n in (1, 2, 4, 8):
+            embeds = embedding[torch.arange(n, device=target)][:, None]
+            positions = torch.full((n, 1), 200, device=target)
+            times = []
+            for _ in range(4):
+                began = time.perf_counter()
+                slot_forward(model, embeds, cache, 0, positions)
+                if target.type == "cuda":
+                    torch.cuda.synchronize(target)
+                times.append(time.perf_counter() - began)
+            step = min(times[1:])
+            single = single or step
+            rows.append(f"  {n} sequence(s)  {step * 1000:9.1f} ms per step   {n / step:7.2f} tokens/s   "
+                        f"{n * single / step:5.2f}x the tokens/s of one")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: a fresh tiny one)")
@@ -263,9 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=150, help="speech tokens per segment (x the caller's share)")
     parser.add_argument("--slot-positions", type=int, default=None, help="KV cache positions per sequence")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    parser.add_argument("--modes", nargs="+", choices=["serial", "batched"], default=["serial", "batched"])
+    parser.add_argument("--modes", nargs="*", choices=["serial", "batched"], default=["serial", "batched"],
+                        help="engines to run (none: only the probes)")
     parser.add_argument("--flow-batch", action="store_true", help="also time one DiT step batched vs one by one")
     parser.add_argument("--matmul", action="store_true", help="also time the LLM's MLP matmul for 1 and 8 rows")
+    parser.add_argument("--llm-steps", action="store_true", help="also time the batched LLM step for 1-8 sequences")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -277,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
 
             checkpoint = make_tiny_checkpoint(Path(tmp) / "tiny")
-        references = [_record(Path(tmp) / f"voice{i}.wav", voice, text) for i, (voice, text) in enumerate(VOICES)]
+        needs_voices = args.modes or args.flow_batch
+        references = [_record(Path(tmp) / f"voice{i}.wav", voice, text)
+                      for i, (voice, text) in enumerate(VOICES)] if needs_voices else []
         results = {}
         for mode in args.modes:
             results[mode] = bench_engine(checkpoint, args, max(args.n) if mode == "batched" else 1, references,
@@ -285,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         flow_rows = flow_batch_rows(checkpoint, args, references[0], args.whisper_model) if args.flow_batch else []
         dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16}.get(args.dtype, torch.float32)
         flow_rows += matmul_rows(checkpoint, dtype) if args.matmul else []
+        flow_rows += llm_step_rows(checkpoint, dtype, args.device) if args.llm_steps else []
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -294,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     header = (f"{'mode':<8}{'N':>3}{'wall s':>9}{'audio s':>9}{'audio s/s':>11}{'RTF med':>9}{'RTF worst':>10}"
               f"{'1st p50':>9}{'1st p95':>9}{'tok/s':>8}  {'peak':<18}batch sizes (steps)")
-    print(header)
+    print(header if results else "(no engine rows: --modes was empty)")
     for mode, rows in results.items():
         for n, r in rows.items():
             sizes = " ".join(f"{size}:{count}" for size, count in sorted(r["steps"].items()))
