@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from glmtts_mcp.engine.checkpoint.layout import Models, load_models
+from glmtts_mcp.engine.checkpoint.loader import Models, load_models
 from glmtts_mcp.engine.models.llm import RasSettings, StepTrace
 from glmtts_mcp.engine.runtime import pipeline as pipeline_module
 from glmtts_mcp.engine.runtime.pipeline import Engine

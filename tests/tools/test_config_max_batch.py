@@ -26,5 +26,5 @@ def test_max_batch_from_file_env_and_flag(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 @pytest.mark.parametrize("value", ["0", "65", "many"])
 def test_max_batch_out_of_range_is_named(value: str) -> None:
-    with pytest.raises(ConfigError, match="max_batch"):
+    with pytest.raises(ConfigError, match="--max-batch"):
         load_settings(max_batch=value)

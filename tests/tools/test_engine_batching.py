@@ -21,7 +21,7 @@ from mcp import Client
 
 from glmtts_mcp.engine.runtime.scheduler import SpeechRequest
 from glmtts_mcp.tools.app import build_app
-from glmtts_mcp.tools.server import build_server, http_app, serve_http
+from glmtts_mcp.tools.server import build_server, http_service, serve_http
 
 pytestmark = pytest.mark.anyio
 
@@ -99,8 +99,7 @@ async def test_four_concurrent_calls_over_http_equal_each_call_alone(
     port = _free_port()
     try:
         async with anyio.create_task_group() as server:
-            server.start_soon(serve_http, http_app(build_server(app), "http", "127.0.0.1", None), "127.0.0.1", port,
-                              "warning")
+            server.start_soon(serve_http, http_service(build_server(app), app.settings, "http", "127.0.0.1", port))
             for _ in range(100):
                 try:
                     await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
