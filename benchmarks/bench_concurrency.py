@@ -247,9 +247,13 @@ def matmul_rows(checkpoint: Path, dtype: torch.dtype) -> list[str]:
             x = torch.randn(m, hidden, dtype=dtype)
             times[("default", m)] = best(lambda x=x: layer(x))
             if packed is not None:
-                times[("oneDNN", m)] = best(lambda x=x: packed(x.to_mkldnn()).to_dense())
+                try:
+                    times[("oneDNN", m)] = best(lambda x=x: packed(x.to_mkldnn()).to_dense())
+                except RuntimeError as exc:  # e.g. bf16 needs AVX-512 or AVX-NE-CONVERT
+                    rows.append(f"  oneDNN   unavailable here: {str(exc).strip().splitlines()[-1]}")
+                    packed = None
     for path in ("default", "oneDNN"):
-        if (path, 1) in times:
+        if (path, 1) in times and (path, 8) in times:
             one, eight = times[(path, 1)], times[(path, 8)]
             rows.append(f"  {path:<8} 1 row {one:8.2f} ms   8 rows {eight:8.2f} ms   8 rows / 1 row {eight / one:6.2f}x")
     return rows
