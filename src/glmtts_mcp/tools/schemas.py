@@ -120,6 +120,20 @@ class SynthesizeResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class SchedulerStats(BaseModel):
+    """The LLM batch scheduler: sequences decoding and waiting, batch sizes seen, decoding speed."""
+
+    max_batch: int = Field(description="most sequences decoded in one step (--max-batch)")
+    slot_positions: int = Field(description="KV cache positions per sequence")
+    kv_cache_bytes: int
+    running: int = Field(description="sequences (text segments) decoding now")
+    waiting: int = Field(description="sequences waiting for a free slot")
+    steps: int = Field(description="batched decode steps run since the model loaded")
+    tokens: int = Field(description="speech tokens drawn since the model loaded")
+    tokens_per_s: float = Field(description="tokens drawn per second of LLM work (all sequences together)")
+    batch_sizes: dict[int, int] = Field(description="batch size -> decode steps run at that size")
+
+
 class EngineStats(BaseModel):
     """The model's state: loaded or not, where, how much memory, how many jobs wait."""
 
@@ -130,6 +144,7 @@ class EngineStats(BaseModel):
     device: str | None = None
     memory: dict[str, Any] | None = None
     queue_depth: int | None = None
+    scheduler: SchedulerStats | None = None
     active_jobs: int
     load_s: float | None = None
     loads: int
