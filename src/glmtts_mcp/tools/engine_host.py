@@ -165,6 +165,7 @@ class EngineHost:
                     return
                 self._timer = None
                 engine, self._engine = self._engine, None
+                self.unloads += 1  # with the drop, so cache_stats never shows an unloaded model not yet counted
             self._release(engine, reason=f"idle for {idle:.0f} s")
 
     def unload(self, reason: str = "requested") -> None:
@@ -173,6 +174,8 @@ class EngineHost:
             with self._lock:
                 self._cancel_timer()
                 engine, self._engine = self._engine, None
+                if engine is not None:
+                    self.unloads += 1
             if engine is not None:
                 self._release(engine, reason)
 
@@ -183,7 +186,6 @@ class EngineHost:
         except Exception:  # unloading must never take the server down
             log.exception("engine unload failed")
             return
-        self.unloads += 1
         log.info("model unloaded (%s)", reason)
 
     def describe(self) -> dict[str, Any]:
