@@ -185,7 +185,7 @@ class _UserFacing(Exception):
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from glmtts_mcp.tools.errors import USER_ERRORS
-    from glmtts_mcp.tools.server import HttpSecurityError
+    from glmtts_mcp.tools.http_security import HttpSecurityError
 
     return (*USER_ERRORS, HttpSecurityError)
 

@@ -164,8 +164,7 @@ class EngineHost:
                 if self._active or self._engine is None or idle < self._idle_unload_s * 0.99:
                     return
                 self._timer = None
-                engine, self._engine = self._engine, None
-                self.unloads += 1  # with the drop, so cache_stats never shows an unloaded model not yet counted
+                engine = self._engine
             self._release(engine, reason=f"idle for {idle:.0f} s")
 
     def unload(self, reason: str = "requested") -> None:
@@ -173,19 +172,20 @@ class EngineHost:
         with self._load_lock:
             with self._lock:
                 self._cancel_timer()
-                engine, self._engine = self._engine, None
-                if engine is not None:
-                    self.unloads += 1
+                engine = self._engine
             if engine is not None:
                 self._release(engine, reason)
 
     def _release(self, engine: Engine, reason: str) -> None:
-        """Free the dropped engine's models (load lock held, so no load overlaps the release)."""
+        """Free the engine's models, then drop it (load lock held: a call arriving meanwhile waits, then
+        loads a fresh engine). cache_stats sees the model loaded until the unload is done and counted."""
         try:
             engine.unload()
-        except Exception:  # unloading must never take the server down
-            log.exception("engine unload failed")
-            return
+        except Exception:  # unloading must never take the server down; a fresh engine replaces this one
+            log.exception("engine unload failed; the next call loads a fresh engine")
+        with self._lock:
+            self._engine = None
+            self.unloads += 1
         log.info("model unloaded (%s)", reason)
 
     def describe(self) -> dict[str, Any]:
