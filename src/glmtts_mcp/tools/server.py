@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import anyio
@@ -38,6 +38,11 @@ Clone a voice from a short recording and narrate text in it, locally.
 3. The result holds the audio inline when it fits the host's limit, plus the saved file path and an audio:// link.
 list_voices, delete_voice, rename_voice, export_voice, import_voice manage the library; cache_stats shows the
 cache and model state. Input files must lie inside the allowed folders."""
+
+
+# Another face served on the same port: given the MCP app (token already checked) and the Host/Origin
+# allow-lists, it returns the app to serve (web/ supplies one; tools/ never imports it).
+HttpFace = Callable[[ASGIApp, TransportSecuritySettings], ASGIApp]
 
 
 class HttpSecurityError(Exception):
@@ -140,8 +145,10 @@ def http_app(
     token: str | None,
     force_insecure: bool = False,
     extra_hosts: Sequence[str] = (),
+    face: HttpFace | None = None,
 ) -> ASGIApp:
-    """The ASGI app for an HTTP transport, with Host/Origin checks and the bearer token when set."""
+    """The ASGI app for an HTTP transport, with Host/Origin checks and the bearer token when set;
+    `face` adds another face (the web pages and APIs) beside the MCP endpoint."""
     if not is_loopback(host) and not token and not force_insecure:
         raise HttpSecurityError(
             f"refusing to serve on {host} (not loopback) without a token: set GLMTTS_MCP_TOKEN to a secret that "
@@ -152,7 +159,8 @@ def http_app(
         app: ASGIApp = server.streamable_http_app(transport_security=security, host=host)
     else:
         app = server.sse_app(transport_security=security, host=host)
-    return BearerTokenMiddleware(app, token) if token else app
+    guarded = BearerTokenMiddleware(app, token) if token else app
+    return face(guarded, security) if face else guarded
 
 
 async def serve_http(app: ASGIApp, host: str, port: int, log_level: str) -> None:
@@ -170,6 +178,7 @@ def run(
     port: int = 8765,
     force_insecure: bool = False,
     extra_hosts: Sequence[str] = (),
+    face: HttpFace | None = None,
 ) -> None:
     """Serve until the client disconnects (stdio) or the process is stopped (HTTP/SSE)."""
     server = build_server(app)
@@ -178,7 +187,7 @@ def run(
         if transport == "stdio":
             anyio.run(server.run_stdio_async)
         else:
-            asgi = http_app(server, transport, host, token, force_insecure, extra_hosts)
+            asgi = http_app(server, transport, host, token, force_insecure, extra_hosts, face)
             path = "/mcp" if transport == "http" else "/sse"
             log.info("serving %s on http://%s:%d%s", transport, host, port, path)
             anyio.run(serve_http, asgi, host, port, app.settings.log_level)

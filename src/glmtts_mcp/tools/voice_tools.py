@@ -16,7 +16,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.cloning import clone_or_get
+from glmtts_mcp.tools.cloning import CloneOutcome, clone_or_get
 from glmtts_mcp.tools.errors import user_errors
 from glmtts_mcp.tools.schemas import (
     CloneVoiceResult,
@@ -54,6 +54,41 @@ def _excerpt(text: str | None) -> str | None:
     if text is None or len(text) <= EXCERPT_CHARS:
         return text
     return text[: EXCERPT_CHARS - 1].rstrip() + "…"
+
+
+def voice_summary(v: VoiceRecord) -> VoiceSummary:
+    """One voice as a listing shows it (list_voices and the web faces)."""
+    return VoiceSummary(
+        voice_id=v.id,
+        name=v.name,
+        transcript_excerpt=_excerpt(v.transcript),
+        duration_s=v.duration_s,
+        language=v.language,
+        created_at=v.created_at,
+        last_used_at=v.last_used_at,
+        tags=v.tags,
+        stale=v.stale,
+        broken=v.broken,
+        uri=f"voice://{v.id}",
+    )
+
+
+def clone_result(outcome: CloneOutcome, started: float) -> CloneVoiceResult:
+    """What a clone returns (clone_voice and the web faces); `started` is the request's perf_counter start."""
+    record = outcome.record
+    timings = dict(outcome.timings)
+    timings["total"] = time.perf_counter() - started
+    return CloneVoiceResult(
+        voice_id=record.id,
+        name=record.name,
+        existed=outcome.existed,
+        transcript=record.transcript,
+        transcript_source=record.transcript_source,
+        language=record.language,
+        duration_s=outcome.duration_s,
+        timings=timings,
+        warnings=outcome.warnings,
+    )
 
 
 def register_voice_tools(server: MCPServer, app: App) -> None:
@@ -98,20 +133,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
                 )
             if not outcome.existed:
                 await notify_voices_changed(ctx)
-            record = outcome.record
-            timings = dict(outcome.timings)
-            timings["total"] = time.perf_counter() - start
-            return CloneVoiceResult(
-                voice_id=record.id,
-                name=record.name,
-                existed=outcome.existed,
-                transcript=record.transcript,
-                transcript_source=record.transcript_source,
-                language=record.language,
-                duration_s=outcome.duration_s,
-                timings=timings,
-                warnings=outcome.warnings,
-            )
+            return clone_result(outcome, start)
 
     @server.tool(
         title="List voices",
@@ -125,25 +147,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         """List the voices in the library (sorted by name), with transcript excerpts and health flags."""
         with user_errors():
             page = await anyio.to_thread.run_sync(lambda: library.list_voices(query=query, limit=limit, cursor=cursor))
-            return ListVoicesResult(
-                voices=[
-                    VoiceSummary(
-                        voice_id=v.id,
-                        name=v.name,
-                        transcript_excerpt=_excerpt(v.transcript),
-                        duration_s=v.duration_s,
-                        language=v.language,
-                        created_at=v.created_at,
-                        last_used_at=v.last_used_at,
-                        tags=v.tags,
-                        stale=v.stale,
-                        broken=v.broken,
-                        uri=f"voice://{v.id}",
-                    )
-                    for v in page.voices
-                ],
-                next_cursor=page.next_cursor,
-            )
+            return ListVoicesResult(voices=[voice_summary(v) for v in page.voices], next_cursor=page.next_cursor)
 
     @server.tool(
         title="Delete a voice",
