@@ -177,7 +177,7 @@ def _guarded(fn: Any) -> Any:
 
 
 @_guarded
-def _serve(args: argparse.Namespace, settings: Settings, open_browser: bool = False) -> int:
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.tools.app import build_app
     from glmtts_mcp.tools.server import run
 
@@ -191,9 +191,9 @@ def _serve(args: argparse.Namespace, settings: Settings, open_browser: bool = Fa
         face = web_face(app)
         base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         log.info("the page, REST API (/docs) and OpenAI endpoint (/v1): %s", face.entry_url(base))
-        if open_browser and getattr(args, "no_browser", False):
+        if args.command == "web" and args.no_browser:
             print(f"open {face.entry_url(base)} in a browser", flush=True)
-        elif open_browser:
+        elif args.command == "web":
             _open_when_listening(host, port, face.entry_url(base))
     run(
         app,
@@ -210,7 +210,7 @@ def _serve(args: argparse.Namespace, settings: Settings, open_browser: bool = Fa
 def _web(args: argparse.Namespace, settings: Settings) -> int:
     """`serve --transport http`, then the page in the default browser (its URL printed when there is none)."""
     args.transport = "http"
-    return _serve(args, settings, open_browser=True)
+    return _serve(args, settings)
 
 
 def _open_when_listening(host: str, port: int, url: str) -> None:

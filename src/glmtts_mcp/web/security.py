@@ -90,10 +90,6 @@ def _matches(value: str, patterns: list[str]) -> bool:
     return value in patterns or any(p.endswith(":*") and value.startswith(p[:-1]) for p in patterns)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class WebGuard:
     """ASGI middleware in front of every web path (see the module docstring)."""
 
@@ -164,29 +160,36 @@ class WebGuard:
         )
 
     async def _capped(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
-        """Run the app, refusing the request with 413 once its body passes the cap."""
+        """Run the app; once the body passes the cap, answer 413 and tell the app the client left."""
         received = 0
+        refused = False
         started = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLarge
+                if received > self.max_body and not started:
+                    refused = True
+                    await self._too_large(path)(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 went out already: the app's own answer is dropped
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._too_large(path)(scope, receive, send)
+        except Exception:
+            if not refused:
+                raise
 
 
 def _error(path: str, status: int, message: str) -> Response:
