@@ -257,17 +257,12 @@ async function importVoice(event) {
 function setUpDropZone() {
   const zone = $("drop-zone");
   const input = $("clone-file");
-  const showName = () => { $("clone-file-name").textContent = input.files[0] ? input.files[0].name : ""; };
-  input.addEventListener("change", showName);
   zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("dragging"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     zone.classList.remove("dragging");
-    if (event.dataTransfer.files.length) {
-      input.files = event.dataTransfer.files;
-      showName();
-    }
+    if (event.dataTransfer.files.length) input.files = event.dataTransfer.files;
   });
 }
 
