@@ -96,7 +96,7 @@ def openai_routes(app: App) -> APIRouter:
         return StreamingResponse(
             _sse_events(app, narration, encoder, len(text)),
             media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-voice-id": narration.voice_id},
+            headers={"cache-control": "no-cache", "x-voice-id": narration.voice_id, "x-segments": str(narration.segments)},
         )
 
     @router.get("/voices", response_model=VoicesResponse)
