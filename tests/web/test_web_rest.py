@@ -7,14 +7,15 @@ import threading
 import zipfile
 from collections.abc import Callable, Iterator
 
+import anyio
 import httpx2
 import numpy as np
 import pytest
 import soundfile as sf
+from mcp import Client
+from web_helpers import LiveServer
 
 from glmtts_mcp.web.audio_stream import wav_stream_header
-
-from web_helpers import LiveServer
 
 # Three segments on any checkpoint: the frontend cuts sentences of at least 30 weighted characters.
 LONG_TEXT = "One. Two. Three. Four. " * 12
@@ -182,6 +183,46 @@ def test_tts_streams_the_first_segment_before_the_rest_exists(
     assert len(voiced) == len(segments)
     whole = client.post("/api/tts", json={"text": LONG_TEXT, "voice": "streamer", "format": "pcm"}).content
     assert first + rest == whole  # the stream is the same audio as an unhurried request
+
+
+def test_rest_and_mcp_wait_in_one_job_queue(server: LiveServer, client: httpx2.Client,
+                                            clip_bytes: Callable[..., bytes]) -> None:
+    """A REST narration holds the engine; an MCP synthesize on the same port queues behind it."""
+    clone(client, clip_bytes(380.0), name="shared")
+    engine = server.app.host.ensure_loaded()
+    gate, inside = threading.Event(), threading.Event()
+    original = engine._voice
+    results: dict = {}
+
+    def gated_voice(*args, **kwargs):
+        inside.set()
+        assert gate.wait(60), "the test never opened the gate"
+        return original(*args, **kwargs)
+
+    async def mcp_synthesize() -> None:
+        async with Client(f"{server.url}/mcp") as mcp:
+            results["mcp"] = await mcp.call_tool("synthesize", {"text": "Hello.", "voice": "shared", "return_mode": "path"})
+
+    def rest_tts() -> None:
+        results["rest"] = httpx2.post(f"{server.url}/api/tts", json={"text": "Hello.", "voice": "shared"}, timeout=120)
+
+    engine._voice = gated_voice
+    threads = [threading.Thread(target=rest_tts), threading.Thread(target=lambda: anyio.run(mcp_synthesize))]
+    try:
+        threads[0].start()
+        assert inside.wait(60)  # the REST narration is inside the engine, holding its slot
+        threads[1].start()
+        waited = 0.0
+        while engine.queue_depth < 1 and waited < 60:
+            threading.Event().wait(0.1)
+            waited += 0.1
+        assert client.get("/api/cache/stats").json()["engine"]["queue_depth"] == 1  # the MCP call waits its turn
+    finally:
+        gate.set()
+        engine._voice = original
+        for thread in threads:
+            thread.join(120)
+    assert results["rest"].status_code == 200 and not results["mcp"].is_error
 
 
 def test_cache_stats(client: httpx2.Client, clip_bytes: Callable[..., bytes]) -> None:
