@@ -47,6 +47,22 @@ def _settings_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _http_options() -> argparse.ArgumentParser:
+    """The HTTP server's flags, shared by `serve` and `web`."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    parent.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    parent.add_argument(
+        "--allowed-host", action="append", default=[], help="extra Host/Origin name HTTP clients may use (repeatable)"
+    )
+    parent.add_argument(
+        "--force-insecure",
+        action="store_true",
+        help=f"serve a non-loopback address without a bearer token ({TOKEN_ENV}); anyone who can reach it can use it",
+    )
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; `glmtts-mcp` alone serves stdio."""
     common = _settings_options()
@@ -58,31 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"glmtts-mcp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", parents=[common], help="run the MCP server (default: stdio)")
+    http = _http_options()
+    serve = sub.add_parser("serve", parents=[common, http], help="run the MCP server (default: stdio)")
     serve.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
-    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
-    serve.add_argument(
-        "--allowed-host", action="append", default=[], help="extra Host/Origin name HTTP clients may use (repeatable)"
-    )
-    serve.add_argument(
-        "--force-insecure",
-        action="store_true",
-        help=f"serve a non-loopback address without a bearer token ({TOKEN_ENV}); anyone who can reach it can use it",
-    )
 
     web = sub.add_parser(
-        "web", parents=[common], help="serve over HTTP (MCP at /mcp, the page, REST and OpenAI APIs) and open the page"
-    )
-    web.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    web.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
-    web.add_argument(
-        "--allowed-host", action="append", default=[], help="extra Host/Origin name HTTP clients may use (repeatable)"
-    )
-    web.add_argument(
-        "--force-insecure",
-        action="store_true",
-        help=f"serve a non-loopback address without a bearer token ({TOKEN_ENV}); anyone who can reach it can use it",
+        "web", parents=[common, http],
+        help="serve over HTTP (MCP at /mcp, the page, REST and OpenAI APIs) and open the page",
     )
     web.add_argument("--no-browser", action="store_true", help="print the page's URL instead of opening a browser")
 
