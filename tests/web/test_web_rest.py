@@ -185,6 +185,37 @@ def test_tts_streams_the_first_segment_before_the_rest_exists(
     assert first + rest == whole  # the stream is the same audio as an unhurried request
 
 
+def test_a_client_that_leaves_mid_stream_frees_the_engine(
+    server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+) -> None:
+    clone(client, clip_bytes(350.0), name="leaver")
+    engine = server.app.host.ensure_loaded()
+    gate = threading.Event()
+    voiced: list[int] = []
+    original = engine._voice
+
+    def gated_voice(*args, **kwargs):
+        if voiced:
+            assert gate.wait(60), "the test never opened the gate"
+        voiced.append(1)
+        return original(*args, **kwargs)
+
+    engine._voice = gated_voice
+    try:
+        with client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "leaver", "format": "pcm"}) as r:
+            assert next(r.iter_raw())  # the first segment, then the client goes away
+    finally:
+        gate.set()
+    engine._voice = original
+    waited = 0.0
+    while engine.jobs.stats().running and waited < 60:
+        threading.Event().wait(0.1)
+        waited += 0.1
+    assert engine.jobs.stats().running == 0 and len(voiced) < 3  # stopped early, its slot given back
+    again = client.post("/api/tts", json={"text": "Hello.", "voice": "leaver", "format": "pcm"})
+    assert again.status_code == 200 and len(again.content) > 0
+
+
 def test_rest_and_mcp_wait_in_one_job_queue(server: LiveServer, client: httpx2.Client,
                                             clip_bytes: Callable[..., bytes]) -> None:
     """A REST narration holds the engine; an MCP synthesize on the same port queues behind it."""
