@@ -42,10 +42,9 @@ from glmtts_mcp.engine.checkpoint.layout import (
     HIFT_WEIGHTS,
     LLM_DIR,
     SPEECH_TOKENIZER_DIR,
-    flow_dims_from_state,
-    hift_config_from_state,
     load_state_dict,
 )
+from glmtts_mcp.engine.checkpoint.loader import flow_dims_from_state, hift_config_from_state
 from glmtts_mcp.engine.models.flow import FLOW_KWARG_DEFAULTS, load_flow_config
 from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.types import AudioInputError, SynthesisOptions, VoiceFeatures
@@ -263,7 +262,7 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
     """
     models = engine.models
     device = models.device
-    features = engine.check_features(voice)
+    features = voice.tensors
     prompt_speech = features["prompt_speech_ids"].tolist()
     prompt_text = features["prompt_text_ids"].tolist()
     text_ids = models.text_tokenizer.encode("Every morning he rowed out before sunrise to check his nets.")
@@ -378,13 +377,12 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
 
 
 def _prompt_processing(engine: Engine, features: VoiceFeatures, repeats: int = 20) -> float:
-    """Seconds the stored-feature path spends on the prompt before generating: check the stored
-    tensors, move them to the device and list the prompt ids (what a clone would otherwise recompute)."""
+    """Seconds the stored-feature path spends on the prompt before generating: move the stored
+    tensors to the device and list the prompt ids (what a clone would otherwise recompute)."""
     device = engine.device
     start = time.perf_counter()
     for _ in range(repeats):
-        tensors = engine.check_features(features)
-        moved = {name: tensor.to(device) for name, tensor in tensors.items()}
+        moved = {name: tensor.to(device) for name, tensor in features.tensors.items()}
         moved["prompt_text_ids"].tolist(), moved["prompt_speech_ids"].tolist()
     _sync(device)
     return (time.perf_counter() - start) / repeats

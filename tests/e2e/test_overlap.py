@@ -14,6 +14,7 @@ import pytest
 from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.models.static_cache import StaticDecoder
 from glmtts_mcp.engine.types import SynthesisOptions
+from narration import whole_narration
 
 LONG_TEXT = "One. Two. Three. Four. " * 12  # three segments
 
@@ -81,7 +82,7 @@ def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voi
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """With one slot, the model work of two requests never interleaves, and each gets its own audio."""
     texts = [LONG_TEXT, "A cat sat. " * 20]
-    alone = [pipelined.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)) for t in texts]
+    alone = [whole_narration(pipelined, t, voice.features, SynthesisOptions(seed=3)) for t in texts]
     segments = [set(pipelined.text_frontend.synthesis_segments(t)) for t in texts]
     log: list[tuple[str, str, float, float]] = []
     record(pipelined, monkeypatch, "_speech_tokens", log)
@@ -89,7 +90,7 @@ def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voi
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         together = list(pool.map(
-            lambda t: pipelined.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)), texts))
+            lambda t: whole_narration(pipelined, t, voice.features, SynthesisOptions(seed=3)), texts))
     for got, want in zip(together, alone, strict=True):
         assert np.array_equal(got, want)
     owner = [0 if segment in segments[0] else 1 for _, segment, _, _ in log]
@@ -107,7 +108,7 @@ def test_a_reader_that_stops_early_frees_its_slot(pipelined: Engine, voice) -> N
     while pipelined.jobs.stats().running and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pipelined.jobs.stats().running == 0
-    assert len(pipelined.synthesize_to_array("Still serving.", voice.features, SynthesisOptions(seed=1))) > 0
+    assert len(whole_narration(pipelined, "Still serving.", voice.features, SynthesisOptions(seed=1))) > 0
 
 
 def test_fast_path_settings_default_to_cuda_only(engine: Engine, tiny_checkpoint: Path) -> None:

@@ -29,7 +29,7 @@ def server(web_app: App) -> Iterator[LiveServer]:
 def token_server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[LiveServer]:
     """A server that asks for TOKEN (its own library)."""
     app = make_web_app(tmp_path_factory.mktemp("web-token"), tiny_checkpoint, token=TOKEN)
-    with live_server(app, TOKEN) as live:
+    with live_server(app) as live:
         yield live
     app.close()
 

@@ -136,7 +136,7 @@ def test_token_protected_server(tmp_path: Path, tiny_checkpoint: Path, page_for:
                                 clip_writer: Callable[..., Path]) -> None:
     app = make_web_app(tmp_path / "server", tiny_checkpoint, token=TOKEN)
     try:
-        with live_server(app, TOKEN) as live:
+        with live_server(app) as live:
             entry = live.face.entry_url(live.url)
             stranger = page_for()
             stranger.goto(live.url + "/")

@@ -49,7 +49,7 @@ def test_one_time_link_sets_the_session_cookie(tmp_path, tiny_checkpoint) -> Non
 
     app = make_web_app(tmp_path, tiny_checkpoint, token=TOKEN)
     try:
-        with live_server(app, TOKEN) as live:
+        with live_server(app) as live:
             entry = live.face.entry_url(live.url)
             assert "/login?code=" in entry and TOKEN not in entry
             first = httpx2.get(entry)

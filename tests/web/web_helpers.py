@@ -18,7 +18,7 @@ import uvicorn
 
 from glmtts_mcp.config import load_settings
 from glmtts_mcp.tools.app import App, build_app
-from glmtts_mcp.tools.server import build_server, http_app
+from glmtts_mcp.tools.server import build_server, http_service
 from glmtts_mcp.web import web_face
 from glmtts_mcp.web.site import WebFace
 
@@ -39,12 +39,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: App, token: str | None = None) -> Iterator[LiveServer]:
-    """Serve `app` like `glmtts-mcp serve --transport http` does, until the block ends."""
+def live_server(app: App) -> Iterator[LiveServer]:
+    """Serve `app` like `glmtts-mcp serve --transport http` does (its token, if set), until the block ends."""
     face = web_face(app)
-    asgi = http_app(build_server(app), "http", "127.0.0.1", token, face=face)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(http_service(build_server(app), app.settings, "http", "127.0.0.1", port, face=face))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -71,6 +70,7 @@ def isolated_env() -> Iterator[None]:
 
 
 def make_web_app(base: Path, checkpoint: Path, **overrides: Any) -> App:
+    base.mkdir(parents=True, exist_ok=True)  # the allowed folder must exist
     with isolated_env():
         settings = load_settings(
             checkpoint=checkpoint,

@@ -1,7 +1,9 @@
-"""The one engine of the process: loaded once (lazily or at start), unloaded when idle, failures kept.
+"""The one engine of the process, and the one owner of the model's life: load, reload, unload.
 
-A model that fails to load is remembered with its reason; every engine tool then answers with that
-reason and the fix, and the next call tries again (the user may have run `glmtts-mcp download`).
+Every load goes through `ensure_loaded` (first use, the background preload, the first call after an
+idle unload), so each is counted, timed and, when it fails, remembered with its reason: every engine
+tool then answers with that reason and the fix, and the next call tries again (the user may have run
+`glmtts-mcp download`). Unloading drops the engine; the next call builds a fresh one here.
 Tools that only need the voice library never touch this object.
 """
 
@@ -12,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EngineLoader = Callable[[], "Engine"]
+ModelState = Literal["unloaded", "loading", "loaded", "failed"]
 
 
 class EngineUnavailable(EngineError):
@@ -40,7 +43,9 @@ class EngineHost:
         self._checkpoint = checkpoint
         self._idle_unload_s = idle_unload_s
         self._engine: Engine | None = None
-        self._load_lock = threading.Lock()  # held while loading (slow)
+        self._load_lock = threading.Lock()  # held while loading or unloading (slow)
+        self._loading = False
+        self._preloading = False  # a background load was asked for (its thread may not hold the lock yet)
         self._lock = threading.Lock()  # guards the job count and the timer (fast: the event loop takes it)
         self._active = 0
         self._last_used = time.monotonic()
@@ -53,26 +58,58 @@ class EngineHost:
     @property
     def model_loaded(self) -> bool:
         """Whether the model's weights are in memory now."""
-        return self._engine is not None and self._engine.loaded
+        return self._engine is not None
+
+    @property
+    def state(self) -> ModelState:
+        """What cache_stats shows: a load in progress, a model in memory, the last load failed, or none."""
+        if self._loading or self._preloading:
+            return "loading"
+        if self._engine is not None:
+            return "loaded"
+        return "failed" if self.load_error else "unloaded"
 
     def ensure_loaded(self) -> Engine:
-        """Load the engine if needed (blocking: call from a worker thread) and return it."""
+        """Load the engine if needed (blocking: call from a worker thread) and return it.
+
+        A call that arrives during a load (the background preload, another tool) waits for it.
+        """
         with self._load_lock:
             if self._engine is not None:
                 return self._engine
             start = time.perf_counter()
+            self._loading = True
             try:
                 engine = self._loader()
             except Exception as exc:  # any loader failure becomes a message the user can act on
                 self.load_error = _explain_load_failure(exc, self._checkpoint)
                 log.error("model failed to load: %s", self.load_error)
                 raise EngineUnavailable(self.load_error) from exc
+            finally:
+                self._loading = False
             self._engine = engine
             self.load_error = None
             self.load_s = time.perf_counter() - start
             self.loads += 1
             log.info("model loaded in %.1f s on %s", self.load_s, getattr(engine, "device", "?"))
             return engine
+
+    def load_in_background(self) -> threading.Thread:
+        """Start loading now without waiting (`--preload start`): the server answers meanwhile, and
+        engine tools wait for this load instead of starting their own."""
+
+        def load() -> None:
+            try:
+                self.ensure_loaded()
+            except EngineUnavailable:
+                pass  # remembered in load_error; engine tools report it, library tools keep working
+            finally:
+                self._preloading = False
+
+        self._preloading = True
+        thread = threading.Thread(target=load, name="glmtts-preload", daemon=True)
+        thread.start()
+        return thread
 
     async def run(self, job: Callable[[Engine], T]) -> T:
         """Run `job(engine)` in a worker thread, loading the engine first; the event loop keeps serving."""
@@ -102,26 +139,26 @@ class EngineHost:
         self._timer.start()
 
     def _unload_if_idle(self) -> None:
-        with self._lock:
-            idle = time.monotonic() - self._last_used
-            if self._active or self._engine is None or idle < self._idle_unload_s * 0.99:
-                return
-            self._timer = None
-            engine = self._engine
-        self._release(engine, reason=f"idle for {idle:.0f} s")
+        with self._load_lock:  # a call arriving now waits, then loads a fresh engine through ensure_loaded
+            with self._lock:
+                idle = time.monotonic() - self._last_used
+                if self._active or self._engine is None or idle < self._idle_unload_s * 0.99:
+                    return
+                self._timer = None
+                engine, self._engine = self._engine, None
+            self._release(engine, reason=f"idle for {idle:.0f} s")
 
     def unload(self, reason: str = "requested") -> None:
-        """Free the model's memory now (the engine waits for running jobs); the next call reloads it."""
-        with self._lock:
-            self._cancel_timer()
-            engine = self._engine
-        if engine is not None:
-            self._release(engine, reason)
+        """Free the model's memory now (the engine waits for running jobs); the next call loads it again."""
+        with self._load_lock:
+            with self._lock:
+                self._cancel_timer()
+                engine, self._engine = self._engine, None
+            if engine is not None:
+                self._release(engine, reason)
 
     def _release(self, engine: Engine, reason: str) -> None:
-        """Engine.unload frees every model and reloads them on the next call (the object stays)."""
-        if not engine.loaded:
-            return
+        """Free the dropped engine's models (load lock held, so no load overlaps the release)."""
         try:
             engine.unload()
         except Exception:  # unloading must never take the server down
@@ -135,6 +172,7 @@ class EngineHost:
         engine = self._engine
         info: dict[str, Any] = {
             "model_loaded": self.model_loaded,
+            "state": self.state,
             "model_error": self.load_error,
             "checkpoint": str(self._checkpoint),
             "load_s": self.load_s,

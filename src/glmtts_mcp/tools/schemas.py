@@ -46,9 +46,12 @@ class ListVoicesResult(BaseModel):
 
 
 class DeleteVoiceResult(BaseModel):
-    voice_id: str
+    """`deleted: false` is no failure: the voice was already gone (delete_voice is idempotent)."""
+
+    voice_id: str | None = Field(description="the deleted voice's id; null when a name matched no voice")
     name: str | None
-    deleted: bool
+    deleted: bool = Field(description="true when this call deleted the voice; false when there was none to delete")
+    message: str
 
 
 class RenameVoiceResult(BaseModel):
@@ -96,6 +99,7 @@ class EngineStats(BaseModel):
     """The model's state: loaded or not, where, how much memory, how many jobs wait."""
 
     model_loaded: bool
+    state: Literal["unloaded", "loading", "loaded", "failed"]
     model_error: str | None = None
     checkpoint: str
     device: str | None = None

@@ -27,9 +27,9 @@ from glmtts_mcp.tools.schemas import (
     RenameVoiceResult,
     VoiceSummary,
 )
-from glmtts_mcp.tools.paths import audio_source, resolve_allowed_path, writable_target
+from glmtts_mcp.tools.paths import audio_source, export_protected_folders, resolve_allowed_path, writable_target
 from glmtts_mcp.tools.progress import relay_for
-from glmtts_mcp.voices import VoiceRecord
+from glmtts_mcp.voices import VoiceNotFound, VoiceRecord, is_voice_id
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,16 @@ def voice_summary(v: VoiceRecord) -> VoiceSummary:
         stale=v.stale,
         broken=v.broken,
         uri=f"voice://{v.id}",
+    )
+
+
+def deleted_result(record: VoiceRecord | None, given: str) -> DeleteVoiceResult:
+    """What a delete that removed a voice returns (delete_voice and the web faces); `record` is None for a
+    broken voice whose meta.json was unreadable, deleted by the id `given`."""
+    if record is None:
+        return DeleteVoiceResult(voice_id=given, name=None, deleted=True, message=f"deleted voice {given}")
+    return DeleteVoiceResult(
+        voice_id=record.id, name=record.name, deleted=True, message=f"deleted voice {record.name} ({record.id})"
     )
 
 
@@ -156,13 +166,25 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         ),
     )
     async def delete_voice(voice: VoiceArg, ctx: Context) -> DeleteVoiceResult:
-        """Delete a voice (by id or name) and its stored files from the library."""
+        """Delete a voice (by id or name) and its stored files from the library.
+
+        Idempotent: a voice that is not (or no longer) there is no error but `deleted: false`, so a
+        host that retries after a lost answer sees success.
+        """
         with user_errors():
-            record = await anyio.to_thread.run_sync(lambda: library.delete(voice))
+            try:
+                record = await anyio.to_thread.run_sync(lambda: library.delete(voice))
+            except VoiceNotFound:
+                given = voice.strip().lower()
+                return DeleteVoiceResult(
+                    voice_id=given if is_voice_id(given) else None,
+                    name=None,
+                    deleted=False,
+                    message=f"no voice {voice!r} in the library (already deleted, or never stored): nothing was "
+                    "deleted. Call list_voices to see the stored voices.",
+                )
             await notify_voices_changed(ctx)
-            if record is None:  # a broken voice whose meta.json was unreadable: its id was given
-                return DeleteVoiceResult(voice_id=voice, name=None, deleted=True)
-            return DeleteVoiceResult(voice_id=record.id, name=record.name, deleted=True)
+            return deleted_result(record, voice)
 
     @server.tool(
         title="Rename a voice",
@@ -196,16 +218,20 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         voice: VoiceArg,
         path: Annotated[
             str,
-            Field(description="absolute path of the archive file (or an existing folder) inside the allowed folders"),
+            Field(
+                description="absolute path ending in .zip (or an existing folder, which gets <name>.glmtts-voice.zip) "
+                "inside the allowed folders, outside the voice library, output and checkpoint folders; an existing "
+                "file there is replaced only if it is an older export"
+            ),
         ],
     ) -> ExportVoiceResult:
-        """Write a voice (reference audio, transcript, features) to a portable archive file."""
+        """Write a voice (reference audio, transcript, features) to a portable .zip archive file."""
         with user_errors():
 
             def export() -> tuple[VoiceRecord, Path, int]:  # all disk work in one worker-thread hop
+                dest = writable_target(path, settings.allowed_dirs)
                 record = library.resolve(voice)
-                dest = writable_target(path, settings.allowed_dirs, what="archive path")
-                written = library.export_voice(record.id, dest)
+                written = library.export_voice(record.id, dest, protected=export_protected_folders(settings))
                 return record, written, written.stat().st_size
 
             record, written, size = await anyio.to_thread.run_sync(export)
@@ -224,7 +250,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     ) -> ImportVoiceResult:
         """Add a voice from an archive made by export_voice (checked before anything is stored)."""
         with user_errors():
-            source = resolve_allowed_path(path, settings.allowed_dirs, what="archive")
+            source = resolve_allowed_path(path, settings.allowed_dirs)
             record, existed = await anyio.to_thread.run_sync(lambda: library.import_voice(source, name=name))
             if not existed:
                 await notify_voices_changed(ctx)

@@ -28,7 +28,7 @@ from glmtts_mcp.tools.schemas import (
     RenameVoiceResult,
 )
 from glmtts_mcp.tools.stats import collect_stats
-from glmtts_mcp.tools.voice_tools import clone_result, voice_summary
+from glmtts_mcp.tools.voice_tools import clone_result, deleted_result, voice_summary
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 from glmtts_mcp.web.audio_stream import STREAM_FORMATS, AudioEncoder, encoded_chunks, open_narration
@@ -143,12 +143,10 @@ def rest_routes(app: App) -> APIRouter:
 
     @router.delete("/voices/{voice}", response_model=DeleteVoiceResult)
     async def delete_voice(voice: VoicePath) -> DeleteVoiceResult:
-        """Delete a voice and its files."""
+        """Delete a voice and its files (an unknown voice is 404: nothing was deleted)."""
         with web_errors(field="voice"):
             record = await anyio.to_thread.run_sync(lambda: library.delete(voice))
-        if record is None:  # a broken voice whose meta.json was unreadable: its id was given
-            return DeleteVoiceResult(voice_id=voice, name=None, deleted=True)
-        return DeleteVoiceResult(voice_id=record.id, name=record.name, deleted=True)
+        return deleted_result(record, voice)
 
     @router.get("/voices/{voice}/audio", response_class=FileResponse)
     async def reference_audio(voice: VoicePath) -> FileResponse:

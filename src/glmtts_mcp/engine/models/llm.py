@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -28,10 +28,6 @@ logger = logging.getLogger(__name__)
 
 class LLMLoadError(EngineError):
     """An LLM folder that is missing files or whose weights do not fit its config."""
-
-
-class DrawMismatchError(RuntimeError):
-    """Recorded draws that cannot have come from this step's distribution (parity diverged)."""
 
 
 def load_llm(llm_dir: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -109,39 +105,6 @@ class GeneratorDraws:
 
     def full(self, step: int, probs: torch.Tensor) -> int:
         return self._draw(probs)
-
-
-@dataclass
-class RecordedDraws:
-    """Replay the per-step picks that upstream's RNG made, so a parity run is exact without its RNG.
-
-    `nucleus[i]` is the id upstream's nucleus draw returned at step i; `fallback[i]` is the id of
-    its full-softmax redraw, or -1 where it did not redraw. Every pick is checked against this
-    step's distribution, so a divergence raises instead of passing silently.
-    """
-
-    nucleus_picks: Sequence[int]
-    fallback_picks: Sequence[int]
-    fallback_steps: list[int] = field(default_factory=list)
-
-    def _recorded(self, picks: Sequence[int], step: int, what: str) -> int:
-        if step >= len(picks):
-            raise DrawMismatchError(f"step {step} needs a {what} draw but only {len(picks)} were recorded")
-        return int(picks[step])
-
-    def nucleus(self, step: int, probs: torch.Tensor, ids: torch.Tensor) -> int:
-        pick = self._recorded(self.nucleus_picks, step, "nucleus")
-        if pick not in ids.tolist():
-            raise DrawMismatchError(f"step {step}: recorded nucleus pick {pick} is not in this step's nucleus "
-                                    f"{ids.tolist()}")
-        return pick
-
-    def full(self, step: int, probs: torch.Tensor) -> int:
-        pick = self._recorded(self.fallback_picks, step, "fallback")
-        if pick < 0 or not bool(probs[pick] > 0):
-            raise DrawMismatchError(f"step {step}: redraw needed here but the recorded fallback pick is {pick}")
-        self.fallback_steps.append(step)
-        return pick
 
 
 def nucleus_size(sorted_probs: torch.Tensor, top_p: float, top_k: int) -> int:
@@ -243,7 +206,7 @@ class GLMTTSLLM:
         and at most int(max_ratio * len) steps run. Generation stops on eoa only (the config's
         eos id is an ordinary text id here). Ids outside the audio range are returned as upstream
         returns them (possibly negative): see `in_audio_range`. `draws` replaces the generator, e.g.
-        with `RecordedDraws` from a golden case; `trace`, when given, receives one `StepTrace` per step.
+        with the parity runner's recorded draws; `trace`, when given, receives one `StepTrace` per step.
         """
         if not text_ids:
             return []

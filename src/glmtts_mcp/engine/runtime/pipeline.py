@@ -30,17 +30,16 @@ import numpy as np
 import torch
 
 from glmtts_mcp.engine.frontend import audio_features as audio
-from glmtts_mcp.engine.checkpoint.layout import Models, fingerprint, load_models, validate_checkpoint
+from glmtts_mcp.engine.checkpoint.layout import resolve_whisper_model
+from glmtts_mcp.engine.checkpoint.loader import Models, load_models
 from glmtts_mcp.engine.runtime.output_encoding import Crossfader
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.frontend.reference_clip import load_reference, reference_pcm_at
 from glmtts_mcp.engine.models.static_cache import StaticDecoder
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
-from glmtts_mcp.engine.models.transcribe import Transcriber, resolve_whisper_model
+from glmtts_mcp.engine.models.transcribe import Transcriber
 from glmtts_mcp.engine.types import (
-    FEATURE_SCHEMA,
-    FEATURE_SCHEMA_VERSION,
     AudioChunk,
     AudioInputError,
     EngineError,
@@ -58,7 +57,6 @@ MODEL_SAMPLE_RATE = 24000  # HiFT output and the prompt mel's rate
 SPEECH_SAMPLE_RATE = 16000  # speech tokenizer, CAMPPlus and Whisper
 MAX_HISTORY_SPEECH_TOKENS = 750  # upstream MAX_LLM_SEQ_INP_LEN
 CROSSFADE_MS = 20.0
-DEFAULT_MAX_TEXT_CHARS = 20000
 
 # Accepted ranges of the per-call sampling settings.
 TEMPERATURE_RANGE = (0.05, 2.0)
@@ -154,7 +152,6 @@ class Engine:
         flow_dtype: torch.dtype,
         whisper_model: str | Path,
         concurrency: int = 1,
-        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         compile_llm: bool | None = None,
         overlap: bool | None = None,
     ) -> None:
@@ -163,7 +160,6 @@ class Engine:
         self._llm_dtype = llm_dtype
         self._flow_dtype = flow_dtype
         self.whisper_model = whisper_model
-        self.max_text_chars = max_text_chars
         self.jobs = JobQueue(concurrency)
         # torch.compile of the LLM's one-token step: CUDA graphs on a GPU; on a CPU compiling costs more than it saves.
         self.compile_llm = device.type == "cuda" if compile_llm is None else compile_llm
@@ -174,7 +170,6 @@ class Engine:
         self._llm_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.text_frontend = TextFrontend()
         self.prompt_mel = audio.prompt_mel_features  # the mel stage (an attribute so tests can count calls)
-        self._fingerprint = fingerprint(self.checkpoint)
         self._models: Models | None = None
         self._transcriber: Transcriber | None = None
         self._load_lock = threading.Lock()
@@ -190,18 +185,16 @@ class Engine:
         whisper_model: str | Path = "base",
         flow_dtype: str = "float32",
         concurrency: int = 1,
-        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         compile_llm: bool | None = None,
         overlap: bool | None = None,
     ) -> Engine:
-        """Validate the checkpoint and load every model now (Whisper loads on first transcription).
+        """Load every model now, the checkpoint validated first (Whisper loads on first transcription).
 
         `dtype` is the LLM's (auto: bf16 on a GPU); the flow uses `flow_dtype` (fp32 by default, see
-        CHECKPOINT.md §5). `compile_llm` compiles the LLM's decoding step; `overlap` runs the next
+        docs/checkpoint.md §5). `compile_llm` compiles the LLM's decoding step; `overlap` runs the next
         segment's LLM alongside the current segment's flow and vocoder (both default to on CUDA only).
         """
         resolved = resolve_device(device)
-        validate_checkpoint(Path(checkpoint))
         engine = cls(
             Path(checkpoint),
             device=resolved,
@@ -209,11 +202,10 @@ class Engine:
             flow_dtype=resolve_dtype(flow_dtype, resolved),
             whisper_model=whisper_model,
             concurrency=concurrency,
-            max_text_chars=max_text_chars,
             compile_llm=compile_llm,
             overlap=overlap,
         )
-        engine.models  # noqa: B018 - load eagerly so errors surface at start
+        engine._load_models()
         return engine
 
     # --- properties -----------------------------------------------------------------------
@@ -228,15 +220,6 @@ class Engine:
         return dtype_name(self._llm_dtype)
 
     @property
-    def fingerprint(self) -> str:
-        """Identifies the feature-relevant checkpoint files; voices stored under another are stale."""
-        return self._fingerprint
-
-    @property
-    def feature_schema(self) -> dict[str, tuple[str, int]]:
-        return dict(FEATURE_SCHEMA)
-
-    @property
     def queue_depth(self) -> int:
         return self.jobs.depth
 
@@ -246,19 +229,21 @@ class Engine:
 
     @property
     def models(self) -> Models:
-        """The loaded models, reloading them if `unload` freed them."""
+        """The loaded models. An unloaded engine stays unloaded: its owner (EngineHost) loads a new one,
+        so every load is counted, timed and its failure recorded in one place."""
         models = self._models
-        if models is not None:
-            return models
-        with self._load_lock:
-            if self._models is None:
-                start = time.perf_counter()
-                self._models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
-                if self.compile_llm:
-                    self._models.llm.decoder = StaticDecoder(self._models.llm.model, compile=True)
-                self.load_s = time.perf_counter() - start
-                log.info("models loaded from %s on %s in %.1f s", self.checkpoint, self._device, self.load_s)
-            return self._models
+        if models is None:
+            raise EngineError("the model was unloaded while this request waited: send the request again")
+        return models
+
+    def _load_models(self) -> None:
+        start = time.perf_counter()
+        models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
+        if self.compile_llm:
+            models.llm.decoder = StaticDecoder(models.llm.model, compile=True)
+        self._models = models
+        self.load_s = time.perf_counter() - start
+        log.info("models loaded from %s on %s in %.1f s", self.checkpoint, self._device, self.load_s)
 
     @property
     def transcriber(self) -> Transcriber:
@@ -272,7 +257,7 @@ class Engine:
     # --- lifecycle --------------------------------------------------------------------------
 
     def unload(self) -> None:
-        """Free every model (the next call reloads them); waits for running jobs to finish."""
+        """Free every model for good (waits for running jobs); the owner loads a new Engine when needed."""
         with self.jobs.slot(), self._load_lock:
             self._models = None
             if self._transcriber is not None:
@@ -380,15 +365,8 @@ class Engine:
 
     # --- synthesis --------------------------------------------------------------------------
 
-    def check_options(self, text: str, options: SynthesisOptions) -> None:
-        """Refuse empty or over-long text and out-of-range sampling settings, naming the fix."""
-        if not text or not text.strip():
-            raise EngineError("the text to synthesize is empty: pass the words to speak")
-        if len(text) > self.max_text_chars:
-            raise EngineError(
-                f"the text has {len(text)} characters; the limit is {self.max_text_chars}: "
-                "split it into several calls (or raise max_text_chars)"
-            )
+    def check_options(self, options: SynthesisOptions) -> None:
+        """Refuse out-of-range sampling settings, naming the fix (the text's length is the face's policy)."""
         checks = [
             ("temperature", options.temperature, *TEMPERATURE_RANGE),
             ("top_p", options.top_p, *TOP_P_RANGE),
@@ -400,21 +378,6 @@ class Engine:
                 raise EngineError(f"{name}={value} is out of range: use a value from {low} to {high}")
         if not isinstance(options.seed, int) or not 0 <= options.seed < 2**63:
             raise EngineError(f"seed={options.seed!r} must be an integer from 0 to 2**63-1")
-
-    def check_features(self, features: VoiceFeatures) -> dict[str, torch.Tensor]:
-        """The feature tensors, checked against FEATURE_SCHEMA (a stale or damaged voice is refused)."""
-        if features.schema_version != FEATURE_SCHEMA_VERSION:
-            raise EngineError(
-                f"voice features have schema version {features.schema_version}, the engine needs "
-                f"{FEATURE_SCHEMA_VERSION}: re-clone the voice from its reference audio"
-            )
-        out: dict[str, torch.Tensor] = {}
-        for name, (dtype, ndim) in FEATURE_SCHEMA.items():
-            tensor = features.tensors.get(name)
-            if tensor is None or tensor.dim() != ndim or dtype_name(tensor.dtype) != dtype or tensor.numel() == 0:
-                raise EngineError(f"voice feature {name!r} is missing or malformed: re-clone the voice")
-            out[name] = tensor
-        return out
 
     def synthesize(
         self,
@@ -428,8 +391,8 @@ class Engine:
         Deterministic for a fixed seed (each segment re-seeds, as upstream). The concatenation of
         the chunks is the whole narration, with 20 ms crossfades at the joins.
         """
-        self.check_options(text, options)
-        tensors = self.check_features(features)
+        self.check_options(options)
+        tensors = features.tensors  # checked against FEATURE_SCHEMA where they entered: extraction or the library
         segments = [s for s in self.text_frontend.synthesis_segments(text) if _speakable(s)]
         if not segments:
             raise EngineError(
@@ -527,14 +490,3 @@ class Engine:
             )
             wav, _, _ = models.hift.inference(mel, generator=generator)
         return wav[0].float().cpu().numpy()
-
-    def synthesize_to_array(
-        self,
-        text: str,
-        features: VoiceFeatures,
-        options: SynthesisOptions = SynthesisOptions(),
-        progress: ProgressCallback | None = None,
-    ) -> np.ndarray:
-        """The whole narration as float32 PCM at options.sample_rate (the stream, concatenated)."""
-        chunks = [chunk.pcm for chunk in self.synthesize(text, features, options, progress)]
-        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
