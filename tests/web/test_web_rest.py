@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import anyio
 import httpx2
@@ -104,6 +107,12 @@ def test_bad_uploads(client: httpx2.Client, web_app) -> None:
     bad_archive = client.post("/api/voices/import", files={"archive": ("x.zip", b"PK not a zip", "application/zip")})
     assert bad_archive.status_code == 400 and bad_archive.json()["field"] == "archive"
 
+    for field, value, needle in (("language", "klingon", "is not one the text frontend knows"),
+                                 ("transcript", "word " * 200, "characters, but the clip has only")):
+        refused = clone(client, clip_bytes(230.0), **{field: value})
+        assert refused.status_code == 400 and refused.json()["field"] == field, refused.text
+        assert needle in refused.json()["error"]
+
     silence = io.BytesIO()
     sf.write(silence, np.zeros(16000 * 3, dtype=np.float32), 16000, format="WAV")
     silent = client.post("/api/voices", files={"audio": ("silent.wav", silence.getvalue())}, data={"transcript": "hi"})
@@ -150,6 +159,42 @@ def test_tts_formats_decode(client: httpx2.Client, clip_bytes: Callable[..., byt
     assert len(pcm) > 2400
 
 
+@dataclass
+class HeldSegments:
+    """Every segment after the first `free` waits in the engine (flow + vocoder) until `gate` is set."""
+
+    free: int
+    gate: threading.Event = field(default_factory=threading.Event)
+    entered: threading.Event = field(default_factory=threading.Event)
+    voiced: list[int] = field(default_factory=list)
+
+
+@contextmanager
+def held_segments(engine, free: int) -> Iterator[HeldSegments]:
+    held = HeldSegments(free)
+    original = engine._voice
+
+    def gated_voice(*args, **kwargs):
+        held.entered.set()
+        if len(held.voiced) >= held.free:
+            assert held.gate.wait(60), "the test never opened the gate"
+        held.voiced.append(1)
+        return original(*args, **kwargs)
+
+    engine._voice = gated_voice
+    try:
+        yield held
+    finally:
+        held.gate.set()
+        engine._voice = original
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_tts_streams_the_first_segment_before_the_rest_exists(
     server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
 ) -> None:
@@ -158,29 +203,15 @@ def test_tts_streams_the_first_segment_before_the_rest_exists(
     engine = server.app.host.ensure_loaded()
     segments = engine.text_frontend.synthesis_segments(LONG_TEXT)
     assert len(segments) >= 3
-    gate = threading.Event()
-    voiced: list[int] = []
-    original = engine._voice
-
-    def gated_voice(*args, **kwargs):  # flow + vocoder of one segment
-        if voiced:
-            assert gate.wait(60), "the test never opened the gate"
-        voiced.append(1)
-        return original(*args, **kwargs)
-
-    engine._voice = gated_voice
-    try:
+    with held_segments(engine, free=1) as held:
         with client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "streamer", "format": "pcm"}) as r:
             assert r.status_code == 200 and r.headers["x-segments"] == str(len(segments))
             stream = r.iter_raw()
             first = next(stream)
-            assert len(first) > 0 and len(voiced) == 1  # the first segment's audio left; the second is not made
-            gate.set()
+            assert len(first) > 0 and len(held.voiced) == 1  # the first segment's audio left; the second is not made
+            held.gate.set()
             rest = b"".join(stream)
-    finally:
-        engine._voice = original
-        gate.set()
-    assert len(voiced) == len(segments)
+    assert len(held.voiced) == len(segments)
     whole = client.post("/api/tts", json={"text": LONG_TEXT, "voice": "streamer", "format": "pcm"}).content
     assert first + rest == whole  # the stream is the same audio as an unhurried request
 
@@ -190,28 +221,11 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(
 ) -> None:
     clone(client, clip_bytes(350.0), name="leaver")
     engine = server.app.host.ensure_loaded()
-    gate = threading.Event()
-    voiced: list[int] = []
-    original = engine._voice
-
-    def gated_voice(*args, **kwargs):
-        if voiced:
-            assert gate.wait(60), "the test never opened the gate"
-        voiced.append(1)
-        return original(*args, **kwargs)
-
-    engine._voice = gated_voice
-    try:
+    with held_segments(engine, free=1) as held:
         with client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "leaver", "format": "pcm"}) as r:
             assert next(r.iter_raw())  # the first segment, then the client goes away
-    finally:
-        gate.set()
-    engine._voice = original
-    waited = 0.0
-    while engine.jobs.stats().running and waited < 60:
-        threading.Event().wait(0.1)
-        waited += 0.1
-    assert engine.jobs.stats().running == 0 and len(voiced) < 3  # stopped early, its slot given back
+    wait_until(lambda: engine.jobs.stats().running == 0)
+    assert engine.jobs.stats().running == 0 and len(held.voiced) < 3  # stopped early, its slot given back
     again = client.post("/api/tts", json={"text": "Hello.", "voice": "leaver", "format": "pcm"})
     assert again.status_code == 200 and len(again.content) > 0
 
@@ -221,14 +235,7 @@ def test_rest_and_mcp_wait_in_one_job_queue(server: LiveServer, client: httpx2.C
     """A REST narration holds the engine; an MCP synthesize on the same port queues behind it."""
     clone(client, clip_bytes(380.0), name="shared")
     engine = server.app.host.ensure_loaded()
-    gate, inside = threading.Event(), threading.Event()
-    original = engine._voice
     results: dict = {}
-
-    def gated_voice(*args, **kwargs):
-        inside.set()
-        assert gate.wait(60), "the test never opened the gate"
-        return original(*args, **kwargs)
 
     async def mcp_synthesize() -> None:
         async with Client(f"{server.url}/mcp") as mcp:
@@ -237,22 +244,15 @@ def test_rest_and_mcp_wait_in_one_job_queue(server: LiveServer, client: httpx2.C
     def rest_tts() -> None:
         results["rest"] = httpx2.post(f"{server.url}/api/tts", json={"text": "Hello.", "voice": "shared"}, timeout=120)
 
-    engine._voice = gated_voice
     threads = [threading.Thread(target=rest_tts), threading.Thread(target=lambda: anyio.run(mcp_synthesize))]
-    try:
+    with held_segments(engine, free=0) as held:
         threads[0].start()
-        assert inside.wait(60)  # the REST narration is inside the engine, holding its slot
+        assert held.entered.wait(60)  # the REST narration is inside the engine, holding its slot
         threads[1].start()
-        waited = 0.0
-        while engine.queue_depth < 1 and waited < 60:
-            threading.Event().wait(0.1)
-            waited += 0.1
+        wait_until(lambda: engine.queue_depth >= 1)
         assert client.get("/api/cache/stats").json()["engine"]["queue_depth"] == 1  # the MCP call waits its turn
-    finally:
-        gate.set()
-        engine._voice = original
-        for thread in threads:
-            thread.join(120)
+    for thread in threads:
+        thread.join(120)
     assert results["rest"].status_code == 200 and not results["mcp"].is_error
 
 

@@ -88,10 +88,11 @@ def rest_wording(message: str) -> str:
 
 
 @contextmanager
-def web_errors(field: str | None = None) -> Iterator[None]:
+def web_errors(field: str | None = None, fields: tuple[str, ...] = ()) -> Iterator[None]:
     """Known failures (the tools' user errors) become WebError with their sentence and status.
 
-    `field` names the request field that bad input (400, 415) is about: the uploaded file, say."""
+    Bad input (400, 415) names a request field: the one among `fields` its sentence starts with (the
+    tools' sentences open with the argument they are about), else `field` (the uploaded file, say)."""
     try:
         yield
     except WebError:
@@ -99,7 +100,8 @@ def web_errors(field: str | None = None) -> Iterator[None]:
     except USER_ERRORS as exc:
         status = status_for(exc)
         message = rest_wording(str(exc) or type(exc).__name__)
-        raise WebError(status, message, field if status in (400, 415) else None) from exc
+        named = next((f for f in fields if message.startswith(f"{f} ")), field)
+        raise WebError(status, message, named if status in (400, 415) else None) from exc
     except OSError as exc:
         raise WebError(500, f"file system error: {exc}") from exc
 

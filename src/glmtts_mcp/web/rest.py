@@ -103,7 +103,7 @@ def rest_routes(app: App) -> APIRouter:
         """Clone a voice from an uploaded clip (or return the stored one for a known clip)."""
         start = time.perf_counter()
         data = await read_upload(audio, "audio", settings.max_upload_bytes)
-        with web_errors(field="audio"):
+        with web_errors(field="audio", fields=("name", "transcript", "language")):
             outcome = await app.host.run(
                 lambda engine: clone_or_get(
                     engine, library, data, _optional(name), _optional(transcript), _optional(language), None
