@@ -81,7 +81,7 @@ def test_make_tiny_say_and_voices(
     assert main(["voices", "list", "--json", *common]) == 0
     voices = json.loads(capsys.readouterr().out)
     assert len(voices) == 1
-    voice_id = voices[0]["id"]
+    voice_id = voices[0]["voice_id"]
     assert main(["voices", "rename", voice_id, "narrator", *common]) == 0
     assert "renamed" in capsys.readouterr().out
 
@@ -105,7 +105,7 @@ def test_make_tiny_say_and_voices(
     assert main(["say", "Hi.", "--reference", str(clip), "--transcript", "Hello there.", "-o", str(out_wav), *common]) == 0
     capsys.readouterr()
     assert main(["voices", "list", "--json", *common]) == 0
-    assert any(v["transcript"] == "Hello there." for v in json.loads(capsys.readouterr().out))
+    assert any(v["transcript_excerpt"] == "Hello there." for v in json.loads(capsys.readouterr().out))
     assert main(["say", "Hi.", "--voice", "x", "--transcript", "Hello.", "-o", str(out_wav), *common]) == 1
     err = capsys.readouterr().err
     assert "--transcript describes a --reference clip" in err and "internal error" not in err
@@ -184,7 +184,15 @@ def test_cli_errors_speak_shell_words(capsys: pytest.CaptureFixture[str], tiny_c
     assert "pass --transcript with" in in_shell_words(whisper_warning)
 
 
-def _stderr_until(fd: int, needle: bytes, timeout_s: float) -> bytes:
+_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}},
+}
+
+
+def _read_until(fd: int, needle: bytes, timeout_s: float) -> bytes:
     """Read a pipe until `needle` shows up (or the time is over)."""
     seen = b""
     deadline = time.monotonic() + timeout_s
@@ -213,10 +221,13 @@ def test_stdio_server_in_a_terminal_says_so_and_ctrl_c_stops_it(
     try:
         assert proc.stderr is not None
         if stdin_kind == "terminal":
-            seen = _stderr_until(proc.stderr.fileno(), b"Ctrl-C stops", 120)
+            seen = _read_until(proc.stderr.fileno(), b"Ctrl-C stops", 120)
             assert b"waiting for an MCP host on stdin" in seen and b"glmtts-mcp config" in seen, seen
-        else:
-            time.sleep(8)  # the server is up and blocked reading stdin
+        else:  # answer one request first: then the server is surely serving, blocked reading stdin
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(_INITIALIZE).encode() + b"\n")
+            proc.stdin.flush()
+            assert b'"id":1' in _read_until(proc.stdout.fileno(), b"\n", 120).replace(b" ", b"")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130
     finally:

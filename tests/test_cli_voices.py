@@ -51,3 +51,12 @@ def test_cli_export_refuses_what_the_tool_refuses(folders: dict[str, Path], tmp_
     assert main(["voices", "export", "narrator", str(archive), *flags]) == 0
     assert main(["voices", "export", "narrator", str(archive), *flags]) == 0  # replacing our own export is fine
     capsys.readouterr()
+
+
+def test_cli_list_json_uses_the_tool_field_names(folders: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """13.21: `voices list --json` shows what the list_voices tool returns: `voice_id`, never `id`."""
+    assert main(["voices", "list", "--json", *_flags(folders)]) == 0
+    [voice] = json.loads(capsys.readouterr().out)
+    assert "id" not in voice and voice["name"] == "narrator" and voice["uri"] == f"voice://{voice['voice_id']}"
+    assert set(voice) == {"voice_id", "name", "transcript_excerpt", "duration_s", "language", "created_at",
+                          "last_used_at", "tags", "stale", "broken", "uri"}

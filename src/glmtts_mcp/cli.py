@@ -198,7 +198,7 @@ class _UserFacing(Exception):
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from glmtts_mcp.tools.errors import USER_ERRORS
-    from glmtts_mcp.tools.server import HttpSecurityError
+    from glmtts_mcp.tools.http_security import HttpSecurityError
 
     return (*USER_ERRORS, HttpSecurityError)
 
@@ -282,6 +282,7 @@ def _open_when_listening(host: str, port: int, url: str) -> None:
 def _voices(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.tools.app import build_app
     from glmtts_mcp.tools.paths import export_protected_folders
+    from glmtts_mcp.tools.schemas import VoiceSummary
 
     app = build_app(settings)
     lib = app.library
@@ -290,7 +291,7 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
         if action == "list":
             page = lib.list_voices(query=args.query, limit=args.limit, cursor=None)
             if args.json:
-                print(json.dumps([v.model_dump(mode="json") for v in page.voices], indent=2))
+                print(json.dumps([VoiceSummary.of(v).model_dump(mode="json") for v in page.voices], indent=2))
             elif not page.voices:
                 print("no voices yet: clone one with the clone_voice tool or `glmtts-mcp say --reference CLIP ...`")
             for v in [] if args.json else page.voices:

@@ -178,10 +178,19 @@ class Settings(BaseSettings):
     preload: Literal["lazy", "start"] = Field(
         default="lazy", description="Load the model on first use (lazy) or when the server starts."
     )
-    concurrency: int = Field(default=1, ge=1, description="Engine jobs run at once; the rest queue.")
+    concurrency: int = Field(
+        default=1, ge=1, description="Flow + vocoder and clone jobs run at once; the rest queue (the LLM batches)."
+    )
+    # --- batching (issue 16): the LLM scheduler's batch bound; --concurrency still gates flow, vocoder, clones
+    max_batch: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Most narrations whose LLM decodes in one batched step; sizes the KV cache (one slot each).",
+    )
     compile_llm: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="Compile the LLM's one-token step with torch.compile / CUDA graphs (auto: on CUDA only).",
+        description="Compile the LLM's batched decode step with torch.compile / CUDA graphs (auto: on CUDA only).",
     )
     overlap: Literal["auto", "on", "off"] = Field(
         default="auto",

@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import mcp_types as types
 import pytest
 from mcp import Client
+from mcp_calls import error_text, structured
 
 from glmtts_mcp.tools.app import App
 from glmtts_mcp.tools.cloning import clone_or_get
@@ -19,27 +19,16 @@ from glmtts_mcp.voices import VoiceLibraryError, VoiceNotFound
 pytestmark = pytest.mark.anyio
 
 
-def _text(result: types.CallToolResult) -> str:
-    return " ".join(b.text for b in result.content if isinstance(b, types.TextContent))
-
-
-async def _ok(client: Client, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(name, args)
-    assert not result.is_error, _text(result)
-    assert result.structured_content is not None
-    return result.structured_content
-
-
 async def test_known_clip_under_a_new_name_keeps_its_name(engine_app: App, clip: Path) -> None:
     """13.3: the existing voice comes back unchanged (existed=true) with a warning that says how to rename it."""
     async with Client(build_server(engine_app), mode="legacy") as client:
-        made = await _ok(client, "clone_voice", {"audio": str(clip), "name": "first", "transcript": "hi there"})
+        made = await structured(client, "clone_voice", {"audio": str(clip), "name": "first", "transcript": "hi there"})
         assert made["warnings"] == [] or all("rename_voice" not in w for w in made["warnings"])
-        again = await _ok(client, "clone_voice", {"audio": str(clip), "name": "second", "transcript": "hi there"})
+        again = await structured(client, "clone_voice", {"audio": str(clip), "name": "second", "transcript": "hi there"})
         assert again["existed"] is True and again["voice_id"] == made["voice_id"] and again["name"] == "first"
         hint = f'rename_voice(voice="{made["voice_id"]}", name="second")'
         assert any(hint in w for w in again["warnings"]), again["warnings"]
-        same = await _ok(client, "clone_voice", {"audio": str(clip), "name": "FIRST", "transcript": "hi there"})
+        same = await structured(client, "clone_voice", {"audio": str(clip), "name": "FIRST", "transcript": "hi there"})
         assert not any("rename_voice" in w for w in same["warnings"])  # names compare case-insensitively
     assert engine_app.library.resolve("first").id == made["voice_id"]
     with pytest.raises(VoiceNotFound):
@@ -68,9 +57,9 @@ def _delete_during_next_clone(app: App, monkeypatch: pytest.MonkeyPatch) -> list
 async def test_clone_racing_a_delete(engine_app: App, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """13.7: a delete racing a clone lands after it (the clone succeeds and its features load), never in between."""
     async with Client(build_server(engine_app), mode="legacy") as client:
-        made = await _ok(client, "clone_voice", {"audio": str(clip), "name": "old", "transcript": "hi there"})
+        made = await structured(client, "clone_voice", {"audio": str(clip), "name": "old", "transcript": "hi there"})
         deleters = _delete_during_next_clone(engine_app, monkeypatch)
-        again = await _ok(client, "clone_voice", {"audio": str(clip), "name": "new", "transcript": "hi there"})
+        again = await structured(client, "clone_voice", {"audio": str(clip), "name": "new", "transcript": "hi there"})
         assert again["voice_id"] == made["voice_id"] and again["existed"] is True and again["name"] == "old"
         deleters[0].join(30)
         assert not deleters[0].is_alive()
@@ -78,13 +67,13 @@ async def test_clone_racing_a_delete(engine_app: App, clip: Path, monkeypatch: p
             engine_app.library.resolve(made["voice_id"])
 
         deleters = _delete_during_next_clone(engine_app, monkeypatch)
-        spoken = await _ok(client, "synthesize", {"text": "Hi.", "reference_audio": str(clip), "format": "wav"})
+        spoken = await structured(client, "synthesize", {"text": "Hi.", "reference_audio": str(clip), "format": "wav"})
         assert spoken["cache_tier"] == "cloned" and spoken["duration_s"] > 0
         deleters[0].join(30)
         assert not deleters[0].is_alive()
         with pytest.raises(VoiceNotFound):
             engine_app.library.resolve(spoken["voice_id"])
-        afresh = await _ok(client, "clone_voice", {"audio": str(clip), "name": "new", "transcript": "hi there"})
+        afresh = await structured(client, "clone_voice", {"audio": str(clip), "name": "new", "transcript": "hi there"})
         assert afresh["existed"] is False and afresh["name"] == "new"  # a deleted clip is cloned afresh
 
 
@@ -125,3 +114,17 @@ def test_threads_cloning_while_another_deletes(engine_app: App, clip: Path) -> N
     stop.set()
     remover.join(30)
     assert errors == [], errors
+
+
+async def test_transcript_must_fit_the_clip(engine_app: App, clip: Path) -> None:
+    """13.19: a transcript far longer than the clip could say is refused, naming `transcript` and the fix;
+    13.20: a known language is stored case-normalised."""
+    async with Client(build_server(engine_app), mode="legacy") as client:
+        huge = await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "word " * 20_000})
+        assert huge.is_error
+        text = error_text(huge)
+        assert "transcript has 99999 characters, but the clip has only 2.2 s of speech (at most 126" in text, text
+        assert "pass only the words spoken in the clip as transcript, or omit it" in text
+        fits = await structured(client, "clone_voice", {"audio": str(clip), "transcript": "x" * 126, "language": " EN "})
+        assert fits["existed"] is False and fits["language"] == "en"
+    assert len(engine_app.library.list_voices().voices) == 1  # the refused clone stored nothing

@@ -7,26 +7,14 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import mcp_types as types
 import pytest
 from mcp import Client
+from mcp_calls import error_text, structured
 
 from glmtts_mcp.tools.app import App
 from glmtts_mcp.tools.server import build_server
 
 pytestmark = pytest.mark.anyio
-
-
-def _error_text(result: types.CallToolResult) -> str:
-    assert result.is_error, result
-    return " ".join(b.text for b in result.content if isinstance(b, types.TextContent))
-
-
-async def _call(client: Client, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(name, args)
-    assert not result.is_error, _error_text(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def test_export_stays_out_of_protected_folders(library_app: App, add_voice: Any, tmp_path: Path) -> None:
@@ -48,21 +36,21 @@ async def test_export_stays_out_of_protected_folders(library_app: App, add_voice
             str(recording): "does not end in .zip",
         }
         for path, needle in refusals.items():
-            text = _error_text(await client.call_tool("export_voice", {"voice": "alice", "path": path}))
+            text = error_text(await client.call_tool("export_voice", {"voice": "alice", "path": path}))
             assert "export_voice: path " in text and needle in text and "Pass a path" in text, text
         foreign = tmp_path / "holiday.zip"
         with zipfile.ZipFile(foreign, "w") as archive:
             archive.writestr("photo.jpg", b"\xff\xd8")
-        text = _error_text(await client.call_tool("export_voice", {"voice": "alice", "path": str(foreign)}))
+        text = error_text(await client.call_tool("export_voice", {"voice": "alice", "path": str(foreign)}))
         assert "is not a voice archive" in text and "new file name" in text
         assert zipfile.ZipFile(foreign).namelist() == ["photo.jpg"]
         assert meta.read_bytes() == meta_before and recording.read_bytes() == b"RIFF....WAVE"
         assert list(settings.output_dir.iterdir()) == []
 
-        first = await _call(client, "export_voice", {"voice": "alice", "path": str(tmp_path)})
+        first = await structured(client, "export_voice", {"voice": "alice", "path": str(tmp_path)})
         assert first["path"] == str(tmp_path / "alice.glmtts-voice.zip")
-        await _call(client, "rename_voice", {"voice": "alice", "name": "alicia"})
-        again = await _call(client, "export_voice", {"voice": "alicia", "path": first["path"]})  # our older export
+        await structured(client, "rename_voice", {"voice": "alice", "name": "alicia"})
+        again = await structured(client, "export_voice", {"voice": "alicia", "path": first["path"]})  # our older export
         assert json.loads(zipfile.ZipFile(again["path"]).read("meta.json"))["name"] == "alicia"
 
 
@@ -75,7 +63,7 @@ async def test_urls_are_not_fetched(library_app: App, tmp_path: Path) -> None:
             ("import_voice", {"path": "HTTPS://example.com/alice.zip"}, "path"),
             ("export_voice", {"voice": "x", "path": "ftp://example.com/alice.zip"}, "path"),
         ):
-            text = _error_text(await client.call_tool(tool, args))
+            text = error_text(await client.call_tool(tool, args))
             assert f"{tool}: {argument} '" in text and "is a URL, and URLs are not fetched" in text, text
             assert "absolute path" in text and str(tmp_path) in text and "relative" not in text, text
 
@@ -84,12 +72,23 @@ async def test_delete_voice_is_idempotent(library_app: App, add_voice: Any) -> N
     """13.4: a second delete (by id or by name) succeeds with deleted=false; a malformed argument stays an error."""
     voice = add_voice(library_app, 2, name="bob")
     async with Client(build_server(library_app), mode="legacy") as client:
-        first = await _call(client, "delete_voice", {"voice": "bob"})
+        first = await structured(client, "delete_voice", {"voice": "bob"})
         assert first["deleted"] is True and first["voice_id"] == voice.id
-        by_id = await _call(client, "delete_voice", {"voice": voice.id.upper()})
+        by_id = await structured(client, "delete_voice", {"voice": voice.id.upper()})
         assert by_id["deleted"] is False and by_id["voice_id"] == voice.id and by_id["name"] is None
         assert "already deleted, or never stored" in by_id["message"] and "list_voices" in by_id["message"]
-        by_name = await _call(client, "delete_voice", {"voice": "bob"})
+        by_name = await structured(client, "delete_voice", {"voice": "bob"})
         assert by_name == {"voice_id": None, "name": None, "deleted": False, "message": by_name["message"]}
         assert "'bob'" in by_name["message"]
-        assert "voice" in _error_text(await client.call_tool("delete_voice", {"voice": "../../etc"}))
+        assert "voice" in error_text(await client.call_tool("delete_voice", {"voice": "../../etc"}))
+
+
+async def test_language_must_be_one_the_frontend_knows(library_app: App, tmp_path: Path) -> None:
+    """13.20: `language` is checked (before the model is even needed) against the text frontend's languages."""
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    async with Client(build_server(library_app), mode="legacy") as client:
+        for bad in ("../../etc", "fr", "english"):
+            text = error_text(await client.call_tool("clone_voice", {"audio": str(clip), "language": bad}))
+            assert f"clone_voice: language {bad!r} is not one the text frontend knows" in text, text
+            assert "zh, en" in text and "could not be loaded" not in text

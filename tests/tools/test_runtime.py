@@ -152,16 +152,6 @@ async def test_failed_preload_keeps_the_server_up(make_settings: Any, clip: Path
         broken.close()
 
 
-async def test_cloning_a_known_clip_under_a_new_name_renames_it(engine_app: Any, clip: Path) -> None:
-    async with Client(build_server(engine_app)) as client:
-        first = await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "hi", "name": "one"})
-        second = await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "hi", "name": "two"})
-        assert second.structured_content["existed"] is True and second.structured_content["name"] == "two"
-        assert second.structured_content["voice_id"] == first.structured_content["voice_id"]
-        names = [v["name"] for v in (await client.call_tool("list_voices", {})).structured_content["voices"]]
-        assert names == ["two"]
-
-
 def test_the_host_owns_every_reload(engine_settings: Any, tiny_checkpoint: Path, tmp_path: Path) -> None:
     """After an unload the next call loads a fresh engine through the host, so the reload is counted and
     timed, and a reload that fails is recorded and explained like a first load."""

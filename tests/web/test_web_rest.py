@@ -89,7 +89,7 @@ def test_name_taken_is_409(client: httpx2.Client, clip_bytes: Callable[..., byte
     assert taken.status_code == 409
 
 
-def test_bad_uploads(client: httpx2.Client, web_app) -> None:
+def test_bad_uploads(client: httpx2.Client, web_app, clip_bytes: Callable[..., bytes]) -> None:
     not_audio = client.post("/api/voices", files={"audio": ("notes.wav", b"this is not audio" * 40, "audio/wav")})
     assert not_audio.status_code == 415
     body = not_audio.json()

@@ -63,6 +63,7 @@ def default_loader(settings: Settings) -> EngineLoader:
             concurrency=settings.concurrency,
             compile_llm=_switch(settings.compile_llm),
             overlap=_switch(settings.overlap),
+            max_batch=settings.max_batch,
         )
         TextFrontend.preload()  # the grammars and word lists too: the first request pays for no loading
         return engine
@@ -72,7 +73,9 @@ def default_loader(settings: Settings) -> EngineLoader:
 
 def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
     """Wire the pieces; nothing heavy happens here (the model loads on first use or in `start_preload`)."""
-    host = EngineHost(loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s)
+    # engine calls in flight: each batched LLM sequence or each non-batched job needs a thread to drive it
+    job_slots = max(settings.concurrency, settings.max_batch)
+    host = EngineHost(loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s, job_slots)
 
     def reextract(
         pcm: np.ndarray, sample_rate: int, transcript: str, language: str | None

@@ -1,9 +1,9 @@
 """Clone-or-get: the shared step of `clone_voice` and one-shot `synthesize(reference_audio=...)`.
 
 Runs in a worker thread with the engine loaded. The library decides by content id whether the
-voice exists; only a new voice pays for feature extraction. This is also where the clone inputs
-that only make sense together with the decoded clip (the transcript's length, the language) are
-checked, once, for every face that clones (MCP tools, `glmtts-mcp say`).
+voice exists; only a new voice pays for feature extraction. The transcript's length only makes sense
+against the decoded clip, so it is checked here, once, for every face that clones (MCP tools,
+`glmtts-mcp say`); `checked_language` is for the faces that take a language.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
+from mcp.server.mcpserver.exceptions import ToolError
 
 from glmtts_mcp.engine.frontend.text_normalize import Language
 from glmtts_mcp.engine.types import ProgressCallback, ReferenceAudio
@@ -44,12 +45,12 @@ class CloneOutcome:
 
 
 def checked_language(language: str | None) -> str | None:
-    """`language` case-normalised, or a ValueError that names the argument and lists what is accepted."""
+    """`language` case-normalised, or a ToolError that names the argument and lists what is accepted."""
     if language is None or not language.strip():
         return None
     code = language.strip().lower()
     if code not in LANGUAGES:
-        raise ValueError(
+        raise ToolError(
             f"language {language!r} is not one the text frontend knows: pass one of {', '.join(LANGUAGES)} "
             "(or omit it and Whisper detects it)"
         )
@@ -69,13 +70,13 @@ def transcript_limit(duration_s: float) -> int:
 
 
 def check_transcript_fits(transcript: str | None, duration_s: float) -> None:
-    """A ValueError naming `transcript` when it is far longer than the clip could say."""
+    """A ToolError naming `transcript` when it is far longer than the clip could say."""
     if transcript is None:
         return
     length = len(" ".join(transcript.split()))  # runs of whitespace and line breaks count once
     limit = transcript_limit(duration_s)
     if length > limit:
-        raise ValueError(
+        raise ToolError(
             f"transcript has {length} characters, but the clip has only {duration_s:.1f} s of speech (at most "
             f"{limit} characters fit, at {TRANSCRIPT_CHARS_PER_S:g} characters per second): pass only the words "
             "spoken in the clip as transcript, or omit it and Whisper transcribes the clip"
@@ -135,7 +136,6 @@ def clone_or_get(
     features are loaded there too; the voice is pinned over both steps, so a concurrent delete lands
     after them, never in between.
     """
-    language = checked_language(language)
     start = time.perf_counter()
     if progress:
         progress(0, 3, "preparing reference audio")

@@ -5,10 +5,15 @@ idle unload), so each is counted, timed and, when it fails, remembered with its 
 tool then answers with that reason and the fix, and the next call tries again (the user may have run
 `glmtts-mcp download`). Unloading drops the engine; the next call builds a fresh one here.
 Tools that only need the voice library never touch this object.
+
+Engine calls take a worker thread only when it is their turn: they queue on an async limiter of
+`job_slots` tokens (the engine's own limit on work in flight), not on anyio's shared pool of 40 worker
+threads, so any number of queued narrations leaves the library tools their threads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from glmtts_mcp.engine.types import EngineError
@@ -38,8 +44,12 @@ class EngineUnavailable(EngineError):
 class EngineHost:
     """Owns the Engine: load under a lock, count jobs, unload after `idle_unload_s` without work."""
 
-    def __init__(self, loader: EngineLoader, checkpoint: Path, idle_unload_s: float) -> None:
+    def __init__(self, loader: EngineLoader, checkpoint: Path, idle_unload_s: float, job_slots: int = 1) -> None:
+        if job_slots < 1:
+            raise ValueError(f"job_slots must be at least 1, got {job_slots}")
         self._loader = loader
+        self._job_slots = job_slots
+        self._limiters: dict[object, anyio.CapacityLimiter] = {}  # one per event loop (tests run several)
         self._checkpoint = checkpoint
         self._idle_unload_s = idle_unload_s
         self._engine: Engine | None = None
@@ -117,12 +127,21 @@ class EngineHost:
             self._active += 1
             self._cancel_timer()
         try:
-            return await anyio.to_thread.run_sync(lambda: job(self.ensure_loaded()))
+            return await anyio.to_thread.run_sync(lambda: job(self.ensure_loaded()), limiter=self._limiter())
         finally:
             with self._lock:
                 self._active -= 1
                 self._last_used = time.monotonic()
                 self._arm_timer()
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        """This event loop's limiter: waiting for it is asynchronous, so a queued call holds no thread."""
+        loop = anyio.lowlevel.current_token()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            self._limiters.clear()  # an earlier loop has ended (only tests run more than one)
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(self._job_slots)
+        return limiter
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -145,7 +164,7 @@ class EngineHost:
                 if self._active or self._engine is None or idle < self._idle_unload_s * 0.99:
                     return
                 self._timer = None
-                engine, self._engine = self._engine, None
+                engine = self._engine
             self._release(engine, reason=f"idle for {idle:.0f} s")
 
     def unload(self, reason: str = "requested") -> None:
@@ -153,18 +172,20 @@ class EngineHost:
         with self._load_lock:
             with self._lock:
                 self._cancel_timer()
-                engine, self._engine = self._engine, None
+                engine = self._engine
             if engine is not None:
                 self._release(engine, reason)
 
     def _release(self, engine: Engine, reason: str) -> None:
-        """Free the dropped engine's models (load lock held, so no load overlaps the release)."""
+        """Free the engine's models, then drop it (load lock held: a call arriving meanwhile waits, then
+        loads a fresh engine). cache_stats sees the model loaded until the unload is done and counted."""
         try:
             engine.unload()
-        except Exception:  # unloading must never take the server down
-            log.exception("engine unload failed")
-            return
-        self.unloads += 1
+        except Exception:  # unloading must never take the server down; a fresh engine replaces this one
+            log.exception("engine unload failed; the next call loads a fresh engine")
+        with self._lock:
+            self._engine = None
+            self.unloads += 1
         log.info("model unloaded (%s)", reason)
 
     def describe(self) -> dict[str, Any]:
@@ -185,6 +206,9 @@ class EngineHost:
             info["device"] = str(engine.device)
             info["memory"] = engine.memory_info()
             info["queue_depth"] = engine.queue_depth
+            scheduler = engine.scheduler_stats()
+            if scheduler is not None:
+                info["scheduler"] = dataclasses.asdict(scheduler)
         return info
 
 

@@ -1,16 +1,12 @@
 """Build the MCP server and run it over stdio, Streamable HTTP or SSE.
 
-HTTP binds to loopback by default with Host/Origin validation (DNS-rebinding protection). A bearer
-token (GLMTTS_MCP_TOKEN) is checked on every request when set, and a strong one is required before
-binding any non-loopback address unless the caller forces it. Connections are bounded (see
-http_guard.py) so silent clients cannot exhaust the process's file descriptors.
+HTTP binds to loopback by default; who may talk to it is http_security.py (Host/Origin checks, the
+bearer token, explained refusals), how long and how many connections is http_guard.py. Everything
+HTTP is put together in `http_service`.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -24,16 +20,24 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from glmtts_mcp import __version__
 from glmtts_mcp.config import Settings
 from glmtts_mcp.tools.app import App
 from glmtts_mcp.tools.errors import describe_invalid_arguments
 from glmtts_mcp.tools.http_guard import connection_cap, guarded_http_protocol
-from glmtts_mcp.tools.stdin_lines import StdinLines
+from glmtts_mcp.tools.http_security import (
+    MAX_REQUEST_BYTES,
+    BearerTokenMiddleware,
+    LowercaseHostNames,
+    OversizeAsJsonRpc,
+    refuse_unprotected_exposure,
+    transport_security,
+)
 from glmtts_mcp.tools.resources import register_resources
 from glmtts_mcp.tools.stats import register_stats_tool
+from glmtts_mcp.tools.stdin_lines import StdinLines
 from glmtts_mcp.tools.synthesis import register_synthesis_tool
 from glmtts_mcp.tools.voice_tools import register_voice_tools
 
@@ -54,18 +58,6 @@ cache and model state. Input files must lie inside the allowed folders."""
 # Another face served on the same port: given the MCP app (token already checked) and the Host/Origin
 # allow-lists, it returns the app to serve (web/ supplies one; tools/ never imports it).
 HttpFace = Callable[[ASGIApp, TransportSecuritySettings], ASGIApp]
-
-
-class HttpSecurityError(Exception):
-    """An HTTP setup that would expose the server without protection; the message says how to fix it."""
-
-
-# How to make a token nobody guesses; bound in the error that asks for one.
-TOKEN_MIN_CHARS = 32
-TOKEN_MIN_DISTINCT = 10
-MAKE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
-# The SDK's cap on HTTP request bodies (both transports), named in the 413 answer.
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 class GlmttsServer(MCPServer):
@@ -111,135 +103,6 @@ def _advertise_resource_list_changes(server: MCPServer) -> None:
     lowlevel.create_initialization_options = with_list_changed  # type: ignore[method-assign]
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and localhost (any letter case)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def transport_security(host: str, extra_hosts: Sequence[str]) -> TransportSecuritySettings:
-    """Host/Origin allow-lists: loopback names always, plus the bind address and any extra names.
-
-    Names are kept in lower case: LowercaseHostNames lowers the request's headers to match (RFC 9110)."""
-    names = ["127.0.0.1", "localhost", "[::1]"]
-    if not is_loopback(host) and host not in ("0.0.0.0", "::"):
-        names.append(f"[{host}]" if ":" in host else host)
-    names += list(extra_hosts)
-    names = list(dict.fromkeys(n.lower() for n in names))
-    wildcard_bind = host in ("0.0.0.0", "::")
-    if wildcard_bind and not extra_hosts:
-        log.warning(
-            "bound to %s without --allowed-host: Host/Origin checks are off; the bearer token protects the server",
-            host,
-        )
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[f"{n}:*" for n in names] + names,
-        allowed_origins=[f"{scheme}://{n}{port}" for n in names for scheme in ("http", "https") for port in (":*", "")],
-    )
-
-
-class LowercaseHostNames:
-    """Lower-case the Host and Origin headers before the SDK compares them with its allow-lists: host names
-    and URI schemes are case-insensitive (RFC 9110 §4.2.3, RFC 6454), so `LOCALHOST:8765` is localhost."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = [(k, v.lower() if k in (b"host", b"origin") else v) for k, v in scope.get("headers") or []]
-            scope = {**scope, "headers": headers}
-        await self.app(scope, receive, send)
-
-
-class BearerTokenMiddleware:
-    """Refuse HTTP requests without `Authorization: Bearer <token>` (scheme in any case, constant-time
-    comparison of the token)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.expected = token.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, credentials = given.strip().partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected):
-            await self.app(scope, receive, send)
-            return
-        body = b'{"error": "unauthorized: send Authorization: Bearer <GLMTTS_MCP_TOKEN>"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Bearer realm="glmtts-mcp"'),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-class OversizeAsJsonRpc:
-    """Turn the SDK's bare 413 ("Request body too large") into a JSON-RPC error that says what to do: MCP
-    clients show a JSON-RPC error body's message, and only a generic failure for a text body."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        replaced = False
-
-        async def send_explained(message: Message) -> None:
-            nonlocal replaced
-            if message["type"] == "http.response.start" and message["status"] == 413:
-                replaced = True
-                body = json.dumps(
-                    {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": OVERSIZE_MESSAGE}}
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-            elif not replaced:
-                await send(message)
-
-        await self.app(scope, receive, send_explained)
-
-
-OVERSIZE_MESSAGE = (
-    f"the request is larger than the {MAX_REQUEST_BYTES // 1024 // 1024} MiB an HTTP request may carry: "
-    "split long text into several synthesize calls, and pass large audio as a file path inside the allowed "
-    "folders instead of base64"
-)
-
-
-def check_token_strength(token: str) -> None:
-    """A token that guards a non-loopback address must be long and varied enough that nobody guesses it."""
-    if len(token) < TOKEN_MIN_CHARS or len(set(token)) < TOKEN_MIN_DISTINCT or any(c.isspace() for c in token):
-        raise HttpSecurityError(
-            f"GLMTTS_MCP_TOKEN is too easy to guess for a non-loopback address: use at least {TOKEN_MIN_CHARS} "
-            f"characters, {TOKEN_MIN_DISTINCT} of them different, no spaces; make one with {MAKE_TOKEN}"
-        )
-
-
 def mcp_starlette_app(server: MCPServer, transport: Literal["http", "sse"], host: str, extra_hosts: Sequence[str]) -> Any:
     """The SDK's Starlette app for one HTTP transport, with Host/Origin allow-lists (routes can be added)."""
     security = transport_security(host, extra_hosts)
@@ -263,14 +126,7 @@ def http_service(
     APIs) and uvicorn's config with the connection bounds. Refuses an exposed address without a strong
     token unless forced."""
     token = settings.token.get_secret_value() if settings.token else None
-    if not is_loopback(host) and not force_insecure:
-        if not token:
-            raise HttpSecurityError(
-                f"refusing to serve on {host} (not loopback) without a token: set GLMTTS_MCP_TOKEN to a secret "
-                f"that clients send as 'Authorization: Bearer <token>' (make one with {MAKE_TOKEN}), "
-                "bind 127.0.0.1, or pass --force-insecure"
-            )
-        check_token_strength(token)
+    refuse_unprotected_exposure(host, token, force_insecure)
     starlette_app = mcp_starlette_app(server, transport, host, extra_hosts)
     asgi: ASGIApp = OversizeAsJsonRpc(starlette_app)
     if token:

@@ -16,7 +16,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.cloning import CloneOutcome, clone_or_get
+from glmtts_mcp.tools.cloning import CloneOutcome, checked_language, clone_or_get
 from glmtts_mcp.tools.errors import user_errors
 from glmtts_mcp.tools.schemas import (
     CloneVoiceResult,
@@ -33,8 +33,6 @@ from glmtts_mcp.voices import VoiceNotFound, VoiceRecord, is_voice_id
 
 log = logging.getLogger(__name__)
 
-EXCERPT_CHARS = 80
-
 VoiceArg = Annotated[str, Field(description="voice id or name (see list_voices)", min_length=1, max_length=256)]
 
 
@@ -48,29 +46,6 @@ async def notify_voices_changed(ctx: Context) -> None:
         await ctx.session.send_resource_list_changed()
     except Exception as exc:  # stateless requests have no standalone stream
         log.debug("session notify failed: %r", exc)
-
-
-def _excerpt(text: str | None) -> str | None:
-    if text is None or len(text) <= EXCERPT_CHARS:
-        return text
-    return text[: EXCERPT_CHARS - 1].rstrip() + "…"
-
-
-def voice_summary(v: VoiceRecord) -> VoiceSummary:
-    """One voice as a listing shows it (list_voices and the web faces)."""
-    return VoiceSummary(
-        voice_id=v.id,
-        name=v.name,
-        transcript_excerpt=_excerpt(v.transcript),
-        duration_s=v.duration_s,
-        language=v.language,
-        created_at=v.created_at,
-        last_used_at=v.last_used_at,
-        tags=v.tags,
-        stale=v.stale,
-        broken=v.broken,
-        uri=f"voice://{v.id}",
-    )
 
 
 def deleted_result(record: VoiceRecord | None, given: str) -> DeleteVoiceResult:
@@ -124,9 +99,13 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         ctx: Context,
         name: Annotated[str | None, Field(description="a name to use instead of the id", max_length=256)] = None,
         transcript: Annotated[
-            str | None, Field(description="what is said in the clip; omitted: Whisper transcribes it")
+            str | None,
+            Field(description="what is said in the clip (at most 30 characters per second of it, plus 60); "
+                  "omitted: Whisper transcribes it"),
         ] = None,
-        language: Annotated[str | None, Field(description="language code of the clip, e.g. en, zh")] = None,
+        language: Annotated[
+            str | None, Field(description="language of the clip: en or zh (omitted: Whisper detects it)")
+        ] = None,
     ) -> CloneVoiceResult:
         """Clone a voice from a short recording into the voice library and return its id.
 
@@ -134,6 +113,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         """
         with user_errors():
             source = audio_source(audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
+            language = checked_language(language)
             relay = relay_for(ctx)
             start = time.perf_counter()
             async with relay.running():
@@ -157,7 +137,10 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         """List the voices in the library (sorted by name), with transcript excerpts and health flags."""
         with user_errors():
             page = await anyio.to_thread.run_sync(lambda: library.list_voices(query=query, limit=limit, cursor=cursor))
-            return ListVoicesResult(voices=[voice_summary(v) for v in page.voices], next_cursor=page.next_cursor)
+            return ListVoicesResult(
+                voices=[VoiceSummary.of(v) for v in page.voices],
+                next_cursor=page.next_cursor,
+            )
 
     @server.tool(
         title="Delete a voice",

@@ -17,6 +17,7 @@ API (what the MCP tools call):
         (None = "ask Whisper", distinct from "").
     .get_or_create(pcm, sample_rate, transcript, create: () -> NewVoiceData, name=None)
         -> (VoiceRecord, existed)   create() runs at most once per voice, across threads and processes.
+    .pinned(voice_id)   context manager: no delete (or other clone) of that voice lands while it is held
     .resolve(id_or_name) -> VoiceRecord          names are unique case-insensitively
     .load_features(id_or_name, device=None) -> LoadedVoice(record, tensors, tier, load_s)
         tier: "device" | "memory" | "disk" | "reextracted"; tensors are the caller's own copies.

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from mcp.server.mcpserver.exceptions import ToolError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from glmtts_mcp.engine.types import EngineError, NotAudioError
@@ -57,7 +58,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidVoiceName, 400),
     (ArchiveError, 400),
     (VoiceLibraryError, 400),
-    (ValueError, 400),
+    (ToolError, 400),  # the clone inputs checked once for every face (language, transcript length)
 )
 
 

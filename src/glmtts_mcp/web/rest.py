@@ -26,9 +26,10 @@ from glmtts_mcp.tools.schemas import (
     ImportVoiceResult,
     ListVoicesResult,
     RenameVoiceResult,
+    VoiceSummary,
 )
 from glmtts_mcp.tools.stats import collect_stats
-from glmtts_mcp.tools.voice_tools import clone_result, deleted_result, voice_summary
+from glmtts_mcp.tools.voice_tools import clone_result, deleted_result
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 from glmtts_mcp.web.audio_stream import STREAM_FORMATS, AudioEncoder, encoded_chunks, open_narration
@@ -121,7 +122,7 @@ def rest_routes(app: App) -> APIRouter:
         """The voices, sorted by name, with transcript excerpts and health flags (`stale`, `broken`)."""
         with web_errors():
             page = await anyio.to_thread.run_sync(lambda: library.list_voices(query=query, limit=limit, cursor=cursor))
-        return ListVoicesResult(voices=[voice_summary(v) for v in page.voices], next_cursor=page.next_cursor)
+        return ListVoicesResult(voices=[VoiceSummary.of(v) for v in page.voices], next_cursor=page.next_cursor)
 
     @router.get("/voices/{voice}", response_model=VoiceRecord)
     async def get_voice(voice: VoicePath) -> VoiceRecord:

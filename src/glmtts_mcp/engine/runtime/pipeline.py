@@ -8,9 +8,12 @@ with the voice plus the history of earlier pieces (capped at 750 speech tokens),
 original prompt only, vocode, and hand the piece out as soon as it is ready (joined by a short
 crossfade). Synthesis from stored features never touches Whisper or the prompt encoders.
 
-Long texts are pipelined: the LLM of piece n+1 runs on an LLM thread while this thread runs the
-flow and vocoder of piece n. Every piece draws from its own generator, re-seeded as upstream does,
-and only the LLM thread touches the history, so the audio does not depend on the timing.
+The LLM runs in the batch scheduler (scheduler.py): the segments of all requests in flight decode
+together, one forward pass per step, a new request joining at the next step. Long texts are pipelined:
+with `overlap` the LLM of piece n+1 is queued before this thread runs the flow and vocoder of piece n.
+Every piece draws from its own generator, re-seeded as upstream does, and only the request's own thread
+touches its history, so the audio does not depend on the timing or on the other requests.
+The job queue (`concurrency`) gates what does not batch: flow + vocoder of a segment, and cloning.
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +38,8 @@ from glmtts_mcp.engine.runtime.output_encoding import Crossfader
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.frontend.reference_clip import load_reference, reference_pcm_at
-from glmtts_mcp.engine.models.static_cache import StaticDecoder
+from glmtts_mcp.engine.models.static_cache import SlotKVCache
+from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SchedulerStats, SpeechRequest
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.models.transcribe import Transcriber
 from glmtts_mcp.engine.types import (
@@ -57,6 +60,10 @@ MODEL_SAMPLE_RATE = 24000  # HiFT output and the prompt mel's rate
 SPEECH_SAMPLE_RATE = 16000  # speech tokenizer, CAMPPlus and Whisper
 MAX_HISTORY_SPEECH_TOKENS = 750  # upstream MAX_LLM_SEQ_INP_LEN
 CROSSFADE_MS = 20.0
+DEFAULT_MAX_BATCH = 4
+# KV cache positions per sequence: a 30 s prompt clip (750 speech tokens) plus up to 750 of history,
+# the transcripts, and up to 20 speech tokens per text token of a segment fit with room to spare.
+SLOT_POSITIONS = 4096
 
 # Accepted ranges of the per-call sampling settings.
 TEMPERATURE_RANGE = (0.05, 2.0)
@@ -154,19 +161,24 @@ class Engine:
         concurrency: int = 1,
         compile_llm: bool | None = None,
         overlap: bool | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        slot_positions: int | None = None,
     ) -> None:
         self.checkpoint = Path(checkpoint)
         self._device = device
         self._llm_dtype = llm_dtype
         self._flow_dtype = flow_dtype
         self.whisper_model = whisper_model
-        self.jobs = JobQueue(concurrency)
-        # torch.compile of the LLM's one-token step: CUDA graphs on a GPU; on a CPU compiling costs more than it saves.
+        self.jobs = JobQueue(concurrency)  # flow + vocoder and cloning: the work that does not batch
+        if max_batch < 1:
+            raise EngineError(f"max_batch={max_batch}: pass --max-batch 1 or more")
+        self.max_batch = max_batch
+        self._slot_positions = slot_positions
+        self._scheduler: LLMBackend | None = None
+        # torch.compile of the LLM's batched step: CUDA graphs on a GPU; on a CPU compiling costs more than it saves.
         self.compile_llm = device.type == "cuda" if compile_llm is None else compile_llm
         # On a CPU both stages compete for the same cores (measured: no gain on 2 cores), so only on CUDA.
         self.overlap = device.type == "cuda" if overlap is None else overlap
-        # Each job slot has at most one LLM call in flight, so this many threads never queue.
-        self._llm_thread = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="glmtts-llm")
         self._llm_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.text_frontend = TextFrontend()
         self.prompt_mel = audio.prompt_mel_features  # the mel stage (an attribute so tests can count calls)
@@ -187,12 +199,16 @@ class Engine:
         concurrency: int = 1,
         compile_llm: bool | None = None,
         overlap: bool | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        slot_positions: int | None = None,
     ) -> Engine:
         """Load every model now, the checkpoint validated first (Whisper loads on first transcription).
 
         `dtype` is the LLM's (auto: bf16 on a GPU); the flow uses `flow_dtype` (fp32 by default, see
         docs/checkpoint.md §5). `compile_llm` compiles the LLM's decoding step; `overlap` runs the next
         segment's LLM alongside the current segment's flow and vocoder (both default to on CUDA only).
+        `max_batch` bounds the sequences the LLM decodes together; the KV cache holds that many slots of
+        `slot_positions` (default: SLOT_POSITIONS, at most the model's maximum) and is checked against free memory.
         """
         resolved = resolve_device(device)
         engine = cls(
@@ -204,6 +220,8 @@ class Engine:
             concurrency=concurrency,
             compile_llm=compile_llm,
             overlap=overlap,
+            max_batch=max_batch,
+            slot_positions=slot_positions,
         )
         engine._load_models()
         return engine
@@ -223,6 +241,11 @@ class Engine:
     def queue_depth(self) -> int:
         return self.jobs.depth
 
+    def scheduler_stats(self) -> SchedulerStats | None:
+        """The LLM scheduler's figures, or None while the models are not loaded (never loads them)."""
+        scheduler = self._scheduler
+        return scheduler.stats() if scheduler is not None else None
+
     @property
     def loaded(self) -> bool:
         return self._models is not None
@@ -239,11 +262,37 @@ class Engine:
     def _load_models(self) -> None:
         start = time.perf_counter()
         models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
-        if self.compile_llm:
-            models.llm.decoder = StaticDecoder(models.llm.model, compile=True)
+        self._scheduler = self._start_scheduler(models)
         self._models = models
         self.load_s = time.perf_counter() - start
         log.info("models loaded from %s on %s in %.1f s", self.checkpoint, self._device, self.load_s)
+
+    def _start_scheduler(self, models: Models) -> BatchScheduler:
+        """The LLM's batch scheduler, its KV cache sized from max_batch; refused when it cannot fit."""
+        config = models.llm.model.config
+        positions = min(self._slot_positions or SLOT_POSITIONS, config.max_position_embeddings)
+        needed = SlotKVCache.bytes_needed(config, self.max_batch, positions, self._llm_dtype)
+        free = _free_memory_bytes(self._device)
+        gib = 1024**3
+        if free is not None and needed > free:
+            raise EngineError(
+                f"the LLM's KV cache for --max-batch {self.max_batch} needs {needed / gib:.2f} GiB "
+                f"({self.max_batch} slots x {positions} positions, {dtype_name(self._llm_dtype)}) but only "
+                f"{free / gib:.2f} GiB is free on {self._device}: lower --max-batch (each slot takes "
+                f"{needed / self.max_batch / gib:.2f} GiB) or free memory"
+            )
+        log.info("LLM KV cache: %d slot(s) x %d positions = %.1f MiB (%s) on %s", self.max_batch, positions,
+                 needed / 1024**2, dtype_name(self._llm_dtype), self._device)
+        return BatchScheduler(models.llm, self.max_batch, positions, stream=self._llm_stream,
+                              compile_step=self.compile_llm)
+
+    @property
+    def scheduler(self) -> LLMBackend:
+        """The LLM backend; like `models`, gone once the engine is unloaded."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            raise EngineError("the model was unloaded while this request waited: send the request again")
+        return scheduler
 
     @property
     def transcriber(self) -> Transcriber:
@@ -259,6 +308,9 @@ class Engine:
     def unload(self) -> None:
         """Free every model for good (waits for running jobs); the owner loads a new Engine when needed."""
         with self.jobs.slot(), self._load_lock:
+            if self._scheduler is not None:
+                self._scheduler.close()
+                self._scheduler = None
             self._models = None
             if self._transcriber is not None:
                 self._transcriber.unload()
@@ -417,25 +469,25 @@ class Engine:
         total = len(segments)
         report(0, total, f"synthesizing {total} segment(s)")
 
-        def start_llm(index: int) -> Future[tuple[list[int], torch.Generator]]:
-            return self._llm_thread.submit(self._speech_tokens, segments[index], history, sampling, options.seed)
+        def start_llm(index: int) -> tuple[SpeechRequest, Future[list[int]]]:
+            request = self._llm_request(segments[index], history, sampling, options.seed)
+            return request, self.scheduler.submit(request)
 
-        # A job slot covers one step: flow + vocoder of segment n and the LLM of segment n+1. The slot
-        # is freed when both are done (by the LLM thread if it finishes last), not when the chunk is read.
-        release = self.jobs.acquire()
         pending = start_llm(0)
         try:
             for index, segment in enumerate(segments):
-                tokens, generator = pending.result()
-                release()
-                release = self.jobs.acquire()
+                request, future = pending
+                generated = future.result()
+                history.text_ids.append(request.text_ids)  # the next segment's prompt needs this one's tokens
+                history.speech_ids.append(generated)
+                tokens = self.models.llm.in_audio_range(generated)
                 ahead = index + 1 < total
                 if ahead and self.overlap:
                     pending = start_llm(index + 1)
-                wav = self._voice(segment, tokens, generator, tensors)
+                with self.jobs.slot():
+                    wav = self._voice(segment, tokens, request.generator, tensors)
                 if ahead and not self.overlap:
                     pending = start_llm(index + 1)
-                pending.add_done_callback(lambda _, free=release: free())
                 pcm = fader.push(wav)
                 if not ahead:
                     pcm = np.concatenate([pcm, fader.flush()])
@@ -450,27 +502,17 @@ class Engine:
                     text=segment,
                 )
         finally:
-            pending.add_done_callback(lambda _, free=release: free())  # also when the reader stops early
+            pending[1].cancel()  # a reader that stops early leaves no queued segment behind
 
-    def _speech_tokens(
-        self, segment: str, history: _History, sampling: RasSettings, seed: int
-    ) -> tuple[list[int], torch.Generator]:
-        """The LLM part of one segment, on the LLM thread: (speech tokens, the segment's generator after them).
+    def _llm_request(self, segment: str, history: _History, sampling: RasSettings, seed: int) -> SpeechRequest:
+        """The LLM work of one segment, prompted with the voice and the history so far.
 
         One CPU generator per segment, re-seeded as upstream's set_seed(seed) before every piece and
-        drawn in upstream's order (LLM here, then flow noise and vocoder): the same audio on CPU and GPU.
+        drawn in upstream's order (LLM, then flow noise and vocoder): the same audio on CPU and GPU.
         """
-        models = self.models
-        generator = torch.Generator().manual_seed(seed)
-        text_ids = models.text_tokenizer.encode(segment)
+        text_ids = self.models.text_tokenizer.encode(segment)
         prompt_text, prompt_speech = history.prompt_for(len(text_ids))
-        stream = torch.cuda.stream(self._llm_stream) if self._llm_stream is not None else nullcontext()
-        with stream:
-            generated = models.llm.generate(text_ids, prompt_text, prompt_speech, sampling=sampling,
-                                            generator=generator)
-        history.text_ids.append(text_ids)
-        history.speech_ids.append(generated)
-        return models.llm.in_audio_range(generated), generator
+        return SpeechRequest(text_ids, prompt_text, prompt_speech, sampling, torch.Generator().manual_seed(seed))
 
     def _voice(self, segment: str, tokens: list[int], generator: torch.Generator,
                tensors: dict[str, torch.Tensor]) -> np.ndarray:
@@ -490,3 +532,17 @@ class Engine:
             )
             wav, _, _ = models.hift.inference(mel, generator=generator)
         return wav[0].float().cpu().numpy()
+
+
+def _free_memory_bytes(device: torch.device) -> int | None:
+    """Memory free for new buffers on `device` (CUDA: the driver's figure; CPU: MemAvailable), None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
