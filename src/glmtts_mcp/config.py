@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     max_inline_audio_bytes: int = Field(
         default=2 * 1024**2, ge=0, description="Largest base64 `audio` argument accepted (decoded bytes)."
     )
+    max_upload_bytes: int = Field(
+        default=20 * 1024**2,
+        ge=1024,
+        description="Largest upload the web faces accept (a reference clip or a voice archive, in bytes).",
+    )
     idle_unload_s: float = Field(
         default=600.0, ge=0, description="Unload the model after this many idle seconds (0: never)."
     )

@@ -38,6 +38,10 @@ class AudioInputError(EngineError):
     """Reference audio that cannot be used (corrupt, silent, too short or too long)."""
 
 
+class NotAudioError(AudioInputError):
+    """Bytes that no audio decoder reads (the web faces answer 415 Unsupported Media Type)."""
+
+
 @dataclass(frozen=True)
 class ReferenceAudio:
     """A reference clip after decoding, mono mix-down, resampling, trimming and loudness."""

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from glmtts_mcp.engine.frontend.audio_features import resample
-from glmtts_mcp.engine.types import AudioInputError, ReferenceAudio
+from glmtts_mcp.engine.types import AudioInputError, NotAudioError, ReferenceAudio
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _decode(source: str | Path | bytes) -> tuple[np.ndarray, int, str]:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
         reason = str(getattr(exc, "error_string", "") or exc).strip().removeprefix("Error : ")
-        raise AudioInputError(
+        raise NotAudioError(
             f"{name} could not be decoded as audio ({reason}). Send a {_SUPPORTED} file of 5-15 s of speech"
         ) from exc
     if samples.size == 0:
