@@ -484,9 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("parameters", ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in params.items())))
         upstream_rows: list[tuple[str, ...]] = []
         if args.upstream:
-            from glmtts_mcp.engine.frontend.audio_features import resample
+            from glmtts_mcp.engine.frontend.reference_clip import reference_pcm_at
 
-            wav16k = resample(torch.from_numpy(ref.pcm), ref.sample_rate, 16000)
+            wav16k = reference_pcm_at(ref, 16000)[0]
             upstream_rows = compare_with_upstream(engine, checkpoint, args.upstream, voice.features, wav16k,
                                                   args.seed, args.repeats, args.upstream_pythonpath)
 

@@ -60,6 +60,7 @@ def default_loader(settings: Settings) -> EngineLoader:
             max_text_chars=settings.max_text_chars,
             compile_llm=_switch(settings.compile_llm),
             overlap=_switch(settings.overlap),
+            reference_processing=settings.reference_processing,
         )
 
     return load

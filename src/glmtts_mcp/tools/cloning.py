@@ -42,7 +42,7 @@ def extract_new_voice(
 
     The extraction's warnings (the library does not keep them) go to `warnings` when given.
     """
-    reference = ReferenceAudio(pcm=pcm, sample_rate=sample_rate, duration_s=len(pcm) / sample_rate)
+    reference = ReferenceAudio(pcm=pcm, sample_rate=sample_rate, duration_s=len(pcm) / sample_rate)  # int16, as kept
     extracted = engine.extract_voice(reference, transcript, language, progress)
     if warnings is not None:
         warnings.extend(extracted.warnings)
@@ -82,6 +82,7 @@ def clone_or_get(
             engine, reference.pcm, reference.sample_rate, transcript, language, progress, warnings
         ),
         name=name,
+        processing=engine.reference_processing,
     )
     if existed and name is not None and name != record.name:
         record = library.rename(record.id, name)  # cloning a known clip under a new name renames it
