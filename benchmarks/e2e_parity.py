@@ -128,7 +128,7 @@ def compare(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], segm
         a, b = ours.get(name), theirs.get(name)
         error = None if a is None or b is None else _max_error(a, b)
         if error is None:
-            shapes = (None if a is None else tuple(a.shape), None if b is None else tuple(b.shape))
+            shapes = [None if t is None else tuple(t.squeeze().shape) for t in (a, b)]
             rows.append((label, f"shapes differ {shapes[0]} vs {shapes[1]}", f"{limit:g}"))
             failures.append(f"{label}: shapes differ")
             return
@@ -183,7 +183,7 @@ def write_golden(folder: Path, args: argparse.Namespace, theirs: dict[str, torch
         "tolerance": TOLERANCES,
         "environment": {"torch": torch.__version__, "transformers (upstream side)": meta["transformers"]},
     }
-    (folder / "case.json").write_text(json.dumps(case, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (folder / "e2e.json").write_text(json.dumps(case, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from glmtts_mcp.engine.runtime.pipeline import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = sorted(p.name for p in (ROOT / "tests" / "golden").glob("e2e_*") if (p / "case.json").is_file())
+CASES = sorted(p.name for p in (ROOT / "tests" / "golden").glob("e2e_*") if (p / "e2e.json").is_file())
 
 
 def _e2e_parity():
@@ -39,7 +39,7 @@ def test_there_are_golden_end_to_end_cases() -> None:
 def test_our_pipeline_matches_upstreams_recorded_narration(name: str, tiny_checkpoint: Path,
                                                            one_torch_thread: None) -> None:
     folder = ROOT / "tests" / "golden" / name
-    case = json.loads((folder / "case.json").read_text(encoding="utf-8"))
+    case = json.loads((folder / "e2e.json").read_text(encoding="utf-8"))
     assert case["checkpoint"] == {"maker": "glmtts_mcp.engine.checkpoint.tiny.make_tiny_checkpoint",
                                   "size": "tiny", "seed": 0}, "the session's tiny_checkpoint is size tiny, seed 0"
     parity = _e2e_parity()
