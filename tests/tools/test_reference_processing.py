@@ -108,3 +108,19 @@ def test_upstream_joins_segments_by_plain_concatenation(engine_settings: Callabl
     fade = int(MODEL_SAMPLE_RATE * CROSSFADE_MS / 1000)
     assert sum(map(len, plain)) - sum(map(len, clean)) == fade * (len(plain) - 1)  # each crossfade overlaps
     assert len(plain[0]) == len(clean[0]) + fade and np.array_equal(plain[0][: len(clean[0])], clean[0])
+
+
+def test_upstream_speaks_a_piece_without_letters_that_clean_skips(engine_settings: Callable, tmp_path: Path,
+                                                                  clip_writer) -> None:
+    text = "今天天气很好，我们一起去公园散步吧，顺便看看湖边新开的花和草(|··:、—.?"  # normalizes to two pieces, "?" last
+    app = build_app(engine_settings())
+    try:
+        engine = app.host.ensure_loaded()
+        voice = engine.extract_voice(engine.prepare_reference(clip_writer(tmp_path / "c.wav")), TRANSCRIPT)
+        features = VoiceFeatures(tensors=voice.features.tensors)
+        clean = [c.text for c in engine.synthesize(text, features, SynthesisOptions(seed=1))]
+        engine.reference_processing = "upstream"
+        spoken = [c.text for c in engine.synthesize(text, features, SynthesisOptions(seed=1))]
+    finally:
+        app.close()
+    assert spoken == [clean[0], "?"] and len(clean) == 1
