@@ -190,7 +190,7 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
     """
     models = engine.models
     device = models.device
-    features = engine.check_features(voice)
+    features = voice.tensors
     prompt_speech = features["prompt_speech_ids"].tolist()
     prompt_text = features["prompt_text_ids"].tolist()
     text_ids = models.text_tokenizer.encode("Every morning he rowed out before sunrise to check his nets.")
@@ -305,13 +305,12 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
 
 
 def _prompt_processing(engine: Engine, features: VoiceFeatures, repeats: int = 20) -> float:
-    """Seconds the stored-feature path spends on the prompt before generating: check the stored
-    tensors, move them to the device and list the prompt ids (what a clone would otherwise recompute)."""
+    """Seconds the stored-feature path spends on the prompt before generating: move the stored
+    tensors to the device and list the prompt ids (what a clone would otherwise recompute)."""
     device = engine.device
     start = time.perf_counter()
     for _ in range(repeats):
-        tensors = engine.check_features(features)
-        moved = {name: tensor.to(device) for name, tensor in tensors.items()}
+        moved = {name: tensor.to(device) for name, tensor in features.tensors.items()}
         moved["prompt_text_ids"].tolist(), moved["prompt_speech_ids"].tolist()
     _sync(device)
     return (time.perf_counter() - start) / repeats

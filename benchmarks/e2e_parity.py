@@ -66,16 +66,16 @@ def run_upstream(args: argparse.Namespace, out: Path) -> dict:
 
 
 def run_ours(engine: Engine, reference: Path, transcript: str, text: str, seed: int) -> Ours:
-    """Our clone and narration, recording the LLM's tokens and the flow's mel per segment."""
+    """Our clone and narration, recording each segment's LLM tokens (all of them, as they reach the filter
+    that keeps the audio ids for the flow) and the flow's mel."""
     models = engine.models
     tokens: list[list[int]] = []
     mels: list[torch.Tensor] = []
-    generate, flow = models.llm.generate, models.flow.inference
+    in_audio_range, flow = models.llm.in_audio_range, models.flow.inference
 
-    def recording_generate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        result = generate(*args, **kwargs)
-        tokens.append(list(result))
-        return result
+    def recording_filter(generated):  # noqa: ANN001, ANN202
+        tokens.append(list(generated))
+        return in_audio_range(generated)
 
     def recording_flow(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         mel = flow(*args, **kwargs)
@@ -83,11 +83,11 @@ def run_ours(engine: Engine, reference: Path, transcript: str, text: str, seed: 
         return mel
 
     voice = engine.extract_voice(engine.prepare_reference(reference), transcript)
-    models.llm.generate, models.flow.inference = recording_generate, recording_flow
+    models.llm.in_audio_range, models.flow.inference = recording_filter, recording_flow
     try:
         chunks = list(engine.synthesize(text, voice.features, SynthesisOptions(seed=seed)))
     finally:
-        models.llm.generate, models.flow.inference = generate, flow
+        models.llm.in_audio_range, models.flow.inference = in_audio_range, flow
     features = voice.features.tensors
     tensors = {
         "prompt_speech_ids": features["prompt_speech_ids"],

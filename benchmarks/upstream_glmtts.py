@@ -23,15 +23,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from glmtts_mcp.engine.checkpoint.layout import (
-    FLOW_CONFIG,
-    FLOW_WEIGHTS,
-    HIFT_WEIGHTS,
-    LLM_DIR,
-    flow_dims_from_state,
-    hift_config_from_state,
-    load_state_dict,
-)
+from glmtts_mcp.engine.checkpoint.layout import FLOW_CONFIG, FLOW_WEIGHTS, HIFT_WEIGHTS, LLM_DIR, load_state_dict
+from glmtts_mcp.engine.checkpoint.loader import flow_dims_from_state, hift_config_from_state
 from glmtts_mcp.engine.models.flow import FLOW_KWARG_DEFAULTS, load_flow_config
 
 UPSTREAM_PACKAGES = {"flow", "llm", "utils", "cosyvoice", "glmtts_inference", "tn"}

@@ -89,3 +89,16 @@ def test_bench_precision_prints_each_dtype() -> None:
     assert rows["llm_real", "fp32"][5] == "52/52"  # teacher-forced argmax agrees with upstream's everywhere
     assert float(rows["llm_real", "bf16"][2]) > 0  # bf16 really ran in bf16
     assert "fp32 only" in " ".join(rows["hift_real", "bf16"])
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference clips with espeak-ng")
+def test_bench_concurrency_prints_both_modes_in_one_run(tiny_checkpoint: Path) -> None:
+    out = _run("benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--n", "1", "2",
+               "--tokens", "6")
+    rows = [line.split() for line in out.splitlines() if re.match(r"(serial|batched)\s+\d", line)]
+    assert [(r[0], r[1]) for r in rows] == [("serial", "1"), ("serial", "2"), ("batched", "1"), ("batched", "2")]
+    for row in rows:  # mode N wall audio audio/s rtf rtf first first tok/s peak MiB RSS sizes...
+        assert float(row[4]) > 0 and row[12] == "RSS" and all(":" in size for size in row[13:])
+    serial_two = next(r for r in rows if r[:2] == ["serial", "2"])
+    assert [size.split(":")[0] for size in serial_two[13:]] == ["1"]  # serial never decodes two at once
+    assert re.search(r"batched / serial aggregate audio s/s\s+N=1: [\d.]+x\s+N=2: [\d.]+x", out)

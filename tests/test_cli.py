@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,7 +81,7 @@ def test_make_tiny_say_and_voices(
     assert main(["voices", "list", "--json", *common]) == 0
     voices = json.loads(capsys.readouterr().out)
     assert len(voices) == 1
-    voice_id = voices[0]["id"]
+    voice_id = voices[0]["voice_id"]
     assert main(["voices", "rename", voice_id, "narrator", *common]) == 0
     assert "renamed" in capsys.readouterr().out
 
@@ -98,9 +105,10 @@ def test_make_tiny_say_and_voices(
     assert main(["say", "Hi.", "--reference", str(clip), "--transcript", "Hello there.", "-o", str(out_wav), *common]) == 0
     capsys.readouterr()
     assert main(["voices", "list", "--json", *common]) == 0
-    assert any(v["transcript"] == "Hello there." for v in json.loads(capsys.readouterr().out))
+    assert any(v["transcript_excerpt"] == "Hello there." for v in json.loads(capsys.readouterr().out))
     assert main(["say", "Hi.", "--voice", "x", "--transcript", "Hello.", "-o", str(out_wav), *common]) == 1
-    assert "--transcript describes a --reference clip" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--transcript describes a --reference clip" in err and "internal error" not in err
 
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"not audio at all" * 100)
@@ -111,3 +119,174 @@ def test_make_tiny_say_and_voices(
 def test_console_script_runs(tmp_path: Path) -> None:
     done = subprocess.run([str(SCRIPT), "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("glmtts-mcp ")
+
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+CONFIGURATION = REPO / "docs" / "configuration.md"
+
+
+def test_config_carries_every_setting_given(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every configuration flag given to `config` ends up in the snippet, and the snippet's environment
+    rebuilds the same settings (what the host's server will run with)."""
+    from glmtts_mcp.config import Settings, env_name, flag_name, load_settings
+
+    given = {
+        "checkpoint": str(tmp_path / "ck"), "voices_dir": str(tmp_path / "v"), "output_dir": str(tmp_path / "o"),
+        "allowed_dirs": str(tmp_path), "device": "cpu", "dtype": "float32", "whisper_model": "small",
+        "memory_cache_bytes": "1000", "device_cache_bytes": "2000", "return_mode": "link", "format": "wav",
+        "max_result_bytes": "100000", "max_text_chars": "100", "max_inline_audio_bytes": "10",
+        "idle_unload_s": "5", "preload": "start", "concurrency": "2", "compile_llm": "off", "overlap": "off",
+        "output_keep_count": "3", "output_keep_bytes": "4", "output_keep_age_s": "6", "http_keep_alive_s": "2",
+        "http_header_timeout_s": "3", "http_max_connections": "7", "log_level": "DEBUG",
+    }
+    assert set(given) == set(Settings.model_fields) - {"token"}  # a new setting must be added here too
+    documented_flags = set(re.findall(r"^\| `(--[a-z-]+)`", CONFIGURATION.read_text(encoding="utf-8"), re.M))
+    assert documented_flags == {flag_name(name) for name in given} | {"--config"}
+    argv = ["config"] + [part for name, value in given.items() for part in (flag_name(name), value)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    env = json.loads(out[out.index("{") : out.rindex("}") + 1])["mcpServers"]["glmtts"]["env"]
+    assert set(env) == {env_name(name) for name in given}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings() == load_settings(**{k: [v] if k == "allowed_dirs" else v for k, v in given.items()})
+
+
+def test_say_checks_the_output_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, clip_writer: Callable[..., Path], tiny_checkpoint: Path
+) -> None:
+    """A bad -o is refused before the model loads or the clip is cloned: nothing is stored, nothing is lost."""
+    clip = clip_writer(tmp_path / "clip.wav")
+    common = ["--checkpoint", str(tiny_checkpoint), "--reference", str(clip), "--transcript", "Hello."]
+    for output, needle in [
+        (tmp_path / "out.aac", "end it in .wav, .flac, .ogg, .mp3"),
+        (tmp_path / "out", "end it in"),
+        (tmp_path / "no-such-folder" / "out.wav", "does not exist"),
+    ]:
+        assert main(["say", "Hi.", *common, "-o", str(output)]) == 1
+        err = capsys.readouterr().err
+        assert needle in err and "loading model" not in err, err
+    assert not (tmp_path / "voices").exists()  # no voice was cloned on the way to the error
+
+
+def test_cli_errors_speak_shell_words(capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The library and the engine name MCP tools and arguments; the shell names commands and flags."""
+    from glmtts_mcp.cli import in_shell_words
+
+    out = tmp_path / "x.wav"
+    assert main(["say", "Hi.", "--voice", "nobody", "-o", str(out), "--checkpoint", str(tiny_checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "glmtts-mcp voices list" in err and "list_voices" not in err, err
+    whisper_warning = "Whisper's transcript may repeat itself; pass transcript= with the reference audio"
+    assert "pass --transcript with" in in_shell_words(whisper_warning)
+
+
+_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}},
+}
+
+
+def _read_until(fd: int, needle: bytes, timeout_s: float) -> bytes:
+    """Read a pipe until `needle` shows up (or the time is over)."""
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+@pytest.mark.parametrize("stdin_kind", ["terminal", "pipe"])
+def test_stdio_server_in_a_terminal_says_so_and_ctrl_c_stops_it(
+    stdin_kind: str, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """`glmtts-mcp` typed in a terminal says it waits for an MCP host and how to wire one; one Ctrl-C
+    stops a server waiting on stdin (two presses used to be ignored)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
+    env.update(GLMTTS_MCP_CHECKPOINT=str(tiny_checkpoint), GLMTTS_MCP_VOICES_DIR=str(tmp_path / "v"),
+               GLMTTS_MCP_OUTPUT_DIR=str(tmp_path / "o"), GLMTTS_MCP_ALLOWED_DIRS=str(tmp_path))
+    master, slave = pty.openpty()
+    stdin = slave if stdin_kind == "terminal" else subprocess.PIPE
+    proc = subprocess.Popen([str(SCRIPT)], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stderr is not None
+        if stdin_kind == "terminal":
+            seen = _read_until(proc.stderr.fileno(), b"Ctrl-C stops", 120)
+            assert b"waiting for an MCP host on stdin" in seen and b"glmtts-mcp config" in seen, seen
+        else:  # answer one request first: then the server is surely serving, blocked reading stdin
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(_INITIALIZE).encode() + b"\n")
+            proc.stdin.flush()
+            assert b'"id":1' in _read_until(proc.stdout.fileno(), b"\n", 120).replace(b" ", b"")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        os.close(master)
+        os.close(slave)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert stdin_kind == "terminal" or b"waiting for an MCP host" not in proc.stderr.read()
+
+
+@pytest.mark.parametrize("hub", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}])
+def test_download_without_the_hub_says_one_sentence(
+    hub: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key, value in hub.items():
+        monkeypatch.setenv(key, value)
+    if "HF_ENDPOINT" in hub:  # huggingface_hub reads its endpoint when imported
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", hub["HF_ENDPOINT"])
+    target = tmp_path / "ck"
+    assert main(["download", "--dir", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "cannot reach the model hub" in err and f"--checkpoint {target}" in err
+    assert not target.exists()
+
+
+def test_readme_quick_start_runs_verbatim(tmp_path: Path) -> None:
+    """The Quick start's first block, exactly as printed, in a shell at the checkout's root with a fresh
+    home: the offline tour on the tiny checkpoint (the wrapper finds .venv already set up)."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Quick start") :]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block is not None
+    script = block.group(1) + 'test -s "$try/hello.wav"\n'
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLMTTS_MCP_", "XDG_"))}
+    env.update(HOME=str(home), TMPDIR=str(home))
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "wrote " in done.stdout and "The quick brown fox" in done.stdout and "claude mcp add" in done.stdout
+    assert "warning" not in done.stderr.lower()
+
+
+def test_setup_says_what_it_installs_and_shows_pip_failures(tmp_path: Path) -> None:
+    """A first set-up says what each phase does (one line each); pip's chatter goes to a log whose end is
+    shown when pip fails. A project copy with a broken pyproject.toml makes pip fail without the network."""
+    project = tmp_path / "project"
+    (project / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "setup-venv.sh", project / "scripts")
+    (project / "pyproject.toml").write_text("[project\nname = broken\n")
+    (project / "constraints.txt").write_text("")
+    done = subprocess.run(["bash", str(project / "scripts" / "setup-venv.sh")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert any("creating the virtual environment" in line for line in lines)
+    assert any("installing glmtts-mcp and its pinned dependencies" in line for line in lines)
+    assert any("pip failed" in line for line in lines) and len(lines) < 40
+    assert (project / ".venv" / "pip-install.log").is_file()

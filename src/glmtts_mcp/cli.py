@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -18,14 +19,23 @@ from pathlib import Path
 from typing import Any, get_origin
 
 from glmtts_mcp import __version__
-from glmtts_mcp.config import CONFIG_ENV, TOKEN_ENV, ConfigError, Settings, load_settings
+from glmtts_mcp.config import (
+    CONFIG_ENV,
+    TOKEN_ENV,
+    ConfigError,
+    Settings,
+    env_name,
+    flag_name,
+    load_settings,
+)
 from glmtts_mcp.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
 # Settings that are never flags: secrets belong in the environment, not in `ps` output.
 _NOT_FLAGS = {"token"}
-_FLAG_NAMES = {"allowed_dirs": "--allowed-dir"}
+# Always written into the host snippet, so the server finds the same files whatever the host's environment.
+_SNIPPET_ALWAYS = ("checkpoint", "voices_dir", "output_dir", "allowed_dirs")
 
 
 def _settings_options() -> argparse.ArgumentParser:
@@ -38,8 +48,8 @@ def _settings_options() -> argparse.ArgumentParser:
     for name, field in Settings.model_fields.items():
         if name in _NOT_FLAGS:
             continue
-        flag = _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-        env = f"env GLMTTS_MCP_{name.upper()}"
+        flag = flag_name(name)
+        env = f"env {env_name(name)}"
         if get_origin(field.annotation) is list or name == "allowed_dirs":
             group.add_argument(flag, dest=name, action="append", default=argparse.SUPPRESS, help=f"{field.description} ({env})")
         else:
@@ -84,10 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     vren.add_argument("name", help="new name")
     vexp = vsub.add_parser("export", parents=[common], help="write a voice to an archive")
     vexp.add_argument("voice", help="id or name")
-    vexp.add_argument("path", type=Path, help="archive file to write")
+    vexp.add_argument("path", type=Path, help="archive file to write (ending in .zip), or an existing folder")
     vimp = vsub.add_parser("import", parents=[common], help="add a voice from an archive")
     vimp.add_argument("path", type=Path, help="archive file made by `voices export`")
     vimp.add_argument("--name", help="name for the imported voice")
+    vsub.add_parser(
+        "refresh", parents=[common], help="re-extract every stale voice now (after an upgrade; loads the model)"
+    )
 
     say = sub.add_parser("say", parents=[common], help="narrate text into an audio file")
     say.add_argument("text", help="the text to speak ('-' reads stdin)")
@@ -107,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--size", choices=["tiny", "real"], default="tiny")
     tiny.add_argument("--seed", type=int, default=0)
+    twins = csub.add_parser(
+        "to-safetensors", parents=[common],
+        help="write a .safetensors copy of flow.pt and hift.pt, so loading never reads a pickle file",
+    )
+    twins.add_argument("--remove-pt", action="store_true", help="delete each .pt once its copy is verified")
 
     config = sub.add_parser(
         "config", parents=[common], help="print the Claude Desktop / Claude Code configuration for this install"
@@ -135,8 +153,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except _UserFacing as exc:
-        print(f"glmtts-mcp: {exc}", file=sys.stderr)
+        print(f"glmtts-mcp: {in_shell_words(str(exc))}", file=sys.stderr)
         return 1
+
+
+# The engine and the voice library name fixes in the server's terms (tool names, `argument=`); the shell
+# has flags and commands instead. One table of terms, applied to what the commands print, so that no
+# sentence exists twice.
+_SHELL_TERMS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bCall list_voices\b"), "Run `glmtts-mcp voices list`"),
+    (re.compile(r"\b(?:call )?list_voices\b"), "`glmtts-mcp voices list`"),
+    (re.compile(r"\bclone_voice\b"), "`glmtts-mcp say --reference CLIP`"),
+    (re.compile(r"\bexport_voice\b"), "`glmtts-mcp voices export`"),
+    (re.compile(r"\btranscript="), "--transcript"),
+    (re.compile(r"`reference_audio`"), "--reference"),
+    (re.compile(r"`voice`"), "--voice"),
+    (re.compile(r"\bmax_text_chars\b"), "--max-text-chars"),
+)
+
+
+def in_shell_words(message: str) -> str:
+    """A message from the engine or the library, with the shell's names for tools and arguments."""
+    for pattern, words in _SHELL_TERMS:
+        message = pattern.sub(words, message)
+    return message
 
 
 class _UserFacing(Exception):
@@ -144,19 +184,24 @@ class _UserFacing(Exception):
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from glmtts_mcp.engine.types import EngineError
-    from glmtts_mcp.tools.server import HttpSecurityError
-    from glmtts_mcp.voices import VoiceLibraryError
+    from glmtts_mcp.tools.errors import USER_ERRORS
+    from glmtts_mcp.tools.http_security import HttpSecurityError
 
-    return (EngineError, VoiceLibraryError, HttpSecurityError, ValueError, OSError)
+    return (*USER_ERRORS, HttpSecurityError)
 
 
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace, settings: Settings) -> int:
+        from glmtts_mcp.tools.errors import internal_error
+
         try:
             return fn(args, settings)
+        except _UserFacing:
+            raise
         except _user_errors() as exc:
             raise _UserFacing(str(exc)) from exc
+        except Exception as exc:  # a bug or an unexpected environment failure: traceback to the log
+            raise _UserFacing(internal_error(exc)) from exc
 
     return run
 
@@ -181,6 +226,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 @_guarded
 def _voices(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.tools.app import build_app
+    from glmtts_mcp.tools.paths import export_protected_folders
+    from glmtts_mcp.tools.schemas import VoiceSummary
 
     app = build_app(settings)
     lib = app.library
@@ -189,7 +236,7 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
         if action == "list":
             page = lib.list_voices(query=args.query, limit=args.limit, cursor=None)
             if args.json:
-                print(json.dumps([v.model_dump(mode="json") for v in page.voices], indent=2))
+                print(json.dumps([VoiceSummary.of(v).model_dump(mode="json") for v in page.voices], indent=2))
             elif not page.voices:
                 print("no voices yet: clone one with the clone_voice tool or `glmtts-mcp say --reference CLIP ...`")
             for v in [] if args.json else page.voices:
@@ -203,11 +250,17 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
             record = lib.rename(args.voice, args.name)
             print(f"renamed {record.id} to {record.name}")
         elif action == "export":
-            written = lib.export_voice(args.voice, args.path.expanduser().resolve())
+            written = lib.export_voice(args.voice, args.path, protected=export_protected_folders(settings))
             print(f"exported to {written}")
         elif action == "import":
             record, existed = lib.import_voice(args.path.expanduser().resolve(), name=args.name)
             print(f"{'already had' if existed else 'imported'} {record.id} ({record.name})")
+        elif action == "refresh":
+            stale = len(lib.stale_voices())
+            refreshed = lib.refresh_stale(lambda done, total, message: print(message, file=sys.stderr))
+            print(f"refreshed {refreshed} of {stale} stale voice(s)")
+            if refreshed < stale:
+                raise _UserFacing(f"{stale - refreshed} voice(s) could not be re-extracted: the log above says why")
     finally:
         lib.close()
     return 0
@@ -218,12 +271,12 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from glmtts_mcp.tools.app import build_app
-    from glmtts_mcp.tools.synthesis import narrate
+    from glmtts_mcp.tools.synthesis import checked_text, narrate
 
     if args.transcript and args.reference is None:
         raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")
-    text = sys.stdin.read() if args.text == "-" else args.text
-    fmt = args.output.suffix.lower().lstrip(".") or "wav"
+    fmt = _output_format(args.output)  # before any work: a bad -o must not cost a synthesis
+    text = checked_text(sys.stdin.read() if args.text == "-" else args.text, settings.max_text_chars)
     app = build_app(settings)
     bar = tqdm(total=1, desc="loading model", file=sys.stderr, unit="step", leave=True)
 
@@ -237,19 +290,37 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
         engine = app.host.ensure_loaded()
         reference = args.reference.expanduser().resolve() if args.reference else None
         result = narrate(
-            engine, app, text.strip(), args.voice, reference, fmt, args.seed, progress, transcript=args.transcript
+            engine, app, text, args.voice, reference, fmt, args.seed, progress, transcript=args.transcript
         )
     finally:
         bar.close()
         app.close()
     args.output.write_bytes(result.data)
     for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {in_shell_words(warning)}", file=sys.stderr)
     print(
         f"wrote {args.output} ({len(result.pcm) / result.sample_rate:.1f} s, voice {result.voice_id}"
         f"{', new' if result.created else ''})"
     )
     return 0
+
+
+def _output_format(output: Path) -> str:
+    """The audio format `-o` asks for by its extension; refuses a path that cannot be written."""
+    from glmtts_mcp.engine.runtime.output_encoding import AUDIO_FORMATS
+
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in AUDIO_FORMATS:
+        extensions = ", ".join(f.extension for f in AUDIO_FORMATS.values())
+        raise _UserFacing(f"-o {output}: unknown audio extension {output.suffix or '(none)'!r}: end it in {extensions}")
+    if output.is_dir():
+        raise _UserFacing(f"-o {output} is a folder: name a file in it, e.g. -o {output / ('speech' + output.suffix)}")
+    folder = output.expanduser().resolve().parent
+    if not folder.is_dir():
+        raise _UserFacing(f"-o {output}: folder {folder} does not exist: create it first or write elsewhere")
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise _UserFacing(f"-o {output}: no permission to write there: choose another path")
+    return fmt
 
 
 @_guarded
@@ -265,7 +336,13 @@ def _download(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guarded
 def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
+    if args.checkpoint_command == "to-safetensors":
+        from glmtts_mcp.engine.checkpoint.download import convert_to_safetensors
+
+        written = convert_to_safetensors(settings.checkpoint, remove_pt=args.remove_pt)
+        print("\n".join(f"wrote {path}" for path in written) or f"nothing to convert in {settings.checkpoint}")
+        return 0
+    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint  # lazily: needs the [tiny] extra
 
     directory = make_tiny_checkpoint(args.dir.expanduser(), size=args.size, seed=args.seed)
     print(f"random-weight {args.size} checkpoint written to {directory}")
@@ -284,12 +361,7 @@ def server_command() -> str:
 def _config(args: argparse.Namespace, settings: Settings) -> int:
     command = server_command()
     parts = command.split(" ")
-    env = {
-        "GLMTTS_MCP_CHECKPOINT": str(settings.checkpoint),
-        "GLMTTS_MCP_VOICES_DIR": str(settings.voices_dir),
-        "GLMTTS_MCP_OUTPUT_DIR": str(settings.output_dir),
-        "GLMTTS_MCP_ALLOWED_DIRS": os.pathsep.join(str(d) for d in settings.allowed_dirs),
-    }
+    env = snippet_env(settings)
     desktop = {"mcpServers": {args.name: {"command": parts[0], "args": parts[1:], "env": env}}}
     print("# Claude Desktop: merge into claude_desktop_config.json")
     print("#   macOS: ~/Library/Application Support/Claude/claude_desktop_config.json")
@@ -299,7 +371,22 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
     print("# Claude Code:")
     env_flags = " ".join(f"-e {k}={shlex.quote(v)}" for k, v in env.items())
     print(f"claude mcp add {args.name} {env_flags} -- {' '.join(shlex.quote(p) for p in parts)}")
+    if settings.token is not None:
+        print(f"# {TOKEN_ENV} is set here but left out of the snippets: it is a secret, add it to the host yourself")
     return 0
+
+
+def snippet_env(settings: Settings) -> dict[str, str]:
+    """The environment a host gives the server: the folders always, and every other setting that was
+    given here (flag, environment or config file), so the served process runs as configured now."""
+    names = [n for n in Settings.model_fields if n in _SNIPPET_ALWAYS or n in settings.model_fields_set]
+    env: dict[str, str] = {}
+    for name in names:
+        if name in _NOT_FLAGS:
+            continue
+        value = getattr(settings, name)
+        env[env_name(name)] = os.pathsep.join(map(str, value)) if isinstance(value, list) else str(value)
+    return env
 
 
 _COMMANDS = {

@@ -20,6 +20,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
 )
 
 APP_NAME = "glmtts-mcp"
@@ -32,6 +33,9 @@ RETURN_MODE_PARTS: tuple[str, ...] = ("audio", "resource", "link", "path")
 
 # Where `Settings()` reads its TOML file from; set by `load_settings` for the duration of one build.
 _config_file: ContextVar[Path | None] = ContextVar("glmtts_mcp_config_file", default=None)
+
+# Settings whose flag is not "--" + the field name with dashes.
+_FLAG_NAMES = {"allowed_dirs": "--allowed-dir"}
 
 
 class ConfigError(Exception):
@@ -55,6 +59,27 @@ def default_config_file() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
 
 
+def config_file_in_use(named: Path | None) -> tuple[Path, bool]:
+    """The config file a build reads (--config, else GLMTTS_MCP_CONFIG, else the default place), and
+    whether it was named explicitly (a named file must exist; the default one may be absent)."""
+    if named is not None:
+        return named, True
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser(), True
+    return default_config_file(), False
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a Settings field (`allowed_dirs` -> `--allowed-dir`)."""
+    return _FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a Settings field (`voices_dir` -> `GLMTTS_MCP_VOICES_DIR`)."""
+    return ENV_PREFIX + field.upper()
+
+
 def parse_return_mode(value: str) -> tuple[str, ...]:
     """'audio+path' -> ('audio', 'path'); raises ValueError naming the allowed parts."""
     parts = tuple(p.strip().lower() for p in value.replace(",", "+").split("+") if p.strip())
@@ -67,37 +92,23 @@ def parse_return_mode(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parts))
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """Values from the TOML config file; a missing default file is no error, a missing named file is."""
+class _TomlSource(TomlConfigSettingsSource):
+    """pydantic-settings' TOML reader, with our rules on top: a missing default file is no error, a
+    missing named file is; an unreadable file or an unknown key is a ConfigError naming the file."""
 
     def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        super().__init__(settings_cls)
-        self.path = path
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        raise NotImplementedError  # __call__ is overridden: the whole file is read at once
-
-    def __call__(self) -> dict[str, Any]:
-        path = self.path
-        explicit = path is not None
-        if path is None:
-            env = os.environ.get(CONFIG_ENV)
-            explicit = bool(env)
-            path = Path(env).expanduser() if env else default_config_file()
-        if not path.is_file():
-            if explicit:
-                raise ConfigError(f"config file {path} does not exist: create it or drop --config/{CONFIG_ENV}")
-            return {}
+        path, explicit = config_file_in_use(path)
+        if explicit and not path.is_file():
+            raise ConfigError(f"config file {path} does not exist: create it or drop --config/{CONFIG_ENV}")
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            super().__init__(settings_cls, toml_file=path)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        unknown = sorted(set(data) - set(self.settings_cls.model_fields))
+        unknown = sorted(set(self.toml_data) - set(settings_cls.model_fields))
         if unknown:
             raise ConfigError(
-                f"config file {path} has unknown keys {unknown}; known keys: {', '.join(self.settings_cls.model_fields)}"
+                f"config file {path} has unknown keys {unknown}; known keys: {', '.join(settings_cls.model_fields)}"
             )
-        return data
 
 
 def _split_dirs(value: Any) -> Any:
@@ -108,7 +119,7 @@ def _split_dirs(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    """Every knob of the server and the CLI; the README has the table."""
+    """Every knob of the server and the CLI; docs/configuration.md has the table."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
@@ -162,10 +173,19 @@ class Settings(BaseSettings):
     preload: Literal["lazy", "start"] = Field(
         default="lazy", description="Load the model on first use (lazy) or when the server starts."
     )
-    concurrency: int = Field(default=1, ge=1, description="Engine jobs run at once; the rest queue.")
+    concurrency: int = Field(
+        default=1, ge=1, description="Flow + vocoder and clone jobs run at once; the rest queue (the LLM batches)."
+    )
+    # --- batching (issue 16): the LLM scheduler's batch bound; --concurrency still gates flow, vocoder, clones
+    max_batch: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Most narrations whose LLM decodes in one batched step; sizes the KV cache (one slot each).",
+    )
     compile_llm: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="Compile the LLM's one-token step with torch.compile / CUDA graphs (auto: on CUDA only).",
+        description="Compile the LLM's batched decode step with torch.compile / CUDA graphs (auto: on CUDA only).",
     )
     overlap: Literal["auto", "on", "off"] = Field(
         default="auto",
@@ -181,6 +201,23 @@ class Settings(BaseSettings):
     output_keep_bytes: int = Field(default=1024**3, ge=0, description="Most bytes of synthesized files kept.")
     output_keep_age_s: float = Field(
         default=7 * 24 * 3600.0, ge=0, description="Synthesized files older than this are deleted (0: no limit)."
+    )
+    http_keep_alive_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="HTTP: close a connection that stays silent this many seconds between requests.",
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="HTTP: close a connection whose request line and headers have not all arrived after this many "
+        "seconds (a client that connects and sends nothing, or dribbles its headers).",
+    )
+    http_max_connections: int = Field(
+        default=100,
+        ge=1,
+        description="HTTP: most connections open at once; more are closed at once (keep it well under the "
+        "process's open-file limit, `ulimit -n`).",
     )
     token: SecretStr | None = Field(
         default=None,
@@ -202,8 +239,26 @@ class Settings(BaseSettings):
     @classmethod
     def _resolve_dirs(cls, value: list[Path]) -> list[Path]:
         if not value:
-            raise ValueError("at least one allowed directory is needed")
-        return [p.expanduser().resolve() for p in value]
+            raise ValueError("at least one allowed folder is needed")
+        resolved = [p.expanduser().resolve() for p in value]
+        missing = [str(p) for p in resolved if not p.is_dir()]
+        if missing:
+            raise ValueError(f"no folder {' nor '.join(missing)}: create it, or name an existing folder")
+        return resolved
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value == "auto":
+            return value
+        import torch  # lazy: only a configured device needs the parser
+
+        try:
+            torch.device(value)
+        except RuntimeError:
+            raise ValueError(f"{value!r} is not a torch device: use auto, cpu, cuda, cuda:1, mps, ...") from None
+        return value
 
     @field_validator("return_mode")
     @classmethod
@@ -212,8 +267,13 @@ class Settings(BaseSettings):
 
     @field_validator("format")
     @classmethod
-    def _lower_format(cls, value: str) -> str:
-        return value.strip().lower()
+    def _check_format(cls, value: str) -> str:
+        from glmtts_mcp.engine.runtime.output_encoding import AUDIO_FORMATS  # lazy: pulls in torch
+
+        value = value.strip().lower().lstrip(".")
+        if value not in AUDIO_FORMATS:
+            raise ValueError(f"unknown audio format {value!r}: use one of {', '.join(AUDIO_FORMATS)}")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -235,16 +295,39 @@ class Settings(BaseSettings):
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build Settings from flags (`overrides`, None values ignored), env and the config file.
 
-    Raises ConfigError with every invalid value named, instead of pydantic's traceback.
+    Every value is checked here, once, at start. Raises ConfigError naming each invalid value where
+    the user set it (the flag, the environment variable or the config file key) and how to fix it.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
-    token = _config_file.set(config_file.expanduser() if config_file else None)
+    named = config_file.expanduser() if config_file else None
+    token = _config_file.set(named)
     try:
         return Settings(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_describe_problem(err, given, named) for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc
     finally:
         _config_file.reset(token)
+
+
+def _describe_problem(err: Any, flags: dict[str, Any], named_file: Path | None) -> str:
+    """One invalid value, introduced by the place the user set it, without pydantic's URL."""
+    field = str(err["loc"][0]) if err["loc"] else "settings"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] != "value_error" and isinstance(err.get("input"), str | int | float):
+        message += f" (got {str(err['input'])[:60]!r})"
+    return f"{_origin(field, flags, named_file)}: {message}"
+
+
+def _origin(field: str, flags: dict[str, Any], named_file: Path | None) -> str:
+    """Where a setting's value came from, in the words of that place (precedence order)."""
+    if field in flags:
+        return flag_name(field)
+    if env_name(field) in os.environ:
+        return env_name(field)
+    path, _ = config_file_in_use(named_file)
+    try:
+        in_file = field in tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        in_file = False
+    return f"key `{field}` in {path}" if in_file else f"{field} (default)"

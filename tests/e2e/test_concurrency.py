@@ -11,6 +11,7 @@ import pytest
 
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.types import SynthesisOptions
+from narration import whole_narration
 
 
 def test_queue_runs_in_arrival_order_under_the_cap() -> None:
@@ -52,12 +53,12 @@ def test_concurrency_must_be_positive() -> None:
 
 def test_threads_get_the_same_audio_as_one_caller(engine, voice) -> None:
     texts = ["One little line.", "Another short sentence here.", "A third one, please."]
-    alone = [engine.synthesize_to_array(t, voice.features, SynthesisOptions(seed=5)) for t in texts]
+    alone = [whole_narration(engine, t, voice.features, SynthesisOptions(seed=5)) for t in texts]
     depths: list[int] = []
 
     def run(text: str) -> np.ndarray:
         depths.append(engine.queue_depth)
-        return engine.synthesize_to_array(text, voice.features, SynthesisOptions(seed=5))
+        return whole_narration(engine, text, voice.features, SynthesisOptions(seed=5))
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         together = list(pool.map(run, texts * 2))

@@ -1,4 +1,4 @@
-"""Pipelined synthesis: the next segment's LLM runs during this segment's flow and vocoder, same audio."""
+"""Pipelined synthesis: the next segment's LLM is queued before this segment's flow and vocoder run, same audio."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from glmtts_mcp.engine.runtime.pipeline import Engine
-from glmtts_mcp.engine.models.static_cache import StaticDecoder
 from glmtts_mcp.engine.types import SynthesisOptions
+from narration import whole_narration
 
 LONG_TEXT = "One. Two. Three. Four. " * 12  # three segments
 
@@ -52,10 +52,8 @@ def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequenti
     assert len(expected) >= 3
 
     llm_started = {text: threading.Event() for text in (c.text for c in expected)}
-    threads: list[str] = []
 
     def note_llm(segment: str) -> None:
-        threads.append(threading.current_thread().name)
         llm_started[segment].set()
 
     def wait_for_next_llm(segment: str) -> None:
@@ -65,7 +63,7 @@ def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequenti
             assert llm_started[expected[index + 1].text].wait(30), "the next segment's LLM did not start"
 
     log: list[tuple[str, str, float, float]] = []
-    record(pipelined, monkeypatch, "_speech_tokens", log, note_llm)
+    record(pipelined, monkeypatch, "_llm_request", log, note_llm)
     record(pipelined, monkeypatch, "_voice", log, wait_for_next_llm)
     chunks = list(pipelined.synthesize(LONG_TEXT, voice.features, options))
 
@@ -73,30 +71,29 @@ def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequenti
         [(c.segment_index, c.segment_count, c.text) for c in expected]
     for got, want in zip(chunks, expected, strict=True):
         assert np.array_equal(got.pcm, want.pcm)
-    assert all(name.startswith("glmtts-llm") for name in threads)
     assert pipelined.jobs.stats().running == 0
 
 
 def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voice,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """With one slot, the model work of two requests never interleaves, and each gets its own audio."""
+    """Their LLM segments batch together, but with one job slot their flow and vocoder never interleave,
+    and each request gets the audio it gets alone."""
     texts = [LONG_TEXT, "A cat sat. " * 20]
-    alone = [pipelined.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)) for t in texts]
+    alone = [whole_narration(pipelined, t, voice.features, SynthesisOptions(seed=3)) for t in texts]
     segments = [set(pipelined.text_frontend.synthesis_segments(t)) for t in texts]
     log: list[tuple[str, str, float, float]] = []
-    record(pipelined, monkeypatch, "_speech_tokens", log)
     record(pipelined, monkeypatch, "_voice", log)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         together = list(pool.map(
-            lambda t: pipelined.synthesize_to_array(t, voice.features, SynthesisOptions(seed=3)), texts))
+            lambda t: whole_narration(pipelined, t, voice.features, SynthesisOptions(seed=3)), texts))
     for got, want in zip(together, alone, strict=True):
         assert np.array_equal(got, want)
     owner = [0 if segment in segments[0] else 1 for _, segment, _, _ in log]
     for (_, _, start_a, end_a), a in zip(log, owner, strict=True):
         for (_, _, start_b, end_b), b in zip(log, owner, strict=True):
             if a != b:
-                assert end_a <= start_b or end_b <= start_a, "two requests ran model work at once"
+                assert end_a <= start_b or end_b <= start_a, "two requests ran flow and vocoder at once"
 
 
 def test_a_reader_that_stops_early_frees_its_slot(pipelined: Engine, voice) -> None:
@@ -107,15 +104,16 @@ def test_a_reader_that_stops_early_frees_its_slot(pipelined: Engine, voice) -> N
     while pipelined.jobs.stats().running and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pipelined.jobs.stats().running == 0
-    assert len(pipelined.synthesize_to_array("Still serving.", voice.features, SynthesisOptions(seed=1))) > 0
+    while pipelined.scheduler.stats().running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = pipelined.scheduler.stats()
+    assert (stats.running, stats.waiting) == (0, 0)
+    assert len(whole_narration(pipelined, "Still serving.", voice.features, SynthesisOptions(seed=1))) > 0
 
 
 def test_fast_path_settings_default_to_cuda_only(engine: Engine, tiny_checkpoint: Path) -> None:
-    """On a CPU: no compile (slow to build, no gain) and no overlap (the stages share the cores);
-    the LLM decodes with a static cache everywhere, compiled when asked."""
+    """On a CPU: no compile (slow to build, no gain) and no overlap (the stages share the cores)."""
     assert (engine.compile_llm, engine.overlap) == (False, False)
-    assert isinstance(engine.models.llm.decoder, StaticDecoder) and not engine.models.llm.decoder.compiled
-    compiled = Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random",
-                           compile_llm=True)
-    assert compiled.models.llm.decoder.compiled
-    assert compiled.models.llm.model is compiled.models.llm.decoder.model
+    forced = Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random",
+                         compile_llm=True, overlap=True)
+    assert (forced.compile_llm, forced.overlap) == (True, True)

@@ -12,7 +12,9 @@ from safetensors import safe_open
 
 from glmtts_mcp.engine.checkpoint import layout as ck
 from glmtts_mcp.engine.checkpoint.layout import CheckpointError
-from glmtts_mcp.engine.checkpoint.download import convert_to_safetensors, verify_checkpoint, write_manifest
+from glmtts_mcp.engine.checkpoint.download import convert_to_safetensors
+from glmtts_mcp.engine.checkpoint.loader import load_models
+from glmtts_mcp.engine.checkpoint.manifest import sha256_file, verify_checkpoint, write_manifest
 from glmtts_mcp.engine.checkpoint.tiny import FLOW_YAML
 from glmtts_mcp.engine.types import EngineError
 
@@ -29,7 +31,7 @@ def _shards(directory: Path) -> list[str]:
 
 def test_tiny_checkpoint_is_complete_and_loads(tiny_checkpoint: Path) -> None:
     ck.validate_checkpoint(tiny_checkpoint)
-    models = ck.load_models(tiny_checkpoint)
+    models = load_models(tiny_checkpoint)
     assert models.flow.config.trans_dim == 64 and models.flow.config.depth == 2 and models.flow.config.heads == 2
     assert models.hift.conv_pre.out_channels == 32
     special = models.special
@@ -81,10 +83,7 @@ def test_an_empty_directory_lists_every_file(tmp_path: Path) -> None:
         assert rel in str(err.value)
 
 
-def test_find_checkpoint_explicit_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ck.find_checkpoint(tmp_path) == tmp_path
-    with pytest.raises(CheckpointError, match="glmtts-mcp download"):
-        ck.find_checkpoint(tmp_path / "absent")
+def test_default_checkpoint_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert ck.default_checkpoint_dir() == tmp_path / "data" / "glmtts-mcp" / "checkpoints" / "GLM-TTS"
 
@@ -93,7 +92,7 @@ def test_truncated_pt_is_named(copy: Path) -> None:
     path = copy / "flow" / "flow.pt"
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="flow.pt"):
-        ck.load_models(copy)
+        load_models(copy)
 
 
 def test_pickled_objects_are_refused(copy: Path) -> None:
@@ -107,7 +106,7 @@ def test_wrong_shapes_are_named(copy: Path) -> None:
     state["conv_post.bias"] = torch.zeros(3)
     torch.save(state, copy / "hift" / "hift.pt")
     with pytest.raises(CheckpointError, match="hift.pt"):
-        ck.load_models(copy)
+        load_models(copy)
 
 
 def test_model_wrapper_is_unwrapped(copy: Path) -> None:
@@ -119,7 +118,7 @@ def test_model_wrapper_is_unwrapped(copy: Path) -> None:
 def test_unknown_flow_component_is_named(copy: Path) -> None:
     (copy / "flow" / "config.yaml").write_text(FLOW_YAML + "\n    warp_drive: True")
     with pytest.raises(EngineError, match="warp_drive") as err:
-        ck.load_models(copy)
+        load_models(copy)
     assert "config.yaml" in str(err.value)
 
 
@@ -163,7 +162,7 @@ def test_conversion_to_safetensors_is_preferred_and_exact(copy: Path) -> None:
     for rel, state in before.items():
         after = ck.load_state_dict(copy / rel)
         assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in state)
-    ck.load_models(copy)
+    load_models(copy)
     assert convert_to_safetensors(copy) == []  # nothing left to convert
 
 
@@ -172,7 +171,7 @@ def test_truncated_download_is_caught_before_loading(copy: Path) -> None:
     shard = copy / _shards(copy)[-1]
     shard.write_bytes(shard.read_bytes()[:-4])
     with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors has"):
-        ck.load_models(copy)
+        load_models(copy)
 
 
 def test_download_fetches_exactly_the_engine_files(tiny_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
@@ -204,7 +203,7 @@ def test_download_fetches_exactly_the_engine_files(tiny_checkpoint: Path, tmp_pa
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     monkeypatch.setattr(download, "CAMPPLUS_SIZE", onnx.stat().st_size)
-    monkeypatch.setattr(download, "CAMPPLUS_SHA256", download.sha256_file(onnx))
+    monkeypatch.setattr(download, "CAMPPLUS_SHA256", sha256_file(onnx))
     target = download.download_checkpoint(tmp_path / "dl", whisper_model=None, progress=False)
     hf_files = {f for repo, f, rev in requested if repo == download.HF_REPO}
     assert all(rev == "0123abcd" for repo, _, rev in requested if repo == download.HF_REPO)

@@ -12,7 +12,6 @@ from glmtts_mcp.engine.runtime.output_encoding import (
     AUDIO_FORMATS,
     Crossfader,
     audio_format,
-    crossfade_concat,
     encode_audio,
     output_sample_rate,
     supported_formats,
@@ -81,6 +80,22 @@ def test_refusals_name_the_problem() -> None:
     with pytest.raises(EngineError, match="NaN"):
         encode_audio(np.array([0.0, np.nan], np.float32), 24000, "wav")
     assert audio_format(".MP3").name == "mp3"
+
+
+def crossfade_concat(chunks: list[np.ndarray], sample_rate: int, fade_ms: float) -> np.ndarray:
+    """The whole-array join the streaming Crossfader must reproduce (written independently of it):
+    each join overlaps min(fade, the two neighbours) samples with a raised-cosine fade."""
+    fade = int(round(sample_rate * fade_ms / 1000.0))
+    out = np.zeros(0, dtype=np.float32)
+    for chunk in (np.asarray(c, dtype=np.float32) for c in chunks):
+        n = min(fade, len(out), len(chunk))
+        if n == 0:
+            out = np.concatenate([out, chunk])
+            continue
+        w = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n, dtype=np.float64) + 0.5) / n)
+        head = (out[len(out) - n :] * (1.0 - w) + chunk[:n] * w).astype(np.float32)
+        out = np.concatenate([out[: len(out) - n], head, chunk[n:]])
+    return out
 
 
 def test_crossfade_overlaps_each_join() -> None:

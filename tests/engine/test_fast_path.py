@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from glmtts_mcp.engine.checkpoint.layout import Models, load_models
-from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, RecordedDraws, StepTrace
+from glmtts_mcp.engine.checkpoint.loader import Models, load_models
+from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, StepTrace
 from glmtts_mcp.engine.parity import load_case_tensors
-from glmtts_mcp.engine.parity.llm_cases import load_case_llm
+from glmtts_mcp.engine.parity.llm_cases import RecordedDraws, load_case_llm
 from glmtts_mcp.engine.models.static_cache import CAPACITY_STEP, DynamicDecoder, StaticDecoder
 
 FP32_ROUNDING = 1e-5  # the static cache's masked attention reduces over more (zero) terms

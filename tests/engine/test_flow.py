@@ -11,7 +11,7 @@ import torch
 
 from glmtts_mcp.engine.models.flow import Flow, load_flow_config
 from glmtts_mcp.engine.parity import find_cases, load_case_tensors
-from glmtts_mcp.engine.parity.flow_cases import RUNNERS
+from glmtts_mcp.engine.parity.flow_cases import RUNNERS, flow_config_from_case
 from glmtts_mcp.engine.checkpoint.tiny import FLOW_YAML
 from glmtts_mcp.engine.types import EngineError
 
@@ -59,7 +59,7 @@ def test_every_golden_flow_case_passes(golden_dir: Path) -> None:
 
 def test_real_flags_feat_len_truncates_like_python(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     folder, case = golden_case("flow_real")
-    flow = Flow.from_config(case["config"])
+    flow = Flow(flow_config_from_case(case["config"]))
     assert flow.frame_count(57) == 113  # 57/25*50 = 113.99999999999999
     assert flow.frame_count(55) == 110
 
@@ -68,7 +68,7 @@ def test_missing_key_error_names_the_key(golden_case: Callable[..., tuple[Path, 
     folder, case = golden_case("flow_real")
     weights, _ = load_case_tensors(folder)
     del weights["estimator.rotary_embed.inv_freq"]
-    flow = Flow.from_config(case["config"])
+    flow = Flow(flow_config_from_case(case["config"]))
     with pytest.raises(EngineError, match=r"missing keys \[estimator\.rotary_embed\.inv_freq\]"):
         flow.load_official_state_dict(weights)
 
@@ -78,7 +78,7 @@ def test_wrong_shape_and_unexpected_keys_are_named(golden_case: Callable[..., tu
     weights, _ = load_case_tensors(folder)
     real_case = golden_case("flow_real")[1]
     with pytest.raises(EngineError) as err:
-        Flow.from_config(real_case["config"]).load_official_state_dict(weights)
+        Flow(flow_config_from_case(real_case["config"])).load_official_state_dict(weights)
     message = str(err.value)
     assert "unexpected keys [spk_embed_affine_layer.bias, spk_embed_affine_layer.weight]" in message
     assert "estimator.norm_out.linear.weight: checkpoint (128, 64) vs model (128, 256)" in message
@@ -88,7 +88,7 @@ def test_wrong_shape_and_unexpected_keys_are_named(golden_case: Callable[..., tu
 def test_wrapped_checkpoint_is_unwrapped(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     folder, case = golden_case("flow")
     weights, _ = load_case_tensors(folder)
-    flow = Flow.from_config(case["config"])
+    flow = Flow(flow_config_from_case(case["config"]))
     flow.load_official_state_dict({"model": weights})
     assert torch.equal(flow.spk_embed_affine_layer.weight, weights["spk_embed_affine_layer.weight"])
 
@@ -106,7 +106,7 @@ def test_real_yaml_is_read_as_data(tmp_path: Path) -> None:
 
 
 def test_real_config_builds_the_checkpoint_shapes(tmp_path: Path) -> None:
-    """Shapes and parameter count of flow.pt as derived in CHECKPOINT.md §2.2 (built on meta, no memory)."""
+    """Shapes and parameter count of flow.pt as derived in docs/checkpoint.md §2.2 (built on meta, no memory)."""
     path = tmp_path / "config.yaml"
     path.write_text(FLOW_YAML)
     with torch.device("meta"):
@@ -142,7 +142,7 @@ def test_unknown_yaml_key_names_the_file(tmp_path: Path) -> None:
 def test_case_config_and_flat_config_build_the_same_model(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     _, case = golden_case("flow_real")
     flat = {**case["config"]["Flow"], **case["config"]["DiT_override_for_tiny"]}
-    assert Flow.from_config(case["config"]).config == Flow.from_config(flat).config
+    assert Flow(flow_config_from_case(case["config"])).config == Flow.from_config(flat).config
 
 
 def test_seeded_generator_is_deterministic() -> None:
@@ -192,7 +192,7 @@ def test_half_precision_stays_close_to_fp32(
     weights, io = load_case_tensors(folder)
     args = {"prompt_tokens": io["prompt_token"], "prompt_mel": io["prompt_feat"], "tokens": io["token"],
             "speaker_embedding": io["embedding"], "noise": io["rng_x0"]}
-    flow = Flow.from_config(case["config"]).eval()
+    flow = Flow(flow_config_from_case(case["config"])).eval()
     flow.load_official_state_dict(weights)
     fp32 = flow.inference(**args)
     flow = flow.to(dtype)

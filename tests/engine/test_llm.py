@@ -13,16 +13,14 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from glmtts_mcp.engine.models.llm import (
     GLMTTSLLM,
-    DrawMismatchError,
     LLMLoadError,
     RasSettings,
-    RecordedDraws,
     StepTrace,
     load_llm,
     nucleus_size,
 )
 from glmtts_mcp.engine.parity import load_case_tensors
-from glmtts_mcp.engine.parity.llm_cases import load_case_llm, run_llm_case
+from glmtts_mcp.engine.parity.llm_cases import DrawMismatchError, RecordedDraws, load_case_llm, run_llm_case
 from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds
 
 # A tiny vocabulary laid out like the real one (gaps between specials, padding rows at the end).

@@ -16,7 +16,7 @@ from glmtts_mcp.engine.parity import load_case_tensors, run_case
 from glmtts_mcp.engine.parity.speech_tokenizer_cases import RUNNERS
 from glmtts_mcp.engine.models.speech_tokenizer import SEGMENT_SAMPLES, SpeechTokenizer
 from glmtts_mcp.engine.types import EngineError
-from glmtts_mcp.engine.frontend.whisper_features import WhisperFeatureConfig, WhisperLogMel
+from glmtts_mcp.engine.frontend.whisper_features import WhisperLogMel, feature_extractor
 
 def _tokenizer(folder: Path, case: dict) -> SpeechTokenizer:
     weights, _ = load_case_tensors(folder)
@@ -53,7 +53,7 @@ def test_features_match_transformers_extractor_on_a_padded_batch(golden_case: Ca
         segments, sampling_rate=16000, return_attention_mask=True, return_tensors="pt", padding="longest",
         pad_to_multiple_of=640,
     )
-    features, mask = WhisperLogMel(WhisperFeatureConfig.from_dict(pre))([torch.from_numpy(s) for s in segments], 640)
+    features, mask = WhisperLogMel(feature_extractor(pre))([torch.from_numpy(s) for s in segments], 640)
     assert features.shape == reference["input_features"].shape == (2, 128, 60)
     torch.testing.assert_close(features, reference["input_features"], atol=1e-5, rtol=0)
     assert torch.equal(mask.long(), reference["attention_mask"].long())

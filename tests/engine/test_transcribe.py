@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from glmtts_mcp.engine.checkpoint.layout import CheckpointError
+from glmtts_mcp.engine.checkpoint.layout import CheckpointError, resolve_whisper_model, whisper_cache_dir
 from glmtts_mcp.engine.frontend.reference_clip import load_reference, reference_pcm_at
 from glmtts_mcp.engine.checkpoint.tiny import TINY, write_whisper
 from glmtts_mcp.engine.models.transcribe import (
     FALLBACK_TEMPERATURES,
     Transcriber,
-    resolve_whisper_model,
     token_cap,
-    whisper_cache_dir,
 )
 from glmtts_mcp.engine.types import AudioInputError
 

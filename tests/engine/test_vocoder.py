@@ -139,7 +139,7 @@ def test_real_configuration_builds_the_checkpoint_layout(golden_case: Callable[.
     assert shapes["conv_post.weight"] == (18, 64, 7)
     assert shapes["f0_predictor.condnet.8.weight"] == (512, 512, 3)
     assert shapes["f0_predictor.classifier.weight"] == (1, 512)
-    # CHECKPOINT.md: about 20.8 M parameters (83 MB fp32)
+    # docs/checkpoint.md §2.3: about 20.8 M parameters (83 MB fp32)
     assert 20.5e6 < sum(v.numel() for v in model.state_dict().values()) < 21.1e6
     _, golden_weights, _ = _hift(*golden_case("hift"))
     assert set(model.state_dict()) == set(fold_weight_norm(golden_weights))

@@ -22,6 +22,8 @@ def test_defaults_are_usable(tmp_path: Path) -> None:
 
 def test_fixed_env_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
     monkeypatch.setenv("GLMTTS_MCP_CHECKPOINT", str(tmp_path / "ck"))
     monkeypatch.setenv("GLMTTS_MCP_VOICES_DIR", str(tmp_path / "voices"))
     monkeypatch.setenv("GLMTTS_MCP_OUTPUT_DIR", str(tmp_path / "out"))
@@ -81,10 +83,38 @@ def test_missing_named_config_file(tmp_path: Path) -> None:
 
 
 def test_invalid_values_are_named() -> None:
-    with pytest.raises(ConfigError, match="concurrency"):
+    with pytest.raises(ConfigError, match="--concurrency"):
         load_settings(concurrency="0")
-    with pytest.raises(ConfigError, match="return_mode"):
+    with pytest.raises(ConfigError, match="--return-mode"):
         load_settings(return_mode="audio+bogus")
+
+
+def test_every_setting_is_checked_at_start_and_named_where_it_was_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A format the encoder does not know, a missing allowed folder, a device torch does not know: refused
+    when the settings are built, with the fix, in the words of the place the value came from."""
+    with pytest.raises(ConfigError) as flag:
+        load_settings(format="aac")
+    assert "--format" in str(flag.value) and "ogg" in str(flag.value) and "mp3" in str(flag.value)
+    monkeypatch.setenv("GLMTTS_MCP_FORMAT", "aac")
+    with pytest.raises(ConfigError, match="GLMTTS_MCP_FORMAT: unknown audio format 'aac'"):
+        load_settings()
+    monkeypatch.delenv("GLMTTS_MCP_FORMAT")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('format = "aac"\n')
+    with pytest.raises(ConfigError) as in_file:
+        load_settings(cfg)
+    assert f"key `format` in {cfg}" in str(in_file.value)
+    with pytest.raises(ConfigError) as missing:
+        load_settings(allowed_dirs=[str(tmp_path / "not-there")])
+    assert "--allowed-dir" in str(missing.value) and "not-there" in str(missing.value)
+    assert "create it" in str(missing.value)
+    with pytest.raises(ConfigError, match="--device: 'gpu' is not a torch device"):
+        load_settings(device="gpu")
+    with pytest.raises(ConfigError, match="--http-max-connections"):
+        load_settings(http_max_connections="0")
+    assert load_settings(format=".MP3", device="CPU").format == "mp3"
 
 
 def test_parse_return_mode() -> None:
@@ -107,3 +137,19 @@ def test_fast_path_switches_reach_the_engine(monkeypatch: pytest.MonkeyPatch, ti
     assert auto.overlap is False and auto.compile_llm is False  # CPU: both off under auto
     with pytest.raises(ConfigError, match="overlap"):
         load_settings(overlap="sometimes")
+
+
+def test_config_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    """Read through pydantic-settings' TOML source; a file that is not text is still our one-line error."""
+    from pydantic_settings import TomlConfigSettingsSource
+
+    from glmtts_mcp import config
+
+    assert issubclass(config._TomlSource, TomlConfigSettingsSource)
+    cfg = tmp_path / "latin1.toml"
+    cfg.write_bytes('device = "cpu" # caf\xe9\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"cannot read config file {cfg}"):
+        load_settings(cfg)
+    cfg.write_text('allowed_dirs = ["/tmp", "/srv"]\nidle_unload_s = 5\n')
+    settings = load_settings(cfg, idle_unload_s=7)  # a flag beats the file
+    assert settings.allowed_dirs == [Path("/tmp").resolve(), Path("/srv").resolve()] and settings.idle_unload_s == 7

@@ -14,6 +14,7 @@ from typing import Any
 import mcp_types as types
 import pytest
 from mcp import Client
+from mcp_calls import error_text, structured
 
 from glmtts_mcp.tools.app import App
 from glmtts_mcp.tools.server import build_server
@@ -31,18 +32,6 @@ EXPECTED_TOOLS = {
     "export_voice": dict(read_only_hint=False),
     "import_voice": dict(read_only_hint=False, destructive_hint=False),
 }
-
-
-def _error_text(result: types.CallToolResult) -> str:
-    assert result.is_error, result
-    return " ".join(b.text for b in result.content if isinstance(b, types.TextContent))
-
-
-async def _call(client: Client, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = await client.call_tool(name, args or {})
-    assert not result.is_error, _error_text(result) if result.is_error else ""
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -79,15 +68,15 @@ async def test_library_tools_without_model(library_app: App, add_voice: Any, tmp
     alice = add_voice(library_app, 1, name="alice", transcript="the quick brown fox jumps over the lazy dog " * 3)
     bob = add_voice(library_app, 2, name="bob")
     async with Client(build_server(library_app), mode=mode) as client:
-        listed = await _call(client, "list_voices")
+        listed = await structured(client, "list_voices")
         assert {v["voice_id"] for v in listed["voices"]} == {alice.id, bob.id}
         row = next(v for v in listed["voices"] if v["name"] == "alice")
         assert row["transcript_excerpt"].endswith("…") and len(row["transcript_excerpt"]) <= 80
         assert row["uri"] == f"voice://{alice.id}" and row["broken"] is None and row["stale"] is False
-        assert [v["name"] for v in (await _call(client, "list_voices", {"query": "bob"}))["voices"]] == ["bob"]
-        page = await _call(client, "list_voices", {"limit": 1})
+        assert [v["name"] for v in (await structured(client, "list_voices", {"query": "bob"}))["voices"]] == ["bob"]
+        page = await structured(client, "list_voices", {"limit": 1})
         assert len(page["voices"]) == 1 and page["next_cursor"]
-        rest = await _call(client, "list_voices", {"limit": 1, "cursor": page["next_cursor"]})
+        rest = await structured(client, "list_voices", {"limit": 1, "cursor": page["next_cursor"]})
         assert {page["voices"][0]["voice_id"], rest["voices"][0]["voice_id"]} == {alice.id, bob.id}
 
         meta = await client.read_resource(f"voice://{alice.id}")
@@ -98,26 +87,25 @@ async def test_library_tools_without_model(library_app: App, add_voice: Any, tmp
         assert ref.contents[0].mime_type == "audio/flac"
         assert base64.b64decode(ref.contents[0].blob)[:4] == b"fLaC"
 
-        renamed = await _call(client, "rename_voice", {"voice": "alice", "name": "Alice Narrator"})
+        renamed = await structured(client, "rename_voice", {"voice": "alice", "name": "Alice Narrator"})
         assert renamed == {"voice_id": alice.id, "old_name": "alice", "name": "Alice Narrator"}
         taken = await client.call_tool("rename_voice", {"voice": "bob", "name": "alice narrator"})
-        assert "already belongs" in _error_text(taken)
+        assert "already belongs" in error_text(taken)
 
-        exported = await _call(client, "export_voice", {"voice": alice.id, "path": str(tmp_path / "alice.zip")})
+        exported = await structured(client, "export_voice", {"voice": alice.id, "path": str(tmp_path / "alice.zip")})
         assert exported["bytes"] > 0 and Path(exported["path"]).is_file()
         outside = await client.call_tool("export_voice", {"voice": alice.id, "path": "/etc/alice.zip"})
-        assert "outside the allowed folders" in _error_text(outside)
+        assert "outside the allowed folders" in error_text(outside)
 
-        deleted = await _call(client, "delete_voice", {"voice": "Alice Narrator"})
-        assert deleted == {"voice_id": alice.id, "name": "Alice Narrator", "deleted": True}
-        again = await client.call_tool("delete_voice", {"voice": alice.id})
-        assert "list_voices" in _error_text(again) or "no voice" in _error_text(again).lower()
+        deleted = await structured(client, "delete_voice", {"voice": "Alice Narrator"})
+        assert deleted == {"voice_id": alice.id, "name": "Alice Narrator", "deleted": True,
+                           "message": f"deleted voice Alice Narrator ({alice.id})"}
 
-        imported = await _call(client, "import_voice", {"path": exported["path"]})
+        imported = await structured(client, "import_voice", {"path": exported["path"]})
         assert imported["voice_id"] == alice.id and imported["existed"] is False
-        assert (await _call(client, "import_voice", {"path": exported["path"]}))["existed"] is True
+        assert (await structured(client, "import_voice", {"path": exported["path"]}))["existed"] is True
 
-        stats = await _call(client, "cache_stats")
+        stats = await structured(client, "cache_stats")
         assert stats["voice_count"] == 2
         assert stats["engine"]["model_loaded"] is False
         for key in ("memory_hits", "disk_hits", "misses", "clones_created", "deletes", "outputs_count"):
@@ -136,11 +124,11 @@ async def test_engine_tools_explain_missing_model(library_app: App, add_voice: A
             ("synthesize", {"text": "hi", "voice": bob.id}),
             ("synthesize", {"text": "hi", "reference_audio": str(clip)}),
         ):
-            text = _error_text(await client.call_tool(name, args))
+            text = error_text(await client.call_tool(name, args))
             assert "could not be loaded" in text and "glmtts-mcp download" in text, text
-        stats = await _call(client, "cache_stats")
+        stats = await structured(client, "cache_stats")
         assert "glmtts-mcp download" in stats["engine"]["model_error"]
-        assert (await _call(client, "list_voices"))["voices"][0]["voice_id"] == bob.id
+        assert (await structured(client, "list_voices"))["voices"][0]["voice_id"] == bob.id
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -167,11 +155,11 @@ async def test_hostile_input_is_a_tool_error(library_app: App, add_voice: Any, m
         ]
         for name, args, needle in cases:
             result = await client.call_tool(name, args)
-            assert needle.lower() in _error_text(result).lower(), (name, args, _error_text(result))
+            assert needle.lower() in error_text(result).lower(), (name, args, error_text(result))
         unknown = await client.call_tool("no_such_tool", {})
-        assert "no_such_tool" in _error_text(unknown)
+        assert "no_such_tool" in error_text(unknown)
         # still serving
-        assert (await _call(client, "list_voices"))["voices"][0]["name"] == "carol"
+        assert (await structured(client, "list_voices"))["voices"][0]["name"] == "carol"
 
 
 async def test_list_changed_notification_after_delete(library_app: App, add_voice: Any) -> None:
@@ -185,6 +173,6 @@ async def test_list_changed_notification_after_delete(library_app: App, add_voic
         caps = client.session.get_server_capabilities() if hasattr(client.session, "get_server_capabilities") else None
         if caps is not None:
             assert caps.resources is not None and caps.resources.list_changed is True
-        await _call(client, "delete_voice", {"voice": voice.id})
+        await structured(client, "delete_voice", {"voice": voice.id})
     assert any(isinstance(m, types.ServerNotification) and isinstance(m, types.ResourceListChangedNotification)
                or getattr(m, "method", None) == "notifications/resources/list_changed" for m in seen), seen

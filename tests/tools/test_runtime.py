@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ import anyio.to_thread
 import pytest
 from mcp import Client
 
-from glmtts_mcp.tools.app import build_app
+from glmtts_mcp.engine.types import EngineError
+from glmtts_mcp.tools.app import build_app, default_loader
 from glmtts_mcp.tools.engine_host import EngineHost, EngineUnavailable
 from glmtts_mcp.tools.progress import ProgressRelay
 from glmtts_mcp.tools.server import build_server
@@ -95,14 +97,52 @@ def test_concurrent_first_calls_load_once(engine_settings: Any) -> None:
         app.close()
 
 
-async def test_preload_at_start(engine_settings: Any, make_settings: Any, clip: Path) -> None:
-    app = build_app(engine_settings(preload="start"))
+async def test_preload_at_start_loads_in_the_background(engine_settings: Any, clip: Path) -> None:
+    """`--preload start` never holds up the server: building the app loads nothing, the load runs in a
+    thread, cache_stats says 'loading' and library tools answer meanwhile, and an engine tool waits for
+    that same load instead of starting its own."""
+    settings = engine_settings(preload="start")
+    gate = threading.Event()
+    real_loader = default_loader(settings)
+
+    def held_loader() -> Any:
+        gate.wait(timeout=60)
+        return real_loader()
+
+    app = build_app(settings, loader=held_loader)
     try:
-        assert app.host.model_loaded
+        assert app.host.state == "unloaded"  # the transport starts before any weight is read
+        loading = app.start_preload()
+        assert loading is not None and loading.is_alive()
+        async with Client(build_server(app)) as client:
+            engine = (await client.call_tool("cache_stats", {})).structured_content["engine"]
+            assert engine["state"] == "loading" and engine["model_loaded"] is False
+            assert not (await client.call_tool("list_voices", {})).is_error
+            cloned: list[Any] = []
+
+            async def clone() -> None:
+                cloned.append(await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "hi"}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(clone)
+                await anyio.sleep(0.2)
+                assert not cloned  # waiting for the preload
+                gate.set()
+            assert not cloned[0].is_error
+            engine = (await client.call_tool("cache_stats", {})).structured_content["engine"]
+            assert engine["state"] == "loaded" and engine["loads"] == 1 and engine["load_s"] > 0
     finally:
+        gate.set()
         app.close()
+
+
+async def test_failed_preload_keeps_the_server_up(make_settings: Any, clip: Path) -> None:
     broken = build_app(make_settings(preload="start"))  # no checkpoint: the server still comes up
     try:
+        loading = broken.start_preload()
+        assert loading is not None
+        loading.join(timeout=60)
+        assert broken.host.state == "failed"
         assert not broken.host.model_loaded and "glmtts-mcp download" in (broken.host.load_error or "")
         async with Client(build_server(broken)) as client:
             assert not (await client.call_tool("list_voices", {})).is_error
@@ -112,11 +152,65 @@ async def test_preload_at_start(engine_settings: Any, make_settings: Any, clip: 
         broken.close()
 
 
-async def test_cloning_a_known_clip_under_a_new_name_renames_it(engine_app: Any, clip: Path) -> None:
-    async with Client(build_server(engine_app)) as client:
-        first = await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "hi", "name": "one"})
-        second = await client.call_tool("clone_voice", {"audio": str(clip), "transcript": "hi", "name": "two"})
-        assert second.structured_content["existed"] is True and second.structured_content["name"] == "two"
-        assert second.structured_content["voice_id"] == first.structured_content["voice_id"]
-        names = [v["name"] for v in (await client.call_tool("list_voices", {})).structured_content["voices"]]
-        assert names == ["two"]
+def test_the_host_owns_every_reload(engine_settings: Any, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """After an unload the next call loads a fresh engine through the host, so the reload is counted and
+    timed, and a reload that fails is recorded and explained like a first load."""
+    checkpoint = tmp_path / "GLM-TTS"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    app = build_app(engine_settings(checkpoint=checkpoint))
+    host = app.host
+    try:
+        first = host.ensure_loaded()
+        host.unload()
+        assert host.state == "unloaded" and host.unloads == 1 and not host.model_loaded
+        with pytest.raises(EngineError, match="unloaded"):
+            first.models  # noqa: B018 - a freed engine never reloads behind the host's back
+        second = host.ensure_loaded()
+        assert second is not first and host.loads == 2 and host.load_s is not None and host.state == "loaded"
+
+        host.unload()
+        (checkpoint / "flow" / "flow.pt").unlink()
+        with pytest.raises(EngineUnavailable, match="flow"):
+            host.ensure_loaded()
+        assert host.loads == 2 and host.state == "failed" and "flow" in (host.describe()["model_error"] or "")
+    finally:
+        app.close()
+
+
+def test_the_checkpoint_is_validated_and_fingerprinted_once(engine_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the app and loading the model check the checkpoint's files once and hash its feature
+    files once, whatever module asks."""
+    import sys
+
+    from glmtts_mcp.engine.checkpoint import layout
+
+    calls: dict[str, int] = {"validate_checkpoint": 0, "fingerprint": 0}
+    for name in calls:
+        original = getattr(layout, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        for module in list(sys.modules.values()):
+            if getattr(module, "__name__", "").startswith("glmtts_mcp") and getattr(module, name, None) is original:
+                monkeypatch.setattr(module, name, counted)
+    app = build_app(engine_settings())
+    try:
+        app.host.ensure_loaded()
+        assert calls == {"validate_checkpoint": 1, "fingerprint": 1}
+    finally:
+        app.close()
+
+
+def test_loading_the_model_also_reads_the_text_grammars(engine_settings: Any) -> None:
+    """The first request pays for no loading: the model load reads the normalisation grammars too."""
+    from glmtts_mcp.engine.frontend import text_normalize
+
+    text_normalize._Grammars._loaded.clear()
+    app = build_app(engine_settings())
+    try:
+        app.host.ensure_loaded()
+        assert set(text_normalize._Grammars._loaded) == {"zh", "en"}
+    finally:
+        app.close()

@@ -1,12 +1,15 @@
 """The real `glmtts-mcp` program over stdio, Streamable HTTP and SSE (subprocesses on 127.0.0.1, stopped
-by the fixtures), both protocol eras; plus Host/Origin checks, the bearer token and the official
-MCP Inspector CLI driving the stdio server."""
+by the fixtures), both protocol eras; plus Host/Origin checks, the bearer token, connection bounds
+(silent, slow and idle clients), the explained 413 and the official MCP Inspector CLI driving the stdio
+server."""
 
 from __future__ import annotations
 
 import base64
 import json
+import secrets
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -16,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import mcp_types as types
 import pytest
@@ -54,20 +58,28 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _http_server(transport: str, env: dict[str, str], *extra_args: str) -> Iterator[str]:
-    """Start `glmtts-mcp serve --transport ...` and yield its base URL; always stopped afterwards."""
+def _http_server(
+    transport: str, env: dict[str, str], *extra_args: str, log: Path | None = None, max_fds: int | None = None
+) -> Iterator[str]:
+    """Start `glmtts-mcp serve --transport ...` and yield its base URL; always stopped afterwards.
+
+    `log`: write the server's stderr there; `max_fds`: the server's open-file limit (`ulimit -n`)."""
     port = _free_port()
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))) if max_fds else None
+    stderr = log.open("wb") if log else subprocess.PIPE
     proc = subprocess.Popen(
         [str(SCRIPT), "serve", "--transport", transport, "--port", str(port), *extra_args],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
+        preexec_fn=limit,
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise AssertionError(f"server exited early: {proc.stderr.read().decode() if proc.stderr else ''}")
+                early = log.read_text() if log else proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(f"server exited early: {early}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     break
@@ -83,6 +95,8 @@ def _http_server(transport: str, env: dict[str, str], *extra_args: str) -> Itera
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+        if log:
+            stderr.close()  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +177,10 @@ async def test_sse(sse_base: str, base_dir: Path, mode: str) -> None:
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_http_oversized_request_is_refused_and_serving_goes_on(http_base: str, mode: str) -> None:
     async with Client(f"{http_base}/mcp", mode=mode) as client:
-        with pytest.raises(MCPError):  # the transport refuses the 10 MB body (HTTP 413) before any tool runs
+        with pytest.raises(MCPError) as refused:  # the transport refuses the 10 MB body (HTTP 413) before any tool runs
             await client.call_tool("synthesize", {"text": "x" * 10_000_000, "voice": "anyone"})
+        # the client shows the server's sentence, not "Server returned an error response"
+        assert "larger than the 4 MiB" in str(refused.value) and "split long text" in str(refused.value)
         assert not (await client.call_tool("list_voices", {})).is_error
 
 
@@ -176,6 +192,15 @@ async def test_http_checks_host_and_origin(http_base: str) -> None:
         assert rebinding.status_code in (400, 403, 421)
         cross_site = await http.post(f"{http_base}/mcp", json=body, headers={**headers, "origin": "http://evil.example"})
         assert cross_site.status_code == 403
+        # host names and schemes are case-insensitive (RFC 9110, RFC 6454): the same request in capitals passes
+        port = http_base.rsplit(":", 1)[1]
+        lower = await http.post(f"{http_base}/mcp", json=body, headers={**headers, "host": f"localhost:{port}"})
+        upper = await http.post(
+            f"{http_base}/mcp",
+            json=body,
+            headers={**headers, "host": f"LOCALHOST:{port}", "origin": f"HTTP://LocalHost:{port}"},
+        )
+        assert upper.status_code == lower.status_code and upper.status_code not in (403, 421), upper.text
 
 
 async def test_bearer_token(server_env: dict[str, str], base_dir: Path) -> None:
@@ -186,22 +211,94 @@ async def test_bearer_token(server_env: dict[str, str], base_dir: Path) -> None:
             assert denied.status_code == 401 and "Bearer" in denied.headers.get("www-authenticate", "")
             wrong = await http.post(f"{base}/mcp", json={}, headers={"authorization": "Bearer nope"})
             assert wrong.status_code == 401
-        authed = httpx2.AsyncClient(headers={"authorization": "Bearer correct horse battery staple"}, timeout=60)
+        # the scheme is case-insensitive (RFC 9110 §11.1)
+        authed = httpx2.AsyncClient(headers={"authorization": "bearer correct horse battery staple"}, timeout=60)
         async with authed, Client(streamable_http_client(f"{base}/mcp", http_client=authed)) as client:
             stats = await client.call_tool("cache_stats", {})
             assert not stats.is_error and stats.structured_content["engine"]["model_loaded"] is False
 
 
-def test_non_loopback_needs_a_token(server_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("token", [None, "x", " ", "a" * 40, "correct horse battery staple and more words"])
+def test_non_loopback_needs_a_strong_token(server_env: dict[str, str], token: str | None) -> None:
+    """No token, or one a guesser could find (short, one character repeated, spaces): refused, saying how
+    to make a good one."""
+    env = {**server_env, **({"GLMTTS_MCP_TOKEN": token} if token is not None else {})}
     done = subprocess.run(
         [str(SCRIPT), "serve", "--transport", "http", "--host", "0.0.0.0", "--port", str(_free_port())],
-        env=server_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 1
-    assert "without a token" in done.stderr and "GLMTTS_MCP_TOKEN" in done.stderr
+    assert "GLMTTS_MCP_TOKEN" in done.stderr and "secrets.token_urlsafe(32)" in done.stderr
+    if token is None:
+        assert "without a token" in done.stderr
+    else:
+        assert "too easy to guess" in done.stderr and "at least 32 characters" in done.stderr
+
+
+async def test_non_loopback_serves_with_a_strong_token(server_env: dict[str, str]) -> None:
+    token = secrets.token_urlsafe(32)
+    with _http_server("http", {**server_env, "GLMTTS_MCP_TOKEN": token}, "--host", "0.0.0.0") as base:
+        authed = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"}, timeout=60)
+        async with authed, Client(streamable_http_client(f"{base}/mcp", http_client=authed)) as client:
+            assert not (await client.call_tool("list_voices", {})).is_error
+
+
+def _closed_by_server(sock: socket.socket, within_s: float) -> bool:
+    """Whether the server closes `sock` (EOF, after any refusal text) within `within_s` seconds."""
+    sock.settimeout(within_s)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def test_silent_and_slow_connections_are_closed_and_the_server_answers(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    """50 connections that send nothing or dribble headers, against a cap of 20 under a 256-descriptor limit
+    (the macOS default): all are closed within the header timeout, the server keeps answering, idle
+    keep-alive connections are closed too, and the log stays a few lines long."""
+    env = {
+        **server_env,
+        "GLMTTS_MCP_HTTP_HEADER_TIMEOUT_S": "1",
+        "GLMTTS_MCP_HTTP_KEEP_ALIVE_S": "1",
+        "GLMTTS_MCP_HTTP_MAX_CONNECTIONS": "20",
+    }
+    log = tmp_path / "server.log"
+    with _http_server("http", env, log=log, max_fds=256) as base:
+        port = int(base.rsplit(":", 1)[1])
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(50)]
+        for sock in silent[:10]:  # a slow client: request line and one header, never the blank line
+            sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        try:
+            assert all(_closed_by_server(sock, within_s=15) for sock in silent)
+        finally:
+            for sock in silent:
+                sock.close()
+        async with Client(f"{base}/mcp") as client:
+            assert not (await client.call_tool("list_voices", {})).is_error
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as idle:
+            idle.sendall(b"GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert idle.recv(4096).startswith(b"HTTP/1.1 ")
+            assert _closed_by_server(idle, within_s=15)  # keep-alive timeout after the response
+    assert log.stat().st_size < 20_000, log.read_text()[-2000:]
+
+
+async def test_event_streams_outlive_the_timeouts(server_env: dict[str, str], base_dir: Path) -> None:
+    """An SSE stream is a response in progress, not an idle connection: it stays open past both timeouts."""
+    env = {**server_env, "GLMTTS_MCP_HTTP_HEADER_TIMEOUT_S": "1", "GLMTTS_MCP_HTTP_KEEP_ALIVE_S": "1"}
+    with _http_server("sse", env) as base:
+        async with Client(sse_client(f"{base}/sse")) as client:
+            assert not (await client.call_tool("list_voices", {})).is_error
+            await anyio.sleep(3)
+            assert not (await client.call_tool("list_voices", {})).is_error
 
 
 @pytest.mark.skipif(not INSPECTOR.exists(), reason="MCP Inspector not installed (npm install @modelcontextprotocol/inspector)")
@@ -212,7 +309,9 @@ def test_mcp_inspector_cli(server_env: dict[str, str], base_dir: Path, tmp_path:
 
     def inspect(*args: str, expect_error: bool = False) -> dict[str, Any]:
         done = subprocess.run(
-            [str(INSPECTOR), "--cli", str(SCRIPT), *env_flags, *args],
+            # the server imports torch before it answers: on a loaded 2-core machine that outlasts the
+            # Inspector's 15 s default, so give the start as long as the whole call may take
+            [str(INSPECTOR), "--cli", "--connect-timeout", "150000", str(SCRIPT), *env_flags, *args],
             capture_output=True,
             text=True,
             timeout=180,
@@ -234,3 +333,14 @@ def test_mcp_inspector_cli(server_env: dict[str, str], base_dir: Path, tmp_path:
         "--method", "tools/call", "--tool-name", "clone_voice", "--tool-arg", "audio=/etc/shadow", expect_error=True
     )
     assert refused["isError"] is True and "outside the allowed folders" in refused["content"][0]["text"]
+
+
+def test_connection_cap_fits_under_the_open_file_limit() -> None:
+    """A cap above what `ulimit -n` can hold is lowered (accepting past the limit fails in a loop)."""
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128)); "
+        "from glmtts_mcp.tools.http_guard import connection_cap; print(connection_cap(1000), connection_cap(10))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lowered, kept = map(int, done.stdout.split())
+    assert 1 <= lowered <= 128 - 64 and kept == 10

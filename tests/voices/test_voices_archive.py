@@ -116,6 +116,48 @@ def test_export_to_file_path(open_library: Callable[..., VoiceLibrary], exported
         source.export_voice("Traveller", tmp_path / "missing" / "x.zip")
 
 
+def test_export_never_clobbers(open_library: Callable[..., VoiceLibrary], tmp_path: Path) -> None:
+    """Issue 13.1: an export writes .zip files outside protected folders and replaces only older exports."""
+    source = open_library(tmp_path / "source")
+    record, _ = source.get_or_create(make_pcm(1), RATE, "hello there", lambda: make_voice(1), name="Traveller")
+    meta = tmp_path / "source" / "voices" / record.id / "meta.json"
+    meta_before = meta.read_bytes()
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    protected = {"the output folder": outputs}
+
+    for inside in (meta, meta.parent, tmp_path / "source" / "x.zip", outputs / "x.zip", outputs):
+        with pytest.raises(VoiceLibraryError, match=r"^path .* is inside the (voice library|output folder).*Pass a path"):
+            source.export_voice("traveller", inside, protected=protected)
+    assert meta.read_bytes() == meta_before and list(outputs.iterdir()) == []
+    assert source.resolve("traveller").id == record.id
+
+    recording = tmp_path / "clip.wav"
+    recording.write_bytes(b"RIFF....WAVEdata")
+    with pytest.raises(VoiceLibraryError, match=r"does not end in \.zip.*Pass a path ending in \.zip"):
+        source.export_voice("traveller", recording)
+    assert recording.read_bytes() == b"RIFF....WAVEdata"
+
+    foreign = tmp_path / "photos.zip"  # a zip, but not ours: the marker decides, not the extension
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("manifest.json", json.dumps({"format": "someone-else"}))
+    not_a_zip = tmp_path / "notes.zip"
+    not_a_zip.write_text("plain text")
+    link = tmp_path / "link.zip"
+    link.symlink_to(foreign)
+    for existing in (foreign, not_a_zip, link):
+        before = existing.read_bytes()
+        with pytest.raises(VoiceLibraryError, match="already exists and is not a voice archive.*new file name"):
+            source.export_voice("traveller", existing)
+        assert existing.read_bytes() == before
+    assert link.is_symlink()
+
+    first = source.export_voice("traveller", tmp_path / "traveller.ZIP")  # the extension is case-insensitive
+    source.rename("traveller", "Wanderer")
+    again = source.export_voice("wanderer", first)  # an older export of ours is replaced
+    assert again == first and json.loads(members(again)["meta.json"])["name"] == "Wanderer"
+
+
 def symlink_member(files: dict[str, bytes], path: Path) -> Path:
     out = path.with_name("symlink.zip")
     with zipfile.ZipFile(out, "w") as archive:

@@ -53,7 +53,6 @@ class VoiceFeatures:
     """Everything synthesis needs from a reference voice, as named tensors (see FEATURE_SCHEMA)."""
 
     tensors: dict[str, torch.Tensor]
-    schema_version: int = FEATURE_SCHEMA_VERSION
 
 
 @dataclass

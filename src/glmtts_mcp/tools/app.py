@@ -6,7 +6,7 @@ and the model must load once.
 
 from __future__ import annotations
 
-import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,8 +24,6 @@ from glmtts_mcp.voices import FeatureSchema, VoiceLibrary
 if TYPE_CHECKING:
     from glmtts_mcp.engine.runtime.pipeline import Engine
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class App:
@@ -33,6 +31,11 @@ class App:
     host: EngineHost
     library: VoiceLibrary
     outputs: OutputStore
+
+    def start_preload(self) -> threading.Thread | None:
+        """With `preload = start`, begin loading the model in the background (the server calls this as
+        it starts serving, so a host's `initialize` never waits for the weights)."""
+        return self.host.load_in_background() if self.settings.preload == "start" else None
 
     def close(self) -> None:
         """Unload the model and release the library (end of process)."""
@@ -49,26 +52,31 @@ def default_loader(settings: Settings) -> EngineLoader:
     """Engine.load with the configured checkpoint, device, dtype, Whisper model and concurrency."""
 
     def load() -> Engine:
+        from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
         from glmtts_mcp.engine.runtime.pipeline import Engine as EngineClass  # heavy import: only when wanted
 
-        return EngineClass.load(
+        engine = EngineClass.load(
             settings.checkpoint,
             device=settings.device,
             dtype=settings.dtype,
             whisper_model=settings.whisper_model,
             concurrency=settings.concurrency,
-            max_text_chars=settings.max_text_chars,
             compile_llm=_switch(settings.compile_llm),
             overlap=_switch(settings.overlap),
+            max_batch=settings.max_batch,
             reference_processing=settings.reference_processing,
         )
+        TextFrontend.preload()  # the grammars and word lists too: the first request pays for no loading
+        return engine
 
     return load
 
 
 def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
-    """Wire the pieces; nothing heavy happens here unless `preload` is 'start'."""
-    host = EngineHost(loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s)
+    """Wire the pieces; nothing heavy happens here (the model loads on first use or in `start_preload`)."""
+    # engine calls in flight: each batched LLM sequence or each non-batched job needs a thread to drive it
+    job_slots = max(settings.concurrency, settings.max_batch)
+    host = EngineHost(loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s, job_slots)
 
     def reextract(
         pcm: np.ndarray, sample_rate: int, transcript: str, language: str | None
@@ -89,10 +97,4 @@ def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
         settings.output_dir, settings.output_keep_count, settings.output_keep_bytes, settings.output_keep_age_s
     )
     outputs.prune()
-    app = App(settings=settings, host=host, library=library, outputs=outputs)
-    if settings.preload == "start":
-        try:
-            host.ensure_loaded()
-        except Exception as exc:  # the server still starts: library tools work, engine tools explain
-            log.error("preload failed; engine tools will report: %s", exc)
-    return app
+    return App(settings=settings, host=host, library=library, outputs=outputs)

@@ -1,20 +1,28 @@
-"""The one engine of the process: loaded once (lazily or at start), unloaded when idle, failures kept.
+"""The one engine of the process, and the one owner of the model's life: load, reload, unload.
 
-A model that fails to load is remembered with its reason; every engine tool then answers with that
-reason and the fix, and the next call tries again (the user may have run `glmtts-mcp download`).
+Every load goes through `ensure_loaded` (first use, the background preload, the first call after an
+idle unload), so each is counted, timed and, when it fails, remembered with its reason: every engine
+tool then answers with that reason and the fix, and the next call tries again (the user may have run
+`glmtts-mcp download`). Unloading drops the engine; the next call builds a fresh one here.
 Tools that only need the voice library never touch this object.
+
+Engine calls take a worker thread only when it is their turn: they queue on an async limiter of
+`job_slots` tokens (the engine's own limit on work in flight), not on anyio's shared pool of 40 worker
+threads, so any number of queued narrations leaves the library tools their threads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from glmtts_mcp.engine.types import EngineError
@@ -26,6 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EngineLoader = Callable[[], "Engine"]
+ModelState = Literal["unloaded", "loading", "loaded", "failed"]
 
 
 class EngineUnavailable(EngineError):
@@ -35,12 +44,18 @@ class EngineUnavailable(EngineError):
 class EngineHost:
     """Owns the Engine: load under a lock, count jobs, unload after `idle_unload_s` without work."""
 
-    def __init__(self, loader: EngineLoader, checkpoint: Path, idle_unload_s: float) -> None:
+    def __init__(self, loader: EngineLoader, checkpoint: Path, idle_unload_s: float, job_slots: int = 1) -> None:
+        if job_slots < 1:
+            raise ValueError(f"job_slots must be at least 1, got {job_slots}")
         self._loader = loader
+        self._job_slots = job_slots
+        self._limiters: dict[object, anyio.CapacityLimiter] = {}  # one per event loop (tests run several)
         self._checkpoint = checkpoint
         self._idle_unload_s = idle_unload_s
         self._engine: Engine | None = None
-        self._load_lock = threading.Lock()  # held while loading (slow)
+        self._load_lock = threading.Lock()  # held while loading or unloading (slow)
+        self._loading = False
+        self._preloading = False  # a background load was asked for (its thread may not hold the lock yet)
         self._lock = threading.Lock()  # guards the job count and the timer (fast: the event loop takes it)
         self._active = 0
         self._last_used = time.monotonic()
@@ -53,20 +68,35 @@ class EngineHost:
     @property
     def model_loaded(self) -> bool:
         """Whether the model's weights are in memory now."""
-        return self._engine is not None and self._engine.loaded
+        return self._engine is not None
+
+    @property
+    def state(self) -> ModelState:
+        """What cache_stats shows: a load in progress, a model in memory, the last load failed, or none."""
+        if self._loading or self._preloading:
+            return "loading"
+        if self._engine is not None:
+            return "loaded"
+        return "failed" if self.load_error else "unloaded"
 
     def ensure_loaded(self) -> Engine:
-        """Load the engine if needed (blocking: call from a worker thread) and return it."""
+        """Load the engine if needed (blocking: call from a worker thread) and return it.
+
+        A call that arrives during a load (the background preload, another tool) waits for it.
+        """
         with self._load_lock:
             if self._engine is not None:
                 return self._engine
             start = time.perf_counter()
+            self._loading = True
             try:
                 engine = self._loader()
             except Exception as exc:  # any loader failure becomes a message the user can act on
                 self.load_error = _explain_load_failure(exc, self._checkpoint)
                 log.error("model failed to load: %s", self.load_error)
                 raise EngineUnavailable(self.load_error) from exc
+            finally:
+                self._loading = False
             self._engine = engine
             self.load_error = None
             self.load_s = time.perf_counter() - start
@@ -74,18 +104,44 @@ class EngineHost:
             log.info("model loaded in %.1f s on %s", self.load_s, getattr(engine, "device", "?"))
             return engine
 
+    def load_in_background(self) -> threading.Thread:
+        """Start loading now without waiting (`--preload start`): the server answers meanwhile, and
+        engine tools wait for this load instead of starting their own."""
+
+        def load() -> None:
+            try:
+                self.ensure_loaded()
+            except EngineUnavailable:
+                pass  # remembered in load_error; engine tools report it, library tools keep working
+            finally:
+                self._preloading = False
+
+        self._preloading = True
+        thread = threading.Thread(target=load, name="glmtts-preload", daemon=True)
+        thread.start()
+        return thread
+
     async def run(self, job: Callable[[Engine], T]) -> T:
         """Run `job(engine)` in a worker thread, loading the engine first; the event loop keeps serving."""
         with self._lock:
             self._active += 1
             self._cancel_timer()
         try:
-            return await anyio.to_thread.run_sync(lambda: job(self.ensure_loaded()))
+            return await anyio.to_thread.run_sync(lambda: job(self.ensure_loaded()), limiter=self._limiter())
         finally:
             with self._lock:
                 self._active -= 1
                 self._last_used = time.monotonic()
                 self._arm_timer()
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        """This event loop's limiter: waiting for it is asynchronous, so a queued call holds no thread."""
+        loop = anyio.lowlevel.current_token()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            self._limiters.clear()  # an earlier loop has ended (only tests run more than one)
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(self._job_slots)
+        return limiter
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -102,32 +158,34 @@ class EngineHost:
         self._timer.start()
 
     def _unload_if_idle(self) -> None:
-        with self._lock:
-            idle = time.monotonic() - self._last_used
-            if self._active or self._engine is None or idle < self._idle_unload_s * 0.99:
-                return
-            self._timer = None
-            engine = self._engine
-        self._release(engine, reason=f"idle for {idle:.0f} s")
+        with self._load_lock:  # a call arriving now waits, then loads a fresh engine through ensure_loaded
+            with self._lock:
+                idle = time.monotonic() - self._last_used
+                if self._active or self._engine is None or idle < self._idle_unload_s * 0.99:
+                    return
+                self._timer = None
+                engine = self._engine
+            self._release(engine, reason=f"idle for {idle:.0f} s")
 
     def unload(self, reason: str = "requested") -> None:
-        """Free the model's memory now (the engine waits for running jobs); the next call reloads it."""
-        with self._lock:
-            self._cancel_timer()
-            engine = self._engine
-        if engine is not None:
-            self._release(engine, reason)
+        """Free the model's memory now (the engine waits for running jobs); the next call loads it again."""
+        with self._load_lock:
+            with self._lock:
+                self._cancel_timer()
+                engine = self._engine
+            if engine is not None:
+                self._release(engine, reason)
 
     def _release(self, engine: Engine, reason: str) -> None:
-        """Engine.unload frees every model and reloads them on the next call (the object stays)."""
-        if not engine.loaded:
-            return
+        """Free the engine's models, then drop it (load lock held: a call arriving meanwhile waits, then
+        loads a fresh engine). cache_stats sees the model loaded until the unload is done and counted."""
         try:
             engine.unload()
-        except Exception:  # unloading must never take the server down
-            log.exception("engine unload failed")
-            return
-        self.unloads += 1
+        except Exception:  # unloading must never take the server down; a fresh engine replaces this one
+            log.exception("engine unload failed; the next call loads a fresh engine")
+        with self._lock:
+            self._engine = None
+            self.unloads += 1
         log.info("model unloaded (%s)", reason)
 
     def describe(self) -> dict[str, Any]:
@@ -135,6 +193,7 @@ class EngineHost:
         engine = self._engine
         info: dict[str, Any] = {
             "model_loaded": self.model_loaded,
+            "state": self.state,
             "model_error": self.load_error,
             "checkpoint": str(self._checkpoint),
             "load_s": self.load_s,
@@ -147,6 +206,9 @@ class EngineHost:
             info["device"] = str(engine.device)
             info["memory"] = engine.memory_info()
             info["queue_depth"] = engine.queue_depth
+            scheduler = engine.scheduler_stats()
+            if scheduler is not None:
+                info["scheduler"] = dataclasses.asdict(scheduler)
         return info
 
 

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcp.server.mcpserver.exceptions import ToolError
+
 from glmtts_mcp.engine.runtime.output_encoding import AUDIO_FORMATS
 
 AUDIO_MIME: dict[str, str] = {name: f.mime_type for name, f in AUDIO_FORMATS.items()}
@@ -49,19 +51,31 @@ class OutputStore:
         """Write atomically (temp file + rename), then apply the retention policy."""
         if fmt not in AUDIO_MIME:
             raise ValueError(f"unknown audio format {fmt!r}")
-        self.root.mkdir(parents=True, exist_ok=True)
         output_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}.{fmt}"
         path = self.root / output_id
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=f".{fmt}")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=f".{fmt}")
+        except OSError as exc:
+            raise self._cannot_save(exc) from exc
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise self._cannot_save(exc) from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         self.prune(keep=path)
         return StoredOutput(output_id, path, AUDIO_MIME[fmt])
+
+    def _cannot_save(self, exc: OSError) -> ToolError:
+        return ToolError(
+            f"the audio could not be saved in the output folder {self.root}: {exc.strerror or exc}; "
+            "free some space there or point --output-dir (GLMTTS_MCP_OUTPUT_DIR) at a writable folder"
+        )
 
     def get(self, output_id: str) -> StoredOutput | None:
         """The stored output with this id, or None when unknown, pruned or malformed."""

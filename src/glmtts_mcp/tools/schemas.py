@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from glmtts_mcp.voices import LibraryStats, StatsCounters
+from glmtts_mcp.voices import LibraryStats, StatsCounters, VoiceListing
+
+EXCERPT_CHARS = 80
+
+
+def _excerpt(text: str | None) -> str | None:
+    if text is None or len(text) <= EXCERPT_CHARS:
+        return text
+    return text[: EXCERPT_CHARS - 1].rstrip() + "…"
 
 
 class CloneVoiceResult(BaseModel):
@@ -39,6 +47,23 @@ class VoiceSummary(BaseModel):
     broken: str | None = None
     uri: str = Field(description="voice://{voice_id}: the voice's metadata as a resource")
 
+    @classmethod
+    def of(cls, listing: VoiceListing) -> VoiceSummary:
+        """The summary of a library listing: what list_voices and `voices list --json` both show."""
+        return cls(
+            voice_id=listing.id,
+            name=listing.name,
+            transcript_excerpt=_excerpt(listing.transcript),
+            duration_s=listing.duration_s,
+            language=listing.language,
+            created_at=listing.created_at,
+            last_used_at=listing.last_used_at,
+            tags=listing.tags,
+            stale=listing.stale,
+            broken=listing.broken,
+            uri=f"voice://{listing.id}",
+        )
+
 
 class ListVoicesResult(BaseModel):
     voices: list[VoiceSummary]
@@ -46,9 +71,12 @@ class ListVoicesResult(BaseModel):
 
 
 class DeleteVoiceResult(BaseModel):
-    voice_id: str
+    """`deleted: false` is no failure: the voice was already gone (delete_voice is idempotent)."""
+
+    voice_id: str | None = Field(description="the deleted voice's id; null when a name matched no voice")
     name: str | None
-    deleted: bool
+    deleted: bool = Field(description="true when this call deleted the voice; false when there was none to delete")
+    message: str
 
 
 class RenameVoiceResult(BaseModel):
@@ -92,15 +120,31 @@ class SynthesizeResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class SchedulerStats(BaseModel):
+    """The LLM batch scheduler: sequences decoding and waiting, batch sizes seen, decoding speed."""
+
+    max_batch: int = Field(description="most sequences decoded in one step (--max-batch)")
+    slot_positions: int = Field(description="KV cache positions per sequence")
+    kv_cache_bytes: int
+    running: int = Field(description="sequences (text segments) decoding now")
+    waiting: int = Field(description="sequences waiting for a free slot")
+    steps: int = Field(description="batched decode steps run since the model loaded")
+    tokens: int = Field(description="speech tokens drawn since the model loaded")
+    tokens_per_s: float = Field(description="tokens drawn per second of LLM work (all sequences together)")
+    batch_sizes: dict[int, int] = Field(description="batch size -> decode steps run at that size")
+
+
 class EngineStats(BaseModel):
     """The model's state: loaded or not, where, how much memory, how many jobs wait."""
 
     model_loaded: bool
+    state: Literal["unloaded", "loading", "loaded", "failed"]
     model_error: str | None = None
     checkpoint: str
     device: str | None = None
     memory: dict[str, Any] | None = None
     queue_depth: int | None = None
+    scheduler: SchedulerStats | None = None
     active_jobs: int
     load_s: float | None = None
     loads: int

@@ -1,28 +1,42 @@
 """Build the MCP server and run it over stdio, Streamable HTTP or SSE.
 
-HTTP binds to loopback by default with Host/Origin validation (DNS-rebinding protection). A bearer
-token (GLMTTS_MCP_TOKEN) is checked on every request when set, and is required before binding any
-non-loopback address unless the caller forces it.
+HTTP binds to loopback by default; who may talk to it is http_security.py (Host/Origin checks, the
+bearer token, explained refusals), how long and how many connections is http_guard.py. Everything
+HTTP is put together in `http_service`.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
+import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import anyio
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
-from starlette.types import ASGIApp, Receive, Scope, Send
+from mcp.server.mcpserver.context import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.stdio import stdio_server
+from pydantic import ValidationError
+from starlette.types import ASGIApp
 
 from glmtts_mcp import __version__
+from glmtts_mcp.config import Settings
 from glmtts_mcp.tools.app import App
+from glmtts_mcp.tools.errors import describe_invalid_arguments
+from glmtts_mcp.tools.http_guard import connection_cap, guarded_http_protocol
+from glmtts_mcp.tools.http_security import (
+    MAX_REQUEST_BYTES,
+    BearerTokenMiddleware,
+    LowercaseHostNames,
+    OversizeAsJsonRpc,
+    refuse_unprotected_exposure,
+    transport_security,
+)
 from glmtts_mcp.tools.resources import register_resources
 from glmtts_mcp.tools.stats import register_stats_tool
+from glmtts_mcp.tools.stdin_lines import StdinLines
 from glmtts_mcp.tools.synthesis import register_synthesis_tool
 from glmtts_mcp.tools.voice_tools import register_voice_tools
 
@@ -40,13 +54,23 @@ list_voices, delete_voice, rename_voice, export_voice, import_voice manage the l
 cache and model state. Input files must lie inside the allowed folders."""
 
 
-class HttpSecurityError(Exception):
-    """An HTTP setup that would expose the server without protection; the message says how to fix it."""
+class GlmttsServer(MCPServer):
+    """MCPServer whose argument-validation failures read like every other tool error (problem and fix),
+    not pydantic's dump with a documentation URL. One hook for every tool: the SDK validates arguments
+    in `call_tool` and raises ToolError from the ValidationError."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc, UnexpectedToolError) or not isinstance(exc.__cause__, ValidationError):
+                raise
+            raise ToolError(describe_invalid_arguments(name, exc.__cause__)) from exc.__cause__
 
 
 def build_server(app: App) -> MCPServer:
     """The MCPServer with every tool and resource, advertising resources/list_changed."""
-    server = MCPServer(
+    server = GlmttsServer(
         "glmtts-mcp",
         title="GLM-TTS voice cloning",
         instructions=INSTRUCTIONS,
@@ -73,94 +97,74 @@ def _advertise_resource_list_changes(server: MCPServer) -> None:
     lowlevel.create_initialization_options = with_list_changed  # type: ignore[method-assign]
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and localhost."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def mcp_starlette_app(server: MCPServer, transport: Literal["http", "sse"], host: str, extra_hosts: Sequence[str]) -> Any:
+    """The SDK's Starlette app for one HTTP transport, with Host/Origin allow-lists (routes can be added)."""
+    security = transport_security(host, extra_hosts)
+    if transport == "http":
+        return server.streamable_http_app(transport_security=security, host=host, max_request_body_size=MAX_REQUEST_BYTES)
+    return server.sse_app(transport_security=security, host=host, max_request_body_size=MAX_REQUEST_BYTES)
 
 
-def transport_security(host: str, extra_hosts: Sequence[str]) -> TransportSecuritySettings:
-    """Host/Origin allow-lists: loopback names always, plus the bind address and any extra names."""
-    names = ["127.0.0.1", "localhost", "[::1]"]
-    if not is_loopback(host) and host not in ("0.0.0.0", "::"):
-        names.append(f"[{host}]" if ":" in host else host)
-    names += list(extra_hosts)
-    wildcard_bind = host in ("0.0.0.0", "::")
-    if wildcard_bind and not extra_hosts:
-        log.warning(
-            "bound to %s without --allowed-host: Host/Origin checks are off; the bearer token protects the server",
-            host,
-        )
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[f"{n}:*" for n in names] + names,
-        allowed_origins=[f"{scheme}://{n}{port}" for n in names for scheme in ("http", "https") for port in (":*", "")],
+def http_service(
+    server: MCPServer,
+    settings: Settings,
+    transport: Literal["http", "sse"],
+    host: str,
+    port: int,
+    force_insecure: bool = False,
+    extra_hosts: Sequence[str] = (),
+) -> Any:
+    """Everything HTTP in one place: the SDK's Starlette app for the transport (other faces mount their
+    routes on it here), the middleware around it (token, host-name case, explained 413) and uvicorn's
+    config with the connection bounds. Refuses an exposed address without a strong token unless forced."""
+    token = settings.token.get_secret_value() if settings.token else None
+    refuse_unprotected_exposure(host, token, force_insecure)
+    starlette_app = mcp_starlette_app(server, transport, host, extra_hosts)
+    asgi: ASGIApp = LowercaseHostNames(OversizeAsJsonRpc(starlette_app))
+    if token:
+        asgi = BearerTokenMiddleware(asgi, token)
+    return uvicorn_config(asgi, host, port, settings)
+
+
+def uvicorn_config(asgi: ASGIApp, host: str, port: int, settings: Settings) -> Any:
+    """uvicorn's config with the connection bounds: keep-alive and header timeouts, a connection cap, and
+    logs through our stderr handler (access lines only at DEBUG)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        asgi,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        access_log=settings.log_level == "DEBUG",
+        lifespan="on",
+        timeout_keep_alive=settings.http_keep_alive_s,
+        http=guarded_http_protocol(settings.http_header_timeout_s, connection_cap(settings.http_max_connections)),
     )
 
 
-class BearerTokenMiddleware:
-    """Refuse HTTP requests without `Authorization: Bearer <token>` (constant-time comparison)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
-            await self.app(scope, receive, send)
-            return
-        body = b'{"error": "unauthorized: send Authorization: Bearer <GLMTTS_MCP_TOKEN>"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Bearer realm="glmtts-mcp"'),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-def http_app(
-    server: MCPServer,
-    transport: Literal["http", "sse"],
-    host: str,
-    token: str | None,
-    force_insecure: bool = False,
-    extra_hosts: Sequence[str] = (),
-) -> ASGIApp:
-    """The ASGI app for an HTTP transport, with Host/Origin checks and the bearer token when set."""
-    if not is_loopback(host) and not token and not force_insecure:
-        raise HttpSecurityError(
-            f"refusing to serve on {host} (not loopback) without a token: set GLMTTS_MCP_TOKEN to a secret that "
-            "clients send as 'Authorization: Bearer <token>', bind 127.0.0.1, or pass --force-insecure"
-        )
-    security = transport_security(host, extra_hosts)
-    if transport == "http":
-        app: ASGIApp = server.streamable_http_app(transport_security=security, host=host)
-    else:
-        app = server.sse_app(transport_security=security, host=host)
-    return BearerTokenMiddleware(app, token) if token else app
-
-
-async def serve_http(app: ASGIApp, host: str, port: int, log_level: str) -> None:
-    """Run an ASGI app with uvicorn until cancelled."""
+async def serve_http(config: Any) -> None:
+    """Run uvicorn with `config` until cancelled."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), lifespan="on")
     await uvicorn.Server(config).serve()
+
+
+async def serve_stdio(server: MCPServer) -> None:
+    """MCP over stdin/stdout. Lines come from a daemon thread (StdinLines), so Ctrl-C stops a server
+    that is waiting for input: the SDK's default reader blocks in a worker thread that cannot be
+    abandoned, and two presses of Ctrl-C were ignored."""
+    lowlevel = server._lowlevel_server  # run_stdio_async offers no way to pass our stdin
+    async with stdio_server(stdin=StdinLines()) as (read_stream, write_stream):  # type: ignore[arg-type]
+        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
+
+STDIO_TERMINAL_HINT = (
+    "glmtts-mcp: serving MCP over stdio and waiting for an MCP host on stdin (this is the program a host "
+    "starts, not an interactive prompt). To wire it into Claude Desktop or Claude Code, run "
+    "`glmtts-mcp config` (in this checkout: `scripts/glmtts-mcp config`). Ctrl-C stops."
+)
 
 
 def run(
@@ -173,14 +177,16 @@ def run(
 ) -> None:
     """Serve until the client disconnects (stdio) or the process is stopped (HTTP/SSE)."""
     server = build_server(app)
-    token = app.settings.token.get_secret_value() if app.settings.token else None
+    app.start_preload()  # in the background: the transport starts now and answers while the model loads
     try:
         if transport == "stdio":
-            anyio.run(server.run_stdio_async)
+            if sys.stdin.isatty():
+                print(STDIO_TERMINAL_HINT, file=sys.stderr, flush=True)
+            anyio.run(serve_stdio, server)
         else:
-            asgi = http_app(server, transport, host, token, force_insecure, extra_hosts)
+            config = http_service(server, app.settings, transport, host, port, force_insecure, extra_hosts)
             path = "/mcp" if transport == "http" else "/sse"
             log.info("serving %s on http://%s:%d%s", transport, host, port, path)
-            anyio.run(serve_http, asgi, host, port, app.settings.log_level)
+            anyio.run(serve_http, config)
     finally:
         app.close()

@@ -74,13 +74,15 @@ def narrate(
     warnings: list[str] = []
     created = False
     start = time.perf_counter()
-    if reference is not None:
-        outcome = clone_or_get(engine, app.library, reference, None, transcript, None, progress)
-        voice, created = outcome.record.id, not outcome.existed
+    if reference is not None:  # cloned (again, if a delete lands meanwhile) and loaded in one step
+        outcome = clone_or_get(engine, app.library, reference, None, transcript, None, progress, load_on=engine.device)
+        assert outcome.loaded is not None
+        loaded, created = outcome.loaded, not outcome.existed
         timings.update(outcome.timings)
         warnings += outcome.warnings
-    assert voice is not None
-    loaded = app.library.load_features(voice, engine.device)  # resolves the id or name itself
+    else:
+        assert voice is not None
+        loaded = app.library.load_features(voice, engine.device)  # resolves the id or name itself
     timings["voice_features"] = loaded.load_s
     features = VoiceFeatures(tensors=loaded.tensors)
     synth_start = time.perf_counter()
@@ -109,6 +111,20 @@ def narrate(
         timings=timings,
         warnings=warnings,
     )
+
+
+def checked_text(text: str, max_chars: int) -> str:
+    """The text to speak, stripped; refused when empty or over `max_chars`. Every face calls this before
+    any work (the model may not be loaded yet), and the engine does not check it again."""
+    text = text.strip()
+    if not text:
+        raise ToolError("text is empty: pass the words to speak")
+    if len(text) > max_chars:
+        raise ToolError(
+            f"text has {len(text)} characters; the limit is {max_chars} "
+            "(split it into several calls, or raise --max-text-chars)"
+        )
+    return text
 
 
 def register_synthesis_tool(server: MCPServer, app: App) -> None:
@@ -148,14 +164,7 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
         Long texts are split into segments; progress is reported per segment.
         """
         with user_errors():
-            text = text.strip()
-            if not text:
-                raise ToolError("text is empty: pass the words to speak")
-            if len(text) > settings.max_text_chars:
-                raise ToolError(
-                    f"text has {len(text)} characters; the limit is {settings.max_text_chars} "
-                    "(split it into several calls, or raise --max-text-chars)"
-                )
+            text = checked_text(text, settings.max_text_chars)
             if (voice is None) == (reference_audio is None):
                 raise ToolError(
                     "pass exactly one of `voice` (an id or name from list_voices) or `reference_audio` (a file path)"
@@ -163,10 +172,15 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             fmt = (format or settings.format).strip().lower()
             if fmt not in AUDIO_MIME:
                 raise ToolError(f"unknown format {fmt!r}: use one of {', '.join(AUDIO_MIME)}")
-            mode = "+".join(parse_return_mode(return_mode or settings.return_mode))
+            try:
+                mode = "+".join(parse_return_mode(return_mode or settings.return_mode))
+            except ValueError as exc:  # a user's value: say which argument
+                raise ToolError(f"return_mode: {exc}") from exc
             reference = None
             if reference_audio is not None:
-                reference = audio_source(reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
+                reference = audio_source(
+                    reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes, argument="reference_audio"
+                )
             else:
                 await anyio.to_thread.run_sync(app.library.resolve, voice)  # unknown voices fail before loading
             relay = relay_for(ctx)

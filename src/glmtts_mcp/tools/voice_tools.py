@@ -16,7 +16,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.cloning import clone_or_get
+from glmtts_mcp.tools.cloning import checked_language, clone_or_get
 from glmtts_mcp.tools.errors import user_errors
 from glmtts_mcp.tools.schemas import (
     CloneVoiceResult,
@@ -27,13 +27,11 @@ from glmtts_mcp.tools.schemas import (
     RenameVoiceResult,
     VoiceSummary,
 )
-from glmtts_mcp.tools.paths import audio_source, resolve_allowed_path, writable_target
+from glmtts_mcp.tools.paths import audio_source, export_protected_folders, resolve_allowed_path, writable_target
 from glmtts_mcp.tools.progress import relay_for
-from glmtts_mcp.voices import VoiceRecord
+from glmtts_mcp.voices import VoiceNotFound, VoiceRecord, is_voice_id
 
 log = logging.getLogger(__name__)
-
-EXCERPT_CHARS = 80
 
 VoiceArg = Annotated[str, Field(description="voice id or name (see list_voices)", min_length=1, max_length=256)]
 
@@ -48,12 +46,6 @@ async def notify_voices_changed(ctx: Context) -> None:
         await ctx.session.send_resource_list_changed()
     except Exception as exc:  # stateless requests have no standalone stream
         log.debug("session notify failed: %r", exc)
-
-
-def _excerpt(text: str | None) -> str | None:
-    if text is None or len(text) <= EXCERPT_CHARS:
-        return text
-    return text[: EXCERPT_CHARS - 1].rstrip() + "…"
 
 
 def register_voice_tools(server: MCPServer, app: App) -> None:
@@ -79,9 +71,13 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         ctx: Context,
         name: Annotated[str | None, Field(description="a name to use instead of the id", max_length=256)] = None,
         transcript: Annotated[
-            str | None, Field(description="what is said in the clip; omitted: Whisper transcribes it")
+            str | None,
+            Field(description="what is said in the clip (at most 30 characters per second of it, plus 60); "
+                  "omitted: Whisper transcribes it"),
         ] = None,
-        language: Annotated[str | None, Field(description="language code of the clip, e.g. en, zh")] = None,
+        language: Annotated[
+            str | None, Field(description="language of the clip: en or zh (omitted: Whisper detects it)")
+        ] = None,
     ) -> CloneVoiceResult:
         """Clone a voice from a short recording into the voice library and return its id.
 
@@ -89,6 +85,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         """
         with user_errors():
             source = audio_source(audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
+            language = checked_language(language)
             relay = relay_for(ctx)
             start = time.perf_counter()
             async with relay.running():
@@ -126,22 +123,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         with user_errors():
             page = await anyio.to_thread.run_sync(lambda: library.list_voices(query=query, limit=limit, cursor=cursor))
             return ListVoicesResult(
-                voices=[
-                    VoiceSummary(
-                        voice_id=v.id,
-                        name=v.name,
-                        transcript_excerpt=_excerpt(v.transcript),
-                        duration_s=v.duration_s,
-                        language=v.language,
-                        created_at=v.created_at,
-                        last_used_at=v.last_used_at,
-                        tags=v.tags,
-                        stale=v.stale,
-                        broken=v.broken,
-                        uri=f"voice://{v.id}",
-                    )
-                    for v in page.voices
-                ],
+                voices=[VoiceSummary.of(v) for v in page.voices],
                 next_cursor=page.next_cursor,
             )
 
@@ -152,13 +134,29 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         ),
     )
     async def delete_voice(voice: VoiceArg, ctx: Context) -> DeleteVoiceResult:
-        """Delete a voice (by id or name) and its stored files from the library."""
+        """Delete a voice (by id or name) and its stored files from the library.
+
+        Idempotent: a voice that is not (or no longer) there is no error but `deleted: false`, so a
+        host that retries after a lost answer sees success.
+        """
         with user_errors():
-            record = await anyio.to_thread.run_sync(lambda: library.delete(voice))
+            try:
+                record = await anyio.to_thread.run_sync(lambda: library.delete(voice))
+            except VoiceNotFound:
+                given = voice.strip().lower()
+                return DeleteVoiceResult(
+                    voice_id=given if is_voice_id(given) else None,
+                    name=None,
+                    deleted=False,
+                    message=f"no voice {voice!r} in the library (already deleted, or never stored): nothing was "
+                    "deleted. Call list_voices to see the stored voices.",
+                )
             await notify_voices_changed(ctx)
             if record is None:  # a broken voice whose meta.json was unreadable: its id was given
-                return DeleteVoiceResult(voice_id=voice, name=None, deleted=True)
-            return DeleteVoiceResult(voice_id=record.id, name=record.name, deleted=True)
+                return DeleteVoiceResult(voice_id=voice, name=None, deleted=True, message=f"deleted voice {voice}")
+            return DeleteVoiceResult(
+                voice_id=record.id, name=record.name, deleted=True, message=f"deleted voice {record.name} ({record.id})"
+            )
 
     @server.tool(
         title="Rename a voice",
@@ -192,16 +190,20 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         voice: VoiceArg,
         path: Annotated[
             str,
-            Field(description="absolute path of the archive file (or an existing folder) inside the allowed folders"),
+            Field(
+                description="absolute path ending in .zip (or an existing folder, which gets <name>.glmtts-voice.zip) "
+                "inside the allowed folders, outside the voice library, output and checkpoint folders; an existing "
+                "file there is replaced only if it is an older export"
+            ),
         ],
     ) -> ExportVoiceResult:
-        """Write a voice (reference audio, transcript, features) to a portable archive file."""
+        """Write a voice (reference audio, transcript, features) to a portable .zip archive file."""
         with user_errors():
 
             def export() -> tuple[VoiceRecord, Path, int]:  # all disk work in one worker-thread hop
+                dest = writable_target(path, settings.allowed_dirs)
                 record = library.resolve(voice)
-                dest = writable_target(path, settings.allowed_dirs, what="archive path")
-                written = library.export_voice(record.id, dest)
+                written = library.export_voice(record.id, dest, protected=export_protected_folders(settings))
                 return record, written, written.stat().st_size
 
             record, written, size = await anyio.to_thread.run_sync(export)
@@ -220,7 +222,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     ) -> ImportVoiceResult:
         """Add a voice from an archive made by export_voice (checked before anything is stored)."""
         with user_errors():
-            source = resolve_allowed_path(path, settings.allowed_dirs, what="archive")
+            source = resolve_allowed_path(path, settings.allowed_dirs)
             record, existed = await anyio.to_thread.run_sync(lambda: library.import_voice(source, name=name))
             if not existed:
                 await notify_voices_changed(ctx)

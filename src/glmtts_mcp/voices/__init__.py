@@ -17,6 +17,7 @@ API (what the MCP tools call):
         (None = "ask Whisper", distinct from "").
     .get_or_create(pcm, sample_rate, transcript, create: () -> NewVoiceData, name=None, processing="clean")
         -> (VoiceRecord, existed)   create() runs at most once per voice, across threads and processes.
+    .pinned(voice_id)   context manager: no delete (or other clone) of that voice lands while it is held
     .resolve(id_or_name) -> VoiceRecord          names are unique case-insensitively
     .load_features(id_or_name, device=None) -> LoadedVoice(record, tensors, tier, load_s)
         tier: "device" | "memory" | "disk" | "reextracted"; tensors are the caller's own copies.
@@ -24,7 +25,9 @@ API (what the MCP tools call):
         broken voices are listed with `broken` set to the reason.
     .rename(id_or_name, new_name) -> VoiceRecord
     .delete(id_or_name) -> VoiceRecord | None   (None: the deleted voice's meta.json was unreadable)
-    .export_voice(id_or_name, dest_path) -> Path
+        VoiceNotFound when there is no such voice (the delete_voice tool answers that with deleted=false)
+    .export_voice(id_or_name, dest_path, protected=None) -> Path
+        only a .zip path, outside the library and the `protected` folders, replacing only an older export
     .import_voice(archive_path, name=None) -> (VoiceRecord, existed)
     .reference_audio_path(id_or_name) -> Path
     .stale_voices() -> list[VoiceRecord];  .refresh_stale(progress=None) -> int
@@ -34,7 +37,8 @@ API (what the MCP tools call):
     .flush(); .close()  (also a context manager; close runs at exit too)
 
 Errors: VoiceLibraryError > VoiceNotFound, InvalidVoiceName, VoiceExists, BrokenVoice, StaleVoice,
-ArchiveError. Messages name the problem and the fix.
+ArchiveError. Messages name the problem and the fix. is_voice_id(text) tells an id from a name;
+name_key(name) is what names are compared by (case-insensitive, NFKC).
 """
 
 from glmtts_mcp.voices.errors import (
@@ -46,6 +50,7 @@ from glmtts_mcp.voices.errors import (
     VoiceLibraryError,
     VoiceNotFound,
 )
+from glmtts_mcp.voices.identity import is_voice_id, name_key
 from glmtts_mcp.voices.library import DEFAULT_MEMORY_BYTES, Progress, Reextract, VoiceLibrary
 from glmtts_mcp.voices.records import (
     LibraryStats,
@@ -78,4 +83,6 @@ __all__ = [
     "VoiceNotFound",
     "VoicePage",
     "VoiceRecord",
+    "is_voice_id",
+    "name_key",
 ]

@@ -5,6 +5,10 @@ manifest.json (sha256 and size of the other three). Import refuses unknown, dupl
 absolute, traversing, symlink or encrypted members, members over their size limit (counted while
 reading, whatever the zip claims), hash mismatches, tensors outside the feature schema, audio that
 is not mono 16-bit FLAC, and an id that does not follow from the audio and transcript.
+
+Export writes only a path ending in `.zip`, never inside the folders it is told to protect (the
+library itself, the output store, the checkpoint), and replaces an existing file only when that file
+carries our manifest marker: a path typed by mistake cannot clobber a voice, a recording or a model.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import stat
 import uuid
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 
 from glmtts_mcp.voices.reference_flac import decode_reference
-from glmtts_mcp.voices.errors import ArchiveError
+from glmtts_mcp.voices.errors import ArchiveError, VoiceLibraryError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
 from glmtts_mcp.voices.records import VoiceRecord
 from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
@@ -39,7 +44,8 @@ from glmtts_mcp.voices.store import (
 
 MANIFEST_FILE = "manifest.json"
 ARCHIVE_FORMAT = "glmtts-mcp-voice-archive"
-ARCHIVE_SUFFIX = ".glmtts-voice.zip"
+ARCHIVE_EXTENSION = ".zip"  # what an export path must end in
+ARCHIVE_SUFFIX = ".glmtts-voice.zip"  # the default file name's ending (when a folder is given)
 MEMBER_LIMITS = {MANIFEST_FILE: 64 << 10, **MAX_FILE_BYTES}
 MAX_ARCHIVE_BYTES = sum(MEMBER_LIMITS.values()) + (1 << 20)
 
@@ -72,8 +78,64 @@ def write_archive(dest: Path, files: dict[str, bytes]) -> Path:
             os.fsync(handle.fileno())
         os.replace(staging, dest)
         fsync_dir(dest.parent)
+    except OSError as exc:  # the user chose the destination: a full disk or a read-only folder is theirs to fix
+        raise ArchiveError(
+            f"cannot write the archive {dest}: {exc.strerror or exc}; choose a writable folder with free space"
+        ) from exc
     finally:
         staging.unlink(missing_ok=True)
+    return dest
+
+
+def is_voice_archive(path: Path) -> bool:
+    """Whether `path` is a regular file holding our manifest marker (the contents decide, not the name)."""
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ARCHIVE_BYTES:
+            return False
+        with zipfile.ZipFile(path) as archive:
+            member = archive.getinfo(MANIFEST_FILE)
+            if member.file_size > MEMBER_LIMITS[MANIFEST_FILE]:
+                return False
+            with archive.open(member) as handle:
+                manifest = json.loads(handle.read(MEMBER_LIMITS[MANIFEST_FILE] + 1))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == ARCHIVE_FORMAT
+
+
+def export_destination(dest: Path, voice_name: str, protected: Mapping[str, Path]) -> Path:
+    """The file an export of `voice_name` may write for the `path` argument `dest` (see the module docstring).
+
+    A folder gets '<name>.glmtts-voice.zip' inside it. `protected` maps a label ("the voice library")
+    to a folder that exports never write into.
+    """
+    dest = Path(dest).expanduser()
+    if dest.is_dir():
+        dest = dest / f"{voice_name}{ARCHIVE_SUFFIX}"
+    dest = dest.parent.resolve() / dest.name  # folders' symlinks resolved; the file itself is never followed
+    example = f"{voice_name}{ARCHIVE_SUFFIX}"
+    for label, folder in protected.items():
+        if dest.is_relative_to(Path(folder).expanduser().resolve()):
+            raise VoiceLibraryError(
+                f"path {str(dest)!r} is inside {label} ({folder}), which exports never write into. "
+                f"Pass a path outside it, e.g. a folder of your own such as ~/Documents/{example}."
+            )
+    if not dest.name.lower().endswith(ARCHIVE_EXTENSION):
+        raise VoiceLibraryError(
+            f"path {str(dest)!r} does not end in {ARCHIVE_EXTENSION}: a voice archive is a zip file. "
+            f"Pass a path ending in {ARCHIVE_EXTENSION} (e.g. {str(dest.parent / example)!r}) or an existing folder."
+        )
+    if not dest.parent.is_dir():
+        raise VoiceLibraryError(
+            f"path {str(dest)!r} is in a folder that does not exist ({dest.parent}); create it first or pass "
+            "another path."
+        )
+    if os.path.lexists(dest) and not is_voice_archive(dest):
+        raise VoiceLibraryError(
+            f"path {str(dest)!r} already exists and is not a voice archive; an export only replaces an "
+            "older export. Pass a new file name (or an existing folder), or move that file away first."
+        )
     return dest
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from glmtts_mcp.voices.errors import VoiceNotFound
 from glmtts_mcp.voices.identity import name_key, name_problem
 from glmtts_mcp.voices.records import VoiceRecord
 from glmtts_mcp.voices.schema import FeatureSchema, read_safetensors_header
@@ -70,7 +71,9 @@ class VoiceIndex:
                 if old is not None and old.signature == signature:
                     fresh[voice_id] = old
                     continue
-                fresh[voice_id] = self._inspect(voice_id, signature)
+                entry = self._inspect(voice_id, signature)
+                if entry is not None:  # None: deleted since the listing
+                    fresh[voice_id] = entry
                 changed.add(voice_id)
             changed |= set(self._entries) - set(fresh)
             self._entries = fresh
@@ -86,14 +89,17 @@ class VoiceIndex:
             old = self._entries.get(voice_id)
             if old is not None and old.signature == signature:
                 return old
-            if all(sig is None for sig in signature) and not self._store.folder_exists(voice_id):
+            entry = None
+            if any(sig is not None for sig in signature) or self._store.folder_exists(voice_id):
+                entry = self._inspect(voice_id, signature)
+            if entry is None:
                 if old is not None:
                     del self._entries[voice_id]
                     self._rebuild_names()
                 return None
-            self._entries[voice_id] = self._inspect(voice_id, signature)
+            self._entries[voice_id] = entry
             self._rebuild_names()
-            return self._entries[voice_id]
+            return entry
 
     def _rebuild_names(self) -> None:
         names: dict[str, str] = {}
@@ -113,8 +119,10 @@ class VoiceIndex:
         record = self._entries[voice_id].record
         return (record.created_at.isoformat() if record else "~", voice_id)
 
-    def _inspect(self, voice_id: str, signature: tuple[FileSignature, ...]) -> IndexEntry:
-        """Parse and sanity-check a folder without reading tensor data."""
+    def _inspect(self, voice_id: str, signature: tuple[FileSignature, ...]) -> IndexEntry | None:
+        """Parse and sanity-check a folder without reading tensor data; None if it is gone (deleted meanwhile)."""
+        if not self._store.folder_exists(voice_id):
+            return None
         problem = self._store.folder_problem(voice_id)
         if problem:
             return IndexEntry(voice_id, signature, None, problem)
@@ -124,6 +132,8 @@ class VoiceIndex:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "(document)"
             return IndexEntry(voice_id, signature, None, f"meta.json is invalid at {where}: {first['msg']}")
+        except VoiceNotFound:  # deleted between the check above and this read
+            return None
         except (OSError, ValueError) as exc:
             return IndexEntry(voice_id, signature, None, f"meta.json cannot be read: {exc}")
         return IndexEntry(voice_id, signature, record, self._record_problem(voice_id, record, signature))

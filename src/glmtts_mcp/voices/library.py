@@ -15,7 +15,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -27,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX, read_archive, write_archive
+from glmtts_mcp.voices.archive import export_destination, read_archive, write_archive
 from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference
 from glmtts_mcp.voices.cache import ByteLRU
 from glmtts_mcp.voices.errors import (
@@ -175,7 +176,10 @@ class VoiceLibrary:
         if problem is not None:
             raise InvalidVoiceName(f"{problem}. Pass a voice id or name as shown by list_voices.")
         for full in (False, True):  # a full rescan also catches folders a killed writer never announced
-            self._index.refresh(full=full)
+            if full:
+                self._full_refresh()
+            else:
+                self._index.refresh()
             entry = self._index.get(id_or_name) if is_voice_id(id_or_name) else self._index.by_name(id_or_name)
             if entry is not None:
                 return entry
@@ -229,7 +233,7 @@ class VoiceLibrary:
         if found is not None:
             return found, True
         with self._store.clone_lock(vid):
-            self._index.refresh(full=True)
+            self._full_refresh()
             found = self._existing(vid)
             if found is not None:
                 return found, True
@@ -272,6 +276,16 @@ class VoiceLibrary:
                 self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
         self._remember(record, tensors)
         return record, False
+
+    @contextmanager
+    def pinned(self, vid: str) -> Iterator[None]:
+        """Hold off deletes (and other clones) of voice `vid`, across threads and processes.
+
+        A caller that clones a voice and then uses it holds this around both steps, so the voice it
+        got cannot vanish in between (a delete waits, then deletes).
+        """
+        with self._store.clone_lock(vid):
+            yield
 
     def _existing(self, vid: str, count_as_clone: bool = True) -> VoiceRecord | None:
         """A healthy stored voice with this id (a repeated clone saves its extraction), or None."""
@@ -332,6 +346,18 @@ class VoiceLibrary:
                 return candidate
         return self._default_name(vid)
 
+    def _full_refresh(self) -> None:
+        """Rescan voices/, after waiting out (or, for a killed writer, finishing) any replacement half done.
+
+        A replaced voice is first moved aside; a reader that came then would miss it. Taking the write
+        lock waits for a live writer, and as the outermost holder restores what a dead one left
+        (VoiceStore._recover), so readers always see the last complete voice.
+        """
+        if self._store.voices_aside():
+            with self._store.write_lock():
+                pass
+        self._index.refresh(full=True)
+
     def _commit(self, record: VoiceRecord, files: dict[str, bytes]) -> None:
         """Write a whole voice folder (write lock held) and announce it."""
         self._store.commit_voice(record.id, {**files, META_FILE: _meta_bytes(record)})
@@ -356,7 +382,12 @@ class VoiceLibrary:
             try:
                 return self._load(entry, target, started)
             except _FeaturesChanged:
-                self._index.refresh(full=True)
+                self._full_refresh()
+                entry = self._lookup(entry.voice_id)
+            except VoiceNotFound:
+                if not self._store.voices_aside():
+                    raise
+                self._full_refresh()  # the folder was moved aside by a replacement: read what it left
                 entry = self._lookup(entry.voice_id)
         raise VoiceLibraryError(f"voice {entry.voice_id} keeps changing on disk while loading; retry")
 
@@ -467,7 +498,7 @@ class VoiceLibrary:
     # ----- stale features -----
     def stale_voices(self) -> list[VoiceRecord]:
         """Healthy voices whose features predate the current schema version or engine fingerprint."""
-        self._index.refresh(full=True)
+        self._full_refresh()
         return [e.record for e in self._index.entries() if e.broken is None and e.record and self.is_stale(e.record)]
 
     def refresh_stale(self, progress: Progress | None = None) -> int:
@@ -497,7 +528,7 @@ class VoiceLibrary:
         if self._reextract is None:
             raise VoiceLibraryError("no re-extraction callback was given to the voice library")
         with self._store.clone_lock(vid):
-            self._index.refresh(full=True)
+            self._full_refresh()
             record = self._healthy(self._lookup(vid))
             if not self.is_stale(record):
                 return record, None
@@ -541,7 +572,7 @@ class VoiceLibrary:
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
             raise VoiceLibraryError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit!r}")
         after = self._decode_cursor(cursor) if cursor else None
-        self._index.refresh(full=True)
+        self._full_refresh()
         listings = sorted((self._listing(e) for e in self._index.entries()), key=self._sort_key)
         if query:
             needle = query.casefold()
@@ -610,9 +641,10 @@ class VoiceLibrary:
         """Delete a voice (healthy or broken); returns its record, None if its meta.json was unreadable.
 
         Callers already holding its tensors keep them: loaded tensors never point into the files.
+        A caller that has the voice `pinned` finishes first.
         """
         entry = self._lookup(id_or_name)
-        with self._store.write_lock():
+        with self._store.clone_lock(entry.voice_id), self._store.write_lock():  # waits for whoever pinned it
             self._store.remove_voice(entry.voice_id)
             self._stats.add(deletes=1)
             self._after_write()
@@ -622,8 +654,12 @@ class VoiceLibrary:
         return entry.record
 
     # ----- archives -----
-    def export_voice(self, id_or_name: str, dest_path: Path) -> Path:
-        """Write the voice to one archive file; a folder as `dest_path` gets '<name>.glmtts-voice.zip'."""
+    def export_voice(self, id_or_name: str, dest_path: Path, protected: Mapping[str, Path] | None = None) -> Path:
+        """Write the voice to one archive file; a folder as `dest_path` gets '<name>.glmtts-voice.zip'.
+
+        `protected` maps labels to more folders exports must never write into (the server passes its
+        output and checkpoint folders); the library's own root is always one. See archive.py.
+        """
         for _ in range(3):  # the files are read one by one: a re-extraction may replace the folder meanwhile
             record = self.resolve(id_or_name)
             files = {name: self._store.read(record.id, name) for name in VOICE_FILES}
@@ -640,11 +676,7 @@ class VoiceLibrary:
             id_or_name = record.id
         else:
             raise VoiceLibraryError(f"voice {record.id} keeps changing on disk while exporting; retry")
-        dest = Path(dest_path).expanduser()
-        if dest.is_dir():
-            dest = dest / f"{record.name}{ARCHIVE_SUFFIX}"
-        if not dest.parent.is_dir():
-            raise VoiceLibraryError(f"cannot export to {dest}: folder {dest.parent} does not exist; create it first")
+        dest = export_destination(Path(dest_path), record.name, {"the voice library": self.root, **(protected or {})})
         write_archive(dest, files)
         self._stats.add(exports=1)
         return dest
@@ -660,7 +692,7 @@ class VoiceLibrary:
         contents = read_archive(Path(archive_path).expanduser(), self.schema)
         incoming = contents.record
         with self._store.clone_lock(incoming.id):
-            self._index.refresh(full=True)
+            self._full_refresh()
             found = self._existing(incoming.id, count_as_clone=False)
             if found is not None:
                 return found, True

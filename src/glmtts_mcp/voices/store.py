@@ -278,6 +278,13 @@ class VoiceStore:
             log.info("removed leftover temporary entry %s", path)
         return bool(leftovers)
 
+    def voices_aside(self) -> bool:
+        """Whether a voice sits moved aside in tmp/: a replacement is under way, or a writer died mid-way."""
+        try:
+            return any(entry.startswith(_OLD_PREFIX) for entry in os.listdir(self.tmp_dir))
+        except FileNotFoundError:
+            return False
+
     def _scratch(self, kind: str, voice_id: str = "") -> Path:
         suffix = f"{voice_id}-" if voice_id else ""
         return self.tmp_dir / f"{kind}-{suffix}{uuid.uuid4().hex}"

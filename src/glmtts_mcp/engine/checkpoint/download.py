@@ -1,19 +1,20 @@
-"""Fetch the checkpoint (only the files the engine reads), record hashes, verify, convert .pt to safetensors.
+"""Fetch the checkpoint (only the files the engine reads) and record its hashes; convert .pt to safetensors.
 
 Sources: the Hugging Face model repo zai-org/GLM-TTS; `campplus.onnx` from FunAudioLLM/CosyVoice-300M
-(the GLM-TTS HF repo does not ship it; CHECKPOINT.md §1b), checked by size and sha256; Whisper
+(the GLM-TTS HF repo does not ship it; docs/checkpoint.md §1b), checked by size and sha256; Whisper
 weights from openai-whisper's own URLs into the whisper cache (whisper checks their sha256).
-After a download, `manifest.json` records every file's size and sha256 so `verify_checkpoint`
-detects a corrupted or truncated file before any model loads it.
+After a download, `manifest.json` (see `checkpoint.manifest`) records every file's size and sha256 so a
+corrupted or truncated file is named before any model loads it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
+import urllib.error
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -22,11 +23,11 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from glmtts_mcp.engine.checkpoint import layout as ck
-from glmtts_mcp.engine.checkpoint.layout import CheckpointError
+from glmtts_mcp.engine.checkpoint.layout import HF_REPO, CheckpointError, names_whisper_file, whisper_cache_dir
+from glmtts_mcp.engine.checkpoint.manifest import MANIFEST, sha256_file, write_manifest
 
 log = logging.getLogger(__name__)
 
-HF_REPO = "zai-org/GLM-TTS"
 # The revision downloaded by default. No network reached huggingface.co when this was written, so
 # the branch is named here; the commit it resolved to is recorded in manifest.json, and passing
 # that commit as `revision` reproduces a download exactly.
@@ -36,75 +37,8 @@ CAMPPLUS_REPO = "FunAudioLLM/CosyVoice-300M"
 CAMPPLUS_SIZE = 28_303_423
 CAMPPLUS_SHA256 = "a6ac6a63997761ae2997373e2ee1c47040854b4b759ea41ec48e4e42df0f4d73"
 
-MANIFEST = "manifest.json"
-
 # Files read from the HF repo besides the LLM shards (which the index names).
 HF_FILES: tuple[str, ...] = tuple(rel for rel in ck.REQUIRED_FILES if rel != ck.CAMPPLUS) + (ck.LLM_INDEX,)
-
-
-def sha256_file(path: Path, block: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _checkpoint_files(directory: Path) -> list[str]:
-    """Every weight and config file of a complete checkpoint, as relative paths (twins included)."""
-    rels: list[str] = []
-    for rel in (*ck.REQUIRED_FILES, *ck.llm_weight_files(directory)):
-        path = directory / rel
-        if path.is_file():
-            rels.append(rel)
-        if path.suffix == ".pt" and ck.twin(path).is_file():
-            rels.append(str(Path(rel).with_suffix(".safetensors")))
-    if (directory / ck.LLM_INDEX).is_file():
-        rels.append(ck.LLM_INDEX)
-    return sorted(set(rels))
-
-
-def write_manifest(directory: Path, *, revision: str | None = None) -> Path:
-    """Hash every file of the checkpoint into manifest.json (after a download or conversion)."""
-    directory = Path(directory)
-    ck.validate_checkpoint(directory)
-    files = {}
-    for rel in _checkpoint_files(directory):
-        path = directory / rel
-        files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-    manifest = {"source": HF_REPO, "revision": revision, "files": files}
-    target = directory / MANIFEST
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, target)
-    return target
-
-
-def verify_checkpoint(directory: Path, *, full: bool = True) -> None:
-    """Compare every file with manifest.json: sizes always, sha256 when `full`. Raises naming each bad file."""
-    directory = Path(directory)
-    ck.validate_checkpoint(directory)
-    manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
-        raise CheckpointError(
-            f"no {MANIFEST} under {directory}, so its files cannot be verified: "
-            "run `glmtts-mcp download` (it records hashes) or skip verification"
-        )
-    recorded = ck.read_json(manifest_path).get("files", {})
-    problems: list[str] = []
-    for rel, facts in sorted(recorded.items()):
-        path = directory / rel
-        if not path.is_file():
-            problems.append(f"{rel} is missing")
-        elif path.stat().st_size != facts["size"]:
-            problems.append(f"{rel} has {path.stat().st_size} bytes, expected {facts['size']}")
-        elif full and sha256_file(path) != facts["sha256"]:
-            problems.append(f"{rel} has the wrong sha256 (corrupted)")
-    if problems:
-        raise CheckpointError(
-            f"checkpoint under {directory} failed verification: {'; '.join(problems)}. "
-            "Run `glmtts-mcp download` again to repair it"
-        )
 
 
 def convert_to_safetensors(directory: Path, *, remove_pt: bool = False) -> list[Path]:
@@ -160,8 +94,6 @@ def download_whisper(size: str = "base") -> Path:
     """openai-whisper's own weights for `size` into the whisper cache (whisper verifies the sha256)."""
     import whisper
 
-    from glmtts_mcp.engine.models.transcribe import whisper_cache_dir
-
     if size not in whisper._MODELS:
         raise CheckpointError(f"unknown whisper model {size!r}; choose one of {', '.join(whisper.available_models())}")
     root = whisper_cache_dir()
@@ -181,15 +113,24 @@ def download_checkpoint(
     Re-running after an interruption continues where it stopped: huggingface_hub resumes partial
     files and skips complete ones. Returns the checkpoint directory.
     """
-    from huggingface_hub import HfApi, hf_hub_download
-
-    from glmtts_mcp.engine.models.transcribe import names_whisper_file
+    from huggingface_hub import HfApi
 
     directory = Path(directory).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
     tqdm_class = _tqdm_class(progress)
-    commit = HfApi().model_info(HF_REPO, revision=revision).sha or revision
-    log.info("downloading %s@%s into %s", HF_REPO, commit, directory)
+    created = not directory.exists()
+    with _hub_reachable(directory, created):
+        commit = HfApi().model_info(HF_REPO, revision=revision).sha or revision
+        directory.mkdir(parents=True, exist_ok=True)
+        log.info("downloading %s@%s into %s", HF_REPO, commit, directory)
+        _fetch_all(directory, commit, tqdm_class, progress, whisper_model)
+    write_manifest(directory, revision=commit)
+    return directory
+
+
+def _fetch_all(
+    directory: Path, commit: str, tqdm_class: type | None, progress: bool, whisper_model: str | Path | None
+) -> None:
+    from huggingface_hub import hf_hub_download
 
     def fetch(rel: str) -> None:
         hf_hub_download(HF_REPO, rel, revision=commit, local_dir=directory, tqdm_class=tqdm_class)
@@ -201,5 +142,28 @@ def download_checkpoint(
     _fetch_campplus(directory, progress)
     if whisper_model and not names_whisper_file(whisper_model):  # a file needs no download
         download_whisper(whisper_model)
-    write_manifest(directory, revision=commit)
-    return directory
+
+
+@contextmanager
+def _hub_reachable(directory: Path, created: bool) -> Iterator[None]:
+    """Turn "no network" (offline mode, refused or timed-out connections, DNS) into one sentence that says
+    what to do, and remove the folder this download created when nothing was fetched into it."""
+    import httpx2
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError, httpx2.TransportError, urllib.error.URLError) as exc:
+        if created and directory.is_dir() and not any(p.is_file() for p in _outside_hub_cache(directory)):
+            shutil.rmtree(directory, ignore_errors=True)
+        raise CheckpointError(
+            f"cannot reach the model hub ({type(exc).__name__}): check the network or proxy (HTTPS_PROXY, "
+            f"HF_ENDPOINT, HF_HUB_OFFLINE), or copy a checkpoint into {directory} and pass --checkpoint {directory}"
+        ) from exc
+
+
+def _outside_hub_cache(directory: Path) -> Iterator[Path]:
+    """Everything under `directory` but huggingface_hub's own bookkeeping folder (.cache)."""
+    for path in directory.rglob("*"):
+        if ".cache" not in path.relative_to(directory).parts:
+            yield path

@@ -1,19 +1,20 @@
-"""The official GLM-TTS checkpoint layout: find it, validate it up front, read its files without pickles.
+"""The official GLM-TTS checkpoint layout: where its files are, whether they are all there, how to read them.
 
-Layout (CHECKPOINT.md §1): the Hugging Face repo zai-org/GLM-TTS plus `frontend/campplus.onnx`
-(which HF does not ship). Every weight file is read with `torch.load(weights_only=True)` or
-safetensors; a `.safetensors` twin of a `.pt` file (written by `download.convert_to_safetensors`)
-is preferred when present.
+Layout (docs/checkpoint.md §1): the Hugging Face repo zai-org/GLM-TTS plus `frontend/campplus.onnx`
+(which HF does not ship), and Whisper's weights in the whisper cache. Every weight file is read with
+`torch.load(weights_only=True)` or safetensors; a `.safetensors` twin of a `.pt` file (written by
+`download.convert_to_safetensors`) is preferred when present.
+
+This module knows files, never models: the models import its errors and paths, and only
+`checkpoint.loader` builds models from it, so nothing here can import in a circle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from platformdirs import user_data_dir
@@ -22,17 +23,9 @@ from safetensors.torch import load_file
 
 from glmtts_mcp.engine.types import EngineError
 
-if TYPE_CHECKING:
-    from glmtts_mcp.engine.models.flow import Flow
-    from glmtts_mcp.engine.models.llm import GLMTTSLLM
-    from glmtts_mcp.engine.models.speaker import SpeakerEncoder
-    from glmtts_mcp.engine.models.speech_tokenizer import SpeechTokenizer
-    from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer
-    from glmtts_mcp.engine.models.vocoder import HiFTGenerator
-
-T = TypeVar("T")
-
 HOW_TO_GET = "run `glmtts-mcp download` or pass --checkpoint"
+
+HF_REPO = "zai-org/GLM-TTS"  # the Hugging Face model repo this layout is a copy of
 
 LLM_DIR = "llm"
 LLM_CONFIG = "llm/config.json"
@@ -67,14 +60,6 @@ class CheckpointError(EngineError):
 def default_checkpoint_dir() -> Path:
     """Where `glmtts-mcp download` puts the checkpoint when no directory is given."""
     return Path(user_data_dir("glmtts-mcp")) / "checkpoints" / "GLM-TTS"
-
-
-def find_checkpoint(explicit: Path | None = None) -> Path:
-    """The checkpoint directory to use: the explicit one if given, else the default download location."""
-    directory = Path(explicit).expanduser() if explicit is not None else default_checkpoint_dir()
-    if not directory.is_dir():
-        raise CheckpointError(f"no GLM-TTS checkpoint at {directory}: {HOW_TO_GET}")
-    return directory
 
 
 def twin(path: Path) -> Path:
@@ -179,134 +164,35 @@ def fingerprint(directory: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _block_count(state: dict[str, torch.Tensor], prefix: str, path: Path) -> int:
-    indices = {int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)}
-    if not indices:
-        raise CheckpointError(f"{path} has no {prefix}* tensors: it is not a GLM-TTS flow.pt")
-    return max(indices) + 1
+# Whisper's weights live outside the GLM-TTS folder: a path, the checkpoint's `whisper/` folder, or
+# the standard whisper cache (`~/.cache/whisper/<size>.pt`, where `glmtts-mcp download` puts them).
+def whisper_cache_dir() -> Path:
+    """The directory openai-whisper downloads into (honours XDG_CACHE_HOME as whisper does)."""
+    base = os.getenv("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
+    return Path(base) / "whisper"
 
 
-def flow_dims_from_state(state: dict[str, torch.Tensor], dim_head: int, path: Path) -> dict[str, int]:
-    """DiT width/depth/heads and the token table size, read from flow.pt's shapes.
-
-    Upstream hard-codes them (768/18/12, 100000 x 512) and config.yaml does not carry them, so the
-    weights are the only place a smaller (tiny) model can state its size; for the real file the
-    shapes give back exactly the hard-coded values.
-    """
-    try:
-        table = state["estimator.text_emb_layer.text_embed.weight"]
-        inner = state["estimator.transformer_blocks.0.attn.to_q.weight"].shape[0]
-        return {
-            "trans_dim": int(state["estimator.proj_out.weight"].shape[1]),
-            "depth": _block_count(state, "estimator.transformer_blocks.", path),
-            "heads": int(inner // dim_head),
-            "vocab_size": int(table.shape[0] - 1),
-            "speech_token_dim": int(table.shape[1]),
-        }
-    except KeyError as exc:
-        raise CheckpointError(f"{path} lacks {exc}: it is not a GLM-TTS flow.pt; re-download it") from exc
+def names_whisper_file(model: str | Path) -> bool:
+    """Whether a whisper setting names a model file (a path) rather than a size such as "base"."""
+    text = str(model)
+    return text.endswith(".pt") or os.sep in text
 
 
-def hift_config_from_state(state: dict[str, torch.Tensor], path: Path) -> dict:
-    """The 24 kHz HiFT config with the channel widths read from hift.pt (upstream hard-codes 512)."""
-    from glmtts_mcp.engine.models.vocoder import HIFT_24K_CONFIG
-
-    def out_channels(base: str) -> int:
-        for suffix in (".weight", ".weight_v", ".parametrizations.weight.original1"):
-            for prefix in ("", "generator."):
-                if prefix + base + suffix in state:
-                    return int(state[prefix + base + suffix].shape[0])
-        raise CheckpointError(f"{path} lacks {base}.weight: it is not a GLM-TTS hift.pt; re-download it")
-
-    cfg = json.loads(json.dumps(HIFT_24K_CONFIG))
-    cfg["HiFTGenerator"]["base_channels"] = out_channels("conv_pre")
-    cfg["ConvRNNF0Predictor"]["cond_channels"] = out_channels("f0_predictor.condnet.0")
-    return cfg
-
-
-@dataclass
-class Models:
-    """Every module of the pipeline, on one device (Whisper is separate and loads lazily)."""
-
-    text_tokenizer: TextTokenizer
-    special: SpecialTokenIds
-    llm: GLMTTSLLM
-    speech_tokenizer: SpeechTokenizer
-    flow: Flow
-    hift: HiFTGenerator
-    speaker: SpeakerEncoder
-    device: torch.device
-    llm_dtype: torch.dtype
-    flow_dtype: torch.dtype
-
-
-def _named(path: Path, what: str, load: Callable[[], T]) -> T:
-    """Run a loader; any error that is not already an EngineError is re-raised naming the file."""
-    try:
-        return load()
-    except EngineError:
-        raise
-    except (KeyError, ValueError, RuntimeError, OSError) as exc:
-        raise CheckpointError(f"cannot load the {what} from {path}: {exc}") from exc
-
-
-def load_models(
-    directory: Path,
-    device: str | torch.device = "cpu",
-    llm_dtype: torch.dtype = torch.float32,
-    flow_dtype: torch.dtype = torch.float32,
-) -> Models:
-    """Validate the checkpoint (and its manifest's file sizes, if any), then load every module onto `device`.
-
-    The LLM runs in `llm_dtype` (bf16 on GPU saves half its memory); flow and vocoder default to
-    fp32 (vLLM-Omni found bf16 DiT audibly hissy, CHECKPOINT.md §5); the speech tokenizer always
-    runs fp32 because its codebook argmin has near-ties.
-    """
-    from glmtts_mcp.engine.models.flow import Flow, load_flow_config
-    from glmtts_mcp.engine.models.llm import GLMTTSLLM, load_llm
-    from glmtts_mcp.engine.models.speaker import SpeakerEncoder
-    from glmtts_mcp.engine.models.speech_tokenizer import SpeechTokenizer
-    from glmtts_mcp.engine.frontend.text_tokenizer import TextTokenizer
-    from glmtts_mcp.engine.models.vocoder import HiFTGenerator, load_hift_state_dict
-
-    from glmtts_mcp.engine.checkpoint.download import MANIFEST, verify_checkpoint
-
-    directory = Path(directory)
-    if (directory / MANIFEST).is_file():
-        verify_checkpoint(directory, full=False)  # validates, then sizes only: a truncated download fails by name
-    else:
-        validate_checkpoint(directory)
-    device = torch.device(device)
-
-    tok_dir = directory / TEXT_TOKENIZER_DIR
-    text_tokenizer = _named(tok_dir, "text tokenizer", lambda: TextTokenizer.from_dir(tok_dir))
-    special = text_tokenizer.special_token_ids()
-
-    llm_dir = directory / LLM_DIR
-    llm = _named(llm_dir, "LLM", lambda: GLMTTSLLM(load_llm(llm_dir, device=device, dtype=llm_dtype), special))
-
-    flow_pt = directory / FLOW_WEIGHTS
-
-    def build_flow() -> Flow:
-        cfg = load_flow_config(directory / FLOW_CONFIG)
-        state = load_state_dict(flow_pt)
-        flow = Flow.from_config({**cfg, **flow_dims_from_state(state, int(cfg["dim_head"]), flow_pt)})
-        flow.load_official_state_dict(state)
-        return flow.to(device=device, dtype=flow_dtype).eval()
-
-    flow = _named(flow_pt, "flow", build_flow)
-
-    hift_pt = directory / HIFT_WEIGHTS
-
-    def build_hift() -> HiFTGenerator:
-        state = load_state_dict(hift_pt)
-        hift = HiFTGenerator.from_config(hift_config_from_state(state, hift_pt))
-        load_hift_state_dict(hift, state)
-        return hift.to(device=device, dtype=torch.float32).eval()  # HiFT's iSTFT needs float32, whatever flow_dtype is
-
-    hift = _named(hift_pt, "vocoder", build_hift)
-
-    st_dir = directory / SPEECH_TOKENIZER_DIR
-    speech_tokenizer = _named(st_dir, "speech tokenizer", lambda: SpeechTokenizer.from_dir(st_dir, device=device))
-    speaker = SpeakerEncoder(directory / CAMPPLUS, device=str(device))
-    return Models(text_tokenizer, special, llm, speech_tokenizer, flow, hift, speaker, device, llm_dtype, flow_dtype)
+def resolve_whisper_model(model: str | Path, checkpoint: Path | None = None) -> Path:
+    """The local file for a whisper size name ("base") or path; a clear error when it is absent."""
+    candidate = Path(model).expanduser()
+    if names_whisper_file(model):
+        if candidate.is_file():
+            return candidate
+        raise CheckpointError(f"whisper model file {candidate} not found: run `glmtts-mcp download` or pass a path")
+    places = ([Path(checkpoint) / WHISPER_DIR / f"{model}.pt"] if checkpoint is not None else []) + [
+        whisper_cache_dir() / f"{model}.pt"
+    ]
+    for place in places:
+        if place.is_file():
+            return place
+    looked = ", ".join(str(p) for p in places)
+    raise CheckpointError(
+        f"whisper model {model!r} not found (looked at {looked}): run `glmtts-mcp download` "
+        "to fetch it, pass a transcript with the reference audio, or set the whisper model path"
+    )

@@ -1,7 +1,7 @@
 """`make_tiny_checkpoint`: a complete random-weight checkpoint in the official layout, file for file.
 
 Tests, CI and benchmarks run the real loaders and the real pipeline on it; only dimensions shrink.
-What mirrors the real files (CHECKPOINT.md §1-§2):
+What mirrors the real files (docs/checkpoint.md §1-§2):
 
 - llm/: config.json with the real fields (tie_word_embeddings true, bos/eos 1/2), two safetensors
   shards with one layer split across them, model.safetensors.index.json, and no lm_head.
@@ -19,7 +19,7 @@ What mirrors the real files (CHECKPOINT.md §1-§2):
   short English/Chinese text), tokenizer_config.json with the GLM-4 specials in order, phoneme-like
   added tokens and all 32768 `<|audio_k|>` tokens.
 - frontend/campplus.onnx: a small CAMPPlus-shaped graph, fbank [1, T, 80] -> embedding [1, 192]
-  (exported with the `onnx` package, a runtime dependency for this).
+  (exported with the `onnx` package: the `[tiny]` extra, which serving never needs).
 - whisper/tiny-random.pt: a tiny openai-whisper model ({"dims", "model_state_dict"}).
 
 `size="real"` writes the real dimensions (≈9 GB; for GPU benchmarks).
@@ -52,7 +52,7 @@ Size = Literal["tiny", "real"]
 
 AUDIO_TOKENS = 32768
 
-# GLM-4 / GLM-4-Voice added specials, in id order from <|endoftext|> (CHECKPOINT.md §2.5).
+# GLM-4 / GLM-4-Voice added specials, in id order from <|endoftext|> (docs/checkpoint.md §2.5).
 GLM_SPECIALS = (
     "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
     "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
@@ -251,7 +251,7 @@ def write_llm(folder: Path, dims: dict, vocab_size: int, eoa: int) -> None:
     (folder / "model.safetensors.index.json").write_text(json.dumps(index_doc, indent=2) + "\n")
 
 
-# ckpt/flow/config.yaml of the official checkpoint, verbatim (CHECKPOINT.md §2.2).
+# ckpt/flow/config.yaml of the official checkpoint, verbatim (docs/checkpoint.md §2.2).
 FLOW_YAML = """flow: !new:flow.flow.Flow
     spkr_emb_adaLN: True
     speech_token_cfg: False
@@ -377,6 +377,17 @@ class _TinyCampPlus(nn.Module):
         return self.proj(stats)
 
 
+def _require_onnx() -> None:
+    """Fail before writing anything when the exporter's package is absent (it is an extra, not a dependency)."""
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
+    except ImportError as exc:
+        raise ck.CheckpointError(
+            "checkpoint make-tiny needs the onnx package to write frontend/campplus.onnx: "
+            "install it with `pip install 'glmtts-mcp[tiny]'`"
+        ) from exc
+
+
 def write_campplus(path: Path, hidden: int) -> None:
     """A CAMPPlus-shaped ONNX graph: input [1, T, 80] fbank (dynamic T), output [1, 192]."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -408,6 +419,7 @@ def make_tiny_checkpoint(directory: Path, *, size: Size = "tiny", seed: int = 0)
     """
     if size not in ("tiny", "real"):
         raise ValueError(f"size must be 'tiny' or 'real', not {size!r}")
+    _require_onnx()
     dims = TINY if size == "tiny" else REAL
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

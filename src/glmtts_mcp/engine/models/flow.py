@@ -99,31 +99,6 @@ class FlowConfig:
         config.check(source)
         return config
 
-    @classmethod
-    def from_case(cls, case_config: Mapping[str, Any]) -> FlowConfig:
-        """The golden case layout: `Flow` kwargs, the DiT kwargs Flow built, a tiny-size override."""
-        flow = dict(case_config["Flow"])
-        dit = {**case_config.get("DiT_kwargs_built_by_Flow", {}), **case_config.get("DiT_override_for_tiny", {})}
-        dit_defaults = dict(case_config.get("DiT_defaults_in_effect", {}))
-        if dit_defaults.get("long_skip_connection") or dit_defaults.get("attention_mask_type") is not None:
-            raise EngineError(f"case config: unsupported DiT settings {dit_defaults} (Flow never sets them)")
-        values = {**flow, **{k: dit[k] for k in ("trans_dim", "depth", "heads", "ff_mult", "conv_layers") if k in dit}}
-        if "dim_head" in dit_defaults:
-            values["dim_head"] = dit_defaults["dim_head"]
-        config = cls.from_flat(values, "case config")
-        derived = {
-            "text_emb_dim": config.speech_token_dim,
-            "text_vocab_size": config.vocab_size,
-            "mel_dim": config.mel_dim,
-            "condition_dim": config.condition_dim,
-            "spkr_emb_adaLN": config.spkr_emb_adaLN,
-            "wav_lm_emb": config.use_wavlm_emb,
-        }
-        clash = {k: (dit[k], v) for k, v in derived.items() if k in dit and dit[k] != v}
-        if clash:
-            raise EngineError(f"case config: DiT kwargs disagree with the Flow kwargs (given, derived): {clash}")
-        return config
-
     @property
     def condition_dim(self) -> int:
         """Mel condition, plus the projected speaker embedding unless upstream removed that concat."""
@@ -211,9 +186,8 @@ class Flow(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Flow:
-        """Build from `load_flow_config`'s dict (flat) or a golden case's `config` (has a `Flow` key)."""
-        config = FlowConfig.from_case(cfg) if "Flow" in cfg else FlowConfig.from_flat(cfg)
-        return cls(config)
+        """Build from `load_flow_config`'s dict plus the sizes read from the weights."""
+        return cls(FlowConfig.from_flat(cfg))
 
     def load_official_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load flow.pt's tensors by upstream's key names, strictly; errors list every mismatch."""

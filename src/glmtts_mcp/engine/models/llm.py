@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -28,10 +28,6 @@ logger = logging.getLogger(__name__)
 
 class LLMLoadError(EngineError):
     """An LLM folder that is missing files or whose weights do not fit its config."""
-
-
-class DrawMismatchError(RuntimeError):
-    """Recorded draws that cannot have come from this step's distribution (parity diverged)."""
 
 
 def load_llm(llm_dir: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -111,39 +107,6 @@ class GeneratorDraws:
         return self._draw(probs)
 
 
-@dataclass
-class RecordedDraws:
-    """Replay the per-step picks that upstream's RNG made, so a parity run is exact without its RNG.
-
-    `nucleus[i]` is the id upstream's nucleus draw returned at step i; `fallback[i]` is the id of
-    its full-softmax redraw, or -1 where it did not redraw. Every pick is checked against this
-    step's distribution, so a divergence raises instead of passing silently.
-    """
-
-    nucleus_picks: Sequence[int]
-    fallback_picks: Sequence[int]
-    fallback_steps: list[int] = field(default_factory=list)
-
-    def _recorded(self, picks: Sequence[int], step: int, what: str) -> int:
-        if step >= len(picks):
-            raise DrawMismatchError(f"step {step} needs a {what} draw but only {len(picks)} were recorded")
-        return int(picks[step])
-
-    def nucleus(self, step: int, probs: torch.Tensor, ids: torch.Tensor) -> int:
-        pick = self._recorded(self.nucleus_picks, step, "nucleus")
-        if pick not in ids.tolist():
-            raise DrawMismatchError(f"step {step}: recorded nucleus pick {pick} is not in this step's nucleus "
-                                    f"{ids.tolist()}")
-        return pick
-
-    def full(self, step: int, probs: torch.Tensor) -> int:
-        pick = self._recorded(self.fallback_picks, step, "fallback")
-        if pick < 0 or not bool(probs[pick] > 0):
-            raise DrawMismatchError(f"step {step}: redraw needed here but the recorded fallback pick is {pick}")
-        self.fallback_steps.append(step)
-        return pick
-
-
 def nucleus_size(sorted_probs: torch.Tensor, top_p: float, top_k: int) -> int:
     """How many of the descending probabilities upstream's nucleus keeps.
 
@@ -193,6 +156,58 @@ class StepTrace:
     sampled: int  # absolute id; eoa on the step that ended generation
 
 
+class SpeechSequence:
+    """One generation's own sampling state: its prompt, draws, RAS window and stop rules.
+
+    Whatever runs the forward passes (one sequence in `GLMTTSLLM.generate`, many in the batch
+    scheduler) hands each step's logits to `push`, which samples and says what to feed next, so a
+    sequence decodes by the same rules alone or in a batch. Lengths count the text to synthesise:
+    eoa is masked while step < int(min_ratio * text_len), and at most int(max_ratio * text_len) steps run.
+    """
+
+    def __init__(self, prompt: list[int], text_len: int, *, eoa: int, ats: int, sampling: RasSettings,
+                 draws: Draws, min_ratio: float = 2.0, max_ratio: float = 20.0,
+                 trace: list[StepTrace] | None = None) -> None:
+        self.prompt = prompt
+        self.text_len = text_len
+        self.min_len = int(text_len * min_ratio)
+        self.max_len = int(text_len * max_ratio)
+        self.eoa, self.ats = eoa, ats
+        self.sampling, self.draws, self.trace = sampling, draws, trace
+        self.out: list[int] = []  # absolute ids drawn so far (eoa excluded)
+        self.step = 0
+        self.done = self.max_len <= 0  # nothing may be generated at all
+
+    def limit_steps(self, max_steps: int) -> None:
+        """Lower the step limit (a cache slot that holds fewer positions than the text allows)."""
+        self.max_len = min(self.max_len, max_steps)
+
+    def push(self, logits: torch.Tensor) -> int | None:
+        """Sample this step from `logits` [vocab]; the id to feed next, or None once finished."""
+        logp = logits.float().log_softmax(dim=-1)
+        if self.step < self.min_len:
+            logp[self.eoa] = -float("inf")
+        chosen, nucleus, fallback = ras_sample(logp, self.out, self.step, self.sampling, self.draws)
+        if self.trace is not None:
+            self.trace.append(StepTrace(logp.cpu(), nucleus, fallback, chosen))
+        self.step += 1
+        if chosen == self.eoa:
+            self.done = True
+            return None
+        self.out.append(chosen)
+        if self.step >= self.max_len:
+            logger.warning("no end-of-audio token after %d steps (max %d for %d text tokens); output is cut",
+                           self.step, self.max_len, self.text_len)
+            self.done = True
+            return None
+        return chosen
+
+    @property
+    def tokens(self) -> list[int]:
+        """The speech tokens so far (id - ats)."""
+        return [t - self.ats for t in self.out]
+
+
 class GLMTTSLLM:
     """Prompt layout, length rules, RAS sampling and KV-cached decoding around a LlamaForCausalLM.
 
@@ -232,6 +247,16 @@ class GLMTTSLLM:
         tensor = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
         return self.model.get_input_embeddings()(tensor)
 
+    def sequence(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int], prompt_speech_ids: Sequence[int], *,
+                 sampling: RasSettings = RasSettings(), generator: torch.Generator | None = None,
+                 draws: Draws | None = None, min_ratio: float = 2.0, max_ratio: float = 20.0,
+                 trace: list[StepTrace] | None = None) -> SpeechSequence:
+        """The sampling state of one generation (see `generate`), for any loop that runs the forward passes."""
+        return SpeechSequence(self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids), len(text_ids),
+                              eoa=self.special.eoa, ats=self.special.ats, sampling=sampling,
+                              draws=draws if draws is not None else GeneratorDraws(generator),
+                              min_ratio=min_ratio, max_ratio=max_ratio, trace=trace)
+
     @torch.inference_mode()
     def generate(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int], prompt_speech_ids: Sequence[int], *,
                  sampling: RasSettings = RasSettings(), generator: torch.Generator | None = None,
@@ -243,36 +268,20 @@ class GLMTTSLLM:
         and at most int(max_ratio * len) steps run. Generation stops on eoa only (the config's
         eos id is an ordinary text id here). Ids outside the audio range are returned as upstream
         returns them (possibly negative): see `in_audio_range`. `draws` replaces the generator, e.g.
-        with `RecordedDraws` from a golden case; `trace`, when given, receives one `StepTrace` per step.
+        with the parity runner's recorded draws; `trace`, when given, receives one `StepTrace` per step.
+        This is the one-sequence reference; the engine batches sequences in `runtime/scheduler.py`.
         """
-        if not text_ids:
+        seq = self.sequence(text_ids, prompt_text_ids, prompt_speech_ids, sampling=sampling, generator=generator,
+                            draws=draws, min_ratio=min_ratio, max_ratio=max_ratio, trace=trace)
+        if seq.done:
             return []
-        draws = draws if draws is not None else GeneratorDraws(generator)
-        min_len = int(len(text_ids) * min_ratio)
-        max_len = int(len(text_ids) * max_ratio)
-        eoa = self.special.eoa
-        prompt = self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids)
         embedding = self.model.get_input_embeddings().weight
-        out: list[int] = []
-        with self.decoder.cache(len(prompt) + max_len) as cache:
-            logits = self.decoder.forward(self._embed(prompt), cache)
-            for step in range(max_len):
-                logp = logits.float().log_softmax(dim=-1)
-                if step < min_len:
-                    logp[eoa] = -float("inf")
-                chosen, nucleus, fallback = ras_sample(logp, out, step, sampling, draws)
-                if trace is not None:
-                    trace.append(StepTrace(logp.cpu(), nucleus, fallback, chosen))
-                if chosen == eoa:
-                    break
-                out.append(chosen)
-                if step + 1 < max_len:
-                    # a row of the embedding, indexed by a host int: no host-to-device copy
-                    logits = self.decoder.forward(embedding[chosen][None, None], cache)
-            else:
-                logger.warning("no end-of-audio token after %d steps (max_ratio %.1f x %d text tokens); output is cut",
-                               max_len, max_ratio, len(text_ids))
-        return [t - self.special.ats for t in out]
+        with self.decoder.cache(len(seq.prompt) + seq.max_len) as cache:
+            logits = self.decoder.forward(self._embed(seq.prompt), cache)
+            while (chosen := seq.push(logits)) is not None:
+                # a row of the embedding, indexed by a host int: no host-to-device copy
+                logits = self.decoder.forward(embedding[chosen][None, None], cache)
+        return seq.tokens
 
     @torch.inference_mode()
     def teacher_forced_logits(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int],

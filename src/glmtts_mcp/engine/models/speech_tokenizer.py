@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from glmtts_mcp.engine.types import EngineError
-from glmtts_mcp.engine.frontend.whisper_features import WhisperFeatureConfig, WhisperLogMel
+from transformers import WhisperFeatureExtractor
+
+from glmtts_mcp.engine.frontend.whisper_features import WhisperLogMel, feature_extractor
 
 logger = logging.getLogger(__name__)
 
@@ -343,10 +345,10 @@ def select_checkpoint_keys(keys: Sequence[str], config: WhisperVQConfig) -> dict
 
 def _parse_configs(
     config: Mapping[str, Any], preprocessor: Mapping[str, Any]
-) -> tuple[WhisperVQConfig, WhisperFeatureConfig]:
+) -> tuple[WhisperVQConfig, WhisperFeatureExtractor]:
     """Both configs, checked to belong together and to take 16 kHz audio."""
     vq_config = WhisperVQConfig.from_dict(config)
-    feature_config = WhisperFeatureConfig.from_dict(preprocessor)
+    feature_config = feature_extractor(preprocessor)
     if feature_config.sampling_rate != SAMPLE_RATE:
         raise ValueError(
             f"preprocessor_config.json sampling_rate is {feature_config.sampling_rate}; "
@@ -366,7 +368,7 @@ class SpeechTokenizer:
     def __init__(self, encoder: WhisperVQEncoder, features: WhisperLogMel) -> None:
         self.encoder = encoder.eval()
         self.features = features
-        self.pad_to_multiple_of = encoder.config.frames_per_token * features.config.hop_length
+        self.pad_to_multiple_of = encoder.config.frames_per_token * features.extractor.hop_length
 
     @property
     def device(self) -> torch.device:
@@ -434,7 +436,7 @@ class SpeechTokenizer:
     def _build(
         cls,
         vq_config: WhisperVQConfig,
-        feature_config: WhisperFeatureConfig,
+        feature_config: WhisperFeatureExtractor,
         tensors: Mapping[str, torch.Tensor],
         device: str | torch.device,
         dtype: torch.dtype,
@@ -458,7 +460,7 @@ class SpeechTokenizer:
     @torch.inference_mode()
     def encode(self, segments: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, EncoderOutput]:
         """(features, frame mask, encoder output) of 1-D 16 kHz segments batched as upstream pads them."""
-        features, frame_mask = self.features([s.to(self.device) for s in segments], self.pad_to_multiple_of)
+        features, frame_mask = self.features(segments, self.pad_to_multiple_of, self.device)
         return features, frame_mask, self.encoder(features, frame_mask)
 
     @torch.inference_mode()
@@ -475,9 +477,8 @@ class SpeechTokenizer:
         tokens: list[torch.Tensor] = []
         for first in range(0, len(segments), SEGMENTS_PER_BATCH):
             group = segments[first : first + SEGMENTS_PER_BATCH]
-            wav, sample_mask = self.features.pad([s.to(self.device) for s in group], self.pad_to_multiple_of)
-            for row in range(wav.shape[0]):
-                features = self.features.log_mel(wav[row : row + 1])
-                out = self.encoder(features, self.features.frame_mask(sample_mask[row : row + 1]))
+            features, frame_mask = self.features(group, self.pad_to_multiple_of, self.device)
+            for row in range(features.shape[0]):
+                out = self.encoder(features[row : row + 1], frame_mask[row : row + 1])
                 tokens.append(out.token_ids[0][out.token_mask[0]].cpu())
         return torch.cat(tokens) if tokens else torch.zeros(0, dtype=torch.long)

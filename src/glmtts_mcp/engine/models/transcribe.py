@@ -1,15 +1,14 @@
 """Transcribe a reference clip with openai-whisper, on arrays only (never ffmpeg, never a download).
 
-The model file is a local `{"dims", "model_state_dict"}` checkpoint: a path, a file under the
-checkpoint's `whisper/` folder, or the standard whisper cache (`~/.cache/whisper/<size>.pt`, where
-`glmtts-mcp download` puts it). `whisper.load_model` on a path reads it with `weights_only=True`.
+The model file is a local `{"dims", "model_state_dict"}` checkpoint that
+`checkpoint.layout.resolve_whisper_model` finds; `whisper.load_model` on a path reads it with
+`weights_only=True`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from whisper.audio import CHUNK_LENGTH, N_FRAMES, N_SAMPLES
 from whisper.decoding import DecodingOptions, DecodingResult
 from whisper.tokenizer import get_tokenizer
 
-from glmtts_mcp.engine.checkpoint.layout import WHISPER_DIR, CheckpointError
+from glmtts_mcp.engine.checkpoint.layout import CheckpointError
 from glmtts_mcp.engine.types import AudioInputError
 
 log = logging.getLogger(__name__)
@@ -54,38 +53,6 @@ class Transcript:
 def token_cap(seconds: float, n_text_ctx: int) -> int:
     """Most text tokens to decode for a clip: generous for its duration, within the model's half context."""
     return max(1, min(n_text_ctx // 2, MIN_TOKENS + math.ceil(TOKENS_PER_SECOND * seconds)))
-
-
-def whisper_cache_dir() -> Path:
-    """The directory openai-whisper downloads into (honours XDG_CACHE_HOME as whisper does)."""
-    base = os.getenv("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return Path(base) / "whisper"
-
-
-def names_whisper_file(model: str | Path) -> bool:
-    """Whether a whisper setting names a model file (a path) rather than a size such as "base"."""
-    text = str(model)
-    return text.endswith(".pt") or os.sep in text
-
-
-def resolve_whisper_model(model: str | Path, checkpoint: Path | None = None) -> Path:
-    """The local file for a whisper size name ("base") or path; a clear error when it is absent."""
-    candidate = Path(model).expanduser()
-    if names_whisper_file(model):
-        if candidate.is_file():
-            return candidate
-        raise CheckpointError(f"whisper model file {candidate} not found: run `glmtts-mcp download` or pass a path")
-    places = ([Path(checkpoint) / WHISPER_DIR / f"{model}.pt"] if checkpoint is not None else []) + [
-        whisper_cache_dir() / f"{model}.pt"
-    ]
-    for place in places:
-        if place.is_file():
-            return place
-    looked = ", ".join(str(p) for p in places)
-    raise CheckpointError(
-        f"whisper model {model!r} not found (looked at {looked}): run `glmtts-mcp download` "
-        "to fetch it, pass a transcript with the reference audio, or set the whisper model path"
-    )
 
 
 class Transcriber:

@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from glmtts_mcp.engine.models.flow import Flow
+from glmtts_mcp.engine.models.flow import Flow, FlowConfig
 from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors, tolerance_of
+from glmtts_mcp.engine.types import EngineError
 
 # Upstream argument -> the io name the golden cases store it under.
 INPUT_NAMES = {"tokens": "token", "prompt_tokens": "prompt_token", "prompt_mel": "prompt_feat",
                "speaker_embedding": "embedding", "noise": "rng_x0"}
 VELOCITY_NAME = re.compile(r"step(\d+)_(cond|uncond)_velocity")
+
+
+def flow_config_from_case(case_config: Mapping[str, Any]) -> FlowConfig:
+    """A golden case's config: `Flow` kwargs, the DiT kwargs Flow built, a tiny-size override."""
+    flow = dict(case_config["Flow"])
+    dit = {**case_config.get("DiT_kwargs_built_by_Flow", {}), **case_config.get("DiT_override_for_tiny", {})}
+    dit_defaults = dict(case_config.get("DiT_defaults_in_effect", {}))
+    if dit_defaults.get("long_skip_connection") or dit_defaults.get("attention_mask_type") is not None:
+        raise EngineError(f"case config: unsupported DiT settings {dit_defaults} (Flow never sets them)")
+    values = {**flow, **{k: dit[k] for k in ("trans_dim", "depth", "heads", "ff_mult", "conv_layers") if k in dit}}
+    if "dim_head" in dit_defaults:
+        values["dim_head"] = dit_defaults["dim_head"]
+    config = FlowConfig.from_flat(values, "case config")
+    derived = {
+        "text_emb_dim": config.speech_token_dim,
+        "text_vocab_size": config.vocab_size,
+        "mel_dim": config.mel_dim,
+        "condition_dim": config.condition_dim,
+        "spkr_emb_adaLN": config.spkr_emb_adaLN,
+        "wav_lm_emb": config.use_wavlm_emb,
+    }
+    clash = {k: (dit[k], v) for k, v in derived.items() if k in dit and dit[k] != v}
+    if clash:
+        raise EngineError(f"case config: DiT kwargs disagree with the Flow kwargs (given, derived): {clash}")
+    return config
 
 
 def load_case_flow(folder: Path, case: dict) -> tuple[Flow, dict[str, torch.Tensor]]:
@@ -23,7 +51,7 @@ def load_case_flow(folder: Path, case: dict) -> tuple[Flow, dict[str, torch.Tens
     absent = sorted(name for name in INPUT_NAMES.values() if name not in declared or name not in io)
     if absent:
         raise KeyError(f"case lacks input(s) {absent}")
-    flow = Flow.from_config(case["config"]).eval()
+    flow = Flow(flow_config_from_case(case["config"])).eval()
     flow.load_official_state_dict(weights)
     return flow, io
 

@@ -5,13 +5,52 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, RecordedDraws, StepTrace, load_llm
+from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, StepTrace, load_llm
 from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors
 from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer, TokenizerError
+
+
+class DrawMismatchError(RuntimeError):
+    """Recorded draws that cannot have come from this step's distribution (parity diverged)."""
+
+
+@dataclass
+class RecordedDraws:
+    """Replay the per-step picks that upstream's RNG made, so a parity run is exact without its RNG.
+
+    `nucleus[i]` is the id upstream's nucleus draw returned at step i; `fallback[i]` is the id of
+    its full-softmax redraw, or -1 where it did not redraw. Every pick is checked against this
+    step's distribution, so a divergence raises instead of passing silently.
+    """
+
+    nucleus_picks: Sequence[int]
+    fallback_picks: Sequence[int]
+    fallback_steps: list[int] = field(default_factory=list)
+
+    def _recorded(self, picks: Sequence[int], step: int, what: str) -> int:
+        if step >= len(picks):
+            raise DrawMismatchError(f"step {step} needs a {what} draw but only {len(picks)} were recorded")
+        return int(picks[step])
+
+    def nucleus(self, step: int, probs: torch.Tensor, ids: torch.Tensor) -> int:
+        pick = self._recorded(self.nucleus_picks, step, "nucleus")
+        if pick not in ids.tolist():
+            raise DrawMismatchError(f"step {step}: recorded nucleus pick {pick} is not in this step's nucleus "
+                                    f"{ids.tolist()}")
+        return pick
+
+    def full(self, step: int, probs: torch.Tensor) -> int:
+        pick = self._recorded(self.fallback_picks, step, "fallback")
+        if pick < 0 or not bool(probs[pick] > 0):
+            raise DrawMismatchError(f"step {step}: redraw needed here but the recorded fallback pick is {pick}")
+        self.fallback_steps.append(step)
+        return pick
 
 
 def load_case_llm(folder: Path, case: dict, dtype: torch.dtype = torch.float32) -> GLMTTSLLM:

@@ -103,7 +103,7 @@ class Crossfader:
     """Joins a stream of segments with a short raised-cosine crossfade, emitting audio as it goes.
 
     Each pushed segment's last `fade` samples are held back until the next segment arrives, so the
-    streamed output equals `crossfade_concat` of all segments.
+    streamed output equals the segments joined whole, each join overlapped by `fade` samples.
     """
 
     def __init__(self, sample_rate: int, fade_ms: float) -> None:
@@ -129,10 +129,3 @@ class Crossfader:
         tail, self._tail = self._tail, np.zeros(0, dtype=np.float32)
         return tail
 
-
-def crossfade_concat(chunks: list[np.ndarray], sample_rate: int, fade_ms: float) -> np.ndarray:
-    """Concatenate segments, overlapping each join by `fade_ms` with a raised-cosine crossfade."""
-    fader = Crossfader(sample_rate, fade_ms)
-    parts = [fader.push(c) for c in chunks]
-    parts.append(fader.flush())
-    return np.concatenate(parts)  # never empty: the flush is always there

@@ -13,9 +13,12 @@ first channel untouched at its own rate, pieces concatenated, every piece spoken
 a cleaned 24 kHz reference, pieces joined by a 20 ms crossfade, pieces without a letter or digit
 skipped); docs/e2e-parity.md measures both against upstream's own pipeline.
 
-Long texts are pipelined: the LLM of piece n+1 runs on an LLM thread while this thread runs the
-flow and vocoder of piece n. Every piece draws from its own generator, re-seeded as upstream does,
-and only the LLM thread touches the history, so the audio does not depend on the timing.
+The LLM runs in the batch scheduler (scheduler.py): the segments of all requests in flight decode
+together, one forward pass per step, a new request joining at the next step. Long texts are pipelined:
+with `overlap` the LLM of piece n+1 is queued before this thread runs the flow and vocoder of piece n.
+Every piece draws from its own generator, re-seeded as upstream does, and only the request's own thread
+touches its history, so the audio does not depend on the timing or on the other requests.
+The job queue (`concurrency`) gates what does not batch: flow + vocoder of a segment, and cloning.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,17 +37,17 @@ import numpy as np
 import torch
 
 from glmtts_mcp.engine.frontend import audio_features as audio
-from glmtts_mcp.engine.checkpoint.layout import Models, fingerprint, load_models, validate_checkpoint
+from glmtts_mcp.engine.checkpoint.layout import resolve_whisper_model
+from glmtts_mcp.engine.checkpoint.loader import Models, load_models
 from glmtts_mcp.engine.runtime.output_encoding import Crossfader
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing, load_reference, reference_pcm_at
-from glmtts_mcp.engine.models.static_cache import StaticDecoder
+from glmtts_mcp.engine.models.static_cache import SlotKVCache
+from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SchedulerStats, SpeechRequest
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
-from glmtts_mcp.engine.models.transcribe import Transcriber, resolve_whisper_model
+from glmtts_mcp.engine.models.transcribe import Transcriber
 from glmtts_mcp.engine.types import (
-    FEATURE_SCHEMA,
-    FEATURE_SCHEMA_VERSION,
     AudioChunk,
     AudioInputError,
     EngineError,
@@ -63,7 +65,10 @@ MODEL_SAMPLE_RATE = 24000  # HiFT output and the prompt mel's rate
 SPEECH_SAMPLE_RATE = 16000  # speech tokenizer, CAMPPlus and Whisper
 MAX_HISTORY_SPEECH_TOKENS = 750  # upstream MAX_LLM_SEQ_INP_LEN
 CROSSFADE_MS = 20.0
-DEFAULT_MAX_TEXT_CHARS = 20000
+DEFAULT_MAX_BATCH = 4
+# KV cache positions per sequence: a 30 s prompt clip (750 speech tokens) plus up to 750 of history,
+# the transcripts, and up to 20 speech tokens per text token of a segment fit with room to spare.
+SLOT_POSITIONS = 4096
 
 # Accepted ranges of the per-call sampling settings.
 TEMPERATURE_RANGE = (0.05, 2.0)
@@ -159,9 +164,10 @@ class Engine:
         flow_dtype: torch.dtype,
         whisper_model: str | Path,
         concurrency: int = 1,
-        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         compile_llm: bool | None = None,
         overlap: bool | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        slot_positions: int | None = None,
         reference_processing: ReferenceProcessing = "clean",
     ) -> None:
         self.checkpoint = Path(checkpoint)
@@ -170,18 +176,19 @@ class Engine:
         self._llm_dtype = llm_dtype
         self._flow_dtype = flow_dtype
         self.whisper_model = whisper_model
-        self.max_text_chars = max_text_chars
-        self.jobs = JobQueue(concurrency)
-        # torch.compile of the LLM's one-token step: CUDA graphs on a GPU; on a CPU compiling costs more than it saves.
+        self.jobs = JobQueue(concurrency)  # flow + vocoder and cloning: the work that does not batch
+        if max_batch < 1:
+            raise EngineError(f"max_batch={max_batch}: pass --max-batch 1 or more")
+        self.max_batch = max_batch
+        self._slot_positions = slot_positions
+        self._scheduler: LLMBackend | None = None
+        # torch.compile of the LLM's batched step: CUDA graphs on a GPU; on a CPU compiling costs more than it saves.
         self.compile_llm = device.type == "cuda" if compile_llm is None else compile_llm
         # On a CPU both stages compete for the same cores (measured: no gain on 2 cores), so only on CUDA.
         self.overlap = device.type == "cuda" if overlap is None else overlap
-        # Each job slot has at most one LLM call in flight, so this many threads never queue.
-        self._llm_thread = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="glmtts-llm")
         self._llm_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.text_frontend = TextFrontend()
         self.prompt_mel = audio.prompt_mel_features  # the mel stage (an attribute so tests can count calls)
-        self._fingerprint = fingerprint(self.checkpoint)
         self._models: Models | None = None
         self._transcriber: Transcriber | None = None
         self._load_lock = threading.Lock()
@@ -197,19 +204,21 @@ class Engine:
         whisper_model: str | Path = "base",
         flow_dtype: str = "float32",
         concurrency: int = 1,
-        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         compile_llm: bool | None = None,
         overlap: bool | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        slot_positions: int | None = None,
         reference_processing: ReferenceProcessing = "clean",
     ) -> Engine:
-        """Validate the checkpoint and load every model now (Whisper loads on first transcription).
+        """Load every model now, the checkpoint validated first (Whisper loads on first transcription).
 
         `dtype` is the LLM's (auto: bf16 on a GPU); the flow uses `flow_dtype` (fp32 by default, see
-        CHECKPOINT.md §5). `compile_llm` compiles the LLM's decoding step; `overlap` runs the next
+        docs/checkpoint.md §5). `compile_llm` compiles the LLM's decoding step; `overlap` runs the next
         segment's LLM alongside the current segment's flow and vocoder (both default to on CUDA only).
+        `max_batch` bounds the sequences the LLM decodes together; the KV cache holds that many slots of
+        `slot_positions` (default: SLOT_POSITIONS, at most the model's maximum) and is checked against free memory.
         """
         resolved = resolve_device(device)
-        validate_checkpoint(Path(checkpoint))
         engine = cls(
             Path(checkpoint),
             device=resolved,
@@ -217,12 +226,13 @@ class Engine:
             flow_dtype=resolve_dtype(flow_dtype, resolved),
             whisper_model=whisper_model,
             concurrency=concurrency,
-            max_text_chars=max_text_chars,
             compile_llm=compile_llm,
             overlap=overlap,
+            max_batch=max_batch,
+            slot_positions=slot_positions,
             reference_processing=reference_processing,
         )
-        engine.models  # noqa: B018 - load eagerly so errors surface at start
+        engine._load_models()
         return engine
 
     # --- properties -----------------------------------------------------------------------
@@ -237,17 +247,13 @@ class Engine:
         return dtype_name(self._llm_dtype)
 
     @property
-    def fingerprint(self) -> str:
-        """Identifies the feature-relevant checkpoint files; voices stored under another are stale."""
-        return self._fingerprint
-
-    @property
-    def feature_schema(self) -> dict[str, tuple[str, int]]:
-        return dict(FEATURE_SCHEMA)
-
-    @property
     def queue_depth(self) -> int:
         return self.jobs.depth
+
+    def scheduler_stats(self) -> SchedulerStats | None:
+        """The LLM scheduler's figures, or None while the models are not loaded (never loads them)."""
+        scheduler = self._scheduler
+        return scheduler.stats() if scheduler is not None else None
 
     @property
     def loaded(self) -> bool:
@@ -255,19 +261,47 @@ class Engine:
 
     @property
     def models(self) -> Models:
-        """The loaded models, reloading them if `unload` freed them."""
+        """The loaded models. An unloaded engine stays unloaded: its owner (EngineHost) loads a new one,
+        so every load is counted, timed and its failure recorded in one place."""
         models = self._models
-        if models is not None:
-            return models
-        with self._load_lock:
-            if self._models is None:
-                start = time.perf_counter()
-                self._models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
-                if self.compile_llm:
-                    self._models.llm.decoder = StaticDecoder(self._models.llm.model, compile=True)
-                self.load_s = time.perf_counter() - start
-                log.info("models loaded from %s on %s in %.1f s", self.checkpoint, self._device, self.load_s)
-            return self._models
+        if models is None:
+            raise EngineError("the model was unloaded while this request waited: send the request again")
+        return models
+
+    def _load_models(self) -> None:
+        start = time.perf_counter()
+        models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
+        self._scheduler = self._start_scheduler(models)
+        self._models = models
+        self.load_s = time.perf_counter() - start
+        log.info("models loaded from %s on %s in %.1f s", self.checkpoint, self._device, self.load_s)
+
+    def _start_scheduler(self, models: Models) -> BatchScheduler:
+        """The LLM's batch scheduler, its KV cache sized from max_batch; refused when it cannot fit."""
+        config = models.llm.model.config
+        positions = min(self._slot_positions or SLOT_POSITIONS, config.max_position_embeddings)
+        needed = SlotKVCache.bytes_needed(config, self.max_batch, positions, self._llm_dtype)
+        free = _free_memory_bytes(self._device)
+        gib = 1024**3
+        if free is not None and needed > free:
+            raise EngineError(
+                f"the LLM's KV cache for --max-batch {self.max_batch} needs {needed / gib:.2f} GiB "
+                f"({self.max_batch} slots x {positions} positions, {dtype_name(self._llm_dtype)}) but only "
+                f"{free / gib:.2f} GiB is free on {self._device}: lower --max-batch (each slot takes "
+                f"{needed / self.max_batch / gib:.2f} GiB) or free memory"
+            )
+        log.info("LLM KV cache: %d slot(s) x %d positions = %.1f MiB (%s) on %s", self.max_batch, positions,
+                 needed / 1024**2, dtype_name(self._llm_dtype), self._device)
+        return BatchScheduler(models.llm, self.max_batch, positions, stream=self._llm_stream,
+                              compile_step=self.compile_llm)
+
+    @property
+    def scheduler(self) -> LLMBackend:
+        """The LLM backend; like `models`, gone once the engine is unloaded."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            raise EngineError("the model was unloaded while this request waited: send the request again")
+        return scheduler
 
     @property
     def transcriber(self) -> Transcriber:
@@ -281,8 +315,11 @@ class Engine:
     # --- lifecycle --------------------------------------------------------------------------
 
     def unload(self) -> None:
-        """Free every model (the next call reloads them); waits for running jobs to finish."""
+        """Free every model for good (waits for running jobs); the owner loads a new Engine when needed."""
         with self.jobs.slot(), self._load_lock:
+            if self._scheduler is not None:
+                self._scheduler.close()
+                self._scheduler = None
             self._models = None
             if self._transcriber is not None:
                 self._transcriber.unload()
@@ -390,15 +427,8 @@ class Engine:
 
     # --- synthesis --------------------------------------------------------------------------
 
-    def check_options(self, text: str, options: SynthesisOptions) -> None:
-        """Refuse empty or over-long text and out-of-range sampling settings, naming the fix."""
-        if not text or not text.strip():
-            raise EngineError("the text to synthesize is empty: pass the words to speak")
-        if len(text) > self.max_text_chars:
-            raise EngineError(
-                f"the text has {len(text)} characters; the limit is {self.max_text_chars}: "
-                "split it into several calls (or raise max_text_chars)"
-            )
+    def check_options(self, options: SynthesisOptions) -> None:
+        """Refuse out-of-range sampling settings, naming the fix (the text's length is the face's policy)."""
         checks = [
             ("temperature", options.temperature, *TEMPERATURE_RANGE),
             ("top_p", options.top_p, *TOP_P_RANGE),
@@ -410,21 +440,6 @@ class Engine:
                 raise EngineError(f"{name}={value} is out of range: use a value from {low} to {high}")
         if not isinstance(options.seed, int) or not 0 <= options.seed < 2**63:
             raise EngineError(f"seed={options.seed!r} must be an integer from 0 to 2**63-1")
-
-    def check_features(self, features: VoiceFeatures) -> dict[str, torch.Tensor]:
-        """The feature tensors, checked against FEATURE_SCHEMA (a stale or damaged voice is refused)."""
-        if features.schema_version != FEATURE_SCHEMA_VERSION:
-            raise EngineError(
-                f"voice features have schema version {features.schema_version}, the engine needs "
-                f"{FEATURE_SCHEMA_VERSION}: re-clone the voice from its reference audio"
-            )
-        out: dict[str, torch.Tensor] = {}
-        for name, (dtype, ndim) in FEATURE_SCHEMA.items():
-            tensor = features.tensors.get(name)
-            if tensor is None or tensor.dim() != ndim or dtype_name(tensor.dtype) != dtype or tensor.numel() == 0:
-                raise EngineError(f"voice feature {name!r} is missing or malformed: re-clone the voice")
-            out[name] = tensor
-        return out
 
     def synthesize(
         self,
@@ -438,8 +453,8 @@ class Engine:
         Deterministic for a fixed seed (each segment re-seeds, as upstream). The concatenation of
         the chunks is the whole narration (with `clean`, 20 ms crossfades at the joins).
         """
-        self.check_options(text, options)
-        tensors = self.check_features(features)
+        self.check_options(options)
+        tensors = features.tensors  # checked against FEATURE_SCHEMA where they entered: extraction or the library
         segments = self.text_frontend.synthesis_segments(text)
         if self.reference_processing == "clean":  # upstream speaks even a piece that is only punctuation
             segments = [s for s in segments if _speakable(s)]
@@ -466,25 +481,25 @@ class Engine:
         total = len(segments)
         report(0, total, f"synthesizing {total} segment(s)")
 
-        def start_llm(index: int) -> Future[tuple[list[int], torch.Generator]]:
-            return self._llm_thread.submit(self._speech_tokens, segments[index], history, sampling, options.seed)
+        def start_llm(index: int) -> tuple[SpeechRequest, Future[list[int]]]:
+            request = self._llm_request(segments[index], history, sampling, options.seed)
+            return request, self.scheduler.submit(request)
 
-        # A job slot covers one step: flow + vocoder of segment n and the LLM of segment n+1. The slot
-        # is freed when both are done (by the LLM thread if it finishes last), not when the chunk is read.
-        release = self.jobs.acquire()
         pending = start_llm(0)
         try:
             for index, segment in enumerate(segments):
-                tokens, generator = pending.result()
-                release()
-                release = self.jobs.acquire()
+                request, future = pending
+                generated = future.result()
+                history.text_ids.append(request.text_ids)  # the next segment's prompt needs this one's tokens
+                history.speech_ids.append(generated)
+                tokens = self.models.llm.in_audio_range(generated)
                 ahead = index + 1 < total
                 if ahead and self.overlap:
                     pending = start_llm(index + 1)
-                wav = self._voice(segment, tokens, generator, tensors)
+                with self.jobs.slot():
+                    wav = self._voice(segment, tokens, request.generator, tensors)
                 if ahead and not self.overlap:
                     pending = start_llm(index + 1)
-                pending.add_done_callback(lambda _, free=release: free())
                 pcm = fader.push(wav)
                 if not ahead:
                     pcm = np.concatenate([pcm, fader.flush()])
@@ -499,27 +514,17 @@ class Engine:
                     text=segment,
                 )
         finally:
-            pending.add_done_callback(lambda _, free=release: free())  # also when the reader stops early
+            pending[1].cancel()  # a reader that stops early leaves no queued segment behind
 
-    def _speech_tokens(
-        self, segment: str, history: _History, sampling: RasSettings, seed: int
-    ) -> tuple[list[int], torch.Generator]:
-        """The LLM part of one segment, on the LLM thread: (speech tokens, the segment's generator after them).
+    def _llm_request(self, segment: str, history: _History, sampling: RasSettings, seed: int) -> SpeechRequest:
+        """The LLM work of one segment, prompted with the voice and the history so far.
 
         One CPU generator per segment, re-seeded as upstream's set_seed(seed) before every piece and
-        drawn in upstream's order (LLM here, then flow noise and vocoder): the same audio on CPU and GPU.
+        drawn in upstream's order (LLM, then flow noise and vocoder): the same audio on CPU and GPU.
         """
-        models = self.models
-        generator = torch.Generator().manual_seed(seed)
-        text_ids = models.text_tokenizer.encode(segment)
+        text_ids = self.models.text_tokenizer.encode(segment)
         prompt_text, prompt_speech = history.prompt_for(len(text_ids))
-        stream = torch.cuda.stream(self._llm_stream) if self._llm_stream is not None else nullcontext()
-        with stream:
-            generated = models.llm.generate(text_ids, prompt_text, prompt_speech, sampling=sampling,
-                                            generator=generator)
-        history.text_ids.append(text_ids)
-        history.speech_ids.append(generated)
-        return models.llm.in_audio_range(generated), generator
+        return SpeechRequest(text_ids, prompt_text, prompt_speech, sampling, torch.Generator().manual_seed(seed))
 
     def _voice(self, segment: str, tokens: list[int], generator: torch.Generator,
                tensors: dict[str, torch.Tensor]) -> np.ndarray:
@@ -540,13 +545,16 @@ class Engine:
             wav, _, _ = models.hift.inference(mel, generator=generator)
         return wav[0].float().cpu().numpy()
 
-    def synthesize_to_array(
-        self,
-        text: str,
-        features: VoiceFeatures,
-        options: SynthesisOptions = SynthesisOptions(),
-        progress: ProgressCallback | None = None,
-    ) -> np.ndarray:
-        """The whole narration as float32 PCM at options.sample_rate (the stream, concatenated)."""
-        chunks = [chunk.pcm for chunk in self.synthesize(text, features, options, progress)]
-        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+def _free_memory_bytes(device: torch.device) -> int | None:
+    """Memory free for new buffers on `device` (CUDA: the driver's figure; CPU: MemAvailable), None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

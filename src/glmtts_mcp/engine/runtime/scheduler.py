@@ -1,0 +1,270 @@
+"""Continuous batching of the LLM across requests: one forward pass per step for every live sequence.
+
+LLM decoding is memory-bound: a step over eight sequences reads the same weights as a step over one.
+The scheduler owns a `SlotKVCache` with `max_batch` slots. Its thread loops: admit waiting sequences
+into free slots (each prefilled alone, between two decode steps, so a new request starts at the next
+step instead of after the others' narrations), run one decode step for all live slots at their own
+positions, let each sequence sample from its row, and retire finished ones at once (the last live slot
+moves into the hole, so live rows stay packed at 0..n-1 and attention reads a view, not a gather).
+
+Each sequence keeps its own `SpeechSequence` (generator, RAS window, stop rules), so its tokens are
+the same alone or in a batch, up to the float rounding of batched kernels (see tests/engine/test_scheduler.py).
+
+The seam: `LLMBackend` is all the engine uses (`submit` a `SpeechRequest`, get a future of speech
+tokens; `stats`; `close`). A remote backend (e.g. a vLLM server running the Llama with RAS as a logits
+processor and the request's seed) could stand in by implementing these three methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from concurrent.futures import Future
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, SpeechSequence, StepTrace
+from glmtts_mcp.engine.models.static_cache import SlotKVCache, slot_forward
+from glmtts_mcp.engine.types import EngineError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpeechRequest:
+    """One segment's LLM work: what to say, the voice/history prompt, and how to sample it.
+
+    `generator` is advanced by the draws (the engine goes on drawing the flow's noise from it).
+    """
+
+    text_ids: list[int]
+    prompt_text_ids: list[int]
+    prompt_speech_ids: list[int]
+    sampling: RasSettings
+    generator: torch.Generator
+    min_ratio: float = 2.0
+    max_ratio: float = 20.0
+    trace: list[StepTrace] | None = None  # receives each step's log-probs and picks (parity checks, debugging)
+
+
+@dataclass(frozen=True)
+class SchedulerStats:
+    """What cache_stats shows of the scheduler."""
+
+    max_batch: int
+    slot_positions: int
+    kv_cache_bytes: int
+    running: int
+    waiting: int
+    steps: int
+    tokens: int
+    tokens_per_s: float  # generated tokens per second of decoding (prefills included), since start
+    batch_sizes: dict[int, int]  # batch size -> decode steps run at that size
+
+
+class LLMBackend(Protocol):
+    """What the engine needs from whatever runs the LLM (this process's scheduler, or later a server)."""
+
+    def submit(self, request: SpeechRequest) -> Future[list[int]]:
+        """Queue a segment; the future gives its speech tokens (id - ats, eoa excluded)."""
+
+    def stats(self) -> SchedulerStats: ...
+
+    def close(self) -> None:
+        """Stop after the sequences in flight; later submits fail."""
+
+
+@dataclass
+class _Live:
+    sequence: SpeechSequence
+    future: Future[list[int]]
+    length: int = 0  # positions written in the slot
+    next_id: int = 0  # the id to feed at the next decode step
+
+
+@dataclass
+class _Counters:
+    steps: int = 0
+    tokens: int = 0
+    busy_s: float = 0.0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+
+
+class BatchScheduler:
+    """The in-process `LLMBackend`: one thread decodes every live sequence together."""
+
+    def __init__(self, llm: GLMTTSLLM, max_batch: int, slot_positions: int,
+                 stream: torch.cuda.Stream | None = None, compile_step: bool = False) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.llm = llm
+        self.max_batch = max_batch
+        self.cache = SlotKVCache(llm.model, max_batch, slot_positions)
+        self._embedding = llm.model.get_input_embeddings().weight
+        self._stream = stream
+        self._step = _compiled_step(compile_step)
+        self._waiting: deque[_Live] = deque()
+        self._live: list[_Live] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._counters = _Counters()
+        self._thread = threading.Thread(target=self._run, name="glmtts-llm-batch", daemon=True)
+        self._thread.start()
+
+    # --- the interface ------------------------------------------------------------------------
+
+    def submit(self, request: SpeechRequest) -> Future[list[int]]:
+        future: Future[list[int]] = Future()
+        sequence = self.llm.sequence(request.text_ids, request.prompt_text_ids, request.prompt_speech_ids,
+                                     sampling=request.sampling, generator=request.generator,
+                                     min_ratio=request.min_ratio, max_ratio=request.max_ratio, trace=request.trace)
+        room = self.cache.positions - len(sequence.prompt)
+        if room < 1:
+            future.set_exception(EngineError(
+                f"the LLM prompt has {len(sequence.prompt)} tokens but a KV cache slot holds "
+                f"{self.cache.positions}: use a shorter reference clip or shorter text"))
+            return future
+        sequence.limit_steps(room)
+        if sequence.done:
+            future.set_result([])
+            return future
+        with self._cond:
+            if self._closed:
+                future.set_exception(EngineError("the LLM scheduler is shut down (the model was unloaded): retry"))
+                return future
+            self._waiting.append(_Live(sequence, future))
+            self._cond.notify_all()
+        return future
+
+    def stats(self) -> SchedulerStats:
+        with self._cond:
+            c = self._counters
+            return SchedulerStats(
+                max_batch=self.max_batch, slot_positions=self.cache.positions,
+                kv_cache_bytes=SlotKVCache.bytes_needed(self.llm.model.config, self.max_batch, self.cache.positions,
+                                                        self._embedding.dtype),
+                running=len(self._live), waiting=len(self._waiting), steps=c.steps, tokens=c.tokens,
+                tokens_per_s=c.tokens / c.busy_s if c.busy_s > 0 else 0.0, batch_sizes=dict(sorted(c.batch_sizes.items())),
+            )
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stream = torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
+        with stream, torch.inference_mode():
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._waiting or self._live or self._closed)
+                    if self._closed and not self._waiting and not self._live:
+                        return
+                    taken = [self._waiting.popleft() for _ in range(min(len(self._waiting),
+                                                                       self.max_batch - len(self._live)))]
+                # a request whose reader went away before its turn is dropped (its future was cancelled)
+                admitted = [entry for entry in taken if entry.future.set_running_or_notify_cancel()]
+                start = time.perf_counter()
+                try:
+                    for entry in admitted:
+                        self._prefill(entry)
+                    if self._live:
+                        self._decode_step()
+                except Exception as exc:  # a failed step fails its sequences, never the thread
+                    log.exception("LLM batch step failed")
+                    with self._cond:
+                        failed, self._live = self._live + [e for e in admitted if e.length == 0], []
+                    for entry in failed:
+                        if not entry.future.done():
+                            entry.future.set_exception(exc)
+                with self._cond:
+                    self._counters.busy_s += time.perf_counter() - start
+
+    def _prefill(self, entry: _Live) -> None:
+        """The new sequence's prompt into the next free slot, and its first draw."""
+        slot = len(self._live)
+        prompt = entry.sequence.prompt
+        embeds = self.llm.model.get_input_embeddings()(torch.tensor([prompt], device=self._embedding.device))
+        positions = torch.arange(len(prompt), device=self._embedding.device)[None]
+        logits = slot_forward(self.llm.model, embeds, self.cache, slot, positions)
+        entry.length = len(prompt)
+        with self._cond:
+            self._live.append(entry)
+        self._sampled([(entry, logits[0])])
+
+    def _decode_step(self) -> None:
+        """One token for every live sequence, in one forward pass."""
+        live = self._live
+        ids = torch.tensor([e.next_id for e in live], device=self._embedding.device)
+        positions = torch.tensor([[e.length] for e in live], device=self._embedding.device)
+        logits = self._step(self.llm.model, self._embedding[ids][:, None], self.cache, positions)
+        for entry in live:
+            entry.length += 1
+        with self._cond:
+            self._counters.steps += 1
+            self._counters.batch_sizes[len(live)] += 1
+        self._sampled(list(zip(live, logits, strict=True)))
+
+    def _sampled(self, rows: list[tuple[_Live, torch.Tensor]]) -> None:
+        """Let each sequence draw from its row; finished ones leave their slot at once."""
+        finished = []
+        for entry, logits in rows:
+            chosen = entry.sequence.push(logits)
+            if chosen is None:
+                finished.append(entry)
+            else:
+                entry.next_id = chosen
+        with self._cond:
+            self._counters.tokens += len(rows)
+            for entry in finished:
+                slot = self._live.index(entry)
+                last = len(self._live) - 1
+                if slot != last:  # keep the live slots packed: the last one moves into the hole
+                    self.cache.move_slot(last, slot, self._live[last].length)
+                    self._live[slot] = self._live.pop()
+                else:
+                    self._live.pop()
+        for entry in finished:
+            entry.future.set_result(entry.sequence.tokens)
+
+
+def _compiled_step(compile_step: bool):  # noqa: ANN202 - a callable with slot_forward's decode signature
+    """The decode step: eager over the live rows, or (CUDA graphs) compiled over all slots.
+
+    A compile or capture failure falls back to the eager step for this process, with one warning.
+    """
+
+    def eager(model, embeds, cache, positions):  # noqa: ANN001, ANN202
+        return slot_forward(model, embeds, cache, 0, positions)
+
+    if not compile_step:
+        return eager
+    compiled = torch.compile(slot_forward, fullgraph=True, mode="reduce-overhead")
+    state = {"failed": False}
+
+    def padded(model, embeds, cache, positions):  # noqa: ANN001, ANN202
+        if state["failed"]:
+            return eager(model, embeds, cache, positions)
+        n = embeds.shape[0]
+        full_embeds = torch.zeros((cache.slots, 1, embeds.shape[-1]), dtype=embeds.dtype, device=embeds.device)
+        full_embeds[:n] = embeds
+        full_positions = torch.zeros((cache.slots, 1), dtype=positions.dtype, device=positions.device)
+        full_positions[:n] = positions
+        try:
+            torch.compiler.cudagraph_mark_step_begin()
+            return compiled(model, full_embeds, cache, 0, full_positions, cache.positions)[:n].clone()
+        except Exception as exc:  # never fail a request over the fast path
+            state["failed"] = True
+            log.warning("compiling the batched LLM step failed (%s: %s); decoding eagerly from now on",
+                        type(exc).__name__, exc)
+            return eager(model, embeds, cache, positions)
+
+    return padded

@@ -1,0 +1,121 @@
+"""Bounds on HTTP connections, so that silent or slow clients cannot take the server down.
+
+uvicorn closes a connection that is idle *between* requests (keep-alive timeout), but not one that
+never sends a request or dribbles its headers, and it accepts connections without limit: 300 silent
+sockets used up a 256-descriptor limit and made the server unreachable. The protocol below adds a
+header timeout (from connect, and from the end of each response, until the next request's headers
+are complete) and closes connections over a cap at once. A request being answered is never timed
+out: an SSE or Streamable HTTP event stream is a long response, not an idle connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
+
+# Descriptors kept for everything else the process opens (model files, the voice library, logs).
+FD_RESERVE = 64
+
+_BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+)
+_BUSY_TEXT = b"too many open connections to this server: retry in a few seconds\n"
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a header timeout and a connection cap."""
+
+    def __init__(self, *args: Any, header_timeout_s: float, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s
+        self.max_connections = max_connections
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            log.warning(
+                "%d connections open, over the cap of %d (--http-max-connections): closing new ones",
+                len(self.connections) - 1,
+                self.max_connections,
+            )
+            transport.write(_BUSY_RESPONSE % (len(_BUSY_TEXT), _BUSY_TEXT))
+            transport.close()
+            return
+        self._start_header_timer()
+
+    def handle_events(self) -> None:
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not before:  # a request's headers are complete: it is being answered
+            self._cancel_header_timer()
+
+    def on_response_complete(self) -> None:
+        self._start_header_timer()  # before super(): it may start a pipelined request at once
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _start_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        waiting_for_request = self.cycle is None or self.cycle.response_complete
+        if waiting_for_request and not self.transport.is_closing():
+            self.transport.close()
+
+
+def guarded_http_protocol(header_timeout_s: float, max_connections: int) -> Any:
+    """The protocol factory for uvicorn.Config(http=...)."""
+    return functools.partial(GuardedH11Protocol, header_timeout_s=header_timeout_s, max_connections=max_connections)
+
+
+def connection_cap(configured: int) -> int:
+    """The configured cap, lowered when the process's open-file limit could not hold that many
+    connections beside what it already has open (accepting past the limit fails in a loop)."""
+    try:
+        import resource  # POSIX only; Windows has no such per-process limit on sockets
+    except ImportError:
+        return configured
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    room = soft - _open_descriptors() - FD_RESERVE
+    if configured <= room:
+        return configured
+    cap = max(1, room)
+    log.warning(
+        "the open-file limit (%d, `ulimit -n`) leaves room for %d connections, not %d (--http-max-connections): "
+        "capping at %d; raise the limit to allow more",
+        soft,
+        cap,
+        configured,
+        cap,
+    )
+    return cap
+
+
+def _open_descriptors() -> int:
+    for listing in (Path("/proc/self/fd"), Path("/dev/fd")):
+        try:
+            return len(os.listdir(listing))
+        except OSError:
+            continue
+    return 0
