@@ -29,7 +29,7 @@ def test_setting_from_env_file_and_flag_and_a_clear_error(monkeypatch: pytest.Mo
     config = tmp_path / "config.toml"
     config.write_text('reference_processing = "upstream"\n')
     assert load_settings(config).reference_processing == "upstream"
-    with pytest.raises(ConfigError, match=r"reference_processing.*'clean' or 'upstream'"):
+    with pytest.raises(ConfigError, match=r"--reference-processing: .*'clean' or 'upstream' \(got 'raw'\)"):
         load_settings(reference_processing="raw")
 
 
