@@ -196,6 +196,12 @@ class Settings(BaseSettings):
         default="auto",
         description="Run the next segment's LLM while this segment's flow and vocoder run (auto: on CUDA only).",
     )
+    reference_processing: Literal["clean", "upstream"] = Field(
+        default="clean",
+        description="How a reference clip is prepared and segments are joined: clean (mono mix, DC, silence "
+        "trim, -20 dBFS, 20 ms crossfades, symbol-only pieces skipped) or upstream (exactly as GLM-TTS's own "
+        "inference: first channel untouched, plain joins, every piece spoken). Part of a voice's id.",
+    )
     output_keep_count: int = Field(default=200, ge=1, description="Most synthesized files kept.")
     output_keep_bytes: int = Field(default=1024**3, ge=0, description="Most bytes of synthesized files kept.")
     output_keep_age_s: float = Field(

@@ -210,3 +210,26 @@ def test_cuda_graph_batched_step_decodes_like_the_eager_one(models: Models, capl
         assert "decoding eagerly" not in caplog.text
     finally:
         model.to("cpu")
+
+
+def test_a_failing_cuda_stream_falls_back_to_the_default_stream(models: Models, monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """overlap on a machine where the LLM's own stream fails: one warning, the same tokens."""
+    expected_scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=512)
+    try:
+        expected = run(expected_scheduler, [make([]) for make in requests(2)])
+    finally:
+        expected_scheduler.close()
+
+    def broken_stream(stream: object) -> object:
+        raise RuntimeError("CUDA stream unusable (forced by the test)")
+
+    monkeypatch.setattr(torch.cuda, "stream", broken_stream)
+    with caplog.at_level(logging.WARNING, logger="glmtts_mcp.engine.runtime.scheduler"):
+        scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=512, stream=object())  # type: ignore[arg-type]
+        try:
+            assert run(scheduler, [make([]) for make in requests(2)]) == expected
+        finally:
+            scheduler.close()
+    warnings = [r for r in caplog.records if "default stream" in r.getMessage()]
+    assert len(warnings) == 1 and "forced by the test" in warnings[0].getMessage()

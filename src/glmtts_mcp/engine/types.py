@@ -44,9 +44,9 @@ class NotAudioError(AudioInputError):
 
 @dataclass(frozen=True)
 class ReferenceAudio:
-    """A reference clip after decoding, mono mix-down, resampling, trimming and loudness."""
+    """A reference clip as features are taken from it (reference_clip.load_reference prepares it)."""
 
-    pcm: np.ndarray  # float32 mono in [-1, 1]
+    pcm: np.ndarray  # int16 mono: exactly the samples the library keeps in reference.flac
     sample_rate: int
     duration_s: float
     warnings: list[str] = field(default_factory=list)

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import Future
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -161,8 +161,8 @@ class BatchScheduler:
     # --- the loop ------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        stream = torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
-        with stream, torch.inference_mode():
+        with ExitStack() as stack, torch.inference_mode():
+            self._enter_stream(stack)
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._waiting or self._live or self._closed)
@@ -187,6 +187,20 @@ class BatchScheduler:
                             entry.future.set_exception(exc)
                 with self._cond:
                     self._counters.busy_s += time.perf_counter() - start
+
+    def _enter_stream(self, stack: ExitStack) -> None:
+        """Decode on the LLM's own CUDA stream (overlapping the flow on the default one), if it works.
+
+        Overlapping streams have not run on a GPU yet: a stream that cannot be entered costs the
+        overlap for this process, with one warning, never a request.
+        """
+        if self._stream is None:
+            return
+        try:
+            stack.enter_context(torch.cuda.stream(self._stream))
+        except Exception as exc:  # noqa: BLE001 - any failure of the fast path falls back
+            log.warning("the LLM's CUDA stream failed (%s: %s); decoding on the default stream from now on",
+                        type(exc).__name__, exc)
 
     def _prefill(self, entry: _Live) -> None:
         """The new sequence's prompt into the next free slot, and its first draw."""
