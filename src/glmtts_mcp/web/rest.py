@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, Field
 
 from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.cloning import clone_or_get
+from glmtts_mcp.tools.cloning import checked_language, clone_or_get
 from glmtts_mcp.tools.schemas import (
     CacheStatsResult,
     CloneVoiceResult,
@@ -104,11 +104,11 @@ def rest_routes(app: App) -> APIRouter:
         """Clone a voice from an uploaded clip (or return the stored one for a known clip)."""
         start = time.perf_counter()
         data = await read_upload(audio, "audio", settings.max_upload_bytes)
-        with web_errors(field="audio", fields=("name", "transcript", "language")):
+        with web_errors(field="language"):
+            code = checked_language(_optional(language))
+        with web_errors(field="audio", fields=("name", "transcript")):
             outcome = await app.host.run(
-                lambda engine: clone_or_get(
-                    engine, library, data, _optional(name), _optional(transcript), _optional(language), None
-                )
+                lambda engine: clone_or_get(engine, library, data, _optional(name), _optional(transcript), code, None)
             )
         result = clone_result(outcome, start)
         return JSONResponse(result.model_dump(mode="json"), status_code=200 if outcome.existed else 201)
