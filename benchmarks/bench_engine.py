@@ -19,7 +19,6 @@ ratio and the largest output difference. A stage upstream cannot build here is n
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -29,23 +28,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-from glmtts_mcp.engine.checkpoint.layout import (
-    FLOW_CONFIG,
-    FLOW_WEIGHTS,
-    HIFT_WEIGHTS,
-    LLM_DIR,
-    SPEECH_TOKENIZER_DIR,
-    load_state_dict,
-)
-from glmtts_mcp.engine.checkpoint.loader import flow_dims_from_state, hift_config_from_state
-from glmtts_mcp.engine.models.flow import FLOW_KWARG_DEFAULTS, load_flow_config
+import upstream_glmtts  # benchmarks/upstream_glmtts.py: building upstream's modules on our checkpoint
+
+from glmtts_mcp.engine.checkpoint.layout import SPEECH_TOKENIZER_DIR
 from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.types import AudioInputError, SynthesisOptions, VoiceFeatures
 
@@ -112,70 +104,6 @@ def _max_abs(a: torch.Tensor, b: torch.Tensor) -> str:
     if a.shape != b.shape:
         return f"shapes differ {tuple(a.shape)} vs {tuple(b.shape)}"
     return f"max abs diff {float((a - b).abs().max()):.3g}"
-
-
-@contextlib.contextmanager
-def _upstream_on_path(upstream: Path) -> Iterator[None]:
-    """Upstream's top-level packages (flow, llm, utils, cosyvoice) importable for the duration."""
-    path = str(upstream.resolve())
-    before = set(sys.modules)
-    sys.path.insert(0, path)
-    try:
-        yield
-    finally:
-        sys.path.remove(path)
-        for name in set(sys.modules) - before:  # upstream's `utils`, `flow`, ... must not linger
-            if name.split(".")[0] in {"flow", "llm", "utils", "cosyvoice"}:
-                del sys.modules[name]
-
-
-def _upstream_flow(checkpoint: Path, device: torch.device) -> torch.nn.Module:
-    """Upstream Flow from the checkpoint's config.yaml kwargs, its hard-coded DiT rebuilt at flow.pt's size."""
-    from flow.dit import DiT  # upstream
-    from flow.flow import Flow as UpstreamFlow  # upstream
-
-    config = load_flow_config(checkpoint / FLOW_CONFIG)
-    state = load_state_dict(checkpoint / FLOW_WEIGHTS)
-    dims = flow_dims_from_state(state, int(config["dim_head"]), checkpoint / FLOW_WEIGHTS)
-    kwargs = {name: config[name] for name in FLOW_KWARG_DEFAULTS}
-    kwargs.update(vocab_size=dims["vocab_size"], speech_token_dim=dims["speech_token_dim"])
-    with torch.device("meta"):  # its hard-coded 768/18/12 DiT is replaced below: allocate nothing for it
-        flow = UpstreamFlow(**kwargs)
-    condition_dim = kwargs["mel_dim"] + (0 if kwargs["remove_spkr_concat_condition"] else kwargs["spk_embed_dim"])
-    # Upstream hard-codes DiT 768/18/12 inside Flow.__init__; the same constructor call at the weights' size.
-    flow.estimator = DiT(trans_dim=dims["trans_dim"], depth=dims["depth"], heads=dims["heads"],
-                         ff_mult=config["ff_mult"], text_emb_dim=dims["speech_token_dim"],
-                         conv_layers=config["conv_layers"], mel_dim=kwargs["mel_dim"],
-                         text_vocab_size=dims["vocab_size"], condition_dim=condition_dim,
-                         spkr_emb_adaLN=kwargs["spkr_emb_adaLN"], wav_lm_emb=kwargs["use_wavlm_emb"])
-    flow.load_state_dict(state, strict=True, assign=True)  # assign: also gives the meta-built layers their weights
-    return flow.to(device).eval()
-
-
-def _upstream_hift(checkpoint: Path, device: torch.device) -> torch.nn.Module:
-    """Upstream HiFTGenerator with HiFTInference's 24 kHz arguments, channels read from hift.pt (upstream: 512)."""
-    from cosyvoice.hifigan_cosy2.f0_predictor import ConvRNNF0Predictor  # upstream
-    from cosyvoice.hifigan_cosy2.generator import HiFTGenerator  # upstream
-
-    state = load_state_dict(checkpoint / HIFT_WEIGHTS)
-    cfg = hift_config_from_state(state, checkpoint / HIFT_WEIGHTS)
-    hift = HiFTGenerator(**cfg["HiFTGenerator"], f0_predictor=ConvRNNF0Predictor(**cfg["ConvRNNF0Predictor"]))
-    hift.load_state_dict(state, strict=True)  # torch's weight-norm hook converts the old weight_g/weight_v keys
-    return hift.to(device).eval()
-
-
-def _upstream_llm(checkpoint: Path, special: dict[str, int], device: torch.device) -> torch.nn.Module:
-    """Upstream GLMTTS (PRETRAIN) over the checkpoint's LlamaForCausalLM, as upstream's load_models builds it."""
-    from llm.glmtts import GLMTTS  # upstream
-    from transformers import LlamaForCausalLM
-
-    llm_dir = checkpoint / LLM_DIR
-    model = GLMTTS(llama_cfg_path=str(llm_dir / "config.json"), mode="PRETRAIN", lora_adapter_config=None,
-                   spk_prompt_dict_path=None)
-    model.llama = LlamaForCausalLM.from_pretrained(str(llm_dir), dtype=torch.float32).to(device)
-    model.llama_embedding = model.llama.model.embed_tokens
-    model.set_runtime_vars(special_token_ids=special)
-    return model.eval()
 
 
 # Upstream's speech tokenizer runs in a worker process: its utils/whisper_models needs transformers<5
@@ -277,7 +205,7 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
 
     def llm_stage() -> tuple[str, ...]:
         special = {k: int(v) for k, v in vars(models.special).items()}
-        theirs_model = _upstream_llm(checkpoint, special, device)
+        theirs_model = upstream_glmtts.build_llm(checkpoint, special, device)
 
         def as_tensor(ids: list[int]) -> torch.Tensor:
             return torch.tensor([ids], dtype=torch.long, device=device)
@@ -309,7 +237,7 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
 
     def flow_stage() -> tuple[str, ...]:
         nonlocal mel_for_vocoder
-        theirs_model = _upstream_flow(checkpoint, device)
+        theirs_model = upstream_glmtts.build_flow(checkpoint, device)
         vocab = models.flow.config.vocab_size
         tokens = torch.randint(0, vocab, (1, 3 * len(text_ids)), generator=torch.Generator().manual_seed(seed))
         prompt_tokens = features["prompt_speech_ids"][None].to(device)
@@ -335,7 +263,7 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
     def hift_stage() -> tuple[str, ...]:
         if mel_for_vocoder is None:
             raise RuntimeError("no mel: the flow stage did not run")
-        theirs_model = _upstream_hift(checkpoint, device)
+        theirs_model = upstream_glmtts.build_hift(checkpoint, device)
         mel = mel_for_vocoder
 
         def theirs() -> torch.Tensor:
@@ -368,7 +296,7 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
                           f"{same}/{max(len(our_ids), len(their_ids))} token ids equal "
                           f"(upstream in a worker, transformers {version})")
 
-    with _upstream_on_path(upstream):
+    with upstream_glmtts.on_path(upstream):
         guarded("LLM", llm_stage)
         guarded("flow", flow_stage)
         guarded("HiFT vocoder", hift_stage)
@@ -482,9 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("parameters", ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in params.items())))
         upstream_rows: list[tuple[str, ...]] = []
         if args.upstream:
-            from glmtts_mcp.engine.frontend.audio_features import resample
+            from glmtts_mcp.engine.frontend.reference_clip import reference_pcm_at
 
-            wav16k = resample(torch.from_numpy(ref.pcm), ref.sample_rate, 16000)
+            wav16k = reference_pcm_at(ref, 16000)[0]
             upstream_rows = compare_with_upstream(engine, checkpoint, args.upstream, voice.features, wav16k,
                                                   args.seed, args.repeats, args.upstream_pythonpath)
 

@@ -91,6 +91,16 @@ def test_bench_precision_prints_each_dtype() -> None:
     assert "fp32 only" in " ".join(rows["hift_real", "bf16"])
 
 
+def test_bench_web_prints_every_row(tiny_checkpoint: Path) -> None:
+    out = _run("benchmarks/bench_web.py", "--checkpoint", str(tiny_checkpoint), "--runs", "1",
+               "--text", "One. Two. Three. Four. " * 12)
+    for name in ("POST /api/tts (wav, streamed)", "POST /v1/audio/speech (wav, streamed)",
+                 "POST /v1/audio/speech (pcm, sse events)", "POST /v1/audio/speech (mp3, sent whole)"):
+        row = next((line for line in out.splitlines() if line.startswith(name)), None)
+        assert row is not None, f"row {name!r} missing from:\n{out}"
+        assert re.search(r"[\d.]+s\s+[\d.]+s\s+\d+%\s+3$", row), row
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference clips with espeak-ng")
 def test_bench_concurrency_prints_both_modes_in_one_run(tiny_checkpoint: Path) -> None:
     out = _run("benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--n", "1", "2",

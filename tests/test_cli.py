@@ -137,9 +137,9 @@ def test_config_carries_every_setting_given(
         "checkpoint": str(tmp_path / "ck"), "voices_dir": str(tmp_path / "v"), "output_dir": str(tmp_path / "o"),
         "allowed_dirs": str(tmp_path), "device": "cpu", "dtype": "float32", "whisper_model": "small",
         "memory_cache_bytes": "1000", "device_cache_bytes": "2000", "return_mode": "link", "format": "wav",
-        "max_result_bytes": "100000", "max_text_chars": "100", "max_inline_audio_bytes": "10",
-        "idle_unload_s": "5", "preload": "start", "concurrency": "2", "max_batch": "3", "compile_llm": "off",
-        "overlap": "off",
+        "max_result_bytes": "100000", "max_text_chars": "100", "max_inline_audio_bytes": "10", "max_upload_bytes": "4096",
+        "idle_unload_s": "5", "preload": "start", "concurrency": "2", "max_batch": "3", "compile_llm": "off", "overlap": "off",
+        "reference_processing": "upstream",
         "output_keep_count": "3", "output_keep_bytes": "4", "output_keep_age_s": "6", "http_keep_alive_s": "2",
         "http_header_timeout_s": "3", "http_max_connections": "7", "log_level": "DEBUG",
     }
@@ -230,7 +230,9 @@ def test_stdio_server_in_a_terminal_says_so_and_ctrl_c_stops_it(
             proc.stdin.flush()
             assert b'"id":1' in _read_until(proc.stdout.fileno(), b"\n", 120).replace(b" ", b"")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 130
+        # one Ctrl-C stops it promptly: exit status 130 from the CLI, or death by SIGINT when the interrupt
+        # lands while the interpreter is already shutting down (seen on a loaded machine)
+        assert proc.wait(timeout=30) in (130, -signal.SIGINT)
     finally:
         os.close(master)
         os.close(slave)

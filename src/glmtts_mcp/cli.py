@@ -57,6 +57,22 @@ def _settings_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _http_options() -> argparse.ArgumentParser:
+    """The HTTP server's flags, shared by `serve` and `web`."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    parent.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    parent.add_argument(
+        "--allowed-host", action="append", default=[], help="extra Host/Origin name HTTP clients may use (repeatable)"
+    )
+    parent.add_argument(
+        "--force-insecure",
+        action="store_true",
+        help=f"serve a non-loopback address without a bearer token ({TOKEN_ENV}); anyone who can reach it can use it",
+    )
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; `glmtts-mcp` alone serves stdio."""
     common = _settings_options()
@@ -68,18 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"glmtts-mcp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", parents=[common], help="run the MCP server (default: stdio)")
+    http = _http_options()
+    serve = sub.add_parser("serve", parents=[common, http], help="run the MCP server (default: stdio)")
     serve.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
-    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
-    serve.add_argument(
-        "--allowed-host", action="append", default=[], help="extra Host/Origin name HTTP clients may use (repeatable)"
+
+    web = sub.add_parser(
+        "web", parents=[common, http],
+        help="serve over HTTP (MCP at /mcp, the page, REST and OpenAI APIs) and open the page",
     )
-    serve.add_argument(
-        "--force-insecure",
-        action="store_true",
-        help=f"serve a non-loopback address without a bearer token ({TOKEN_ENV}); anyone who can reach it can use it",
-    )
+    web.add_argument("--no-browser", action="store_true", help="print the page's URL instead of opening a browser")
 
     voices = sub.add_parser("voices", parents=[common], help="manage the voice library")
     vsub = voices.add_subparsers(dest="voices_command", metavar="ACTION", required=True)
@@ -211,16 +224,58 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.tools.app import build_app
     from glmtts_mcp.tools.server import run
 
+    transport = getattr(args, "transport", "stdio")
+    host, port = getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8765)
     app = build_app(settings)
+    face = None
+    if transport != "stdio":
+        from glmtts_mcp.web import web_face
+
+        face = web_face(app)
+        base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        log.info("the page, REST API (/docs) and OpenAI endpoint (/v1): %s", face.entry_url(base))
+        if args.command == "web" and args.no_browser:
+            print(f"open {face.entry_url(base)} in a browser", flush=True)
+        elif args.command == "web":
+            _open_when_listening(host, port, face.entry_url(base))
     run(
         app,
-        transport=getattr(args, "transport", "stdio"),
-        host=getattr(args, "host", "127.0.0.1"),
-        port=getattr(args, "port", 8765),
+        transport=transport,
+        host=host,
+        port=port,
         force_insecure=getattr(args, "force_insecure", False),
         extra_hosts=getattr(args, "allowed_host", []),
+        face=face,
     )
     return 0
+
+
+def _web(args: argparse.Namespace, settings: Settings) -> int:
+    """`serve --transport http`, then the page in the default browser (its URL printed when there is none)."""
+    args.transport = "http"
+    return _serve(args, settings)
+
+
+def _open_when_listening(host: str, port: int, url: str) -> None:
+    """Open `url` in the default browser once the port accepts connections; print it when no browser opens."""
+    import socket
+    import threading
+    import time
+    import webbrowser
+
+    def wait_then_open() -> None:
+        probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((probe, port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        if not webbrowser.open(url):
+            print(f"open {url} in a browser", flush=True)
+
+    threading.Thread(target=wait_then_open, name="open-browser", daemon=True).start()
 
 
 @_guarded
@@ -391,6 +446,7 @@ def snippet_env(settings: Settings) -> dict[str, str]:
 
 _COMMANDS = {
     "serve": _serve,
+    "web": _web,
     "voices": _voices,
     "say": _say,
     "download": _download,

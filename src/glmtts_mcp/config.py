@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     max_inline_audio_bytes: int = Field(
         default=2 * 1024**2, ge=0, description="Largest base64 `audio` argument accepted (decoded bytes)."
     )
+    max_upload_bytes: int = Field(
+        default=20 * 1024**2,
+        ge=1024,
+        description="Largest upload the web faces accept (a reference clip or a voice archive, in bytes).",
+    )
     idle_unload_s: float = Field(
         default=600.0, ge=0, description="Unload the model after this many idle seconds (0: never)."
     )
@@ -190,6 +195,12 @@ class Settings(BaseSettings):
     overlap: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Run the next segment's LLM while this segment's flow and vocoder run (auto: on CUDA only).",
+    )
+    reference_processing: Literal["clean", "upstream"] = Field(
+        default="clean",
+        description="How a reference clip is prepared and segments are joined: clean (mono mix, DC, silence "
+        "trim, -20 dBFS, 20 ms crossfades, symbol-only pieces skipped) or upstream (exactly as GLM-TTS's own "
+        "inference: first channel untouched, plain joins, every piece spoken). Part of a voice's id.",
     )
     output_keep_count: int = Field(default=200, ge=1, description="Most synthesized files kept.")
     output_keep_bytes: int = Field(default=1024**3, ge=0, description="Most bytes of synthesized files kept.")

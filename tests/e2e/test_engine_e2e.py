@@ -130,7 +130,8 @@ def _reference_from(voice):
 
     n = voice.features.tensors["prompt_mel"].shape[0] * 480
     rng = np.random.default_rng(0)
-    return ReferenceAudio(pcm=(0.1 * rng.standard_normal(n)).astype(np.float32), sample_rate=24000, duration_s=n / 24000)
+    pcm = np.rint(np.clip(0.1 * rng.standard_normal(n), -1, 1) * 32767).astype(np.int16)  # kept samples are int16
+    return ReferenceAudio(pcm=pcm, sample_rate=24000, duration_s=n / 24000)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +179,7 @@ def _reference_from_seconds(seconds: float):
     from glmtts_mcp.engine.types import ReferenceAudio
 
     n = int(seconds * 24000)
-    pcm = (0.1 * np.random.default_rng(1).standard_normal(n)).astype(np.float32)
+    pcm = np.rint(np.clip(0.1 * np.random.default_rng(1).standard_normal(n), -1, 1) * 32767).astype(np.int16)
     return ReferenceAudio(pcm=pcm, sample_rate=24000, duration_s=seconds)
 
 
@@ -195,7 +196,7 @@ def test_missing_whisper_model_names_the_fix(tiny_checkpoint: Path, reference_wa
 def test_a_capped_whisper_transcript_is_flagged_on_the_clone(engine) -> None:
     """A wordless tone makes the random Whisper repeat itself up to its cap: the clone says so."""
     t = np.arange(24000 * 3) / 24000
-    tone = (0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 2 * t))).astype(np.float32)
+    tone = np.rint(0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 2 * t)) * 32767).astype(np.int16)
     cloned = engine.extract_voice(ReferenceAudio(pcm=tone, sample_rate=24000, duration_s=3.0), None)
     assert cloned.transcript_source == "whisper"
     assert any("length cap" in w and "transcript=" in w for w in cloned.warnings)

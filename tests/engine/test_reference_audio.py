@@ -10,7 +10,13 @@ import pytest
 import soundfile as sf
 
 from glmtts_mcp.engine.frontend import reference_clip as reference_audio
-from glmtts_mcp.engine.frontend.reference_clip import PEAK_LIMIT, TARGET_RMS_DBFS, load_reference, reference_pcm_at
+from glmtts_mcp.engine.frontend.reference_clip import (
+    CLEAN_QUANTIZE_SCALE,
+    PEAK_LIMIT,
+    TARGET_RMS_DBFS,
+    load_reference,
+    reference_pcm_at,
+)
 from glmtts_mcp.engine.types import AudioInputError
 
 
@@ -34,6 +40,11 @@ def write(path: Path, pcm: np.ndarray, rate: int, fmt: str, subtype: str) -> Pat
     return path
 
 
+def level(ref) -> np.ndarray:
+    """A clean clip's samples as the floats they were quantized from (rint(x * 32767))."""
+    return ref.pcm.astype(np.float64) / CLEAN_QUANTIZE_SCALE
+
+
 def active_rms_dbfs(pcm: np.ndarray, rate: int) -> float:
     rms, active, _, _ = reference_audio._active_frames(pcm, rate)
     return 20 * np.log10(np.sqrt(np.mean(rms[active] ** 2)))
@@ -49,13 +60,13 @@ def test_stereo_files_of_every_container_load_as_clean_24k_mono(tmp_path, fmt, s
     left = np.concatenate([silence(1.0, rate), speech, silence(0.7, rate)])
     stereo = np.stack([left, 0.5 * left], axis=1)
     ref = load_reference(write(tmp_path / f"clip{suffix}", stereo, rate, fmt, subtype))
-    assert ref.sample_rate == 24000 and ref.pcm.dtype == np.float32 and ref.pcm.ndim == 1
+    assert ref.sample_rate == 24000 and ref.pcm.dtype == np.int16 and ref.pcm.ndim == 1
     assert ref.duration_s == pytest.approx(len(ref.pcm) / 24000)
     assert 5.6 < ref.duration_s < 6.5  # the 1.7 s of silence is gone, up to a 0.1 s margin each side
     assert ref.warnings == []
-    assert np.max(np.abs(ref.pcm)) <= PEAK_LIMIT + 1e-6
-    level = active_rms_dbfs(ref.pcm, 24000)
-    assert level == pytest.approx(TARGET_RMS_DBFS, abs=0.5) or np.max(np.abs(ref.pcm)) == pytest.approx(PEAK_LIMIT)
+    assert np.max(np.abs(level(ref))) <= PEAK_LIMIT + 1e-4
+    dbfs = active_rms_dbfs(level(ref), 24000)
+    assert dbfs == pytest.approx(TARGET_RMS_DBFS, abs=0.5) or np.max(np.abs(level(ref))) == pytest.approx(PEAK_LIMIT)
 
 
 def test_bytes_and_path_give_the_same_result_and_it_is_deterministic(tmp_path) -> None:
@@ -77,7 +88,7 @@ def test_a_real_speech_recording(tmp_path, espeak_writer) -> None:
     ref = load_reference(path)
     assert ref.warnings == []
     assert 2.0 < ref.duration_s <= source_seconds
-    assert abs(active_rms_dbfs(ref.pcm, 24000) - TARGET_RMS_DBFS) < 0.5 or np.max(np.abs(ref.pcm)) > 0.94
+    assert abs(active_rms_dbfs(level(ref), 24000) - TARGET_RMS_DBFS) < 0.5 or np.max(np.abs(level(ref))) > 0.94
     pcm16 = reference_pcm_at(ref, 16000)
     assert pcm16.shape[0] == 1 and abs(pcm16.shape[1] - round(len(ref.pcm) * 2 / 3)) <= 1
     assert reference_pcm_at(ref, 24000).shape == (1, len(ref.pcm))
@@ -156,3 +167,34 @@ def test_corrupt_flac_is_refused(tmp_path) -> None:
     data[100:] = np.random.default_rng(2).bytes(len(data) - 100)  # header kept, frames destroyed
     with pytest.raises(AudioInputError, match="could not be decoded|no audio samples|silent"):
         load_reference(bytes(data))
+
+
+def test_upstream_processing_keeps_the_first_channel_untouched_at_the_file_rate(tmp_path) -> None:
+    """`upstream`: no mix, DC removal, trim, resample or gain: the 16-bit file's channel 0 sample for sample."""
+    rate = 22050
+    speech = np.concatenate([silence(1.0, rate), voiced(4.0, rate, seed=4), silence(0.5, rate)]) + 0.01  # DC
+    stereo = np.stack([speech, 0.3 * speech], axis=1)
+    path = write(tmp_path / "clip.wav", stereo, rate, "WAV", "PCM_16")
+    as_written = sf.read(path, dtype="int16")[0][:, 0]
+    ref = load_reference(path, processing="upstream")
+    assert ref.sample_rate == rate and ref.pcm.dtype == np.int16
+    np.testing.assert_array_equal(ref.pcm, as_written)
+    assert ref.duration_s == pytest.approx(5.5, abs=1e-3)  # the silence stays
+    clean = load_reference(path)
+    assert clean.sample_rate == 24000 and clean.duration_s < 4.5
+
+
+def test_reference_samples_are_read_as_a_16_bit_file_is_read(tmp_path) -> None:
+    """reference_pcm_at gives k / 32768, the floats soundfile (and upstream's torchaudio) read from the file."""
+    rate = 16000
+    path = write(tmp_path / "clip.wav", voiced(3.0, rate, seed=2), rate, "WAV", "PCM_16")
+    ref = load_reference(path, processing="upstream")
+    floats = sf.read(path, dtype="float32")[0]
+    np.testing.assert_array_equal(reference_pcm_at(ref, rate)[0].numpy(), floats)
+
+
+def test_upstream_processing_still_refuses_silence_and_short_clips(tmp_path) -> None:
+    with pytest.raises(AudioInputError, match="silent"):
+        load_reference(write(tmp_path / "s.wav", silence(3.0, 16000), 16000, "WAV", "PCM_16"), processing="upstream")
+    with pytest.raises(AudioInputError, match="2-30 s"):
+        load_reference(write(tmp_path / "t.wav", voiced(1.0, 16000), 16000, "WAV", "PCM_16"), processing="upstream")

@@ -10,6 +10,7 @@ import torch
 from voicelib_helpers import RATE, SCHEMA, make_pcm, make_tensors, make_voice
 
 from glmtts_mcp.voices import FeatureSchema, StaleVoice, VoiceLibrary, VoiceLibraryError
+from glmtts_mcp.voices.identity import canonical_pcm
 
 BUMPED = FeatureSchema(SCHEMA.version + 1, dict(SCHEMA.tensors))
 
@@ -37,8 +38,8 @@ def test_fingerprint_change_reextracts_lazily(open_library: Callable[..., VoiceL
     loaded = new.load_features("kept")
     assert loaded.tier == "reextracted" and len(engine.calls) == 1
     got_pcm, rate, transcript, language = engine.calls[0]
-    assert rate == RATE and transcript == "hello there" and language == "en" and got_pcm.dtype == np.float32
-    assert np.abs(got_pcm - pcm).max() <= 0.5 / 32767 + 1e-6  # the kept 16-bit reference audio
+    assert rate == RATE and transcript == "hello there" and language == "en" and got_pcm.dtype == np.int16
+    np.testing.assert_array_equal(got_pcm, canonical_pcm(pcm))  # exactly the kept 16-bit samples
     assert torch.equal(loaded.tensors["prompt_mel"], make_tensors(1001)["prompt_mel"])
     assert loaded.record.fingerprint == "model-B" and loaded.record.name == "kept" and loaded.record.id == record.id
     assert loaded.record.timings == {"speech_tokenizer": 0.75}

@@ -38,11 +38,15 @@ class AudioInputError(EngineError):
     """Reference audio that cannot be used (corrupt, silent, too short or too long)."""
 
 
+class NotAudioError(AudioInputError):
+    """Bytes that no audio decoder reads (the web faces answer 415 Unsupported Media Type)."""
+
+
 @dataclass(frozen=True)
 class ReferenceAudio:
-    """A reference clip after decoding, mono mix-down, resampling, trimming and loudness."""
+    """A reference clip as features are taken from it (reference_clip.load_reference prepares it)."""
 
-    pcm: np.ndarray  # float32 mono in [-1, 1]
+    pcm: np.ndarray  # int16 mono: exactly the samples the library keeps in reference.flac
     sample_rate: int
     duration_s: float
     warnings: list[str] = field(default_factory=list)

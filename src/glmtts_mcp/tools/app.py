@@ -64,6 +64,7 @@ def default_loader(settings: Settings) -> EngineLoader:
             compile_llm=_switch(settings.compile_llm),
             overlap=_switch(settings.overlap),
             max_batch=settings.max_batch,
+            reference_processing=settings.reference_processing,
         )
         TextFrontend.preload()  # the grammars and word lists too: the first request pays for no loading
         return engine

@@ -96,7 +96,7 @@ def extract_new_voice(
 
     The extraction's warnings (the library does not keep them) go to `warnings` when given.
     """
-    reference = ReferenceAudio(pcm=pcm, sample_rate=sample_rate, duration_s=len(pcm) / sample_rate)
+    reference = ReferenceAudio(pcm=pcm, sample_rate=sample_rate, duration_s=len(pcm) / sample_rate)  # int16, as kept
     extracted = engine.extract_voice(reference, transcript, language, progress)
     if warnings is not None:
         warnings.extend(extracted.warnings)
@@ -145,7 +145,8 @@ def clone_or_get(
     if progress:
         progress(1, 3, "looking up the voice library")
     warnings = list(reference.warnings)
-    vid = library.voice_id_for(reference.pcm, reference.sample_rate, transcript)
+    processing = engine.reference_processing
+    vid = library.voice_id_for(reference.pcm, reference.sample_rate, transcript, processing)
     with library.pinned(vid):  # a delete racing this clone waits until the voice is stored and loaded
         record, existed = library.get_or_create(
             reference.pcm,
@@ -155,6 +156,7 @@ def clone_or_get(
                 engine, reference.pcm, reference.sample_rate, transcript, language, progress, warnings
             ),
             name=name,
+            processing=processing,
         )
         loaded = library.load_features(record.id, load_on) if load_on is not None else None
     if existed and name is not None and name_key(name) != name_key(record.name):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import anyio
@@ -18,6 +18,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import ValidationError
 from starlette.types import ASGIApp
 
@@ -52,6 +53,11 @@ Clone a voice from a short recording and narrate text in it, locally.
 3. The result holds the audio inline when it fits the host's limit, plus the saved file path and an audio:// link.
 list_voices, delete_voice, rename_voice, export_voice, import_voice manage the library; cache_stats shows the
 cache and model state. Input files must lie inside the allowed folders."""
+
+
+# Another face served on the same port: given the MCP app (token already checked) and the Host/Origin
+# allow-lists, it returns the app to serve (web/ supplies one; tools/ never imports it).
+HttpFace = Callable[[ASGIApp, TransportSecuritySettings], ASGIApp]
 
 
 class GlmttsServer(MCPServer):
@@ -113,17 +119,21 @@ def http_service(
     port: int,
     force_insecure: bool = False,
     extra_hosts: Sequence[str] = (),
+    face: HttpFace | None = None,
 ) -> Any:
-    """Everything HTTP in one place: the SDK's Starlette app for the transport (other faces mount their
-    routes on it here), the middleware around it (token, host-name case, explained 413) and uvicorn's
-    config with the connection bounds. Refuses an exposed address without a strong token unless forced."""
+    """Everything HTTP in one place: the SDK's Starlette app for the transport, the middleware around it
+    (token, host-name case, explained 413), another `face` beside it on the same port (the web pages and
+    APIs) and uvicorn's config with the connection bounds. Refuses an exposed address without a strong
+    token unless forced."""
     token = settings.token.get_secret_value() if settings.token else None
     refuse_unprotected_exposure(host, token, force_insecure)
     starlette_app = mcp_starlette_app(server, transport, host, extra_hosts)
-    asgi: ASGIApp = LowercaseHostNames(OversizeAsJsonRpc(starlette_app))
+    asgi: ASGIApp = OversizeAsJsonRpc(starlette_app)
     if token:
         asgi = BearerTokenMiddleware(asgi, token)
-    return uvicorn_config(asgi, host, port, settings)
+    if face is not None:
+        asgi = face(asgi, transport_security(host, extra_hosts))
+    return uvicorn_config(LowercaseHostNames(asgi), host, port, settings)
 
 
 def uvicorn_config(asgi: ASGIApp, host: str, port: int, settings: Settings) -> Any:
@@ -174,6 +184,7 @@ def run(
     port: int = 8765,
     force_insecure: bool = False,
     extra_hosts: Sequence[str] = (),
+    face: HttpFace | None = None,
 ) -> None:
     """Serve until the client disconnects (stdio) or the process is stopped (HTTP/SSE)."""
     server = build_server(app)
@@ -184,7 +195,7 @@ def run(
                 print(STDIO_TERMINAL_HINT, file=sys.stderr, flush=True)
             anyio.run(serve_stdio, server)
         else:
-            config = http_service(server, app.settings, transport, host, port, force_insecure, extra_hosts)
+            config = http_service(server, app.settings, transport, host, port, force_insecure, extra_hosts, face)
             path = "/mcp" if transport == "http" else "/sse"
             log.info("serving %s on http://%s:%d%s", transport, host, port, path)
             anyio.run(serve_http, config)

@@ -16,7 +16,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.cloning import checked_language, clone_or_get
+from glmtts_mcp.tools.cloning import CloneOutcome, checked_language, clone_or_get
 from glmtts_mcp.tools.errors import user_errors
 from glmtts_mcp.tools.schemas import (
     CloneVoiceResult,
@@ -46,6 +46,34 @@ async def notify_voices_changed(ctx: Context) -> None:
         await ctx.session.send_resource_list_changed()
     except Exception as exc:  # stateless requests have no standalone stream
         log.debug("session notify failed: %r", exc)
+
+
+def deleted_result(record: VoiceRecord | None, given: str) -> DeleteVoiceResult:
+    """What a delete that removed a voice returns (delete_voice and the web faces); `record` is None for a
+    broken voice whose meta.json was unreadable, deleted by the id `given`."""
+    if record is None:
+        return DeleteVoiceResult(voice_id=given, name=None, deleted=True, message=f"deleted voice {given}")
+    return DeleteVoiceResult(
+        voice_id=record.id, name=record.name, deleted=True, message=f"deleted voice {record.name} ({record.id})"
+    )
+
+
+def clone_result(outcome: CloneOutcome, started: float) -> CloneVoiceResult:
+    """What a clone returns (clone_voice and the web faces); `started` is the request's perf_counter start."""
+    record = outcome.record
+    timings = dict(outcome.timings)
+    timings["total"] = time.perf_counter() - started
+    return CloneVoiceResult(
+        voice_id=record.id,
+        name=record.name,
+        existed=outcome.existed,
+        transcript=record.transcript,
+        transcript_source=record.transcript_source,
+        language=record.language,
+        duration_s=outcome.duration_s,
+        timings=timings,
+        warnings=outcome.warnings,
+    )
 
 
 def register_voice_tools(server: MCPServer, app: App) -> None:
@@ -95,20 +123,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
                 )
             if not outcome.existed:
                 await notify_voices_changed(ctx)
-            record = outcome.record
-            timings = dict(outcome.timings)
-            timings["total"] = time.perf_counter() - start
-            return CloneVoiceResult(
-                voice_id=record.id,
-                name=record.name,
-                existed=outcome.existed,
-                transcript=record.transcript,
-                transcript_source=record.transcript_source,
-                language=record.language,
-                duration_s=outcome.duration_s,
-                timings=timings,
-                warnings=outcome.warnings,
-            )
+            return clone_result(outcome, start)
 
     @server.tool(
         title="List voices",
@@ -152,11 +167,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
                     "deleted. Call list_voices to see the stored voices.",
                 )
             await notify_voices_changed(ctx)
-            if record is None:  # a broken voice whose meta.json was unreadable: its id was given
-                return DeleteVoiceResult(voice_id=voice, name=None, deleted=True, message=f"deleted voice {voice}")
-            return DeleteVoiceResult(
-                voice_id=record.id, name=record.name, deleted=True, message=f"deleted voice {record.name} ({record.id})"
-            )
+            return deleted_result(record, voice)
 
     @server.tool(
         title="Rename a voice",

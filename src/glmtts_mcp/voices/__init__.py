@@ -15,7 +15,7 @@ API (what the MCP tools call):
     .voice_id_for(pcm, sample_rate, transcript) -> str
         sha256 (first 20 hex) of the int16 reference PCM, its rate and the given transcript
         (None = "ask Whisper", distinct from "").
-    .get_or_create(pcm, sample_rate, transcript, create: () -> NewVoiceData, name=None)
+    .get_or_create(pcm, sample_rate, transcript, create: () -> NewVoiceData, name=None, processing="clean")
         -> (VoiceRecord, existed)   create() runs at most once per voice, across threads and processes.
     .pinned(voice_id)   context manager: no delete (or other clone) of that voice lands while it is held
     .resolve(id_or_name) -> VoiceRecord          names are unique case-insensitively
@@ -31,7 +31,7 @@ API (what the MCP tools call):
     .import_voice(archive_path, name=None) -> (VoiceRecord, existed)
     .reference_audio_path(id_or_name) -> Path
     .stale_voices() -> list[VoiceRecord];  .refresh_stale(progress=None) -> int
-        reextract(pcm: float32 ndarray, sample_rate, transcript, language) -> (tensors, timings)
+        reextract(pcm: int16 ndarray (the kept samples), sample_rate, transcript, language) -> (tensors, timings)
     .is_stale(record) -> bool
     .stats() -> LibraryStats (session and lifetime StatsCounters, plus gauges)
     .flush(); .close()  (also a context manager; close runs at exit too)

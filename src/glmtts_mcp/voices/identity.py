@@ -1,9 +1,11 @@
 """Voice ids from content, and the rules for names, ids and tags that may touch the disk.
 
 An id is the first 20 hex digits of a sha256 over the canonical reference PCM (mono int16, the
-exact samples kept in reference.flac), its sample rate and the transcript given at clone time
-(None, "let Whisper transcribe", is distinct from ""). The same recording cloned twice therefore
-lands on the same voice, and an imported voice's id can be recomputed from its own files.
+exact samples kept in reference.flac), its sample rate, the transcript given at clone time
+(None, "let Whisper transcribe", is distinct from "") and the reference processing when it is not
+"clean" (clean ids are what they always were). The same recording cloned twice therefore lands on
+the same voice, the same recording under the two processings gives two voices, and an imported
+voice's id can be recomputed from its own files.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def canonical_pcm(pcm: np.ndarray) -> np.ndarray:
     return scaled.astype(np.int16)
 
 
-def voice_id(pcm: np.ndarray, sample_rate: int, transcript: str | None) -> str:
+def voice_id(pcm: np.ndarray, sample_rate: int, transcript: str | None, processing: str = "clean") -> str:
     """The content-derived id of a voice (see module docstring)."""
     if not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
         raise ValueError(f"sample rate must be a positive int, got {sample_rate!r}")
@@ -48,6 +50,8 @@ def voice_id(pcm: np.ndarray, sample_rate: int, transcript: str | None) -> str:
     samples = canonical_pcm(pcm)
     digest = hashlib.sha256(_ID_DOMAIN)
     digest.update(f"rate={int(sample_rate)}\n".encode())
+    if processing != "clean":
+        digest.update(f"processing={processing}\n".encode())
     if transcript is None:
         digest.update(b"transcript=none\n")
     else:

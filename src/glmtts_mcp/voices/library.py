@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from glmtts_mcp.voices.archive import export_destination, read_archive, write_archive
-from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference, pcm_to_float
+from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference
 from glmtts_mcp.voices.cache import ByteLRU
 from glmtts_mcp.voices.errors import (
     ArchiveError,
@@ -161,10 +161,11 @@ class VoiceLibrary:
         atexit.register(self.close)
 
     # ----- identity and lookup -----
-    def voice_id_for(self, pcm: np.ndarray, sample_rate: int, transcript: str | None) -> str:
+    def voice_id_for(self, pcm: np.ndarray, sample_rate: int, transcript: str | None,
+                     processing: str = "clean") -> str:
         """The id a clone of this audio and transcript gets (None transcript: Whisper decides)."""
         try:
-            return voice_id(pcm, sample_rate, transcript)
+            return voice_id(pcm, sample_rate, transcript, processing)
         except ValueError as exc:
             raise VoiceLibraryError(f"cannot identify the reference audio: {exc}") from exc
 
@@ -217,13 +218,15 @@ class VoiceLibrary:
         transcript: str | None,
         create: Callable[[], NewVoiceData],
         name: str | None = None,
+        processing: Literal["clean", "upstream"] = "clean",
     ) -> tuple[VoiceRecord, bool]:
         """Return the stored voice for this audio+transcript, or call `create` once and store it.
 
         Concurrent callers (threads or processes) with the same audio wait for the first; they get
-        (record, True) without calling `create`. `name` is used only for a new voice.
+        (record, True) without calling `create`. `name` is used only for a new voice. `processing`
+        (how the engine prepared `pcm`) is recorded and is part of the id.
         """
-        vid = self.voice_id_for(pcm, sample_rate, transcript)
+        vid = self.voice_id_for(pcm, sample_rate, transcript, processing)
         if name is not None and (problem := name_problem(name)):
             raise InvalidVoiceName(f"{problem}. Choose another name.")
         found = self._existing(vid)
@@ -265,6 +268,7 @@ class VoiceLibrary:
                     features_bytes=len(features),
                     schema_version=self.schema.version,
                     fingerprint=self.fingerprint,
+                    reference_processing=processing,
                     tags=list(data.tags),
                     timings=dict(data.timings),
                 )
@@ -553,7 +557,7 @@ class VoiceLibrary:
     def _run_reextract(self, pcm: np.ndarray, sample_rate: int, transcript: str,
                        language: str | None) -> tuple[Tensors, dict[str, float]]:
         assert self._reextract is not None
-        tensors, timings = self._reextract(pcm_to_float(pcm), sample_rate, transcript, language)
+        tensors, timings = self._reextract(pcm, sample_rate, transcript, language)  # the kept int16 samples
         problem = self.schema.problem_with(tensors)
         if problem is not None:
             raise VoiceLibraryError(f"re-extracted features do not fit the schema: {problem}")

@@ -39,6 +39,9 @@ class VoiceRecord(BaseModel):
     features_bytes: int
     schema_version: int
     fingerprint: str = Field(description="engine/model fingerprint the features were extracted with")
+    reference_processing: Literal["clean", "upstream"] = Field(
+        default="clean", description="how the kept reference samples were prepared from the clip; part of the id"
+    )
     tags: list[str] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict, description="extraction seconds per stage")
 

@@ -29,7 +29,3 @@ def decode_reference(data: bytes) -> tuple[np.ndarray, int]:
         raise ValueError("reference audio holds no mono samples")
     return np.ascontiguousarray(pcm), int(sample_rate)
 
-
-def pcm_to_float(pcm: np.ndarray) -> np.ndarray:
-    """float32 in [-1, 1] from int16, what the engine's re-extraction takes."""
-    return (pcm.astype(np.float32) / 32767.0).clip(-1.0, 1.0)

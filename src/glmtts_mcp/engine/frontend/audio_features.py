@@ -39,11 +39,19 @@ CAMPPLUS_SAMPLE_RATE = 16000
 CAMPPLUS_NUM_MEL_BINS = 80
 
 
+@lru_cache(maxsize=16)
+def _resampler(orig_sr: int, new_sr: int, device: torch.device) -> torchaudio.transforms.Resample:
+    """One module per rate pair and device (read-only afterwards, so threads can share it)."""
+    return torchaudio.transforms.Resample(orig_freq=orig_sr, new_freq=new_sr).to(device)
+
+
 def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """Band-limited resampling over the last axis with torchaudio's defaults (as upstream's Resample)."""
+    """Band-limited resampling over the last axis by torchaudio's Resample module, the one upstream calls
+    (its precomputed kernel differs from torchaudio.functional.resample's by up to 6e-6)."""
     if orig_sr == new_sr:
         return wav
-    return torchaudio.functional.resample(wav, orig_sr, new_sr)
+    with torch.no_grad():
+        return _resampler(orig_sr, new_sr, wav.device)(wav)
 
 
 def _hz_to_mel_slaney(hz: np.ndarray) -> np.ndarray:

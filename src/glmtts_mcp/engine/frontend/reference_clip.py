@@ -1,4 +1,11 @@
-"""Reference audio for cloning: decode, mix to mono, resample, trim silence, normalise loudness, validate.
+"""Reference audio for cloning: decode, validate, then prepare the samples features are taken from.
+
+Two processings (`reference_processing`):
+- `clean`: mix to mono, remove DC, resample to 24 kHz, trim silence, set the level to -20 dBFS;
+- `upstream`: what upstream's glmtts_inference does: the file's first channel at its own rate, untouched
+  (extraction then resamples it straight to 16 kHz and 24 kHz, as upstream's frontend does).
+Either way the result is 16-bit samples, quantized once here: the library keeps exactly these in its
+FLAC, so a re-extraction sees the very samples the first clone saw.
 
 Decoding uses soundfile (libsndfile: WAV, FLAC, OGG Vorbis/Opus, MP3 and more), never an external
 program. Every refusal is an AudioInputError that says what is wrong and what to do instead. The
@@ -10,13 +17,14 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import soundfile as sf
 import torch
 
 from glmtts_mcp.engine.frontend.audio_features import resample
-from glmtts_mcp.engine.types import AudioInputError, ReferenceAudio
+from glmtts_mcp.engine.types import AudioInputError, NotAudioError, ReferenceAudio
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,14 @@ CLIP_LEVEL = 0.999  # relative to the peak: samples at the peak level count as c
 CLIP_REFUSE_SHARE = 0.05  # more than 5 % of sounding samples pinned at the peak: square wave or hard clipping
 CLIP_WARN_SHARE = 0.002
 LOW_RATE_WARN = 16000
+# int16 -> float is k / 32768, as soundfile and torchaudio (so upstream) read a 16-bit file. A clean clip
+# is quantized as rint(x * 32767), the rule the library always hashed by, so ids of clips cloned before
+# stay the same.
+PCM16_READ_SCALE = 32768.0
+CLEAN_QUANTIZE_SCALE = 32767.0
+
+ReferenceProcessing = Literal["clean", "upstream"]
+REFERENCE_PROCESSINGS: tuple[str, ...] = get_args(ReferenceProcessing)
 
 _SUPPORTED = "WAV, FLAC, OGG (Vorbis or Opus) or MP3"
 
@@ -67,7 +83,7 @@ def _decode(source: str | Path | bytes) -> tuple[np.ndarray, int, str]:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
         reason = str(getattr(exc, "error_string", "") or exc).strip().removeprefix("Error : ")
-        raise AudioInputError(
+        raise NotAudioError(
             f"{name} could not be decoded as audio ({reason}). Send a {_SUPPORTED} file of 5-15 s of speech"
         ) from exc
     if samples.size == 0:
@@ -125,19 +141,13 @@ def _normalise(x: np.ndarray, rate: int) -> np.ndarray:
     return (x.astype(np.float64) * gain).astype(np.float32)
 
 
-def load_reference(
-    source: str | Path | bytes,
-    *,
-    target_sr: int = 24000,
-    min_s: float = 2.0,
-    max_s: float = 30.0,
-    warn_s: float = 15.0,
-) -> ReferenceAudio:
-    """Decode and clean a reference clip; refuse clips that cannot make a good voice (AudioInputError)."""
-    samples, rate, name = _decode(source)
-    warnings: list[str] = []
-    mono = samples.mean(axis=1, dtype=np.float64)
-    mono = (mono - mono.mean()).astype(np.float32)  # a DC offset is not sound
+def _to_pcm16(x: np.ndarray, scale: float) -> np.ndarray:
+    """Samples in [-1, 1] as int16 (rounded, clipped to the int16 range)."""
+    return np.clip(np.rint(x.astype(np.float64) * scale), -32768, 32767).astype(np.int16)
+
+
+def _check_level(mono: np.ndarray, rate: int, name: str, warnings: list[str]) -> None:
+    """Refuse silence and square waves; warn about some clipping and low sample rates."""
     peak = float(np.max(np.abs(mono)))
     if peak < SILENCE_PEAK:
         raise AudioInputError(
@@ -155,11 +165,12 @@ def load_reference(
     if rate < LOW_RATE_WARN:
         warnings.append(f"the recording's sample rate is {rate} Hz; 16 kHz or more gives a better voice")
 
-    trimmed = _trim(mono, rate)
-    duration = len(trimmed) / rate
+
+def _check_duration(duration: float, file_s: float, name: str, min_s: float, max_s: float, warn_s: float,
+                    warnings: list[str]) -> None:
     if duration < min_s:
         raise AudioInputError(
-            f"{name} has {duration:.1f} s of sound after trimming silence (file: {len(mono) / rate:.1f} s); "
+            f"{name} has {duration:.1f} s of sound after trimming silence (file: {file_s:.1f} s); "
             f"a reference must have {min_s:g}-{max_s:g} s. Record 5-15 s of continuous speech"
         )
     if duration > max_s:
@@ -172,14 +183,44 @@ def load_reference(
             f"the clip is {duration:.1f} s long; {warn_s:g} s or less works best (longer prompts slow synthesis)"
         )
 
-    out = resample(torch.from_numpy(trimmed), rate, target_sr).numpy()
-    out = _normalise(out, target_sr)
+
+def load_reference(
+    source: str | Path | bytes,
+    *,
+    processing: ReferenceProcessing = "clean",
+    target_sr: int = 24000,
+    min_s: float = 2.0,
+    max_s: float = 30.0,
+    warn_s: float = 15.0,
+) -> ReferenceAudio:
+    """Decode and prepare a reference clip (see the module docstring); refuse clips that cannot make a
+    good voice (AudioInputError). `target_sr` is the clean clip's rate; an upstream clip keeps the file's."""
+    samples, rate, name = _decode(source)
+    warnings: list[str] = []
+    if processing == "upstream":
+        first = samples[:, 0]  # upstream's speech tokenizer takes channel 0 (its mel and CAMPPlus mix; see docs)
+        _check_level(first, rate, name, warnings)
+        duration = len(first) / rate
+        _check_duration(duration, duration, name, min_s, max_s, warn_s, warnings)
+        pcm, out_rate = _to_pcm16(first, PCM16_READ_SCALE), rate
+    else:
+        mono = samples.mean(axis=1, dtype=np.float64)
+        mono = (mono - mono.mean()).astype(np.float32)  # a DC offset is not sound
+        _check_level(mono, rate, name, warnings)
+        trimmed = _trim(mono, rate)
+        _check_duration(len(trimmed) / rate, len(mono) / rate, name, min_s, max_s, warn_s, warnings)
+        out = resample(torch.from_numpy(trimmed), rate, target_sr).numpy()
+        pcm, out_rate = _to_pcm16(_normalise(out, target_sr), CLEAN_QUANTIZE_SCALE), target_sr
     for w in warnings:
         log.info("reference audio: %s", w)
-    return ReferenceAudio(pcm=out, sample_rate=target_sr, duration_s=len(out) / target_sr, warnings=warnings)
+    return ReferenceAudio(pcm=pcm, sample_rate=out_rate, duration_s=len(pcm) / out_rate, warnings=warnings)
 
 
 def reference_pcm_at(ref: ReferenceAudio, sr: int) -> torch.Tensor:
-    """The reference as a (1, T) float32 tensor at `sr` (16 kHz for CAMPPlus and the speech tokenizer)."""
-    wav = torch.from_numpy(np.ascontiguousarray(ref.pcm, dtype=np.float32)).unsqueeze(0)
+    """The reference as a (1, T) float32 tensor at `sr` (16 kHz for CAMPPlus and the speech tokenizer),
+    resampled straight from the kept samples (read as a 16-bit file is read: k / 32768)."""
+    pcm = np.asarray(ref.pcm)
+    if pcm.dtype != np.int16:
+        raise ValueError(f"reference samples must be int16 (as load_reference makes them), got {pcm.dtype}")
+    wav = torch.from_numpy(pcm.astype(np.float32) / np.float32(PCM16_READ_SCALE)).unsqueeze(0)
     return resample(wav, ref.sample_rate, sr)

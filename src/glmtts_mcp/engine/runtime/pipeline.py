@@ -5,8 +5,13 @@ is normalized and tokenized with a trailing space, the clip gives 25 Hz speech t
 CAMPPlus embedding (16 kHz fbank) and the flow's prompt mel (24 kHz). `synthesize` is upstream's
 `generate_long`: normalize, split by length, normalize each piece; per piece re-seed, prompt the LLM
 with the voice plus the history of earlier pieces (capped at 750 speech tokens), run the flow with the
-original prompt only, vocode, and hand the piece out as soon as it is ready (joined by a short
-crossfade). Synthesis from stored features never touches Whisper or the prompt encoders.
+original prompt only, vocode, and hand the piece out as soon as it is ready. Synthesis from stored
+features never touches Whisper or the prompt encoders.
+
+`reference_processing` chooses between upstream's behaviour exactly (`upstream`: the reference's
+first channel untouched at its own rate, pieces concatenated, every piece spoken) and ours (`clean`:
+a cleaned 24 kHz reference, pieces joined by a 20 ms crossfade, pieces without a letter or digit
+skipped); docs/e2e-parity.md measures both against upstream's own pipeline.
 
 The LLM runs in the batch scheduler (scheduler.py): the segments of all requests in flight decode
 together, one forward pass per step, a new request joining at the next step. Long texts are pipelined:
@@ -37,7 +42,7 @@ from glmtts_mcp.engine.checkpoint.loader import Models, load_models
 from glmtts_mcp.engine.runtime.output_encoding import Crossfader
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.models.llm import RasSettings
-from glmtts_mcp.engine.frontend.reference_clip import load_reference, reference_pcm_at
+from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing, load_reference, reference_pcm_at
 from glmtts_mcp.engine.models.static_cache import SlotKVCache
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SchedulerStats, SpeechRequest
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
@@ -163,8 +168,10 @@ class Engine:
         overlap: bool | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         slot_positions: int | None = None,
+        reference_processing: ReferenceProcessing = "clean",
     ) -> None:
         self.checkpoint = Path(checkpoint)
+        self.reference_processing = reference_processing
         self._device = device
         self._llm_dtype = llm_dtype
         self._flow_dtype = flow_dtype
@@ -201,6 +208,7 @@ class Engine:
         overlap: bool | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         slot_positions: int | None = None,
+        reference_processing: ReferenceProcessing = "clean",
     ) -> Engine:
         """Load every model now, the checkpoint validated first (Whisper loads on first transcription).
 
@@ -222,6 +230,7 @@ class Engine:
             overlap=overlap,
             max_batch=max_batch,
             slot_positions=slot_positions,
+            reference_processing=reference_processing,
         )
         engine._load_models()
         return engine
@@ -348,8 +357,9 @@ class Engine:
     # --- cloning ----------------------------------------------------------------------------
 
     def prepare_reference(self, source: str | Path | bytes) -> ReferenceAudio:
-        """Decode, check and clean a reference clip (no model runs: the library hashes this first)."""
-        return load_reference(source, target_sr=MODEL_SAMPLE_RATE)
+        """Decode, check and prepare a reference clip by `reference_processing` (no model runs: the
+        library hashes this first)."""
+        return load_reference(source, processing=self.reference_processing, target_sr=MODEL_SAMPLE_RATE)
 
     def extract_voice(
         self,
@@ -441,12 +451,14 @@ class Engine:
         """Narrate `text` in the voice, one chunk per text segment, the first as soon as it is ready.
 
         Deterministic for a fixed seed (each segment re-seeds, as upstream). The concatenation of
-        the chunks is the whole narration, with 20 ms crossfades at the joins.
+        the chunks is the whole narration (with `clean`, 20 ms crossfades at the joins).
         """
         self.check_options(options)
         tensors = features.tensors  # checked against FEATURE_SCHEMA where they entered: extraction or the library
-        segments = [s for s in self.text_frontend.synthesis_segments(text) if _speakable(s)]
-        if not segments:
+        segments = self.text_frontend.synthesis_segments(text)
+        if self.reference_processing == "clean":  # upstream speaks even a piece that is only punctuation
+            segments = [s for s in segments if _speakable(s)]
+        if not any(_speakable(s) for s in segments):
             raise EngineError(
                 f"the text {text!r} has nothing to speak after normalization: pass words or numbers, "
                 "not only punctuation or symbols"
@@ -465,7 +477,7 @@ class Engine:
         history = _History(
             text_ids=[tensors["prompt_text_ids"].tolist()], speech_ids=[tensors["prompt_speech_ids"].tolist()]
         )
-        fader = Crossfader(MODEL_SAMPLE_RATE, CROSSFADE_MS)
+        fader = Crossfader(MODEL_SAMPLE_RATE, CROSSFADE_MS if self.reference_processing == "clean" else 0.0)
         total = len(segments)
         report(0, total, f"synthesizing {total} segment(s)")
 

@@ -1,0 +1,136 @@
+"""OpenAI's speech API on the voice library: POST /v1/audio/speech and GET /v1/audio/voices.
+
+Any OpenAI client (the `openai` package, Open WebUI, ...) pointed at `http://HOST:PORT/v1` speaks
+with library voices: `voice` is a voice id or name. `model` is accepted as given (`tts-1`,
+`tts-1-hd`, `gpt-4o-mini-tts`, `glm-tts`, ...): there is one model. `instructions` are ignored
+(GLM-TTS takes its style from the reference clip). `speed` other than 1.0 and formats this server
+cannot write are refused by name, never approximated.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from glmtts_mcp.tools.app import App
+from glmtts_mcp.web.audio_stream import AudioEncoder, Narration, encoded_chunks, open_narration
+from glmtts_mcp.web.errors import WebError, web_errors
+from glmtts_mcp.web.rest import checked_text, stream_speech
+
+# OpenAI's names for the formats this server writes (opus is Ogg/Opus, as OpenAI sends it).
+OPENAI_FORMATS = {"mp3": "mp3", "opus": "ogg", "wav": "wav", "flac": "flac", "pcm": "pcm"}
+SPEECH_TOKENS_PER_S = 25  # GLM-TTS speaks 25 speech tokens per second: the `usage` of the done event
+
+
+class VoiceRef(BaseModel):
+    id: str = Field(min_length=1, max_length=256)
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's request body; unknown fields are ignored, as OpenAI clients send new ones over time."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="accepted as given (tts-1, tts-1-hd, gpt-4o-mini-tts, glm-tts, ...)")
+    input: str = Field(min_length=1, description="the text to speak")
+    voice: Annotated[str, Field(min_length=1, max_length=256)] | VoiceRef = Field(
+        description="a voice id or name from the library (or {\"id\": ...})"
+    )
+    response_format: str = Field(default="mp3", description="mp3, opus, wav, flac or pcm (24 kHz 16-bit mono)")
+    speed: float = Field(default=1.0, description="only 1.0: GLM-TTS has no honest speed control")
+    stream_format: str = Field(default="audio", description="audio (the bytes) or sse (speech.audio.delta events)")
+    instructions: str | None = Field(default=None, description="ignored: the voice's style comes from its clip")
+
+
+class VoiceEntry(BaseModel):
+    id: str
+    name: str
+
+
+class VoicesResponse(BaseModel):
+    voices: list[VoiceEntry]
+
+
+def openai_routes(app: App) -> APIRouter:
+    """The /v1 routes over `app`."""
+    router = APIRouter(prefix="/v1/audio", tags=["OpenAI-compatible"])
+
+    @router.post(
+        "/speech",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"audio/mpeg": {}, "audio/ogg": {}, "audio/wav": {}, "text/event-stream": {}}}},
+    )
+    async def create_speech(body: SpeechRequest) -> StreamingResponse:
+        """Speak `input` in a library voice; streamed as segments are synthesized (mp3/flac: when complete)."""
+        voice = body.voice.id if isinstance(body.voice, VoiceRef) else body.voice
+        if body.speed != 1.0:
+            raise WebError(
+                400,
+                f"speed {body.speed:g} is not supported: GLM-TTS has no honest speed control; send speed 1.0 "
+                "(or leave it out) and change the playback rate in the player",
+                "speed",
+            )
+        fmt = OPENAI_FORMATS.get(body.response_format.strip().lower())
+        if fmt is None:
+            raise WebError(
+                400,
+                f"response_format {body.response_format!r} is not supported here: use one of "
+                f"{', '.join(OPENAI_FORMATS)}",
+                "response_format",
+            )
+        if body.stream_format == "audio":
+            return await stream_speech(app, body.input, voice, fmt, 0, "input", "response_format")
+        if body.stream_format != "sse":
+            raise WebError(400, f"stream_format {body.stream_format!r} is unknown: use audio or sse", "stream_format")
+        text = checked_text(body.input, app.settings.max_text_chars, "input")
+        with web_errors():
+            narration = await open_narration(app, text, voice, 0)
+        encoder = AudioEncoder(fmt, narration.sample_rate)
+        return StreamingResponse(
+            _sse_events(app, narration, encoder, len(text)),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-voice-id": narration.voice_id, "x-segments": str(narration.segments)},
+        )
+
+    @router.get("/voices", response_model=VoicesResponse)
+    async def list_voices() -> VoicesResponse:
+        """Every voice of the library as {id, name} (what TTS front ends show in their voice picker)."""
+
+        def all_voices() -> list[VoiceEntry]:
+            entries: list[VoiceEntry] = []
+            cursor = None
+            while True:
+                page = app.library.list_voices(limit=200, cursor=cursor)
+                entries += [VoiceEntry(id=v.id, name=v.name or v.id) for v in page.voices if not v.broken]
+                if page.next_cursor is None:
+                    return entries
+                cursor = page.next_cursor
+
+        with web_errors():
+            return VoicesResponse(voices=await anyio.to_thread.run_sync(all_voices))
+
+    return router
+
+
+async def _sse_events(app: App, narration: Narration, encoder: AudioEncoder, input_chars: int) -> AsyncIterator[bytes]:
+    """speech.audio.delta events (base64 audio, one per encoded piece), then speech.audio.done with usage."""
+    async for piece in encoded_chunks(app, narration, encoder):
+        yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode("ascii")})
+    output = round(narration.duration_s * SPEECH_TOKENS_PER_S)
+    yield _event(
+        {
+            "type": "speech.audio.done",
+            "usage": {"input_tokens": input_chars, "output_tokens": output, "total_tokens": input_chars + output},
+        }
+    )
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload)}\n\n".encode()

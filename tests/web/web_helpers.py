@@ -1,0 +1,85 @@
+"""Live servers for the web tests: the product's ASGI app (MCP + web face, as `serve --transport http`
+builds it) under uvicorn on a loopback port, in a thread of the test process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from glmtts_mcp.config import load_settings
+from glmtts_mcp.tools.app import App, build_app
+from glmtts_mcp.tools.server import build_server, http_service
+from glmtts_mcp.web import web_face
+from glmtts_mcp.web.site import WebFace
+
+TOKEN = "web-test-token-0123456789"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: App
+    face: WebFace
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def live_server(app: App) -> Iterator[LiveServer]:
+    """Serve `app` like `glmtts-mcp serve --transport http` does (its token, if set), until the block ends."""
+    face = web_face(app)
+    port = free_port()
+    server = uvicorn.Server(http_service(build_server(app), app.settings, "http", "127.0.0.1", port, face=face))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise AssertionError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", app, face)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@contextmanager
+def isolated_env() -> Iterator[None]:
+    """No GLMTTS_MCP_* variable or user config file of the developer reaches the settings."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in list(os.environ):
+            if key.startswith("GLMTTS_MCP_"):
+                patch.delenv(key)
+        patch.setenv("XDG_CONFIG_HOME", "/nonexistent-glmtts-test-config")
+        yield
+
+
+def make_web_app(base: Path, checkpoint: Path, **overrides: Any) -> App:
+    base.mkdir(parents=True, exist_ok=True)  # the allowed folder must exist
+    with isolated_env():
+        settings = load_settings(
+            checkpoint=checkpoint,
+            whisper_model="tiny-random",
+            voices_dir=base / "voices",
+            output_dir=base / "outputs",
+            allowed_dirs=[str(base)],
+            idle_unload_s=0,
+            log_level="WARNING",
+            **overrides,
+        )
+    return build_app(settings)
