@@ -137,7 +137,7 @@ def test_config_carries_every_setting_given(
         "checkpoint": str(tmp_path / "ck"), "voices_dir": str(tmp_path / "v"), "output_dir": str(tmp_path / "o"),
         "allowed_dirs": str(tmp_path), "device": "cpu", "dtype": "float32", "whisper_model": "small",
         "memory_cache_bytes": "1000", "device_cache_bytes": "2000", "return_mode": "link", "format": "wav",
-        "max_result_bytes": "100000", "max_text_chars": "100", "max_inline_audio_bytes": "10", "max_upload_bytes": "4096", "max_batch": "2", "reference_processing": "upstream",
+        "max_result_bytes": "100000", "max_text_chars": "100", "max_inline_audio_bytes": "10", "max_upload_bytes": "4096",
         "idle_unload_s": "5", "preload": "start", "concurrency": "2", "compile_llm": "off", "overlap": "off",
         "output_keep_count": "3", "output_keep_bytes": "4", "output_keep_age_s": "6", "http_keep_alive_s": "2",
         "http_header_timeout_s": "3", "http_max_connections": "7", "log_level": "DEBUG", "max_batch": "3",
