@@ -91,3 +91,4 @@ class AudioChunk:
     segment_index: int
     segment_count: int
     text: str
+    warnings: list[str] = field(default_factory=list)  # what changed this segment's audio (cut, dropped, silent)

@@ -91,6 +91,7 @@ def narrate(
     segments = 0
     for chunk in engine.synthesize(text, features, SynthesisOptions(seed=seed), progress):
         pieces.append(np.asarray(chunk.pcm, dtype=np.float32))
+        warnings += chunk.warnings
         sample_rate = chunk.sample_rate
         segments = chunk.segment_count  # the engine reports "segment i/n ready" itself
     pcm = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)

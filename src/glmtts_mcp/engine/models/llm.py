@@ -167,13 +167,14 @@ class SpeechSequence:
 
     def __init__(self, prompt: list[int], text_len: int, *, eoa: int, ats: int, sampling: RasSettings,
                  draws: Draws, min_ratio: float = 2.0, max_ratio: float = 20.0,
-                 trace: list[StepTrace] | None = None) -> None:
+                 trace: list[StepTrace] | None = None, warnings: list[str] | None = None) -> None:
         self.prompt = prompt
         self.text_len = text_len
         self.min_len = int(text_len * min_ratio)
         self.max_len = int(text_len * max_ratio)
         self.eoa, self.ats = eoa, ats
         self.sampling, self.draws, self.trace = sampling, draws, trace
+        self.warnings = warnings if warnings is not None else []  # the caller's list: a cut changes its result
         self.out: list[int] = []  # absolute ids drawn so far (eoa excluded)
         self.step = 0
         self.done = self.max_len <= 0  # nothing may be generated at all
@@ -198,6 +199,8 @@ class SpeechSequence:
         if self.step >= self.max_len:
             logger.warning("no end-of-audio token after %d steps (max %d for %d text tokens); output is cut",
                            self.step, self.max_len, self.text_len)
+            self.warnings.append(f"cut after {self.step} speech tokens, the most its text allows, without the "
+                                 "model's end-of-speech token: its audio may end abruptly (try another seed)")
             self.done = True
             return None
         return chosen
@@ -250,12 +253,12 @@ class GLMTTSLLM:
     def sequence(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int], prompt_speech_ids: Sequence[int], *,
                  sampling: RasSettings = RasSettings(), generator: torch.Generator | None = None,
                  draws: Draws | None = None, min_ratio: float = 2.0, max_ratio: float = 20.0,
-                 trace: list[StepTrace] | None = None) -> SpeechSequence:
+                 trace: list[StepTrace] | None = None, warnings: list[str] | None = None) -> SpeechSequence:
         """The sampling state of one generation (see `generate`), for any loop that runs the forward passes."""
         return SpeechSequence(self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids), len(text_ids),
                               eoa=self.special.eoa, ats=self.special.ats, sampling=sampling,
                               draws=draws if draws is not None else GeneratorDraws(generator),
-                              min_ratio=min_ratio, max_ratio=max_ratio, trace=trace)
+                              min_ratio=min_ratio, max_ratio=max_ratio, trace=trace, warnings=warnings)
 
     @torch.inference_mode()
     def generate(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int], prompt_speech_ids: Sequence[int], *,

@@ -493,6 +493,12 @@ class Engine:
                 history.text_ids.append(request.text_ids)  # the next segment's prompt needs this one's tokens
                 history.speech_ids.append(generated)
                 tokens = self.models.llm.in_audio_range(generated)
+                notes = list(request.warnings)
+                if len(tokens) < len(generated):
+                    notes.append(f"{len(generated) - len(tokens)} of {len(generated)} generated tokens were not "
+                                 "speech tokens and were dropped (try another seed)")
+                if not tokens:
+                    notes.append("no speech tokens were generated: this segment is silent (try another seed)")
                 ahead = index + 1 < total
                 if ahead and self.overlap:
                     pending = start_llm(index + 1)
@@ -512,6 +518,7 @@ class Engine:
                     segment_index=index,
                     segment_count=total,
                     text=segment,
+                    warnings=[f"segment {index + 1}/{total} ({_quoted(segment)}): {note}" for note in notes],
                 )
         finally:
             pending[1].cancel()  # a reader that stops early leaves no queued segment behind
@@ -544,6 +551,11 @@ class Engine:
             )
             wav, _, _ = models.hift.inference(mel, generator=generator)
         return wav[0].float().cpu().numpy()
+
+
+def _quoted(segment: str, limit: int = 40) -> str:
+    """A segment as a warning names it: quoted, long ones shortened."""
+    return repr(segment if len(segment) <= limit else segment[: limit - 1] + "…")
 
 
 def _free_memory_bytes(device: torch.device) -> int | None:

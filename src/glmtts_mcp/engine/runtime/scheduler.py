@@ -50,6 +50,8 @@ class SpeechRequest:
     min_ratio: float = 2.0
     max_ratio: float = 20.0
     trace: list[StepTrace] | None = None  # receives each step's log-probs and picks (parity checks, debugging)
+    # filled by the backend before the future resolves: what changed the tokens (a length cut)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ class BatchScheduler:
         future: Future[list[int]] = Future()
         sequence = self.llm.sequence(request.text_ids, request.prompt_text_ids, request.prompt_speech_ids,
                                      sampling=request.sampling, generator=request.generator,
-                                     min_ratio=request.min_ratio, max_ratio=request.max_ratio, trace=request.trace)
+                                     min_ratio=request.min_ratio, max_ratio=request.max_ratio, trace=request.trace,
+                                     warnings=request.warnings)
         room = self.cache.positions - len(sequence.prompt)
         if room < 1:
             future.set_exception(EngineError(
