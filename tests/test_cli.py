@@ -140,7 +140,8 @@ def test_config_carries_every_setting_given(
         "max_result_bytes": "100000", "max_text_chars": "100", "max_inline_audio_bytes": "10", "max_upload_bytes": "4096",
         "idle_unload_s": "5", "preload": "start", "concurrency": "2", "compile_llm": "off", "overlap": "off",
         "output_keep_count": "3", "output_keep_bytes": "4", "output_keep_age_s": "6", "http_keep_alive_s": "2",
-        "http_header_timeout_s": "3", "http_max_connections": "7", "log_level": "DEBUG",
+        "http_header_timeout_s": "3", "http_max_connections": "7", "log_level": "DEBUG", "max_batch": "2",
+        "reference_processing": "upstream",
     }
     assert set(given) == set(Settings.model_fields) - {"token"}  # a new setting must be added here too
     documented_flags = set(re.findall(r"^\| `(--[a-z-]+)`", CONFIGURATION.read_text(encoding="utf-8"), re.M))
