@@ -34,7 +34,7 @@ app = build_app(settings)
 build_server(app)
 from glmtts_mcp.tools.cloning import extract_new_voice
 t = np.arange(24000 * 2) / 24000
-pcm = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+pcm = np.rint(0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) * 32767).astype(np.int16)
 extract_new_voice(app.host.ensure_loaded(), pcm, 24000, "Hello there.", "en", None)
 tooling = sys.argv[3].split(",")
 print(json.dumps(sorted(m for m in sys.modules if any(m == t or m.startswith(t + ".") for t in tooling))))
