@@ -6,7 +6,7 @@ the MCP tools pass these objects between the library and the engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -54,9 +54,11 @@ class ReferenceAudio:
 
 @dataclass
 class VoiceFeatures:
-    """Everything synthesis needs from a reference voice, as named tensors (see FEATURE_SCHEMA)."""
+    """Everything synthesis needs from a reference voice, as named tensors (see FEATURE_SCHEMA).
 
-    tensors: dict[str, torch.Tensor]
+    Synthesis only reads them: the library hands the same tensors to every request."""
+
+    tensors: Mapping[str, torch.Tensor]
 
 
 @dataclass
