@@ -200,7 +200,7 @@ class Settings(BaseSettings):
         default="clean",
         description="How a reference clip is prepared and segments are joined: clean (mono mix, DC, silence "
         "trim, -20 dBFS, 20 ms crossfades, symbol-only pieces skipped) or upstream (exactly as GLM-TTS's own "
-        "inference: first channel untouched, plain joins, every piece spoken). Part of a voice's id.",
+        "inference: the channels untouched, plain joins, every piece spoken). Part of a voice's id.",
     )
     output_keep_count: int = Field(default=200, ge=1, description="Most synthesized files kept.")
     output_keep_bytes: int = Field(default=1024**3, ge=0, description="Most bytes of synthesized files kept.")

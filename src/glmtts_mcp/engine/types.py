@@ -46,7 +46,7 @@ class NotAudioError(AudioInputError):
 class ReferenceAudio:
     """A reference clip as features are taken from it (reference_clip.load_reference prepares it)."""
 
-    pcm: np.ndarray  # int16 mono: exactly the samples the library keeps in reference.flac
+    pcm: np.ndarray  # int16 [N], or [N, channels] under `upstream`: exactly the samples reference.flac keeps
     sample_rate: int
     duration_s: float
     warnings: list[str] = field(default_factory=list)

@@ -6,7 +6,7 @@ engine's `FEATURE_SCHEMA` into a `FeatureSchema` and passes the engine's callbac
 On disk (root is `Settings.voices_dir`, by default ~/.local/share/glmtts-mcp/voices):
     voices/<id>/features.safetensors   named tensors (never pickles)
     voices/<id>/meta.json              VoiceRecord: name, transcripts, times, hashes, schema, fingerprint...
-    voices/<id>/reference.flac         the normalized reference audio, mono 16-bit, to rebuild features
+    voices/<id>/reference.flac         the prepared reference audio, 16-bit (mono, or an upstream clip's channels), to rebuild features
     stats.json                         lifetime counters; generation, tmp/, locks/ are bookkeeping
 
 API (what the MCP tools call):

@@ -198,7 +198,7 @@ class VoiceLibrary:
         return bool(self.fingerprint) and record.fingerprint != self.fingerprint
 
     def reference_audio_path(self, id_or_name: str) -> Path:
-        """The kept reference audio (mono 16-bit FLAC) of a voice."""
+        """The kept reference audio (16-bit FLAC) of a voice."""
         record = self.resolve(id_or_name)
         return self._store.voice_dir(record.id) / REFERENCE_FILE
 

@@ -151,7 +151,7 @@ def rest_routes(app: App) -> APIRouter:
 
     @router.get("/voices/{voice}/audio", response_class=FileResponse)
     async def reference_audio(voice: VoicePath) -> FileResponse:
-        """The reference audio the voice keeps (mono 16-bit FLAC)."""
+        """The reference audio the voice keeps (16-bit FLAC)."""
 
         def locate() -> tuple[VoiceRecord, Path]:
             record = library.resolve(voice)

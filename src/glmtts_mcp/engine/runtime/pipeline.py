@@ -9,7 +9,7 @@ original prompt only, vocode, and hand the piece out as soon as it is ready. Syn
 features never touches Whisper or the prompt encoders.
 
 `reference_processing` chooses between upstream's behaviour exactly (`upstream`: the reference's
-first channel untouched at its own rate, pieces concatenated, every piece spoken) and ours (`clean`:
+channels untouched at its own rate, pieces concatenated, every piece spoken) and ours (`clean`:
 a cleaned 24 kHz reference, pieces joined by a 20 ms crossfade, pieces without a letter or digit
 skipped); docs/e2e-parity.md measures both against upstream's own pipeline.
 
@@ -397,8 +397,11 @@ class Engine:
         timer = _Timer()
         with self.jobs.slot():
             models = self.models
+            # upstream's signals: the channel mix for the prompt mel and CAMPPlus (Whisper hears it too),
+            # channel 0 for the speech tokenizer (one and the same for a mono clip)
             wav24 = reference_pcm_at(ref, MODEL_SAMPLE_RATE)
             wav16 = reference_pcm_at(ref, SPEECH_SAMPLE_RATE)
+            tokens16 = reference_pcm_at(ref, SPEECH_SAMPLE_RATE, first_channel=True) if ref.pcm.ndim > 1 else wav16
             source = "user"
             warnings: list[str] = []
             if transcript is None or not transcript.strip():
@@ -418,7 +421,7 @@ class Engine:
             report(1, 5, "tokenizing the transcript")
             prompt_text_ids = timer.run("text", self._prompt_text_ids, transcript)
             report(2, 5, "extracting speech tokens")
-            speech_ids = timer.run("speech_tokenizer", models.speech_tokenizer.tokenize, wav16)
+            speech_ids = timer.run("speech_tokenizer", models.speech_tokenizer.tokenize, tokens16)
             if speech_ids.numel() == 0:
                 raise AudioInputError("the reference audio gave no speech tokens: use 2-30 s of clear speech")
             report(3, 5, "computing the speaker embedding")
