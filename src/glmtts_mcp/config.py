@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -263,6 +263,15 @@ class Settings(BaseSettings):
             torch.device(value)
         except RuntimeError:
             raise ValueError(f"{value!r} is not a torch device: use auto, cpu, cuda, cuda:1, mps, ...") from None
+        return value
+
+    @field_validator("whisper_model")
+    @classmethod
+    def _check_whisper_model(cls, value: str, info: ValidationInfo) -> str:
+        from glmtts_mcp.engine.checkpoint.layout import whisper_model_problem  # lazy: pulls in torch
+
+        if problem := whisper_model_problem(value, info.data.get("checkpoint")):
+            raise ValueError(problem)
         return value
 
     @field_validator("return_mode")

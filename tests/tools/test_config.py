@@ -153,3 +153,20 @@ def test_config_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
     cfg.write_text('allowed_dirs = ["/tmp", "/srv"]\nidle_unload_s = 5\n')
     settings = load_settings(cfg, idle_unload_s=7)  # a flag beats the file
     assert settings.allowed_dirs == [Path("/tmp").resolve(), Path("/srv").resolve()] and settings.idle_unload_s == 7
+
+
+def test_an_unknown_whisper_model_fails_at_start_naming_the_accepted_values(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    accepted = r"use one of tiny\.en, tiny, base\.en, base, .*turbo, or the path of a Whisper \.pt file"
+    with pytest.raises(ConfigError, match=rf"--whisper-model: unknown whisper model 'bsae': {accepted}"):
+        load_settings(whisper_model="bsae")
+    monkeypatch.setenv("GLMTTS_MCP_WHISPER_MODEL", "huge")
+    with pytest.raises(ConfigError, match=rf"GLMTTS_MCP_WHISPER_MODEL: unknown whisper model 'huge': {accepted}"):
+        load_settings()
+    monkeypatch.delenv("GLMTTS_MCP_WHISPER_MODEL")
+    assert load_settings(whisper_model="small.en").whisper_model == "small.en"  # not downloaded: checked when used
+    assert load_settings(whisper_model=str(tmp_path / "mine.pt")).whisper_model == str(tmp_path / "mine.pt")
+    # a name whose file is in the checkpoint's whisper folder (the tiny checkpoint's random Whisper)
+    assert load_settings(checkpoint=tiny_checkpoint, whisper_model="tiny-random").whisper_model == "tiny-random"
+    with pytest.raises(ConfigError, match="unknown whisper model 'tiny-random'"):
+        load_settings(checkpoint=tmp_path / "elsewhere", whisper_model="tiny-random")
