@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from server_processes import free_port
 
 from glmtts_mcp.tools import http_guard
 
@@ -38,9 +39,7 @@ async def body_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setattr(http_guard, "BODY_WINDOW_S", WINDOW_S)
     monkeypatch.setattr(http_guard, "BODY_MIN_BYTES", MIN_BYTES)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free = int(probe.getsockname()[1])
+    free = free_port()
     config = uvicorn.Config(body_length, host="127.0.0.1", port=free, log_level="warning", lifespan="off",
                             http=http_guard.guarded_http_protocol(header_timeout_s=30.0, max_connections=100))
     server = uvicorn.Server(config)
@@ -102,5 +101,7 @@ def test_a_slow_body_above_the_floor_is_answered(port: int) -> None:
         for _ in range(chunks):
             time.sleep(0.3)
             sock.sendall(chunk)
-        answer = sock.recv(4096)
+        answer = b""
+        while not answer.endswith(str(len(chunk) * chunks).encode()) and (part := sock.recv(4096)):
+            answer += part
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(str(len(chunk) * chunks).encode())
