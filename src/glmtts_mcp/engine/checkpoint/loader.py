@@ -29,6 +29,7 @@ from glmtts_mcp.engine.checkpoint.layout import (
 from glmtts_mcp.engine.checkpoint.manifest import MANIFEST, verify_checkpoint
 from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer
 from glmtts_mcp.engine.models.flow import Flow, load_flow_config
+from glmtts_mcp.engine.models.cpu_linear import prepack_llm_linears
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, load_llm
 from glmtts_mcp.engine.models.speaker import SpeakerEncoder
 from glmtts_mcp.engine.models.speech_tokenizer import SpeechTokenizer
@@ -131,7 +132,13 @@ def load_models(
     special = text_tokenizer.special_token_ids()
 
     llm_dir = directory / LLM_DIR
-    llm = _named(llm_dir, "LLM", lambda: GLMTTSLLM(load_llm(llm_dir, device=device, dtype=llm_dtype), special))
+
+    def build_llm() -> GLMTTSLLM:
+        model = load_llm(llm_dir, device=device, dtype=llm_dtype)
+        prepack_llm_linears(model)  # CPU: oneDNN packed weights, so batched decoding pays (cpu_linear.py)
+        return GLMTTSLLM(model, special)
+
+    llm = _named(llm_dir, "LLM", build_llm)
 
     flow_pt = directory / FLOW_WEIGHTS
 
