@@ -16,6 +16,7 @@ from glmtts_mcp.engine.models.cpu_linear import PackedLinear, TiedOutputLinear, 
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, load_llm
 from glmtts_mcp.engine.parity import load_case_tensors
 from glmtts_mcp.engine.parity.llm_cases import RecordedDraws, load_case_llm, run_llm_case
+from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, SpeechRequest
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, load_llm
 
@@ -87,3 +88,13 @@ def test_the_dense_path_stays_when_onednn_cannot_run(golden_case: Callable[..., 
     assert isinstance(llm.model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
     assert isinstance(llm.model.lm_head, torch.nn.Linear)
     assert run_llm_case(folder, case).passed
+
+
+def test_the_cpu_default_is_fp32_through_onednn(tiny_checkpoint: Path) -> None:
+    """The CPU dtype decision (benchmarks/README.md, LLM dtype on CPU): auto is fp32, which batches through oneDNN."""
+    engine = Engine.load(tiny_checkpoint, device="cpu", whisper_model="tiny-random", max_batch=2)
+    try:
+        assert engine.dtype == "float32"
+        assert isinstance(engine.models.llm.model.model.layers[0].self_attn.o_proj, PackedLinear)
+    finally:
+        engine.unload()
