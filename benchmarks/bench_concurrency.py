@@ -162,6 +162,13 @@ def run_row(engine: Engine, voices: list[VoiceFeatures], n: int) -> dict[str, ob
     }
 
 
+def format_row(mode: str, n: int, r: dict[str, object]) -> str:
+    sizes = " ".join(f"{size}:{count}" for size, count in sorted(r["steps"].items()))
+    return (f"{mode:<8}{n:>3}{r['wall']:>9.1f}{r['audio']:>9.1f}{r['agg']:>11.3f}{r['rtf_median']:>9.2f}"
+            f"{r['rtf_worst']:>10.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
+            f"{r['memory']:<18}{sizes}")
+
+
 def bench_engine(checkpoint: Path, args: argparse.Namespace, max_batch: int, references: list[Path],
                  whisper_model: str) -> dict[int, dict[str, object]]:
     engine = Engine.load(checkpoint, device=args.device, dtype=args.dtype, whisper_model=whisper_model,
@@ -174,8 +181,7 @@ def bench_engine(checkpoint: Path, args: argparse.Namespace, max_batch: int, ref
         rows = {}
         for n in args.n:
             rows[n] = run_row(engine, voices, n)
-            print(f"  {'batched' if max_batch > 1 else 'serial'} N={n}: {rows[n]['wall']:.1f} s", file=sys.stderr,
-                  flush=True)
+            print(format_row("batched" if max_batch > 1 else "serial", n, rows[n]), file=sys.stderr, flush=True)
         return rows
     finally:
         engine.unload()
@@ -313,15 +319,19 @@ def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks
 
     Benchmark-only: the three background sequences are ended (`limit_steps`) once the window is measured.
     """
-    from glmtts_mcp.engine.checkpoint.loader import load_models
-    from glmtts_mcp.engine.models.llm import RasSettings
+    from glmtts_mcp.engine.checkpoint.layout import LLM_DIR, TEXT_TOKENIZER_DIR
+    from glmtts_mcp.engine.frontend.text_tokenizer import TextTokenizer
+    from glmtts_mcp.engine.models.cpu_linear import prepack_llm_linears
+    from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, load_llm
     from glmtts_mcp.engine.runtime.scheduler import BatchScheduler
 
-    models = load_models(checkpoint, _device(device), llm_dtype=dtype)
+    model = load_llm(checkpoint / LLM_DIR, device=_device(device), dtype=dtype)
+    prepack_llm_linears(model)  # as the engine loads it (only the LLM: the flow is not needed here)
+    llm = GLMTTSLLM(model, TextTokenizer.from_dir(checkpoint / TEXT_TOKENIZER_DIR).special_token_ids())
     rows = [f"prefill stall ({str(dtype).removeprefix('torch.')}): 3 sequences decoding, a 950-position prompt "
             "admitted:"]
     for chunk in chunks:
-        scheduler = BatchScheduler(models.llm, max_batch=4, slot_positions=2048, prefill_chunk=chunk)
+        scheduler = BatchScheduler(llm, max_batch=4, slot_positions=2048, prefill_chunk=chunk)
         steps: list[float] = []
         decode = scheduler._decode_step  # noqa: SLF001 - a benchmark hook on the step times
 
@@ -411,10 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header if results else "(no engine rows: --modes was empty)")
     for mode, rows in results.items():
         for n, r in rows.items():
-            sizes = " ".join(f"{size}:{count}" for size, count in sorted(r["steps"].items()))
-            print(f"{mode:<8}{n:>3}{r['wall']:>9.1f}{r['audio']:>9.1f}{r['agg']:>11.3f}{r['rtf_median']:>9.2f}"
-                  f"{r['rtf_worst']:>10.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
-                  f"{r['memory']:<18}{sizes}")
+            print(format_row(mode, n, r))
     if "serial" in results and "batched" in results:
         ratios = "  ".join(f"N={n}: {results['batched'][n]['agg'] / results['serial'][n]['agg']:.2f}x"
                            for n in args.n)

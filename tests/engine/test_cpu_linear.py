@@ -90,11 +90,14 @@ def test_the_dense_path_stays_when_onednn_cannot_run(golden_case: Callable[..., 
     assert run_llm_case(folder, case).passed
 
 
-def test_the_cpu_default_is_fp32_through_onednn(tiny_checkpoint: Path) -> None:
-    """The CPU dtype decision (benchmarks/README.md, LLM dtype on CPU): auto is fp32, which batches through oneDNN."""
-    engine = Engine.load(tiny_checkpoint, device="cpu", whisper_model="tiny-random", max_batch=2)
+@pytest.mark.parametrize(("max_batch", "packed"), [(2, True), (1, False)])
+def test_the_cpu_default_is_fp32_through_onednn_when_batching(tiny_checkpoint: Path, max_batch: int,
+                                                              packed: bool) -> None:
+    """The CPU dtype decision (benchmarks/README.md, LLM dtype on CPU): auto is fp32, which batches through
+    oneDNN; one sequence at a time (--max-batch 1) keeps the dense weights, faster for a single row."""
+    engine = Engine.load(tiny_checkpoint, device="cpu", whisper_model="tiny-random", max_batch=max_batch)
     try:
         assert engine.dtype == "float32"
-        assert isinstance(engine.models.llm.model.model.layers[0].self_attn.o_proj, PackedLinear)
+        assert isinstance(engine.models.llm.model.model.layers[0].self_attn.o_proj, PackedLinear) == packed
     finally:
         engine.unload()

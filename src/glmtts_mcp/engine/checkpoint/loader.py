@@ -113,8 +113,12 @@ def load_models(
     device: str | torch.device = "cpu",
     llm_dtype: torch.dtype = torch.float32,
     flow_dtype: torch.dtype = torch.float32,
+    batched_llm: bool = True,
 ) -> Models:
     """Validate the checkpoint (and its manifest's file sizes, if any), then load every module onto `device`.
+
+    `batched_llm`: the LLM will decode several sequences per step, so on a CPU its linears are
+    prepacked for oneDNN (cpu_linear.py); one sequence at a time runs faster on the dense weights.
 
     The LLM runs in `llm_dtype` (bf16 on GPU saves half its memory); flow and vocoder default to
     fp32 (vLLM-Omni found bf16 DiT audibly hissy, docs/checkpoint.md §5); the speech tokenizer always
@@ -135,7 +139,8 @@ def load_models(
 
     def build_llm() -> GLMTTSLLM:
         model = load_llm(llm_dir, device=device, dtype=llm_dtype)
-        prepack_llm_linears(model)  # CPU: oneDNN packed weights, so batched decoding pays (cpu_linear.py)
+        if batched_llm:
+            prepack_llm_linears(model)
         return GLMTTSLLM(model, special)
 
     llm = _named(llm_dir, "LLM", build_llm)
