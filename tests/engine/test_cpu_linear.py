@@ -101,3 +101,20 @@ def test_the_cpu_default_is_fp32_through_onednn_when_batching(tiny_checkpoint: P
         assert isinstance(engine.models.llm.model.model.layers[0].self_attn.o_proj, PackedLinear) == packed
     finally:
         engine.unload()
+
+
+def test_packing_lets_the_checkpoint_files_mapping_close(tiny_checkpoint: Path) -> None:
+    """The dense weights are views of the mapped safetensors files: once packed, nothing may keep the
+    mapping open (its pages would stay in the RSS beside the packed copy)."""
+    import gc
+
+    def mapped() -> bool:
+        return str((tiny_checkpoint / "llm").resolve()) in Path("/proc/self/maps").read_text()
+
+    model = load_llm(tiny_checkpoint / "llm")
+    if not mapped():
+        pytest.skip("this transformers version copies the weights instead of mapping the files")
+    assert prepack_llm_linears(model)
+    gc.collect()
+    assert not mapped()
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
