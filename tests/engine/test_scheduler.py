@@ -307,3 +307,23 @@ def test_a_sequence_finishing_during_a_chunked_prefill_hands_its_slot_over(model
         scheduler.close()
     assert got == expected
     assert len(moves) == 1 and moves[0][:2] == (1, 0) and 0 < moves[0][2] < 61  # moved while half written
+
+
+def test_the_padded_step_leaves_a_prompt_being_prefilled_intact(models: Models,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled step runs over every slot, padding rows included; their writes must miss the slot where
+    a prompt is being written in chunks. Run here with torch.compile as the identity (the padding logic
+    on a CPU): the tokens equal the eager step's."""
+    made = requests(4)
+    eager = BatchScheduler(models.llm, max_batch=2, slot_positions=512, prefill_chunk=5)
+    try:
+        expected = run(eager, [make([]) for make in made])
+    finally:
+        eager.close()
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: None)
+    padded = BatchScheduler(models.llm, max_batch=2, slot_positions=512, prefill_chunk=5, compile_step=True)
+    try:
+        assert run(padded, [make([]) for make in made]) == expected
+    finally:
+        padded.close()

@@ -295,7 +295,10 @@ def _compiled_step(compile_step: bool):  # noqa: ANN202 - a callable with slot_f
         n = embeds.shape[0]
         full_embeds = torch.zeros((cache.slots, 1, embeds.shape[-1]), dtype=embeds.dtype, device=embeds.device)
         full_embeds[:n] = embeds
-        full_positions = torch.zeros((cache.slots, 1), dtype=positions.dtype, device=positions.device)
+        # the padding rows write their (discarded) keys at the last position, which no sequence reaches
+        # (a slot's room ends one short of it): position 0 may hold a prompt being prefilled in chunks
+        full_positions = torch.full((cache.slots, 1), cache.positions - 1, dtype=positions.dtype,
+                                    device=positions.device)
         full_positions[:n] = positions
         try:
             torch.compiler.cudagraph_mark_step_begin()
