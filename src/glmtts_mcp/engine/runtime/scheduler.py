@@ -162,7 +162,8 @@ class BatchScheduler:
                 max_batch=self.max_batch, slot_positions=self.cache.positions,
                 kv_cache_bytes=SlotKVCache.bytes_needed(self.llm.model.config, self.max_batch, self.cache.positions,
                                                         self._embedding.dtype),
-                running=len(self._live) + (self._prefilling is not None), waiting=len(self._waiting), steps=c.steps, tokens=c.tokens,
+                running=len(self._live) + (self._prefilling is not None), waiting=len(self._waiting),
+                steps=c.steps, tokens=c.tokens,
                 tokens_per_s=c.tokens / c.busy_s if c.busy_s > 0 else 0.0, batch_sizes=dict(sorted(c.batch_sizes.items())),
             )
 
