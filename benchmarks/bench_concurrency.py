@@ -15,10 +15,13 @@ there), which is what real speech of that length costs. That is not an option of
 
 `--flow-batch` adds a measurement for issue 16 item 2: one step of the flow's DiT for two segments of
 the same length, one after another against stacked into one batch. `--matmul` times the LLM's MLP
-projection (the checkpoint's sizes) for 1 and 8 rows through torch's default CPU path (MKL) and oneDNN:
-what one decode step over 8 sequences costs against one over 1 on this machine's BLAS. `--llm-steps`
-times the scheduler's batched decode step itself (the checkpoint's LLM alone, rows at position 200)
-for 1, 2, 4 and 8 sequences: the LLM's share of the batching gain, quick even at the real size.
+projection (the checkpoint's sizes) for 1 and 8 rows through torch's default CPU path (MKL) and the
+engine's oneDNN prepacked layer: what one decode step over 8 sequences costs against one over 1 on this
+machine's BLAS. `--llm-steps` times the scheduler's batched decode step itself (the checkpoint's LLM
+alone, rows at position 200) for 1, 2, 4 and 8 sequences, dense and then prepacked as the engine loads
+it on a CPU: the LLM's share of the batching gain, quick even at the real size. `--prefill-stall`
+admits a request with a 30 s voice prompt while three sequences decode and reports the longest gap
+between decode steps, for each prefill chunk size given.
 """
 
 from __future__ import annotations
@@ -159,6 +162,13 @@ def run_row(engine: Engine, voices: list[VoiceFeatures], n: int) -> dict[str, ob
     }
 
 
+def format_row(mode: str, n: int, r: dict[str, object]) -> str:
+    sizes = " ".join(f"{size}:{count}" for size, count in sorted(r["steps"].items()))
+    return (f"{mode:<8}{n:>3}{r['wall']:>9.1f}{r['audio']:>9.1f}{r['agg']:>11.3f}{r['rtf_median']:>9.2f}"
+            f"{r['rtf_worst']:>10.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
+            f"{r['memory']:<18}{sizes}")
+
+
 def bench_engine(checkpoint: Path, args: argparse.Namespace, max_batch: int, references: list[Path],
                  whisper_model: str) -> dict[int, dict[str, object]]:
     engine = Engine.load(checkpoint, device=args.device, dtype=args.dtype, whisper_model=whisper_model,
@@ -171,8 +181,7 @@ def bench_engine(checkpoint: Path, args: argparse.Namespace, max_batch: int, ref
         rows = {}
         for n in args.n:
             rows[n] = run_row(engine, voices, n)
-            print(f"  {'batched' if max_batch > 1 else 'serial'} N={n}: {rows[n]['wall']:.1f} s", file=sys.stderr,
-                  flush=True)
+            print(format_row("batched" if max_batch > 1 else "serial", n, rows[n]), file=sys.stderr, flush=True)
         return rows
     finally:
         engine.unload()
@@ -223,13 +232,15 @@ def flow_batch_rows(checkpoint: Path, args: argparse.Namespace, reference: Path,
 
 
 def matmul_rows(checkpoint: Path, dtype: torch.dtype) -> list[str]:
-    """The LLM's up-projection (hidden -> intermediate) for 1 and 8 rows: MKL (torch's default) vs oneDNN."""
-    from torch.utils import mkldnn as mkldnn_utils
+    """The LLM's up-projection (hidden -> intermediate) for 1 and 8 rows: MKL (torch's default) vs the
+    engine's oneDNN prepacked layer (`cpu_linear.PackedLinear`)."""
+    from glmtts_mcp.engine.models.cpu_linear import PackedLinear, onednn_failure
 
     config = json.loads((checkpoint / "llm" / "config.json").read_text())
     hidden, inner = config["hidden_size"], config["intermediate_size"]
     layer = torch.nn.Linear(hidden, inner, bias=False).to(dtype).eval()
-    packed = mkldnn_utils.to_mkldnn(layer, dtype) if torch.backends.mkldnn.is_available() else None
+    failure = onednn_failure(dtype)
+    packed = PackedLinear(layer) if failure is None else None
 
     def best(fn) -> float:  # noqa: ANN001
         fn()
@@ -241,17 +252,15 @@ def matmul_rows(checkpoint: Path, dtype: torch.dtype) -> list[str]:
         return min(times) * 1000
 
     rows = [f"LLM up-projection {hidden} -> {inner} ({str(dtype).removeprefix('torch.')}), best of 10:"]
+    if failure is not None:  # e.g. bf16 needs AVX-512 or AVX-NE-CONVERT
+        rows.append(f"  oneDNN   unavailable here: {failure}")
     times = {}
     with torch.inference_mode():
         for m in (1, 8):
             x = torch.randn(m, hidden, dtype=dtype)
             times[("default", m)] = best(lambda x=x: layer(x))
             if packed is not None:
-                try:
-                    times[("oneDNN", m)] = best(lambda x=x: packed(x.to_mkldnn()).to_dense())
-                except RuntimeError as exc:  # e.g. bf16 needs AVX-512 or AVX-NE-CONVERT
-                    rows.append(f"  oneDNN   unavailable here: {str(exc).strip().splitlines()[-1]}")
-                    packed = None
+                times[("oneDNN", m)] = best(lambda x=x: packed(x))
     for path in ("default", "oneDNN"):
         if (path, 1) in times and (path, 8) in times:
             one, eight = times[(path, 1)], times[(path, 8)]
@@ -259,33 +268,104 @@ def matmul_rows(checkpoint: Path, dtype: torch.dtype) -> list[str]:
     return rows
 
 
+def _device(device: str) -> torch.device:
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                        ("cpu" if device == "auto" else device))
+
+
 def llm_step_rows(checkpoint: Path, dtype: torch.dtype, device: str) -> list[str]:
-    """One batched decode step (`slot_forward`) for 1, 2, 4, 8 live sequences at position 200, best of 3."""
+    """One batched decode step (`slot_forward`) for 1, 2, 4, 8 live sequences at position 200, best of 3.
+
+    On a CPU: first with the dense linears (torch's default matmul), then with the same model's
+    linears prepacked for oneDNN as the engine loads them; `x one dense` compares each row's tokens/s
+    with one sequence on the dense model.
+    """
+    from glmtts_mcp.engine.models.cpu_linear import prepack_llm_linears
     from glmtts_mcp.engine.models.llm import load_llm
     from glmtts_mcp.engine.models.static_cache import SlotKVCache, slot_forward
 
-    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
+    target = _device(device)
     model = load_llm(checkpoint / "llm", device=target, dtype=dtype)
     cache = SlotKVCache(model, 8, 256)
     embedding = model.get_input_embeddings().weight
     rows = [f"LLM batched decode step ({str(dtype).removeprefix('torch.')}, keys at 200 positions), best of 3:"]
     single = None
-    with torch.inference_mode():
-        for n in (1, 2, 4, 8):
-            embeds = embedding[torch.arange(n, device=target)][:, None]
-            positions = torch.full((n, 1), 200, device=target)
-            times = []
-            for _ in range(4):
-                began = time.perf_counter()
-                slot_forward(model, embeds, cache, 0, positions)
-                if target.type == "cuda":
-                    torch.cuda.synchronize(target)
-                times.append(time.perf_counter() - began)
-            step = min(times[1:])
-            single = single or step
-            rows.append(f"  {n} sequence(s)  {step * 1000:9.1f} ms per step   {n / step:7.2f} tokens/s   "
-                        f"{n * single / step:5.2f}x the tokens/s of one")
+    for linears in ("dense", "oneDNN"):
+        if linears == "oneDNN" and not prepack_llm_linears(model):
+            rows.append("  oneDNN   unavailable for this device or dtype (see the log line)")
+            break
+        with torch.inference_mode():
+            for n in (1, 2, 4, 8):
+                embeds = embedding[torch.arange(n, device=target)][:, None]
+                positions = torch.full((n, 1), 200, device=target)
+                times = []
+                for _ in range(4):
+                    began = time.perf_counter()
+                    slot_forward(model, embeds, cache, 0, positions)
+                    if target.type == "cuda":
+                        torch.cuda.synchronize(target)
+                    times.append(time.perf_counter() - began)
+                step = min(times[1:])
+                single = single or step
+                rows.append(f"  {linears:<7}{n} sequence(s)  {step * 1000:9.1f} ms per step   {n / step:7.2f} tokens/s   "
+                            f"{n * single / step:5.2f}x one dense")
+    return rows
+
+
+def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks: list[int]) -> list[str]:
+    """How long a long prompt's prefill stalls the others: 3 sequences decode, then a request with a 30 s
+    voice prompt (750 speech tokens + 120 transcript + 80 text ids) is admitted; the longest gap between
+    two decode steps from its admission to its first token, for each prefill chunk size.
+
+    Benchmark-only: the three background sequences are ended (`limit_steps`) once the window is measured.
+    """
+    from glmtts_mcp.engine.checkpoint.layout import LLM_DIR, TEXT_TOKENIZER_DIR
+    from glmtts_mcp.engine.frontend.text_tokenizer import TextTokenizer
+    from glmtts_mcp.engine.models.cpu_linear import prepack_llm_linears
+    from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, load_llm
+    from glmtts_mcp.engine.runtime.scheduler import BatchScheduler
+
+    model = load_llm(checkpoint / LLM_DIR, device=_device(device), dtype=dtype)
+    prepack_llm_linears(model)  # as the engine loads it (only the LLM: the flow is not needed here)
+    llm = GLMTTSLLM(model, TextTokenizer.from_dir(checkpoint / TEXT_TOKENIZER_DIR).special_token_ids())
+    rows = [f"prefill stall ({str(dtype).removeprefix('torch.')}): 3 sequences decoding, a 950-position prompt "
+            "admitted:"]
+    for chunk in chunks:
+        scheduler = BatchScheduler(llm, max_batch=4, slot_positions=2048, prefill_chunk=chunk)
+        steps: list[float] = []
+        decode = scheduler._decode_step  # noqa: SLF001 - a benchmark hook on the step times
+
+        def timed(decode=decode, steps=steps) -> None:  # noqa: ANN001
+            decode()
+            steps.append(time.perf_counter())
+
+        scheduler._decode_step = timed  # type: ignore[method-assign]  # noqa: SLF001
+        try:
+            background = [scheduler.submit(SpeechRequest(list(range(100, 110)), list(range(200, 220)),
+                                                         [j % 500 for j in range(100)], RasSettings(),
+                                                         torch.Generator().manual_seed(i), min_ratio=100.0,
+                                                         max_ratio=100.0)) for i in range(3)]
+            while len(steps) < 3:
+                time.sleep(0.05)
+            admitted = time.perf_counter()
+            long_prompt = SpeechRequest(list(range(300, 380)), list(range(400, 520)), [j % 6000 for j in range(750)],
+                                        RasSettings(), torch.Generator().manual_seed(9), min_ratio=0.05,
+                                        max_ratio=0.05)  # 4 tokens
+            result = scheduler.submit(long_prompt)
+            result.result()
+            done = time.perf_counter()
+            window = [admitted] + [t for t in steps if t > admitted]
+            gaps = [b - a for a, b in zip(window, window[1:])]
+            for entry in scheduler._live:  # noqa: SLF001 - end the background sequences now
+                entry.sequence.limit_steps(entry.sequence.step + 1)
+            for future in background:
+                future.result()
+        finally:
+            scheduler.close()
+        label = "whole" if chunk >= 950 else f"{chunk} per chunk"
+        rows.append(f"  prefill {label:<16} longest gap between decode steps {max(gaps):7.2f} s   "
+                    f"decode steps in the window {len(gaps):3d}   admission to its 4th token "
+                    f"{done - admitted:7.2f} s")
     return rows
 
 
@@ -304,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-batch", action="store_true", help="also time one DiT step batched vs one by one")
     parser.add_argument("--matmul", action="store_true", help="also time the LLM's MLP matmul for 1 and 8 rows")
     parser.add_argument("--llm-steps", action="store_true", help="also time the batched LLM step for 1-8 sequences")
+    parser.add_argument("--prefill-stall", type=int, nargs="*", metavar="CHUNK",
+                        help="also measure the decode gap while a 950-position prompt is prefilled, per chunk size "
+                             "(e.g. 4096 256 64)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -326,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16}.get(args.dtype, torch.float32)
         flow_rows += matmul_rows(checkpoint, dtype) if args.matmul else []
         flow_rows += llm_step_rows(checkpoint, dtype, args.device) if args.llm_steps else []
+        flow_rows += prefill_stall_rows(checkpoint, dtype, args.device, args.prefill_stall) if args.prefill_stall else []
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = _device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
     print(f"checkpoint {checkpoint.name}, device {name}, LLM dtype {args.dtype}, torch threads "
           f"{torch.get_num_threads()}, {args.tokens} tokens per segment x shares {LENGTH_SHARES}, "
@@ -338,10 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header if results else "(no engine rows: --modes was empty)")
     for mode, rows in results.items():
         for n, r in rows.items():
-            sizes = " ".join(f"{size}:{count}" for size, count in sorted(r["steps"].items()))
-            print(f"{mode:<8}{n:>3}{r['wall']:>9.1f}{r['audio']:>9.1f}{r['agg']:>11.3f}{r['rtf_median']:>9.2f}"
-                  f"{r['rtf_worst']:>10.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
-                  f"{r['memory']:<18}{sizes}")
+            print(format_row(mode, n, r))
     if "serial" in results and "batched" in results:
         ratios = "  ".join(f"N={n}: {results['batched'][n]['agg'] / results['serial'][n]['agg']:.2f}x"
                            for n in args.n)

@@ -59,8 +59,11 @@ def _llm(folder: Path, case: dict, dtype: torch.dtype, device: torch.device) -> 
     from glmtts_mcp.engine.parity.llm_cases import load_case_llm
 
     _, io = load_case_tensors(folder)
+    from glmtts_mcp.engine.models.cpu_linear import prepack_llm_linears
+
     llm = load_case_llm(folder, case, dtype=dtype)
     llm.model.to(device)
+    prepack_llm_linears(llm.model)  # as the engine loads it (CPU: oneDNN where it runs the dtype)
     with torch.inference_mode():
         logits = llm.teacher_forced_logits(io["text_token"][0].tolist(), io["prompt_text_token"][0].tolist(),
                                            io["prompt_speech_token"][0].tolist(), io["speech_token_out"][0].tolist())

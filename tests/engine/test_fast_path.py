@@ -124,30 +124,28 @@ def test_caches_are_reused_grown_and_never_shared(models: Models) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graph_step_decodes_the_same_with_one_sync_per_step(models: Models) -> None:
+def test_cuda_graph_step_decodes_the_same_with_one_sync_per_step(tiny_checkpoint: Path) -> None:
     """On a GPU: the compiled (CUDA graph) static path decodes like the eager dynamic one, and the
     sampling loop synchronises with the host once per step (plus the prefill and fallback redraws)."""
-    model = models.llm.model.to("cuda")
+    models = load_models(tiny_checkpoint, torch.device("cuda"))  # the CPU models' linears are oneDNN-packed
+    model = models.llm.model
+    text, prompt_text, prompt_speech = list(range(5, 15)), [9, 10, 11], [1, 2, 3, 4]
+    kwargs = {"min_ratio": 2.0, "max_ratio": 6.0}
+    compiled = with_decoder(models.llm, StaticDecoder(model, compile=True))
+    reference = traced(with_decoder(models.llm, DynamicDecoder(model)), text, prompt_text, prompt_speech,
+                       generator=torch.Generator().manual_seed(6), **kwargs)
+
+    def run() -> list[int]:
+        return compiled.generate(text, prompt_text, prompt_speech, generator=torch.Generator().manual_seed(6),
+                                 **kwargs)
+
+    run()  # compiles and records the graph
+    torch.cuda.set_sync_debug_mode("warn")
     try:
-        text, prompt_text, prompt_speech = list(range(5, 15)), [9, 10, 11], [1, 2, 3, 4]
-        kwargs = {"min_ratio": 2.0, "max_ratio": 6.0}
-        compiled = with_decoder(models.llm, StaticDecoder(model, compile=True))
-        reference = traced(with_decoder(models.llm, DynamicDecoder(model)), text, prompt_text, prompt_speech,
-                           generator=torch.Generator().manual_seed(6), **kwargs)
-
-        def run() -> list[int]:
-            return compiled.generate(text, prompt_text, prompt_speech, generator=torch.Generator().manual_seed(6),
-                                     **kwargs)
-
-        run()  # compiles and records the graph
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with pytest.warns(UserWarning) as syncs:
-                tokens = run()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        assert tokens == reference[0]
-        steps, fallbacks = len(reference[1]), sum(t.fallback_pick >= 0 for t in reference[1])
-        assert len([w for w in syncs if "synchroniz" in str(w.message)]) <= steps + fallbacks + 2
+        with pytest.warns(UserWarning) as syncs:
+            tokens = run()
     finally:
-        model.to("cpu")
+        torch.cuda.set_sync_debug_mode("default")
+    assert tokens == reference[0]
+    steps, fallbacks = len(reference[1]), sum(t.fallback_pick >= 0 for t in reference[1])
+    assert len([w for w in syncs if "synchroniz" in str(w.message)]) <= steps + fallbacks + 2

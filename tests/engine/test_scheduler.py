@@ -15,6 +15,7 @@ import torch
 from glmtts_mcp.engine.checkpoint.loader import Models, load_models
 from glmtts_mcp.engine.models.llm import RasSettings, StepTrace
 from glmtts_mcp.engine.runtime import pipeline as pipeline_module
+from glmtts_mcp.engine.runtime import scheduler as scheduler_module
 from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, SpeechRequest
 from glmtts_mcp.engine.types import EngineError
@@ -194,22 +195,20 @@ def test_a_failing_compiled_step_falls_back_to_eager_once(models: Models, monkey
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graph_batched_step_decodes_like_the_eager_one(models: Models, caplog: pytest.LogCaptureFixture) -> None:
+def test_cuda_graph_batched_step_decodes_like_the_eager_one(tiny_checkpoint: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
     """On a GPU: the compiled (CUDA graph, padded to all slots) step gives the eager step's tokens, no fallback."""
-    model = models.llm.model.to("cuda")
-    try:
-        results = {}
-        for compiled in (False, True):
-            scheduler = BatchScheduler(models.llm, max_batch=4, slot_positions=512, compile_step=compiled)
-            try:
-                with caplog.at_level(logging.WARNING, logger="glmtts_mcp.engine.runtime.scheduler"):
-                    results[compiled] = run(scheduler, [make([]) for make in requests(6)])
-            finally:
-                scheduler.close()
-        assert results[True] == results[False]
-        assert "decoding eagerly" not in caplog.text
-    finally:
-        model.to("cpu")
+    on_gpu = load_models(tiny_checkpoint, torch.device("cuda"))  # the CPU models' linears are oneDNN-packed
+    results = {}
+    for compiled in (False, True):
+        scheduler = BatchScheduler(on_gpu.llm, max_batch=4, slot_positions=512, compile_step=compiled)
+        try:
+            with caplog.at_level(logging.WARNING, logger="glmtts_mcp.engine.runtime.scheduler"):
+                results[compiled] = run(scheduler, [make([]) for make in requests(6)])
+        finally:
+            scheduler.close()
+    assert results[True] == results[False]
+    assert "decoding eagerly" not in caplog.text
 
 
 def test_a_failing_cuda_stream_falls_back_to_the_default_stream(models: Models, monkeypatch: pytest.MonkeyPatch,
@@ -233,3 +232,98 @@ def test_a_failing_cuda_stream_falls_back_to_the_default_stream(models: Models, 
             scheduler.close()
     warnings = [r for r in caplog.records if "default stream" in r.getMessage()]
     assert len(warnings) == 1 and "forced by the test" in warnings[0].getMessage()
+
+
+def test_a_chunked_prefill_gives_the_tokens_of_a_whole_one(models: Models) -> None:
+    """Prompts written a few positions per forward (with others decoding in between) decode as when whole."""
+    made = requests(4)
+    traces = {chunk: [[] for _ in made] for chunk in (4096, 5)}
+    tokens = {}
+    for chunk, chunk_traces in traces.items():
+        scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=512, prefill_chunk=chunk)
+        try:
+            tokens[chunk] = run(scheduler, [make(trace) for make, trace in zip(made, chunk_traces, strict=True)])
+        finally:
+            scheduler.close()
+    for i, (got, want) in enumerate(zip(tokens[5], tokens[4096], strict=True)):
+        assert got == want, explain_divergence(f"request {i}", traces[4096][i], traces[5][i])
+        for a, b in zip(traces[4096][i], traces[5][i], strict=True):
+            finite = ~torch.isinf(a.logp)
+            assert float((a.logp[finite] - b.logp[finite]).abs().max()) <= LOGIT_TOLERANCE
+
+
+def test_a_long_prompt_is_prefilled_between_the_others_decode_steps(models: Models,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a 60-position prompt is written 8 positions at a time, the live sequence keeps decoding."""
+    calls: list[str] = []
+    forward = scheduler_module.slot_forward
+
+    def recorded(model, embeds, cache, first_slot, positions, keys_len=None):  # noqa: ANN001, ANN202
+        calls.append(f"slot {first_slot}: {embeds.shape[1]} position(s)")
+        return forward(model, embeds, cache, first_slot, positions, keys_len)
+
+    monkeypatch.setattr(scheduler_module, "slot_forward", recorded)
+    scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=1024, prefill_chunk=8)
+    try:
+        first = scheduler.submit(SpeechRequest(list(range(5, 25)), [30, 31], [1, 2, 3], RasSettings(),
+                                               torch.Generator().manual_seed(1), min_ratio=10.0, max_ratio=10.0))
+        while scheduler.stats().steps < 2:
+            time.sleep(0.01)
+        long_prompt = SpeechRequest(list(range(5, 15)), [30, 31], [j % 50 for j in range(48)], RasSettings(),
+                                    torch.Generator().manual_seed(2), min_ratio=1.0, max_ratio=1.0)
+        assert len(scheduler.submit(long_prompt).result(timeout=120)) == 10
+        assert len(first.result(timeout=120)) == 200
+    finally:
+        scheduler.close()
+    chunks = [i for i, call in enumerate(calls) if call.startswith("slot 1")]  # the long prompt's slot
+    assert [calls[i] for i in chunks] == ["slot 1: 8 position(s)"] * 7 + ["slot 1: 5 position(s)"]  # 2+10+1+48
+    between = calls[chunks[0]:chunks[-1]]
+    assert between.count("slot 0: 1 position(s)") == 7  # one decode step of the live sequence after each chunk
+
+
+def test_a_sequence_finishing_during_a_chunked_prefill_hands_its_slot_over(models: Models,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finishes while B's prompt is half written: B's written positions move down into A's slot, and B
+    decodes the tokens it decodes alone."""
+    def long_prompt() -> SpeechRequest:
+        return SpeechRequest(list(range(5, 15)), [30, 31], [j % 50 for j in range(48)], RasSettings(),
+                             torch.Generator().manual_seed(3), min_ratio=3.0, max_ratio=3.0)
+
+    alone = BatchScheduler(models.llm, max_batch=2, slot_positions=512, prefill_chunk=5)
+    try:
+        expected = alone.submit(long_prompt()).result(timeout=120)
+    finally:
+        alone.close()
+    moves: list[tuple[int, int, int]] = []
+    scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=512, prefill_chunk=5)
+    move_slot = scheduler.cache.move_slot
+    monkeypatch.setattr(scheduler.cache, "move_slot", lambda s, t, n: moves.append((s, t, n)) or move_slot(s, t, n))
+    try:
+        short = scheduler.submit(SpeechRequest([5, 6], [30, 31], [1, 2], RasSettings(),
+                                               torch.Generator().manual_seed(4), min_ratio=1.5, max_ratio=1.5))
+        got = scheduler.submit(long_prompt()).result(timeout=120)
+        assert len(short.result(timeout=10)) == 3
+    finally:
+        scheduler.close()
+    assert got == expected
+    assert len(moves) == 1 and moves[0][:2] == (1, 0) and 0 < moves[0][2] < 61  # moved while half written
+
+
+def test_the_padded_step_leaves_a_prompt_being_prefilled_intact(models: Models,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled step runs over every slot, padding rows included; their writes must miss the slot where
+    a prompt is being written in chunks. Run here with torch.compile as the identity (the padding logic
+    on a CPU): the tokens equal the eager step's."""
+    made = requests(4)
+    eager = BatchScheduler(models.llm, max_batch=2, slot_positions=512, prefill_chunk=5)
+    try:
+        expected = run(eager, [make([]) for make in made])
+    finally:
+        eager.close()
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: None)
+    padded = BatchScheduler(models.llm, max_batch=2, slot_positions=512, prefill_chunk=5, compile_step=True)
+    try:
+        assert run(padded, [make([]) for make in made]) == expected
+    finally:
+        padded.close()

@@ -29,6 +29,7 @@ from glmtts_mcp.engine.checkpoint.layout import (
 from glmtts_mcp.engine.checkpoint.manifest import MANIFEST, verify_checkpoint
 from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer
 from glmtts_mcp.engine.models.flow import Flow, load_flow_config
+from glmtts_mcp.engine.models.cpu_linear import prepack_llm_linears
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, load_llm
 from glmtts_mcp.engine.models.speaker import SpeakerEncoder
 from glmtts_mcp.engine.models.speech_tokenizer import SpeechTokenizer
@@ -112,8 +113,12 @@ def load_models(
     device: str | torch.device = "cpu",
     llm_dtype: torch.dtype = torch.float32,
     flow_dtype: torch.dtype = torch.float32,
+    batched_llm: bool = True,
 ) -> Models:
     """Validate the checkpoint (and its manifest's file sizes, if any), then load every module onto `device`.
+
+    `batched_llm`: the LLM will decode several sequences per step, so on a CPU its linears are
+    prepacked for oneDNN (cpu_linear.py); one sequence at a time runs faster on the dense weights.
 
     The LLM runs in `llm_dtype` (bf16 on GPU saves half its memory); flow and vocoder default to
     fp32 (vLLM-Omni found bf16 DiT audibly hissy, docs/checkpoint.md §5); the speech tokenizer always
@@ -131,7 +136,14 @@ def load_models(
     special = text_tokenizer.special_token_ids()
 
     llm_dir = directory / LLM_DIR
-    llm = _named(llm_dir, "LLM", lambda: GLMTTSLLM(load_llm(llm_dir, device=device, dtype=llm_dtype), special))
+
+    def build_llm() -> GLMTTSLLM:
+        model = load_llm(llm_dir, device=device, dtype=llm_dtype)
+        if batched_llm:
+            prepack_llm_linears(model)
+        return GLMTTSLLM(model, special)
+
+    llm = _named(llm_dir, "LLM", build_llm)
 
     flow_pt = directory / FLOW_WEIGHTS
 

@@ -294,7 +294,8 @@ class Engine:
 
     def _load_models(self) -> None:
         start = time.perf_counter()
-        models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype)
+        models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype,
+                             batched_llm=self.max_batch > 1)
         self._scheduler = self._start_scheduler(models)
         self._models = models
         self.load_s = time.perf_counter() - start

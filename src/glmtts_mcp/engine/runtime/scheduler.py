@@ -1,11 +1,13 @@
 """Continuous batching of the LLM across requests: one forward pass per step for every live sequence.
 
 LLM decoding is memory-bound: a step over eight sequences reads the same weights as a step over one.
-The scheduler owns a `SlotKVCache` with `max_batch` slots. Its thread loops: admit waiting sequences
-into free slots (each prefilled alone, between two decode steps, so a new request starts at the next
-step instead of after the others' narrations), run one decode step for all live slots at their own
-positions, let each sequence sample from its row, and retire finished ones at once (the last live slot
-moves into the hole, so live rows stay packed at 0..n-1 and attention reads a view, not a gather).
+The scheduler owns a `SlotKVCache` with `max_batch` slots. Its thread loops: admit a waiting sequence
+into a free slot and run one chunk of its prompt (`prefill_chunk` positions: a 30 s voice prompt is
+about 750 positions, and prefilling it whole would stall everyone else's decoding for its whole
+length), run one decode step for all live slots at their own positions, let each sequence sample from
+its row, and retire finished ones at once (the last live slot moves into the hole, so live rows stay
+packed at 0..n-1 and attention reads a view, not a gather; the prefilling sequence sits just after them).
+So a new request starts within a few steps instead of after the others' narrations.
 
 Each sequence keeps its own `SpeechSequence` (generator, RAS window, stop rules), so its tokens are
 the same alone or in a batch, up to the float rounding of batched kernels (see tests/engine/test_scheduler.py).
@@ -33,6 +35,10 @@ from glmtts_mcp.engine.models.static_cache import SlotKVCache, slot_forward
 from glmtts_mcp.engine.types import EngineError
 
 log = logging.getLogger(__name__)
+
+# Prompt positions per prefill forward. Each chunk delays the live sequences' next step by its own
+# cost; smaller chunks re-read the weights more often. Measured in benchmarks/README.md (prefill stall).
+PREFILL_CHUNK = 256
 
 
 @dataclass
@@ -101,17 +107,22 @@ class BatchScheduler:
     """The in-process `LLMBackend`: one thread decodes every live sequence together."""
 
     def __init__(self, llm: GLMTTSLLM, max_batch: int, slot_positions: int,
-                 stream: torch.cuda.Stream | None = None, compile_step: bool = False) -> None:
+                 stream: torch.cuda.Stream | None = None, compile_step: bool = False,
+                 prefill_chunk: int = PREFILL_CHUNK) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if prefill_chunk < 1:
+            raise ValueError(f"prefill_chunk must be at least 1, got {prefill_chunk}")
         self.llm = llm
         self.max_batch = max_batch
+        self.prefill_chunk = prefill_chunk
         self.cache = SlotKVCache(llm.model, max_batch, slot_positions)
         self._embedding = llm.model.get_input_embeddings().weight
         self._stream = stream
         self._step = _compiled_step(compile_step)
         self._waiting: deque[_Live] = deque()
         self._live: list[_Live] = []
+        self._prefilling: _Live | None = None  # its prompt is being written into slot len(self._live)
         self._cond = threading.Condition()
         self._closed = False
         self._counters = _Counters()
@@ -151,7 +162,8 @@ class BatchScheduler:
                 max_batch=self.max_batch, slot_positions=self.cache.positions,
                 kv_cache_bytes=SlotKVCache.bytes_needed(self.llm.model.config, self.max_batch, self.cache.positions,
                                                         self._embedding.dtype),
-                running=len(self._live), waiting=len(self._waiting), steps=c.steps, tokens=c.tokens,
+                running=len(self._live) + (self._prefilling is not None), waiting=len(self._waiting),
+                steps=c.steps, tokens=c.tokens,
                 tokens_per_s=c.tokens / c.busy_s if c.busy_s > 0 else 0.0, batch_sizes=dict(sorted(c.batch_sizes.items())),
             )
 
@@ -168,23 +180,25 @@ class BatchScheduler:
             self._enter_stream(stack)
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._waiting or self._live or self._closed)
-                    if self._closed and not self._waiting and not self._live:
+                    self._cond.wait_for(lambda: self._waiting or self._live or self._prefilling or self._closed)
+                    if self._closed and not self._waiting and not self._live and self._prefilling is None:
                         return
-                    taken = [self._waiting.popleft() for _ in range(min(len(self._waiting),
-                                                                       self.max_batch - len(self._live)))]
-                # a request whose reader went away before its turn is dropped (its future was cancelled)
-                admitted = [entry for entry in taken if entry.future.set_running_or_notify_cancel()]
+                    while self._prefilling is None and self._waiting and len(self._live) < self.max_batch:
+                        entry = self._waiting.popleft()
+                        # a request whose reader went away before its turn is dropped (its future was cancelled)
+                        if entry.future.set_running_or_notify_cancel():
+                            self._prefilling = entry
                 start = time.perf_counter()
                 try:
-                    for entry in admitted:
-                        self._prefill(entry)
+                    if self._prefilling is not None:
+                        self._prefill_chunk()
                     if self._live:
                         self._decode_step()
                 except Exception as exc:  # a failed step fails its sequences, never the thread
                     log.exception("LLM batch step failed")
                     with self._cond:
-                        failed, self._live = self._live + [e for e in admitted if e.length == 0], []
+                        failed = self._live + ([self._prefilling] if self._prefilling is not None else [])
+                        self._live, self._prefilling = [], None
                     for entry in failed:
                         if not entry.future.done():
                             entry.future.set_exception(exc)
@@ -205,16 +219,23 @@ class BatchScheduler:
             log.warning("the LLM's CUDA stream failed (%s: %s); decoding on the default stream from now on",
                         type(exc).__name__, exc)
 
-    def _prefill(self, entry: _Live) -> None:
-        """The new sequence's prompt into the next free slot, and its first draw."""
-        slot = len(self._live)
+    def _prefill_chunk(self) -> None:
+        """The next `prefill_chunk` positions of the admitted prompt into the slot after the live ones;
+        after the last chunk the sequence draws its first token and joins the live ones."""
+        entry = self._prefilling
+        assert entry is not None
         prompt = entry.sequence.prompt
-        embeds = self.llm.model.get_input_embeddings()(torch.tensor([prompt], device=self._embedding.device))
-        positions = torch.arange(len(prompt), device=self._embedding.device)[None]
-        logits = slot_forward(self.llm.model, embeds, self.cache, slot, positions)
-        entry.length = len(prompt)
+        begin, end = entry.length, min(len(prompt), entry.length + self.prefill_chunk)
+        device = self._embedding.device
+        embeds = self.llm.model.get_input_embeddings()(torch.tensor([prompt[begin:end]], device=device))
+        positions = torch.arange(begin, end, device=device)[None]
+        logits = slot_forward(self.llm.model, embeds, self.cache, len(self._live), positions)
+        entry.length = end
+        if end < len(prompt):
+            return
         with self._cond:
             self._live.append(entry)
+            self._prefilling = None
         self._sampled([(entry, logits[0])])
 
     def _decode_step(self) -> None:
@@ -249,6 +270,8 @@ class BatchScheduler:
                     self._live[slot] = self._live.pop()
                 else:
                     self._live.pop()
+                if self._prefilling is not None and self._prefilling.length:  # and the prompt being written after it
+                    self.cache.move_slot(last + 1, last, self._prefilling.length)
         for entry in finished:
             entry.future.set_result(entry.sequence.tokens)
 
@@ -273,7 +296,10 @@ def _compiled_step(compile_step: bool):  # noqa: ANN202 - a callable with slot_f
         n = embeds.shape[0]
         full_embeds = torch.zeros((cache.slots, 1, embeds.shape[-1]), dtype=embeds.dtype, device=embeds.device)
         full_embeds[:n] = embeds
-        full_positions = torch.zeros((cache.slots, 1), dtype=positions.dtype, device=positions.device)
+        # the padding rows write their (discarded) keys at the last position, which no sequence reaches
+        # (a slot's room ends one short of it): position 0 may hold a prompt being prefilled in chunks
+        full_positions = torch.full((cache.slots, 1), cache.positions - 1, dtype=positions.dtype,
+                                    device=positions.device)
         full_positions[:n] = positions
         try:
             torch.compiler.cudagraph_mark_step_begin()
