@@ -1,0 +1,179 @@
+"""`--engine ray` on a local two-replica cluster, through the MCP tools: the same audio as the local engine,
+voices that stay on the replica holding them, and a replica killed in the middle of a narration.
+
+The replicas are deployed once for the module (loading two tiny checkpoints takes most of its time); the
+tests run in file order and the kill comes last.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+import ray
+from mcp import Client
+
+from glmtts_mcp.config import load_settings
+from glmtts_mcp.tools.app import App, build_app
+from glmtts_mcp.tools.server import build_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # the MCP tests' call helpers
+from mcp_calls import error_text, structured  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+TRANSCRIPT = "hi there"
+# Four segments (the text frontend joins sentences up to its length limit): long enough to kill its replica
+# in the middle of the narration.
+LONG_TEXT = " ".join(
+    f"The {nth} sentence of this narration is spoken at an even pace for the test."
+    for nth in ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory, clip_writer: Any) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ray-engine")
+    return {"root": root, "clip": clip_writer(root / "clip.wav")}
+
+
+def _app(tiny_checkpoint: Path, root: Path, name: str, **overrides: Any) -> App:
+    with pytest.MonkeyPatch.context() as env:  # never the developer's GLMTTS_MCP_* settings or config file
+        env.setenv("XDG_CONFIG_HOME", str(root / "xdg"))
+        for key in [k for k in os.environ if k.startswith("GLMTTS_MCP_")]:
+            env.delenv(key)
+        settings = load_settings(
+            checkpoint=tiny_checkpoint, whisper_model="tiny-random", voices_dir=root / name / "voices",
+            output_dir=root / name / "outputs", allowed_dirs=[root], idle_unload_s=0, log_level="WARNING",
+            **overrides,
+        )
+    return build_app(settings)
+
+
+@pytest.fixture(scope="module")
+def ray_app(ray_cluster: None, one_torch_thread: None, tiny_checkpoint: Path, folders: dict[str, Path]) -> Iterator[App]:
+    """The front process of `--engine ray`: two replicas of half a CPU each on the module's cluster."""
+    app = _app(tiny_checkpoint, folders["root"], "ray", engine="ray", ray_address="auto", ray_replicas="2",
+               ray_cpus_per_replica=0.5, ray_voices_per_replica=4)
+    app.host.ensure_loaded()  # deploy now: every test of the module shares these replicas
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def local_app(one_torch_thread: None, tiny_checkpoint: Path, folders: dict[str, Path]) -> Iterator[App]:
+    """The same settings with the engine in this process (one torch thread, as each replica has)."""
+    app = _app(tiny_checkpoint, folders["root"], "local")
+    yield app
+    app.close()
+
+
+async def _clone_and_speak(app: App, clip: Path, text: str, seed: int) -> tuple[dict[str, Any], bytes]:
+    async with Client(build_server(app)) as client:
+        voice = await structured(client, "clone_voice", {"audio": str(clip), "name": "tone", "transcript": TRANSCRIPT})
+        spoken = await structured(
+            client, "synthesize", {"text": text, "voice": voice["voice_id"], "format": "wav", "return_mode": "path",
+                                   "seed": seed},
+        )
+    return spoken, Path(spoken["path"]).read_bytes()
+
+
+async def _pool(app: App) -> dict[str, Any]:
+    """The replicas' figures (blocking calls to Ray: in a worker thread, as cache_stats makes them)."""
+    return (await anyio.to_thread.run_sync(app.host.describe))["ray"]
+
+
+async def test_clone_and_synthesize_match_the_local_engine(
+    ray_app: App, local_app: App, folders: dict[str, Path]
+) -> None:
+    text = "Hello there. Two replicas speak exactly as the local engine does."
+    remote, remote_wav = await _clone_and_speak(ray_app, folders["clip"], text, seed=11)
+    local, local_wav = await _clone_and_speak(local_app, folders["clip"], text, seed=11)
+    assert remote["voice_id"] == local["voice_id"] and remote["segments"] == local["segments"]
+    assert remote_wav == local_wav  # sample for sample: the replica runs the same Engine on the same features
+
+    async with Client(build_server(ray_app)) as client:
+        stats = await structured(client, "cache_stats")
+    engine = stats["engine"]
+    assert engine["backend"] == "ray" and engine["model_loaded"] is True
+    replicas = engine["ray"]["replicas"]
+    assert len(replicas) == 2 and {r["device"] for r in replicas} == {"cpu"}
+    assert sum(r["voice_loads"] for r in replicas) == 1  # the features travelled once, with the first request
+    assert engine["ray"]["voice_sends"] == 1 and engine["ray"]["voice_resends"] == 0
+
+
+async def test_repeated_requests_reuse_the_held_voice(ray_app: App, folders: dict[str, Path]) -> None:
+    """Multiplexing by the voice's key: every request goes to the replica that holds the voice."""
+    before = await _pool(ray_app)
+    async with Client(build_server(ray_app)) as client:
+        for seed in range(4):
+            await structured(client, "synthesize", {"text": "Again and again.", "voice": "tone", "format": "wav",
+                                                    "return_mode": "path", "seed": seed})
+    after = await _pool(ray_app)
+    assert after["voice_sends"] == before["voice_sends"] and after["voice_resends"] == before["voice_resends"] == 0
+    hits = sum(r["voice_hits"] for r in after["replicas"]) - sum(r["voice_hits"] for r in before["replicas"])
+    assert hits == 4
+    assert sorted(r["voices_held"] for r in after["replicas"]) == [0, 1]
+
+
+async def test_a_replica_killed_mid_narration_is_retried(ray_app: App, local_app: App) -> None:
+    """The narration goes on on the other replica with the same audio; list_voices answers all along."""
+    async with Client(build_server(local_app)) as client:
+        expected = await structured(client, "synthesize", {"text": LONG_TEXT, "voice": "tone", "format": "wav",
+                                                           "return_mode": "path", "seed": 5})
+    assert expected["segments"] >= 3
+    before = await _pool(ray_app)
+    killed: list[str] = []
+    listings: list[int] = []
+
+    async def kill_after_first_segment(value: float, total: float | None, message: str | None) -> None:
+        if killed or not message or "segment 1/" not in message:
+            return
+        busy = [r for r in (await _pool(ray_app))["replicas"] if r["active"]]
+        assert len(busy) == 1, busy
+        await anyio.to_thread.run_sync(
+            lambda: ray.kill(ray.get_actor(busy[0]["replica"], namespace="serve"), no_restart=False)
+        )
+        killed.append(busy[0]["replica"])
+
+    async with Client(build_server(ray_app)) as client:
+        done = anyio.Event()
+
+        async def keep_listing() -> None:
+            while not done.is_set():
+                with anyio.fail_after(10):  # the front never stops answering
+                    listed = await structured(client, "list_voices")
+                listings.append(len(listed["voices"]))
+                await anyio.sleep(0.2)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(keep_listing)
+            result = await client.call_tool(
+                "synthesize", {"text": LONG_TEXT, "voice": "tone", "format": "wav", "return_mode": "path", "seed": 5},
+                progress_callback=kill_after_first_segment,
+            )
+            done.set()
+        assert not result.is_error, error_text(result)
+        spoken = result.structured_content
+        assert spoken is not None
+        assert killed, "the narration ended before its replica could be killed"
+        assert Path(spoken["path"]).read_bytes() == Path(expected["path"]).read_bytes()
+        assert listings and set(listings) == {1}
+        after = await _pool(ray_app)
+        assert after["retries"] == before["retries"] + 1
+        assert after["voice_resends"] == before["voice_resends"] + 1  # the surviving replica asked for the voice
+
+        again = await client.call_tool("synthesize", {"text": "Still here.", "voice": "tone", "format": "wav",
+                                                      "return_mode": "path", "seed": 1})
+        assert not again.is_error, error_text(again)
