@@ -94,6 +94,14 @@ def parse_return_mode(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parts))
 
 
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported, found without importing it (the local path never imports ray)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # blocked, or a placeholder in sys.modules
+        return False
+
+
 def replica_range(value: str) -> tuple[int, int]:
     """'2' -> (2, 2), '1-4' -> (1, 4): the fixed count or the autoscaling range of engine replicas."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(value))
@@ -305,7 +313,7 @@ class Settings(BaseSettings):
     @field_validator("engine")
     @classmethod
     def _check_engine(cls, value: str) -> str:
-        if value == "ray" and importlib.util.find_spec("ray") is None:  # found, not imported: the local path never imports it
+        if value == "ray" and not _installed("ray"):
             raise ValueError(
                 "ray is not installed: install the extra (pip install 'glmtts-mcp[ray]'), or use --engine local"
             )

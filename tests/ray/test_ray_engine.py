@@ -127,6 +127,22 @@ async def test_repeated_requests_reuse_the_held_voice(ray_app: App, folders: dic
     assert sorted(r["voices_held"] for r in after["replicas"]) == [0, 1]
 
 
+async def test_a_cluster_too_small_is_refused_at_load(
+    ray_app: App, tiny_checkpoint: Path, folders: dict[str, Path]
+) -> None:
+    """Serve would wait forever for replicas the cluster cannot place: the load says so, naming the flags."""
+    app = _app(tiny_checkpoint, folders["root"], "too-big", engine="ray", ray_replicas="3", ray_cpus_per_replica=1)
+    try:
+        async with Client(build_server(app)) as client:
+            failed = await client.call_tool("clone_voice", {"audio": str(folders["clip"]), "transcript": TRANSCRIPT})
+            message = error_text(failed)
+            assert "the Ray cluster has 2 CPU(s) but 3 replica(s) x 1 (--ray-cpus-per-replica) need 3" in message
+            assert "lower --ray-replicas or --ray-cpus-per-replica" in message
+            assert (await structured(client, "list_voices"))["voices"] == []  # the library tools still answer
+    finally:
+        app.close()
+
+
 async def test_a_replica_killed_mid_narration_is_retried(ray_app: App, local_app: App) -> None:
     """The narration goes on on the other replica with the same audio; list_voices answers all along."""
     async with Client(build_server(local_app)) as client:
