@@ -7,24 +7,26 @@ tests run in file order and the kill comes last.
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx2
 import pytest
 import ray
 from mcp import Client
 
-from glmtts_mcp.config import load_settings
-from glmtts_mcp.tools.app import App, build_app
+from glmtts_mcp.tools.app import App
 from glmtts_mcp.tools.server import build_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # the MCP tests' call helpers
+for helpers in ("tools", "web"):  # the MCP tests' call helpers, the web tests' live server
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / helpers))
 from mcp_calls import error_text, structured  # noqa: E402
+from web_helpers import live_server, make_web_app  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -43,28 +45,28 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory, clip_writer: Any) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("ray-engine")
-    return {"root": root, "clip": clip_writer(root / "clip.wav")}
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return {"root": tmp_path_factory.mktemp("ray-engine")}
 
 
-def _app(tiny_checkpoint: Path, root: Path, name: str, **overrides: Any) -> App:
-    with pytest.MonkeyPatch.context() as env:  # never the developer's GLMTTS_MCP_* settings or config file
-        env.setenv("XDG_CONFIG_HOME", str(root / "xdg"))
-        for key in [k for k in os.environ if k.startswith("GLMTTS_MCP_")]:
-            env.delenv(key)
-        settings = load_settings(
-            checkpoint=tiny_checkpoint, whisper_model="tiny-random", voices_dir=root / name / "voices",
-            output_dir=root / name / "outputs", allowed_dirs=[root], idle_unload_s=0, log_level="WARNING",
-            **overrides,
-        )
-    return build_app(settings)
+def _app(tiny_checkpoint: Path, root: Path, name: str, clip_writer: Callable[..., Path], **overrides: Any) -> App:
+    """An app confined to root/name, with the reference clip in it (the same clip for every app)."""
+    app = make_web_app(root / name, tiny_checkpoint, **overrides)
+    clip_writer(root / name / "clip.wav")
+    return app
+
+
+def _clip(app: App) -> Path:
+    return app.settings.allowed_dirs[0] / "clip.wav"
 
 
 @pytest.fixture(scope="module")
-def ray_app(ray_cluster: None, one_torch_thread: None, tiny_checkpoint: Path, folders: dict[str, Path]) -> Iterator[App]:
+def ray_app(
+    ray_cluster: None, one_torch_thread: None, tiny_checkpoint: Path, folders: dict[str, Path],
+    clip_writer: Callable[..., Path],
+) -> Iterator[App]:
     """The front process of `--engine ray`: two replicas of half a CPU each on the module's cluster."""
-    app = _app(tiny_checkpoint, folders["root"], "ray", engine="ray", ray_address="auto", ray_replicas="2",
+    app = _app(tiny_checkpoint, folders["root"], "ray", clip_writer, engine="ray", ray_address="auto", ray_replicas="2",
                ray_cpus_per_replica=0.5, ray_voices_per_replica=4)
     app.host.ensure_loaded()  # deploy now: every test of the module shares these replicas
     yield app
@@ -72,16 +74,18 @@ def ray_app(ray_cluster: None, one_torch_thread: None, tiny_checkpoint: Path, fo
 
 
 @pytest.fixture(scope="module")
-def local_app(one_torch_thread: None, tiny_checkpoint: Path, folders: dict[str, Path]) -> Iterator[App]:
+def local_app(
+    one_torch_thread: None, tiny_checkpoint: Path, folders: dict[str, Path], clip_writer: Callable[..., Path]
+) -> Iterator[App]:
     """The same settings with the engine in this process (one torch thread, as each replica has)."""
-    app = _app(tiny_checkpoint, folders["root"], "local")
+    app = _app(tiny_checkpoint, folders["root"], "local", clip_writer)
     yield app
     app.close()
 
 
-async def _clone_and_speak(app: App, clip: Path, text: str, seed: int) -> tuple[dict[str, Any], bytes]:
+async def _clone_and_speak(app: App, text: str, seed: int) -> tuple[dict[str, Any], bytes]:
     async with Client(build_server(app)) as client:
-        voice = await structured(client, "clone_voice", {"audio": str(clip), "name": "tone", "transcript": TRANSCRIPT})
+        voice = await structured(client, "clone_voice", {"audio": str(_clip(app)), "name": "tone", "transcript": TRANSCRIPT})
         spoken = await structured(
             client, "synthesize", {"text": text, "voice": voice["voice_id"], "format": "wav", "return_mode": "path",
                                    "seed": seed},
@@ -94,12 +98,10 @@ async def _pool(app: App) -> dict[str, Any]:
     return (await anyio.to_thread.run_sync(app.host.describe))["ray"]
 
 
-async def test_clone_and_synthesize_match_the_local_engine(
-    ray_app: App, local_app: App, folders: dict[str, Path]
-) -> None:
+async def test_clone_and_synthesize_match_the_local_engine(ray_app: App, local_app: App) -> None:
     text = "Hello there. Two replicas speak exactly as the local engine does."
-    remote, remote_wav = await _clone_and_speak(ray_app, folders["clip"], text, seed=11)
-    local, local_wav = await _clone_and_speak(local_app, folders["clip"], text, seed=11)
+    remote, remote_wav = await _clone_and_speak(ray_app, text, seed=11)
+    local, local_wav = await _clone_and_speak(local_app, text, seed=11)
     assert remote["voice_id"] == local["voice_id"] and remote["segments"] == local["segments"]
     assert remote_wav == local_wav  # sample for sample: the replica runs the same Engine on the same features
 
@@ -113,7 +115,7 @@ async def test_clone_and_synthesize_match_the_local_engine(
     assert engine["ray"]["voice_sends"] == 1 and engine["ray"]["voice_resends"] == 0
 
 
-async def test_repeated_requests_reuse_the_held_voice(ray_app: App, folders: dict[str, Path]) -> None:
+async def test_repeated_requests_reuse_the_held_voice(ray_app: App) -> None:
     """Multiplexing by the voice's key: every request goes to the replica that holds the voice."""
     before = await _pool(ray_app)
     async with Client(build_server(ray_app)) as client:
@@ -127,14 +129,33 @@ async def test_repeated_requests_reuse_the_held_voice(ray_app: App, folders: dic
     assert sorted(r["voices_held"] for r in after["replicas"]) == [0, 1]
 
 
+def test_rest_streams_from_a_replica_and_a_client_that_leaves_cancels_it(ray_app: App) -> None:
+    """POST /api/tts streams the replica's segments; closing the connection stops the replica's narration."""
+    with live_server(ray_app) as live, httpx2.Client(base_url=live.url, timeout=60) as client:
+        whole = client.post("/api/tts", json={"text": "Hello there.", "voice": "tone", "format": "wav", "seed": 2})
+        assert whole.status_code == 200 and whole.content[:4] == b"RIFF" and len(whole.content) > 1000
+        before = sum(r["cancelled"] for r in ray_app.host.describe()["ray"]["replicas"])
+        with client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "tone", "format": "pcm"}) as stream:
+            assert stream.status_code == 200 and stream.headers["x-segments"] == "4"
+            first = next(stream.iter_bytes())
+            assert first  # the first segment arrived while the others were still being made
+        deadline = time.monotonic() + 30
+        while True:
+            replicas = ray_app.host.describe()["ray"]["replicas"]
+            if sum(r["cancelled"] for r in replicas) > before and not any(r["active"] for r in replicas):
+                break
+            assert time.monotonic() < deadline, replicas
+            time.sleep(0.2)
+
+
 async def test_a_cluster_too_small_is_refused_at_load(
-    ray_app: App, tiny_checkpoint: Path, folders: dict[str, Path]
+    ray_app: App, tiny_checkpoint: Path, folders: dict[str, Path], clip_writer: Callable[..., Path]
 ) -> None:
     """Serve would wait forever for replicas the cluster cannot place: the load says so, naming the flags."""
-    app = _app(tiny_checkpoint, folders["root"], "too-big", engine="ray", ray_replicas="3", ray_cpus_per_replica=1)
+    app = _app(tiny_checkpoint, folders["root"], "too-big", clip_writer, engine="ray", ray_replicas="3", ray_cpus_per_replica=1)
     try:
         async with Client(build_server(app)) as client:
-            failed = await client.call_tool("clone_voice", {"audio": str(folders["clip"]), "transcript": TRANSCRIPT})
+            failed = await client.call_tool("clone_voice", {"audio": str(_clip(app)), "transcript": TRANSCRIPT})
             message = error_text(failed)
             assert "the Ray cluster has 2 CPU(s) but 3 replica(s) x 1 (--ray-cpus-per-replica) need 3" in message
             assert "lower --ray-replicas or --ray-cpus-per-replica" in message

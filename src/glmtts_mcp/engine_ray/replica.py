@@ -60,6 +60,7 @@ class EngineReplica:
         self._requests = 0
         self._voice_loads = 0  # features received and kept
         self._voice_misses = 0  # requests answered NEED_FEATURES
+        self._cancelled = 0  # narrations whose caller went away before their end
 
         async def load_voice(key: str) -> dict[str, torch.Tensor]:
             tensors = self._arriving.pop(key, None)
@@ -123,6 +124,9 @@ class EngineReplica:
                 if chunk is None:
                     return
                 yield chunk
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            raise
         finally:
             self._active -= 1
             if chunks is not None:
@@ -147,6 +151,7 @@ class EngineReplica:
             "voice_hits": self._requests - self._voice_loads - self._voice_misses,
             "voice_loads": self._voice_loads,
             "voice_misses": self._voice_misses,
+            "cancelled": self._cancelled,
         }
 
     def __del__(self) -> None:

@@ -148,6 +148,7 @@ class ReplicaStats(BaseModel):
     voice_hits: int = Field(description="requests served from features it already held")
     voice_loads: int = Field(description="voices it took in from features sent with a request")
     voice_misses: int = Field(description="requests it answered 'send the features' (the front resends them)")
+    cancelled: int = Field(description="narrations it stopped because their caller went away")
 
 
 class RayPoolStats(BaseModel):
