@@ -303,6 +303,7 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
     from glmtts_mcp.engine_ray.client import RayEngine, RayPlacement
 
     cores = os.cpu_count() or 1
+    gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") or args.device.startswith("cuda") else 0
     slots = max(args.n)
     options = {"checkpoint": checkpoint, "device": args.device, "dtype": args.dtype,
                "whisper_model": args.whisper_model, "max_batch": slots}
@@ -350,7 +351,7 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
         for replicas in args.replicas:
-            placement = RayPlacement(address="auto", replicas=(replicas, replicas), gpus_per_replica=0.0,
+            placement = RayPlacement(address="auto", replicas=(replicas, replicas), gpus_per_replica=gpus / replicas,
                                      cpus_per_replica=cores / replicas, voices_per_replica=len(voices),
                                      slots_per_replica=slots)
             engine = RayEngine.start(options, placement)
@@ -361,8 +362,8 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
     finally:
         serve.shutdown()
         ray.shutdown()
-    out = [f"engine replicas on a local Ray cluster ({cores} CPUs shared by all replicas; the local engine "
-           f"uses torch's {torch.get_num_threads()} threads):",
+    out = [f"engine replicas on a local Ray cluster ({cores} CPUs and {gpus} GPU(s) shared by all replicas; the "
+           f"local engine uses torch's {torch.get_num_threads()} threads):",
            f"{'engine':<9}{'N':>3}{'wall s':>9}{'audio s/s':>11}{'1st p50':>9}{'1st p95':>9}{'vs local':>10}"]
     for (label, n), r in figures.items():
         ratio = r["agg"] / figures[("local", n)]["agg"]
