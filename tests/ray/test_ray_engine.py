@@ -134,6 +134,8 @@ def test_rest_streams_from_a_replica_and_a_client_that_leaves_cancels_it(ray_app
     with live_server(ray_app) as live, httpx2.Client(base_url=live.url, timeout=60) as client:
         whole = client.post("/api/tts", json={"text": "Hello there.", "voice": "tone", "format": "wav", "seed": 2})
         assert whole.status_code == 200 and whole.content[:4] == b"RIFF" and len(whole.content) > 1000
+        symbols = client.post("/api/tts", json={"text": "...", "voice": "tone"})  # the replica's own sentence
+        assert symbols.status_code == 400 and "nothing to speak" in symbols.json()["error"], symbols.text
         engine = client.get("/api/cache/stats").json()["engine"]  # what the page's status shows
         assert engine["backend"] == "ray" and len(engine["ray"]["replicas"]) == 2
         before = sum(r["cancelled"] for r in ray_app.host.describe()["ray"]["replicas"])
