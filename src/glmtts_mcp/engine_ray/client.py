@@ -93,7 +93,14 @@ class RayEngine:
         started = False
         if not ray.is_initialized():
             extra = {"include_dashboard": False} if placement.address == "local" else {}
-            ray.init(address=placement.address, log_to_driver=False, logging_level=logging.WARNING, **extra)
+            try:
+                ray.init(address=placement.address, log_to_driver=False, logging_level=logging.WARNING, **extra)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise EngineError(
+                    f"no Ray cluster could be reached at --ray-address {placement.address} ({_first_line(exc)}): "
+                    "start one (`ray start --head`), pass --ray-address local to start one inside this process, "
+                    "or --ray-address ray://HEAD:10001 for a remote cluster"
+                ) from exc
             started = True
         try:
             _check_resources(placement)
@@ -115,7 +122,14 @@ class RayEngine:
                 placement.voices_per_replica,
                 placement.slots_per_replica + 2,
             )
-            handle = serve.run(app, name=APP_NAME, route_prefix=None)
+            try:
+                handle = serve.run(app, name=APP_NAME, route_prefix=None)
+            except RuntimeError as exc:  # Serve gave up on the replicas' constructor
+                raise EngineError(
+                    f"the engine replicas failed to start on Ray: {_first_line(exc)}. Every node needs glmtts-mcp "
+                    "with the [ray] extra and the checkpoint at the --checkpoint path (docs/scale-out.md); the "
+                    "replicas' own logs are in the cluster's session folder (/tmp/ray/session_latest/logs)"
+                ) from exc
         except BaseException:
             if started:
                 ray.shutdown()
