@@ -1,6 +1,6 @@
 """`glmtts-mcp serve --engine ray --ray-address local` over stdio: the server starts its own one-machine
-cluster, every tool answers as with the local engine, stdout carries only the protocol, and the cluster
-is gone when the server exits."""
+cluster with an autoscaling range of replicas, every tool answers as with the local engine, stdout carries
+only the protocol, and the cluster is gone when the server exits."""
 
 from __future__ import annotations
 
@@ -35,11 +35,12 @@ async def test_stdio_server_on_its_own_ray_cluster(
     clip_writer(tmp_path / "clip.wav")
     before = _ray_processes()
     env = _server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_ENGINE="ray", GLMTTS_MCP_RAY_ADDRESS="local",
-                      GLMTTS_MCP_RAY_CPUS_PER_REPLICA="0.5")
+                      GLMTTS_MCP_RAY_CPUS_PER_REPLICA="0.5", GLMTTS_MCP_RAY_REPLICAS="1-2")  # autoscaling
     async with Client(StdioServerParameters(command=str(SCRIPT), args=[], env=env)) as client:
         await _exercise(client, tmp_path / "clip.wav")  # a stray line on stdout would break the session
         stats = (await client.call_tool("cache_stats", {})).structured_content
-        assert stats["engine"]["backend"] == "ray" and len(stats["engine"]["ray"]["replicas"]) == 1
+        pool = stats["engine"]["ray"]
+        assert stats["engine"]["backend"] == "ray" and pool["replicas_wanted"] == "1-2" and len(pool["replicas"]) >= 1
     deadline = time.monotonic() + 60  # the server stopped the cluster it started (its processes exit shortly after)
     while not _ray_processes() <= before:
         assert time.monotonic() < deadline, _ray_processes() - before
