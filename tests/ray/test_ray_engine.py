@@ -218,3 +218,8 @@ async def test_a_replica_killed_mid_narration_is_retried(ray_app: App, local_app
         again = await client.call_tool("synthesize", {"text": "Still here.", "voice": "tone", "format": "wav",
                                                       "return_mode": "path", "seed": 1})
         assert not again.is_error, error_text(again)
+
+    deadline = time.monotonic() + 120  # Ray Serve replaces the killed replica; cache_stats lists it again
+    while len(replicas := (await _pool(ray_app))["replicas"]) < 2 or killed[0] in {r["replica"] for r in replicas}:
+        assert time.monotonic() < deadline, replicas
+        await anyio.sleep(1)
