@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from glmtts_mcp.engine.runtime.pipeline import Engine
+from glmtts_mcp.engine.runtime.pipeline import MODEL_SAMPLE_RATE, Engine
 from glmtts_mcp.engine.types import SynthesisOptions
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +48,7 @@ class Ours:
 
     tensors: dict[str, torch.Tensor]
     segment_texts: list[str]
+    seconds: float  # clip in, narration out, with the models already loaded
 
 
 def run_upstream(args: argparse.Namespace, out: Path) -> dict:
@@ -82,12 +84,14 @@ def run_ours(engine: Engine, reference: Path, transcript: str, text: str, seed: 
         mels.append(mel.detach().float().cpu())
         return mel
 
+    start = time.perf_counter()
     voice = engine.extract_voice(engine.prepare_reference(reference), transcript)
     models.llm.in_audio_range, models.flow.inference = recording_filter, recording_flow
     try:
         chunks = list(engine.synthesize(text, voice.features, SynthesisOptions(seed=seed)))
     finally:
         models.llm.in_audio_range, models.flow.inference = in_audio_range, flow
+    seconds = time.perf_counter() - start
     features = voice.features.tensors
     tensors = {
         "prompt_speech_ids": features["prompt_speech_ids"],
@@ -100,7 +104,7 @@ def run_ours(engine: Engine, reference: Path, transcript: str, text: str, seed: 
     for index, (ids, mel) in enumerate(zip(tokens, mels, strict=False)):
         tensors[f"segment{index}.tokens"] = torch.tensor(ids, dtype=torch.int64)
         tensors[f"segment{index}.mel"] = mel
-    return Ours(tensors, [c.text for c in chunks])
+    return Ours(tensors, [c.text for c in chunks], seconds)
 
 
 def _max_error(a: torch.Tensor, b: torch.Tensor) -> float | None:
@@ -220,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     dropped = sum(h.get("dropped", 0) for h in meta["history"])
     print_table(f"checkpoint {args.checkpoint}, reference processing {args.reference_processing}, seed {args.seed}, "
                 f"{meta['segments']} segment(s); non-audio LLM ids dropped before the flow: {dropped}", rows, failures)
+    audio_s = ours.tensors["narration"].numel() / MODEL_SAMPLE_RATE
+    print(f"clip in, narration out ({audio_s:.2f} s of audio, models loaded): ours {ours.seconds:.1f} s, "
+          f"upstream {meta['seconds']:.1f} s, upstream/ours {meta['seconds'] / ours.seconds:.2f}x")
     if args.write_golden:
         write_golden(args.write_golden, args, theirs, meta)
     return 0 if not failures else 1

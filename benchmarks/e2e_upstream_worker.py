@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -134,7 +135,9 @@ def main() -> int:
         item = {"uttid": "e2e", "prompt_text": transcript, "prompt_speech": str(reference), "syn_text": text}
         (work / "examples" / "e2e.jsonl").write_text(json.dumps(item, ensure_ascii=False) + "\n", encoding="utf-8")
         (work / "outputs").mkdir()
+        start = time.perf_counter()
         gi.jsonl_generate("e2e", str(work / "outputs"), sample_rate=24000, seed=seed, use_cache=True)
+        record_seconds = time.perf_counter() - start
 
     if "narration" not in record:
         print("upstream's jsonl_generate failed on this item (its traceback is above)", file=sys.stderr)
@@ -148,7 +151,7 @@ def main() -> int:
     meta = {"segments": len(segments), "segment_texts": segments_text,
             "prompt_text_normalized": text_frontend.text_normalize(transcript),
             "history": [{k: s[k] for k in ("prompt_text_len", "prompt_speech_len", "dropped")} for s in segments],
-            "transformers": transformers.__version__}
+            "transformers": transformers.__version__, "seconds": record_seconds}
     (out / "upstream.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -222,7 +222,7 @@ class Settings(BaseSettings):
         default="clean",
         description="How a reference clip is prepared and segments are joined: clean (mono mix, DC, silence "
         "trim, -20 dBFS, 20 ms crossfades, symbol-only pieces skipped) or upstream (exactly as GLM-TTS's own "
-        "inference: first channel untouched, plain joins, every piece spoken). Part of a voice's id.",
+        "inference: the channels untouched, plain joins, every piece spoken). Part of a voice's id.",
     )
     # --- scale-out (issue 17): the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
     engine: Literal["local", "ray"] = Field(
@@ -332,6 +332,15 @@ class Settings(BaseSettings):
     def _check_ray_replicas(cls, value: str) -> str:
         low, high = replica_range(value)
         return str(low) if low == high else f"{low}-{high}"
+
+    @field_validator("whisper_model")
+    @classmethod
+    def _check_whisper_model(cls, value: str, info: ValidationInfo) -> str:
+        from glmtts_mcp.engine.checkpoint.layout import whisper_model_problem  # lazy: pulls in torch
+
+        if problem := whisper_model_problem(value, info.data.get("checkpoint")):
+            raise ValueError(problem)
+        return value
 
     @field_validator("return_mode")
     @classmethod

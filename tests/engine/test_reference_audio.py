@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from glmtts_mcp.engine.frontend import reference_clip as reference_audio
+from glmtts_mcp.engine.frontend.audio_features import resample
 from glmtts_mcp.engine.frontend.reference_clip import (
     CLEAN_QUANTIZE_SCALE,
     PEAK_LIMIT,
@@ -169,19 +171,46 @@ def test_corrupt_flac_is_refused(tmp_path) -> None:
         load_reference(bytes(data))
 
 
-def test_upstream_processing_keeps_the_first_channel_untouched_at_the_file_rate(tmp_path) -> None:
-    """`upstream`: no mix, DC removal, trim, resample or gain: the 16-bit file's channel 0 sample for sample."""
+def test_upstream_processing_keeps_the_channels_untouched_at_the_file_rate(tmp_path) -> None:
+    """`upstream`: no mix, DC removal, trim, resample or gain: the 16-bit file's channels sample for sample."""
     rate = 22050
     speech = np.concatenate([silence(1.0, rate), voiced(4.0, rate, seed=4), silence(0.5, rate)]) + 0.01  # DC
     stereo = np.stack([speech, 0.3 * speech], axis=1)
     path = write(tmp_path / "clip.wav", stereo, rate, "WAV", "PCM_16")
-    as_written = sf.read(path, dtype="int16")[0][:, 0]
+    as_written = sf.read(path, dtype="int16")[0]
     ref = load_reference(path, processing="upstream")
     assert ref.sample_rate == rate and ref.pcm.dtype == np.int16
     np.testing.assert_array_equal(ref.pcm, as_written)
     assert ref.duration_s == pytest.approx(5.5, abs=1e-3)  # the silence stays
+    mono = load_reference(write(tmp_path / "mono.wav", speech, rate, "WAV", "PCM_16"), processing="upstream")
+    assert mono.pcm.shape == (len(speech),)
     clean = load_reference(path)
     assert clean.sample_rate == 24000 and clean.duration_s < 4.5
+
+
+def test_upstream_stereo_signals_are_channel_0_and_the_channel_mean(tmp_path) -> None:
+    """As upstream reads a file: its speech tokenizer channel 0, its `load_wav` (mel, CAMPPlus) the float32
+    mean over the channels, each resampled from the file's rate."""
+    rate = 22050
+    stereo = np.stack([voiced(3.0, rate, seed=5), voiced(3.0, rate, seed=6, amp=0.1)[::-1]], axis=1)
+    path = write(tmp_path / "clip.wav", stereo, rate, "WAV", "PCM_16")
+    ref = load_reference(path, processing="upstream")
+    read = torch.from_numpy(sf.read(path, dtype="float32", always_2d=True)[0].T.copy())  # [channels, T]
+    mix = read.mean(dim=0, keepdim=True)
+    for sr in (16000, 24000):
+        assert torch.equal(reference_pcm_at(ref, sr), resample(mix, rate, sr))
+        assert torch.equal(reference_pcm_at(ref, sr, first_channel=True), resample(read[:1], rate, sr))
+    assert not torch.equal(mix, read[:1])
+
+
+def test_upstream_refuses_more_channels_than_it_can_keep_and_a_silent_mix(tmp_path) -> None:
+    speech = voiced(3.0, 16000)
+    with pytest.raises(AudioInputError, match="9 channels; at most 8 are kept: send a mono or stereo recording"):
+        load_reference(write(tmp_path / "nine.wav", np.stack([speech] * 9, axis=1), 16000, "WAV", "PCM_16"),
+                       processing="upstream")
+    cancelled = write(tmp_path / "inverted.wav", np.stack([speech, -speech], axis=1), 16000, "WAV", "PCM_16")
+    with pytest.raises(AudioInputError, match="the channel mix of .* is silent"):
+        load_reference(cancelled, processing="upstream")
 
 
 def test_reference_samples_are_read_as_a_16_bit_file_is_read(tmp_path) -> None:

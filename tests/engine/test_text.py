@@ -152,6 +152,21 @@ def test_reorder_tokens_follows_wetextprocessing() -> None:
         reorder_tokens('char { value: "open', zh)
 
 
+def test_malformed_tags_are_read_as_wetextprocessing_reads_them(frontend: TextFrontend) -> None:
+    """The English tagger's emphasis rule passes a raw quote through in `<...>`, so its tags are malformed.
+    WeTextProcessing's TokenParser reads them leniently (each separator character optional, empty keys) and
+    verbalizes the result; where its verbalizer then has no path, upstream's pynini raises, and so do we,
+    naming the fix. (Inputs from a seeded fuzz of symbol runs; they used to fail on 'malformed normalizer tags'.)"""
+    en = {"money": ("integer_part", "fractional_part", "quantity", "currency_maj")}
+    assert reorder_tokens('p { v: "<"%>" }', en) == 'p { v: "<" : "%>" }'  # what TokenParser.reorder prints
+    assert reorder_tokens('w{v:"a"}', en) == 'w { v: "a" }'
+    assert frontend.normalize('ok <a\\"> fine') == "ok a fine."
+    for text in ('5 http://\\"<V/">3.5', 'He said <"hi"> twice.'):
+        with pytest.raises(EngineError, match=r"quote marks or backslashes inside <\.\.\.> break GLM-TTS's text "
+                                              r"normalizer \(WeTextProcessing\); remove them, or the angle brackets"):
+            frontend.synthesis_segments(text)
+
+
 def test_number_to_chinese() -> None:
     assert number_to_chinese("1.5") == "一点五"
     assert number_to_chinese("-3") == "负三"

@@ -14,7 +14,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # the transport tests' exercise
-from test_transports import SCRIPT, _exercise, _server_env  # noqa: E402
+from server_processes import SCRIPT, server_env  # noqa: E402
+from test_transports import _exercise  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +35,7 @@ async def test_stdio_server_on_its_own_ray_cluster(
 ) -> None:
     clip_writer(tmp_path / "clip.wav")
     before = _ray_processes()
-    env = _server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_ENGINE="ray", GLMTTS_MCP_RAY_ADDRESS="local",
+    env = server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_ENGINE="ray", GLMTTS_MCP_RAY_ADDRESS="local",
                       GLMTTS_MCP_RAY_CPUS_PER_REPLICA="0.5", GLMTTS_MCP_RAY_REPLICAS="1-2")  # autoscaling
     async with Client(StdioServerParameters(command=str(SCRIPT), args=[], env=env)) as client:
         await _exercise(client, tmp_path / "clip.wav")  # a stray line on stdout would break the session

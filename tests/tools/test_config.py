@@ -176,3 +176,20 @@ def test_ray_settings_read_well() -> None:
     s = load_settings(engine="ray", ray_address="ray://head:10001", ray_replicas=" 1 - 4 ", ray_cpus_per_replica="0.5")
     assert (s.engine, s.ray_address, s.ray_replicas, s.ray_cpus_per_replica) == ("ray", "ray://head:10001", "1-4", 0.5)
     assert load_settings().engine == "local" and load_settings(ray_replicas="2").ray_replicas == "2"
+
+
+def test_an_unknown_whisper_model_fails_at_start_naming_the_accepted_values(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    accepted = r"use one of tiny\.en, tiny, base\.en, base, .*turbo, or the path of a Whisper \.pt file"
+    with pytest.raises(ConfigError, match=rf"--whisper-model: unknown whisper model 'bsae': {accepted}"):
+        load_settings(whisper_model="bsae")
+    monkeypatch.setenv("GLMTTS_MCP_WHISPER_MODEL", "huge")
+    with pytest.raises(ConfigError, match=rf"GLMTTS_MCP_WHISPER_MODEL: unknown whisper model 'huge': {accepted}"):
+        load_settings()
+    monkeypatch.delenv("GLMTTS_MCP_WHISPER_MODEL")
+    assert load_settings(whisper_model="small.en").whisper_model == "small.en"  # not downloaded: checked when used
+    assert load_settings(whisper_model=str(tmp_path / "mine.pt")).whisper_model == str(tmp_path / "mine.pt")
+    # a name whose file is in the checkpoint's whisper folder (the tiny checkpoint's random Whisper)
+    assert load_settings(checkpoint=tiny_checkpoint, whisper_model="tiny-random").whisper_model == "tiny-random"
+    with pytest.raises(ConfigError, match="unknown whisper model 'tiny-random'"):
+        load_settings(checkpoint=tmp_path / "elsewhere", whisper_model="tiny-random")

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from glmtts_mcp.config import ConfigError, load_settings
+from glmtts_mcp.engine.frontend.audio_features import resample
 from glmtts_mcp.engine.runtime.pipeline import CROSSFADE_MS, MODEL_SAMPLE_RATE
 from glmtts_mcp.engine.types import SynthesisOptions, VoiceFeatures
 from glmtts_mcp.tools.app import build_app
@@ -42,18 +44,29 @@ def _features(app, voice_id: str) -> tuple[str, dict[str, torch.Tensor]]:
     return loaded.tier, loaded.tensors
 
 
-@pytest.mark.parametrize("processing", ["clean", "upstream"])
+def _stereo_clip(path: Path, clip_writer: Callable) -> Path:
+    """Two channels that differ (other pitches and levels), as a 16-bit WAV at 22.05 kHz."""
+    left = sf.read(clip_writer(path.with_suffix(".l.wav"), seconds=3.0, sample_rate=22050, pitch=180.0))[0]
+    right = sf.read(clip_writer(path.with_suffix(".r.wav"), seconds=3.0, sample_rate=22050, pitch=290.0))[0]
+    sf.write(path, np.stack([left, 0.4 * right], axis=1), 22050, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.parametrize(("processing", "channels"), [("clean", 1), ("upstream", 1), ("upstream", 2)])
 def test_reextraction_gives_bit_identical_features(engine_settings: Callable, tmp_path: Path,
-                                                   espeak_writer, clip_writer, processing: str) -> None:
+                                                   espeak_writer, clip_writer, processing: str, channels: int) -> None:
     """A stale voice is re-extracted from its kept FLAC into exactly the features the first clone made."""
     clip = tmp_path / "speech.wav"
-    if not espeak_writer(clip, TRANSCRIPT):
+    if channels == 2:
+        _stereo_clip(clip, clip_writer)
+    elif not espeak_writer(clip, TRANSCRIPT):
         clip_writer(clip, seconds=3.0, sample_rate=22050)
     settings = engine_settings(reference_processing=processing)
     app = build_app(settings)
     try:
         record = _clone(app, clip)
         assert record.reference_processing == processing
+        assert sf.info(app.library.reference_audio_path(record.id)).channels == channels
         first = app.library.load_features(record.id).tensors
     finally:
         app.close()
@@ -71,6 +84,26 @@ def test_reextraction_gives_bit_identical_features(engine_settings: Callable, tm
     assert set(again) == set(first)
     for name in first:
         assert torch.equal(first[name], again[name]), name
+
+
+def test_upstream_takes_each_feature_of_a_stereo_clip_from_the_signal_upstream_uses(
+        engine_settings: Callable, tmp_path: Path, clip_writer) -> None:
+    """Upstream tokenizes channel 0 (its SpeechTokenizer) but computes the prompt mel and the CAMPPlus
+    embedding from the channel mean (its load_wav); each resampled straight from the file's rate."""
+    clip = _stereo_clip(tmp_path / "stereo.wav", clip_writer)
+    app = build_app(engine_settings(reference_processing="upstream"))
+    try:
+        tensors = app.library.load_features(_clone(app, clip).id).tensors
+        engine = app.host.ensure_loaded()
+        read = torch.from_numpy(sf.read(clip, dtype="float32", always_2d=True)[0].T.copy())  # torchaudio.load
+        first, mix = read[:1], read.mean(dim=0, keepdim=True)
+        assert torch.equal(tensors["prompt_speech_ids"],
+                           engine.models.speech_tokenizer.tokenize(resample(first, 22050, 16000)))
+        assert torch.equal(tensors["speaker_embedding"], engine.models.speaker.embed(resample(mix, 22050, 16000)))
+        assert torch.equal(tensors["prompt_mel"], engine.prompt_mel(resample(mix, 22050, MODEL_SAMPLE_RATE))[0])
+        assert not torch.equal(tensors["prompt_mel"], engine.prompt_mel(resample(first, 22050, MODEL_SAMPLE_RATE))[0])
+    finally:
+        app.close()
 
 
 def test_the_same_clip_under_each_processing_is_its_own_voice(engine_settings: Callable, tmp_path: Path,

@@ -8,12 +8,9 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import os
-import resource
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,76 +24,21 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from server_processes import SCRIPT, free_port, running_server
+from server_processes import server_env as confined_env
 
 pytestmark = pytest.mark.anyio
-SCRIPT = Path(sys.executable).parent / "glmtts-mcp"
 INSPECTOR = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "mcp-inspector"
-START_TIMEOUT_S = 90
-
-
-def _server_env(base: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
-    env.update(
-        {
-            "GLMTTS_MCP_CHECKPOINT": str(checkpoint),
-            "GLMTTS_MCP_VOICES_DIR": str(base / "voices"),
-            "GLMTTS_MCP_OUTPUT_DIR": str(base / "outputs"),
-            "GLMTTS_MCP_ALLOWED_DIRS": str(base),
-            "GLMTTS_MCP_WHISPER_MODEL": "tiny-random",
-            "GLMTTS_MCP_LOG_LEVEL": "WARNING",
-            "XDG_CONFIG_HOME": str(base / "xdg-config"),
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
 def _http_server(
     transport: str, env: dict[str, str], *extra_args: str, log: Path | None = None, max_fds: int | None = None
 ) -> Iterator[str]:
-    """Start `glmtts-mcp serve --transport ...` and yield its base URL; always stopped afterwards.
-
-    `log`: write the server's stderr there; `max_fds`: the server's open-file limit (`ulimit -n`)."""
-    port = _free_port()
-    limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))) if max_fds else None
-    stderr = log.open("wb") if log else subprocess.PIPE
-    proc = subprocess.Popen(
-        [str(SCRIPT), "serve", "--transport", transport, "--port", str(port), *extra_args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        preexec_fn=limit,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                early = log.read_text() if log else proc.stderr.read().decode() if proc.stderr else ""
-                raise AssertionError(f"server exited early: {early}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("server did not start in time")
+    """`glmtts-mcp serve --transport ...` (see server_processes.running_server); yields its base URL."""
+    port = free_port()
+    with running_server(["serve", "--transport", transport, *extra_args], env, port, log=log, max_fds=max_fds):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        if log:
-            stderr.close()  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +50,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory, clip_writer: Any) -> Path
 
 @pytest.fixture(scope="module")
 def server_env(base_dir: Path, tiny_checkpoint: Path) -> dict[str, str]:
-    return _server_env(base_dir, tiny_checkpoint)
+    return confined_env(base_dir, tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +166,7 @@ def test_non_loopback_needs_a_strong_token(server_env: dict[str, str], token: st
     to make a good one."""
     env = {**server_env, **({"GLMTTS_MCP_TOKEN": token} if token is not None else {})}
     done = subprocess.run(
-        [str(SCRIPT), "serve", "--transport", "http", "--host", "0.0.0.0", "--port", str(_free_port())],
+        [str(SCRIPT), "serve", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,

@@ -250,11 +250,18 @@ def test_wrong_schema_refused(open_library: Callable[..., VoiceLibrary], exporte
 def test_wrong_audio_refused(open_library: Callable[..., VoiceLibrary], exported: Path, tmp_path: Path) -> None:
     files = members(exported)
     buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(1000, np.int32), RATE, format="FLAC", subtype="PCM_24")
+    wide = buffer.getvalue()
+    forged = with_meta({**files, "reference.flac": wide},
+                       reference_sha256=hashlib.sha256(wide).hexdigest(), reference_bytes=len(wide))
+    with pytest.raises(ArchiveError, match="16-bit FLAC"):
+        open_library(tmp_path / "target").import_voice(rebuild(exported, forged))
+    buffer = io.BytesIO()
     sf.write(buffer, np.zeros((1000, 2), np.int16), RATE, format="FLAC", subtype="PCM_16")
-    stereo = buffer.getvalue()
+    stereo = buffer.getvalue()  # a channel more than the voice was cloned from: another id
     forged = with_meta({**files, "reference.flac": stereo},
                        reference_sha256=hashlib.sha256(stereo).hexdigest(), reference_bytes=len(stereo))
-    with pytest.raises(ArchiveError, match="mono"):
+    with pytest.raises(ArchiveError, match="does not follow from the reference audio"):
         open_library(tmp_path / "target").import_voice(rebuild(exported, forged))
 
 

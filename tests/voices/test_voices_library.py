@@ -133,14 +133,14 @@ def test_names_unique_case_insensitively_and_rename(library: VoiceLibrary) -> No
     assert meta["name"] == "Carol"
 
 
-def test_loaded_tensors_are_independent_copies(library: VoiceLibrary) -> None:
+def test_a_cached_voice_survives_writes_into_loaded_tensors(library: VoiceLibrary) -> None:
     data = make_voice(1)
     expected = {k: v.clone() for k, v in data.tensors.items()}
     record, _ = library.get_or_create(make_pcm(1), RATE, "a", lambda: data)
     data.tensors["prompt_mel"].zero_()  # the engine reusing its buffers must not reach the library
     first = library.load_features(record.id)
     assert first.tier == "memory"
-    first.tensors["prompt_mel"].fill_(7.0)
+    first.tensors["prompt_mel"].fill_(7.0)  # breaks the read-only rule: the tier drops that entry
     second = library.load_features(record.name)
     for name, tensor in expected.items():
         assert torch.equal(second.tensors[name], tensor)

@@ -6,10 +6,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from voicelib_helpers import RATE, make_pcm, make_voice
 
 from glmtts_mcp.voices import VoiceLibrary
-from glmtts_mcp.voices.identity import voice_id
+from glmtts_mcp.voices.identity import canonical_pcm, voice_id
+from glmtts_mcp.voices.reference_flac import decode_reference
 
 
 def test_the_same_samples_under_two_processings_are_two_voices(library: VoiceLibrary) -> None:
@@ -45,3 +47,18 @@ def test_an_upstream_voice_survives_export_and_import(open_library: Callable[...
     archive = source.export_voice(record.id, tmp_path)
     imported, existed = open_library(tmp_path / "b").import_voice(archive)
     assert not existed and imported.id == record.id and imported.reference_processing == "upstream"
+
+
+def test_a_stereo_upstream_voice_keeps_its_channels(open_library: Callable[..., VoiceLibrary],
+                                                     tmp_path: Path) -> None:
+    """An `upstream` clip's channels are all kept (its features come from channel 0 and from the mix): the
+    FLAC holds them, the id counts them (mono ids are unchanged), and an archive of it imports."""
+    left, right = canonical_pcm(make_pcm(8)), canonical_pcm(make_pcm(9))
+    stereo = np.stack([left, right], axis=1)
+    source = open_library(tmp_path / "a")
+    record, _ = source.get_or_create(stereo, RATE, "hi", lambda: make_voice(1), processing="upstream")
+    assert record.id == voice_id(stereo, RATE, "hi", "upstream") != voice_id(left, RATE, "hi", "upstream")
+    kept, rate = decode_reference(source.reference_audio_path(record.id).read_bytes())
+    np.testing.assert_array_equal(kept, stereo)
+    imported, existed = open_library(tmp_path / "b").import_voice(source.export_voice(record.id, tmp_path))
+    assert not existed and imported.id == record.id and rate == RATE

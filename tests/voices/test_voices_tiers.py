@@ -79,6 +79,40 @@ def test_device_tier_on_cuda(open_library: Callable[..., VoiceLibrary]) -> None:
     second = library.load_features(record.id, device="cuda")
     assert (first.tier, second.tier) == ("memory", "device")
     assert second.tensors["prompt_mel"].is_cuda
-    second.tensors["prompt_mel"].zero_()  # the caller's copy: the tier keeps its own
+    assert all(second.tensors[n].data_ptr() == first.tensors[n].data_ptr() for n in first.tensors)  # one device copy
+    second.tensors["prompt_mel"].zero_()  # a caller breaking the read-only rule: the entry is dropped
     third = library.load_features(record.id, device="cuda:0")
+    assert third.tier == "memory"
     assert torch.equal(third.tensors["prompt_mel"].cpu(), make_voice(1).tensors["prompt_mel"])
+
+
+def test_hits_share_one_copy_per_tier(open_library: Callable[..., VoiceLibrary]) -> None:
+    """A hit hands out the tier's own tensors: no copy per hit, and the device tier holds the very copy the
+    first load made (not a second one)."""
+    library = open_library(device_bytes=1 << 20)
+    record, _ = library.get_or_create(make_pcm(1), RATE, "t", lambda: make_voice(1))
+    cpu = [library.load_features(record.id) for _ in range(2)]
+    assert [loaded.tier for loaded in cpu] == ["memory", "memory"]
+    for name, tensor in cpu[0].tensors.items():
+        assert cpu[1].tensors[name].data_ptr() == tensor.data_ptr()
+    on_device = [library.load_features(record.id, device="meta") for _ in range(3)]
+    assert [loaded.tier for loaded in on_device] == ["memory", "device", "device"]
+    for name, tensor in on_device[0].tensors.items():  # meta tensors have no storage: compare the objects
+        assert on_device[1].tensors[name] is tensor and on_device[2].tensors[name] is tensor
+    assert library.stats().device_bytes == VOICE_BYTES
+
+
+def test_shared_features_are_read_only(open_library: Callable[..., VoiceLibrary],
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Nobody can swap a tensor in the mapping; a caller that writes into one (through a view, too) does not
+    get its write served again: the tier drops the entry, logs the bug, and the next load reads the disk."""
+    library = open_library()
+    record, _ = library.get_or_create(make_pcm(1), RATE, "t", lambda: make_voice(1))
+    loaded = library.load_features(record.id)
+    with pytest.raises(TypeError):
+        loaded.tensors["prompt_mel"] = torch.zeros(1, 80)  # type: ignore[index]
+    loaded.tensors["prompt_mel"][:2].fill_(7.0)
+    again = library.load_features(record.id)
+    assert again.tier == "disk" and torch.equal(again.tensors["prompt_mel"], make_voice(1).tensors["prompt_mel"])
+    assert "wrote into the shared features" in caplog.text
+    assert library.load_features(record.id).tier == "memory"

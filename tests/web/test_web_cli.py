@@ -3,25 +3,20 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
 import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
+from server_processes import running_server, server_env
 from web_helpers import TOKEN, free_port
 
 from glmtts_mcp.web.security import SESSION_COOKIE
 
 pytestmark = pytest.mark.anyio
-SCRIPT = Path(sys.executable).parent / "glmtts-mcp"
 
 
 @pytest.fixture
@@ -29,49 +24,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _env(base: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
-    env.update(
-        GLMTTS_MCP_CHECKPOINT=str(checkpoint), GLMTTS_MCP_VOICES_DIR=str(base / "voices"),
-        GLMTTS_MCP_OUTPUT_DIR=str(base / "outputs"), GLMTTS_MCP_ALLOWED_DIRS=str(base),
-        GLMTTS_MCP_WHISPER_MODEL="tiny-random", GLMTTS_MCP_LOG_LEVEL="INFO", XDG_CONFIG_HOME=str(base / "xdg"),
-    )
-    env.update(extra)
-    return env
-
-
-@contextmanager
-def _running(args: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([str(SCRIPT), *args, "--port", str(port)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("server did not start") from None
-                time.sleep(0.2)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
 @pytest.mark.parametrize("transport", ["http", "sse"])
 async def test_one_port_one_library(transport: str, tmp_path: Path, tiny_checkpoint: Path,
                                     clip_writer: Callable[..., Path]) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with _running(["serve", "--transport", transport], _env(tmp_path, tiny_checkpoint), port):
+    env = server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_LOG_LEVEL="INFO")
+    with running_server(["serve", "--transport", transport], env, port):
         async with httpx2.AsyncClient(base_url=base, timeout=120) as http:
             clip = clip_writer(tmp_path / "clip.wav").read_bytes()
             made = await http.post("/api/voices", files={"audio": ("c.wav", clip)}, data={"transcript": "hi", "name": "web"})
@@ -88,8 +47,8 @@ async def test_one_port_one_library(transport: str, tmp_path: Path, tiny_checkpo
 
 def test_web_prints_the_one_time_link_without_a_browser(tmp_path: Path, tiny_checkpoint: Path) -> None:
     port = free_port()
-    env = _env(tmp_path, tiny_checkpoint, GLMTTS_MCP_TOKEN=TOKEN)
-    with _running(["web", "--no-browser"], env, port) as proc:
+    env = server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_LOG_LEVEL="INFO", GLMTTS_MCP_TOKEN=TOKEN)
+    with running_server(["web", "--no-browser"], env, port) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         assert line.startswith(f"open http://127.0.0.1:{port}/login?code=") and line.endswith(" in a browser")
@@ -104,7 +63,8 @@ def test_web_opens_the_default_browser(tmp_path: Path, tiny_checkpoint: Path) ->
     browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
     browser.chmod(0o755)
     port = free_port()
-    with _running(["web"], _env(tmp_path, tiny_checkpoint, BROWSER=str(browser)), port):
+    env = server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_LOG_LEVEL="INFO", BROWSER=str(browser))
+    with running_server(["web"], env, port):
         deadline = time.monotonic() + 30
         while not opened.exists() and time.monotonic() < deadline:
             time.sleep(0.2)

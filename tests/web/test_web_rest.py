@@ -282,3 +282,42 @@ def test_unknown_path_and_method(client: httpx2.Client) -> None:
     assert missing.status_code == 404 and "/docs" in missing.json()["error"]
     wrong = client.put("/api/voices")
     assert wrong.status_code == 405 and "PUT" in wrong.json()["error"]
+
+
+def test_rest_changes_reach_mcp_listeners(server: LiveServer, client: httpx2.Client,
+                                          clip_bytes: Callable[..., bytes]) -> None:
+    """An MCP client listening for resource-list changes (2026-07-28 `subscriptions/listen`) hears every
+    change the REST API makes to the library: clone, rename, delete and import, one event each."""
+    made = clone(client, clip_bytes(410.0), name="heard").json()
+    archive = client.get(f"/api/voices/{made['voice_id']}/export").content
+    heard: list[object] = []
+    listening = threading.Event()
+
+    async def listen() -> None:
+        async with Client(f"{server.url}/mcp") as mcp, mcp.listen(resources_list_changed=True) as events:
+            listening.set()
+            with anyio.fail_after(60):
+                async for event in events:
+                    heard.append(event)
+                    if len(heard) == 4:
+                        return
+
+    def heard_after(change: Callable[[], httpx2.Response], status: int) -> int:
+        before = len(heard)
+        assert change().status_code == status
+        deadline = time.monotonic() + 30
+        while len(heard) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return len(heard) - before
+
+    listener = threading.Thread(target=lambda: anyio.run(listen))
+    listener.start()
+    assert listening.wait(30)
+    voice = made["voice_id"]
+    assert heard_after(lambda: client.patch(f"/api/voices/{voice}", json={"name": "heard-too"}), 200) == 1
+    assert heard_after(lambda: client.delete(f"/api/voices/{voice}"), 200) == 1
+    assert heard_after(lambda: client.post("/api/voices/import", files={"archive": ("v.glmtts-voice.zip", archive)}),
+                       201) == 1
+    assert heard_after(lambda: clone(client, clip_bytes(430.0), name="heard-3"), 201) == 1
+    listener.join(90)
+    assert [type(event).__name__ for event in heard] == ["ResourcesListChanged"] * 4

@@ -4,7 +4,6 @@ builds it) under uvicorn on a loopback port, in a thread of the test process."""
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from server_processes import free_port
 
 from glmtts_mcp.config import load_settings
 from glmtts_mcp.tools.app import App, build_app
@@ -30,12 +30,6 @@ class LiveServer:
     url: str
     app: App
     face: WebFace
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

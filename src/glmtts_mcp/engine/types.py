@@ -6,7 +6,7 @@ the MCP tools pass these objects between the library and the engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,7 +46,7 @@ class NotAudioError(AudioInputError):
 class ReferenceAudio:
     """A reference clip as features are taken from it (reference_clip.load_reference prepares it)."""
 
-    pcm: np.ndarray  # int16 mono: exactly the samples the library keeps in reference.flac
+    pcm: np.ndarray  # int16 [N], or [N, channels] under `upstream`: exactly the samples reference.flac keeps
     sample_rate: int
     duration_s: float
     warnings: list[str] = field(default_factory=list)
@@ -54,9 +54,11 @@ class ReferenceAudio:
 
 @dataclass
 class VoiceFeatures:
-    """Everything synthesis needs from a reference voice, as named tensors (see FEATURE_SCHEMA)."""
+    """Everything synthesis needs from a reference voice, as named tensors (see FEATURE_SCHEMA).
 
-    tensors: dict[str, torch.Tensor]
+    Synthesis only reads them: the library hands the same tensors to every request."""
+
+    tensors: Mapping[str, torch.Tensor]
 
 
 @dataclass

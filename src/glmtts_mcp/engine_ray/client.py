@@ -16,7 +16,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ class RayPlacement:
     slots_per_replica: int  # requests a replica takes at once (its engine's batch and job slots)
 
 
-def voice_key(tensors: dict[str, torch.Tensor]) -> str:
+def voice_key(tensors: Mapping[str, torch.Tensor]) -> str:
     """The features' identity: a digest of every tensor's name, dtype, shape and bytes (~160 KB: microseconds)."""
     digest = hashlib.blake2b(digest_size=16)
     for name in sorted(tensors):
@@ -223,7 +223,7 @@ class RayEngine:
     def _narration(
         self,
         text: str,
-        tensors: dict[str, torch.Tensor],
+        tensors: Mapping[str, torch.Tensor],
         key: str,
         options: SynthesisOptions,
         progress: ProgressCallback | None,
@@ -246,7 +246,7 @@ class RayEngine:
                     self._note_retry(attempt, lost, f"narration (after {delivered} segment(s))")
 
     def _attempt(
-        self, text: str, tensors: dict[str, torch.Tensor], key: str, options: SynthesisOptions
+        self, text: str, tensors: Mapping[str, torch.Tensor], key: str, options: SynthesisOptions
     ) -> Iterator[Progress | AudioChunk]:
         """One request to a replica chosen by the voice's key; the features go along when needed."""
         handle = self._handle.options(stream=True, multiplexed_model_id=key)
@@ -254,7 +254,7 @@ class RayEngine:
         if send:
             self.voice_sends += 1
         for _ in range(2):
-            response = handle.synthesize.remote(text, tensors if send else None, options)
+            response = handle.synthesize.remote(text, dict(tensors) if send else None, options)  # a plain dict pickles
             finished = False
             try:
                 with _engine_errors():

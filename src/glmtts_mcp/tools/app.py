@@ -7,11 +7,12 @@ and the model must load once.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 
 from glmtts_mcp.config import Settings, replica_range
 from glmtts_mcp.engine.checkpoint.layout import fingerprint
@@ -31,6 +32,8 @@ class App:
     host: EngineHost
     library: VoiceLibrary
     outputs: OutputStore
+    # `subscriptions/listen` streams of the MCP server: every face publishes its library changes here
+    events: SubscriptionBus = field(default_factory=InMemorySubscriptionBus)
 
     def start_preload(self) -> threading.Thread | None:
         """With `preload = start`, begin loading the model in the background (the server calls this as

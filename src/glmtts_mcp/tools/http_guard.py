@@ -1,11 +1,13 @@
 """Bounds on HTTP connections, so that silent or slow clients cannot take the server down.
 
 uvicorn closes a connection that is idle *between* requests (keep-alive timeout), but not one that
-never sends a request or dribbles its headers, and it accepts connections without limit: 300 silent
-sockets used up a 256-descriptor limit and made the server unreachable. The protocol below adds a
-header timeout (from connect, and from the end of each response, until the next request's headers
-are complete) and closes connections over a cap at once. A request being answered is never timed
-out: an SSE or Streamable HTTP event stream is a long response, not an idle connection.
+never sends a request or dribbles its headers or its body, and it accepts connections without limit:
+300 silent sockets used up a 256-descriptor limit and made the server unreachable. The protocol below
+adds a header timeout (from connect, and from the end of each response, until the next request's
+headers are complete), a body rate floor (once the headers are in, at least BODY_MIN_BYTES of the body
+in every BODY_WINDOW_S until it is complete: a stalled or dribbled body is cut, a slow honest upload is
+not) and closes connections over a cap at once. A request being answered is never timed out: an SSE or
+Streamable HTTP event stream is a long response, not an idle connection.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
 
 # Descriptors kept for everything else the process opens (model files, the voice library, logs).
 FD_RESERVE = 64
+# A request body must bring at least this many bytes in every window (1 KiB/s): a client that stalls or
+# dribbles its body holds a connection and a request task for no more than one window.
+BODY_WINDOW_S = 10.0
+BODY_MIN_BYTES = 10 * 1024
 
 _BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
@@ -38,6 +45,8 @@ class GuardedH11Protocol(H11Protocol):
         self.header_timeout_s = header_timeout_s
         self.max_connections = max_connections
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_bytes = 0  # received in the current body window
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -52,11 +61,20 @@ class GuardedH11Protocol(H11Protocol):
             return
         self._start_header_timer()
 
+    def data_received(self, data: bytes) -> None:
+        if self._body_timer is not None:
+            self._body_bytes += len(data)
+        super().data_received(data)
+
     def handle_events(self) -> None:
         before = self.cycle
         super().handle_events()
         if self.cycle is not before:  # a request's headers are complete: it is being answered
             self._cancel_header_timer()
+        if self.conn.their_state is not h11.SEND_BODY:
+            self._cancel_body_timer()
+        elif self._body_timer is None:  # its body is still to come
+            self._start_body_window()
 
     def on_response_complete(self) -> None:
         self._start_header_timer()  # before super(): it may start a pipelined request at once
@@ -64,6 +82,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def _start_header_timer(self) -> None:
@@ -80,6 +99,27 @@ class GuardedH11Protocol(H11Protocol):
         waiting_for_request = self.cycle is None or self.cycle.response_complete
         if waiting_for_request and not self.transport.is_closing():
             self.transport.close()
+
+
+    def _start_body_window(self) -> None:
+        self._body_bytes = 0
+        self._body_timer = self.loop.call_later(BODY_WINDOW_S, self._body_window_over)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_window_over(self) -> None:
+        self._body_timer = None
+        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
+            return
+        if self._body_bytes < BODY_MIN_BYTES and not self.flow.read_paused:  # paused: the app is behind, not the client
+            log.info("closed a connection whose request body brought %d bytes in %.0f s (under %d)",
+                     self._body_bytes, BODY_WINDOW_S, BODY_MIN_BYTES)
+            self.transport.close()
+            return
+        self._start_body_window()
 
 
 def guarded_http_protocol(header_timeout_s: float, max_connections: int) -> Any:

@@ -82,6 +82,7 @@ def build_server(app: App) -> MCPServer:
         instructions=INSTRUCTIONS,
         version=__version__,
         log_level=app.settings.log_level,
+        subscriptions=app.events,
     )
     register_voice_tools(server, app)
     register_synthesis_tool(server, app)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.subscriptions import ResourcesListChanged
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
@@ -36,10 +37,17 @@ log = logging.getLogger(__name__)
 VoiceArg = Annotated[str, Field(description="voice id or name (see list_voices)", min_length=1, max_length=256)]
 
 
+async def publish_voices_changed(app: App) -> None:
+    """resources/list_changed to every `subscriptions/listen` stream (2026-07-28 clients), whichever face
+    changed the library. Sessions of older protocol versions are reachable only from their own requests
+    (notify_voices_changed), so a change made through the web faces does not reach them."""
+    await app.events.publish(ResourcesListChanged())
+
+
 async def notify_voices_changed(ctx: Context) -> None:
     """resources/list_changed on every transport: the subscription bus (2026-07-28) and the session (older)."""
     try:
-        await ctx.notify_resources_changed()
+        await ctx.notify_resources_changed()  # publishes on App.events, the server's bus
     except Exception as exc:  # no listener is no error
         log.debug("subscription notify failed: %r", exc)
     try:

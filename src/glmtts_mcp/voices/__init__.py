@@ -6,7 +6,7 @@ engine's `FEATURE_SCHEMA` into a `FeatureSchema` and passes the engine's callbac
 On disk (root is `Settings.voices_dir`, by default ~/.local/share/glmtts-mcp/voices):
     voices/<id>/features.safetensors   named tensors (never pickles)
     voices/<id>/meta.json              VoiceRecord: name, transcripts, times, hashes, schema, fingerprint...
-    voices/<id>/reference.flac         the normalized reference audio, mono 16-bit, to rebuild features
+    voices/<id>/reference.flac         the prepared reference audio, 16-bit (mono, or an upstream clip's channels), to rebuild features
     stats.json                         lifetime counters; generation, tmp/, locks/ are bookkeeping
 
 API (what the MCP tools call):
@@ -20,7 +20,7 @@ API (what the MCP tools call):
     .pinned(voice_id)   context manager: no delete (or other clone) of that voice lands while it is held
     .resolve(id_or_name) -> VoiceRecord          names are unique case-insensitively
     .load_features(id_or_name, device=None) -> LoadedVoice(record, tensors, tier, load_s)
-        tier: "device" | "memory" | "disk" | "reextracted"; tensors are the caller's own copies.
+        tier: "device" | "memory" | "disk" | "reextracted"; tensors are shared with the tiers: read-only.
     .list_voices(query=None, limit=50, cursor=None) -> VoicePage(voices, next_cursor)
         broken voices are listed with `broken` set to the reason.
     .rename(id_or_name, new_name) -> VoiceRecord

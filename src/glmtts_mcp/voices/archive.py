@@ -4,7 +4,7 @@ An archive is a zip holding exactly meta.json, features.safetensors, reference.f
 manifest.json (sha256 and size of the other three). Import refuses unknown, duplicate, nested,
 absolute, traversing, symlink or encrypted members, members over their size limit (counted while
 reading, whatever the zip claims), hash mismatches, tensors outside the feature schema, audio that
-is not mono 16-bit FLAC, and an id that does not follow from the audio and transcript.
+is not 16-bit FLAC, and an id that does not follow from the audio and transcript.
 
 Export writes only a path ending in `.zip`, never inside the folders it is told to protect (the
 library itself, the output store, the checkpoint), and replaces an existing file only when that file

@@ -1,4 +1,4 @@
-"""A byte-bounded LRU: the memory and device tiers of loaded features.
+"""A byte-bounded LRU: the memory and device tiers of loaded features, and the shared value they hold.
 
 Eviction only drops a copy: the voice stays on disk and the next load reads it again.
 """
@@ -7,11 +7,34 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
+from types import MappingProxyType
 from typing import Generic, TypeVar
+
+import torch
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+class SharedTensors:
+    """Named tensors handed to every caller as they are, without a copy per hit.
+
+    Nobody may write into them. `intact` tells whether anyone did: every in-place torch op (through
+    the tensor or any view of it) bumps the tensor's version counter, so a tier checks the counters
+    on each hit and drops an entry a caller wrote into instead of serving it again. The mapping
+    itself is read-only. (Writes through `.numpy()` or a raw pointer bypass the counter.)
+    """
+
+    __slots__ = ("tensors", "_versions")
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self.tensors: Mapping[str, torch.Tensor] = MappingProxyType(dict(tensors))
+        self._versions = {name: t._version for name, t in self.tensors.items()}
+
+    def intact(self) -> bool:
+        """Whether no tensor was written into since this entry was made."""
+        return all(t._version == self._versions[name] for name, t in self.tensors.items())
 
 
 class ByteLRU(Generic[K, V]):

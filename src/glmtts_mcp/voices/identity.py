@@ -1,7 +1,7 @@
 """Voice ids from content, and the rules for names, ids and tags that may touch the disk.
 
-An id is the first 20 hex digits of a sha256 over the canonical reference PCM (mono int16, the
-exact samples kept in reference.flac), its sample rate, the transcript given at clone time
+An id is the first 20 hex digits of a sha256 over the canonical reference PCM (int16, the exact
+samples kept in reference.flac: mono, or the file's channels for an `upstream` clip), its sample rate, the transcript given at clone time
 (None, "let Whisper transcribe", is distinct from "") and the reference processing when it is not
 "clean" (clean ids are what they always were). The same recording cloned twice therefore lands on
 the same voice, the same recording under the two processings gives two voices, and an imported
@@ -16,6 +16,8 @@ import unicodedata
 
 import numpy as np
 
+from glmtts_mcp.voices.reference_flac import FLAC_MAX_CHANNELS
+
 ID_LENGTH = 20
 ID_PATTERN = re.compile(rf"^[0-9a-f]{{{ID_LENGTH}}}$")
 MAX_NAME_LENGTH = 64
@@ -27,10 +29,11 @@ _ID_DOMAIN = b"glmtts-mcp voice id v1\n"
 
 
 def canonical_pcm(pcm: np.ndarray) -> np.ndarray:
-    """Mono int16 samples: floats in [-1, 1] are clipped and rounded; int16 passes through."""
+    """int16 samples, [N] or [N, channels]: floats in [-1, 1] are clipped and rounded; int16 passes through."""
     array = np.asarray(pcm)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"reference PCM must be a non-empty mono 1-D array, got shape {array.shape}")
+    if array.size == 0 or not (array.ndim == 1 or (array.ndim == 2 and 1 < array.shape[1] <= FLAC_MAX_CHANNELS)):
+        raise ValueError(f"reference PCM must be a non-empty [samples] or [samples, 2-{FLAC_MAX_CHANNELS} channels] "
+                         f"array, got shape {array.shape}")
     if array.dtype == np.int16:
         return np.ascontiguousarray(array)
     if not np.issubdtype(array.dtype, np.floating):
@@ -52,6 +55,8 @@ def voice_id(pcm: np.ndarray, sample_rate: int, transcript: str | None, processi
     digest.update(f"rate={int(sample_rate)}\n".encode())
     if processing != "clean":
         digest.update(f"processing={processing}\n".encode())
+    if samples.ndim == 2:  # mono ids are what they always were
+        digest.update(f"channels={samples.shape[1]}\n".encode())
     if transcript is None:
         digest.update(b"transcript=none\n")
     else:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from safetensors.torch import save as save_tensors
 
 from glmtts_mcp.voices.archive import export_destination, read_archive, write_archive
 from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference
-from glmtts_mcp.voices.cache import ByteLRU
+from glmtts_mcp.voices.cache import ByteLRU, SharedTensors
 from glmtts_mcp.voices.errors import (
     ArchiveError,
     BrokenVoice,
@@ -105,17 +105,9 @@ def _normalized_device(device: str | torch.device | None) -> torch.device | None
     return target
 
 
-def _copy(tensor: torch.Tensor, target: torch.device) -> torch.Tensor:
-    if target.type == "cpu" and tensor.device.type == "cpu" and tensor.dtype != torch.bfloat16:
-        # numpy copies on this thread; torch's intra-op pool can stall for milliseconds on a busy host
-        return torch.from_numpy(tensor.numpy().copy())
-    return tensor.to(target, copy=True)
-
-
-def _copies_on(tensors: Tensors, device: torch.device | None) -> Tensors:
-    """Independent copies for the caller, so nobody can alter a cached voice."""
-    target = device or torch.device("cpu")
-    return {name: _copy(t, target) for name, t in tensors.items()}
+def _moved(tensors: Mapping[str, torch.Tensor], target: torch.device) -> Tensors:
+    """The tensors on `target`: the one copy a device tier entry holds (or a caller gets without that tier)."""
+    return {name: t.to(target) for name, t in tensors.items()}
 
 
 class _FeaturesChanged(Exception):
@@ -142,8 +134,8 @@ class VoiceLibrary:
         self._store = VoiceStore(Path(root))
         self.root = self._store.root
         self._index = VoiceIndex(self._store, schema)
-        self._memory: ByteLRU[tuple[str, str], Tensors] = ByteLRU(memory_bytes)
-        self._device: ByteLRU[tuple[str, str, str], Tensors] = ByteLRU(device_bytes)
+        self._memory: ByteLRU[tuple[str, str], SharedTensors] = ByteLRU(memory_bytes)
+        self._device: ByteLRU[tuple[str, str, str], SharedTensors] = ByteLRU(device_bytes)
         self._stats = StatsKeeper(self._store)
         self._last_used: dict[str, datetime] = {}
         self._last_used_lock = threading.Lock()
@@ -206,7 +198,7 @@ class VoiceLibrary:
         return bool(self.fingerprint) and record.fingerprint != self.fingerprint
 
     def reference_audio_path(self, id_or_name: str) -> Path:
-        """The kept reference audio (mono 16-bit FLAC) of a voice."""
+        """The kept reference audio (16-bit FLAC) of a voice."""
         record = self.resolve(id_or_name)
         return self._store.voice_dir(record.id) / REFERENCE_FILE
 
@@ -370,10 +362,11 @@ class VoiceLibrary:
 
     # ----- load -----
     def load_features(self, id_or_name: str, device: str | torch.device | None = None) -> LoadedVoice:
-        """The voice's tensors (the caller's own copies) on `device` (default CPU).
+        """The voice's tensors on `device` (default CPU), shared and read-only.
 
         Served from the device tier, the memory tier or disk, in that order; stale voices are
-        re-extracted first when a `reextract` callback was given.
+        re-extracted first when a `reextract` callback was given. A hit hands out the tier's own
+        tensors (no copy per hit): the caller must not write into them (see `SharedTensors`).
         """
         started = time.perf_counter()
         target = _normalized_device(device)
@@ -395,7 +388,7 @@ class VoiceLibrary:
         if entry.broken is not None:
             self._stats.add(broken_loads=1)
         record = self._healthy(entry)
-        tensors: Tensors | None = None
+        tensors: Mapping[str, torch.Tensor] | None = None
         tier: Tier
         if self.is_stale(record):
             if self._reextract is not None:
@@ -410,25 +403,38 @@ class VoiceLibrary:
         device_key = (record.id, record.features_sha256, str(target))
         if tensors is not None:
             tier = "reextracted"
-        elif use_device and (cached := self._device.get(device_key)) is not None:
-            return self._served(record, _copies_on(cached, target), "device", started)
+        elif use_device and (cached := self._intact(self._device, device_key)) is not None:
+            return self._served(record, cached.tensors, "device", started)
         else:
             if use_device:
                 self._stats.add(device_misses=1)
-            tensors = self._memory.get((record.id, record.features_sha256))
+            shared = self._intact(self._memory, (record.id, record.features_sha256))
             tier = "memory"
-            if tensors is None:
+            if shared is None:
                 self._stats.add(memory_misses=1)
-                tensors = self._read_features(record)
-                self._remember(record, tensors)
+                shared = self._remember(record, self._read_features(record))
                 tier = "disk"
-        result = _copies_on(tensors, target)
+            tensors = shared.tensors
+        if target is None or target.type == "cpu":
+            return self._served(record, tensors, tier, started)
+        moved = SharedTensors(_moved(tensors, target))  # the one copy on the device
         if use_device:
-            evicted = self._device.put(device_key, _copies_on(result, target), tensors_nbytes(result))
+            evicted = self._device.put(device_key, moved, tensors_nbytes(moved.tensors))
             self._stats.add(device_evictions=evicted)
-        return self._served(record, result, tier, started)
+        return self._served(record, moved.tensors, tier, started)
 
-    def _served(self, record: VoiceRecord, tensors: Tensors, tier: Tier, started: float) -> LoadedVoice:
+    def _intact(self, tier: ByteLRU[Any, SharedTensors], key: tuple[str, ...]) -> SharedTensors | None:
+        """The tier's entry, unless a caller wrote into its tensors: then it is dropped (a bug, logged)."""
+        shared = tier.get(key)
+        if shared is None or shared.intact():
+            return shared
+        log.error("a caller wrote into the shared features of voice %s; dropped them from the cache "
+                  "(features handed out by load_features are read-only)", key[0])
+        tier.discard_where(lambda other: other == key)
+        return None
+
+    def _served(self, record: VoiceRecord, tensors: Mapping[str, torch.Tensor], tier: Tier,
+                started: float) -> LoadedVoice:
         load_s = time.perf_counter() - started
         if tier != "reextracted":  # a re-extraction is counted by _refresh_voice, not as a hit
             self._stats.add(**{f"{tier}_hits": 1, f"{tier}_load_s_total": load_s,
@@ -482,9 +488,12 @@ class VoiceLibrary:
             "or import an exported copy."
         )
 
-    def _remember(self, record: VoiceRecord, tensors: Tensors) -> None:
-        evicted = self._memory.put((record.id, record.features_sha256), tensors, tensors_nbytes(tensors))
+    def _remember(self, record: VoiceRecord, tensors: Tensors) -> SharedTensors:
+        """Keep the tensors in the memory tier (when they fit); they are shared from now on."""
+        shared = SharedTensors(tensors)
+        evicted = self._memory.put((record.id, record.features_sha256), shared, tensors_nbytes(tensors))
         self._stats.add(memory_evictions=evicted)
+        return shared
 
     def _drop_cached(self, vid: str) -> None:
         self._memory.discard_where(lambda key: key[0] == vid)
@@ -523,8 +532,8 @@ class VoiceLibrary:
             progress(len(stale), len(stale), f"refreshed {refreshed} of {len(stale)} stale voices")
         return refreshed
 
-    def _refresh_voice(self, vid: str) -> tuple[VoiceRecord, Tensors | None]:
-        """Re-extract one voice in place (same id and name); tensors is None if it was already fresh."""
+    def _refresh_voice(self, vid: str) -> tuple[VoiceRecord, Mapping[str, torch.Tensor] | None]:
+        """Re-extract one voice in place (same id and name); the new (shared) tensors, None if it was fresh."""
         if self._reextract is None:
             raise VoiceLibraryError("no re-extraction callback was given to the voice library")
         with self._store.clone_lock(vid):
@@ -550,9 +559,9 @@ class VoiceLibrary:
                 self._stats.add(reextractions=1, extraction_s_spent=record.extraction_s)
                 self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
         self._drop_cached(vid)
-        self._remember(record, tensors)
+        shared = self._remember(record, tensors)
         log.info("re-extracted stale voice %s (%s)", record.name, vid)
-        return record, tensors
+        return record, shared.tensors
 
     def _run_reextract(self, pcm: np.ndarray, sample_rate: int, transcript: str,
                        language: str | None) -> tuple[Tensors, dict[str, float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -154,9 +155,9 @@ class NewVoiceData:
 
 @dataclass
 class LoadedVoice:
-    """Features ready for synthesis; the tensors are the caller's own copies."""
+    """Features ready for synthesis; the tensors are shared with the library's tiers: read-only."""
 
     record: VoiceRecord
-    tensors: dict[str, torch.Tensor]
+    tensors: Mapping[str, torch.Tensor]
     tier: Tier
     load_s: float

@@ -29,7 +29,7 @@ from glmtts_mcp.tools.schemas import (
     VoiceSummary,
 )
 from glmtts_mcp.tools.stats import collect_stats
-from glmtts_mcp.tools.voice_tools import clone_result, deleted_result
+from glmtts_mcp.tools.voice_tools import clone_result, deleted_result, publish_voices_changed
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 from glmtts_mcp.web.audio_stream import STREAM_FORMATS, AudioEncoder, encoded_chunks, open_narration
@@ -110,6 +110,8 @@ def rest_routes(app: App) -> APIRouter:
             outcome = await app.host.run(
                 lambda engine: clone_or_get(engine, library, data, _optional(name), _optional(transcript), code, None)
             )
+        if not outcome.existed:
+            await publish_voices_changed(app)
         result = clone_result(outcome, start)
         return JSONResponse(result.model_dump(mode="json"), status_code=200 if outcome.existed else 201)
 
@@ -140,6 +142,7 @@ def rest_routes(app: App) -> APIRouter:
 
         with web_errors(field="name"):
             old, record = await anyio.to_thread.run_sync(rename)
+        await publish_voices_changed(app)
         return RenameVoiceResult(voice_id=record.id, old_name=old.name, name=record.name)
 
     @router.delete("/voices/{voice}", response_model=DeleteVoiceResult)
@@ -147,11 +150,12 @@ def rest_routes(app: App) -> APIRouter:
         """Delete a voice and its files (an unknown voice is 404: nothing was deleted)."""
         with web_errors(field="voice"):
             record = await anyio.to_thread.run_sync(lambda: library.delete(voice))
+        await publish_voices_changed(app)
         return deleted_result(record, voice)
 
     @router.get("/voices/{voice}/audio", response_class=FileResponse)
     async def reference_audio(voice: VoicePath) -> FileResponse:
-        """The reference audio the voice keeps (mono 16-bit FLAC)."""
+        """The reference audio the voice keeps (16-bit FLAC)."""
 
         def locate() -> tuple[VoiceRecord, Path]:
             record = library.resolve(voice)
@@ -200,6 +204,8 @@ def rest_routes(app: App) -> APIRouter:
 
         with web_errors(field="archive"):
             record, existed = await anyio.to_thread.run_sync(import_from_upload)
+        if not existed:
+            await publish_voices_changed(app)
         result = ImportVoiceResult(
             voice_id=record.id,
             name=record.name,

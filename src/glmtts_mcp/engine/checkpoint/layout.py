@@ -178,6 +178,24 @@ def names_whisper_file(model: str | Path) -> bool:
     return text.endswith(".pt") or os.sep in text
 
 
+def _whisper_places(model: str | Path, checkpoint: Path | None) -> list[Path]:
+    """Where a whisper size name's file may lie: the checkpoint's whisper folder, then Whisper's cache."""
+    return ([Path(checkpoint) / WHISPER_DIR / f"{model}.pt"] if checkpoint is not None else []) + [
+        whisper_cache_dir() / f"{model}.pt"
+    ]
+
+
+def whisper_model_problem(model: str, checkpoint: Path | None) -> str | None:
+    """Why a whisper setting names no model, or None: a file path is accepted (its file is looked for when
+    Whisper is first needed), as is an openai-whisper size name or a name whose file is already in place."""
+    import whisper  # lazy: pulls in torch
+
+    names = whisper.available_models()
+    if names_whisper_file(model) or model in names or any(p.is_file() for p in _whisper_places(model, checkpoint)):
+        return None
+    return f"unknown whisper model {model!r}: use one of {', '.join(names)}, or the path of a Whisper .pt file"
+
+
 def resolve_whisper_model(model: str | Path, checkpoint: Path | None = None) -> Path:
     """The local file for a whisper size name ("base") or path; a clear error when it is absent."""
     candidate = Path(model).expanduser()
@@ -185,9 +203,7 @@ def resolve_whisper_model(model: str | Path, checkpoint: Path | None = None) -> 
         if candidate.is_file():
             return candidate
         raise CheckpointError(f"whisper model file {candidate} not found: run `glmtts-mcp download` or pass a path")
-    places = ([Path(checkpoint) / WHISPER_DIR / f"{model}.pt"] if checkpoint is not None else []) + [
-        whisper_cache_dir() / f"{model}.pt"
-    ]
+    places = _whisper_places(model, checkpoint)
     for place in places:
         if place.is_file():
             return place

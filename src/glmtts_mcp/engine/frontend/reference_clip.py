@@ -2,10 +2,12 @@
 
 Two processings (`reference_processing`):
 - `clean`: mix to mono, remove DC, resample to 24 kHz, trim silence, set the level to -20 dBFS;
-- `upstream`: what upstream's glmtts_inference does: the file's first channel at its own rate, untouched
-  (extraction then resamples it straight to 16 kHz and 24 kHz, as upstream's frontend does).
+- `upstream`: what upstream's glmtts_inference does: the file's channels at its own rate, untouched.
+  Extraction then resamples straight to 16 kHz and 24 kHz as upstream's frontend does, per feature:
+  the speech tokenizer takes channel 0 (`SpeechTokenizer.extract_speech_token`), the prompt mel and
+  CAMPPlus take the channel mean (`load_wav`); see `reference_pcm_at`.
 Either way the result is 16-bit samples, quantized once here: the library keeps exactly these in its
-FLAC, so a re-extraction sees the very samples the first clone saw.
+FLAC (every channel, for `upstream`), so a re-extraction sees the very samples the first clone saw.
 
 Decoding uses soundfile (libsndfile: WAV, FLAC, OGG Vorbis/Opus, MP3 and more), never an external
 program. Every refusal is an AudioInputError that says what is wrong and what to do instead. The
@@ -44,6 +46,7 @@ LOW_RATE_WARN = 16000
 # stay the same.
 PCM16_READ_SCALE = 32768.0
 CLEAN_QUANTIZE_SCALE = 32767.0
+MAX_CHANNELS = 8  # FLAC's limit: the library keeps an `upstream` clip's channels in a FLAC
 
 ReferenceProcessing = Literal["clean", "upstream"]
 REFERENCE_PROCESSINGS: tuple[str, ...] = get_args(ReferenceProcessing)
@@ -198,11 +201,17 @@ def load_reference(
     samples, rate, name = _decode(source)
     warnings: list[str] = []
     if processing == "upstream":
-        first = samples[:, 0]  # upstream's speech tokenizer takes channel 0 (its mel and CAMPPlus mix; see docs)
-        _check_level(first, rate, name, warnings)
-        duration = len(first) / rate
+        channels = samples.shape[1]
+        if channels > MAX_CHANNELS:
+            raise AudioInputError(f"{name} has {channels} channels; at most {MAX_CHANNELS} are kept: send a mono "
+                                  "or stereo recording")
+        _check_level(samples[:, 0], rate, name, warnings)  # the speech tokens' signal
+        if channels > 1:  # the mel's and CAMPPlus's signal must hold sound too (its warnings would repeat)
+            _check_level(samples.mean(axis=1), rate, f"the channel mix of {name}", [])
+        duration = len(samples) / rate
         _check_duration(duration, duration, name, min_s, max_s, warn_s, warnings)
-        pcm, out_rate = _to_pcm16(first, PCM16_READ_SCALE), rate
+        pcm = _to_pcm16(samples, PCM16_READ_SCALE)  # [N, channels]; mono as [N]
+        pcm, out_rate = (pcm[:, 0].copy() if channels == 1 else pcm), rate
     else:
         mono = samples.mean(axis=1, dtype=np.float64)
         mono = (mono - mono.mean()).astype(np.float32)  # a DC offset is not sound
@@ -216,11 +225,17 @@ def load_reference(
     return ReferenceAudio(pcm=pcm, sample_rate=out_rate, duration_s=len(pcm) / out_rate, warnings=warnings)
 
 
-def reference_pcm_at(ref: ReferenceAudio, sr: int) -> torch.Tensor:
-    """The reference as a (1, T) float32 tensor at `sr` (16 kHz for CAMPPlus and the speech tokenizer),
-    resampled straight from the kept samples (read as a 16-bit file is read: k / 32768)."""
+def reference_pcm_at(ref: ReferenceAudio, sr: int, *, first_channel: bool = False) -> torch.Tensor:
+    """The reference as a (1, T) float32 tensor at `sr`, resampled straight from the kept samples (read as
+    a 16-bit file is read: k / 32768). A multichannel (`upstream`) clip gives the channel mean, as upstream's
+    `load_wav` feeds its prompt mel and CAMPPlus, or with `first_channel` its channel 0, as upstream's
+    speech tokenizer reads it; a mono clip gives its samples either way."""
     pcm = np.asarray(ref.pcm)
     if pcm.dtype != np.int16:
         raise ValueError(f"reference samples must be int16 (as load_reference makes them), got {pcm.dtype}")
-    wav = torch.from_numpy(pcm.astype(np.float32) / np.float32(PCM16_READ_SCALE)).unsqueeze(0)
+    channels = torch.from_numpy(pcm.astype(np.float32) / np.float32(PCM16_READ_SCALE)).reshape(len(pcm), -1).T
+    if first_channel or channels.shape[0] == 1:
+        wav = channels[:1].contiguous()
+    else:
+        wav = channels.mean(dim=0, keepdim=True)  # float32 over [channels, T], as torch's mean in load_wav
     return resample(wav, ref.sample_rate, sr)

@@ -113,7 +113,14 @@ class _Grammar:
             if text.strip():
                 raise EngineError(f"text normalization found no reading for {text[:80]!r}; remove unusual characters")
             return ""
-        return self._verbalizer.normalize(reorder_tokens(tagged, _FIELD_ORDERS[self.language]))
+        tokens, malformed = _parse_tokens(tagged)
+        spoken = self._verbalizer.normalize(_print_tokens(tokens, _FIELD_ORDERS[self.language]))
+        if malformed and not spoken:  # upstream's pynini raises here (no path through the verbalizer)
+            raise EngineError(
+                f"text normalization cannot read {text[:80]!r}: quote marks or backslashes inside <...> break "
+                "GLM-TTS's text normalizer (WeTextProcessing); remove them, or the angle brackets"
+            )
+        return spoken
 
 
 def reorder_tokens(tagged: str, orders: dict[str, tuple[str, ...]]) -> str:
@@ -123,8 +130,15 @@ def reorder_tokens(tagged: str, orders: dict[str, tuple[str, ...]]) -> str:
     in that order (unless the token says ``preserve_order: "true"``); other types keep their own
     order. Values keep their backslash escapes verbatim.
     """
+    return _print_tokens(_parse_tokens(tagged)[0], orders)
+
+
+Tokens = list[tuple[str, list[tuple[str, str]]]]
+
+
+def _print_tokens(tokens: Tokens, orders: dict[str, tuple[str, ...]]) -> str:
     out = []
-    for name, fields in _parse_tokens(tagged):
+    for name, fields in tokens:
         values = dict(fields)
         keys: list[str] | tuple[str, ...] = [key for key, _ in fields]
         if name in orders and values.get("preserve_order") != "true":
@@ -134,10 +148,18 @@ def reorder_tokens(tagged: str, orders: dict[str, tuple[str, ...]]) -> str:
     return " ".join(out)
 
 
-def _parse_tokens(tagged: str) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Tokens of a tagger output as (name, [(key, value), ...]); raises on malformed text."""
-    tokens: list[tuple[str, list[tuple[str, str]]]] = []
-    pos, end = 0, len(tagged)
+def _parse_tokens(tagged: str) -> tuple[Tokens, bool]:
+    """Tokens of a tagger output as (name, [(key, value), ...]), and whether the text was malformed.
+
+    Read as WeTextProcessing's TokenParser reads it, leniently: each character of the separators
+    `` { `` and ``: "`` is skipped only where it is present, a key may be empty, and a value runs to the
+    next unescaped quote. The tagger does emit malformed text (its English emphasis rule passes a raw
+    quote through in ``<...>``), and upstream verbalizes what this reading makes of it. Only what
+    upstream cannot read at all (it loops or asserts) raises here.
+    """
+    tokens: Tokens = []
+    end = len(tagged)
+    malformed = False
 
     def skip_spaces(i: int) -> int:
         while i < end and tagged[i] == " ":
@@ -145,40 +167,46 @@ def _parse_tokens(tagged: str) -> list[tuple[str, list[tuple[str, str]]]]:
         return i
 
     def read_key(i: int) -> tuple[str, int]:
+        if i < end and tagged[i] in "\t\n\r\x0b\x0c":  # upstream asserts against string.whitespace
+            raise EngineError(f"malformed normalizer tags: whitespace where a key starts, near {tagged[i:i + 40]!r}")
         start = i
         while i < end and (tagged[i].isascii() and (tagged[i].isalpha() or tagged[i] == "_")):
             i += 1
         return tagged[start:i], i
 
-    def expect(i: int, literal: str) -> int:
-        if not tagged.startswith(literal, i):
-            raise EngineError(f"malformed normalizer tags near {tagged[i:i + 40]!r}")
-        return i + len(literal)
+    def skip_each(i: int, separator: str) -> int:
+        nonlocal malformed
+        for char in separator:
+            if i < end and tagged[i] == char:
+                i += 1
+            else:
+                malformed = True
+        return i
 
-    pos = skip_spaces(pos)
+    pos = skip_spaces(0)
     while pos < end:
         name, pos = read_key(pos)
-        pos = expect(pos, " {")
+        pos = skip_each(pos, " { ")
         fields: list[tuple[str, str]] = []
-        while True:
-            pos = skip_spaces(pos)
-            if pos >= end:
-                raise EngineError(f"malformed normalizer tags: unclosed token {name!r}")
+        while (pos := skip_spaces(pos)) < end:
             if tagged[pos] == "}":
                 pos += 1
                 break
             key, pos = read_key(pos)
-            pos = expect(pos, ': "')
+            pos = skip_each(pos, ': "')
             start = pos
             while pos < end and tagged[pos] != '"':
                 pos += 2 if tagged[pos] == "\\" else 1
             if pos >= end:
                 raise EngineError(f"malformed normalizer tags: unterminated value of {key!r}")
+            malformed = malformed or not key
             fields.append((key, tagged[start:pos]))
             pos += 1
+        else:
+            malformed = True  # the last token was not closed
         tokens.append((name, fields))
         pos = skip_spaces(pos)
-    return tokens
+    return tokens, malformed
 
 
 class _Grammars:

@@ -9,7 +9,7 @@ original prompt only, vocode, and hand the piece out as soon as it is ready. Syn
 features never touches Whisper or the prompt encoders.
 
 `reference_processing` chooses between upstream's behaviour exactly (`upstream`: the reference's
-first channel untouched at its own rate, pieces concatenated, every piece spoken) and ours (`clean`:
+channels untouched at its own rate, pieces concatenated, every piece spoken) and ours (`clean`:
 a cleaned 24 kHz reference, pieces joined by a 20 ms crossfade, pieces without a letter or digit
 skipped); docs/e2e-parity.md measures both against upstream's own pipeline.
 
@@ -27,7 +27,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +137,30 @@ class _History:
                 self.text_ids.pop(1)
                 self.speech_ids.pop(1)
         return [t for ids in self.text_ids for t in ids], [s for ids in self.speech_ids for s in ids]
+
+
+@dataclass(frozen=True)
+class _VoicePrompt:
+    """The voice as one synthesis uses it, made once per synthesis from the (shared, read-only) features:
+    the LLM's prompt ids as lists (the history starts from them) and the flow's prompt tensors on the
+    model's device with a batch axis (views: no copy when the features are already there)."""
+
+    text_ids: list[int]
+    speech_ids: list[int]
+    flow_speech_ids: torch.Tensor  # [1, M]
+    flow_mel: torch.Tensor  # [1, T, 80]
+    flow_embedding: torch.Tensor  # [1, 192]
+
+    @classmethod
+    def of(cls, tensors: Mapping[str, torch.Tensor], device: torch.device) -> _VoicePrompt:
+        speech_ids = tensors["prompt_speech_ids"]
+        return cls(
+            text_ids=tensors["prompt_text_ids"].tolist(),
+            speech_ids=speech_ids.tolist(),
+            flow_speech_ids=speech_ids.to(device)[None],
+            flow_mel=tensors["prompt_mel"].to(device)[None],
+            flow_embedding=tensors["speaker_embedding"].to(device)[None],
+        )
 
 
 @dataclass
@@ -373,8 +397,11 @@ class Engine:
         timer = _Timer()
         with self.jobs.slot():
             models = self.models
+            # upstream's signals: the channel mix for the prompt mel and CAMPPlus (Whisper hears it too),
+            # channel 0 for the speech tokenizer (one and the same for a mono clip)
             wav24 = reference_pcm_at(ref, MODEL_SAMPLE_RATE)
             wav16 = reference_pcm_at(ref, SPEECH_SAMPLE_RATE)
+            tokens16 = reference_pcm_at(ref, SPEECH_SAMPLE_RATE, first_channel=True) if ref.pcm.ndim > 1 else wav16
             source = "user"
             warnings: list[str] = []
             if transcript is None or not transcript.strip():
@@ -394,7 +421,7 @@ class Engine:
             report(1, 5, "tokenizing the transcript")
             prompt_text_ids = timer.run("text", self._prompt_text_ids, transcript)
             report(2, 5, "extracting speech tokens")
-            speech_ids = timer.run("speech_tokenizer", models.speech_tokenizer.tokenize, wav16)
+            speech_ids = timer.run("speech_tokenizer", models.speech_tokenizer.tokenize, tokens16)
             if speech_ids.numel() == 0:
                 raise AudioInputError("the reference audio gave no speech tokens: use 2-30 s of clear speech")
             report(3, 5, "computing the speaker embedding")
@@ -468,15 +495,14 @@ class Engine:
     def _stream(
         self,
         segments: list[str],
-        tensors: dict[str, torch.Tensor],
+        tensors: Mapping[str, torch.Tensor],
         options: SynthesisOptions,
         progress: ProgressCallback | None,
     ) -> Iterator[AudioChunk]:
         report = progress or (lambda done, total, message: None)
         sampling = RasSettings(top_p=options.top_p, top_k=options.top_k, temperature=options.temperature)
-        history = _History(
-            text_ids=[tensors["prompt_text_ids"].tolist()], speech_ids=[tensors["prompt_speech_ids"].tolist()]
-        )
+        prompt = _VoicePrompt.of(tensors, self.models.device)
+        history = _History(text_ids=[prompt.text_ids], speech_ids=[prompt.speech_ids])
         fader = Crossfader(MODEL_SAMPLE_RATE, CROSSFADE_MS if self.reference_processing == "clean" else 0.0)
         total = len(segments)
         report(0, total, f"synthesizing {total} segment(s)")
@@ -503,7 +529,7 @@ class Engine:
                 if ahead and self.overlap:
                     pending = start_llm(index + 1)
                 with self.jobs.slot():
-                    wav = self._voice(segment, tokens, request.generator, tensors)
+                    wav = self._voice(segment, tokens, request.generator, prompt)
                 if ahead and not self.overlap:
                     pending = start_llm(index + 1)
                 pcm = fader.push(wav)
@@ -533,20 +559,18 @@ class Engine:
         prompt_text, prompt_speech = history.prompt_for(len(text_ids))
         return SpeechRequest(text_ids, prompt_text, prompt_speech, sampling, torch.Generator().manual_seed(seed))
 
-    def _voice(self, segment: str, tokens: list[int], generator: torch.Generator,
-               tensors: dict[str, torch.Tensor]) -> np.ndarray:
+    def _voice(self, segment: str, tokens: list[int], generator: torch.Generator, prompt: _VoicePrompt) -> np.ndarray:
         """Flow (with the original prompt) and vocoder for one segment's tokens: 24 kHz PCM."""
         if not tokens:
             log.warning("segment %r produced no speech tokens; it is left silent", segment)
             return np.zeros(0, dtype=np.float32)
         models = self.models
-        device = models.device
         with torch.inference_mode():
             mel = models.flow.inference(
-                tensors["prompt_speech_ids"].to(device)[None],
-                tensors["prompt_mel"].to(device)[None],
-                torch.tensor([tokens], dtype=torch.long, device=device),
-                tensors["speaker_embedding"].to(device)[None],
+                prompt.flow_speech_ids,
+                prompt.flow_mel,
+                torch.tensor([tokens], dtype=torch.long, device=models.device),
+                prompt.flow_embedding,
                 generator=generator,
             )
             wav, _, _ = models.hift.inference(mel, generator=generator)
