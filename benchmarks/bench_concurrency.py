@@ -22,6 +22,12 @@ alone, rows at position 200) for 1, 2, 4 and 8 sequences, dense and then prepack
 it on a CPU: the LLM's share of the batching gain, quick even at the real size. `--prefill-stall`
 admits a request with a 30 s voice prompt while three sequences decode and reports the longest gap
 between decode steps, for each prefill chunk size given.
+
+`--engine ray --replicas 1 2` (issue 17) runs the same callers against engine replicas on a local Ray
+cluster started for the run (`RayEngine`, as `--engine ray` serves), after the same callers on a local
+engine in this process: aggregate audio seconds per wall second and first-chunk latency per replica
+count. Segment lengths are not forced there (the replicas run the product's engine unchanged); the
+same seeds and voices make the same tokens on both sides, so every row does the same work.
 """
 
 from __future__ import annotations
@@ -369,6 +375,83 @@ def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks
     return rows
 
 
+def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path]) -> list[str]:
+    """`--engine ray`: N callers on the local engine, then on 1..R replicas of a local Ray cluster."""
+    import ray
+    from ray import serve
+
+    from glmtts_mcp.engine_ray.client import RayEngine, RayPlacement
+
+    cores = os.cpu_count() or 1
+    gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") or args.device.startswith("cuda") else 0
+    slots = max(args.n)
+    options = {"checkpoint": checkpoint, "device": args.device, "dtype": args.dtype,
+               "whisper_model": args.whisper_model, "max_batch": slots}
+    local = Engine.load(**options)
+    voices = [local.extract_voice(local.prepare_reference(path), text).features
+              for path, (_, text) in zip(references, VOICES, strict=True)]
+
+    def row(engine: Engine | RayEngine, n: int) -> dict[str, float]:
+        gate = threading.Barrier(n + 1)
+        results: list[tuple[float, float]] = [(0.0, 0.0)] * n
+
+        def caller(i: int) -> None:
+            gate.wait()
+            began = time.perf_counter()
+            first, seconds = None, 0.0
+            for chunk in engine.synthesize(TEXTS[i % len(TEXTS)], voices[i % len(voices)], SynthesisOptions(seed=i)):
+                first = first if first is not None else time.perf_counter() - began
+                seconds += len(chunk.pcm) / chunk.sample_rate
+            results[i] = (first or 0.0, seconds)
+
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            futures = [pool.submit(caller, i) for i in range(n)]
+            gate.wait()
+            began = time.perf_counter()
+            for future in futures:
+                future.result()
+            wall = time.perf_counter() - began
+        firsts = [r[0] for r in results]
+        audio = sum(r[1] for r in results)
+        return {"wall": wall, "agg": audio / wall, "first_p50": float(np.percentile(firsts, 50)),
+                "first_p95": float(np.percentile(firsts, 95))}
+
+    def measure(label: str, engine: Engine | RayEngine) -> None:
+        for voice in range(len(voices)):  # warm-up: lazy inits, and each voice reaches a replica once
+            list(engine.synthesize(TEXTS[0], voices[voice], SynthesisOptions(seed=voice)))
+        for n in args.n:
+            figures[(label, n)] = row(engine, n)
+            print(f"  {label} N={n}: {figures[(label, n)]['wall']:.1f} s", file=sys.stderr, flush=True)
+
+    figures: dict[tuple[str, int], dict[str, float]] = {}
+    try:
+        measure("local", local)
+    finally:
+        local.unload()
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        for replicas in args.replicas:
+            placement = RayPlacement(address="auto", replicas=(replicas, replicas), gpus_per_replica=gpus / replicas,
+                                     cpus_per_replica=cores / replicas, voices_per_replica=len(voices),
+                                     slots_per_replica=slots)
+            engine = RayEngine.start(options, placement)
+            try:
+                measure(f"ray x{replicas}", engine)
+            finally:
+                engine.unload()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    out = [f"engine replicas on a local Ray cluster ({cores} CPUs and {gpus} GPU(s) shared by all replicas; the "
+           f"local engine uses torch's {torch.get_num_threads()} threads):",
+           f"{'engine':<9}{'N':>3}{'wall s':>9}{'audio s/s':>11}{'1st p50':>9}{'1st p95':>9}{'vs local':>10}"]
+    for (label, n), r in figures.items():
+        ratio = r["agg"] / figures[("local", n)]["agg"]
+        out.append(f"{label:<9}{n:>3}{r['wall']:>9.1f}{r['agg']:>11.3f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}"
+                   f"{ratio:>9.2f}x")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: a fresh tiny one)")
@@ -387,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefill-stall", type=int, nargs="*", metavar="CHUNK",
                         help="also measure the decode gap while a 950-position prompt is prefilled, per chunk size "
                              "(e.g. 4096 256 64)")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="ray: the callers on a local engine, then on --replicas Ray replicas (only those rows)")
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="--engine ray: replica counts")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -398,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
             from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
 
             checkpoint = make_tiny_checkpoint(Path(tmp) / "tiny")
+        if args.engine == "ray":
+            references = [_record(Path(tmp) / f"voice{i}.wav", voice, text) for i, (voice, text) in enumerate(VOICES)]
+            print("\n".join(ray_rows(checkpoint, args, references)))
+            return 0
         needs_voices = args.modes or args.flow_batch
         references = [_record(Path(tmp) / f"voice{i}.wav", voice, text)
                       for i, (voice, text) in enumerate(VOICES)] if needs_voices else []

@@ -112,3 +112,14 @@ def test_bench_concurrency_prints_both_modes_in_one_run(tiny_checkpoint: Path) -
     serial_two = next(r for r in rows if r[:2] == ["serial", "2"])
     assert [size.split(":")[0] for size in serial_two[13:]] == ["1"]  # serial never decodes two at once
     assert re.search(r"batched / serial aggregate audio s/s\s+N=1: [\d.]+x\s+N=2: [\d.]+x", out)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference with espeak-ng")
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (the [ray] extra)")
+def test_bench_concurrency_ray_rows_beside_the_local_engine(tiny_checkpoint: Path) -> None:
+    out = _run("benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--engine", "ray",
+               "--replicas", "1", "--n", "1")
+    rows = [line.split() for line in out.splitlines() if re.match(r"(local|ray x\d)\s+\d", line)]
+    assert [r[:2] for r in rows] == [["local", "1"], ["ray", "x1"]]
+    assert all(float(r[-4]) > 0 and r[-1].endswith("x") for r in rows)  # audio s/s ... vs local
+    assert rows[0][-1] == "1.00x"

@@ -69,3 +69,68 @@ def test_make_tiny_without_onnx_names_the_extra(
     err = capsys.readouterr().err
     assert "onnx" in err and "pip install 'glmtts-mcp[tiny]'" in err
     assert not target.exists() or not any(target.iterdir())  # nothing half-written
+
+
+# Serves with the local engine while `ray` cannot be imported (as where the [ray] extra is not installed):
+# builds the app and the server, loads the engine, clones a voice and narrates through the tools' own
+# `narrate`, then lists every ray module that got imported.
+_NO_RAY_PROBE = """
+import importlib.abc, json, sys
+from pathlib import Path
+
+class NoRay(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+        return None
+
+sys.meta_path.insert(0, NoRay())
+import glmtts_mcp.cli
+from glmtts_mcp.config import load_settings
+from glmtts_mcp.tools.app import build_app
+from glmtts_mcp.tools.server import build_server
+from glmtts_mcp.tools.synthesis import narrate
+
+root = Path(sys.argv[2])
+clip = root / "clip.wav"
+import numpy as np, soundfile as sf
+t = np.arange(16000 * 2) / 16000
+sf.write(clip, (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32), 16000)
+settings = load_settings(checkpoint=Path(sys.argv[1]), voices_dir=root / "voices", output_dir=root / "out",
+                         allowed_dirs=[root], whisper_model="tiny-random", engine="local")
+app = build_app(settings)
+build_server(app)
+spoken = narrate(app.host.ensure_loaded(), app, "Hello there.", None, clip, "wav", 3, lambda *a: None,
+                 transcript="Hello there.")
+assert spoken.data[:4] == b"RIFF" and app.host.describe()["backend"] == "local"
+app.close()
+print(json.dumps(sorted(m for m in sys.modules if m == "ray" or m.startswith(("ray.", "glmtts_mcp.engine_ray")))))
+"""
+
+
+def test_the_local_engine_serves_without_ray(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """`--engine local` (the default) neither needs nor imports ray: it clones and narrates with ray blocked."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_RAY_PROBE, str(tiny_checkpoint), str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_ray_is_an_extra_the_tests_install() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert not any(spec.startswith("ray") for spec in project["dependencies"])
+    assert extras["ray"] == ["ray[serve]==2.60.0"] and "glmtts-mcp[ray]" in extras["test"]
+    pins = {line.split("==")[0].lower() for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line}
+    assert "ray" in pins
+
+
+def test_engine_ray_without_ray_names_the_extra(
+    no_user_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    assert main(["config", "--engine", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert "--engine: ray is not installed" in err and "pip install 'glmtts-mcp[ray]'" in err and "--engine local" in err

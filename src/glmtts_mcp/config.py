@@ -7,7 +7,9 @@ overridden by `--config` or `GLMTTS_MCP_CONFIG`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -90,6 +92,26 @@ def parse_return_mode(value: str) -> tuple[str, ...]:
             "e.g. 'audio+path'"
         )
     return tuple(dict.fromkeys(parts))
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported, found without importing it (the local path never imports ray)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # blocked, or a placeholder in sys.modules
+        return False
+
+
+def replica_range(value: str) -> tuple[int, int]:
+    """'2' -> (2, 2), '1-4' -> (1, 4): the fixed count or the autoscaling range of engine replicas."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(value))
+    low, high = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (0, 0)
+    if not match or low < 1 or high < low:
+        raise ValueError(
+            f"{value!r} is not a replica count: use a number of replicas (2) or an autoscaling range MIN-MAX (1-4), "
+            "at least 1"
+        )
+    return low, high
 
 
 class _TomlSource(TomlConfigSettingsSource):
@@ -202,6 +224,29 @@ class Settings(BaseSettings):
         "trim, -20 dBFS, 20 ms crossfades, symbol-only pieces skipped) or upstream (exactly as GLM-TTS's own "
         "inference: the channels untouched, plain joins, every piece spoken). Part of a voice's id.",
     )
+    # --- scale-out (issue 17): the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
+    engine: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where the model runs: local (in this process) or ray (replicas on a Ray Serve cluster; "
+        "needs the [ray] extra).",
+    )
+    ray_address: str = Field(
+        default="auto",
+        description="--engine ray: the cluster: auto (the running one, or RAY_ADDRESS), local (start one in "
+        "this process) or ray://host:port.",
+    )
+    ray_replicas: str = Field(
+        default="1", description="--engine ray: engine replicas: a count (2) or an autoscaling range (1-4)."
+    )
+    ray_gpus_per_replica: float = Field(
+        default=0.0, ge=0, description="--engine ray: GPUs each replica reserves (0: CPU replicas; 0.5: two share one)."
+    )
+    ray_cpus_per_replica: float = Field(
+        default=1.0, gt=0, description="--engine ray: CPUs each replica reserves (fractions allowed)."
+    )
+    ray_voices_per_replica: int = Field(
+        default=64, ge=1, description="--engine ray: voices each replica keeps in memory (least recently used leave)."
+    )
     output_keep_count: int = Field(default=200, ge=1, description="Most synthesized files kept.")
     output_keep_bytes: int = Field(default=1024**3, ge=0, description="Most bytes of synthesized files kept.")
     output_keep_age_s: float = Field(
@@ -264,6 +309,29 @@ class Settings(BaseSettings):
         except RuntimeError:
             raise ValueError(f"{value!r} is not a torch device: use auto, cpu, cuda, cuda:1, mps, ...") from None
         return value
+
+    @field_validator("engine")
+    @classmethod
+    def _check_engine(cls, value: str) -> str:
+        if value == "ray" and not _installed("ray"):
+            raise ValueError(
+                "ray is not installed: install the extra (pip install 'glmtts-mcp[ray]'), or use --engine local"
+            )
+        return value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _check_ray_address(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("auto", "local") or re.fullmatch(r"ray://[^\s/:]+:\d+", value):
+            return value
+        raise ValueError(f"{value!r} is not a Ray address: use auto, local or ray://HOST:PORT (e.g. ray://head:10001)")
+
+    @field_validator("ray_replicas")
+    @classmethod
+    def _check_ray_replicas(cls, value: str) -> str:
+        low, high = replica_range(value)
+        return str(low) if low == high else f"{low}-{high}"
 
     @field_validator("whisper_model")
     @classmethod

@@ -155,6 +155,29 @@ def test_config_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
     assert settings.allowed_dirs == [Path("/tmp").resolve(), Path("/srv").resolve()] and settings.idle_unload_s == 7
 
 
+@pytest.mark.parametrize(
+    ("given", "needle"),
+    [
+        ({"ray_address": "http://head:8265"}, "--ray-address: 'http://head:8265' is not a Ray address: use auto, local"),
+        ({"ray_replicas": "0"}, "--ray-replicas: '0' is not a replica count"),
+        ({"ray_replicas": "4-2"}, "autoscaling range MIN-MAX (1-4)"),
+        ({"ray_cpus_per_replica": "0"}, "--ray-cpus-per-replica"),
+        ({"ray_gpus_per_replica": "-1"}, "--ray-gpus-per-replica"),
+        ({"engine": "cluster"}, "--engine"),
+    ],
+)
+def test_ray_settings_are_checked_at_start(given: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as failure:
+        load_settings(**given)
+    assert needle in str(failure.value)
+
+
+def test_ray_settings_read_well() -> None:
+    s = load_settings(engine="ray", ray_address="ray://head:10001", ray_replicas=" 1 - 4 ", ray_cpus_per_replica="0.5")
+    assert (s.engine, s.ray_address, s.ray_replicas, s.ray_cpus_per_replica) == ("ray", "ray://head:10001", "1-4", 0.5)
+    assert load_settings().engine == "local" and load_settings(ray_replicas="2").ray_replicas == "2"
+
+
 def test_an_unknown_whisper_model_fails_at_start_naming_the_accepted_values(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_checkpoint: Path) -> None:
     accepted = r"use one of tiny\.en, tiny, base\.en, base, .*turbo, or the path of a Whisper \.pt file"

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 
-from glmtts_mcp.config import Settings
+from glmtts_mcp.config import Settings, replica_range
 from glmtts_mcp.engine.checkpoint.layout import fingerprint
 from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
 from glmtts_mcp.tools.cloning import extract_new_voice
-from glmtts_mcp.tools.engine_host import EngineHost, EngineLoader
+from glmtts_mcp.tools.engine_host import EngineBackend, EngineHost, EngineLoader
 from glmtts_mcp.tools.outputs import OutputStore
 from glmtts_mcp.voices import FeatureSchema, VoiceLibrary
 
@@ -51,35 +51,66 @@ def _switch(value: str) -> bool | None:
     return None if value == "auto" else value == "on"
 
 
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """Engine.load's arguments from the settings: the local engine and every Ray replica load with these."""
+    return {
+        "checkpoint": settings.checkpoint,
+        "device": settings.device,
+        "dtype": settings.dtype,
+        "whisper_model": settings.whisper_model,
+        "concurrency": settings.concurrency,
+        "compile_llm": _switch(settings.compile_llm),
+        "overlap": _switch(settings.overlap),
+        "max_batch": settings.max_batch,
+        "reference_processing": settings.reference_processing,
+    }
+
+
+def engine_slots(settings: Settings) -> int:
+    """Engine calls one process (or one replica) drives at once: each batched LLM sequence or each
+    non-batched job needs a thread to drive it."""
+    return max(settings.concurrency, settings.max_batch)
+
+
 def default_loader(settings: Settings) -> EngineLoader:
-    """Engine.load with the configured checkpoint, device, dtype, Whisper model and concurrency."""
+    """The configured engine: Engine.load in this process, or replicas on Ray Serve (`--engine ray`)."""
+    if settings.engine == "ray":
+        return _ray_loader(settings)
 
     def load() -> Engine:
         from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
         from glmtts_mcp.engine.runtime.pipeline import Engine as EngineClass  # heavy import: only when wanted
 
-        engine = EngineClass.load(
-            settings.checkpoint,
-            device=settings.device,
-            dtype=settings.dtype,
-            whisper_model=settings.whisper_model,
-            concurrency=settings.concurrency,
-            compile_llm=_switch(settings.compile_llm),
-            overlap=_switch(settings.overlap),
-            max_batch=settings.max_batch,
-            reference_processing=settings.reference_processing,
-        )
+        engine = EngineClass.load(**engine_options(settings))
         TextFrontend.preload()  # the grammars and word lists too: the first request pays for no loading
         return engine
 
     return load
 
 
+def _ray_loader(settings: Settings) -> EngineLoader:
+    def load() -> EngineBackend:
+        from glmtts_mcp.engine_ray.client import RayEngine, RayPlacement  # imports ray: only with --engine ray
+
+        placement = RayPlacement(
+            address=settings.ray_address,
+            replicas=replica_range(settings.ray_replicas),
+            gpus_per_replica=settings.ray_gpus_per_replica,
+            cpus_per_replica=settings.ray_cpus_per_replica,
+            voices_per_replica=settings.ray_voices_per_replica,
+            slots_per_replica=engine_slots(settings),
+        )
+        return RayEngine.start(engine_options(settings), placement)
+
+    return load
+
+
 def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
     """Wire the pieces; nothing heavy happens here (the model loads on first use or in `start_preload`)."""
-    # engine calls in flight: each batched LLM sequence or each non-batched job needs a thread to drive it
-    job_slots = max(settings.concurrency, settings.max_batch)
-    host = EngineHost(loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s, job_slots)
+    job_slots = engine_slots(settings) * (replica_range(settings.ray_replicas)[1] if settings.engine == "ray" else 1)
+    host = EngineHost(
+        loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s, job_slots, settings.engine
+    )
 
     def reextract(
         pcm: np.ndarray, sample_rate: int, transcript: str, language: str | None

@@ -6,6 +6,9 @@ tool then answers with that reason and the fix, and the next call tries again (t
 `glmtts-mcp download`). Unloading drops the engine; the next call builds a fresh one here.
 Tools that only need the voice library never touch this object.
 
+The engine is an `EngineBackend`: the in-process `Engine`, or with `--engine ray` the client of engine
+replicas on Ray Serve (engine_ray/), which the faces use the same way.
+
 Engine calls take a worker thread only when it is their turn: they queue on an async limiter of
 `job_slots` tokens (the engine's own limit on work in flight), not on anyio's shared pool of 40 worker
 threads, so any number of queued narrations leaves the library tools their threads.
@@ -17,24 +20,73 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from glmtts_mcp.engine.types import EngineError
+from glmtts_mcp.engine.types import (
+    AudioChunk,
+    EngineError,
+    ExtractedVoice,
+    ProgressCallback,
+    ReferenceAudio,
+    SynthesisOptions,
+    VoiceFeatures,
+)
 
 if TYPE_CHECKING:
-    from glmtts_mcp.engine.runtime.pipeline import Engine
+    import torch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-EngineLoader = Callable[[], "Engine"]
 ModelState = Literal["unloaded", "loading", "loaded", "failed"]
+BackendName = Literal["local", "ray"]
+
+
+class EngineBackend(Protocol):
+    """What the faces use of an engine; `Engine` (in this process) and `RayEngine` (replicas) both are one."""
+
+    reference_processing: str
+
+    @property
+    def device(self) -> torch.device:
+        """Where voice features are loaded for this engine."""
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    def prepare_reference(self, source: str | Path | bytes) -> ReferenceAudio: ...
+
+    def extract_voice(
+        self, ref: ReferenceAudio, transcript: str | None = None, language: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ExtractedVoice: ...
+
+    def synthesize(
+        self, text: str, features: VoiceFeatures, options: SynthesisOptions = ...,
+        progress: ProgressCallback | None = None,
+    ) -> Iterator[AudioChunk]: ...
+
+    def memory_info(self) -> dict[str, object]: ...
+
+    def scheduler_stats(self) -> Any: ...
+
+    def unload(self) -> None: ...
+
+
+@runtime_checkable
+class ReplicaPool(Protocol):
+    """An engine made of replicas (`--engine ray`): cache_stats shows each one."""
+
+    def pool_stats(self) -> dict[str, Any]: ...
+
+
+EngineLoader = Callable[[], EngineBackend]
 
 
 class EngineUnavailable(EngineError):
@@ -44,15 +96,19 @@ class EngineUnavailable(EngineError):
 class EngineHost:
     """Owns the Engine: load under a lock, count jobs, unload after `idle_unload_s` without work."""
 
-    def __init__(self, loader: EngineLoader, checkpoint: Path, idle_unload_s: float, job_slots: int = 1) -> None:
+    def __init__(
+        self, loader: EngineLoader, checkpoint: Path, idle_unload_s: float, job_slots: int = 1,
+        backend: BackendName = "local",
+    ) -> None:
         if job_slots < 1:
             raise ValueError(f"job_slots must be at least 1, got {job_slots}")
         self._loader = loader
+        self.backend = backend
         self._job_slots = job_slots
         self._limiters: dict[object, anyio.CapacityLimiter] = {}  # one per event loop (tests run several)
         self._checkpoint = checkpoint
         self._idle_unload_s = idle_unload_s
-        self._engine: Engine | None = None
+        self._engine: EngineBackend | None = None
         self._load_lock = threading.Lock()  # held while loading or unloading (slow)
         self._loading = False
         self._preloading = False  # a background load was asked for (its thread may not hold the lock yet)
@@ -79,7 +135,7 @@ class EngineHost:
             return "loaded"
         return "failed" if self.load_error else "unloaded"
 
-    def ensure_loaded(self) -> Engine:
+    def ensure_loaded(self) -> EngineBackend:
         """Load the engine if needed (blocking: call from a worker thread) and return it.
 
         A call that arrives during a load (the background preload, another tool) waits for it.
@@ -121,7 +177,7 @@ class EngineHost:
         thread.start()
         return thread
 
-    async def run(self, job: Callable[[Engine], T]) -> T:
+    async def run(self, job: Callable[[EngineBackend], T]) -> T:
         """Run `job(engine)` in a worker thread, loading the engine first; the event loop keeps serving."""
         with self._lock:
             self._active += 1
@@ -176,7 +232,7 @@ class EngineHost:
             if engine is not None:
                 self._release(engine, reason)
 
-    def _release(self, engine: Engine, reason: str) -> None:
+    def _release(self, engine: EngineBackend, reason: str) -> None:
         """Free the engine's models, then drop it (load lock held: a call arriving meanwhile waits, then
         loads a fresh engine). cache_stats sees the model loaded until the unload is done and counted."""
         try:
@@ -192,6 +248,7 @@ class EngineHost:
         """Engine figures for cache_stats: loaded or not, device, memory, queue."""
         engine = self._engine
         info: dict[str, Any] = {
+            "backend": self.backend,
             "model_loaded": self.model_loaded,
             "state": self.state,
             "model_error": self.load_error,
@@ -209,6 +266,8 @@ class EngineHost:
             scheduler = engine.scheduler_stats()
             if scheduler is not None:
                 info["scheduler"] = dataclasses.asdict(scheduler)
+            if isinstance(engine, ReplicaPool):
+                info["ray"] = engine.pool_stats()
         return info
 
 

@@ -134,9 +134,39 @@ class SchedulerStats(BaseModel):
     batch_sizes: dict[int, int] = Field(description="batch size -> decode steps run at that size")
 
 
+class ReplicaStats(BaseModel):
+    """One engine replica on Ray Serve, as it reports itself."""
+
+    replica: str = Field(description="the replica's Ray actor name")
+    node: str = Field(description="the Ray node it runs on (id prefix)")
+    device: str
+    load_s: float = Field(description="seconds its checkpoint took to load")
+    active: int = Field(description="narrations and clones running on it now")
+    queue_depth: int = Field(description="jobs waiting for its flow/vocoder/clone slots")
+    requests: int = Field(description="synthesis requests it received")
+    voices_held: int = Field(description="voices whose features it keeps (--ray-voices-per-replica at most)")
+    voice_hits: int = Field(description="requests served from features it already held")
+    voice_loads: int = Field(description="voices it took in from features sent with a request")
+    voice_misses: int = Field(description="requests it answered 'send the features' (the front resends them)")
+    cancelled: int = Field(description="narrations it stopped because their caller went away")
+
+
+class RayPoolStats(BaseModel):
+    """The engine replicas (`--engine ray`) and what this front sent them."""
+
+    address: str
+    replicas_wanted: str = Field(description="--ray-replicas: a count or an autoscaling range")
+    replicas: list[ReplicaStats] = Field(description="the replicas that answered now")
+    voice_sends: int = Field(description="features sent with a request for a voice no replica was known to hold")
+    voice_resends: int = Field(description="features sent again because the chosen replica lacked them")
+    retries: int = Field(description="requests started again on another replica after theirs died")
+
+
 class EngineStats(BaseModel):
     """The model's state: loaded or not, where, how much memory, how many jobs wait."""
 
+    backend: Literal["local", "ray"] = Field(description="where the model runs: this process or Ray replicas")
+    ray: RayPoolStats | None = None
     model_loaded: bool
     state: Literal["unloaded", "loading", "loaded", "failed"]
     model_error: str | None = None

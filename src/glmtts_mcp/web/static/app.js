@@ -382,9 +382,17 @@ async function loadStats() {
     ["Clones: new / already known", `${s.clones_created} / ${s.clones_existing}`],
     ["Extraction time saved", `${(s.extraction_s_saved || 0).toFixed(1)} s`],
     ["Bytes: disk / memory / device", `${formatBytes(s.disk_bytes)} / ${formatBytes(s.memory_bytes)} / ${formatBytes(s.device_bytes)}`],
-    ["Model", e.model_loaded ? `loaded on ${e.device}` : (e.model_error ? `not loaded: ${e.model_error}` : "not loaded yet (loads on first use)")],
+    ["Model", e.model_loaded ? (e.ray ? "loaded on Ray replicas" : `loaded on ${e.device}`) : (e.model_error ? `not loaded: ${e.model_error}` : "not loaded yet (loads on first use)")],
     ["Queue", `${e.active_jobs} active, ${e.queue_depth ?? 0} waiting`],
   ];
+  if (e.ray) {  // --engine ray: one line per replica, and what the front sent them
+    rows.push(["Engine", `Ray (${e.ray.address}): ${e.ray.replicas.length} replica(s) of ${e.ray.replicas_wanted}; ` +
+      `voice features sent ${e.ray.voice_sends}, resent ${e.ray.voice_resends}; retries ${e.ray.retries}`]);
+    for (const r of e.ray.replicas) {
+      rows.push([`Replica ${r.replica.split("#").pop()}`, `${r.device}, ${r.active} active, ${r.voices_held} voices held, ` +
+        `${r.voice_hits} voice hits, ${r.requests} requests`]);
+    }
+  }
   $("stats").replaceChildren(...rows.flatMap(([term, value]) => {
     const dt = document.createElement("dt");
     dt.textContent = term;
