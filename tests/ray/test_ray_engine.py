@@ -7,6 +7,7 @@ tests run in file order and the kill comes last.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -150,6 +151,40 @@ def test_rest_streams_from_a_replica_and_a_client_that_leaves_cancels_it(ray_app
                 break
             assert time.monotonic() < deadline, replicas
             time.sleep(0.2)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_page_speaks_through_replicas_and_lists_them(ray_app: App, tmp_path: Path) -> None:
+    """The page in headless Chromium on `--engine ray`: its status lists the replicas, and speaking plays audio."""
+    from playwright.sync_api import sync_playwright
+
+    with live_server(ray_app) as live, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"),
+                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(120_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(live.url + "/")
+            page.wait_for_selector("#stats dt")
+            voice_id = httpx2.get(f"{live.url}/api/voices", timeout=30).json()["voices"][0]["voice_id"]
+            page.select_option("#speak-voice", voice_id)
+            page.fill("#speak-text", "Hello there. How are you today?")
+            page.click("#speak-button")
+            page.wait_for_function(
+                "() => { const a = document.getElementById('speech-audio');"
+                " return a.src.startsWith('blob:') && a.readyState >= 1 && a.duration > 0 && isFinite(a.duration); }"
+            )
+            page.reload()  # the status as it stands after the narration
+            page.wait_for_selector("#stats dt")
+            status = page.text_content("#stats")
+            assert "loaded on Ray replicas" in status and "2 replica(s) of 2" in status, status
+            assert status.count("Replica ") == 2, status
+            page.screenshot(path=str(tmp_path / "ray-page.png"), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
 
 
 async def test_a_cluster_too_small_is_refused_at_load(
