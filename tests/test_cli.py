@@ -294,3 +294,15 @@ def test_setup_says_what_it_installs_and_shows_pip_failures(tmp_path: Path) -> N
     assert any("installing glmtts-mcp and its pinned dependencies" in line for line in lines)
     assert any("pip failed" in line for line in lines) and len(lines) < 40
     assert (project / ".venv" / "pip-install.log").is_file()
+
+
+def test_a_thread_left_running_does_not_outlive_ctrl_c() -> None:
+    """After Ctrl-C the CLI leaves within its grace period even when a non-daemon thread still blocks."""
+    code = (
+        "import threading, time\n"
+        "from glmtts_mcp import cli\n"
+        "threading.Thread(target=time.sleep, args=(600,)).start()\n"
+        "cli._leave_within(0.5, 130)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=60, check=False)
+    assert done.returncode == 130

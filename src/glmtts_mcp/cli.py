@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_origin
@@ -151,6 +152,17 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None), **values)
 
 
+EXIT_GRACE_S = 5.0
+
+
+def _leave_within(grace_s: float, status: int) -> None:
+    """One Ctrl-C stops the process: if a worker thread still holds the interpreter open `grace_s` after
+    the interrupt (a blocked read, a model still loading), leave anyway with `status`."""
+    timer = threading.Timer(grace_s, os._exit, args=(status,))
+    timer.daemon = True
+    timer.start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit status (0 ok, 1 failure, 2 usage)."""
     args = build_parser().parse_args(argv)
@@ -164,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[command](args, settings)
     except KeyboardInterrupt:
+        _leave_within(EXIT_GRACE_S, 130)
         return 130
     except _UserFacing as exc:
         print(f"glmtts-mcp: {in_shell_words(str(exc))}", file=sys.stderr)
