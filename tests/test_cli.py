@@ -219,7 +219,10 @@ def test_stdio_server_in_a_terminal_says_so_and_ctrl_c_stops_it(
                GLMTTS_MCP_OUTPUT_DIR=str(tmp_path / "o"), GLMTTS_MCP_ALLOWED_DIRS=str(tmp_path))
     master, slave = pty.openpty()
     stdin = slave if stdin_kind == "terminal" else subprocess.PIPE
-    proc = subprocess.Popen([str(SCRIPT)], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # as from a shell: Ctrl-C's default action (an ignored SIGINT, left by whatever ran in this process before,
+    # would be inherited by the server and make it deaf to Ctrl-C)
+    proc = subprocess.Popen([str(SCRIPT)], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stderr is not None
         if stdin_kind == "terminal":

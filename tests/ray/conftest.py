@@ -6,6 +6,7 @@ skipped (with the reason) only when `ray` cannot be imported: the `[ray]` extra 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ def ray_cluster() -> Iterator[None]:
     """One in-process Ray cluster for the module; Serve and Ray are shut down whatever the tests did."""
     from ray import serve
 
+    sigint = signal.getsignal(signal.SIGINT)  # Ray may replace it; later tests' children inherit an ignored one
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     try:
         yield
@@ -26,3 +28,4 @@ def ray_cluster() -> Iterator[None]:
             serve.shutdown()
         finally:
             ray.shutdown()
+            signal.signal(signal.SIGINT, sigint)
