@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import glmtts_mcp.cli
 from glmtts_mcp.config import load_settings
-from glmtts_mcp.tools.app import build_app
-from glmtts_mcp.tools.server import build_server
+from glmtts_mcp.app.core import build_app
+from glmtts_mcp.mcp_face.server import build_server
 
 root = Path(sys.argv[2])
 settings = load_settings(checkpoint=Path(sys.argv[1]), voices_dir=root / "voices", output_dir=root / "out",
                          allowed_dirs=[root], whisper_model="tiny-random", preload="start")
 app = build_app(settings)
 build_server(app)
-from glmtts_mcp.tools.cloning import extract_new_voice
+from glmtts_mcp.app.cloning import extract_new_voice
 t = np.arange(24000 * 2) / 24000
 pcm = np.rint(0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) * 32767).astype(np.int16)
 extract_new_voice(app.host.ensure_loaded(), pcm, 24000, "Hello there.", "en", None)
@@ -87,9 +87,9 @@ class NoRay(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, NoRay())
 import glmtts_mcp.cli
 from glmtts_mcp.config import load_settings
-from glmtts_mcp.tools.app import build_app
-from glmtts_mcp.tools.server import build_server
-from glmtts_mcp.tools.synthesis import narrate
+from glmtts_mcp.app.core import build_app
+from glmtts_mcp.mcp_face.server import build_server
+from glmtts_mcp.mcp_face.synthesis import narrate
 
 root = Path(sys.argv[2])
 clip = root / "clip.wav"

@@ -210,15 +210,15 @@ class _UserFacing(Exception):
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from glmtts_mcp.tools.errors import USER_ERRORS
-    from glmtts_mcp.tools.http_security import HttpSecurityError
+    from glmtts_mcp.mcp_face.errors import USER_ERRORS
+    from glmtts_mcp.asgi.http_security import HttpSecurityError
 
     return (*USER_ERRORS, HttpSecurityError)
 
 
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        from glmtts_mcp.tools.errors import internal_error
+        from glmtts_mcp.mcp_face.errors import internal_error
 
         try:
             return fn(args, settings)
@@ -234,8 +234,8 @@ def _guarded(fn: Any) -> Any:
 
 @_guarded
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from glmtts_mcp.tools.app import build_app
-    from glmtts_mcp.tools.server import run
+    from glmtts_mcp.app.core import build_app
+    from glmtts_mcp.mcp_face.server import run
 
     transport = getattr(args, "transport", "stdio")
     host, port = getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8765)
@@ -293,9 +293,9 @@ def _open_when_listening(host: str, port: int, url: str) -> None:
 
 @_guarded
 def _voices(args: argparse.Namespace, settings: Settings) -> int:
-    from glmtts_mcp.tools.app import build_app
-    from glmtts_mcp.tools.paths import export_protected_folders
-    from glmtts_mcp.tools.schemas import VoiceSummary
+    from glmtts_mcp.app.core import build_app
+    from glmtts_mcp.app.paths import export_protected_folders
+    from glmtts_mcp.app.schemas import VoiceSummary
 
     app = build_app(settings)
     lib = app.library
@@ -338,8 +338,8 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
 def _say(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from glmtts_mcp.tools.app import build_app
-    from glmtts_mcp.tools.synthesis import checked_text, narrate
+    from glmtts_mcp.app.core import build_app
+    from glmtts_mcp.mcp_face.synthesis import checked_text, narrate
 
     if args.transcript and args.reference is None:
         raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")

@@ -215,7 +215,7 @@ def test_vocoder_stays_float32_whatever_the_flow_dtype(tiny_checkpoint: Path) ->
 def test_unload_then_reload_gives_the_same_audio(tiny_checkpoint: Path, voice) -> None:
     """The host reloads a fresh engine after an unload; the audio is the same as before it."""
     from glmtts_mcp.engine.runtime.pipeline import Engine
-    from glmtts_mcp.tools.engine_host import EngineHost
+    from glmtts_mcp.app.engine_host import EngineHost
 
     host = EngineHost(lambda: Engine.load(tiny_checkpoint, device="cpu", dtype="float32"), tiny_checkpoint, 0)
     text = "After a nap the model wakes up."

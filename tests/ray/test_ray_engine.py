@@ -21,8 +21,8 @@ import pytest
 import ray
 from mcp import Client
 
-from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.server import build_server
+from glmtts_mcp.app.core import App
+from glmtts_mcp.mcp_face.server import build_server
 
 for helpers in ("tools", "web"):  # the MCP tests' call helpers, the web tests' live server
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / helpers))

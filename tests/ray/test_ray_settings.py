@@ -11,7 +11,7 @@ import pytest
 import ray
 from mcp import Client
 
-from glmtts_mcp.tools.server import build_server
+from glmtts_mcp.mcp_face.server import build_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from web_helpers import TOKEN, LiveServer, live_server, make_web_app
 
-from glmtts_mcp.tools.app import App
+from glmtts_mcp.app.core import App
 
 
 @pytest.fixture(scope="module")

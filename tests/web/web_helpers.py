@@ -17,8 +17,8 @@ import uvicorn
 from server_processes import free_port
 
 from glmtts_mcp.config import load_settings
-from glmtts_mcp.tools.app import App, build_app
-from glmtts_mcp.tools.server import build_server, http_service
+from glmtts_mcp.app.core import App, build_app
+from glmtts_mcp.mcp_face.server import build_server, http_service
 from glmtts_mcp.web import web_face
 from glmtts_mcp.web.site import WebFace
 

@@ -24,7 +24,7 @@ import soundfile as sf
 
 from glmtts_mcp.engine.runtime.output_encoding import AUDIO_FORMATS, encode_audio
 from glmtts_mcp.engine.types import AudioChunk, SynthesisOptions, VoiceFeatures
-from glmtts_mcp.tools.app import App
+from glmtts_mcp.app.core import App
 
 if TYPE_CHECKING:
     from glmtts_mcp.engine.runtime.pipeline import Engine

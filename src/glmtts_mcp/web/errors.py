@@ -19,8 +19,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from glmtts_mcp.engine.types import EngineError, NotAudioError
-from glmtts_mcp.tools.engine_host import EngineUnavailable
-from glmtts_mcp.tools.errors import USER_ERRORS
+from glmtts_mcp.app.engine_host import EngineUnavailable
+from glmtts_mcp.mcp_face.errors import USER_ERRORS
 from glmtts_mcp.voices import VoiceLibraryError
 from glmtts_mcp.voices.errors import (
     ArchiveError,

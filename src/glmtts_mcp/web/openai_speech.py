@@ -19,7 +19,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from glmtts_mcp.tools.app import App
+from glmtts_mcp.app.core import App
 from glmtts_mcp.web.audio_stream import AudioEncoder, Narration, encoded_chunks, open_narration
 from glmtts_mcp.web.errors import WebError, web_errors
 from glmtts_mcp.web.rest import checked_text, stream_speech

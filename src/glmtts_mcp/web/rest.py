@@ -17,9 +17,9 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.cloning import checked_language, clone_or_get
-from glmtts_mcp.tools.schemas import (
+from glmtts_mcp.app.core import App
+from glmtts_mcp.app.cloning import checked_language, clone_or_get
+from glmtts_mcp.app.schemas import (
     CacheStatsResult,
     CloneVoiceResult,
     DeleteVoiceResult,
@@ -28,8 +28,8 @@ from glmtts_mcp.tools.schemas import (
     RenameVoiceResult,
     VoiceSummary,
 )
-from glmtts_mcp.tools.stats import collect_stats
-from glmtts_mcp.tools.voice_tools import clone_result, deleted_result, publish_voices_changed
+from glmtts_mcp.mcp_face.stats import collect_stats
+from glmtts_mcp.mcp_face.voice_tools import clone_result, deleted_result, publish_voices_changed
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 from glmtts_mcp.web.audio_stream import STREAM_FORMATS, AudioEncoder, encoded_chunks, open_narration

@@ -1,6 +1,6 @@
 """The web faces' gate: Host check, bearer token or session cookie, cross-site refusal, body cap.
 
-The MCP endpoint keeps its own checks (tools/server.py); every other path passes through `WebGuard`:
+The MCP endpoint keeps its own checks (mcp_face/server.py); every other path passes through `WebGuard`:
 - Host must be one of the names the server answers to (DNS-rebinding protection), as for /mcp;
 - with a token set, a request carries `Authorization: Bearer <token>` or the session cookie that a
   login sets (HttpOnly, SameSite=Strict). The login is the one-time URL printed at start

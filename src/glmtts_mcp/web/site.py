@@ -15,7 +15,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from glmtts_mcp import __version__
-from glmtts_mcp.tools.app import App
+from glmtts_mcp.app.core import App
 from glmtts_mcp.web.errors import install_error_handlers
 from glmtts_mcp.web.openai_speech import openai_routes
 from glmtts_mcp.web.page import mount_page

@@ -16,8 +16,8 @@ import pytest
 from mcp import Client
 from mcp_calls import error_text, structured
 
-from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.server import build_server
+from glmtts_mcp.app.core import App
+from glmtts_mcp.mcp_face.server import build_server
 
 pytestmark = pytest.mark.anyio
 MODES = ["legacy", "auto"]

@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 from mcp import Client
 
-from glmtts_mcp.tools.app import App, build_app
-from glmtts_mcp.tools.server import build_server
+from glmtts_mcp.app.core import App, build_app
+from glmtts_mcp.mcp_face.server import build_server
 
 pytestmark = pytest.mark.anyio
 MODES = ["legacy", "auto"]

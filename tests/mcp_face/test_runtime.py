@@ -13,10 +13,10 @@ import pytest
 from mcp import Client
 
 from glmtts_mcp.engine.types import EngineError
-from glmtts_mcp.tools.app import build_app, default_loader
-from glmtts_mcp.tools.engine_host import EngineHost, EngineUnavailable
-from glmtts_mcp.tools.progress import ProgressRelay
-from glmtts_mcp.tools.server import build_server
+from glmtts_mcp.app.core import build_app, default_loader
+from glmtts_mcp.app.engine_host import EngineHost, EngineUnavailable
+from glmtts_mcp.mcp_face.progress import ProgressRelay
+from glmtts_mcp.mcp_face.server import build_server
 
 pytestmark = pytest.mark.anyio
 

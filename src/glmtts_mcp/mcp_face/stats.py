@@ -6,9 +6,9 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 
-from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.errors import user_errors
-from glmtts_mcp.tools.schemas import CacheStatsResult, EngineStats
+from glmtts_mcp.app.core import App
+from glmtts_mcp.mcp_face.errors import user_errors
+from glmtts_mcp.app.schemas import CacheStatsResult, EngineStats
 
 
 def collect_stats(app: App) -> CacheStatsResult:

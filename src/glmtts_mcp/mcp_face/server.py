@@ -24,10 +24,10 @@ from starlette.types import ASGIApp
 
 from glmtts_mcp import __version__
 from glmtts_mcp.config import Settings
-from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.errors import describe_invalid_arguments
-from glmtts_mcp.tools.http_guard import connection_cap, guarded_http_protocol
-from glmtts_mcp.tools.http_security import (
+from glmtts_mcp.app.core import App
+from glmtts_mcp.mcp_face.errors import describe_invalid_arguments
+from glmtts_mcp.asgi.http_guard import connection_cap, guarded_http_protocol
+from glmtts_mcp.asgi.http_security import (
     MAX_REQUEST_BYTES,
     BearerTokenMiddleware,
     LowercaseHostNames,
@@ -35,11 +35,11 @@ from glmtts_mcp.tools.http_security import (
     refuse_unprotected_exposure,
     transport_security,
 )
-from glmtts_mcp.tools.resources import register_resources
-from glmtts_mcp.tools.stats import register_stats_tool
-from glmtts_mcp.tools.stdin_lines import StdinLines
-from glmtts_mcp.tools.synthesis import register_synthesis_tool
-from glmtts_mcp.tools.voice_tools import register_voice_tools
+from glmtts_mcp.mcp_face.resources import register_resources
+from glmtts_mcp.mcp_face.stats import register_stats_tool
+from glmtts_mcp.mcp_face.stdin_lines import StdinLines
+from glmtts_mcp.mcp_face.synthesis import register_synthesis_tool
+from glmtts_mcp.mcp_face.voice_tools import register_voice_tools
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ cache and model state. Input files must lie inside the allowed folders."""
 
 
 # Another face served on the same port: given the MCP app (token already checked) and the Host/Origin
-# allow-lists, it returns the app to serve (web/ supplies one; tools/ never imports it).
+# allow-lists, it returns the app to serve (web/ supplies one; mcp_face/ never imports it).
 HttpFace = Callable[[ASGIApp, TransportSecuritySettings], ASGIApp]
 
 

@@ -126,7 +126,7 @@ def test_parse_return_mode() -> None:
 
 def test_fast_path_switches_reach_the_engine(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path) -> None:
     """auto leaves compile/overlap to the engine (CUDA only); on/off force them, from env or flag."""
-    from glmtts_mcp.tools.app import default_loader
+    from glmtts_mcp.app.core import default_loader
 
     assert load_settings().overlap == "auto" and load_settings().compile_llm == "auto"
     monkeypatch.setenv("GLMTTS_MCP_OVERLAP", "on")

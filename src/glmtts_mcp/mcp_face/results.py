@@ -21,7 +21,7 @@ from mcp_types import (
 )
 
 from glmtts_mcp.config import parse_return_mode
-from glmtts_mcp.tools.outputs import StoredOutput
+from glmtts_mcp.app.outputs import StoredOutput
 
 # Room left for the structured result, the text block and JSON framing.
 _RESULT_OVERHEAD_BYTES = 16 * 1024

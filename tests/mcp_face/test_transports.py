@@ -281,7 +281,7 @@ def test_connection_cap_fits_under_the_open_file_limit() -> None:
     """A cap above what `ulimit -n` can hold is lowered (accepting past the limit fails in a loop)."""
     code = (
         "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128)); "
-        "from glmtts_mcp.tools.http_guard import connection_cap; print(connection_cap(1000), connection_cap(10))"
+        "from glmtts_mcp.asgi.http_guard import connection_cap; print(connection_cap(1000), connection_cap(10))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     lowered, kept = map(int, done.stdout.split())

@@ -20,8 +20,8 @@ import pytest
 from mcp import Client
 
 from glmtts_mcp.engine.runtime.scheduler import SpeechRequest
-from glmtts_mcp.tools.app import build_app
-from glmtts_mcp.tools.server import build_server, http_service, serve_http
+from glmtts_mcp.app.core import build_app
+from glmtts_mcp.mcp_face.server import build_server, http_service, serve_http
 
 pytestmark = pytest.mark.anyio
 

@@ -22,15 +22,15 @@ from pydantic import Field
 from glmtts_mcp.config import parse_return_mode
 from glmtts_mcp.engine.runtime.output_encoding import encode_audio
 from glmtts_mcp.engine.types import ProgressCallback, SynthesisOptions, VoiceFeatures
-from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.cloning import clone_or_get
-from glmtts_mcp.tools.errors import user_errors
-from glmtts_mcp.tools.schemas import SynthesizeResult
-from glmtts_mcp.tools.outputs import AUDIO_MIME
-from glmtts_mcp.tools.paths import audio_source
-from glmtts_mcp.tools.progress import relay_for
-from glmtts_mcp.tools.results import render_audio
-from glmtts_mcp.tools.voice_tools import notify_voices_changed
+from glmtts_mcp.app.core import App
+from glmtts_mcp.app.cloning import clone_or_get
+from glmtts_mcp.mcp_face.errors import user_errors
+from glmtts_mcp.app.schemas import SynthesizeResult
+from glmtts_mcp.app.outputs import AUDIO_MIME
+from glmtts_mcp.app.paths import audio_source
+from glmtts_mcp.mcp_face.progress import relay_for
+from glmtts_mcp.mcp_face.results import render_audio
+from glmtts_mcp.mcp_face.voice_tools import notify_voices_changed
 
 if TYPE_CHECKING:
     from glmtts_mcp.engine.runtime.pipeline import Engine

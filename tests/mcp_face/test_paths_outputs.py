@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
-from glmtts_mcp.tools.outputs import OutputStore
-from glmtts_mcp.tools.paths import audio_source, resolve_allowed_path, writable_target
-from glmtts_mcp.tools.results import inline_fits, render_audio
+from glmtts_mcp.app.outputs import OutputStore
+from glmtts_mcp.app.paths import audio_source, resolve_allowed_path, writable_target
+from glmtts_mcp.mcp_face.results import inline_fits, render_audio
 
 
 def test_confined_paths(tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from glmtts_mcp.config import Settings, replica_range
 from glmtts_mcp.engine.checkpoint.layout import fingerprint
 from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
-from glmtts_mcp.tools.cloning import extract_new_voice
-from glmtts_mcp.tools.engine_host import EngineBackend, EngineHost, EngineLoader
-from glmtts_mcp.tools.outputs import OutputStore
+from glmtts_mcp.app.cloning import extract_new_voice
+from glmtts_mcp.app.engine_host import EngineBackend, EngineHost, EngineLoader
+from glmtts_mcp.app.outputs import OutputStore
 from glmtts_mcp.voices import FeatureSchema, VoiceLibrary
 
 if TYPE_CHECKING:

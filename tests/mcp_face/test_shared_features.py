@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.synthesis import narrate
+from glmtts_mcp.app.core import App
+from glmtts_mcp.mcp_face.synthesis import narrate
 
 # Normalized, this is two segments (the synthesis splits it by length).
 TWO_SEGMENTS = (

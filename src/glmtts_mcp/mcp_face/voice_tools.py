@@ -16,10 +16,10 @@ from mcp.shared.subscriptions import ResourcesListChanged
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.cloning import CloneOutcome, checked_language, clone_or_get
-from glmtts_mcp.tools.errors import user_errors
-from glmtts_mcp.tools.schemas import (
+from glmtts_mcp.app.core import App
+from glmtts_mcp.app.cloning import CloneOutcome, checked_language, clone_or_get
+from glmtts_mcp.mcp_face.errors import user_errors
+from glmtts_mcp.app.schemas import (
     CloneVoiceResult,
     DeleteVoiceResult,
     ExportVoiceResult,
@@ -28,8 +28,8 @@ from glmtts_mcp.tools.schemas import (
     RenameVoiceResult,
     VoiceSummary,
 )
-from glmtts_mcp.tools.paths import audio_source, export_protected_folders, resolve_allowed_path, writable_target
-from glmtts_mcp.tools.progress import relay_for
+from glmtts_mcp.app.paths import audio_source, export_protected_folders, resolve_allowed_path, writable_target
+from glmtts_mcp.mcp_face.progress import relay_for
 from glmtts_mcp.voices import VoiceNotFound, VoiceRecord, is_voice_id
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from server_processes import free_port
 
-from glmtts_mcp.tools import http_guard
+from glmtts_mcp.asgi import http_guard
 
 WINDOW_S = 0.5
 MIN_BYTES = 1024  # per window: 2 KiB/s

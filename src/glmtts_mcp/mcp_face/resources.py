@@ -12,8 +12,8 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from glmtts_mcp.tools.app import App
-from glmtts_mcp.tools.outputs import AUDIO_MIME
+from glmtts_mcp.app.core import App
+from glmtts_mcp.app.outputs import AUDIO_MIME
 from glmtts_mcp.voices import VoiceLibraryError, VoiceNotFound
 
 

@@ -1,0 +1,1 @@
+"""The application core every face stands on: process state, the engine's life, voices and narrations."""

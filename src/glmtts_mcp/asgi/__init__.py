@@ -1,0 +1,1 @@
+"""The one HTTP composition: an ASGI root that serves MCP's transports and the web faces behind one guard."""
