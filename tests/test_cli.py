@@ -175,15 +175,16 @@ def test_say_checks_the_output_before_any_work(
 
 
 def test_cli_errors_speak_shell_words(capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path, tmp_path: Path) -> None:
-    """The library and the engine name MCP tools and arguments; the shell names commands and flags."""
-    from glmtts_mcp.cli import in_shell_words
+    """Errors and warnings name inputs and actions as terms; the shell renders them as commands and flags."""
+    from glmtts_mcp.cli import shell_words
+    from glmtts_mcp.errors import render_text
 
     out = tmp_path / "x.wav"
     assert main(["say", "Hi.", "--voice", "nobody", "-o", str(out), "--checkpoint", str(tiny_checkpoint)]) == 1
     err = capsys.readouterr().err
     assert "glmtts-mcp voices list" in err and "list_voices" not in err, err
-    whisper_warning = "Whisper's transcript may repeat itself; pass transcript= with the reference audio"
-    assert "pass --transcript with" in in_shell_words(whisper_warning)
+    whisper_warning = "Whisper's transcript may repeat itself; pass {transcript} with the reference audio"
+    assert "pass --transcript with" in render_text(whisper_warning, shell_words)
 
 
 _INITIALIZE = {

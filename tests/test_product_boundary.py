@@ -73,7 +73,7 @@ def test_make_tiny_without_onnx_names_the_extra(
 
 # Serves with the local engine while `ray` cannot be imported (as where the [ray] extra is not installed):
 # builds the app and the server, loads the engine, clones a voice and narrates through the tools' own
-# `narrate`, then lists every ray module that got imported.
+# narration, then lists every ray module that got imported.
 _NO_RAY_PROBE = """
 import importlib.abc, json, sys
 from pathlib import Path
@@ -89,7 +89,9 @@ import glmtts_mcp.cli
 from glmtts_mcp.config import load_settings
 from glmtts_mcp.app.core import build_app
 from glmtts_mcp.mcp_face.server import build_server
-from glmtts_mcp.mcp_face.synthesis import narrate
+from glmtts_mcp.app.narration import NarrationRequest
+from glmtts_mcp.app.saving import narrate_to_path
+import anyio
 
 root = Path(sys.argv[2])
 clip = root / "clip.wav"
@@ -100,9 +102,9 @@ settings = load_settings(checkpoint=Path(sys.argv[1]), voices_dir=root / "voices
                          allowed_dirs=[root], whisper_model="tiny-random", engine="local")
 app = build_app(settings)
 build_server(app)
-spoken = narrate(app.host.ensure_loaded(), app, "Hello there.", None, clip, "wav", 3, lambda *a: None,
-                 transcript="Hello there.")
-assert spoken.data[:4] == b"RIFF" and app.host.describe()["backend"] == "local"
+request = NarrationRequest(text="Hello there.", reference=clip, transcript="Hello there.", seed=3)
+_, _, spoken = anyio.run(narrate_to_path, app, request, root / "spoken.wav", "wav")
+assert spoken.read_bytes()[:4] == b"RIFF" and app.host.describe()["backend"] == "local"
 app.close()
 print(json.dumps(sorted(m for m in sys.modules if m == "ray" or m.startswith(("ray.", "glmtts_mcp.engine_ray")))))
 """

@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, get_origin
 
 from glmtts_mcp import __version__
+from glmtts_mcp.cli_progress import progress_display
 from glmtts_mcp.config import (
     CONFIG_ENV,
     TOKEN_ENV,
@@ -29,6 +29,7 @@ from glmtts_mcp.config import (
     flag_name,
     load_settings,
 )
+from glmtts_mcp.errors import Term, UserError, internal_error, render_text
 from glmtts_mcp.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -179,52 +180,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         _leave_within(EXIT_GRACE_S, 130)
         return 130
     except _UserFacing as exc:
-        print(f"glmtts-mcp: {in_shell_words(str(exc))}", file=sys.stderr)
+        print(f"glmtts-mcp: {exc}", file=sys.stderr)
         return 1
 
 
-# The engine and the voice library name fixes in the server's terms (tool names, `argument=`); the shell
-# has flags and commands instead. One table of terms, applied to what the commands print, so that no
-# sentence exists twice.
-_SHELL_TERMS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bCall list_voices\b"), "Run `glmtts-mcp voices list`"),
-    (re.compile(r"\b(?:call )?list_voices\b"), "`glmtts-mcp voices list`"),
-    (re.compile(r"\bclone_voice\b"), "`glmtts-mcp say --reference CLIP`"),
-    (re.compile(r"\bexport_voice\b"), "`glmtts-mcp voices export`"),
-    (re.compile(r"\btranscript="), "--transcript"),
-    (re.compile(r"`reference_audio`"), "--reference"),
-    (re.compile(r"`voice`"), "--voice"),
-    (re.compile(r"\bmax_text_chars\b"), "--max-text-chars"),
-)
+def shell_words(term: Term) -> str:
+    """The shell's words for what an error names: flags for inputs, commands for actions."""
+    return _SHELL_WORDS.get(term, f"`{term.value}`")
 
 
-def in_shell_words(message: str) -> str:
-    """A message from the engine or the library, with the shell's names for tools and arguments."""
-    for pattern, words in _SHELL_TERMS:
-        message = pattern.sub(words, message)
-    return message
+_SHELL_WORDS: dict[Term, str] = {
+    Term.TEXT: "the text to say",
+    Term.VOICE: "--voice",
+    Term.REFERENCE: "--reference",
+    Term.TRANSCRIPT: "--transcript",
+    Term.SEED: "--seed",
+    Term.FORMAT: "the extension of -o",
+    Term.MAX_TEXT_CHARS: "--max-text-chars",
+    Term.LIST_VOICES: "run `glmtts-mcp voices list`",
+    Term.CLONE_VOICE: "run `glmtts-mcp say --reference CLIP`",
+    Term.EXPORT_VOICE: "run `glmtts-mcp voices export`",
+    Term.IMPORT_VOICE: "run `glmtts-mcp voices import`",
+    Term.RENAME_VOICE: "run `glmtts-mcp voices rename`",
+}
 
 
 class _UserFacing(Exception):
     """A failure to report in one line (no traceback)."""
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from glmtts_mcp.mcp_face.errors import USER_ERRORS
-    from glmtts_mcp.asgi.http_security import HttpSecurityError
-
-    return (*USER_ERRORS, HttpSecurityError)
-
-
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        from glmtts_mcp.mcp_face.errors import internal_error
+        from glmtts_mcp.asgi.http_security import HttpSecurityError
 
         try:
             return fn(args, settings)
         except _UserFacing:
             raise
-        except _user_errors() as exc:
+        except UserError as exc:
+            raise _UserFacing(exc.render(shell_words)) from exc
+        except HttpSecurityError as exc:
             raise _UserFacing(str(exc)) from exc
         except Exception as exc:  # a bug or an unexpected environment failure: traceback to the log
             raise _UserFacing(internal_error(exc)) from exc
@@ -293,8 +288,7 @@ def _open_when_listening(host: str, port: int, url: str) -> None:
 
 @_guarded
 def _voices(args: argparse.Namespace, settings: Settings) -> int:
-    from glmtts_mcp.app.core import build_app
-    from glmtts_mcp.app.paths import export_protected_folders
+    from glmtts_mcp.app.core import build_app, export_protected_folders
     from glmtts_mcp.app.schemas import VoiceSummary
 
     app = build_app(settings)
@@ -336,40 +330,30 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guarded
 def _say(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
+    import anyio
 
     from glmtts_mcp.app.core import build_app
-    from glmtts_mcp.mcp_face.synthesis import checked_text, narrate
+    from glmtts_mcp.app.narration import NarrationRequest, checked_text
+    from glmtts_mcp.app.saving import narrate_to_path
 
     if args.transcript and args.reference is None:
         raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")
     fmt = _output_format(args.output)  # before any work: a bad -o must not cost a synthesis
     text = checked_text(sys.stdin.read() if args.text == "-" else args.text, settings.max_text_chars)
-    app = build_app(settings)
-    bar = tqdm(total=1, desc="loading model", file=sys.stderr, unit="step", leave=True)
-
-    def progress(done: float, total: float, message: str) -> None:
-        bar.total = max(total or 1, done)
-        bar.n = done
-        bar.set_description(message[:60])
-        bar.refresh()
-
-    try:
-        engine = app.host.ensure_loaded()
-        reference = args.reference.expanduser().resolve() if args.reference else None
-        result = narrate(
-            engine, app, text, args.voice, reference, fmt, args.seed, progress, transcript=args.transcript
-        )
-    finally:
-        bar.close()
-        app.close()
-    args.output.write_bytes(result.data)
-    for warning in result.warnings:
-        print(f"warning: {in_shell_words(warning)}", file=sys.stderr)
-    print(
-        f"wrote {args.output} ({len(result.pcm) / result.sample_rate:.1f} s, voice {result.voice_id}"
-        f"{', new' if result.created else ''})"
+    reference = args.reference.expanduser().resolve() if args.reference else None
+    request = NarrationRequest(
+        text=text, voice=args.voice, reference=reference, transcript=args.transcript, seed=args.seed
     )
+    app = build_app(settings)
+    progress = progress_display("loading model")
+    try:
+        ready, done, path = anyio.run(narrate_to_path, app, request, args.output, fmt, progress)
+    finally:
+        progress.close()
+        app.close()
+    for warning in done.warnings:
+        print(f"warning: {render_text(warning, shell_words)}", file=sys.stderr)
+    print(f"wrote {path} ({done.duration_s:.1f} s, voice {ready.voice_id}{', new' if ready.created else ''})")
     return 0
 
 
@@ -410,7 +394,9 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
         written = convert_to_safetensors(settings.checkpoint, remove_pt=args.remove_pt)
         print("\n".join(f"wrote {path}" for path in written) or f"nothing to convert in {settings.checkpoint}")
         return 0
-    from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint  # lazily: needs the [tiny] extra
+    from glmtts_mcp.engine.checkpoint.tiny import (
+        make_tiny_checkpoint,  # lazily: needs the [tiny] extra
+    )
 
     directory = make_tiny_checkpoint(args.dir.expanduser(), size=args.size, seed=args.seed)
     print(f"random-weight {args.size} checkpoint written to {directory}")

@@ -11,7 +11,7 @@ import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
 from glmtts_mcp.app.outputs import OutputStore
-from glmtts_mcp.app.paths import audio_source, resolve_allowed_path, writable_target
+from glmtts_mcp.mcp_face.paths import audio_source, resolve_allowed_path, writable_target
 from glmtts_mcp.mcp_face.results import inline_fits, render_audio
 
 
@@ -93,14 +93,14 @@ def test_output_store_skips_vanished_files(tmp_path: Path) -> None:
 def test_render_falls_back_to_link_and_path(tmp_path: Path) -> None:
     store = OutputStore(tmp_path, 10, 10**9, 0)
     small = store.save(b"o" * 1000, "ogg")
-    r = render_audio(small, b"o" * 1000, "audio+path", 1024 * 1024, "done")
+    r = render_audio(small, "audio+path", 1024 * 1024, "done")
     assert r.parts == ["audio", "path"] and r.note is None
     assert [b.type for b in r.blocks] == ["text", "audio"]
     assert str(small.path) in r.blocks[0].text
     data = b"x" * 900_000
     big = store.save(data, "wav")
     assert not inline_fits(len(data), 1, 1024 * 1024)
-    r = render_audio(big, data, "audio+resource", 1024 * 1024, "done")
+    r = render_audio(big, "audio+resource", 1024 * 1024, "done")
     assert r.parts == ["link", "path"]
     assert r.note and "too large" in r.note
     assert [b.type for b in r.blocks] == ["text", "resource_link"]

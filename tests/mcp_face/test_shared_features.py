@@ -8,11 +8,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
+import numpy as np
+import soundfile as sf
 import torch
 from torch.overrides import TorchFunctionMode
 
+from glmtts_mcp.app.audio_out import AudioFileWriter
 from glmtts_mcp.app.core import App
-from glmtts_mcp.mcp_face.synthesis import narrate
+from glmtts_mcp.app.narration import NarrationRequest
+from glmtts_mcp.app.saving import narrate_to_path
+from glmtts_mcp.engine.types import SynthesisOptions, VoiceFeatures
 
 # Normalized, this is two segments (the synthesis splits it by length).
 TWO_SEGMENTS = (
@@ -37,16 +43,18 @@ class FeatureCalls(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_synthesis_reads_the_shared_features_once_per_narration(engine_app: App, clip: Path) -> None:
+def test_synthesis_reads_the_shared_features_once_per_narration(engine_app: App, clip: Path, tmp_path: Path) -> None:
     engine = engine_app.host.ensure_loaded()
-    first = narrate(engine, engine_app, TWO_SEGMENTS, None, clip, "wav", 5, lambda *a: None, transcript="hi")
-    assert first.segments == 2
-    shared = engine_app.library.load_features(first.voice_id, engine.device).tensors
+    request = NarrationRequest(text=TWO_SEGMENTS, reference=clip, transcript="hi", seed=5)
+    ready, done, first = anyio.run(narrate_to_path, engine_app, request, tmp_path / "first.wav", "wav")
+    assert done.segments == 2
+    loaded = engine_app.library.load_features(ready.voice_id, engine.device)
+    assert loaded.tier == "memory"
+    shared = loaded.tensors
     versions = {name: tensor._version for name, tensor in shared.items()}
-    with FeatureCalls(shared) as seen:
-        second = narrate(engine, engine_app, TWO_SEGMENTS, first.voice_id, None, "wav", 5, lambda *a: None)
-    assert second.tier == "memory"
-    again = engine_app.library.load_features(first.voice_id, engine.device).tensors
+    with FeatureCalls(shared) as seen:  # the synthesis runs in this thread, where the mode sees its calls
+        chunks = list(engine.synthesize(TWO_SEGMENTS, VoiceFeatures(tensors=shared), SynthesisOptions(seed=5)))
+    again = engine_app.library.load_features(ready.voice_id, engine.device).tensors
     assert all(again[name].data_ptr() == tensor.data_ptr() for name, tensor in shared.items())  # no copy per hit
     assert {name: tensor._version for name, tensor in shared.items()} == versions  # never written into
     assert sorted(seen.calls) == sorted([  # once for the whole narration, not once per segment
@@ -54,4 +62,7 @@ def test_synthesis_reads_the_shared_features_once_per_narration(engine_app: App,
         ("prompt_speech_ids", "to"), ("prompt_mel", "to"), ("speaker_embedding", "to"),
         ("prompt_speech_ids", "__getitem__"), ("prompt_mel", "__getitem__"), ("speaker_embedding", "__getitem__"),
     ])
-    assert (second.pcm == first.pcm).all() and len(second.pcm) > 0
+    second = AudioFileWriter(tmp_path / "second.wav", "wav", chunks[0].sample_rate)
+    second.write(np.concatenate([chunk.pcm for chunk in chunks]))
+    first_pcm, second_pcm = sf.read(first, dtype="int16")[0], sf.read(second.commit(), dtype="int16")[0]
+    assert len(first_pcm) > 0 and np.array_equal(first_pcm, second_pcm)  # the same audio

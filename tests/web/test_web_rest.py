@@ -18,7 +18,7 @@ import soundfile as sf
 from mcp import Client
 from web_helpers import LiveServer
 
-from glmtts_mcp.web.audio_stream import wav_stream_header
+from glmtts_mcp.app.audio_out import wav_stream_header
 
 # Three segments on any checkpoint: the frontend cuts sentences of at least 30 weighted characters.
 LONG_TEXT = "One. Two. Three. Four. " * 12

@@ -17,11 +17,17 @@ from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
-from mcp.server.mcpserver.exceptions import ToolError
 
 from glmtts_mcp.engine.frontend.text_normalize import Language
 from glmtts_mcp.engine.types import ProgressCallback, ReferenceAudio
-from glmtts_mcp.voices import LoadedVoice, NewVoiceData, VoiceLibrary, VoiceRecord, name_key
+from glmtts_mcp.errors import Term, UserError
+from glmtts_mcp.voices import (
+    LoadedVoice,
+    NewVoiceData,
+    VoiceLibrary,
+    VoiceRecord,
+    name_key,
+)
 
 if TYPE_CHECKING:
     from glmtts_mcp.engine.runtime.pipeline import Engine
@@ -45,14 +51,15 @@ class CloneOutcome:
 
 
 def checked_language(language: str | None) -> str | None:
-    """`language` case-normalised, or a ToolError that names the argument and lists what is accepted."""
+    """`language` case-normalised, or an error that names the input and lists what is accepted."""
     if language is None or not language.strip():
         return None
     code = language.strip().lower()
     if code not in LANGUAGES:
-        raise ToolError(
-            f"language {language!r} is not one the text frontend knows: pass one of {', '.join(LANGUAGES)} "
-            "(or omit it and Whisper detects it)"
+        raise UserError(
+            f"{{argument}} {language!r} is not one the text frontend knows",
+            f"pass one of {', '.join(LANGUAGES)} (or omit it and Whisper detects it)",
+            argument=Term.LANGUAGE,
         )
     return code
 
@@ -70,16 +77,17 @@ def transcript_limit(duration_s: float) -> int:
 
 
 def check_transcript_fits(transcript: str | None, duration_s: float) -> None:
-    """A ToolError naming `transcript` when it is far longer than the clip could say."""
+    """Refuse a transcript far longer than the clip could say."""
     if transcript is None:
         return
     length = len(" ".join(transcript.split()))  # runs of whitespace and line breaks count once
     limit = transcript_limit(duration_s)
     if length > limit:
-        raise ToolError(
-            f"transcript has {length} characters, but the clip has only {duration_s:.1f} s of speech (at most "
-            f"{limit} characters fit, at {TRANSCRIPT_CHARS_PER_S:g} characters per second): pass only the words "
-            "spoken in the clip as transcript, or omit it and Whisper transcribes the clip"
+        raise UserError(
+            f"{{argument}} has {length} characters, but the clip has only {duration_s:.1f} s of speech (at most "
+            f"{limit} characters fit, at {TRANSCRIPT_CHARS_PER_S:g} characters per second)",
+            "pass only the words spoken in the clip as {transcript}, or omit it and Whisper transcribes the clip",
+            argument=Term.TRANSCRIPT,
         )
 
 
@@ -113,8 +121,8 @@ def extract_new_voice(
 def _kept_name_warning(record: VoiceRecord, name: str) -> str:
     return (
         f"this clip is already in the library as voice {record.name!r} ({record.id}), which keeps its name: "
-        f"{name!r} does not refer to it. To rename it, call "
-        f"rename_voice(voice={json.dumps(record.id)}, name={json.dumps(name, ensure_ascii=False)})"
+        f"{name!r} does not refer to it. To rename it, {{rename_voice}} with voice {json.dumps(record.id)} "
+        f"and name {json.dumps(name, ensure_ascii=False)}"
     )
 
 

@@ -1,4 +1,4 @@
-"""The process-wide state behind every tool: settings, engine host, voice library, output store.
+"""The process-wide state behind every face: settings, engine host, voice library, output store, change feed.
 
 Built once per process, outside any MCP lifespan: SSE enters the lifespan once per connection,
 and the model must load once.
@@ -6,24 +6,46 @@ and the model must load once.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 
-from glmtts_mcp.config import Settings, replica_range
-from glmtts_mcp.engine.checkpoint.layout import fingerprint
-from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
 from glmtts_mcp.app.cloning import extract_new_voice
 from glmtts_mcp.app.engine_host import EngineBackend, EngineHost, EngineLoader
 from glmtts_mcp.app.outputs import OutputStore
+from glmtts_mcp.config import Settings, replica_range
+from glmtts_mcp.engine.checkpoint.layout import fingerprint
+from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
 from glmtts_mcp.voices import FeatureSchema, VoiceLibrary
 
 if TYPE_CHECKING:
     from glmtts_mcp.engine.runtime.pipeline import Engine
+
+log = logging.getLogger(__name__)
+
+
+class ChangeFeed:
+    """Tells every face that the voice library changed, whichever face changed it (an MCP client listening
+    for resource-list changes hears of a voice cloned through the page)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], Awaitable[None]]] = []
+
+    def subscribe(self, listener: Callable[[], Awaitable[None]]) -> None:
+        self._listeners.append(listener)
+
+    async def publish(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                await listener()
+            except Exception:  # a listener that fails must not fail the change that was made
+                log.exception("a library-change listener failed")
 
 
 @dataclass
@@ -32,8 +54,7 @@ class App:
     host: EngineHost
     library: VoiceLibrary
     outputs: OutputStore
-    # `subscriptions/listen` streams of the MCP server: every face publishes its library changes here
-    events: SubscriptionBus = field(default_factory=InMemorySubscriptionBus)
+    changes: ChangeFeed = field(default_factory=lambda: ChangeFeed())
 
     def start_preload(self) -> threading.Thread | None:
         """With `preload = start`, begin loading the model in the background (the server calls this as
@@ -44,6 +65,11 @@ class App:
         """Unload the model and release the library (end of process)."""
         self.host.unload(reason="shutting down")
         self.library.close()
+
+
+def export_protected_folders(settings: Settings) -> dict[str, Path]:
+    """Folders an export must never write into besides the library's own (which the library adds)."""
+    return {"the output folder": settings.output_dir, "the checkpoint folder": settings.checkpoint}
 
 
 def _switch(value: str) -> bool | None:
@@ -79,7 +105,9 @@ def default_loader(settings: Settings) -> EngineLoader:
 
     def load() -> Engine:
         from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
-        from glmtts_mcp.engine.runtime.pipeline import Engine as EngineClass  # heavy import: only when wanted
+        from glmtts_mcp.engine.runtime.pipeline import (
+            Engine as EngineClass,  # heavy import: only when wanted
+        )
 
         engine = EngineClass.load(**engine_options(settings))
         TextFrontend.preload()  # the grammars and word lists too: the first request pays for no loading
@@ -90,7 +118,10 @@ def default_loader(settings: Settings) -> EngineLoader:
 
 def _ray_loader(settings: Settings) -> EngineLoader:
     def load() -> EngineBackend:
-        from glmtts_mcp.engine_ray.client import RayEngine, RayPlacement  # imports ray: only with --engine ray
+        from glmtts_mcp.engine_ray.client import (  # imports ray: only with --engine ray
+            RayEngine,
+            RayPlacement,
+        )
 
         placement = RayPlacement(
             address=settings.ray_address,

@@ -20,7 +20,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -37,6 +38,7 @@ from glmtts_mcp.engine.types import (
     SynthesisOptions,
     VoiceFeatures,
 )
+from glmtts_mcp.errors import Kind
 
 if TYPE_CHECKING:
     import torch
@@ -69,8 +71,9 @@ class EngineBackend(Protocol):
 
     def synthesize(
         self, text: str, features: VoiceFeatures, options: SynthesisOptions = ...,
-        progress: ProgressCallback | None = None,
-    ) -> Iterator[AudioChunk]: ...
+        progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+    ) -> Iterator[AudioChunk]:
+        """Chunks as they are made; setting `cancel` stops the narration at the next decode step."""
 
     def memory_info(self) -> dict[str, object]: ...
 
@@ -91,6 +94,8 @@ EngineLoader = Callable[[], EngineBackend]
 
 class EngineUnavailable(EngineError):
     """The model could not be loaded; the message carries the cause and the fix."""
+
+    kind = Kind.UNAVAILABLE
 
 
 class EngineHost:
@@ -179,16 +184,28 @@ class EngineHost:
 
     async def run(self, job: Callable[[EngineBackend], T]) -> T:
         """Run `job(engine)` in a worker thread, loading the engine first; the event loop keeps serving."""
+        async with self.lease() as engine:
+            return await self.work(lambda: job(engine))
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[EngineBackend]:
+        """The engine, loaded, for as long as the body runs: it counts as work in flight, so an idle
+        unload never lands in the middle (a narration read slowly between its pieces holds it too)."""
         with self._lock:
             self._active += 1
             self._cancel_timer()
         try:
-            return await anyio.to_thread.run_sync(lambda: job(self.ensure_loaded()), limiter=self._limiter())
+            yield await anyio.to_thread.run_sync(self.ensure_loaded, limiter=self._limiter())
         finally:
             with self._lock:
                 self._active -= 1
                 self._last_used = time.monotonic()
                 self._arm_timer()
+
+    async def work(self, step: Callable[[], T], *, abandon_on_cancel: bool = False) -> T:
+        """Run one blocking step of leased work in a worker thread once a place is free. With
+        `abandon_on_cancel`, a cancelled caller stops waiting at once (the step must be told to stop)."""
+        return await anyio.to_thread.run_sync(step, limiter=self._limiter(), abandon_on_cancel=abandon_on_cancel)
 
     def _limiter(self) -> anyio.CapacityLimiter:
         """This event loop's limiter: waiting for it is asynchronous, so a queued call holds no thread."""

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcp.server.mcpserver.exceptions import ToolError
-
+from glmtts_mcp.app.audio_out import AudioFileWriter
 from glmtts_mcp.engine.runtime.output_encoding import AUDIO_FORMATS
+from glmtts_mcp.errors import Kind, UserError
 
 AUDIO_MIME: dict[str, str] = {name: f.mime_type for name, f in AUDIO_FORMATS.items()}
 _ID_RE = re.compile(rf"^[0-9]{{8}}T[0-9]{{6}}-[0-9a-f]{{8}}\.({'|'.join(AUDIO_MIME)})$")
@@ -47,11 +47,33 @@ class OutputStore:
         self.keep_age_s = keep_age_s
         self._lock = threading.Lock()
 
-    def save(self, data: bytes, fmt: str) -> StoredOutput:
-        """Write atomically (temp file + rename), then apply the retention policy."""
+    def writer(self, fmt: str, sample_rate: int) -> AudioFileWriter:
+        """A new output to write piece by piece (memory stays flat however long it is); `finish` stores it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return AudioFileWriter(self.root / self._new_id(fmt), fmt, sample_rate)
+        except OSError as exc:
+            raise self._cannot_save(exc) from exc
+
+    def finish(self, writer: AudioFileWriter) -> StoredOutput:
+        """Put a written output in place (atomically), then apply the retention policy."""
+        try:
+            path = writer.commit()
+        except OSError as exc:
+            writer.discard()
+            raise self._cannot_save(exc) from exc
+        self.prune(keep=path)
+        return StoredOutput(path.name, path, AUDIO_MIME[writer.fmt])
+
+    @staticmethod
+    def _new_id(fmt: str) -> str:
         if fmt not in AUDIO_MIME:
             raise ValueError(f"unknown audio format {fmt!r}")
-        output_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}.{fmt}"
+        return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}.{fmt}"
+
+    def save(self, data: bytes, fmt: str) -> StoredOutput:
+        """Write atomically (temp file + rename), then apply the retention policy."""
+        output_id = self._new_id(fmt)
         path = self.root / output_id
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -71,10 +93,11 @@ class OutputStore:
         self.prune(keep=path)
         return StoredOutput(output_id, path, AUDIO_MIME[fmt])
 
-    def _cannot_save(self, exc: OSError) -> ToolError:
-        return ToolError(
-            f"the audio could not be saved in the output folder {self.root}: {exc.strerror or exc}; "
-            "free some space there or point --output-dir (GLMTTS_MCP_OUTPUT_DIR) at a writable folder"
+    def _cannot_save(self, exc: OSError) -> UserError:
+        return UserError(
+            f"the audio could not be saved in the output folder {self.root}: {exc.strerror or exc}",
+            "free some space there or point --output-dir (GLMTTS_MCP_OUTPUT_DIR) at a writable folder",
+            kind=Kind.ENVIRONMENT,
         )
 
     def get(self, output_id: str) -> StoredOutput | None:

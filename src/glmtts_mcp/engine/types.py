@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from glmtts_mcp.errors import Kind, Term, UserError
+
 # Bump when the meaning or layout of any feature tensor changes: voices stored under another
 # version are stale and get re-extracted from their kept reference audio.
 FEATURE_SCHEMA_VERSION = 1
@@ -30,16 +32,24 @@ ProgressCallback = Callable[[float, float, str], None]
 """progress(done, total, message): called from the engine's worker thread."""
 
 
-class EngineError(Exception):
+class EngineError(UserError):
     """A problem the user can fix; the message names the problem and the fix."""
+
+
+class NarrationCancelled(Exception):  # noqa: N818 - an outcome, not a fault
+    """A narration stopped because its caller cancelled it: nobody is listening, so it is no user error."""
 
 
 class AudioInputError(EngineError):
     """Reference audio that cannot be used (corrupt, silent, too short or too long)."""
 
+    concerns = Term.REFERENCE
+
 
 class NotAudioError(AudioInputError):
-    """Bytes that no audio decoder reads (the web faces answer 415 Unsupported Media Type)."""
+    """Bytes that no audio decoder reads."""
+
+    kind = Kind.UNSUPPORTED_MEDIA
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class VoiceFeatures:
     Synthesis only reads them: the library hands the same tensors to every request."""
 
     tensors: Mapping[str, torch.Tensor]
+    digest: str | None = None  # the library's features_sha256, when the features come from the library
 
 
 @dataclass

@@ -1,48 +1,55 @@
-"""Which failures a user can act on, and what everything else becomes.
+"""Failures as MCP tool errors, in the words of the tools.
 
-User mistakes are raised as EngineError, VoiceLibraryError or ToolError with a message that names the
-problem and the fix; those pass to the user as they are. Anything else (a ValueError from a shape
-check, an OSError nobody expected) is a bug or an environment failure: it is logged with its traceback
-and the user gets one line saying it is internal, never a contract message dressed as advice.
+A `UserError` (from the library, the engine or the application core) is rendered with this face's
+vocabulary: its inputs are tool arguments in backticks, its actions are tools to call. Anything else
+(a ValueError from a shape check, an OSError nobody expected) is a bug or an environment failure: it is
+logged with its traceback and the user gets one line saying it is internal, never a contract message
+dressed as advice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from glmtts_mcp.engine.types import EngineError
-from glmtts_mcp.voices import VoiceLibraryError
+from glmtts_mcp.errors import Term, UserError, Words, internal_error, is_action
 
 log = logging.getLogger(__name__)
 
-# Failures whose message already names the problem and the fix.
-USER_ERRORS: tuple[type[Exception], ...] = (EngineError, VoiceLibraryError, ToolError)
+# Inputs whose tool argument is not named like the term (tools that differ pass their own overrides).
+_ARGUMENTS: dict[Term, str] = {Term.REFERENCE: "reference_audio", Term.DESTINATION: "path", Term.ARCHIVE: "path"}
+_SETTINGS: dict[Term, str] = {Term.MAX_TEXT_CHARS: "the server's --max-text-chars setting"}
 
 
-def internal_error(exc: BaseException) -> str:
-    """Log `exc` with its traceback (stderr) and return the one line the user sees instead."""
-    log.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=exc)
-    return (
-        f"internal error ({type(exc).__name__}: {exc}); this is not something you did wrong: "
-        "the server log has the details, please report it"
-    )
+def tool_words(overrides: Mapping[Term, str] | None = None) -> Words:
+    """This face's vocabulary: `argument` for inputs, "call tool" for actions; `overrides` renames inputs
+    for a tool whose argument is called otherwise (clone_voice's clip is `audio`)."""
+    names = {**_ARGUMENTS, **(overrides or {})}
+
+    def words(term: Term) -> str:
+        if is_action(term):
+            return f"call {term.value}"
+        if term in _SETTINGS:
+            return _SETTINGS[term]
+        return f"`{names.get(term, term.value)}`"
+
+    return words
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn failures into ToolError: user mistakes with their own message, anything else as internal."""
+def user_errors(overrides: Mapping[Term, str] | None = None) -> Iterator[None]:
+    """Turn failures into ToolError: user mistakes in this tool's words, anything else as internal."""
     try:
         yield
     except ToolError:
         raise
-    except USER_ERRORS as exc:
-        raise ToolError(str(exc) or type(exc).__name__) from exc
+    except UserError as exc:
+        raise ToolError(exc.render(tool_words(overrides))) from exc
     except Exception as exc:
         raise ToolError(internal_error(exc)) from exc
 

@@ -20,8 +20,8 @@ from mcp_types import (
     TextContent,
 )
 
-from glmtts_mcp.config import parse_return_mode
 from glmtts_mcp.app.outputs import StoredOutput
+from glmtts_mcp.config import parse_return_mode
 
 # Room left for the structured result, the text block and JSON framing.
 _RESULT_OVERHEAD_BYTES = 16 * 1024
@@ -41,23 +41,24 @@ def inline_fits(size: int, copies: int, max_result_bytes: int) -> bool:
     return copies * ((size + 2) // 3 * 4) + _RESULT_OVERHEAD_BYTES <= max_result_bytes
 
 
-def render_audio(
-    stored: StoredOutput, data: bytes, return_mode: str, max_result_bytes: int, summary: str
-) -> RenderedAudio:
-    """Content blocks for `return_mode`; `summary` opens the text block every result carries."""
+def render_audio(stored: StoredOutput, return_mode: str, max_result_bytes: int, summary: str) -> RenderedAudio:
+    """Content blocks for `return_mode`; `summary` opens the text block every result carries. The file is
+    read only when it goes inline, which only a file that fits the result budget does."""
+    size = stored.path.stat().st_size
     parts = list(parse_return_mode(return_mode))
     inline = [p for p in parts if p in ("audio", "resource")]
     note = None
-    if inline and not inline_fits(len(data), len(inline), max_result_bytes):
+    if inline and not inline_fits(size, len(inline), max_result_bytes):
         parts = [p for p in parts if p not in inline]
         parts += [p for p in ("link", "path") if p not in parts]
         note = (
-            f"The audio ({len(data)} bytes as {stored.output_id.rsplit('.', 1)[1]}) is too large to send inline "
+            f"The audio ({size} bytes as {stored.output_id.rsplit('.', 1)[1]}) is too large to send inline "
             f"(result limit {max_result_bytes} bytes), so it is returned as a link and a saved file instead; "
             "ask for a shorter text or a compressed format (ogg, mp3) to get it inline."
         )
     blocks: list[ContentBlock] = []
-    encoded = base64.b64encode(data).decode("ascii") if any(p in ("audio", "resource") for p in parts) else ""
+    inlined = any(p in ("audio", "resource") for p in parts)
+    encoded = base64.b64encode(stored.path.read_bytes()).decode("ascii") if inlined else ""
     text = summary
     if note:
         text += "\n" + note
@@ -83,7 +84,7 @@ def render_audio(
                     uri=stored.uri,
                     name=stored.output_id,
                     mime_type=stored.mime_type,
-                    size=len(data),
+                    size=size,
                     description="Synthesized speech",
                 )
             )

@@ -18,14 +18,14 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.subscriptions import ResourcesListChanged
 from pydantic import ValidationError
 from starlette.types import ASGIApp
 
 from glmtts_mcp import __version__
-from glmtts_mcp.config import Settings
 from glmtts_mcp.app.core import App
-from glmtts_mcp.mcp_face.errors import describe_invalid_arguments
 from glmtts_mcp.asgi.http_guard import connection_cap, guarded_http_protocol
 from glmtts_mcp.asgi.http_security import (
     MAX_REQUEST_BYTES,
@@ -35,6 +35,8 @@ from glmtts_mcp.asgi.http_security import (
     refuse_unprotected_exposure,
     transport_security,
 )
+from glmtts_mcp.config import Settings
+from glmtts_mcp.mcp_face.errors import describe_invalid_arguments
 from glmtts_mcp.mcp_face.resources import register_resources
 from glmtts_mcp.mcp_face.stats import register_stats_tool
 from glmtts_mcp.mcp_face.stdin_lines import StdinLines
@@ -82,7 +84,7 @@ def build_server(app: App) -> MCPServer:
         instructions=INSTRUCTIONS,
         version=__version__,
         log_level=app.settings.log_level,
-        subscriptions=app.events,
+        subscriptions=_library_changes(app),
     )
     register_voice_tools(server, app)
     register_synthesis_tool(server, app)
@@ -90,6 +92,17 @@ def build_server(app: App) -> MCPServer:
     register_resources(server, app)
     _advertise_resource_list_changes(server)
     return server
+
+
+def _library_changes(app: App) -> SubscriptionBus:
+    """The server's `subscriptions/listen` bus, fed by the library changes of every face."""
+    bus = InMemorySubscriptionBus()
+
+    async def publish() -> None:
+        await bus.publish(ResourcesListChanged())
+
+    app.changes.subscribe(publish)
+    return bus
 
 
 def _advertise_resource_list_changes(server: MCPServer) -> None:

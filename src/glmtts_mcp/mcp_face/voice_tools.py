@@ -6,19 +6,15 @@ Only clone_voice needs the model; the others keep working when it cannot load.
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 from typing import Annotated
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.shared.subscriptions import ResourcesListChanged
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from glmtts_mcp.app.cloning import checked_language
 from glmtts_mcp.app.core import App
-from glmtts_mcp.app.cloning import CloneOutcome, checked_language, clone_or_get
-from glmtts_mcp.mcp_face.errors import user_errors
 from glmtts_mcp.app.schemas import (
     CloneVoiceResult,
     DeleteVoiceResult,
@@ -26,68 +22,36 @@ from glmtts_mcp.app.schemas import (
     ImportVoiceResult,
     ListVoicesResult,
     RenameVoiceResult,
-    VoiceSummary,
 )
-from glmtts_mcp.app.paths import audio_source, export_protected_folders, resolve_allowed_path, writable_target
+from glmtts_mcp.app.voice_service import VoiceService
+from glmtts_mcp.errors import Term
+from glmtts_mcp.mcp_face.errors import user_errors
+from glmtts_mcp.mcp_face.paths import (
+    audio_source,
+    resolve_allowed_path,
+    writable_target,
+)
 from glmtts_mcp.mcp_face.progress import relay_for
-from glmtts_mcp.voices import VoiceNotFound, VoiceRecord, is_voice_id
+from glmtts_mcp.voices import VoiceNotFound, is_voice_id
 
 log = logging.getLogger(__name__)
 
 VoiceArg = Annotated[str, Field(description="voice id or name (see list_voices)", min_length=1, max_length=256)]
 
 
-async def publish_voices_changed(app: App) -> None:
-    """resources/list_changed to every `subscriptions/listen` stream (2026-07-28 clients), whichever face
-    changed the library. Sessions of older protocol versions are reachable only from their own requests
-    (notify_voices_changed), so a change made through the web faces does not reach them."""
-    await app.events.publish(ResourcesListChanged())
-
-
 async def notify_voices_changed(ctx: Context) -> None:
-    """resources/list_changed on every transport: the subscription bus (2026-07-28) and the session (older)."""
-    try:
-        await ctx.notify_resources_changed()  # publishes on App.events, the server's bus
-    except Exception as exc:  # no listener is no error
-        log.debug("subscription notify failed: %r", exc)
+    """resources/list_changed to this request's session, for clients of protocol versions older than
+    2026-07-28 (newer ones listen on `subscriptions/listen`, which App.changes feeds)."""
     try:
         await ctx.session.send_resource_list_changed()
     except Exception as exc:  # stateless requests have no standalone stream
         log.debug("session notify failed: %r", exc)
 
 
-def deleted_result(record: VoiceRecord | None, given: str) -> DeleteVoiceResult:
-    """What a delete that removed a voice returns (delete_voice and the web faces); `record` is None for a
-    broken voice whose meta.json was unreadable, deleted by the id `given`."""
-    if record is None:
-        return DeleteVoiceResult(voice_id=given, name=None, deleted=True, message=f"deleted voice {given}")
-    return DeleteVoiceResult(
-        voice_id=record.id, name=record.name, deleted=True, message=f"deleted voice {record.name} ({record.id})"
-    )
-
-
-def clone_result(outcome: CloneOutcome, started: float) -> CloneVoiceResult:
-    """What a clone returns (clone_voice and the web faces); `started` is the request's perf_counter start."""
-    record = outcome.record
-    timings = dict(outcome.timings)
-    timings["total"] = time.perf_counter() - started
-    return CloneVoiceResult(
-        voice_id=record.id,
-        name=record.name,
-        existed=outcome.existed,
-        transcript=record.transcript,
-        transcript_source=record.transcript_source,
-        language=record.language,
-        duration_s=outcome.duration_s,
-        timings=timings,
-        warnings=outcome.warnings,
-    )
-
-
 def register_voice_tools(server: MCPServer, app: App) -> None:
     """Add the library tools to `server`."""
     settings = app.settings
-    library = app.library
+    voices = VoiceService(app)
 
     @server.tool(
         title="Clone a voice",
@@ -119,19 +83,16 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
 
         Cloning the same clip (and transcript) again returns the stored voice without recomputing it.
         """
-        with user_errors():
+        with user_errors({Term.REFERENCE: "audio"}):
             source = audio_source(audio, settings.allowed_dirs, settings.max_inline_audio_bytes)
             language = checked_language(language)
             relay = relay_for(ctx)
-            start = time.perf_counter()
             async with relay.running():
                 await relay.report(0, None, "starting" if app.host.model_loaded else "loading the model")
-                outcome = await app.host.run(
-                    lambda engine: clone_or_get(engine, library, source, name, transcript, language, relay)
-                )
-            if not outcome.existed:
+                result = await voices.clone(source, name, transcript, language, relay)
+            if not result.existed:
                 await notify_voices_changed(ctx)
-            return clone_result(outcome, start)
+            return result
 
     @server.tool(
         title="List voices",
@@ -144,11 +105,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     ) -> ListVoicesResult:
         """List the voices in the library (sorted by name), with transcript excerpts and health flags."""
         with user_errors():
-            page = await anyio.to_thread.run_sync(lambda: library.list_voices(query=query, limit=limit, cursor=cursor))
-            return ListVoicesResult(
-                voices=[VoiceSummary.of(v) for v in page.voices],
-                next_cursor=page.next_cursor,
-            )
+            return await voices.list(query, limit, cursor)
 
     @server.tool(
         title="Delete a voice",
@@ -164,7 +121,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         """
         with user_errors():
             try:
-                record = await anyio.to_thread.run_sync(lambda: library.delete(voice))
+                result = await voices.delete(voice)
             except VoiceNotFound:
                 given = voice.strip().lower()
                 return DeleteVoiceResult(
@@ -175,7 +132,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
                     "deleted. Call list_voices to see the stored voices.",
                 )
             await notify_voices_changed(ctx)
-            return deleted_result(record, voice)
+            return result
 
     @server.tool(
         title="Rename a voice",
@@ -190,14 +147,9 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     ) -> RenameVoiceResult:
         """Give a voice a new name (ids never change)."""
         with user_errors():
-
-            def rename() -> tuple[VoiceRecord, VoiceRecord]:
-                old = library.resolve(voice)
-                return old, library.rename(old.id, name)
-
-            old, record = await anyio.to_thread.run_sync(rename)
+            result = await voices.rename(voice, name)
             await notify_voices_changed(ctx)
-            return RenameVoiceResult(voice_id=record.id, old_name=old.name, name=record.name)
+            return result
 
     @server.tool(
         title="Export a voice",
@@ -218,15 +170,8 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     ) -> ExportVoiceResult:
         """Write a voice (reference audio, transcript, features) to a portable .zip archive file."""
         with user_errors():
-
-            def export() -> tuple[VoiceRecord, Path, int]:  # all disk work in one worker-thread hop
-                dest = writable_target(path, settings.allowed_dirs)
-                record = library.resolve(voice)
-                written = library.export_voice(record.id, dest, protected=export_protected_folders(settings))
-                return record, written, written.stat().st_size
-
-            record, written, size = await anyio.to_thread.run_sync(export)
-            return ExportVoiceResult(voice_id=record.id, name=record.name, path=str(written), bytes=size)
+            destination = await anyio.to_thread.run_sync(lambda: writable_target(path, settings.allowed_dirs))
+            return await voices.export_to(voice, destination)
 
     @server.tool(
         title="Import a voice",
@@ -241,14 +186,8 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     ) -> ImportVoiceResult:
         """Add a voice from an archive made by export_voice (checked before anything is stored)."""
         with user_errors():
-            source = resolve_allowed_path(path, settings.allowed_dirs)
-            record, existed = await anyio.to_thread.run_sync(lambda: library.import_voice(source, name=name))
-            if not existed:
+            source = await anyio.to_thread.run_sync(lambda: resolve_allowed_path(path, settings.allowed_dirs))
+            result = await voices.import_from(source, name)
+            if not result.existed:
                 await notify_voices_changed(ctx)
-            return ImportVoiceResult(
-                voice_id=record.id,
-                name=record.name,
-                existed=existed,
-                transcript=record.transcript,
-                duration_s=record.duration_s,
-            )
+            return result

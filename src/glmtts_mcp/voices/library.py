@@ -28,8 +28,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from glmtts_mcp.errors import Term
 from glmtts_mcp.voices.archive import export_destination, read_archive, write_archive
-from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference
 from glmtts_mcp.voices.cache import ByteLRU, SharedTensors
 from glmtts_mcp.voices.errors import (
     ArchiveError,
@@ -60,6 +60,7 @@ from glmtts_mcp.voices.records import (
     VoicePage,
     VoiceRecord,
 )
+from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference
 from glmtts_mcp.voices.schema import FeatureSchema, tensors_nbytes
 from glmtts_mcp.voices.stats import StatsKeeper
 from glmtts_mcp.voices.store import (
@@ -76,7 +77,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MEMORY_BYTES = 256 << 20
 DEFAULT_FLUSH_INTERVAL_S = 30.0
 MAX_PAGE_SIZE = 500
-_SEE_VOICES = "Call list_voices to see the stored voices, or clone a voice first."
+_SEE_VOICES = "{list_voices} to see the stored voices, or {clone_voice} first"
 
 Tensors = dict[str, torch.Tensor]
 Reextract = Callable[[np.ndarray, int, str, str | None], tuple[Tensors, dict[str, float]]]
@@ -166,7 +167,7 @@ class VoiceLibrary:
         if problem is not None and is_voice_id(str(id_or_name).lower()):
             id_or_name, problem = str(id_or_name).lower(), None
         if problem is not None:
-            raise InvalidVoiceName(f"{problem}. Pass a voice id or name as shown by list_voices.")
+            raise InvalidVoiceName(problem, "pass a voice id or name as {list_voices} shows them", argument=Term.VOICE)
         for full in (False, True):  # a full rescan also catches folders a killed writer never announced
             if full:
                 self._full_refresh()
@@ -176,7 +177,7 @@ class VoiceLibrary:
             if entry is not None:
                 return entry
         self._stats.add(misses=1)
-        raise VoiceNotFound(f"no voice {id_or_name!r} in the library at {self.root}. {_SEE_VOICES}")
+        raise VoiceNotFound(f"no voice {id_or_name!r} in the library", _SEE_VOICES, argument=Term.VOICE)
 
     def _healthy(self, entry: IndexEntry) -> VoiceRecord:
         if entry.broken is not None or entry.record is None:
@@ -220,7 +221,7 @@ class VoiceLibrary:
         """
         vid = self.voice_id_for(pcm, sample_rate, transcript, processing)
         if name is not None and (problem := name_problem(name)):
-            raise InvalidVoiceName(f"{problem}. Choose another name.")
+            raise InvalidVoiceName(problem, "choose another name", argument=Term.NAME)
         found = self._existing(vid)
         if found is not None:
             return found, True
@@ -447,7 +448,7 @@ class VoiceLibrary:
         try:
             data = self._store.read(record.id, FEATURES_FILE)
         except VoiceNotFound as exc:
-            raise VoiceNotFound(f"voice {record.name} ({record.id}) was deleted while loading. {_SEE_VOICES}") from exc
+            raise VoiceNotFound(f"voice {record.name} ({record.id}) was deleted while loading", _SEE_VOICES, argument=Term.VOICE) from exc
         except OSError as exc:
             self._broken(record, f"{FEATURES_FILE} cannot be read: {exc}")
         if sha256_hex(data) != record.features_sha256:
@@ -628,7 +629,7 @@ class VoiceLibrary:
     def rename(self, id_or_name: str, new_name: str) -> VoiceRecord:
         """Give a voice another (unique, case-insensitive) name."""
         if problem := name_problem(new_name):
-            raise InvalidVoiceName(f"{problem}. Choose another name.")
+            raise InvalidVoiceName(problem, "choose another name", argument=Term.NAME)
         vid = self._lookup(id_or_name).voice_id
         with self._store.write_lock():
             self._index.refresh(full=True)
@@ -697,7 +698,7 @@ class VoiceLibrary:
         is returned as is. Without `name`, the archive's name is kept, suffixed '-2', '-3'... if taken.
         """
         if name is not None and (problem := name_problem(name)):
-            raise InvalidVoiceName(f"{problem}. Choose another name.")
+            raise InvalidVoiceName(problem, "choose another name", argument=Term.NAME)
         contents = read_archive(Path(archive_path).expanduser(), self.schema)
         incoming = contents.record
         with self._store.clone_lock(incoming.id):

@@ -1,4 +1,4 @@
-"""Failures as HTTP answers: the same sentence the MCP tools give, with an honest status code.
+"""Failures as HTTP answers: a user error in REST words (fields, methods and paths), its status from its kind.
 
 REST bodies are `{"error": sentence, "field": name-or-null, "status": code}`; the OpenAI-compatible
 paths answer in OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`) so its clients
@@ -8,28 +8,16 @@ raise their own exception with the sentence.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from mcp.server.mcpserver.exceptions import ToolError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from glmtts_mcp.engine.types import EngineError, NotAudioError
-from glmtts_mcp.app.engine_host import EngineUnavailable
-from glmtts_mcp.mcp_face.errors import USER_ERRORS
-from glmtts_mcp.voices import VoiceLibraryError
-from glmtts_mcp.voices.errors import (
-    ArchiveError,
-    BrokenVoice,
-    InvalidVoiceName,
-    StaleVoice,
-    VoiceExists,
-    VoiceNotFound,
-)
+from glmtts_mcp.errors import Kind, Term, UserError, Words
 
 log = logging.getLogger(__name__)
 
@@ -46,63 +34,57 @@ class WebError(Exception):
         self.field = field
 
 
-# Most specific first: the first class that matches decides the status.
-_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (EngineUnavailable, 503),
-    (NotAudioError, 415),
-    (EngineError, 400),
-    (VoiceNotFound, 404),
-    (VoiceExists, 409),
-    (BrokenVoice, 409),
-    (StaleVoice, 409),
-    (InvalidVoiceName, 400),
-    (ArchiveError, 400),
-    (VoiceLibraryError, 400),
-    (ToolError, 400),  # the clone inputs checked once for every face (language, transcript length)
-)
+STATUS: dict[Kind, int] = {
+    Kind.INVALID: 400,
+    Kind.NOT_FOUND: 404,
+    Kind.CONFLICT: 409,
+    Kind.TOO_LARGE: 413,
+    Kind.UNSUPPORTED_MEDIA: 415,
+    Kind.UNAVAILABLE: 503,
+    Kind.ENVIRONMENT: 500,
+}
+
+# Request fields named otherwise than the term (routes that differ pass their own, as OpenAI's `input`).
+_FIELDS: dict[Term, str] = {Term.REFERENCE: "audio", Term.DESTINATION: "path"}
+_ACTIONS: dict[Term, str] = {
+    Term.LIST_VOICES: "GET /api/voices",
+    Term.CLONE_VOICE: "POST /api/voices",
+    Term.EXPORT_VOICE: "GET /api/voices/{voice}/export",
+    Term.IMPORT_VOICE: "POST /api/voices/import",
+    Term.RENAME_VOICE: "PATCH /api/voices/{voice}",
+}
+_SETTINGS: dict[Term, str] = {Term.MAX_TEXT_CHARS: "the server's --max-text-chars setting"}
 
 
-def status_for(exc: Exception) -> int:
-    """The HTTP status of a failure the tools report as a user error (500 for anything else)."""
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 500
+def field_name(term: Term, overrides: Mapping[Term, str] | None = None) -> str:
+    """The request field that carries `term`."""
+    return {**_FIELDS, **(overrides or {})}.get(term, term.value)
 
 
-# The library and engine name the MCP tools in their advice; over HTTP the same advice names paths.
-_REST_WORDS = (
-    ("Call list_voices to see the stored voices", "GET /api/voices lists the stored voices"),
-    ("as shown by list_voices", "as GET /api/voices shows it"),
-    ("list_voices", "GET /api/voices"),
-    ("clone_voice", "POST /api/voices"),
-    ("export_voice", "GET /api/voices/{voice}/export"),
-    ("import_voice", "POST /api/voices/import"),
-)
+def rest_words(overrides: Mapping[Term, str] | None = None) -> Words:
+    """This face's vocabulary: fields for inputs, method and path for actions."""
 
+    def words(term: Term) -> str:
+        if term in _ACTIONS:
+            return _ACTIONS[term]
+        if term in _SETTINGS:
+            return _SETTINGS[term]
+        return f"field `{field_name(term, overrides)}`"
 
-def rest_wording(message: str) -> str:
-    """A library or engine sentence with the MCP tool names replaced by the REST paths that do the same."""
-    for tool_words, rest_words in _REST_WORDS:
-        message = message.replace(tool_words, rest_words)
-    return message
+    return words
 
 
 @contextmanager
-def web_errors(field: str | None = None, fields: tuple[str, ...] = ()) -> Iterator[None]:
-    """Known failures (the tools' user errors) become WebError with their sentence and status.
-
-    Bad input (400, 415) names a request field: the one among `fields` its sentence starts with (the
-    tools' sentences open with the argument they are about), else `field` (the uploaded file, say)."""
+def web_errors(fields: Mapping[Term, str] | None = None) -> Iterator[None]:
+    """User errors become WebError: the status from their kind, the sentence in REST words, and the field
+    from the input they concern (`fields` renames inputs for a route whose fields are called otherwise)."""
     try:
         yield
     except WebError:
         raise
-    except USER_ERRORS as exc:
-        status = status_for(exc)
-        message = rest_wording(str(exc) or type(exc).__name__)
-        named = next((f for f in fields if message.startswith(f"{f} ")), field)
-        raise WebError(status, message, named if status in (400, 415) else None) from exc
+    except UserError as exc:
+        field = field_name(exc.argument, fields) if exc.argument is not None else None
+        raise WebError(STATUS[exc.kind], exc.render(rest_words(fields)), field) from exc
     except OSError as exc:
         raise WebError(500, f"file system error: {exc}") from exc
 

@@ -14,15 +14,20 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from glmtts_mcp.app.core import App
-from glmtts_mcp.web.audio_stream import AudioEncoder, Narration, encoded_chunks, open_narration
+from glmtts_mcp.app.narration import NarrationRequest, checked_text
+from glmtts_mcp.app.voice_service import VoiceService
+from glmtts_mcp.errors import Term
 from glmtts_mcp.web.errors import WebError, web_errors
-from glmtts_mcp.web.rest import checked_text, stream_speech
+from glmtts_mcp.web.rest import stream_speech
+from glmtts_mcp.web.speech_stream import OpenSpeech, encoded, open_speech
+
+# This face's request names the text `input` and the format `response_format`.
+_FIELDS = {Term.TEXT: "input", Term.FORMAT: "response_format"}
 
 # OpenAI's names for the formats this server writes (opus is Ogg/Opus, as OpenAI sends it).
 OPENAI_FORMATS = {"mp3": "mp3", "opus": "ogg", "wav": "wav", "flac": "flac", "pcm": "pcm"}
@@ -86,44 +91,38 @@ def openai_routes(app: App) -> APIRouter:
                 "response_format",
             )
         if body.stream_format == "audio":
-            return await stream_speech(app, body.input, voice, fmt, 0, "input", "response_format")
+            return await stream_speech(app, body.input, voice, fmt, 0, _FIELDS)
         if body.stream_format != "sse":
             raise WebError(400, f"stream_format {body.stream_format!r} is unknown: use audio or sse", "stream_format")
-        text = checked_text(body.input, app.settings.max_text_chars, "input")
-        with web_errors():
-            narration = await open_narration(app, text, voice, 0)
-        encoder = AudioEncoder(fmt, narration.sample_rate)
+        with web_errors(_FIELDS):
+            text = checked_text(body.input, app.settings.max_text_chars)
+            speech = await open_speech(app, NarrationRequest(text=text, voice=voice))
         return StreamingResponse(
-            _sse_events(app, narration, encoder, len(text)),
+            _sse_events(speech, fmt, len(text)),
             media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-voice-id": narration.voice_id, "x-segments": str(narration.segments)},
+            headers={
+                "cache-control": "no-cache",
+                "x-voice-id": speech.voice.voice_id,
+                "x-segments": str(speech.first.segment_count),
+            },
         )
 
     @router.get("/voices", response_model=VoicesResponse)
     async def list_voices() -> VoicesResponse:
         """Every voice of the library as {id, name} (what TTS front ends show in their voice picker)."""
 
-        def all_voices() -> list[VoiceEntry]:
-            entries: list[VoiceEntry] = []
-            cursor = None
-            while True:
-                page = app.library.list_voices(limit=200, cursor=cursor)
-                entries += [VoiceEntry(id=v.id, name=v.name or v.id) for v in page.voices if not v.broken]
-                if page.next_cursor is None:
-                    return entries
-                cursor = page.next_cursor
-
         with web_errors():
-            return VoicesResponse(voices=await anyio.to_thread.run_sync(all_voices))
+            records = await VoiceService(app).all()
+        return VoicesResponse(voices=[VoiceEntry(id=v.id, name=v.name or v.id) for v in records])
 
     return router
 
 
-async def _sse_events(app: App, narration: Narration, encoder: AudioEncoder, input_chars: int) -> AsyncIterator[bytes]:
+async def _sse_events(speech: OpenSpeech, fmt: str, input_chars: int) -> AsyncIterator[bytes]:
     """speech.audio.delta events (base64 audio, one per encoded piece), then speech.audio.done with usage."""
-    async for piece in encoded_chunks(app, narration, encoder):
+    async for piece in encoded(speech, fmt):
         yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode("ascii")})
-    output = round(narration.duration_s * SPEECH_TOKENS_PER_S)
+    output = round(speech.duration_s * SPEECH_TOKENS_PER_S)
     yield _event(
         {
             "type": "speech.audio.done",

@@ -1,24 +1,22 @@
 """The REST API under /api: the voice library, streamed synthesis and the cache statistics.
 
-Every handler does what the matching MCP tool does, through the same helpers (clone-or-get, the
-library, collect_stats); uploads arrive as multipart files and never touch a path of the caller's.
+Every handler does what the matching MCP tool does, through the same application services (the voice
+service, the narration); uploads arrive as multipart files and never touch a path of the caller's.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from glmtts_mcp.app.audio_out import MEDIA_TYPES, STREAM_FORMATS, STREAMED_FORMATS
+from glmtts_mcp.app.cloning import checked_language
 from glmtts_mcp.app.core import App
-from glmtts_mcp.app.cloning import checked_language, clone_or_get
+from glmtts_mcp.app.narration import MAX_SEED, NarrationRequest, checked_text
 from glmtts_mcp.app.schemas import (
     CacheStatsResult,
     CloneVoiceResult,
@@ -26,16 +24,14 @@ from glmtts_mcp.app.schemas import (
     ImportVoiceResult,
     ListVoicesResult,
     RenameVoiceResult,
-    VoiceSummary,
 )
-from glmtts_mcp.mcp_face.stats import collect_stats
-from glmtts_mcp.mcp_face.voice_tools import clone_result, deleted_result, publish_voices_changed
+from glmtts_mcp.app.voice_service import VoiceService
+from glmtts_mcp.errors import Term
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
-from glmtts_mcp.web.audio_stream import STREAM_FORMATS, AudioEncoder, encoded_chunks, open_narration
-from glmtts_mcp.web.errors import WebError, web_errors
+from glmtts_mcp.web.errors import WebError, field_name, web_errors
+from glmtts_mcp.web.speech_stream import encoded, open_speech
 
-MAX_SEED = 2**63 - 1
 VoicePath = Annotated[str, Field(min_length=1, max_length=256, description="voice id or name")]
 
 
@@ -51,21 +47,6 @@ class TtsRequest(BaseModel):
         description="wav, pcm (raw 16-bit mono), ogg (Ogg/Opus): streamed segment by segment; mp3, flac: sent whole",
     )
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="the same seed gives the same audio")
-
-
-def checked_text(text: str, max_chars: int, field: str) -> str:
-    """The text to speak, stripped; refused when empty or over the limit (naming the request field)."""
-    text = text.strip()
-    if not text:
-        raise WebError(400, f"field `{field}` is empty: send the words to speak", field)
-    if len(text) > max_chars:
-        raise WebError(
-            400,
-            f"field `{field}` has {len(text)} characters; the limit is {max_chars} "
-            "(split it into several requests, or raise --max-text-chars)",
-            field,
-        )
-    return text
 
 
 def _optional(value: str | None) -> str | None:
@@ -86,7 +67,7 @@ async def read_upload(upload: UploadFile, field: str, limit: int) -> bytes:
 def rest_routes(app: App) -> APIRouter:
     """The /api routes over `app`."""
     router = APIRouter(prefix="/api", tags=["REST"])
-    library = app.library
+    voices = VoiceService(app)
     settings = app.settings
 
     @router.post(
@@ -102,18 +83,11 @@ def rest_routes(app: App) -> APIRouter:
         language: Annotated[str | None, Form(description="language code, e.g. en, zh")] = None,
     ) -> JSONResponse:
         """Clone a voice from an uploaded clip (or return the stored one for a known clip)."""
-        start = time.perf_counter()
         data = await read_upload(audio, "audio", settings.max_upload_bytes)
-        with web_errors(field="language"):
+        with web_errors():
             code = checked_language(_optional(language))
-        with web_errors(field="audio", fields=("name", "transcript")):
-            outcome = await app.host.run(
-                lambda engine: clone_or_get(engine, library, data, _optional(name), _optional(transcript), code, None)
-            )
-        if not outcome.existed:
-            await publish_voices_changed(app)
-        result = clone_result(outcome, start)
-        return JSONResponse(result.model_dump(mode="json"), status_code=200 if outcome.existed else 201)
+            result = await voices.clone(data, _optional(name), _optional(transcript), code)
+        return JSONResponse(result.model_dump(mode="json"), status_code=200 if result.existed else 201)
 
     @router.get("/voices", response_model=ListVoicesResult)
     async def list_voices(
@@ -123,62 +97,38 @@ def rest_routes(app: App) -> APIRouter:
     ) -> ListVoicesResult:
         """The voices, sorted by name, with transcript excerpts and health flags (`stale`, `broken`)."""
         with web_errors():
-            page = await anyio.to_thread.run_sync(lambda: library.list_voices(query=query, limit=limit, cursor=cursor))
-        return ListVoicesResult(voices=[VoiceSummary.of(v) for v in page.voices], next_cursor=page.next_cursor)
+            return await voices.list(query, limit, cursor)
 
     @router.get("/voices/{voice}", response_model=VoiceRecord)
     async def get_voice(voice: VoicePath) -> VoiceRecord:
         """One voice's metadata (by id or name)."""
-        with web_errors(field="voice"):
-            return await anyio.to_thread.run_sync(lambda: library.resolve(voice))
+        with web_errors():
+            return await voices.get(voice)
 
     @router.patch("/voices/{voice}", response_model=RenameVoiceResult)
     async def rename_voice(voice: VoicePath, body: RenameRequest) -> RenameVoiceResult:
         """Give a voice a new name (its id never changes)."""
-
-        def rename() -> tuple[VoiceRecord, VoiceRecord]:
-            old = library.resolve(voice)
-            return old, library.rename(old.id, body.name)
-
-        with web_errors(field="name"):
-            old, record = await anyio.to_thread.run_sync(rename)
-        await publish_voices_changed(app)
-        return RenameVoiceResult(voice_id=record.id, old_name=old.name, name=record.name)
+        with web_errors():
+            return await voices.rename(voice, body.name)
 
     @router.delete("/voices/{voice}", response_model=DeleteVoiceResult)
     async def delete_voice(voice: VoicePath) -> DeleteVoiceResult:
         """Delete a voice and its files (an unknown voice is 404: nothing was deleted)."""
-        with web_errors(field="voice"):
-            record = await anyio.to_thread.run_sync(lambda: library.delete(voice))
-        await publish_voices_changed(app)
-        return deleted_result(record, voice)
+        with web_errors():
+            return await voices.delete(voice)
 
     @router.get("/voices/{voice}/audio", response_class=FileResponse)
     async def reference_audio(voice: VoicePath) -> FileResponse:
         """The reference audio the voice keeps (16-bit FLAC)."""
-
-        def locate() -> tuple[VoiceRecord, Path]:
-            record = library.resolve(voice)
-            return record, library.reference_audio_path(record.id)
-
-        with web_errors(field="voice"):
-            record, path = await anyio.to_thread.run_sync(locate)
+        with web_errors():
+            record, path = await voices.reference_audio(voice)
         return FileResponse(path, media_type="audio/flac", filename=f"{record.name}.flac")
 
     @router.get("/voices/{voice}/export", response_class=Response)
     async def export_voice(voice: VoicePath) -> Response:
         """The archive export_voice writes (reference audio, transcript, features), as a download."""
-
-        def export() -> tuple[str, bytes]:
-            folder = Path(tempfile.mkdtemp(prefix="glmtts-export-"))  # private (0700), removed below
-            try:
-                written = library.export_voice(voice, folder)
-                return written.name, written.read_bytes()
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
-
-        with web_errors(field="voice"):
-            filename, data = await anyio.to_thread.run_sync(export)
+        with web_errors():
+            filename, data = await voices.export_bytes(voice)
         return Response(
             data,
             media_type="application/zip",
@@ -192,28 +142,9 @@ def rest_routes(app: App) -> APIRouter:
     ) -> JSONResponse:
         """Add a voice from an uploaded archive (checked before anything is stored)."""
         data = await read_upload(archive, "archive", settings.max_upload_bytes)
-
-        def import_from_upload() -> tuple[VoiceRecord, bool]:
-            folder = Path(tempfile.mkdtemp(prefix="glmtts-import-"))  # private (0700), always removed
-            try:
-                path = folder / f"upload{ARCHIVE_SUFFIX}"
-                path.write_bytes(data)
-                return library.import_voice(path, name=_optional(name))
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
-
-        with web_errors(field="archive"):
-            record, existed = await anyio.to_thread.run_sync(import_from_upload)
-        if not existed:
-            await publish_voices_changed(app)
-        result = ImportVoiceResult(
-            voice_id=record.id,
-            name=record.name,
-            existed=existed,
-            transcript=record.transcript,
-            duration_s=record.duration_s,
-        )
-        return JSONResponse(result.model_dump(mode="json"), status_code=200 if existed else 201)
+        with web_errors():
+            result = await voices.import_from(data, _optional(name))
+        return JSONResponse(result.model_dump(mode="json"), status_code=200 if result.existed else 201)
 
     @router.post(
         "/tts",
@@ -222,37 +153,37 @@ def rest_routes(app: App) -> APIRouter:
     )
     async def tts(body: TtsRequest) -> StreamingResponse:
         """Speak `text` in a library voice; the audio streams back as each segment is synthesized."""
-        return await stream_speech(app, body.text, body.voice, body.format, body.seed, "text", "format")
+        return await stream_speech(app, body.text, body.voice, body.format, body.seed)
 
     @router.get("/cache/stats", response_model=CacheStatsResult)
     async def cache_stats() -> CacheStatsResult:
         """What the cache_stats tool returns: hits per tier, time saved, voices, bytes, the engine's state."""
         with web_errors():
-            return await anyio.to_thread.run_sync(lambda: collect_stats(app))
+            return await voices.stats()
 
     return router
 
 
 async def stream_speech(
-    app: App, text: str, voice: str, fmt: str, seed: int, text_field: str, format_field: str
+    app: App, text: str, voice: str, fmt: str, seed: int, fields: Mapping[Term, str] | None = None
 ) -> StreamingResponse:
     """The streamed answer of /api/tts (and /v1/audio/speech with stream_format=audio)."""
     fmt = fmt.strip().lower()
     if fmt not in STREAM_FORMATS:
-        raise WebError(400, f"field `{format_field}` is {fmt!r}: use one of {', '.join(STREAM_FORMATS)}", format_field)
-    text = checked_text(text, app.settings.max_text_chars, text_field)
-    with web_errors():
-        narration = await open_narration(app, text, voice, seed)
-    encoder = AudioEncoder(fmt, narration.sample_rate)
+        field = field_name(Term.FORMAT, fields)
+        raise WebError(400, f"field `{field}` is {fmt!r}: use one of {', '.join(STREAM_FORMATS)}", field)
+    with web_errors(fields):
+        request = NarrationRequest(text=checked_text(text, app.settings.max_text_chars), voice=voice, seed=seed)
+        speech = await open_speech(app, request)
     headers = {
-        "x-voice-id": narration.voice_id,
-        "x-voice-name": _header_safe(narration.voice_name or ""),
-        "x-cache-tier": narration.tier,
-        "x-sample-rate": str(narration.sample_rate),
-        "x-segments": str(narration.segments),
-        "x-streamed": "true" if encoder.streams else "false",
+        "x-voice-id": speech.voice.voice_id,
+        "x-voice-name": _header_safe(speech.voice.voice_name or ""),
+        "x-cache-tier": speech.voice.tier,
+        "x-sample-rate": str(speech.first.sample_rate),
+        "x-segments": str(speech.first.segment_count),
+        "x-streamed": "true" if fmt in STREAMED_FORMATS else "false",
     }
-    return StreamingResponse(encoded_chunks(app, narration, encoder), media_type=encoder.media_type, headers=headers)
+    return StreamingResponse(encoded(speech, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 def _header_safe(value: str) -> str:

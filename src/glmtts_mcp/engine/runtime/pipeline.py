@@ -416,7 +416,7 @@ class Engine:
                 transcript, language, source = heard.text, heard.language, "whisper"
                 if heard.capped:
                     warnings.append(
-                        "Whisper's transcript hit its length cap and may be wrong: pass transcript= with what "
+                        "Whisper's transcript hit its length cap and may be wrong: pass {transcript} with what "
                         "the clip says for the best clone"
                     )
             report(1, 5, "tokenizing the transcript")

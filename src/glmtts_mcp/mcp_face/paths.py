@@ -17,8 +17,6 @@ from urllib.parse import unquote, urlparse
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from glmtts_mcp.config import Settings
-
 _BASE64_RE = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")  # no ".": a path to an audio file has one
 _DATA_URI_RE = re.compile(r"^data:([\w/+.-]*)(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
@@ -77,11 +75,6 @@ def writable_target(raw: str, allowed_dirs: Sequence[Path], *, argument: str = "
     if not any(real.is_relative_to(d) for d in allowed_dirs):
         raise ToolError(f"{argument} {str(path)!r} is outside the allowed folders ({_allowed_list(allowed_dirs)})")
     return real
-
-
-def export_protected_folders(settings: Settings) -> dict[str, Path]:
-    """Folders an export must never write into besides the library's own (which the library adds)."""
-    return {"the output folder": settings.output_dir, "the checkpoint folder": settings.checkpoint}
 
 
 def audio_source(raw: str, allowed_dirs: Sequence[Path], max_inline_bytes: int, *, argument: str = "audio") -> Path | bytes:
