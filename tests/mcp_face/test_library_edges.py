@@ -90,5 +90,5 @@ async def test_language_must_be_one_the_frontend_knows(library_app: App, tmp_pat
     async with Client(build_server(library_app), mode="legacy") as client:
         for bad in ("../../etc", "fr", "english"):
             text = error_text(await client.call_tool("clone_voice", {"audio": str(clip), "language": bad}))
-            assert f"clone_voice: language {bad!r} is not one the text frontend knows" in text, text
+            assert f"clone_voice: `language` {bad!r} is not one the text frontend knows" in text, text
             assert "zh, en" in text and "could not be loaded" not in text

@@ -142,7 +142,7 @@ async def test_hostile_input_is_a_tool_error(library_app: App, add_voice: Any, m
             ("clone_voice", {"audio": 42}, "audio"),
             ("synthesize", {"text": "hi", "voice": "nobody"}, "nobody"),
             ("synthesize", {"text": "hi"}, "exactly one of"),
-            ("synthesize", {"text": "   ", "voice": "carol"}, "text is empty"),
+            ("synthesize", {"text": "   ", "voice": "carol"}, "`text` is empty"),
             ("synthesize", {"text": "x" * 10_000_000, "voice": "carol"}, "the limit is"),
             ("synthesize", {"text": "hi", "voice": "carol", "format": "aiff"}, "unknown format"),
             ("synthesize", {"text": "hi", "voice": "carol", "return_mode": "telepathy"}, "invalid return mode"),

@@ -70,8 +70,8 @@ class NarrationRequest:
         """A narration speaks in a library voice or in a clip's voice: exactly one of the two."""
         if voice_given == reference_given:
             raise UserError(
-                "a narration needs exactly one voice",
-                "pass either {voice} or {reference}; {list_voices} to see the stored voices",
+                "a narration speaks in one voice",
+                "pass exactly one of {voice} or {reference} ({list_voices} to see the stored voices)",
                 argument=Term.VOICE,
             )
 
