@@ -30,7 +30,7 @@ from typing import Protocol
 
 import torch
 
-from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, SpeechSequence, StepTrace
+from glmtts_mcp.engine.models.llm import GLMTTSLLM, Draws, RasSettings, SpeechSequence, StepTrace
 from glmtts_mcp.engine.models.static_cache import SlotKVCache, slot_forward
 from glmtts_mcp.engine.types import EngineError
 
@@ -45,7 +45,8 @@ PREFILL_CHUNK = 256
 class SpeechRequest:
     """One segment's LLM work: what to say, the voice/history prompt, and how to sample it.
 
-    `generator` is advanced by the draws (the engine goes on drawing the flow's noise from it).
+    `generator` is advanced by the draws (the engine goes on drawing the flow's noise from it) unless
+    `draws` replaces it (the parity runner's recorded picks).
     """
 
     text_ids: list[int]
@@ -56,6 +57,7 @@ class SpeechRequest:
     min_ratio: float = 2.0
     max_ratio: float = 20.0
     trace: list[StepTrace] | None = None  # receives each step's log-probs and picks (parity checks, debugging)
+    draws: Draws | None = None
     # filled by the backend before the future resolves: what changed the tokens (a length cut)
     warnings: list[str] = field(default_factory=list)
 
@@ -134,7 +136,7 @@ class BatchScheduler:
     def submit(self, request: SpeechRequest) -> Future[list[int]]:
         future: Future[list[int]] = Future()
         sequence = self.llm.sequence(request.text_ids, request.prompt_text_ids, request.prompt_speech_ids,
-                                     sampling=request.sampling, generator=request.generator,
+                                     sampling=request.sampling, generator=request.generator, draws=request.draws,
                                      min_ratio=request.min_ratio, max_ratio=request.max_ratio, trace=request.trace,
                                      warnings=request.warnings)
         room = self.cache.positions - len(sequence.prompt)
