@@ -64,25 +64,6 @@ def run(scheduler: BatchScheduler, made: list[SpeechRequest]) -> list[list[int]]
     return [future.result(timeout=120) for future in futures]
 
 
-def test_the_slot_forward_gives_transformers_logits(models: Models) -> None:
-    """The slot cache's own Llama forward, step by step, equals transformers' uncached forward over the
-    tokens it drew (within rounding)."""
-    scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=512)
-    try:
-        for make in requests(3):
-            traced: list[StepTrace] = []
-            request = make(traced)
-            tokens = run(scheduler, [request])[0]
-            full = models.llm.teacher_forced_logits(request.text_ids, request.prompt_text_ids,
-                                                    request.prompt_speech_ids, tokens).log_softmax(dim=-1)
-            assert len(traced) in (len(tokens), len(tokens) + 1)  # + the step that drew eoa
-            for step, record in enumerate(traced):
-                finite = ~torch.isinf(record.logp)
-                assert float((record.logp[finite] - full[step][finite]).abs().max()) <= LOGIT_TOLERANCE
-    finally:
-        scheduler.close()
-
-
 def test_batched_sequences_get_the_tokens_they_get_alone(models: Models) -> None:
     """Six requests through three slots: admitted as slots free, retired at once, each decoding as alone."""
     made = requests(6)

@@ -86,7 +86,8 @@ class LLMBackend(Protocol):
     """What the engine needs from whatever runs the LLM (this process's scheduler, or later a server)."""
 
     def submit(self, request: SpeechRequest) -> Future[list[int]]:
-        """Queue a segment; the future gives its speech tokens (id - ats, eoa excluded)."""
+        """Queue a segment; the future gives its speech tokens (id - ats, eoa excluded), or ends with
+        CancelledError once `request.cancel` is set (its slot freed before the next step)."""
 
     def stats(self) -> SchedulerStats: ...
 
