@@ -38,7 +38,9 @@ import torch
 import upstream_glmtts  # benchmarks/upstream_glmtts.py: building upstream's modules on our checkpoint
 
 from glmtts_mcp.engine.checkpoint.layout import SPEECH_TOKENIZER_DIR
+from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.runtime.pipeline import Engine
+from glmtts_mcp.engine.runtime.scheduler import SpeechRequest
 from glmtts_mcp.engine.types import AudioInputError, SynthesisOptions, VoiceFeatures
 
 T = TypeVar("T")
@@ -216,9 +218,9 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
                                          len(prompt_text), as_tensor(prompt_speech), len(prompt_speech))
             return [int(t) for t in torch.as_tensor(out).flatten().tolist()]
 
-        def ours() -> list[int]:
-            return models.llm.generate(text_ids, prompt_text, prompt_speech,
-                                       generator=torch.Generator().manual_seed(seed))
+        def ours() -> list[int]:  # the engine's scheduler, alone in it
+            return engine.scheduler.submit(SpeechRequest(text_ids, prompt_text, prompt_speech, RasSettings(),
+                                                         torch.Generator().manual_seed(seed))).result()
 
         t_ours, our_tokens, t_theirs, their_tokens = _paired_times(ours, theirs, repeats, device)
         # Per generated token (+1 for the end-of-audio step): a sampling difference would change the lengths.

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from glmtts_mcp.engine.runtime.pipeline import Engine
+from glmtts_mcp.engine.runtime.scheduler import BatchScheduler
 from glmtts_mcp.engine.types import SynthesisOptions
 from narration import whole_narration
 
@@ -96,19 +97,39 @@ def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voi
                 assert end_a <= start_b or end_b <= start_a, "two requests ran flow and vocoder at once"
 
 
-def test_a_reader_that_stops_early_frees_its_slot(pipelined: Engine, voice) -> None:
+def test_a_reader_that_stops_early_frees_the_slot_of_the_segment_decoding_ahead(
+        pipelined: Engine, voice, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next segment's LLM decodes while this segment's flow runs (the overlap), and a reader that stops
+    after the first chunk takes it out of the batch: it is held mid-decoding until the stream is closed,
+    runs no step after that one, and the engine serves on."""
+    steps: list[int] = []  # the live batch size of every decode step
+    in_flow, ahead, release = threading.Event(), threading.Event(), threading.Event()
+    decode = BatchScheduler._decode_step
+
+    def hooked(scheduler: BatchScheduler) -> None:
+        steps.append(len(scheduler._live))  # noqa: SLF001
+        decode(scheduler)
+        if in_flow.is_set() and not ahead.is_set():  # segment 1's LLM was done before its flow started
+            ahead.set()
+            assert release.wait(60)
+
+    def flow_waits_for_the_next_llm(segment: str) -> None:
+        in_flow.set()
+        assert ahead.wait(60), "the next segment's LLM did not decode during this segment's flow"
+
+    monkeypatch.setattr(BatchScheduler, "_decode_step", hooked)
+    record(pipelined, monkeypatch, "_voice", [], flow_waits_for_the_next_llm)
+    before = pipelined.scheduler.stats().cancelled
     stream = pipelined.synthesize(LONG_TEXT, voice.features, SynthesisOptions(seed=1))
-    next(stream)  # the second segment's LLM is now running or done
+    assert next(stream).segment_index == 0
+    held_at = len(steps)  # segment 2 is live, its step held
     stream.close()
-    deadline = time.monotonic() + 30
-    while pipelined.jobs.stats().running and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pipelined.jobs.stats().running == 0
-    while pipelined.scheduler.stats().running and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stats = pipelined.scheduler.stats()
-    assert (stats.running, stats.waiting) == (0, 0)
+    release.set()
     assert len(whole_narration(pipelined, "Still serving.", voice.features, SynthesisOptions(seed=1))) > 0
+    stats = pipelined.scheduler.stats()
+    assert stats.cancelled - before == 1 and (stats.running, stats.waiting) == (0, 0)
+    assert pipelined.jobs.stats().running == 0
+    assert set(steps[held_at:]) == {1}  # only the later narration's own steps: segment 2 left at once
 
 
 def test_fast_path_settings_default_to_cuda_only(engine: Engine, tiny_checkpoint: Path) -> None:

@@ -15,10 +15,9 @@ from glmtts_mcp.engine.models import cpu_linear
 from glmtts_mcp.engine.models.cpu_linear import PackedLinear, TiedOutputLinear, prepack_llm_linears
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, load_llm
 from glmtts_mcp.engine.parity import load_case_tensors
-from glmtts_mcp.engine.parity.llm_cases import RecordedDraws, load_case_llm, run_llm_case
+from glmtts_mcp.engine.parity.llm_cases import RecordedDraws, decode_alone, load_case_llm, run_llm_case
 from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, SpeechRequest
-from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, load_llm
 
 LOGIT_TOLERANCE = 1e-4
 
@@ -36,7 +35,8 @@ def test_packed_llm_gives_the_dense_logits_and_tokens(golden_case: Callable[...,
     assert float((got - want).abs().max()) <= LOGIT_TOLERANCE
     assert torch.equal(got.argmax(-1), want.argmax(-1))
     picks = io["step_nucleus_pick"].tolist(), io["step_fallback_pick"].tolist()
-    assert packed.generate(text, prompt_text, prompt_speech, draws=RecordedDraws(*picks)) == out
+    assert decode_alone(packed, SpeechRequest(text, prompt_text, prompt_speech, RasSettings(), torch.Generator(),
+                                              draws=RecordedDraws(*picks))) == out
 
 
 def test_packing_keeps_one_copy_of_the_weights(golden_case: Callable[..., tuple[Path, dict]]) -> None:
@@ -52,16 +52,16 @@ def test_packing_keeps_one_copy_of_the_weights(golden_case: Callable[..., tuple[
 
 
 def test_the_engine_loads_a_packed_llm_on_cpu_and_batches_it_like_the_dense_one(tiny_checkpoint: Path) -> None:
-    """The product path: load_models packs; the scheduler's batched tokens equal the dense model's generate."""
+    """The product path: load_models packs; the scheduler's batched tokens equal the dense model's alone."""
     models = load_models(tiny_checkpoint, torch.device("cpu"))
     assert isinstance(models.llm.model.model.layers[0].mlp.up_proj, PackedLinear)
     reference = GLMTTSLLM(load_llm(tiny_checkpoint / "llm"), models.llm.special)  # dense: what load_llm gives
     made = [SpeechRequest(list(range(5 + i, 15 + 2 * i)), [30 + i, 31], [(3 * i + j) % 40 for j in range(8 + i)],
                           RasSettings(), torch.Generator().manual_seed(i), min_ratio=2.0, max_ratio=4.0)
             for i in range(3)]
-    expected = [reference.generate(r.text_ids, r.prompt_text_ids, r.prompt_speech_ids, sampling=r.sampling,
-                                   generator=torch.Generator().manual_seed(i), min_ratio=r.min_ratio,
-                                   max_ratio=r.max_ratio) for i, r in enumerate(made)]
+    expected = [decode_alone(reference, SpeechRequest(r.text_ids, r.prompt_text_ids, r.prompt_speech_ids, r.sampling,
+                                                      torch.Generator().manual_seed(i), min_ratio=r.min_ratio,
+                                                      max_ratio=r.max_ratio)) for i, r in enumerate(made)]
     scheduler = BatchScheduler(models.llm, max_batch=3, slot_positions=256)
     try:
         futures = [scheduler.submit(r) for r in made]

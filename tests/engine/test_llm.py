@@ -1,4 +1,6 @@
-"""The GLM-TTS LLM wrapper: golden parity, checkpoint loading, stopping and length rules, RAS, KV cache."""
+"""The GLM-TTS LLM: golden parity, checkpoint loading, stopping and length rules, RAS, KV cache.
+
+Every decoding here runs through the serving scheduler (a batch of one, `decode_alone`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from glmtts_mcp.engine.models.llm import (
     GLMTTSLLM,
+    Draws,
     LLMLoadError,
     RasSettings,
     StepTrace,
@@ -20,8 +23,15 @@ from glmtts_mcp.engine.models.llm import (
     nucleus_size,
 )
 from glmtts_mcp.engine.parity import load_case_tensors
-from glmtts_mcp.engine.parity.llm_cases import DrawMismatchError, RecordedDraws, load_case_llm, run_llm_case
+from glmtts_mcp.engine.parity.llm_cases import (
+    DrawMismatchError,
+    RecordedDraws,
+    decode_alone,
+    load_case_llm,
+    run_llm_case,
+)
 from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds
+from glmtts_mcp.engine.runtime.scheduler import SpeechRequest
 
 # A tiny vocabulary laid out like the real one (gaps between specials, padding rows at the end).
 SPECIAL = SpecialTokenIds(pad=40, eoa=47, boa=54, ats=67, ate=130)
@@ -45,8 +55,9 @@ def test_seeded_generator_reproduces_upstream_tokens(golden_case: Callable[..., 
     folder, case = golden_case("llm_real")
     llm = load_case_llm(folder, case)
     _, io = load_case_tensors(folder)
-    tokens = llm.generate(io["text_token"][0].tolist(), io["prompt_text_token"][0].tolist(),
-                          io["prompt_speech_token"][0].tolist(), generator=torch.Generator().manual_seed(0))
+    tokens = decode_alone(llm, SpeechRequest(io["text_token"][0].tolist(), io["prompt_text_token"][0].tolist(),
+                                             io["prompt_speech_token"][0].tolist(), RasSettings(),
+                                             torch.Generator().manual_seed(0)))
     assert tokens == io["speech_token_out"][0].tolist()
     assert min(tokens) < 0  # upstream returns non-audio ids as they are
     assert len(llm.in_audio_range(tokens)) == len(tokens) - case["measured"]["n_out_tokens_outside_audio_range"]
@@ -130,12 +141,19 @@ PROMPT_TEXT = [11, 12, 13]
 PROMPT_SPEECH = [0, 3, 60, 7]
 
 
+def decode(llm: GLMTTSLLM, *, seed: int = 0, draws: Draws | None = None, trace: list[StepTrace] | None = None,
+           min_ratio: float = 2.0, max_ratio: float = 20.0) -> list[int]:
+    """TEXT in the prompt's voice, through the serving scheduler as a batch of one."""
+    return decode_alone(llm, SpeechRequest(TEXT, PROMPT_TEXT, PROMPT_SPEECH, RasSettings(),
+                                           torch.Generator().manual_seed(seed), min_ratio=min_ratio,
+                                           max_ratio=max_ratio, trace=trace, draws=draws))
+
+
 def test_stops_on_eoa_only_after_min_len() -> None:
     model = tiny_model()
     favour(model, SPECIAL.eoa)
     trace: list[StepTrace] = []
-    tokens = GLMTTSLLM(model, SPECIAL).generate(TEXT, PROMPT_TEXT, PROMPT_SPEECH, trace=trace,
-                                                generator=torch.Generator().manual_seed(1), min_ratio=2.0)
+    tokens = decode(GLMTTSLLM(model, SPECIAL), seed=1, trace=trace, min_ratio=2.0)
     assert len(tokens) == int(2.0 * len(TEXT))  # eoa masked before min_len, drawn right at it
     assert all(torch.isinf(t.logp[SPECIAL.eoa]) for t in trace[:-1])
     assert trace[-1].sampled == SPECIAL.eoa and SPECIAL.eoa - SPECIAL.ats not in tokens
@@ -145,7 +163,7 @@ def test_config_eos_does_not_stop_and_max_len_holds() -> None:
     model = tiny_model()
     favour(model, EOS_TEXT_ID)
     llm = GLMTTSLLM(model, SPECIAL)
-    tokens = llm.generate(TEXT, PROMPT_TEXT, PROMPT_SPEECH, generator=torch.Generator().manual_seed(1), max_ratio=3.5)
+    tokens = decode(llm, seed=1, max_ratio=3.5)
     assert len(tokens) == int(3.5 * len(TEXT))
     assert tokens.count(EOS_TEXT_ID - SPECIAL.ats) >= len(tokens) - 1  # returned as upstream does: negative
     assert llm.in_audio_range(tokens + [0, SPECIAL.ate - SPECIAL.ats, SPECIAL.ate - SPECIAL.ats + 1]) == \
@@ -156,8 +174,7 @@ def test_seeded_generation_is_deterministic() -> None:
     llm = GLMTTSLLM(tiny_model(), SPECIAL)
 
     def run(seed: int) -> list[int]:
-        return llm.generate(TEXT, PROMPT_TEXT, PROMPT_SPEECH, generator=torch.Generator().manual_seed(seed),
-                            max_ratio=6.0)
+        return decode(llm, seed=seed, max_ratio=6.0)
 
     first = run(3)
     assert len(first) == 30 and first == run(3)
@@ -165,10 +182,10 @@ def test_seeded_generation_is_deterministic() -> None:
 
 
 def test_kv_cached_steps_equal_uncached_recomputation() -> None:
+    """The slot forward (the scheduler's own Llama math over its KV cache) against transformers' uncached one."""
     llm = GLMTTSLLM(tiny_model(), SPECIAL)
     trace: list[StepTrace] = []
-    tokens = llm.generate(TEXT, PROMPT_TEXT, PROMPT_SPEECH, generator=torch.Generator().manual_seed(5),
-                          max_ratio=2.0, trace=trace)
+    tokens = decode(llm, seed=5, max_ratio=2.0, trace=trace)
     full = llm.teacher_forced_logits(TEXT, PROMPT_TEXT, PROMPT_SPEECH, tokens).log_softmax(dim=-1)
     assert full.shape == (len(tokens) + 1, 150) and len(trace) == len(tokens)
     for step, record in enumerate(trace):
@@ -179,16 +196,14 @@ def test_kv_cached_steps_equal_uncached_recomputation() -> None:
 def test_recorded_draws_replay_and_catch_divergence() -> None:
     llm = GLMTTSLLM(tiny_model(), SPECIAL)
     trace: list[StepTrace] = []
-    tokens = llm.generate(TEXT, PROMPT_TEXT, PROMPT_SPEECH, generator=torch.Generator().manual_seed(7),
-                          max_ratio=4.0, trace=trace)
+    tokens = decode(llm, seed=7, max_ratio=4.0, trace=trace)
     nucleus = [t.nucleus_pick for t in trace]
     fallback = [t.fallback_pick for t in trace]
     replay = RecordedDraws(nucleus, fallback)
-    assert llm.generate(TEXT, PROMPT_TEXT, PROMPT_SPEECH, draws=replay, max_ratio=4.0) == tokens
+    assert decode(llm, seed=99, draws=replay, max_ratio=4.0) == tokens  # the draws, not the generator, decide
     assert replay.fallback_steps == [i for i, f in enumerate(fallback) if f >= 0]
     with pytest.raises(DrawMismatchError):
-        llm.generate(TEXT, PROMPT_TEXT, PROMPT_SPEECH, draws=RecordedDraws([-5] * len(nucleus), fallback),
-                     max_ratio=4.0)
+        decode(llm, draws=RecordedDraws([-5] * len(nucleus), fallback), max_ratio=4.0)
 
 
 def test_prompt_layout_and_speech_without_transcript() -> None:

@@ -64,27 +64,6 @@ def run(scheduler: BatchScheduler, made: list[SpeechRequest]) -> list[list[int]]
     return [future.result(timeout=120) for future in futures]
 
 
-def test_one_sequence_in_the_scheduler_decodes_like_generate(models: Models) -> None:
-    """The slot cache's own Llama forward equals transformers' (within rounding), same draws."""
-    scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=512)
-    try:
-        for make in requests(3):
-            reference: list[StepTrace] = []
-            request = make(reference)
-            expected = models.llm.generate(request.text_ids, request.prompt_text_ids, request.prompt_speech_ids,
-                                           sampling=request.sampling, generator=request.generator,
-                                           min_ratio=request.min_ratio, max_ratio=request.max_ratio, trace=reference)
-            traced: list[StepTrace] = []
-            tokens = run(scheduler, [make(traced)])[0]
-            assert tokens == expected, explain_divergence("scheduler vs generate", reference, traced)
-            for a, b in zip(reference, traced, strict=True):
-                finite = ~torch.isinf(a.logp)
-                assert torch.equal(finite, ~torch.isinf(b.logp))
-                assert float((a.logp[finite] - b.logp[finite]).abs().max()) <= LOGIT_TOLERANCE
-    finally:
-        scheduler.close()
-
-
 def test_batched_sequences_get_the_tokens_they_get_alone(models: Models) -> None:
     """Six requests through three slots: admitted as slots free, retired at once, each decoding as alone."""
     made = requests(6)

@@ -36,8 +36,12 @@ class EngineError(UserError):
     """A problem the user can fix; the message names the problem and the fix."""
 
 
-class NarrationCancelled(Exception):  # noqa: N818 - an outcome, not a fault
-    """A narration stopped because its caller cancelled it: nobody is listening, so it is no user error."""
+class NarrationCancelled(Exception):
+    """A narration stopped because its caller cancelled it (or stopped reading) before its end.
+
+    Not an EngineError: nobody is listening for the rest of the audio, and the user did nothing wrong,
+    so there is no problem or fix to report; a face that cancelled simply ends the request.
+    """
 
 
 class AudioInputError(EngineError):

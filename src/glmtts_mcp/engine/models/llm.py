@@ -5,7 +5,8 @@ Mirrors upstream `llm/glmtts.py` `GLMTTS.inference` (PRETRAIN mode) and `cosyvoi
 input embedding, then one token is sampled per step with a KV cache until `<|user|>` (eoa) is drawn.
 Sampling is "repetition aware" (RAS): a nucleus draw that repeats any of the last `win_size` ids is
 replaced by a draw from the full softmax. Everything runs over the full vocabulary, as upstream does.
-The forward passes go through a `Decoder` (static_cache.py): a fixed-size KV cache by default.
+The cached forward passes are the batch scheduler's (runtime/scheduler.py, over static_cache.py's slots):
+this module holds what one sequence is (prompt layout, sampling state, stop rules), not how it is run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 from transformers import LlamaForCausalLM
 
-from glmtts_mcp.engine.models.static_cache import Decoder, StaticDecoder
 from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds
 from glmtts_mcp.engine.types import EngineError
 
@@ -159,10 +159,12 @@ class StepTrace:
 class SpeechSequence:
     """One generation's own sampling state: its prompt, draws, RAS window and stop rules.
 
-    Whatever runs the forward passes (one sequence in `GLMTTSLLM.generate`, many in the batch
-    scheduler) hands each step's logits to `push`, which samples and says what to feed next, so a
-    sequence decodes by the same rules alone or in a batch. Lengths count the text to synthesise:
-    eoa is masked while step < int(min_ratio * text_len), and at most int(max_ratio * text_len) steps run.
+    The batch scheduler runs the forward passes and hands each step's logits row to `push`, which
+    samples and says what to feed next, so a sequence decodes by the same rules alone or in a batch.
+    Lengths count the text to synthesise: eoa is masked while step < int(min_ratio * text_len), and at
+    most int(max_ratio * text_len) steps run. Generation stops on eoa only (the config's eos id is an
+    ordinary text id here). Ids outside the audio range are kept as upstream keeps them (possibly
+    negative once ats is subtracted): see `GLMTTSLLM.in_audio_range`.
     """
 
     def __init__(self, prompt: list[int], text_len: int, *, eoa: int, ats: int, sampling: RasSettings,
@@ -212,15 +214,11 @@ class SpeechSequence:
 
 
 class GLMTTSLLM:
-    """Prompt layout, length rules, RAS sampling and KV-cached decoding around a LlamaForCausalLM.
+    """A LlamaForCausalLM with GLM-TTS's special ids: prompt layout, sequences to decode, audio-range filter."""
 
-    `decoder` runs the forward passes: `StaticDecoder(model)` unless given (`compile=True` on a GPU).
-    """
-
-    def __init__(self, model: LlamaForCausalLM, special: SpecialTokenIds, decoder: Decoder | None = None) -> None:
+    def __init__(self, model: LlamaForCausalLM, special: SpecialTokenIds) -> None:
         self.model = model
         self.special = special
-        self.decoder = decoder if decoder is not None else StaticDecoder(model)
         vocab = model.get_input_embeddings().num_embeddings
         if vocab >= 2**24:
             raise LLMLoadError(f"a vocabulary of {vocab} ids is too large: ras_sample moves ids as float32")
@@ -254,45 +252,22 @@ class GLMTTSLLM:
                  sampling: RasSettings = RasSettings(), generator: torch.Generator | None = None,
                  draws: Draws | None = None, min_ratio: float = 2.0, max_ratio: float = 20.0,
                  trace: list[StepTrace] | None = None, warnings: list[str] | None = None) -> SpeechSequence:
-        """The sampling state of one generation (see `generate`), for any loop that runs the forward passes."""
+        """The sampling state of one generation (see `SpeechSequence`); `draws` replaces the generator,
+        e.g. with the parity runner's recorded picks, and `trace` receives one `StepTrace` per step."""
         return SpeechSequence(self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids), len(text_ids),
                               eoa=self.special.eoa, ats=self.special.ats, sampling=sampling,
                               draws=draws if draws is not None else GeneratorDraws(generator),
                               min_ratio=min_ratio, max_ratio=max_ratio, trace=trace, warnings=warnings)
 
     @torch.inference_mode()
-    def generate(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int], prompt_speech_ids: Sequence[int], *,
-                 sampling: RasSettings = RasSettings(), generator: torch.Generator | None = None,
-                 draws: Draws | None = None, min_ratio: float = 2.0, max_ratio: float = 20.0,
-                 trace: list[StepTrace] | None = None) -> list[int]:
-        """Speech tokens (id - ats, eoa excluded) for `text_ids`, continuing the prompt's voice.
-
-        Lengths count the text to synthesise only: eoa is masked for steps < int(min_ratio * len)
-        and at most int(max_ratio * len) steps run. Generation stops on eoa only (the config's
-        eos id is an ordinary text id here). Ids outside the audio range are returned as upstream
-        returns them (possibly negative): see `in_audio_range`. `draws` replaces the generator, e.g.
-        with the parity runner's recorded draws; `trace`, when given, receives one `StepTrace` per step.
-        This is the one-sequence reference; the engine batches sequences in `runtime/scheduler.py`.
-        """
-        seq = self.sequence(text_ids, prompt_text_ids, prompt_speech_ids, sampling=sampling, generator=generator,
-                            draws=draws, min_ratio=min_ratio, max_ratio=max_ratio, trace=trace)
-        if seq.done:
-            return []
-        embedding = self.model.get_input_embeddings().weight
-        with self.decoder.cache(len(seq.prompt) + seq.max_len) as cache:
-            logits = self.decoder.forward(self._embed(seq.prompt), cache)
-            while (chosen := seq.push(logits)) is not None:
-                # a row of the embedding, indexed by a host int: no host-to-device copy
-                logits = self.decoder.forward(embedding[chosen][None, None], cache)
-        return seq.tokens
-
-    @torch.inference_mode()
     def teacher_forced_logits(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int],
                               prompt_speech_ids: Sequence[int], speech_tokens: Sequence[int]) -> torch.Tensor:
         """Raw logits [len(speech_tokens) + 1, vocab] of one uncached forward over prompt + tokens.
 
-        Row i is what the model predicts for output i given the tokens before it (tokens are
-        id - ats, as `generate` returns them); the last row predicts the token after the last one.
+        Row i is what the model predicts for output i given the tokens before it (tokens are id - ats,
+        as decoding returns them); the last row predicts the token after the last one. This is not a
+        second decoder: the tokens are given, nothing is sampled or cached, and the forward is
+        transformers' own, so it is the independent reference the cached slot forward is checked against.
         """
         prefix = self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids)
         ids = prefix + [self.special.ats + int(t) for t in speech_tokens]

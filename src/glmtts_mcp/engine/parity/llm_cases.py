@@ -14,6 +14,7 @@ import torch
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, StepTrace, load_llm
 from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors
 from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer, TokenizerError
+from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, SpeechRequest
 
 
 class DrawMismatchError(RuntimeError):
@@ -64,6 +65,20 @@ def load_case_llm(folder: Path, case: dict, dtype: torch.dtype = torch.float32) 
     return GLMTTSLLM(model, SpecialTokenIds(**config["special_token_ids"]))
 
 
+def decode_alone(llm: GLMTTSLLM, request: SpeechRequest) -> list[int]:
+    """The request's speech tokens from the serving scheduler as a batch of one, its slot sized to fit.
+
+    Parity and the tests decode through the very code that serves, so what they check is what runs.
+    """
+    sequence = llm.sequence(request.text_ids, request.prompt_text_ids, request.prompt_speech_ids,
+                            min_ratio=request.min_ratio, max_ratio=request.max_ratio)
+    scheduler = BatchScheduler(llm, max_batch=1, slot_positions=len(sequence.prompt) + max(1, sequence.max_len))
+    try:
+        return scheduler.submit(request).result()
+    finally:
+        scheduler.close()
+
+
 def _logp_error(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> tuple[float, bool]:
     """Compare step log-probs: the -inf entries (masked eoa) must coincide, the rest within tolerance."""
     if actual.shape != expected.shape:
@@ -91,8 +106,9 @@ def run_llm_case(folder: Path, case: dict) -> CaseResult:
     # Upstream's RNG is not replayed: its per-step picks are fed in (and checked against our nucleus).
     draws = RecordedDraws(io["step_nucleus_pick"].tolist(), io["step_fallback_pick"].tolist())
     trace: list[StepTrace] = []
-    tokens = llm.generate(text, prompt_text, prompt_speech, sampling=settings, draws=draws, trace=trace,
-                          min_ratio=args["min_token_text_ratio"], max_ratio=args["max_token_text_ratio"])
+    tokens = decode_alone(llm, SpeechRequest(text, prompt_text, prompt_speech, settings, torch.Generator(),
+                                             min_ratio=args["min_token_text_ratio"],
+                                             max_ratio=args["max_token_text_ratio"], trace=trace, draws=draws))
     logits = llm.teacher_forced_logits(text, prompt_text, prompt_speech, io["speech_token_out"][0].tolist())
 
     atol, rtol = tol["atol"], tol["rtol"]

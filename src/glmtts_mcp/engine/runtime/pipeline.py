@@ -18,6 +18,8 @@ together, one forward pass per step, a new request joining at the next step. Lon
 with `overlap` the LLM of piece n+1 is queued before this thread runs the flow and vocoder of piece n.
 Every piece draws from its own generator, re-seeded as upstream does, and only the request's own thread
 touches its history, so the audio does not depend on the timing or on the other requests.
+A narration can be stopped at any time: its `cancel` event (or closing its generator) takes its LLM
+sequences out of the batch at the scheduler's next step and ends it before any further flow or vocoder.
 The job queue (`concurrency`) gates what does not batch: flow + vocoder of a segment, and cloning.
 """
 
@@ -28,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,6 +54,7 @@ from glmtts_mcp.engine.types import (
     AudioInputError,
     EngineError,
     ExtractedVoice,
+    NarrationCancelled,
     ProgressCallback,
     ReferenceAudio,
     SynthesisOptions,
@@ -475,11 +478,17 @@ class Engine:
         features: VoiceFeatures,
         options: SynthesisOptions = SynthesisOptions(),
         progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[AudioChunk]:
         """Narrate `text` in the voice, one chunk per text segment, the first as soon as it is ready.
 
         Deterministic for a fixed seed (each segment re-seeds, as upstream). The concatenation of
         the chunks is the whole narration (with `clean`, 20 ms crossfades at the joins).
+
+        Setting `cancel` (from any thread) stops the narration: its LLM sequences (the current segment
+        and a look-ahead one) leave the batch at the scheduler's next step, no further flow or vocoder
+        runs, and the generator raises `NarrationCancelled`. Closing the generator stops it the same way;
+        so does an error in it (the event, when given, is then set: this narration has ended).
         """
         self.check_options(options)
         tensors = features.tensors  # checked against FEATURE_SCHEMA where they entered: extraction or the library
@@ -491,7 +500,7 @@ class Engine:
                 f"the text {text!r} has nothing to speak after normalization: pass words or numbers, "
                 "not only punctuation or symbols"
             )
-        return self._stream(segments, tensors, options, progress)
+        return self._stream(segments, tensors, options, progress, cancel if cancel is not None else threading.Event())
 
     def _stream(
         self,
@@ -499,6 +508,7 @@ class Engine:
         tensors: Mapping[str, torch.Tensor],
         options: SynthesisOptions,
         progress: ProgressCallback | None,
+        cancel: threading.Event,
     ) -> Iterator[AudioChunk]:
         report = progress or (lambda done, total, message: None)
         sampling = RasSettings(top_p=options.top_p, top_k=options.top_k, temperature=options.temperature)
@@ -509,14 +519,24 @@ class Engine:
         report(0, total, f"synthesizing {total} segment(s)")
 
         def start_llm(index: int) -> tuple[SpeechRequest, Future[list[int]]]:
-            request = self._llm_request(segments[index], history, sampling, options.seed)
+            request = self._llm_request(segments[index], history, sampling, options.seed, cancel)
             return request, self.scheduler.submit(request)
 
+        def check_cancelled() -> None:
+            if cancel.is_set():
+                raise NarrationCancelled("the narration was cancelled")
+
+        check_cancelled()
         pending = start_llm(0)
         try:
             for index, segment in enumerate(segments):
                 request, future = pending
-                generated = future.result()
+                try:
+                    generated = future.result()
+                except CancelledError:
+                    check_cancelled()
+                    raise
+                check_cancelled()
                 history.text_ids.append(request.text_ids)  # the next segment's prompt needs this one's tokens
                 history.speech_ids.append(generated)
                 tokens = self.models.llm.in_audio_range(generated)
@@ -530,6 +550,7 @@ class Engine:
                 if ahead and self.overlap:
                     pending = start_llm(index + 1)
                 with self.jobs.slot():
+                    check_cancelled()  # the wait for the job slot may have been long
                     wav = self._voice(segment, tokens, request.generator, prompt)
                 if ahead and not self.overlap:
                     pending = start_llm(index + 1)
@@ -538,6 +559,7 @@ class Engine:
                     pcm = np.concatenate([pcm, fader.flush()])
                 if options.sample_rate != MODEL_SAMPLE_RATE and len(pcm):
                     pcm = audio.resample(torch.from_numpy(pcm), MODEL_SAMPLE_RATE, options.sample_rate).numpy()
+                check_cancelled()  # set while the flow ran: nobody wants this chunk
                 report(index + 1, total, f"segment {index + 1}/{total} ready")
                 yield AudioChunk(
                     pcm=pcm.astype(np.float32, copy=False),
@@ -547,18 +569,21 @@ class Engine:
                     text=segment,
                     warnings=[f"segment {index + 1}/{total} ({_quoted(segment)}): {note}" for note in notes],
                 )
-        finally:
-            pending[1].cancel()  # a reader that stops early leaves no queued segment behind
+        except BaseException:  # cancelled, closed (GeneratorExit) or failed: end this narration's LLM work
+            cancel.set()
+            raise
 
-    def _llm_request(self, segment: str, history: _History, sampling: RasSettings, seed: int) -> SpeechRequest:
-        """The LLM work of one segment, prompted with the voice and the history so far.
+    def _llm_request(self, segment: str, history: _History, sampling: RasSettings, seed: int,
+                     cancel: threading.Event) -> SpeechRequest:
+        """The LLM work of one segment, prompted with the voice and the history so far; `cancel` is its narration's.
 
         One CPU generator per segment, re-seeded as upstream's set_seed(seed) before every piece and
         drawn in upstream's order (LLM, then flow noise and vocoder): the same audio on CPU and GPU.
         """
         text_ids = self.models.text_tokenizer.encode(segment)
         prompt_text, prompt_speech = history.prompt_for(len(text_ids))
-        return SpeechRequest(text_ids, prompt_text, prompt_speech, sampling, torch.Generator().manual_seed(seed))
+        return SpeechRequest(text_ids, prompt_text, prompt_speech, sampling, torch.Generator().manual_seed(seed),
+                             cancel=cancel)
 
     def _voice(self, segment: str, tokens: list[int], generator: torch.Generator, prompt: _VoicePrompt) -> np.ndarray:
         """Flow (with the original prompt) and vocoder for one segment's tokens: 24 kHz PCM."""

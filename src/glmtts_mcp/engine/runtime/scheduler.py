@@ -7,7 +7,9 @@ about 750 positions, and prefilling it whole would stall everyone else's decodin
 length), run one decode step for all live slots at their own positions, let each sequence sample from
 its row, and retire finished ones at once (the last live slot moves into the hole, so live rows stay
 packed at 0..n-1 and attention reads a view, not a gather; the prefilling sequence sits just after them).
-So a new request starts within a few steps instead of after the others' narrations.
+So a new request starts within a few steps instead of after the others' narrations. A request whose
+`cancel` event is set leaves at the loop's next turn, before the next forward pass: waiting, prefilling
+or decoding, its slot is freed and its future ends with `concurrent.futures.CancelledError`.
 
 Each sequence keeps its own `SpeechSequence` (generator, RAS window, stop rules), so its tokens are
 the same alone or in a batch, up to the float rounding of batched kernels (see tests/engine/test_scheduler.py).
@@ -23,14 +25,14 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 
-from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, SpeechSequence, StepTrace
+from glmtts_mcp.engine.models.llm import GLMTTSLLM, Draws, RasSettings, SpeechSequence, StepTrace
 from glmtts_mcp.engine.models.static_cache import SlotKVCache, slot_forward
 from glmtts_mcp.engine.types import EngineError
 
@@ -45,7 +47,9 @@ PREFILL_CHUNK = 256
 class SpeechRequest:
     """One segment's LLM work: what to say, the voice/history prompt, and how to sample it.
 
-    `generator` is advanced by the draws (the engine goes on drawing the flow's noise from it).
+    `generator` is advanced by the draws (the engine goes on drawing the flow's noise from it) unless
+    `draws` replaces it (the parity runner's recorded picks). Setting `cancel`, from any thread, ends the
+    sequence at the scheduler's next step with `CancelledError`.
     """
 
     text_ids: list[int]
@@ -56,6 +60,8 @@ class SpeechRequest:
     min_ratio: float = 2.0
     max_ratio: float = 20.0
     trace: list[StepTrace] | None = None  # receives each step's log-probs and picks (parity checks, debugging)
+    draws: Draws | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
     # filled by the backend before the future resolves: what changed the tokens (a length cut)
     warnings: list[str] = field(default_factory=list)
 
@@ -73,13 +79,15 @@ class SchedulerStats:
     tokens: int
     tokens_per_s: float  # generated tokens per second of decoding (prefills included), since start
     batch_sizes: dict[int, int]  # batch size -> decode steps run at that size
+    cancelled: int  # sequences ended by their request's cancel event or a cancelled future, since start
 
 
 class LLMBackend(Protocol):
     """What the engine needs from whatever runs the LLM (this process's scheduler, or later a server)."""
 
     def submit(self, request: SpeechRequest) -> Future[list[int]]:
-        """Queue a segment; the future gives its speech tokens (id - ats, eoa excluded)."""
+        """Queue a segment; the future gives its speech tokens (id - ats, eoa excluded), or ends with
+        CancelledError once `request.cancel` is set (its slot freed before the next step)."""
 
     def stats(self) -> SchedulerStats: ...
 
@@ -91,6 +99,7 @@ class LLMBackend(Protocol):
 class _Live:
     sequence: SpeechSequence
     future: Future[list[int]]
+    cancel: threading.Event
     length: int = 0  # positions written in the slot
     next_id: int = 0  # the id to feed at the next decode step
 
@@ -99,6 +108,7 @@ class _Live:
 class _Counters:
     steps: int = 0
     tokens: int = 0
+    cancelled: int = 0
     busy_s: float = 0.0
     batch_sizes: Counter[int] = field(default_factory=Counter)
 
@@ -134,7 +144,7 @@ class BatchScheduler:
     def submit(self, request: SpeechRequest) -> Future[list[int]]:
         future: Future[list[int]] = Future()
         sequence = self.llm.sequence(request.text_ids, request.prompt_text_ids, request.prompt_speech_ids,
-                                     sampling=request.sampling, generator=request.generator,
+                                     sampling=request.sampling, generator=request.generator, draws=request.draws,
                                      min_ratio=request.min_ratio, max_ratio=request.max_ratio, trace=request.trace,
                                      warnings=request.warnings)
         room = self.cache.positions - len(sequence.prompt)
@@ -151,7 +161,7 @@ class BatchScheduler:
             if self._closed:
                 future.set_exception(EngineError("the LLM scheduler is shut down (the model was unloaded): retry"))
                 return future
-            self._waiting.append(_Live(sequence, future))
+            self._waiting.append(_Live(sequence, future, request.cancel))
             self._cond.notify_all()
         return future
 
@@ -165,6 +175,7 @@ class BatchScheduler:
                 running=len(self._live) + (self._prefilling is not None), waiting=len(self._waiting),
                 steps=c.steps, tokens=c.tokens,
                 tokens_per_s=c.tokens / c.busy_s if c.busy_s > 0 else 0.0, batch_sizes=dict(sorted(c.batch_sizes.items())),
+                cancelled=c.cancelled,
             )
 
     def close(self) -> None:
@@ -181,13 +192,19 @@ class BatchScheduler:
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._waiting or self._live or self._prefilling or self._closed)
-                    if self._closed and not self._waiting and not self._live and self._prefilling is None:
-                        return
-                    while self._prefilling is None and self._waiting and len(self._live) < self.max_batch:
+                    cancelled = self._drop_cancelled()
+                    done = self._closed and not self._waiting and not self._live and self._prefilling is None
+                    while not done and self._prefilling is None and self._waiting and len(self._live) < self.max_batch:
                         entry = self._waiting.popleft()
                         # a request whose reader went away before its turn is dropped (its future was cancelled)
                         if entry.future.set_running_or_notify_cancel():
                             self._prefilling = entry
+                        else:
+                            self._counters.cancelled += 1
+                for entry in cancelled:
+                    entry.future.set_exception(CancelledError("the request was cancelled while it was in the batch"))
+                if done:
+                    return
                 start = time.perf_counter()
                 try:
                     if self._prefilling is not None:
@@ -204,6 +221,39 @@ class BatchScheduler:
                             entry.future.set_exception(exc)
                 with self._cond:
                     self._counters.busy_s += time.perf_counter() - start
+
+    def _drop_cancelled(self) -> list[_Live]:
+        """Take every entry whose cancel event is set out of the queue, the prefill and the live slots.
+
+        Called under the lock before the next forward pass. A waiting entry's future is cancelled here;
+        the running ones are returned, for their futures to end outside the lock.
+        """
+        for entry in [e for e in self._waiting if e.cancel.is_set()]:
+            self._waiting.remove(entry)
+            entry.future.cancel()
+            self._counters.cancelled += 1
+        running = [e for e in self._live if e.cancel.is_set()]
+        if self._prefilling is not None and self._prefilling.cancel.is_set():
+            running.append(self._prefilling)
+            self._prefilling = None  # its slot after the live ones is simply written over
+        for entry in running:
+            if entry in self._live:
+                self._release(entry)
+        self._counters.cancelled += len(running)
+        return running
+
+    def _release(self, entry: _Live) -> None:
+        """Free a live entry's slot (under the lock): the last live slot moves into the hole, so the live
+        rows stay packed, and a prompt being prefilled after them moves down one slot with them."""
+        slot = self._live.index(entry)
+        last = len(self._live) - 1
+        if slot != last:
+            self.cache.move_slot(last, slot, self._live[last].length)
+            self._live[slot] = self._live.pop()
+        else:
+            self._live.pop()
+        if self._prefilling is not None and self._prefilling.length:
+            self.cache.move_slot(last + 1, last, self._prefilling.length)
 
     def _enter_stream(self, stack: ExitStack) -> None:
         """Decode on the LLM's own CUDA stream (overlapping the flow on the default one), if it works.
@@ -263,15 +313,7 @@ class BatchScheduler:
         with self._cond:
             self._counters.tokens += len(rows)
             for entry in finished:
-                slot = self._live.index(entry)
-                last = len(self._live) - 1
-                if slot != last:  # keep the live slots packed: the last one moves into the hole
-                    self.cache.move_slot(last, slot, self._live[last].length)
-                    self._live[slot] = self._live.pop()
-                else:
-                    self._live.pop()
-                if self._prefilling is not None and self._prefilling.length:  # and the prompt being written after it
-                    self.cache.move_slot(last + 1, last, self._prefilling.length)
+                self._release(entry)
         for entry in finished:
             entry.future.set_result(entry.sequence.tokens)
 
