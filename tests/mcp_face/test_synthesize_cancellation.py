@@ -4,15 +4,16 @@ the sequence leaves the batch at the next decode step and the slot is free for t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
-from conftest import SettingsFactory
 from mcp import Client
 from mcp_calls import structured
 
 from glmtts_mcp.app.core import build_app
+from glmtts_mcp.config import Settings
 from glmtts_mcp.mcp_face.server import build_server
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.anyio
 LONG_TEXT = "Hello there, this is one sentence of a longer story that goes on for a while. " * 8
 
 
-async def test_a_cancelled_call_frees_its_batch_slot(engine_settings: SettingsFactory, clip: Path) -> None:
+async def test_a_cancelled_call_frees_its_batch_slot(engine_settings: Callable[..., Settings], clip: Path) -> None:
     app = build_app(engine_settings(max_batch=2))
     try:
         async with Client(build_server(app)) as client:
