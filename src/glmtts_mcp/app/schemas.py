@@ -132,6 +132,7 @@ class SchedulerStats(BaseModel):
     tokens: int = Field(description="speech tokens drawn since the model loaded")
     tokens_per_s: float = Field(description="tokens drawn per second of LLM work (all sequences together)")
     batch_sizes: dict[int, int] = Field(description="batch size -> decode steps run at that size")
+    cancelled: int = Field(description="sequences stopped because their narration was cancelled (a caller gone)")
 
 
 class ReplicaStats(BaseModel):
