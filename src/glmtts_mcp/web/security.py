@@ -24,7 +24,7 @@ LOGIN_PATH = "/login"
 
 
 class WebAccess:
-    """Who may use the web faces when a token is set: the token itself, or a session made from it."""
+    """Who may use the server (every path, /mcp included) with a token set: the token, or a session from it."""
 
     def __init__(self, token: str | None) -> None:
         self.token = token
