@@ -211,7 +211,7 @@ class _UserFacing(Exception):
 
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        from glmtts_mcp.asgi.http_security import HttpSecurityError
+        from glmtts_mcp.asgi.exposure import HttpSecurityError
 
         try:
             return fn(args, settings)
@@ -230,32 +230,35 @@ def _guarded(fn: Any) -> Any:
 @_guarded
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.app.core import build_app
-    from glmtts_mcp.mcp_face.server import run
 
     transport = getattr(args, "transport", "stdio")
-    host, port = getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8765)
     app = build_app(settings)
-    face = None
-    if transport != "stdio":
-        from glmtts_mcp.web import web_face
+    try:
+        if transport == "stdio":
+            from glmtts_mcp.mcp_face.server import run_stdio
 
-        face = web_face(app)
-        base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        log.info("the page, REST API (/docs) and OpenAI endpoint (/v1): %s", face.entry_url(base))
+            run_stdio(app)
+            return 0
+        from glmtts_mcp.asgi.service import HttpService
+
+        host, port = getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8765)
+        service = HttpService(
+            app,
+            transport,
+            host=host,
+            port=port,
+            force_insecure=getattr(args, "force_insecure", False),
+            allowed_hosts=getattr(args, "allowed_host", []),
+        )
+        log.info("the page, REST API (/docs) and OpenAI endpoint (/v1): %s", service.entry_url())
         if args.command == "web" and args.no_browser:
-            print(f"open {face.entry_url(base)} in a browser", flush=True)
+            print(f"open {service.entry_url()} in a browser", flush=True)
         elif args.command == "web":
-            _open_when_listening(host, port, face.entry_url(base))
-    run(
-        app,
-        transport=transport,
-        host=host,
-        port=port,
-        force_insecure=getattr(args, "force_insecure", False),
-        extra_hosts=getattr(args, "allowed_host", []),
-        face=face,
-    )
-    return 0
+            _open_when_listening(host, port, service.entry_url())
+        service.run()
+        return 0
+    finally:
+        app.close()
 
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:

@@ -21,7 +21,8 @@ from mcp import Client
 
 from glmtts_mcp.engine.runtime.scheduler import SpeechRequest
 from glmtts_mcp.app.core import build_app
-from glmtts_mcp.mcp_face.server import build_server, http_service, serve_http
+from glmtts_mcp.asgi.service import HttpService
+from glmtts_mcp.mcp_face.server import build_server
 
 pytestmark = pytest.mark.anyio
 
@@ -99,7 +100,7 @@ async def test_four_concurrent_calls_over_http_equal_each_call_alone(
     port = _free_port()
     try:
         async with anyio.create_task_group() as server:
-            server.start_soon(serve_http, http_service(build_server(app), app.settings, "http", "127.0.0.1", port))
+            server.start_soon(HttpService(app, "http", "127.0.0.1", port).serve)
             for _ in range(100):
                 try:
                     await (await anyio.connect_tcp("127.0.0.1", port)).aclose()

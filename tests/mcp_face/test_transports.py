@@ -145,6 +145,19 @@ async def test_http_checks_host_and_origin(http_base: str) -> None:
         assert upper.status_code == lower.status_code and upper.status_code not in (403, 421), upper.text
 
 
+async def test_sse_refuses_other_origins(sse_base: str) -> None:
+    """The SSE stream and its message endpoint take only this server's origin: not another loopback port,
+    not an origin that merely starts like this one."""
+    port = int(sse_base.rsplit(":", 1)[1])
+    async with httpx2.AsyncClient(base_url=sse_base) as http:
+        for origin in (f"http://127.0.0.1:{port + 1}", f"http://127.0.0.1:{port}.evil.example"):
+            assert (await http.get("/sse", headers={"origin": origin})).status_code == 403, origin
+            posted = await http.post("/messages/?session_id=x", json={}, headers={"origin": origin})
+            assert posted.status_code == 403, origin
+        async with http.stream("GET", "/sse", headers={"origin": sse_base}) as own:
+            assert own.status_code == 200
+
+
 async def test_bearer_token(server_env: dict[str, str], base_dir: Path) -> None:
     env = {**server_env, "GLMTTS_MCP_TOKEN": "correct horse battery staple"}
     with _http_server("http", env) as base:

@@ -137,7 +137,7 @@ def test_token_protected_server(tmp_path: Path, tiny_checkpoint: Path, page_for:
     app = make_web_app(tmp_path / "server", tiny_checkpoint, token=TOKEN)
     try:
         with live_server(app) as live:
-            entry = live.face.entry_url(live.url)
+            entry = live.service.entry_url()
             stranger = page_for()
             stranger.goto(live.url + "/")
             assert stranger.url == live.url + "/login"  # no cookie: sent to sign in

@@ -1,4 +1,5 @@
-"""Every web path behind the same gate as /mcp: Host check, token or session cookie, CSRF refusal, body cap."""
+"""Every path, /mcp and the web's alike, behind one gate: Host check, exact Origin match, token or session
+cookie, body cap."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import httpx2
 import pytest
 from web_helpers import TOKEN, LiveServer
 
+from glmtts_mcp.asgi.names import ServerNames
 from glmtts_mcp.web.security import SESSION_COOKIE
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -24,7 +26,7 @@ def test_token_is_required_on_every_new_path(token_server: LiveServer) -> None:
         assert response.headers["www-authenticate"].startswith("Bearer")
     assert "GLMTTS_MCP_TOKEN" in httpx2.get(url + "/api/voices").json()["error"]
     assert httpx2.post(url + "/v1/audio/speech", json={}).json()["error"]["code"] == "invalid_api_key"
-    assert httpx2.post(url + "/mcp", json={}).status_code == 401  # the MCP endpoint keeps its own check
+    assert httpx2.post(url + "/mcp", json={}).status_code == 401
     assert httpx2.get(url + "/api/voices", headers={"authorization": "Bearer wrong"}).status_code == 401
     assert httpx2.get(url + "/api/voices", headers=AUTH).status_code == 200
     assert httpx2.get(url + "/docs", headers=AUTH).status_code == 200
@@ -50,7 +52,7 @@ def test_one_time_link_sets_the_session_cookie(tmp_path, tiny_checkpoint) -> Non
     app = make_web_app(tmp_path, tiny_checkpoint, token=TOKEN)
     try:
         with live_server(app) as live:
-            entry = live.face.entry_url(live.url)
+            entry = live.service.entry_url()
             assert "/login?code=" in entry and TOKEN not in entry
             first = httpx2.get(entry)
             assert first.status_code == 303 and first.headers["location"] == "/"
@@ -60,7 +62,7 @@ def test_one_time_link_sets_the_session_cookie(tmp_path, tiny_checkpoint) -> Non
             assert httpx2.get(live.url + "/", cookies=cookies).status_code == 200
             again = httpx2.get(entry)
             assert again.status_code == 401 and "already used" in again.text  # one time only
-            assert live.face.entry_url(live.url) == live.url + "/"
+            assert live.service.entry_url() == live.url + "/"
             assert httpx2.get(live.url + "/api/voices", cookies={SESSION_COOKIE: "forged"}).status_code == 401
     finally:
         app.close()
@@ -126,3 +128,59 @@ def test_chunked_upload_over_the_cap_is_413(server: LiveServer, client: httpx2.C
 
     response = client.post("/api/voices", content=body(), headers={"content-type": "multipart/form-data; boundary=x"})
     assert response.status_code == 413 and "upload limit" in response.json()["error"]
+
+
+PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+def test_origin_must_match_exactly(server: LiveServer, client: httpx2.Client) -> None:
+    """Another port on the same loopback name, and an origin that only starts like ours, are foreign."""
+    port = int(server.url.rsplit(":", 1)[1])
+    foreign = (f"http://127.0.0.1:{port + 1}", f"http://localhost:{port + 1}", f"http://127.0.0.1:{port}.evil.example",
+               f"https://127.0.0.1:{port}", "http://127.0.0.1", f"http://127.0.0.1:{port}/path")
+    for origin in foreign:
+        headers = {"origin": origin}
+        refused = client.post("/mcp", json=PING, headers={**MCP_HEADERS, **headers})
+        assert refused.status_code == 403 and "CSRF" in refused.json()["error"], (origin, refused.text)
+        assert client.get("/mcp", headers={**MCP_HEADERS, **headers}).status_code == 403, origin
+        assert client.patch("/api/voices/x", json={"name": "y"}, headers=headers).status_code == 403, origin
+    for own in (server.url, f"http://localhost:{port}", f"HTTP://LocalHost:{port}"):
+        accepted = client.post("/mcp", json=PING, headers={**MCP_HEADERS, "origin": own})
+        assert accepted.status_code not in (401, 403, 421), (own, accepted.text)
+        assert client.patch("/api/voices/none", json={"name": "y"}, headers={"origin": own}).status_code == 404, own
+
+
+def test_one_token_check_guards_mcp_and_the_api(token_server: LiveServer) -> None:
+    """/mcp and /api answer a missing or wrong token alike (status, challenge, sentence), accept the same
+    bearer (scheme in any case) and the same session cookie."""
+    url = token_server.url
+    for authorization in (None, "Bearer wrong", f"Basic {TOKEN}", TOKEN):
+        headers = {**MCP_HEADERS, **({"authorization": authorization} if authorization else {})}
+        mcp = httpx2.post(url + "/mcp", json=PING, headers=headers)
+        api = httpx2.post(url + "/api/tts", json={}, headers=headers)
+        assert mcp.status_code == api.status_code == 401, (authorization, mcp.text, api.text)
+        assert mcp.headers["www-authenticate"] == api.headers["www-authenticate"] == 'Bearer realm="glmtts-mcp"'
+        assert mcp.json() == api.json() == {"error": mcp.json()["error"], "field": None, "status": 401}
+        assert "GLMTTS_MCP_TOKEN" in mcp.json()["error"]
+    cookie = _session_cookie(httpx2.post(url + "/login", data={"token": TOKEN}, headers={"origin": url}))
+    for headers, cookies in (({"authorization": f"bearer {TOKEN}"}, {}), ({}, {SESSION_COOKIE: cookie})):
+        mcp = httpx2.post(url + "/mcp", json=PING, headers={**MCP_HEADERS, **headers}, cookies=cookies)
+        api = httpx2.get(url + "/api/cache/stats", headers=headers, cookies=cookies)
+        assert mcp.status_code not in (401, 403, 421) and api.status_code == 200, (headers, mcp.text, api.text)
+
+
+def test_server_names_match_hosts_and_origins_exactly() -> None:
+    names = ServerNames.for_bind("127.0.0.1", 8765, ["tts.lan", "https://tts.example"])
+    hosts = ("127.0.0.1:8765", "LOCALHOST:9000", "[::1]:8765", "tts.lan", "tts.example")
+    assert all(names.host_allowed(h) for h in hosts)
+    assert not any(names.host_allowed(h) for h in ("evil.example:8765", "", "127.0.0.1:x", "tts.lan.evil.example"))
+    allowed = ("http://127.0.0.1:8765", "http://[::1]:8765", "http://tts.lan:8765", "https://tts.example",
+               "https://tts.example:443")
+    assert all(names.origin_allowed(o, "http", "127.0.0.1:8765") for o in allowed)
+    refused = ("http://127.0.0.1:8766", "http://127.0.0.1:8765.evil.example", "null", "http://tts.lan",
+               "https://tts.example:8443", "http://tts.example", "http://user@127.0.0.1:8765", "ftp://127.0.0.1:8765")
+    assert not any(names.origin_allowed(o, "http", "127.0.0.1:8765") for o in refused)
+    # the scheme and authority a request was sent to are its own origin (a port forward, a TLS proxy)
+    assert names.origin_allowed("http://localhost:9000", "http", "localhost:9000")
+    assert not names.origin_allowed("http://localhost:9000", "http", "localhost:8765")

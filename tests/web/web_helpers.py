@@ -1,5 +1,5 @@
-"""Live servers for the web tests: the product's ASGI app (MCP + web face, as `serve --transport http`
-builds it) under uvicorn on a loopback port, in a thread of the test process."""
+"""Live servers for the web tests: the product's root ASGI app (MCP and the web faces, as
+`serve --transport http` builds it) under uvicorn on a loopback port, in a thread of the test process."""
 
 from __future__ import annotations
 
@@ -16,11 +16,9 @@ import pytest
 import uvicorn
 from server_processes import free_port
 
-from glmtts_mcp.config import load_settings
 from glmtts_mcp.app.core import App, build_app
-from glmtts_mcp.mcp_face.server import build_server, http_service
-from glmtts_mcp.web import web_face
-from glmtts_mcp.web.site import WebFace
+from glmtts_mcp.asgi.service import HttpService
+from glmtts_mcp.config import load_settings
 
 TOKEN = "web-test-token-0123456789"
 
@@ -29,15 +27,15 @@ TOKEN = "web-test-token-0123456789"
 class LiveServer:
     url: str
     app: App
-    face: WebFace
+    service: HttpService
 
 
 @contextmanager
 def live_server(app: App) -> Iterator[LiveServer]:
     """Serve `app` like `glmtts-mcp serve --transport http` does (its token, if set), until the block ends."""
-    face = web_face(app)
     port = free_port()
-    server = uvicorn.Server(http_service(build_server(app), app.settings, "http", "127.0.0.1", port, face=face))
+    service = HttpService(app, "http", "127.0.0.1", port)
+    server = uvicorn.Server(service.config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -46,7 +44,7 @@ def live_server(app: App) -> Iterator[LiveServer]:
             raise AssertionError("the test server did not start")
         time.sleep(0.05)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", app, face)
+        yield LiveServer(service.base_url, app, service)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

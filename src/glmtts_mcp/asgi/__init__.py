@@ -1,1 +1,2 @@
-"""The one HTTP composition: an ASGI root that serves MCP's transports and the web faces behind one guard."""
+"""The one HTTP composition: an ASGI root app that serves MCP's HTTP transport and the web faces behind
+one gate (Host, Origin, token or session, body cap), under uvicorn with bounded connections."""

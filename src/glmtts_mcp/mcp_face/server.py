@@ -1,16 +1,13 @@
-"""Build the MCP server and run it over stdio, Streamable HTTP or SSE.
+"""Build the MCP server (its tools and resources) and run it over stdio.
 
-HTTP binds to loopback by default; who may talk to it is http_security.py (Host/Origin checks, the
-bearer token, explained refusals), how long and how many connections is http_guard.py. Everything
-HTTP is put together in `http_service`.
+The HTTP transports are served by the one ASGI root app (asgi/), which takes this server from
+`build_server`.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from mcp.server.lowlevel.server import NotificationOptions
@@ -19,33 +16,17 @@ from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.subscriptions import ResourcesListChanged
 from pydantic import ValidationError
-from starlette.types import ASGIApp
 
 from glmtts_mcp import __version__
 from glmtts_mcp.app.core import App
-from glmtts_mcp.asgi.http_guard import connection_cap, guarded_http_protocol
-from glmtts_mcp.asgi.http_security import (
-    MAX_REQUEST_BYTES,
-    BearerTokenMiddleware,
-    LowercaseHostNames,
-    OversizeAsJsonRpc,
-    refuse_unprotected_exposure,
-    transport_security,
-)
-from glmtts_mcp.config import Settings
 from glmtts_mcp.mcp_face.errors import describe_invalid_arguments
 from glmtts_mcp.mcp_face.resources import register_resources
 from glmtts_mcp.mcp_face.stats import register_stats_tool
 from glmtts_mcp.mcp_face.stdin_lines import StdinLines
 from glmtts_mcp.mcp_face.synthesis import register_synthesis_tool
 from glmtts_mcp.mcp_face.voice_tools import register_voice_tools
-
-log = logging.getLogger(__name__)
-
-Transport = Literal["stdio", "http", "sse"]
 
 INSTRUCTIONS = """\
 Clone a voice from a short recording and narrate text in it, locally.
@@ -55,11 +36,6 @@ Clone a voice from a short recording and narrate text in it, locally.
 3. The result holds the audio inline when it fits the host's limit, plus the saved file path and an audio:// link.
 list_voices, delete_voice, rename_voice, export_voice, import_voice manage the library; cache_stats shows the
 cache and model state. Input files must lie inside the allowed folders."""
-
-
-# Another face served on the same port: given the MCP app (token already checked) and the Host/Origin
-# allow-lists, it returns the app to serve (web/ supplies one; mcp_face/ never imports it).
-HttpFace = Callable[[ASGIApp, TransportSecuritySettings], ASGIApp]
 
 
 class GlmttsServer(MCPServer):
@@ -107,8 +83,12 @@ def _library_changes(app: App) -> SubscriptionBus:
 
 def _advertise_resource_list_changes(server: MCPServer) -> None:
     """Every transport builds its initialize answer through `create_initialization_options()` with no
-    arguments; default it to resources.listChanged=true, since clone/delete send that notification."""
-    lowlevel = server._lowlevel_server  # the SDK exposes no other way to set NotificationOptions
+    arguments; default it to resources.listChanged=true, since clone/delete send that notification.
+
+    Missing SDK hook: MCPServer takes no NotificationOptions (nor exposes its lowlevel Server), and its
+    stdio, SSE and Streamable HTTP runners call `create_initialization_options()` without arguments;
+    hence the private `_lowlevel_server`."""
+    lowlevel = server._lowlevel_server
     create = lowlevel.create_initialization_options
 
     def with_list_changed(notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any) -> Any:
@@ -117,69 +97,14 @@ def _advertise_resource_list_changes(server: MCPServer) -> None:
     lowlevel.create_initialization_options = with_list_changed  # type: ignore[method-assign]
 
 
-def mcp_starlette_app(server: MCPServer, transport: Literal["http", "sse"], host: str, extra_hosts: Sequence[str]) -> Any:
-    """The SDK's Starlette app for one HTTP transport, with Host/Origin allow-lists (routes can be added)."""
-    security = transport_security(host, extra_hosts)
-    if transport == "http":
-        return server.streamable_http_app(transport_security=security, host=host, max_request_body_size=MAX_REQUEST_BYTES)
-    return server.sse_app(transport_security=security, host=host, max_request_body_size=MAX_REQUEST_BYTES)
-
-
-def http_service(
-    server: MCPServer,
-    settings: Settings,
-    transport: Literal["http", "sse"],
-    host: str,
-    port: int,
-    force_insecure: bool = False,
-    extra_hosts: Sequence[str] = (),
-    face: HttpFace | None = None,
-) -> Any:
-    """Everything HTTP in one place: the SDK's Starlette app for the transport, the middleware around it
-    (token, host-name case, explained 413), another `face` beside it on the same port (the web pages and
-    APIs) and uvicorn's config with the connection bounds. Refuses an exposed address without a strong
-    token unless forced."""
-    token = settings.token.get_secret_value() if settings.token else None
-    refuse_unprotected_exposure(host, token, force_insecure)
-    starlette_app = mcp_starlette_app(server, transport, host, extra_hosts)
-    asgi: ASGIApp = OversizeAsJsonRpc(starlette_app)
-    if token:
-        asgi = BearerTokenMiddleware(asgi, token)
-    if face is not None:
-        asgi = face(asgi, transport_security(host, extra_hosts))
-    return uvicorn_config(LowercaseHostNames(asgi), host, port, settings)
-
-
-def uvicorn_config(asgi: ASGIApp, host: str, port: int, settings: Settings) -> Any:
-    """uvicorn's config with the connection bounds: keep-alive and header timeouts, a connection cap, and
-    logs through our stderr handler (access lines only at DEBUG)."""
-    import uvicorn
-
-    return uvicorn.Config(
-        asgi,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        log_config=None,
-        access_log=settings.log_level == "DEBUG",
-        lifespan="on",
-        timeout_keep_alive=settings.http_keep_alive_s,
-        http=guarded_http_protocol(settings.http_header_timeout_s, connection_cap(settings.http_max_connections)),
-    )
-
-
-async def serve_http(config: Any) -> None:
-    """Run uvicorn with `config` until cancelled."""
-    import uvicorn
-
-    await uvicorn.Server(config).serve()
-
-
 async def serve_stdio(server: MCPServer) -> None:
     """MCP over stdin/stdout. Lines come from a daemon thread (StdinLines), so Ctrl-C stops a server
     that is waiting for input: the SDK's default reader blocks in a worker thread that cannot be
-    abandoned, and two presses of Ctrl-C were ignored."""
-    lowlevel = server._lowlevel_server  # run_stdio_async offers no way to pass our stdin
+    abandoned, and two presses of Ctrl-C were ignored.
+
+    Missing SDK hook: `MCPServer.run_stdio_async` takes no stdin stream, so the lowlevel Server is run
+    here through the private `_lowlevel_server`."""
+    lowlevel = server._lowlevel_server
     async with stdio_server(stdin=StdinLines()) as (read_stream, write_stream):  # type: ignore[arg-type]
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
@@ -191,27 +116,10 @@ STDIO_TERMINAL_HINT = (
 )
 
 
-def run(
-    app: App,
-    transport: Transport = "stdio",
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    force_insecure: bool = False,
-    extra_hosts: Sequence[str] = (),
-    face: HttpFace | None = None,
-) -> None:
-    """Serve until the client disconnects (stdio) or the process is stopped (HTTP/SSE)."""
+def run_stdio(app: App) -> None:
+    """Serve MCP over stdio until the client disconnects; the model preloads in the background meanwhile."""
     server = build_server(app)
-    app.start_preload()  # in the background: the transport starts now and answers while the model loads
-    try:
-        if transport == "stdio":
-            if sys.stdin.isatty():
-                print(STDIO_TERMINAL_HINT, file=sys.stderr, flush=True)
-            anyio.run(serve_stdio, server)
-        else:
-            config = http_service(server, app.settings, transport, host, port, force_insecure, extra_hosts, face)
-            path = "/mcp" if transport == "http" else "/sse"
-            log.info("serving %s on http://%s:%d%s", transport, host, port, path)
-            anyio.run(serve_http, config)
-    finally:
-        app.close()
+    app.start_preload()
+    if sys.stdin.isatty():
+        print(STDIO_TERMINAL_HINT, file=sys.stderr, flush=True)
+    anyio.run(serve_stdio, server)

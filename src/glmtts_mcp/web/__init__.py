@@ -1,9 +1,9 @@
 """The web faces beside the MCP face: a REST API, an OpenAI-compatible speech endpoint and a page.
 
 They serve the same `App` (settings, engine host, voice library, output store) on the same port as
-`/mcp` or `/sse`; `web_face(app)` is the hook `tools.server.http_app` takes.
+`/mcp` or `/sse`; `include_web` adds their routes to the root app that asgi/ composes.
 """
 
-from glmtts_mcp.web.site import web_face
+from glmtts_mcp.web.site import include_web
 
-__all__ = ["web_face"]
+__all__ = ["include_web"]

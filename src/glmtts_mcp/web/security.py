@@ -1,12 +1,9 @@
-"""The web faces' gate: Host check, bearer token or session cookie, cross-site refusal, body cap.
+"""Who may use the server when a token is set, and the sign-in that gives a browser a session.
 
-The MCP endpoint keeps its own checks (mcp_face/server.py); every other path passes through `WebGuard`:
-- Host must be one of the names the server answers to (DNS-rebinding protection), as for /mcp;
-- with a token set, a request carries `Authorization: Bearer <token>` or the session cookie that a
-  login sets (HttpOnly, SameSite=Strict). The login is the one-time URL printed at start
-  (`/login?code=...`, as Jupyter does) or the token typed into the sign-in form;
-- POST, PUT, PATCH and DELETE from a foreign Origin are refused (CSRF); GET never changes state;
-- request bodies are capped at `max_upload_bytes` (plus room for the multipart framing).
+A request carries `Authorization: Bearer <token>` or the session cookie a sign-in sets (HttpOnly,
+SameSite=Strict). The sign-in is the one-time URL printed at start (`/login?code=...`, as Jupyter does)
+or the token typed into the form. `WebAccess.allows` is the one token check: the root app's gate
+(asgi/checks.py) applies it to every path, /mcp included.
 """
 
 from __future__ import annotations
@@ -14,27 +11,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-import json
 import secrets
 import threading
-from urllib.parse import urlsplit
+from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from glmtts_mcp.web.errors import error_body
 
 SESSION_COOKIE = "glmtts_mcp_session"
 LOGIN_PATH = "/login"
-STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MULTIPART_ROOM = 64 * 1024  # form fields and boundaries around an upload
 
 
 class WebAccess:
-    """Who may use the web faces when a token is set: the token itself, or a session made from it."""
+    """Who may use the server (every path, /mcp included) with a token set: the token, or a session from it."""
 
     def __init__(self, token: str | None) -> None:
         self.token = token
@@ -68,11 +58,12 @@ class WebAccess:
         return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
     def allows(self, headers: Headers) -> bool:
-        """Bearer token in the Authorization header, or the session cookie."""
+        """Bearer token in the Authorization header (the scheme in any case, RFC 9110 §11.1), or the
+        session cookie; both compared in constant time."""
         if not self.required:
             return True
-        auth = headers.get("authorization", "")
-        if auth[:7].lower() == "bearer " and self.token_matches(auth[7:].strip()):
+        scheme, _, credentials = headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer" and self.token_matches(credentials.strip()):
             return True
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
@@ -83,117 +74,6 @@ class WebAccess:
     def start_session(self, response: Response) -> Response:
         response.set_cookie(SESSION_COOKIE, self.session_value, httponly=True, samesite="strict", path="/")
         return response
-
-
-def _matches(value: str, patterns: list[str]) -> bool:
-    """Exact match, or a 'name:*' pattern matching any port."""
-    return value in patterns or any(p.endswith(":*") and value.startswith(p[:-1]) for p in patterns)
-
-
-class WebGuard:
-    """ASGI middleware in front of every web path (see the module docstring)."""
-
-    def __init__(
-        self, app: ASGIApp, access: WebAccess, security: TransportSecuritySettings, max_upload_bytes: int
-    ) -> None:
-        self.app = app
-        self.access = access
-        self.security = security
-        self.max_body = max_upload_bytes + MULTIPART_ROOM
-        self.max_upload_bytes = max_upload_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        path, method = scope["path"], scope["method"]
-        refusal = self._refusal(headers, path, method)
-        if refusal is not None:
-            await refusal(scope, receive, send)
-            return
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await self._too_large(path)(scope, receive, send)
-            return
-        await self._capped(scope, receive, send, path)
-
-    def _refusal(self, headers: Headers, path: str, method: str) -> Response | None:
-        host = headers.get("host", "")
-        if self.security.enable_dns_rebinding_protection and not _matches(host, self.security.allowed_hosts):
-            return _error(
-                path, 421, f"Host {host!r} is not a name this server answers to (DNS-rebinding protection): use "
-                "http://127.0.0.1:PORT/, or start the server with --allowed-host NAME for the name clients use",
-            )
-        if method in STATE_CHANGING and not self._same_site(headers, host):
-            return _error(
-                path, 403, f"{method} from origin {headers.get('origin')!r} refused: a page on another site may not "
-                "change this server's state (CSRF protection); use the page this server serves",
-            )
-        if path == LOGIN_PATH or self.access.allows(headers):
-            return None
-        if method == "GET" and "text/html" in headers.get("accept", ""):
-            return RedirectResponse(LOGIN_PATH, status_code=303)
-        response = _error(
-            path, 401, "unauthorized: send 'Authorization: Bearer <GLMTTS_MCP_TOKEN>', or sign in at /login "
-            "(the one-time link the server printed at start, or the token) for a browser session",
-        )
-        response.headers["www-authenticate"] = 'Bearer realm="glmtts-mcp"'
-        return response
-
-    def _same_site(self, headers: Headers, host: str) -> bool:
-        """No Origin (a non-browser client), an allowed origin, or this server's own origin."""
-        if headers.get("sec-fetch-site") == "cross-site":
-            return False
-        origin = headers.get("origin")
-        if origin is None:
-            return True
-        if self.security.enable_dns_rebinding_protection and _matches(origin, self.security.allowed_origins):
-            return True
-        parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and bool(host) and parts.netloc == host
-
-    def _too_large(self, path: str) -> Response:
-        return _error(
-            path, 413, f"the request body is larger than the {self.max_upload_bytes}-byte upload limit: send a "
-            "shorter clip (5-15 s of speech is enough), or raise --max-upload-bytes",
-        )
-
-    async def _capped(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
-        """Run the app; once the body passes the cap, answer 413 and tell the app the client left."""
-        received = 0
-        refused = False
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body and not started:
-                    refused = True
-                    await self._too_large(path)(scope, receive, send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if refused:
-                return  # the 413 went out already: the app's own answer is dropped
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except Exception:
-            if not refused:
-                raise
-
-
-def _error(path: str, status: int, message: str) -> Response:
-    return Response(json.dumps(error_body(path, status, message)), status_code=status, media_type="application/json")
 
 
 _LOGIN_PAGE = """<!doctype html>
@@ -216,12 +96,20 @@ def login_page(message: str | None = None, status: int = 200) -> HTMLResponse:
     return HTMLResponse(_LOGIN_PAGE.format(message=shown), status_code=status)
 
 
-def login_routes(access: WebAccess) -> APIRouter:
+def web_access(request: Request) -> WebAccess:
+    """The access rules the app was built with (`app.state.access`)."""
+    return request.app.state.access
+
+
+Access = Annotated[WebAccess, Depends(web_access)]
+
+
+def login_routes() -> APIRouter:
     """GET /login?code=... (the one-time link) and POST /login (the token typed in): both set the cookie."""
     router = APIRouter(include_in_schema=False)
 
     @router.get(LOGIN_PATH)
-    async def login_link(request: Request, code: str | None = None) -> Response:
+    async def login_link(request: Request, access: Access, code: str | None = None) -> Response:
         if not access.required or access.allows(request.headers):
             return RedirectResponse("/", status_code=303)
         if code is None:
@@ -231,7 +119,7 @@ def login_routes(access: WebAccess) -> APIRouter:
         return access.start_session(RedirectResponse("/", status_code=303))
 
     @router.post(LOGIN_PATH)
-    async def login_token(token: str = Form("")) -> Response:
+    async def login_token(access: Access, token: str = Form("")) -> Response:
         if not access.required:
             return RedirectResponse("/", status_code=303)
         if not access.token_matches(token.strip()):
