@@ -26,7 +26,7 @@ async def test_known_clip_under_a_new_name_keeps_its_name(engine_app: App, clip:
         assert made["warnings"] == [] or all("rename_voice" not in w for w in made["warnings"])
         again = await structured(client, "clone_voice", {"audio": str(clip), "name": "second", "transcript": "hi there"})
         assert again["existed"] is True and again["voice_id"] == made["voice_id"] and again["name"] == "first"
-        hint = f'rename_voice(voice="{made["voice_id"]}", name="second")'
+        hint = f'call rename_voice with voice "{made["voice_id"]}" and name "second"'
         assert any(hint in w for w in again["warnings"]), again["warnings"]
         same = await structured(client, "clone_voice", {"audio": str(clip), "name": "FIRST", "transcript": "hi there"})
         assert not any("rename_voice" in w for w in same["warnings"])  # names compare case-insensitively

@@ -24,8 +24,8 @@ from glmtts_mcp.app.schemas import (
     RenameVoiceResult,
 )
 from glmtts_mcp.app.voice_service import VoiceService
-from glmtts_mcp.errors import Term
-from glmtts_mcp.mcp_face.errors import user_errors
+from glmtts_mcp.errors import Term, render_text
+from glmtts_mcp.mcp_face.errors import tool_words, user_errors
 from glmtts_mcp.mcp_face.paths import (
     audio_source,
     resolve_allowed_path,
@@ -92,7 +92,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
                 result = await voices.clone(source, name, transcript, language, relay)
             if not result.existed:
                 await notify_voices_changed(ctx)
-            return result
+            return result.model_copy(update={"warnings": [render_text(w, tool_words()) for w in result.warnings]})
 
     @server.tool(
         title="List voices",

@@ -26,10 +26,10 @@ from glmtts_mcp.app.schemas import (
     RenameVoiceResult,
 )
 from glmtts_mcp.app.voice_service import VoiceService
-from glmtts_mcp.errors import Term
+from glmtts_mcp.errors import Term, render_text
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
-from glmtts_mcp.web.errors import WebError, field_name, web_errors
+from glmtts_mcp.web.errors import WebError, field_name, rest_words, web_errors
 from glmtts_mcp.web.speech_stream import encoded, open_speech
 
 VoicePath = Annotated[str, Field(min_length=1, max_length=256, description="voice id or name")]
@@ -87,6 +87,7 @@ def rest_routes(app: App) -> APIRouter:
         with web_errors():
             code = checked_language(_optional(language))
             result = await voices.clone(data, _optional(name), _optional(transcript), code)
+        result.warnings = [render_text(w, rest_words()) for w in result.warnings]
         return JSONResponse(result.model_dump(mode="json"), status_code=200 if result.existed else 201)
 
     @router.get("/voices", response_model=ListVoicesResult)
