@@ -124,7 +124,7 @@ async def test_transcript_must_fit_the_clip(engine_app: App, clip: Path) -> None
         assert huge.is_error
         text = error_text(huge)
         assert "`transcript` has 99999 characters, but the clip has only 2.2 s of speech (at most 126" in text, text
-        assert "pass only the words spoken in the clip as transcript, or omit it" in text
+        assert "pass only the words spoken in the clip as `transcript`, or omit it" in text
         fits = await structured(client, "clone_voice", {"audio": str(clip), "transcript": "x" * 126, "language": " EN "})
         assert fits["existed"] is False and fits["language"] == "en"
     assert len(engine_app.library.list_voices().voices) == 1  # the refused clone stored nothing

@@ -34,11 +34,11 @@ async def test_an_internal_failure_is_logged_and_called_internal(
 
     monkeypatch.setattr(library_app.library, "rename", broken)
     async with Client(build_server(library_app)) as client:
-        with caplog.at_level(logging.ERROR, logger="glmtts_mcp.mcp_face.errors"):
+        with caplog.at_level(logging.ERROR, logger="glmtts_mcp.errors"):
             result = await client.call_tool("rename_voice", {"voice": "carol", "name": "dora"})
         assert result.is_error
         assert f"internal error ({type(internal).__name__}" in _text(result)
-        logged = [r for r in caplog.records if r.name == "glmtts_mcp.mcp_face.errors"]
+        logged = [r for r in caplog.records if r.name == "glmtts_mcp.errors"]
         assert logged and logged[0].exc_info is not None and logged[0].exc_info[1] is internal
         # a user mistake in the same session keeps its own message, and nothing is logged as internal
         caplog.clear()
@@ -46,7 +46,7 @@ async def test_an_internal_failure_is_logged_and_called_internal(
         assert mistake.is_error and "internal error" not in _text(mistake) and "list_voices" in _text(mistake)
         bad_mode = await client.call_tool("synthesize", {"text": "hi", "voice": "carol", "return_mode": "telepathy"})
         assert "return_mode: invalid return mode" in _text(bad_mode) and "internal error" not in _text(bad_mode)
-        assert not [r for r in caplog.records if r.name == "glmtts_mcp.mcp_face.errors"]
+        assert not [r for r in caplog.records if r.name == "glmtts_mcp.errors"]
 
 
 def test_the_cli_reports_internal_failures_the_same_way(
@@ -70,12 +70,17 @@ def test_a_full_output_folder_names_the_folder_and_the_fix(library_app: App, mon
     import errno
     import os
 
-    from mcp.server.mcpserver.exceptions import ToolError
+    import numpy as np
+
+    from glmtts_mcp.errors import Kind, UserError
 
     def full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("glmtts_mcp.app.outputs.os.replace", full)
-    with pytest.raises(ToolError, match="could not be saved in the output folder .*No space left.*--output-dir"):
-        library_app.outputs.save(b"RIFF", "wav")
+    monkeypatch.setattr("glmtts_mcp.app.audio_out.os.replace", full)
+    writer = library_app.outputs.writer("wav", 24000)
+    writer.write(np.zeros(100, dtype=np.float32))
+    with pytest.raises(UserError, match="could not be saved in the output folder .*No space left.*--output-dir") as e:
+        library_app.outputs.finish(writer)
+    assert e.value.kind is Kind.ENVIRONMENT
     assert not [p for p in library_app.outputs.root.iterdir() if p.name.startswith(".tmp-")]

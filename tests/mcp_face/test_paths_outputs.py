@@ -7,10 +7,11 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
-from glmtts_mcp.app.outputs import OutputStore
+from glmtts_mcp.app.outputs import OutputStore, StoredOutput
 from glmtts_mcp.mcp_face.paths import audio_source, resolve_allowed_path, writable_target
 from glmtts_mcp.mcp_face.results import inline_fits, render_audio
 
@@ -59,9 +60,16 @@ def test_audio_argument_base64_bounded(tmp_path: Path) -> None:
         audio_source("data:audio/wav;base64,@@@", [tmp_path], 10_000)
 
 
+def _store(store: OutputStore, samples: int, fmt: str = "wav") -> StoredOutput:
+    """An output of `samples` silent samples, written as narrations are."""
+    writer = store.writer(fmt, 24000)
+    writer.write(np.zeros(samples, dtype=np.float32))
+    return store.finish(writer)
+
+
 def test_output_store_retention(tmp_path: Path) -> None:
     store = OutputStore(tmp_path / "out", keep_count=3, keep_bytes=10_000, keep_age_s=0)
-    saved = [store.save(bytes([i]) * 100, "wav") for i in range(5)]
+    saved = [_store(store, 100) for _ in range(5)]
     names = [p.name for p in store.files()]
     assert len(names) == 3 and names == [s.output_id for s in saved[2:]]
     assert store.get(saved[0].output_id) is None
@@ -69,37 +77,36 @@ def test_output_store_retention(tmp_path: Path) -> None:
     assert got is not None and got.mime_type == "audio/wav" and got.uri.startswith("audio://")
     assert store.get("../../etc/passwd") is None
     # bytes bound: a big file pushes older ones out, but the newest always stays
-    big = store.save(b"x" * 20_000, "ogg")
+    big = _store(store, 20_000)  # 40 kB, over the bytes bound
     assert [p.name for p in store.files()] == [big.output_id]
     # age bound
     aged = OutputStore(tmp_path / "aged", keep_count=100, keep_bytes=10**9, keep_age_s=60)
-    old = aged.save(b"a", "mp3")
+    old = _store(aged, 100, "mp3")
     os.utime(old.path, (time.time() - 3600, time.time() - 3600))
-    new = aged.save(b"b", "mp3")
+    new = _store(aged, 100, "mp3")
     assert [p.name for p in aged.files()] == [new.output_id]
 
 
 def test_output_store_skips_vanished_files(tmp_path: Path) -> None:
     """A name that lists but no longer stats (removed by another process, or a dangling link) is skipped."""
     store = OutputStore(tmp_path / "out", keep_count=1, keep_bytes=10_000, keep_age_s=0)
-    kept = store.save(b"a" * 10, "wav")
+    kept = _store(store, 10)
     (store.root / "20000101T000000-deadbeef.wav").symlink_to(tmp_path / "gone.wav")
     assert store.files() == [kept.path]
-    assert store.stats() == (1, 10)
-    newest = store.save(b"b" * 20, "wav")
-    assert store.files() == [newest.path] and store.stats() == (1, 20)
+    assert store.stats() == (1, kept.path.stat().st_size)
+    newest = _store(store, 20)
+    assert store.files() == [newest.path] and store.stats() == (1, newest.path.stat().st_size)
 
 
 def test_render_falls_back_to_link_and_path(tmp_path: Path) -> None:
     store = OutputStore(tmp_path, 10, 10**9, 0)
-    small = store.save(b"o" * 1000, "ogg")
+    small = _store(store, 2400, "ogg")
     r = render_audio(small, "audio+path", 1024 * 1024, "done")
     assert r.parts == ["audio", "path"] and r.note is None
     assert [b.type for b in r.blocks] == ["text", "audio"]
     assert str(small.path) in r.blocks[0].text
-    data = b"x" * 900_000
-    big = store.save(data, "wav")
-    assert not inline_fits(len(data), 1, 1024 * 1024)
+    big = _store(store, 450_000)  # 900 kB of 16-bit samples
+    assert not inline_fits(big.path.stat().st_size, 1, 1024 * 1024)
     r = render_audio(big, "audio+resource", 1024 * 1024, "done")
     assert r.parts == ["link", "path"]
     assert r.note and "too large" in r.note

@@ -129,7 +129,7 @@ def test_unknown_voices_are_404_with_rest_advice(client: httpx2.Client) -> None:
         client.post("/api/tts", json={"text": "Hello.", "voice": "nobody"}),
     ):
         assert response.status_code == 404, response.text
-        assert "GET /api/voices lists the stored voices" in response.json()["error"]
+        assert "GET /api/voices to see the stored voices" in response.json()["error"]
 
 
 def test_tts_validation(client: httpx2.Client, clip_bytes: Callable[..., bytes]) -> None:

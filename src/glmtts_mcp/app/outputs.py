@@ -10,7 +10,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -70,28 +69,6 @@ class OutputStore:
         if fmt not in AUDIO_MIME:
             raise ValueError(f"unknown audio format {fmt!r}")
         return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}.{fmt}"
-
-    def save(self, data: bytes, fmt: str) -> StoredOutput:
-        """Write atomically (temp file + rename), then apply the retention policy."""
-        output_id = self._new_id(fmt)
-        path = self.root / output_id
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=f".{fmt}")
-        except OSError as exc:
-            raise self._cannot_save(exc) from exc
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise self._cannot_save(exc) from exc
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self.prune(keep=path)
-        return StoredOutput(output_id, path, AUDIO_MIME[fmt])
 
     def _cannot_save(self, exc: OSError) -> UserError:
         return UserError(
