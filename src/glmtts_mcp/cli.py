@@ -172,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"glmtts-mcp: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if not sys.stderr.isatty():  # a log or a pipe: no library redraws a bar into it (see cli_progress)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     command = args.command or "serve"
     try:
         return _COMMANDS[command](args, settings)
@@ -336,9 +338,8 @@ def _voices(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guarded
 def _say(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
     from glmtts_mcp.app.core import build_app
+    from glmtts_mcp.cli_progress import StepProgress
     from glmtts_mcp.mcp_face.synthesis import checked_text, narrate
 
     if args.transcript and args.reference is None:
@@ -346,14 +347,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     fmt = _output_format(args.output)  # before any work: a bad -o must not cost a synthesis
     text = checked_text(sys.stdin.read() if args.text == "-" else args.text, settings.max_text_chars)
     app = build_app(settings)
-    bar = tqdm(total=1, desc="loading model", file=sys.stderr, unit="step", leave=True)
-
-    def progress(done: float, total: float, message: str) -> None:
-        bar.total = max(total or 1, done)
-        bar.n = done
-        bar.set_description(message[:60])
-        bar.refresh()
-
+    progress = StepProgress("loading model")  # a bar in a terminal, one line per step in a log
     try:
         engine = app.host.ensure_loaded()
         reference = args.reference.expanduser().resolve() if args.reference else None
@@ -361,7 +355,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
             engine, app, text, args.voice, reference, fmt, args.seed, progress, transcript=args.transcript
         )
     finally:
-        bar.close()
+        progress.close()
         app.close()
     args.output.write_bytes(result.data)
     for warning in result.warnings:
@@ -395,7 +389,9 @@ def _output_format(output: Path) -> str:
 def _download(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.engine.checkpoint.download import download_checkpoint
 
-    directory = download_checkpoint(args.dir or settings.checkpoint, whisper_model=settings.whisper_model)
+    directory = download_checkpoint(
+        args.dir or settings.checkpoint, whisper_model=settings.whisper_model, progress=sys.stderr.isatty()
+    )
     print(f"checkpoint ready in {directory}")
     if args.dir and args.dir.expanduser().resolve() != settings.checkpoint.resolve():
         print(f"point the server at it with --checkpoint {directory} (or GLMTTS_MCP_CHECKPOINT)")
