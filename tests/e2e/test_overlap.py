@@ -76,7 +76,7 @@ def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequenti
 
 def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voice,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Their LLM segments batch together, but with one job slot their flow and vocoder never interleave,
+    """Their LLM segments batch together, but with --concurrency 1 their flow and vocoder never interleave,
     and each request gets the audio it gets alone."""
     texts = [LONG_TEXT, "A cat sat. " * 20]
     alone = [whole_narration(pipelined, t, voice.features, SynthesisOptions(seed=3)) for t in texts]
@@ -96,7 +96,7 @@ def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voi
                 assert end_a <= start_b or end_b <= start_a, "two requests ran flow and vocoder at once"
 
 
-def test_a_reader_that_stops_early_frees_its_slot(pipelined: Engine, voice) -> None:
+def test_a_reader_that_stops_early_ends_its_turn_in_the_job_queue(pipelined: Engine, voice) -> None:
     stream = pipelined.synthesize(LONG_TEXT, voice.features, SynthesisOptions(seed=1))
     next(stream)  # the second segment's LLM is now running or done
     stream.close()

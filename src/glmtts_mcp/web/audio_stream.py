@@ -179,7 +179,7 @@ async def open_narration(app: App, text: str, voice: str, seed: int) -> Narratio
 async def encoded_chunks(app: App, narration: Narration, encoder: AudioEncoder) -> AsyncIterator[bytes]:
     """The encoded audio, one piece per segment (mp3/flac: one piece at the end).
 
-    The engine's generator is closed when the client goes away, which frees its job slot.
+    The engine's generator is closed when the client goes away, which ends its turn in the engine's job queue.
     """
     try:
         narration.samples = len(narration.first.pcm)
