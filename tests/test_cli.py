@@ -214,7 +214,7 @@ def test_stdio_server_in_a_terminal_says_so_and_ctrl_c_stops_it(
     stdin_kind: str, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     """`glmtts-mcp` typed in a terminal says it waits for an MCP host and how to wire one; one Ctrl-C
-    stops a server waiting on stdin (two presses used to be ignored)."""
+    stops a server waiting on stdin, whether stdin is a terminal or a pipe."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
     env.update(GLMTTS_MCP_CHECKPOINT=str(tiny_checkpoint), GLMTTS_MCP_VOICES_DIR=str(tmp_path / "v"),
                GLMTTS_MCP_OUTPUT_DIR=str(tmp_path / "o"), GLMTTS_MCP_ALLOWED_DIRS=str(tmp_path))

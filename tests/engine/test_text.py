@@ -156,7 +156,7 @@ def test_malformed_tags_are_read_as_wetextprocessing_reads_them(frontend: TextFr
     """The English tagger's emphasis rule passes a raw quote through in `<...>`, so its tags are malformed.
     WeTextProcessing's TokenParser reads them leniently (each separator character optional, empty keys) and
     verbalizes the result; where its verbalizer then has no path, upstream's pynini raises, and so do we,
-    naming the fix. (Inputs from a seeded fuzz of symbol runs; they used to fail on 'malformed normalizer tags'.)"""
+    naming the fix. (Inputs from a seeded fuzz of symbol runs: strings whose tags are malformed.)"""
     en = {"money": ("integer_part", "fractional_part", "quantity", "currency_maj")}
     assert reorder_tokens('p { v: "<"%>" }', en) == 'p { v: "<" : "%>" }'  # what TokenParser.reorder prints
     assert reorder_tokens('w{v:"a"}', en) == 'w { v: "a" }'

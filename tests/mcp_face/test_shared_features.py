@@ -1,4 +1,4 @@
-"""One copy of a voice's features where it is used (issue 14): synthesis reads the library's shared
+"""One copy of a voice's features where it is used: synthesis reads the library's shared
 tensors as they are, never writes into them, turns the prompt ids into lists and puts the flow's prompt
 on the device once per narration (not once per segment), and the audio is what it was."""
 

@@ -1,10 +1,14 @@
 """One web app for the REST API, the OpenAI-compatible endpoint, the page and /docs, beside MCP.
 
-`web_face(app)` returns the hook `tools.server.http_app` takes: the MCP endpoint keeps its paths and
-checks; every other request goes through `WebGuard` to the FastAPI app built here. FastAPI because
-it sits on the Starlette app `mcp` already runs, validates requests with the pydantic models the
-tools already use, and writes the OpenAPI schema behind `/docs` (Swagger UI served from the
-`fastapi-offline` package's files: these machines and many users' are offline).
+`web_face(app)` returns the `HttpFace` hook that `mcp_face.server.http_service` calls with the MCP app
+(bearer token already checked) and the Host/Origin allow-lists. The hook answers a `FaceRouter`: the
+lifespan and the MCP paths (`/mcp`, `/sse`, `/messages`) go to the MCP app unchanged; every other
+request goes through `WebGuard` (Host/Origin, token or session cookie, cross-site refusal, body cap) to
+the FastAPI app built here. The same `WebFace` gives the CLI the first URL to open (the one-time
+sign-in link while a token is set and the link unused). FastAPI because it sits on the Starlette app
+`mcp` already runs, validates requests with the pydantic models the tools already use, and writes the
+OpenAPI schema behind `/docs` (Swagger UI served from the `fastapi-offline` package's files, so /docs
+works offline).
 """
 
 from __future__ import annotations
