@@ -171,8 +171,8 @@ def run_row(engine: Engine, voices: list[VoiceFeatures], n: int) -> dict[str, ob
 def format_row(mode: str, n: int, r: dict[str, object]) -> str:
     sizes = " ".join(f"{size}:{count}" for size, count in sorted(r["steps"].items()))
     return (f"{mode:<8}{n:>3}{r['wall']:>9.1f}{r['audio']:>9.1f}{r['agg']:>11.3f}{r['rtf_median']:>9.2f}"
-            f"{r['rtf_worst']:>10.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
-            f"{r['memory']:<18}{sizes}")
+            f"{r['rtf_worst']:>11.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
+            f"{r['memory']:<18}  {sizes}")
 
 
 def bench_engine(checkpoint: Path, args: argparse.Namespace, max_batch: int, references: list[Path],
@@ -506,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint {checkpoint.name}, device {name}, LLM dtype {args.dtype}, torch threads "
           f"{torch.get_num_threads()}, {args.tokens} tokens per segment x shares {LENGTH_SHARES}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    header = (f"{'mode':<8}{'N':>3}{'wall s':>9}{'audio s':>9}{'audio s/s':>11}{'RTF med':>9}{'RTF worst':>10}"
-              f"{'1st p50':>9}{'1st p95':>9}{'tok/s':>8}  {'peak':<18}batch sizes (steps)")
+    header = (f"{'mode':<8}{'N':>3}{'wall s':>9}{'audio s':>9}{'audio s/s':>11}{'RTF med':>9}{'RTF worst':>11}"
+              f"{'1st p50':>9}{'1st p95':>9}{'tok/s':>8}  {'peak':<18}  batch sizes (steps)")
     print(header if results else "(no engine rows: --modes was empty)")
     for mode, rows in results.items():
         for n, r in rows.items():
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     if "serial" in results and "batched" in results:
         ratios = "  ".join(f"N={n}: {results['batched'][n]['agg'] / results['serial'][n]['agg']:.2f}x"
                            for n in args.n)
-        print(f"batched / serial aggregate audio s/s   {ratios}")
+        print(f"\nbatched / serial aggregate audio s/s   {ratios}")
     for row in flow_rows:
         print(row)
     return 0
