@@ -81,6 +81,7 @@ def _engine_args(tiny_checkpoint: Path) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference with espeak-ng")
+@pytest.mark.slow
 def test_bench_engine_prints_every_row(tiny_checkpoint: Path) -> None:
     out = _run(*_engine_args(tiny_checkpoint))
     rows = _rows(out)
@@ -104,6 +105,7 @@ def _upstream_importable() -> bool:
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference with espeak-ng")
 @pytest.mark.skipif(not _upstream_importable(),
                     reason="set GLMTTS_UPSTREAM to a GLM-TTS checkout and install its packages (benchmarks/README.md)")
+@pytest.mark.slow
 def test_bench_engine_against_upstream(tiny_checkpoint: Path) -> None:
     extra = ["--upstream-pythonpath", UPSTREAM_PYTHONPATH] if UPSTREAM_PYTHONPATH else []
     out = _run(*_engine_args(tiny_checkpoint), "--upstream", str(UPSTREAM), "--repeats", "1", *extra)
@@ -114,6 +116,7 @@ def test_bench_engine_against_upstream(tiny_checkpoint: Path) -> None:
     assert float(flow.rsplit("max abs diff", 1)[1]) < 1e-4  # upstream's flow on the same weights and noise
 
 
+@pytest.mark.slow
 def test_bench_precision_prints_each_dtype() -> None:
     out = _run("benchmarks/bench_precision.py", str(GOLDEN), "--cases", "llm_real", "hift_real", "--in-process")
     rows = {(row["case"], row["dtype"]): row for row in _table(out, "case")}
@@ -125,6 +128,7 @@ def test_bench_precision_prints_each_dtype() -> None:
     assert "fp32 only" in " ".join(rows["hift_real", "bf16"].values())
 
 
+@pytest.mark.slow
 def test_bench_web_prints_every_row(tiny_checkpoint: Path) -> None:
     out = _run("benchmarks/bench_web.py", "--checkpoint", str(tiny_checkpoint), "--runs", "1",
                "--text", "One. Two. Three. Four. " * 12)
@@ -138,6 +142,7 @@ def test_bench_web_prints_every_row(tiny_checkpoint: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference clips with espeak-ng")
+@pytest.mark.slow
 def test_bench_concurrency_prints_both_modes_in_one_run(tiny_checkpoint: Path) -> None:
     out = _run("benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--n", "1", "2",
                "--tokens", "6")
@@ -153,6 +158,7 @@ def test_bench_concurrency_prints_both_modes_in_one_run(tiny_checkpoint: Path) -
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference with espeak-ng")
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (the [ray] extra)")
+@pytest.mark.slow
 def test_bench_concurrency_ray_rows_beside_the_local_engine(tiny_checkpoint: Path) -> None:
     out = _run("benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--engine", "ray",
                "--replicas", "1", "--n", "1")

@@ -263,6 +263,8 @@ def test_download_without_the_hub_says_one_sentence(
     assert not target.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(960)  # a first set-up may install .venv: the subprocess has 900 s
 def test_readme_quick_start_runs_verbatim(tmp_path: Path) -> None:
     """The Quick start's first block, exactly as printed, in a shell at the checkout's root with a fresh
     home: the offline tour on the tiny checkpoint (the wrapper finds .venv already set up)."""

@@ -9,11 +9,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from glmtts_mcp.cli_progress import StepProgress
 
 SCRIPT = Path(sys.executable).parent / "glmtts-mcp"
 
 
+@pytest.mark.slow
 def test_say_with_stderr_piped_writes_one_readable_line_per_step(
     tiny_checkpoint: Path, tmp_path: Path, clip_writer: Callable[..., Path]
 ) -> None:

@@ -45,6 +45,7 @@ def record(engine: Engine, monkeypatch: pytest.MonkeyPatch, stage: str, log: lis
     monkeypatch.setattr(engine, stage, timed)
 
 
+@pytest.mark.slow
 def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequential: Engine, voice,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     options = SynthesisOptions(seed=11)
@@ -74,6 +75,7 @@ def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequenti
     assert pipelined.jobs.stats().running == 0
 
 
+@pytest.mark.slow
 def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voice,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Their LLM segments batch together, but with --concurrency 1 their flow and vocoder never interleave,
@@ -96,6 +98,7 @@ def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voi
                 assert end_a <= start_b or end_b <= start_a, "two requests ran flow and vocoder at once"
 
 
+@pytest.mark.slow
 def test_a_reader_that_stops_early_ends_its_turn_in_the_job_queue(pipelined: Engine, voice) -> None:
     stream = pipelined.synthesize(LONG_TEXT, voice.features, SynthesisOptions(seed=1))
     next(stream)  # the second segment's LLM is now running or done

@@ -48,6 +48,7 @@ def assert_same_decoding(a: tuple[list[int], list[StepTrace]], b: tuple[list[int
 
 
 @pytest.mark.parametrize("name", ["llm", "llm_real"])
+@pytest.mark.slow
 def test_static_cache_decodes_the_golden_cases_like_the_dynamic_one(
         name: str, golden_case: Callable[..., tuple[Path, dict]]) -> None:
     folder, case = golden_case(name)
@@ -84,6 +85,7 @@ def test_static_cache_decodes_the_tiny_checkpoint_like_the_dynamic_one(models: M
         assert_same_decoding(*runs)
 
 
+@pytest.mark.slow
 def test_compiled_step_traces_as_one_graph_and_decodes_the_same(models: Models) -> None:
     """fullgraph=True fails on any graph break (which would rule out CUDA graphs); the eager
     backend checks the trace without a C++ compiler."""

@@ -22,6 +22,7 @@ def frontend() -> TextFrontend:
     return TextFrontend()
 
 
+@pytest.mark.slow
 def test_grammar_load_time() -> None:
     """Reading the four FSTs (reported, not asserted: machines differ)."""
     text_module._Grammars._loaded.clear()
@@ -76,6 +77,7 @@ def test_differential_against_wetextprocessing(frontend: TextFrontend, index: in
     assert differences(frontend, DIFFERENTIAL["cases"][index]) == []
 
 
+@pytest.mark.slow
 def test_fuzz_differential_against_wetextprocessing(frontend: TextFrontend) -> None:
     """Seeded random mixtures of numbers, symbols, scripts and whitespace: every string equal."""
     cases = DIFFERENTIAL["fuzz_cases"]

@@ -81,6 +81,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 async def test_four_concurrent_calls_over_http_equal_each_call_alone(
         engine_settings: Any, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same speech tokens and audio batched as alone, through MCP over HTTP."""

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -37,6 +38,7 @@ class FeatureCalls(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.mark.slow
 def test_synthesis_reads_the_shared_features_once_per_narration(engine_app: App, clip: Path) -> None:
     engine = engine_app.host.ensure_loaded()
     first = narrate(engine, engine_app, TWO_SEGMENTS, None, clip, "wav", 5, lambda *a: None, transcript="hi")

@@ -195,6 +195,7 @@ def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_tts_streams_the_first_segment_before_the_rest_exists(
     server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
 ) -> None:
