@@ -13,7 +13,7 @@ same work. This benchmark (only) gives every segment a fixed length: it sets the
 maximum length to `--tokens` x its share (the stop token is masked until then, and generation ends
 there), which is what real speech of that length costs. That is not an option of the product.
 
-`--flow-batch` adds a measurement for issue 16 item 2: one step of the flow's DiT for two segments of
+`--flow-batch` measures whether the flow batches: one step of the flow's DiT for two segments of
 the same length, one after another against stacked into one batch. `--matmul` times the LLM's MLP
 projection (the checkpoint's sizes) for 1 and 8 rows through torch's default CPU path (MKL) and the
 engine's oneDNN prepacked layer: what one decode step over 8 sequences costs against one over 1 on this
@@ -23,7 +23,7 @@ it on a CPU: the LLM's share of the batching gain, quick even at the real size. 
 admits a request with a 30 s voice prompt while three sequences decode and reports the longest gap
 between decode steps, for each prefill chunk size given.
 
-`--engine ray --replicas 1 2` (issue 17) runs the same callers against engine replicas on a local Ray
+`--engine ray --replicas 1 2` runs the same callers against engine replicas on a local Ray
 cluster started for the run (`RayEngine`, as `--engine ray` serves), after the same callers on a local
 engine in this process: aggregate audio seconds per wall second and first-chunk latency per replica
 count. Segment lengths are not forced there (the replicas run the product's engine unchanged); the
@@ -171,8 +171,8 @@ def run_row(engine: Engine, voices: list[VoiceFeatures], n: int) -> dict[str, ob
 def format_row(mode: str, n: int, r: dict[str, object]) -> str:
     sizes = " ".join(f"{size}:{count}" for size, count in sorted(r["steps"].items()))
     return (f"{mode:<8}{n:>3}{r['wall']:>9.1f}{r['audio']:>9.1f}{r['agg']:>11.3f}{r['rtf_median']:>9.2f}"
-            f"{r['rtf_worst']:>10.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
-            f"{r['memory']:<18}{sizes}")
+            f"{r['rtf_worst']:>11.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
+            f"{r['memory']:<18}  {sizes}")
 
 
 def bench_engine(checkpoint: Path, args: argparse.Namespace, max_batch: int, references: list[Path],
@@ -384,9 +384,9 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
 
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") or args.device.startswith("cuda") else 0
-    slots = max(args.n)
+    batch = max(args.n)  # the most callers of any row decode together
     options = {"checkpoint": checkpoint, "device": args.device, "dtype": args.dtype,
-               "whisper_model": args.whisper_model, "max_batch": slots}
+               "whisper_model": args.whisper_model, "max_batch": batch}
     local = Engine.load(**options)
     voices = [local.extract_voice(local.prepare_reference(path), text).features
               for path, (_, text) in zip(references, VOICES, strict=True)]
@@ -433,7 +433,7 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
         for replicas in args.replicas:
             placement = RayPlacement(address="auto", replicas=(replicas, replicas), gpus_per_replica=gpus / replicas,
                                      cpus_per_replica=cores / replicas, voices_per_replica=len(voices),
-                                     slots_per_replica=slots)
+                                     slots_per_replica=batch)
             engine = RayEngine.start(options, placement)
             try:
                 measure(f"ray x{replicas}", engine)
@@ -506,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint {checkpoint.name}, device {name}, LLM dtype {args.dtype}, torch threads "
           f"{torch.get_num_threads()}, {args.tokens} tokens per segment x shares {LENGTH_SHARES}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    header = (f"{'mode':<8}{'N':>3}{'wall s':>9}{'audio s':>9}{'audio s/s':>11}{'RTF med':>9}{'RTF worst':>10}"
-              f"{'1st p50':>9}{'1st p95':>9}{'tok/s':>8}  {'peak':<18}batch sizes (steps)")
+    header = (f"{'mode':<8}{'N':>3}{'wall s':>9}{'audio s':>9}{'audio s/s':>11}{'RTF med':>9}{'RTF worst':>11}"
+              f"{'1st p50':>9}{'1st p95':>9}{'tok/s':>8}  {'peak':<18}  batch sizes (steps)")
     print(header if results else "(no engine rows: --modes was empty)")
     for mode, rows in results.items():
         for n, r in rows.items():
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     if "serial" in results and "batched" in results:
         ratios = "  ".join(f"N={n}: {results['batched'][n]['agg'] / results['serial'][n]['agg']:.2f}x"
                            for n in args.n)
-        print(f"batched / serial aggregate audio s/s   {ratios}")
+        print(f"\nbatched / serial aggregate audio s/s   {ratios}")
     for row in flow_rows:
         print(row)
     return 0

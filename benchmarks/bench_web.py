@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = [timed(client, path, body) for _ in range(args.runs)]
                 first = statistics.median(r[0] for r in runs)
                 whole = statistics.median(r[1] for r in runs)
-                print(f"{name:44}  {first:9.3f}s  {whole:9.3f}s  {first / whole:10.0%}  {runs[0][3]}")
+                print(f"{name:44}  {first:9.3f}s  {whole:9.3f}s  {first / whole:11.0%}  {runs[0][3]}")
     return 0
 
 

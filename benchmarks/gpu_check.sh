@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The device checks nobody has run yet (issue 16), in one command, under ten minutes on one GPU:
+# The checks that need a CUDA device, in one command, under ten minutes on one GPU:
 #   1. the CUDA-only tests (mel, vocoder, CUDA-graph LLM steps alone and batched, the device voice tier);
 #   2. bench_engine.py on a random checkpoint of the real size, LLM in bf16 and in fp32;
 #   3. bench_concurrency.py on the same checkpoint: N = 1, 2, 4, 8 narrations, batched vs serial, bf16 and fp32.

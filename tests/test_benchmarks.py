@@ -38,6 +38,41 @@ def _rows(stdout: str) -> dict[str, str]:
     return rows
 
 
+def _table(stdout: str, first: str) -> list[dict[str, str]]:
+    """The rows under the header line whose first column is named `first`, each as {column name: cell}.
+
+    Columns are named by the header itself: a column's name is separated from the next by two spaces or
+    more, and a word of a row belongs to the column whose name it overlaps (numbers are right-aligned
+    under their name, text left-aligned), or else to the column of the word before it. So a cell is read
+    by its column's name wherever the column sits, and a row ends at the first blank line.
+    """
+    lines = stdout.splitlines()
+    at = next((i for i, line in enumerate(lines) if re.split(r"\s{2,}", line.strip())[0] == first), None)
+    assert at is not None, f"no header starting {first!r} in:\n{stdout}"
+    names = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+(?: \S+)*", lines[at])]
+    assert len({name for _, _, name in names}) == len(names), f"repeated column names: {lines[at]}"
+    table = []
+    for line in lines[at + 1 :]:
+        if not line.strip():
+            break
+        cells: dict[str, list[str]] = {}
+        column = None
+        for word in re.finditer(r"\S+", line):
+            column = next((name for start, end, name in names if word.start() < end and start < word.end()), column)
+            assert column is not None, f"{word.group()!r} sits under no column of {lines[at]!r}: {line!r}"
+            cells.setdefault(column, []).append(word.group())
+        table.append({name: " ".join(words) for name, words in cells.items()})
+    return table
+
+
+def test_table_reads_cells_by_column_name() -> None:
+    out = "title\nname   n  value s  note\nab     1     2.50  x y\nc     12    10.00\n\nafter  9"
+    assert _table(out, "name") == [{"name": "ab", "n": "1", "value s": "2.50", "note": "x y"},
+                                   {"name": "c", "n": "12", "value s": "10.00"}]
+    swapped = "name  value s   n\nab       2.50   1"
+    assert _table(swapped, "name") == [{"name": "ab", "value s": "2.50", "n": "1"}]
+
+
 def _engine_args(tiny_checkpoint: Path) -> list[str]:
     from glmtts_mcp.engine.checkpoint.tiny import TINY_WHISPER
 
@@ -46,6 +81,7 @@ def _engine_args(tiny_checkpoint: Path) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference with espeak-ng")
+@pytest.mark.slow
 def test_bench_engine_prints_every_row(tiny_checkpoint: Path) -> None:
     out = _run(*_engine_args(tiny_checkpoint))
     rows = _rows(out)
@@ -69,6 +105,7 @@ def _upstream_importable() -> bool:
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference with espeak-ng")
 @pytest.mark.skipif(not _upstream_importable(),
                     reason="set GLMTTS_UPSTREAM to a GLM-TTS checkout and install its packages (benchmarks/README.md)")
+@pytest.mark.slow
 def test_bench_engine_against_upstream(tiny_checkpoint: Path) -> None:
     extra = ["--upstream-pythonpath", UPSTREAM_PYTHONPATH] if UPSTREAM_PYTHONPATH else []
     out = _run(*_engine_args(tiny_checkpoint), "--upstream", str(UPSTREAM), "--repeats", "1", *extra)
@@ -79,47 +116,53 @@ def test_bench_engine_against_upstream(tiny_checkpoint: Path) -> None:
     assert float(flow.rsplit("max abs diff", 1)[1]) < 1e-4  # upstream's flow on the same weights and noise
 
 
+@pytest.mark.slow
 def test_bench_precision_prints_each_dtype() -> None:
     out = _run("benchmarks/bench_precision.py", str(GOLDEN), "--cases", "llm_real", "hift_real", "--in-process")
-    lines = [line.split() for line in out.splitlines()]
-    rows = {(cells[0], cells[1]): cells for cells in lines if len(cells) > 2 and cells[1] in ("fp32", "bf16", "fp16")}
+    rows = {(row["case"], row["dtype"]): row for row in _table(out, "case")}
     assert set(rows) == {(case, dtype) for case in ("llm_real", "hift_real") for dtype in ("fp32", "bf16", "fp16")}
-    assert float(rows["llm_real", "fp32"][3]) < 4e-5  # fp32 against upstream's logits: the parity tolerance
-    assert float(rows["hift_real", "fp32"][3]) < 1e-3
-    assert rows["llm_real", "fp32"][5] == "52/52"  # teacher-forced argmax agrees with upstream's everywhere
-    assert float(rows["llm_real", "bf16"][2]) > 0  # bf16 really ran in bf16
-    assert "fp32 only" in " ".join(rows["hift_real", "bf16"])
+    assert float(rows["llm_real", "fp32"]["vs upstream"]) < 4e-5  # fp32 against upstream's logits: the parity tolerance
+    assert float(rows["hift_real", "fp32"]["vs upstream"]) < 1e-3
+    assert rows["llm_real", "fp32"]["ids = upstream"] == "52/52"  # teacher-forced argmax agrees with upstream's everywhere
+    assert float(rows["llm_real", "bf16"]["vs fp32"]) > 0  # bf16 really ran in bf16
+    assert "fp32 only" in " ".join(rows["hift_real", "bf16"].values())
 
 
+@pytest.mark.slow
 def test_bench_web_prints_every_row(tiny_checkpoint: Path) -> None:
     out = _run("benchmarks/bench_web.py", "--checkpoint", str(tiny_checkpoint), "--runs", "1",
                "--text", "One. Two. Three. Four. " * 12)
+    rows = {row["endpoint"]: row for row in _table(out, "endpoint")}
     for name in ("POST /api/tts (wav, streamed)", "POST /v1/audio/speech (wav, streamed)",
                  "POST /v1/audio/speech (pcm, sse events)", "POST /v1/audio/speech (mp3, sent whole)"):
-        row = next((line for line in out.splitlines() if line.startswith(name)), None)
-        assert row is not None, f"row {name!r} missing from:\n{out}"
-        assert re.search(r"[\d.]+s\s+[\d.]+s\s+\d+%\s+3$", row), row
+        assert name in rows, f"row {name!r} missing from:\n{out}"
+        row = rows[name]
+        assert re.fullmatch(r"[\d.]+s", row["first byte"]) and re.fullmatch(r"[\d.]+s", row["whole body"]), row
+        assert re.fullmatch(r"\d+%", row["first/whole"]) and row["segments"] == "3", row
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference clips with espeak-ng")
+@pytest.mark.slow
 def test_bench_concurrency_prints_both_modes_in_one_run(tiny_checkpoint: Path) -> None:
     out = _run("benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--n", "1", "2",
                "--tokens", "6")
-    rows = [line.split() for line in out.splitlines() if re.match(r"(serial|batched)\s+\d", line)]
-    assert [(r[0], r[1]) for r in rows] == [("serial", "1"), ("serial", "2"), ("batched", "1"), ("batched", "2")]
-    for row in rows:  # mode N wall audio audio/s rtf rtf first first tok/s peak MiB RSS sizes...
-        assert float(row[4]) > 0 and row[12] == "RSS" and all(":" in size for size in row[13:])
-    serial_two = next(r for r in rows if r[:2] == ["serial", "2"])
-    assert [size.split(":")[0] for size in serial_two[13:]] == ["1"]  # serial never decodes two at once
+    rows = _table(out, "mode")
+    assert [(r["mode"], r["N"]) for r in rows] == [("serial", "1"), ("serial", "2"), ("batched", "1"), ("batched", "2")]
+    for row in rows:
+        assert float(row["audio s/s"]) > 0 and re.fullmatch(r"\d+ MiB RSS", row["peak"]), row
+        assert all(re.fullmatch(r"\d+:\d+", size) for size in row["batch sizes (steps)"].split()), row
+    serial_two = next(r for r in rows if (r["mode"], r["N"]) == ("serial", "2"))
+    assert [size.split(":")[0] for size in serial_two["batch sizes (steps)"].split()] == ["1"]  # never two at once
     assert re.search(r"batched / serial aggregate audio s/s\s+N=1: [\d.]+x\s+N=2: [\d.]+x", out)
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference with espeak-ng")
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (the [ray] extra)")
+@pytest.mark.slow
 def test_bench_concurrency_ray_rows_beside_the_local_engine(tiny_checkpoint: Path) -> None:
     out = _run("benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--engine", "ray",
                "--replicas", "1", "--n", "1")
-    rows = [line.split() for line in out.splitlines() if re.match(r"(local|ray x\d)\s+\d", line)]
-    assert [r[:2] for r in rows] == [["local", "1"], ["ray", "x1"]]
-    assert all(float(r[-4]) > 0 and r[-1].endswith("x") for r in rows)  # audio s/s ... vs local
-    assert rows[0][-1] == "1.00x"
+    rows = _table(out, "engine")
+    assert [(r["engine"], r["N"]) for r in rows] == [("local", "1"), ("ray x1", "1")]
+    assert all(float(r["audio s/s"]) > 0 and re.fullmatch(r"[\d.]+x", r["vs local"]) for r in rows), rows
+    assert rows[0]["vs local"] == "1.00x"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
@@ -214,7 +215,7 @@ def test_stdio_server_in_a_terminal_says_so_and_ctrl_c_stops_it(
     stdin_kind: str, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     """`glmtts-mcp` typed in a terminal says it waits for an MCP host and how to wire one; one Ctrl-C
-    stops a server waiting on stdin (two presses used to be ignored)."""
+    stops a server waiting on stdin, whether stdin is a terminal or a pipe."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
     env.update(GLMTTS_MCP_CHECKPOINT=str(tiny_checkpoint), GLMTTS_MCP_VOICES_DIR=str(tmp_path / "v"),
                GLMTTS_MCP_OUTPUT_DIR=str(tmp_path / "o"), GLMTTS_MCP_ALLOWED_DIRS=str(tmp_path))
@@ -263,6 +264,8 @@ def test_download_without_the_hub_says_one_sentence(
     assert not target.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(960)  # a first set-up may install .venv: the subprocess has 900 s
 def test_readme_quick_start_runs_verbatim(tmp_path: Path) -> None:
     """The Quick start's first block, exactly as printed, in a shell at the checkout's root with a fresh
     home: the offline tour on the tiny checkpoint (the wrapper finds .venv already set up)."""
@@ -310,3 +313,47 @@ def test_a_thread_left_running_does_not_outlive_ctrl_c() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], timeout=60, check=False)
     assert done.returncode == 130
+
+
+def _fake_project(tmp_path: Path, stamp: str | None) -> Path:
+    """A copy of the set-up script beside a pyproject/constraints pair, whose .venv "python" only records
+    the pip command it was given (and fails it), so the test needs no network."""
+    project = tmp_path / "project"
+    (project / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "setup-venv.sh", project / "scripts")
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (project / "constraints.txt").write_text("")
+    python = project / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\necho "$@" > {project / "pip-args"}\nexit 1\n')
+    python.chmod(0o755)
+    if stamp is not None:
+        digest = hashlib.sha256(b"[project]\nname = 'x'\n").hexdigest()
+        (project / ".venv" / ".glmtts-mcp-installed").write_text(stamp.replace("DIGEST", digest))
+    return project
+
+
+@pytest.mark.parametrize(
+    ("stamp", "args", "extras_env", "installs"),
+    [
+        ("DIGEST\ntest\n", [], "", None),  # after test.sh, serving needs nothing more
+        ("DIGEST\n", [], "", None),  # the runtime set, installed
+        ("DIGEST\n", ["test"], "", "[test]"),  # the runtime set does not satisfy test.sh
+        ("DIGEST\ntest\n", [], "ray", "[ray,test]"),  # a new extra keeps the ones installed
+        ("stale\ntest\n", [], "", ""),  # pyproject or constraints changed: the runtime set again
+        (None, [], "ray, tiny", "[ray,tiny]"),
+    ],
+    ids=["test-covers-serve", "runtime-covers-serve", "test-after-runtime", "extra-after-test", "stale", "fresh"],
+)
+def test_setup_stamp_tells_the_runtime_set_from_the_test_set(
+    tmp_path: Path, stamp: str | None, args: list[str], extras_env: str, installs: str | None
+) -> None:
+    project = _fake_project(tmp_path, stamp)
+    env = {**os.environ, "GLMTTS_MCP_EXTRAS": extras_env}
+    done = subprocess.run(["bash", str(project / "scripts" / "setup-venv.sh"), *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+    if installs is None:
+        assert done.returncode == 0 and done.stderr == "" and not (project / "pip-args").exists()
+    else:
+        assert done.returncode == 1 and "pip failed" in done.stderr
+        assert (project / "pip-args").read_text().split()[-1] == f"{project}{installs}"

@@ -1,4 +1,4 @@
-"""`glmtts-mcp voices ...` follows the same rules as the MCP tools (issue 13): export targets, JSON field names."""
+"""`glmtts-mcp voices ...` follows the same rules as the MCP tools: export targets, JSON field names."""
 
 from __future__ import annotations
 

@@ -45,3 +45,11 @@ def test_configuration_page_documents_every_setting() -> None:
     table = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for name in Settings.model_fields:
         assert f"`{name}`" in table and f"`GLMTTS_MCP_{name.upper()}`" in table, f"docs/configuration.md lacks {name}"
+
+
+def test_readme_reads_in_five_minutes_and_opens_with_the_two_commands() -> None:
+    """Detail belongs in docs/: the README stays at most 200 lines, its first block the two commands."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines (at most 200): move detail into docs/"
+    assert lines[2:6] == ["```bash", lines[3], lines[4], "```"], lines[:7]
+    assert lines[3].startswith("bash scripts/serve.sh ") and lines[4].startswith("bash scripts/test.sh ")

@@ -41,6 +41,7 @@ print(json.dumps(sorted(m for m in sys.modules if any(m == t or m.startswith(t +
 """
 
 
+@pytest.mark.slow
 def test_serving_imports_no_test_tooling(tiny_checkpoint: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, str(tiny_checkpoint), str(tmp_path), ",".join(TEST_TOOLING)],
@@ -110,6 +111,7 @@ print(json.dumps(sorted(m for m in sys.modules if m == "ray" or m.startswith(("r
 """
 
 
+@pytest.mark.slow
 def test_the_local_engine_serves_without_ray(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """`--engine local` (the default) neither needs nor imports ray: it clones and narrates with ray blocked."""
     done = subprocess.run(

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, get_origin
 
 from glmtts_mcp import __version__
-from glmtts_mcp.cli_progress import progress_display
 from glmtts_mcp.config import (
     CONFIG_ENV,
     TOKEN_ENV,
@@ -173,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"glmtts-mcp: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if not sys.stderr.isatty():  # a log or a pipe: no library redraws a bar into it (see cli_progress)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     command = args.command or "serve"
     try:
         return _COMMANDS[command](args, settings)
@@ -338,6 +339,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.app.core import build_app
     from glmtts_mcp.app.narration import NarrationRequest, checked_text
     from glmtts_mcp.app.saving import narrate_to_path
+    from glmtts_mcp.cli_progress import StepProgress
 
     if args.transcript and args.reference is None:
         raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")
@@ -348,7 +350,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
         text=text, voice=args.voice, reference=reference, transcript=args.transcript, seed=args.seed
     )
     app = build_app(settings)
-    progress = progress_display("loading model")
+    progress = StepProgress("loading model")  # a bar in a terminal, one line per step in a log
     try:
         ready, done, path = anyio.run(narrate_to_path, app, request, args.output, fmt, progress)
     finally:
@@ -382,7 +384,9 @@ def _output_format(output: Path) -> str:
 def _download(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.engine.checkpoint.download import download_checkpoint
 
-    directory = download_checkpoint(args.dir or settings.checkpoint, whisper_model=settings.whisper_model)
+    directory = download_checkpoint(
+        args.dir or settings.checkpoint, whisper_model=settings.whisper_model, progress=sys.stderr.isatty()
+    )
     print(f"checkpoint ready in {directory}")
     if args.dir and args.dir.expanduser().resolve() != settings.checkpoint.resolve():
         print(f"point the server at it with --checkpoint {directory} (or GLMTTS_MCP_CHECKPOINT)")

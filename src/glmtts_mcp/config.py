@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(
         default=1, ge=1, description="Flow + vocoder and clone jobs run at once; the rest queue (the LLM batches)."
     )
-    # --- batching (issue 16): the LLM scheduler's batch bound; --concurrency still gates flow, vocoder, clones
+    # --- batching: the LLM scheduler's batch bound; --concurrency still gates flow, vocoder, clones
     max_batch: int = Field(
         default=4,
         ge=1,
@@ -224,7 +224,7 @@ class Settings(BaseSettings):
         "trim, -20 dBFS, 20 ms crossfades, symbol-only pieces skipped) or upstream (exactly as GLM-TTS's own "
         "inference: the channels untouched, plain joins, every piece spoken). Part of a voice's id.",
     )
-    # --- scale-out (issue 17): the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
+    # --- scale-out: the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
     engine: Literal["local", "ray"] = Field(
         default="local",
         description="Where the model runs: local (in this process) or ray (replicas on a Ray Serve cluster; "

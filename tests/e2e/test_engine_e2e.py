@@ -63,6 +63,7 @@ def test_clone_without_transcript_uses_whisper(engine, reference_wav: Path) -> N
     assert again.transcript == first.transcript  # transcription is deterministic
 
 
+@pytest.mark.slow
 def test_long_text_streams_one_chunk_per_segment(engine, voice, tmp_path: Path) -> None:
     features = _stored(voice.features, tmp_path)
     options = SynthesisOptions(seed=7)

@@ -46,6 +46,7 @@ def record(engine: Engine, monkeypatch: pytest.MonkeyPatch, stage: str, log: lis
     monkeypatch.setattr(engine, stage, timed)
 
 
+@pytest.mark.slow
 def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequential: Engine, voice,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     options = SynthesisOptions(seed=11)
@@ -75,9 +76,10 @@ def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequenti
     assert pipelined.jobs.stats().running == 0
 
 
+@pytest.mark.slow
 def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voice,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Their LLM segments batch together, but with one job slot their flow and vocoder never interleave,
+    """Their LLM segments batch together, but with --concurrency 1 their flow and vocoder never interleave,
     and each request gets the audio it gets alone."""
     texts = [LONG_TEXT, "A cat sat. " * 20]
     alone = [whole_narration(pipelined, t, voice.features, SynthesisOptions(seed=3)) for t in texts]
@@ -97,6 +99,7 @@ def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voi
                 assert end_a <= start_b or end_b <= start_a, "two requests ran flow and vocoder at once"
 
 
+@pytest.mark.slow
 def test_a_reader_that_stops_early_frees_the_slot_of_the_segment_decoding_ahead(
         pipelined: Engine, voice, monkeypatch: pytest.MonkeyPatch) -> None:
     """The next segment's LLM decodes while this segment's flow runs (the overlap), and a reader that stops

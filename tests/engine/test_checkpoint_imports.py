@@ -1,6 +1,6 @@
 """The checkpoint code has one direction: layout (files, paths, errors) <- models <- loader.
 
-Imports inside functions count too: they hid the old circle (layout -> models -> layout).
+Imports inside functions count too: a circle (layout -> models -> layout) can hide in one.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ def _tiny_flow() -> Flow:
     return Flow.from_config(TINY).eval()
 
 
+@pytest.mark.slow
 def test_every_golden_flow_case_passes(golden_dir: Path) -> None:
     """Dispatch on kind, so other case sets of kind `flow` are run too."""
     folders = [f for f in find_cases(golden_dir) if json.loads((f / "case.json").read_text())["kind"] == "flow"]
@@ -184,6 +185,7 @@ def test_bad_inputs_are_rejected() -> None:
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.bfloat16, 0.05), (torch.float16, 0.01)])
+@pytest.mark.slow
 def test_half_precision_stays_close_to_fp32(
     dtype: torch.dtype, bound: float, golden_case: Callable[..., tuple[Path, dict]]
 ) -> None:

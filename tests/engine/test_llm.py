@@ -159,6 +159,7 @@ def test_stops_on_eoa_only_after_min_len() -> None:
     assert trace[-1].sampled == SPECIAL.eoa and SPECIAL.eoa - SPECIAL.ats not in tokens
 
 
+@pytest.mark.slow
 def test_config_eos_does_not_stop_and_max_len_holds() -> None:
     model = tiny_model()
     favour(model, EOS_TEXT_ID)
@@ -170,6 +171,7 @@ def test_config_eos_does_not_stop_and_max_len_holds() -> None:
         [0, SPECIAL.ate - SPECIAL.ats]
 
 
+@pytest.mark.slow
 def test_seeded_generation_is_deterministic() -> None:
     llm = GLMTTSLLM(tiny_model(), SPECIAL)
 
@@ -181,6 +183,7 @@ def test_seeded_generation_is_deterministic() -> None:
     assert first != run(4)
 
 
+@pytest.mark.slow
 def test_kv_cached_steps_equal_uncached_recomputation() -> None:
     """The slot forward (the scheduler's own Llama math over its KV cache) against transformers' uncached one."""
     llm = GLMTTSLLM(tiny_model(), SPECIAL)
@@ -193,6 +196,7 @@ def test_kv_cached_steps_equal_uncached_recomputation() -> None:
         assert torch.allclose(record.logp[finite], full[step][finite], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_recorded_draws_replay_and_catch_divergence() -> None:
     llm = GLMTTSLLM(tiny_model(), SPECIAL)
     trace: list[StepTrace] = []

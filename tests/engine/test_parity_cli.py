@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(960)  # the subprocess has 900 s
 def test_parity_cli_passes_every_golden_case(golden_dir: Path) -> None:
     cases = sorted(p.parent.name for p in golden_dir.rglob("case.json"))
     proc = subprocess.run(

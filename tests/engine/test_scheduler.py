@@ -231,6 +231,7 @@ def test_a_chunked_prefill_gives_the_tokens_of_a_whole_one(models: Models) -> No
             assert float((a.logp[finite] - b.logp[finite]).abs().max()) <= LOGIT_TOLERANCE
 
 
+@pytest.mark.slow
 def test_a_long_prompt_is_prefilled_between_the_others_decode_steps(models: Models,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """While a 60-position prompt is written 8 positions at a time, the live sequence keeps decoding."""
@@ -288,6 +289,7 @@ def test_a_sequence_finishing_during_a_chunked_prefill_hands_its_slot_over(model
     assert len(moves) == 1 and moves[0][:2] == (1, 0) and 0 < moves[0][2] < 61  # moved while half written
 
 
+@pytest.mark.slow
 def test_the_padded_step_leaves_a_prompt_being_prefilled_intact(models: Models,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled step runs over every slot, padding rows included; their writes must miss the slot where

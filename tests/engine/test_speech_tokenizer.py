@@ -104,6 +104,7 @@ def test_weights_without_ema_buffers_load(golden_case: Callable[..., tuple[Path,
     assert torch.equal(tokenizer.tokenize(io["wav16k"]), io["speech_tokens"][0])
 
 
+@pytest.mark.slow
 def test_long_audio_is_tokenized_in_30_s_segments(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     folder, case = golden_case("speech_tokenizer_real")
     tokenizer = _tokenizer(folder, case)  # 25 tokens/s, 640 samples per token

@@ -22,6 +22,7 @@ def frontend() -> TextFrontend:
     return TextFrontend()
 
 
+@pytest.mark.slow
 def test_grammar_load_time() -> None:
     """Reading the four FSTs (reported, not asserted: machines differ)."""
     text_module._Grammars._loaded.clear()
@@ -76,6 +77,7 @@ def test_differential_against_wetextprocessing(frontend: TextFrontend, index: in
     assert differences(frontend, DIFFERENTIAL["cases"][index]) == []
 
 
+@pytest.mark.slow
 def test_fuzz_differential_against_wetextprocessing(frontend: TextFrontend) -> None:
     """Seeded random mixtures of numbers, symbols, scripts and whitespace: every string equal."""
     cases = DIFFERENTIAL["fuzz_cases"]
@@ -156,7 +158,7 @@ def test_malformed_tags_are_read_as_wetextprocessing_reads_them(frontend: TextFr
     """The English tagger's emphasis rule passes a raw quote through in `<...>`, so its tags are malformed.
     WeTextProcessing's TokenParser reads them leniently (each separator character optional, empty keys) and
     verbalizes the result; where its verbalizer then has no path, upstream's pynini raises, and so do we,
-    naming the fix. (Inputs from a seeded fuzz of symbol runs; they used to fail on 'malformed normalizer tags'.)"""
+    naming the fix. (Inputs from a seeded fuzz of symbol runs: strings whose tags are malformed.)"""
     en = {"money": ("integer_part", "fractional_part", "quantity", "currency_maj")}
     assert reorder_tokens('p { v: "<"%>" }', en) == 'p { v: "<" : "%>" }'  # what TokenParser.reorder prints
     assert reorder_tokens('w{v:"a"}', en) == 'w { v: "a" }'

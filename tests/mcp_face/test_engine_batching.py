@@ -1,6 +1,6 @@
 """Many synthesize calls at once through MCP: queued calls wait on the event loop, not in anyio's worker
-threads (issue 13 point 5), concurrent calls are batched in the LLM and get exactly what they get alone
-(issue 16), and cache_stats shows the scheduler."""
+threads, concurrent calls are batched in the LLM and get exactly what they get alone,
+and cache_stats shows the scheduler."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ async def test_list_voices_answers_while_more_calls_queue_than_worker_threads(en
                 try:
                     while app.host.describe()["active_jobs"] < QUEUED_CALLS:
                         await anyio.sleep(0.05)
-                    # a deadlock guard, not a speed assertion: before the fix the listing never got a thread
+                    # a deadlock guard, not a speed assertion: queued calls holding worker threads would starve it
                     with anyio.fail_after(30):
                         listing = await client.call_tool("list_voices", {})
                     assert not listing.is_error and done == []  # answered while all ten still wait
@@ -82,9 +82,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 async def test_four_concurrent_calls_over_http_equal_each_call_alone(
         engine_settings: Any, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 16's done-when: the same speech tokens and audio batched as alone, through MCP over HTTP."""
+    """The same speech tokens and audio batched as alone, through MCP over HTTP."""
     app = build_app(engine_settings(max_batch=4, preload="start"))
     engine = app.host.ensure_loaded()
     tokens: dict[tuple[int, tuple[int, ...]], list[int]] = {}

@@ -1,4 +1,4 @@
-"""One copy of a voice's features where it is used (issue 14): synthesis reads the library's shared
+"""One copy of a voice's features where it is used: synthesis reads the library's shared
 tensors as they are, never writes into them, turns the prompt ids into lists and puts the flow's prompt
 on the device once per narration (not once per segment), and the audio is what it was."""
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 from torch.overrides import TorchFunctionMode
@@ -43,6 +44,7 @@ class FeatureCalls(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.mark.slow
 def test_synthesis_reads_the_shared_features_once_per_narration(engine_app: App, clip: Path, tmp_path: Path) -> None:
     engine = engine_app.host.ensure_loaded()
     request = NarrationRequest(text=TWO_SEGMENTS, reference=clip, transcript="hi", seed=5)

@@ -1,5 +1,5 @@
 """A narration whose audio the engine had to change (a segment cut at its length limit, tokens dropped,
-a silent segment) says so in the result's `warnings`, not only in the server log (issue 13.19)."""
+a silent segment) says so in the result's `warnings`, not only in the server log."""
 
 from __future__ import annotations
 

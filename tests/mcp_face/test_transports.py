@@ -98,6 +98,7 @@ async def _exercise(client: Client, clip: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.slow
 async def test_stdio(server_env: dict[str, str], base_dir: Path, mode: str) -> None:
     params = StdioServerParameters(command=str(SCRIPT), args=[], env=server_env)
     async with Client(params, mode=mode) as client:
@@ -105,12 +106,14 @@ async def test_stdio(server_env: dict[str, str], base_dir: Path, mode: str) -> N
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.slow
 async def test_streamable_http(http_base: str, base_dir: Path, mode: str) -> None:
     async with Client(f"{http_base}/mcp", mode=mode) as client:
         await _exercise(client, base_dir / "clip.wav")
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.slow
 async def test_sse(sse_base: str, base_dir: Path, mode: str) -> None:
     async with Client(sse_client(f"{sse_base}/sse"), mode=mode) as client:
         await _exercise(client, base_dir / "clip.wav")
@@ -214,6 +217,7 @@ def _closed_by_server(sock: socket.socket, within_s: float) -> bool:
         return False
 
 
+@pytest.mark.slow
 async def test_silent_and_slow_connections_are_closed_and_the_server_answers(
     server_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -246,6 +250,7 @@ async def test_silent_and_slow_connections_are_closed_and_the_server_answers(
     assert log.stat().st_size < 20_000, log.read_text()[-2000:]
 
 
+@pytest.mark.slow
 async def test_event_streams_outlive_the_timeouts(server_env: dict[str, str], base_dir: Path) -> None:
     """An SSE stream is a response in progress, not an idle connection: it stays open past both timeouts."""
     env = {**server_env, "GLMTTS_MCP_HTTP_HEADER_TIMEOUT_S": "1", "GLMTTS_MCP_HTTP_KEEP_ALIVE_S": "1"}
@@ -257,6 +262,7 @@ async def test_event_streams_outlive_the_timeouts(server_env: dict[str, str], ba
 
 
 @pytest.mark.skipif(not INSPECTOR.exists(), reason="MCP Inspector not installed (npm install @modelcontextprotocol/inspector)")
+@pytest.mark.slow
 def test_mcp_inspector_cli(server_env: dict[str, str], base_dir: Path, tmp_path: Path) -> None:
     """An MCP client this project did not write; its stdio client passes only -e variables."""
     env = {**server_env, "GLMTTS_MCP_VOICES_DIR": str(tmp_path / "voices")}

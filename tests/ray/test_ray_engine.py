@@ -29,7 +29,7 @@ for helpers in ("tools", "web"):  # the MCP tests' call helpers, the web tests' 
 from mcp_calls import error_text, structured  # noqa: E402
 from web_helpers import live_server, make_web_app  # noqa: E402
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: a local two-replica Ray cluster
 
 TRANSCRIPT = "hi there"
 # Four segments (the text frontend joins sentences up to its length limit): long enough to kill its replica

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # the tr
 from server_processes import SCRIPT, server_env  # noqa: E402
 from test_transports import _exercise  # noqa: E402
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: the server starts its own Ray cluster
 
 
 @pytest.fixture

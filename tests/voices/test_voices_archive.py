@@ -117,7 +117,7 @@ def test_export_to_file_path(open_library: Callable[..., VoiceLibrary], exported
 
 
 def test_export_never_clobbers(open_library: Callable[..., VoiceLibrary], tmp_path: Path) -> None:
-    """Issue 13.1: an export writes .zip files outside protected folders and replaces only older exports."""
+    """An export writes .zip files outside protected folders and replaces only older exports."""
     source = open_library(tmp_path / "source")
     record, _ = source.get_or_create(make_pcm(1), RATE, "hello there", lambda: make_voice(1), name="Traveller")
     meta = tmp_path / "source" / "voices" / record.id / "meta.json"

@@ -1,4 +1,4 @@
-"""A writer killed between the two renames of a voice replacement (issue 13.8): readers in processes that
+"""A writer killed between the two renames of a voice replacement: readers in processes that
 were already running must still see the last complete voice, on lookup, listing and loading."""
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ def test_processes_cloning_same_clip_create_once(tmp_path: Path, forker: Forker,
     assert library.load_features(results[0]["id"]).tier == "disk"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_leaves_whole_voices(tmp_path: Path, forker: Forker,
                                                open_library: Callable[..., VoiceLibrary]) -> None:
     root = tmp_path / "lib"

@@ -25,6 +25,7 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.parametrize("transport", ["http", "sse"])
+@pytest.mark.slow
 async def test_one_port_one_library(transport: str, tmp_path: Path, tiny_checkpoint: Path,
                                     clip_writer: Callable[..., Path]) -> None:
     port = free_port()

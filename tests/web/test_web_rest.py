@@ -195,6 +195,7 @@ def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_tts_streams_the_first_segment_before_the_rest_exists(
     server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
 ) -> None:
@@ -225,7 +226,7 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(
         with client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "leaver", "format": "pcm"}) as r:
             assert next(r.iter_raw())  # the first segment, then the client goes away
     wait_until(lambda: engine.jobs.stats().running == 0)
-    assert engine.jobs.stats().running == 0 and len(held.voiced) < 3  # stopped early, its slot given back
+    assert engine.jobs.stats().running == 0 and len(held.voiced) < 3  # stopped early, its turn in the job queue over
     again = client.post("/api/tts", json={"text": "Hello.", "voice": "leaver", "format": "pcm"})
     assert again.status_code == 200 and len(again.content) > 0
 
@@ -247,7 +248,7 @@ def test_rest_and_mcp_wait_in_one_job_queue(server: LiveServer, client: httpx2.C
     threads = [threading.Thread(target=rest_tts), threading.Thread(target=lambda: anyio.run(mcp_synthesize))]
     with held_segments(engine, free=0) as held:
         threads[0].start()
-        assert held.entered.wait(60)  # the REST narration is inside the engine, holding its slot
+        assert held.entered.wait(60)  # the REST narration is inside the engine, taking its turn
         threads[1].start()
         wait_until(lambda: engine.queue_depth >= 1)
         # the MCP call waits its turn (an earlier test's abandoned stream may still hold a place in the queue)

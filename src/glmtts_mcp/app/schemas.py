@@ -143,7 +143,7 @@ class ReplicaStats(BaseModel):
     device: str
     load_s: float = Field(description="seconds its checkpoint took to load")
     active: int = Field(description="narrations and clones running on it now")
-    queue_depth: int = Field(description="jobs waiting for its flow/vocoder/clone slots")
+    queue_depth: int = Field(description="jobs waiting for their turn at its flow, vocoder or clone work")
     requests: int = Field(description="synthesis requests it received")
     voices_held: int = Field(description="voices whose features it keeps (--ray-voices-per-replica at most)")
     voice_hits: int = Field(description="requests served from features it already held")

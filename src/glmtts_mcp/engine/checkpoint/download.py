@@ -16,6 +16,7 @@ import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from unittest import mock
 from pathlib import Path
 
 import torch
@@ -90,15 +91,20 @@ def _fetch_campplus(directory: Path, progress: bool) -> None:
     shutil.copyfile(cached, target)
 
 
-def download_whisper(size: str = "base") -> Path:
-    """openai-whisper's own weights for `size` into the whisper cache (whisper verifies the sha256)."""
+def download_whisper(size: str = "base", progress: bool = True) -> Path:
+    """openai-whisper's own weights for `size` into the whisper cache (whisper verifies the sha256);
+    without `progress`, one log line instead of whisper's own bar."""
     import whisper
 
     if size not in whisper._MODELS:
         raise CheckpointError(f"unknown whisper model {size!r}; choose one of {', '.join(whisper.available_models())}")
     root = whisper_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    return Path(whisper._download(whisper._MODELS[size], str(root), False))
+    if progress:
+        return Path(whisper._download(whisper._MODELS[size], str(root), False))
+    log.info("fetching whisper %s", size)
+    with mock.patch.object(whisper, "tqdm", partial(tqdm, disable=True)):  # whisper draws its bar unasked
+        return Path(whisper._download(whisper._MODELS[size], str(root), False))
 
 
 def download_checkpoint(
@@ -133,6 +139,8 @@ def _fetch_all(
     from huggingface_hub import hf_hub_download
 
     def fetch(rel: str) -> None:
+        if not progress:  # no bars (a log, a pipe): one line per file instead
+            log.info("fetching %s", rel)
         hf_hub_download(HF_REPO, rel, revision=commit, local_dir=directory, tqdm_class=tqdm_class)
 
     for rel in HF_FILES:
@@ -141,7 +149,7 @@ def _fetch_all(
         fetch(rel)
     _fetch_campplus(directory, progress)
     if whisper_model and not names_whisper_file(whisper_model):  # a file needs no download
-        download_whisper(whisper_model)
+        download_whisper(whisper_model, progress=progress)
 
 
 @contextmanager

@@ -227,7 +227,7 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int) -> None:
         super().__init__()
         inner = dim * mult
-        # Index 1 is upstream's dropout slot (inactive at inference, no parameters).
+        # Index 1 is upstream's dropout layer (inactive at inference, no parameters).
         self.ff = nn.Sequential(
             nn.Sequential(nn.Linear(dim, inner), nn.GELU(approximate="tanh")), nn.Identity(), nn.Linear(inner, dim)
         )

@@ -1,11 +1,11 @@
-"""A first-come-first-served gate in front of the models.
+"""A first-come-first-served gate in front of the model work that does not batch.
 
-Model calls from many threads (several MCP requests at once) wait here in arrival order, and at
-most `concurrency` of them run at a time (1 on a GPU: one model, one stream, no garbled state).
-The gate is held per unit of model work (one clone, one synthesis step: a segment's flow and
-vocoder together with the next segment's LLM), so a consumer that reads a stream slowly never
-blocks the others for the whole narration. `acquire` hands out the release as a function, so a
-slot can be freed from another thread (where the step's last model work finishes).
+The LLM batches across requests in its own scheduler and never waits here. What does wait here, in
+arrival order, is the rest: a clone (the whole feature extraction), each segment's flow and vocoder,
+and unloading the models (which waits for the work in progress). At most `concurrency` of these run
+at a time (`--concurrency`, default 1); the gate is held per unit of work, never for a whole
+narration, so a consumer that reads a stream slowly does not block the others. `acquire` hands out
+the release as a function, so a turn can end on another thread than the one that took it.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ class JobQueue:
         self.concurrency = concurrency
         self._cond = threading.Condition()
         self._next_ticket = 0
-        self._serving = 0  # tickets below this number may run (once a slot is free)
+        self._serving = 0  # tickets below this number may run (once fewer than `concurrency` run)
         self._running = 0
         self._completed = 0
 
     def acquire(self) -> Callable[[], None]:
-        """Wait for this caller's turn and take a slot; calling the result (once or more, from any thread) frees it."""
+        """Wait for this caller's turn and start it; calling the result (once or more, from any thread) ends it."""
         with self._cond:
             ticket = self._next_ticket
             self._next_ticket += 1
@@ -61,7 +61,7 @@ class JobQueue:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        """Wait for this caller's turn, run the body, then let the next caller in."""
+        """Wait for this caller's turn, run the body, then let the next caller in (`acquire` as a block)."""
         release = self.acquire()
         try:
             yield
@@ -79,5 +79,5 @@ class JobQueue:
 
     @property
     def depth(self) -> int:
-        """Calls waiting for a slot (not counting those running)."""
+        """Calls waiting for their turn (not counting those running)."""
         return self.stats().waiting

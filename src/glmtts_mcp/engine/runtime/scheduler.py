@@ -258,8 +258,8 @@ class BatchScheduler:
     def _enter_stream(self, stack: ExitStack) -> None:
         """Decode on the LLM's own CUDA stream (overlapping the flow on the default one), if it works.
 
-        Overlapping streams have not run on a GPU yet: a stream that cannot be entered costs the
-        overlap for this process, with one warning, never a request.
+        A stream that cannot be entered costs the overlap for this process, with one warning, never a
+        request (the CI runs on CPUs; bash benchmarks/gpu_check.sh exercises this path on a GPU).
         """
         if self._stream is None:
             return

@@ -1,4 +1,4 @@
-"""--max-batch (issue 16): a flag, an env var and a config key; out-of-range values are refused at start."""
+"""--max-batch: a flag, an env var and a config key; out-of-range values are refused at start."""
 
 from __future__ import annotations
 

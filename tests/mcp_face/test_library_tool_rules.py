@@ -1,4 +1,5 @@
-"""Sharp edges of the library tools found by trying them (issue 13), through a real in-process MCP client."""
+"""The library tools' rules at their edges (protected export folders, URLs never fetched, idempotent deletes,
+known languages), through a real in-process MCP client."""
 
 from __future__ import annotations
 

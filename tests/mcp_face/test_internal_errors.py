@@ -1,4 +1,4 @@
-"""The user-error net: user mistakes keep their problem-and-fix message; anything else is logged with
+"""User mistakes keep their problem-and-fix message; anything else is logged with
 its traceback and reported as an internal error (never an internal message dressed as advice)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""clone_voice's rules when the clip is already a voice, or is deleted while being cloned (issue 13),
+"""clone_voice's rules when the clip is already a voice, or is deleted while being cloned,
 with the real engine on the tiny random-weight checkpoint."""
 
 from __future__ import annotations
