@@ -33,6 +33,7 @@ same seeds and voices make the same tokens on both sides, so every row does the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -117,16 +118,16 @@ def fix_lengths(engine: Engine, tokens: int) -> None:
     The engine's per-segment request gets min and max length ratios that land on that count (the stop
     token stays masked until the last step), keyed by the caller's seed (seed = caller index).
     """
-    build = engine._llm_request  # noqa: SLF001 - a benchmark hook, not a product option
+    build = engine._llm_request  # a benchmark hook, not a product option
 
-    def fixed(segment: str, history, sampling, seed: int) -> SpeechRequest:  # noqa: ANN001
+    def fixed(segment: str, history, sampling, seed: int) -> SpeechRequest:
         request = build(segment, history, sampling, seed)
         count = max(1, round(tokens * LENGTH_SHARES[seed % len(LENGTH_SHARES)]))
         ratio = (count + 0.5) / len(request.text_ids)  # int(len * ratio) == count
         request.min_ratio = request.max_ratio = ratio
         return request
 
-    engine._llm_request = fixed  # type: ignore[method-assign]  # noqa: SLF001
+    engine._llm_request = fixed  # type: ignore[method-assign]
 
 
 def run_row(engine: Engine, voices: list[VoiceFeatures], n: int) -> dict[str, object]:
@@ -248,7 +249,7 @@ def matmul_rows(checkpoint: Path, dtype: torch.dtype) -> list[str]:
     failure = onednn_failure(dtype)
     packed = PackedLinear(layer) if failure is None else None
 
-    def best(fn) -> float:  # noqa: ANN001
+    def best(fn) -> float:
         fn()
         times = []
         for _ in range(10):
@@ -339,13 +340,13 @@ def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks
     for chunk in chunks:
         scheduler = BatchScheduler(llm, max_batch=4, slot_positions=2048, prefill_chunk=chunk)
         steps: list[float] = []
-        decode = scheduler._decode_step  # noqa: SLF001 - a benchmark hook on the step times
+        decode = scheduler._decode_step  # a benchmark hook on the step times
 
-        def timed(decode=decode, steps=steps) -> None:  # noqa: ANN001
+        def timed(decode=decode, steps=steps) -> None:
             decode()
             steps.append(time.perf_counter())
 
-        scheduler._decode_step = timed  # type: ignore[method-assign]  # noqa: SLF001
+        scheduler._decode_step = timed  # type: ignore[method-assign]
         try:
             background = [scheduler.submit(SpeechRequest(list(range(100, 110)), list(range(200, 220)),
                                                          [j % 500 for j in range(100)], RasSettings(),
@@ -361,8 +362,8 @@ def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks
             result.result()
             done = time.perf_counter()
             window = [admitted] + [t for t in steps if t > admitted]
-            gaps = [b - a for a, b in zip(window, window[1:])]
-            for entry in scheduler._live:  # noqa: SLF001 - end the background sequences now
+            gaps = [b - a for a, b in itertools.pairwise(window)]
+            for entry in scheduler._live:  # end the background sequences now
                 entry.sequence.limit_steps(entry.sequence.step + 1)
             for future in background:
                 future.result()
@@ -378,9 +379,8 @@ def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks
 def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path]) -> list[str]:
     """`--engine ray`: N callers on the local engine, then on 1..R replicas of a local Ray cluster."""
     import ray
-    from ray import serve
-
     from glmtts_mcp.engine_ray.client import RayEngine, RayPlacement
+    from ray import serve
 
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") or args.device.startswith("cuda") else 0
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
     print(f"checkpoint {checkpoint.name}, device {name}, LLM dtype {args.dtype}, torch threads "
           f"{torch.get_num_threads()}, {args.tokens} tokens per segment x shares {LENGTH_SHARES}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     header = (f"{'mode':<8}{'N':>3}{'wall s':>9}{'audio s':>9}{'audio s/s':>11}{'RTF med':>9}{'RTF worst':>11}"
               f"{'1st p50':>9}{'1st p95':>9}{'tok/s':>8}  {'peak':<18}  batch sizes (steps)")
     print(header if results else "(no engine rows: --modes was empty)")

@@ -19,6 +19,7 @@ ratio and the largest output difference. A stage upstream cannot build here is n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -36,7 +37,6 @@ import numpy as np
 import torch
 
 import upstream_glmtts  # benchmarks/upstream_glmtts.py: building upstream's modules on our checkpoint
-
 from glmtts_mcp.engine.checkpoint.layout import SPEECH_TOKENIZER_DIR
 from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.runtime.pipeline import Engine
@@ -231,7 +231,7 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
             ids = ids + [special["ats"] + t for t in their_tokens]
             up_logits = theirs_model.llama(inputs_embeds=theirs_model.llama_embedding(as_tensor(ids))).logits
             up_logits = up_logits[0, len(ids) - len(their_tokens) - 1:].float()
-        same = sum(a == b for a, b in zip(our_tokens, their_tokens))
+        same = sum(a == b for a, b in zip(our_tokens, their_tokens, strict=False))
         parity = (f"{same}/{max(len(our_tokens), len(their_tokens))} tokens equal (same seed); teacher-forced "
                   f"logits over upstream's tokens: {_max_abs(logits, up_logits)}")
         return ("LLM (per generated token)", f"{per_ours * 1000:.2f} ms", f"{per_theirs * 1000:.2f} ms",
@@ -293,7 +293,7 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
             our_ids = models.speech_tokenizer.tokenize(wav).tolist()
             times.append(time.perf_counter() - start)
         t_ours = statistics.median(times)
-        same = sum(a == b for a, b in zip(our_ids, their_ids))
+        same = sum(a == b for a, b in zip(our_ids, their_ids, strict=False))
         return _stage_row(f"speech tokenizer ({wav.shape[1] / 16000:.1f} s)", t_ours, t_theirs,
                           f"{same}/{max(len(our_ids), len(their_ids))} token ids equal "
                           f"(upstream in a worker, transformers {version})")
@@ -367,10 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("Whisper load + warm-up", f"{time.perf_counter() - start:.2f} s"))
             _sync(device)
             start = time.perf_counter()
-            try:
+            with contextlib.suppress(AudioInputError):  # a random-weight Whisper may hear no words; the time is real
                 whisper_timings = engine.extract_voice(ref, None).timings
-            except AudioInputError:  # a random-weight Whisper may hear no words; the time is still real
-                pass
             _sync(device)
             clone_whisper = time.perf_counter() - start
         start = time.perf_counter()
@@ -429,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         header = ("stage", "ours", "upstream", "upstream/ours", "outputs")
         widths = [max(len(r[i]) for r in [header, *upstream_rows]) for i in range(4)]
         for row in [header, *upstream_rows]:
-            print("  ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths)) + "  " + row[4])
+            print("  ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
     return 0 if np.isfinite(total) else 1
 
 

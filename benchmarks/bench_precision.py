@@ -71,8 +71,8 @@ def _llm(folder: Path, case: dict, dtype: torch.dtype, device: torch.device) -> 
 
 
 def _hift(folder: Path, case: dict, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, None]:
-    from glmtts_mcp.engine.parity.vocoder_cases import load_case_hift
     from glmtts_mcp.engine.models.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE
+    from glmtts_mcp.engine.parity.vocoder_cases import load_case_hift
 
     model, io = load_case_hift(folder, case)
     model = model.to(device=device, dtype=dtype)
@@ -146,7 +146,7 @@ def _agreement(ids: list[int] | None, reference: list[int] | None) -> str:
         return "-"
     if len(ids) != len(reference):
         return f"{len(ids)} vs {len(reference)} ids"
-    return f"{sum(a == b for a, b in zip(ids, reference))}/{len(ids)}"
+    return f"{sum(a == b for a, b in zip(ids, reference, strict=True))}/{len(ids)}"
 
 
 def table(golden: Path, cases: list[str] | None, dtypes: list[str], device: torch.device,
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     header = ("case", "dtype", "vs fp32", "vs upstream", "ids = fp32", "ids = upstream", "peak", "output")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
-        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[-1])
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
     return 1 if any(r[1] == "fp32" and r[-1].startswith("not supported") for r in rows) else 0
 
 

@@ -75,11 +75,11 @@ def run_ours(engine: Engine, reference: Path, transcript: str, text: str, seed: 
     mels: list[torch.Tensor] = []
     in_audio_range, flow = models.llm.in_audio_range, models.flow.inference
 
-    def recording_filter(generated):  # noqa: ANN001, ANN202
+    def recording_filter(generated):
         tokens.append(list(generated))
         return in_audio_range(generated)
 
-    def recording_flow(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def recording_flow(*args, **kwargs):
         mel = flow(*args, **kwargs)
         mels.append(mel.detach().float().cpu())
         return mel

@@ -31,7 +31,6 @@ import torch
 from safetensors.torch import save_file
 
 import upstream_glmtts
-
 from glmtts_mcp.engine.checkpoint.layout import TEXT_TOKENIZER_DIR
 from glmtts_mcp.engine.frontend.text_tokenizer import TextTokenizer
 
@@ -83,7 +82,7 @@ def main() -> int:
         llm = upstream_glmtts.build_llm(checkpoint, gi.get_special_token_ids(frontend.tokenize_fn), device)
         hift = upstream_glmtts.build_hift(checkpoint, device)
 
-        def load_hift(*args: object, **kwargs: object):  # noqa: ANN202 - HiFTInference around the sized model
+        def load_hift(*args: object, **kwargs: object):  # HiFTInference around the sized model
             inference = object.__new__(HiFTInference)
             inference.device, inference.sample_rate, inference.model = device, 24000, hift
             return inference
@@ -91,8 +90,8 @@ def main() -> int:
         tts_model_util.load_hift = load_hift
         token2wav = tts_model_util.Token2Wav(upstream_glmtts.build_flow(checkpoint, device), 24000, device)
 
-        def recorded(name: str, fn):  # noqa: ANN001, ANN202
-            def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def recorded(name: str, fn):
+            def call(*args, **kwargs):
                 result = fn(*args, **kwargs)
                 record[name] = (result[0] if isinstance(result, tuple) else result).detach().cpu()
                 return result
@@ -102,16 +101,16 @@ def main() -> int:
         frontend._extract_speech_feat = recorded("prompt_mel", frontend._extract_speech_feat)
         frontend._extract_spk_embedding = recorded("speaker_embedding", frontend._extract_spk_embedding)
 
-        def llm_forward(**kwargs):  # noqa: ANN003, ANN202
+        def llm_forward(**kwargs):
             tokens = gi.local_llm_forward(**kwargs)
             segments.append({"tokens": list(tokens),
                              "prompt_text_len": int(kwargs["prompt_text_token"].shape[1]),
                              "prompt_speech_len": int(kwargs["prompt_speech_token"].shape[1])})
             return tokens
 
-        audio_ids = range(0, llm.ate - llm.ats + 1)
+        audio_ids = range(llm.ate - llm.ats + 1)
 
-        def flow_forward(**kwargs):  # noqa: ANN003, ANN202
+        def flow_forward(**kwargs):
             # Random weights emit non-audio ids, which upstream's flow cannot embed (IndexError; real weights
             # practically never do): they are dropped here as our pipeline drops them, and counted.
             tokens = kwargs["token_list"]
@@ -123,7 +122,7 @@ def main() -> int:
 
         generate_long = gi.generate_long
 
-        def generate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def generate(*args, **kwargs):
             speech, mel, tokens, text_tn = generate_long(*args, **kwargs, local_llm_forward=llm_forward,
                                                          local_flow_forward=flow_forward)
             record["narration"], segments_text[:] = speech.detach().cpu(), text_tn["syn_text_tn"]

@@ -109,12 +109,12 @@ def cuda_calls_to(device: torch.device) -> Iterator[None]:
         return
     saved = {(cls, name): getattr(cls, name) for cls in (torch.Tensor, torch.nn.Module) for name in ("to", "cuda")}
 
-    def redirect(cls: type, name: str):  # noqa: ANN202
+    def redirect(cls: type, name: str):
         original = saved[(cls, name)]
         if name == "cuda":
             return lambda self, *args, **kwargs: saved[(cls, "to")](self, device)
 
-        def to(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        def to(self, *args, **kwargs):
             args = tuple(device if _is_cuda(a) else a for a in args)
             if _is_cuda(kwargs.get("device")):
                 kwargs["device"] = device
@@ -123,7 +123,7 @@ def cuda_calls_to(device: torch.device) -> Iterator[None]:
 
     hann_window = torch.hann_window
 
-    def window(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def window(*args, **kwargs):
         if _is_cuda(kwargs.get("device")):
             kwargs["device"] = device
         return hann_window(*args, **kwargs)

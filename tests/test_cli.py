@@ -41,7 +41,7 @@ def test_config_prints_ready_to_paste_snippets(capsys: pytest.CaptureFixture[str
     assert Path(server["command"]).is_file()
     assert server["env"]["GLMTTS_MCP_CHECKPOINT"] == str(tmp_path / "ck")
     assert server["env"]["GLMTTS_MCP_VOICES_DIR"] == str(tmp_path / "voices")
-    assert f"claude mcp add narrator" in out and f"-- {server['command']}" in out
+    assert "claude mcp add narrator" in out and f"-- {server['command']}" in out
 
 
 def test_flags_and_config_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import anyio
 import pytest
 import soundfile as sf
 
-
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import Audio, Done, Narration, NarrationRequest, VoiceReady
 from glmtts_mcp.app.saving import narrate_to_path

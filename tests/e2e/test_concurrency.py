@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from narration import whole_narration
 
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.types import SynthesisOptions
-from narration import whole_narration
 
 
 def test_queue_runs_in_arrival_order_under_the_cap() -> None:
@@ -47,7 +47,7 @@ def test_queue_runs_in_arrival_order_under_the_cap() -> None:
 
 
 def test_concurrency_must_be_positive() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="concurrency must be at least 1"):
         JobQueue(0)
 
 

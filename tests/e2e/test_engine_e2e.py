@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from narration import whole_narration
 from safetensors.torch import load_file, save_file
 
 from glmtts_mcp.engine.checkpoint.layout import CheckpointError
@@ -22,7 +23,6 @@ from glmtts_mcp.engine.types import (
     SynthesisOptions,
     VoiceFeatures,
 )
-from narration import whole_narration
 
 # Chinese sentences (split on "。" once 30 characters are reached) and an English one: several segments.
 LONG_TEXT = (
@@ -136,7 +136,7 @@ def _reference_from(voice):
 
 
 @pytest.mark.parametrize(
-    "text, options, needle",
+    ("text", "options", "needle"),
     [
         ("", SynthesisOptions(), "nothing to speak"),  # empty and over-long texts are refused by the faces
         ("   ", SynthesisOptions(), "nothing to speak"),
@@ -215,8 +215,8 @@ def test_vocoder_stays_float32_whatever_the_flow_dtype(tiny_checkpoint: Path) ->
 
 def test_unload_then_reload_gives_the_same_audio(tiny_checkpoint: Path, voice) -> None:
     """The host reloads a fresh engine after an unload; the audio is the same as before it."""
-    from glmtts_mcp.engine.runtime.pipeline import Engine
     from glmtts_mcp.app.engine_host import EngineHost
+    from glmtts_mcp.engine.runtime.pipeline import Engine
 
     host = EngineHost(lambda: Engine.load(tiny_checkpoint, device="cpu", dtype="float32"), tiny_checkpoint, 0)
     text = "After a nap the model wakes up."

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from narration import whole_narration
 
 from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler
 from glmtts_mcp.engine.types import SynthesisOptions
-from narration import whole_narration
 
 LONG_TEXT = "One. Two. Three. Four. " * 12  # three segments
 
@@ -110,7 +110,7 @@ def test_a_reader_that_stops_early_frees_the_slot_of_the_segment_decoding_ahead(
     decode = BatchScheduler._decode_step
 
     def hooked(scheduler: BatchScheduler) -> None:
-        steps.append(len(scheduler._live))  # noqa: SLF001
+        steps.append(len(scheduler._live))
         decode(scheduler)
         if in_flow.is_set() and not ahead.is_set():  # segment 1's LLM was done before its flow started
             ahead.set()

@@ -19,6 +19,7 @@ from glmtts_mcp.engine.frontend.audio_features import (
     resample,
 )
 
+
 @pytest.fixture
 def mel24k_io(golden_case: Callable[..., tuple[Path, dict]]) -> dict[str, torch.Tensor]:
     folder, _ = golden_case("mel24k")

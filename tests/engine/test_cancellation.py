@@ -52,7 +52,7 @@ class DecodeSteps:
         decode = BatchScheduler._decode_step
 
         def hooked(scheduler: BatchScheduler) -> None:
-            self.sizes.append(len(scheduler._live))  # noqa: SLF001 - the batch this step runs over
+            self.sizes.append(len(scheduler._live))  # the batch this step runs over
             decode(scheduler)
             self.after(len(self.sizes) - 1)
 
@@ -122,7 +122,7 @@ def count_voice_calls(engine: Engine, monkeypatch: pytest.MonkeyPatch,
                       during: Callable[[], None] = lambda: None) -> list[str]:
     """Record each flow + vocoder call's segment; `during` runs inside the call, before the flow."""
     calls: list[str] = []
-    voice = engine._voice  # noqa: SLF001 - the flow + vocoder stage
+    voice = engine._voice  # the flow + vocoder stage
 
     def counted(segment: str, *args: object) -> object:
         calls.append(segment)

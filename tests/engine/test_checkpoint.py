@@ -11,15 +11,15 @@ import torch
 from safetensors import safe_open
 
 from glmtts_mcp.engine.checkpoint import layout as ck
-from glmtts_mcp.engine.checkpoint.layout import CheckpointError
 from glmtts_mcp.engine.checkpoint.download import convert_to_safetensors
+from glmtts_mcp.engine.checkpoint.layout import CheckpointError
 from glmtts_mcp.engine.checkpoint.loader import load_models
 from glmtts_mcp.engine.checkpoint.manifest import sha256_file, verify_checkpoint, write_manifest
 from glmtts_mcp.engine.checkpoint.tiny import FLOW_YAML
 from glmtts_mcp.engine.types import EngineError
 
 
-@pytest.fixture()
+@pytest.fixture
 def copy(tiny_checkpoint: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny checkpoint that a test may damage."""
     return Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
@@ -91,13 +91,13 @@ def test_default_checkpoint_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_truncated_pt_is_named(copy: Path) -> None:
     path = copy / "flow" / "flow.pt"
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="flow.pt"):
+    with pytest.raises(CheckpointError, match=r"flow.pt"):
         load_models(copy)
 
 
 def test_pickled_objects_are_refused(copy: Path) -> None:
     torch.save({"conv_pre.weight": torch.zeros(1), "config": Path("x")}, copy / "hift" / "hift.pt")
-    with pytest.raises(CheckpointError, match="hift.pt"):
+    with pytest.raises(CheckpointError, match=r"hift.pt"):
         ck.load_state_dict(copy / "hift" / "hift.pt")
 
 
@@ -105,7 +105,7 @@ def test_wrong_shapes_are_named(copy: Path) -> None:
     state = torch.load(copy / "hift" / "hift.pt", weights_only=True)
     state["conv_post.bias"] = torch.zeros(3)
     torch.save(state, copy / "hift" / "hift.pt")
-    with pytest.raises(CheckpointError, match="hift.pt"):
+    with pytest.raises(CheckpointError, match=r"hift.pt"):
         load_models(copy)
 
 
@@ -132,7 +132,7 @@ def test_fingerprint_follows_feature_files_only(tiny_checkpoint: Path, copy: Pat
 
 
 def test_manifest_detects_corruption(copy: Path) -> None:
-    with pytest.raises(CheckpointError, match="manifest.json"):
+    with pytest.raises(CheckpointError, match=r"manifest.json"):
         verify_checkpoint(copy)
     write_manifest(copy, revision="test")
     verify_checkpoint(copy)
@@ -143,7 +143,7 @@ def test_manifest_detects_corruption(copy: Path) -> None:
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     verify_checkpoint(copy, full=False)  # same size: only the hash can tell
-    with pytest.raises(CheckpointError, match="hift/hift.pt has the wrong sha256"):
+    with pytest.raises(CheckpointError, match=r"hift/hift.pt has the wrong sha256"):
         verify_checkpoint(copy)
     shard = copy / _shards(copy)[0]
     shard.write_bytes(shard.read_bytes()[:-10])
@@ -170,7 +170,7 @@ def test_truncated_download_is_caught_before_loading(copy: Path) -> None:
     write_manifest(copy, revision="test")
     shard = copy / _shards(copy)[-1]
     shard.write_bytes(shard.read_bytes()[:-4])
-    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors has"):
+    with pytest.raises(CheckpointError, match=r"model-00002-of-00002.safetensors has"):
         load_models(copy)
 
 
@@ -214,7 +214,7 @@ def test_download_fetches_exactly_the_engine_files(tiny_checkpoint: Path, tmp_pa
 
     monkeypatch.setattr(download, "CAMPPLUS_SHA256", "0" * 64)  # a campplus.onnx that is not the expected one
     (target / "frontend" / "campplus.onnx").unlink()
-    with pytest.raises(CheckpointError, match="campplus.onnx"):
+    with pytest.raises(CheckpointError, match=r"campplus.onnx"):
         download.download_checkpoint(target, whisper_model=None, progress=False)
 
 

@@ -73,7 +73,7 @@ def test_long_ogg_is_written_in_blocks() -> None:
 
 
 def test_refusals_name_the_problem() -> None:
-    with pytest.raises(EngineError, match="unknown audio format 'aiff'.*wav, flac, ogg, mp3"):
+    with pytest.raises(EngineError, match=r"unknown audio format 'aiff'.*wav, flac, ogg, mp3"):
         encode_audio(_tone(0.1, 24000), 24000, "aiff")
     with pytest.raises(EngineError, match="mono"):
         encode_audio(np.zeros((10, 2), np.float32), 24000, "wav")
@@ -85,7 +85,7 @@ def test_refusals_name_the_problem() -> None:
 def crossfade_concat(chunks: list[np.ndarray], sample_rate: int, fade_ms: float) -> np.ndarray:
     """The whole-array join the streaming Crossfader must reproduce (written independently of it):
     each join overlaps min(fade, the two neighbours) samples with a raised-cosine fade."""
-    fade = int(round(sample_rate * fade_ms / 1000.0))
+    fade = round(sample_rate * fade_ms / 1000.0)
     out = np.zeros(0, dtype=np.float32)
     for chunk in (np.asarray(c, dtype=np.float32) for c in chunks):
         n = min(fade, len(out), len(chunk))

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from glmtts_mcp.engine.checkpoint.tiny import FLOW_YAML
 from glmtts_mcp.engine.models.flow import Flow, load_flow_config
 from glmtts_mcp.engine.parity import find_cases, load_case_tensors
 from glmtts_mcp.engine.parity.flow_cases import RUNNERS, flow_config_from_case
-from glmtts_mcp.engine.checkpoint.tiny import FLOW_YAML
 from glmtts_mcp.engine.types import EngineError
-
 
 TINY = {
     "speech_token_dim": 16,
@@ -59,7 +58,7 @@ def test_every_golden_flow_case_passes(golden_dir: Path) -> None:
 
 
 def test_real_flags_feat_len_truncates_like_python(golden_case: Callable[..., tuple[Path, dict]]) -> None:
-    folder, case = golden_case("flow_real")
+    _folder, case = golden_case("flow_real")
     flow = Flow(flow_config_from_case(case["config"]))
     assert flow.frame_count(57) == 113  # 57/25*50 = 113.99999999999999
     assert flow.frame_count(55) == 110
@@ -75,7 +74,7 @@ def test_missing_key_error_names_the_key(golden_case: Callable[..., tuple[Path, 
 
 
 def test_wrong_shape_and_unexpected_keys_are_named(golden_case: Callable[..., tuple[Path, dict]]) -> None:
-    folder, case = golden_case("flow")  # has spk_embed_affine_layer: unexpected for the real flags
+    folder, _case = golden_case("flow")  # has spk_embed_affine_layer: unexpected for the real flags
     weights, _ = load_case_tensors(folder)
     real_case = golden_case("flow_real")[1]
     with pytest.raises(EngineError) as err:

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds
 from glmtts_mcp.engine.models.llm import (
     GLMTTSLLM,
     Draws,
@@ -30,7 +31,6 @@ from glmtts_mcp.engine.parity.llm_cases import (
     load_case_llm,
     run_llm_case,
 )
-from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds
 from glmtts_mcp.engine.runtime.scheduler import SpeechRequest
 
 # A tiny vocabulary laid out like the real one (gaps between specials, padding rows at the end).
@@ -110,7 +110,7 @@ def test_missing_weight_is_an_error(tmp_path: Path) -> None:
     state = load_file(str(shard))
     del state["model.norm.weight"]
     save_file(state, str(shard), metadata={"format": "pt"})
-    with pytest.raises(LLMLoadError, match="model.norm.weight"):
+    with pytest.raises(LLMLoadError, match=r"model.norm.weight"):
         load_llm(tmp_path / "llm")
 
 
@@ -118,13 +118,13 @@ def test_untied_config_without_head_is_an_error(tmp_path: Path) -> None:
     write_sharded(tiny_model(), tmp_path / "llm")
     config = json.loads((tmp_path / "llm" / "config.json").read_text()) | {"tie_word_embeddings": False}
     (tmp_path / "llm" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(LLMLoadError, match="lm_head.weight"):
+    with pytest.raises(LLMLoadError, match=r"lm_head.weight"):
         load_llm(tmp_path / "llm")
 
 
 def test_missing_folder_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "llm").mkdir()
-    with pytest.raises(LLMLoadError, match="config.json is missing"):
+    with pytest.raises(LLMLoadError, match=r"config.json is missing"):
         load_llm(tmp_path / "llm")
 
 
@@ -167,7 +167,7 @@ def test_config_eos_does_not_stop_and_max_len_holds() -> None:
     tokens = decode(llm, seed=1, max_ratio=3.5)
     assert len(tokens) == int(3.5 * len(TEXT))
     assert tokens.count(EOS_TEXT_ID - SPECIAL.ats) >= len(tokens) - 1  # returned as upstream does: negative
-    assert llm.in_audio_range(tokens + [0, SPECIAL.ate - SPECIAL.ats, SPECIAL.ate - SPECIAL.ats + 1]) == \
+    assert llm.in_audio_range([*tokens, 0, SPECIAL.ate - SPECIAL.ats, SPECIAL.ate - SPECIAL.ats + 1]) == \
         [0, SPECIAL.ate - SPECIAL.ats]
 
 
@@ -214,7 +214,7 @@ def test_prompt_layout_and_speech_without_transcript() -> None:
     llm = GLMTTSLLM(tiny_model(), SPECIAL)
     assert llm.prompt_ids(TEXT, PROMPT_TEXT, PROMPT_SPEECH) == \
         PROMPT_TEXT + TEXT + [SPECIAL.boa] + [SPECIAL.ats + t for t in PROMPT_SPEECH]
-    assert llm.prompt_ids(TEXT, [], []) == TEXT + [SPECIAL.boa]
+    assert llm.prompt_ids(TEXT, [], []) == [*TEXT, SPECIAL.boa]
     with pytest.raises(ValueError, match="transcript"):
         llm.prompt_ids(TEXT, [], PROMPT_SPEECH)
 

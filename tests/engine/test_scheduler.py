@@ -238,7 +238,7 @@ def test_a_long_prompt_is_prefilled_between_the_others_decode_steps(models: Mode
     calls: list[str] = []
     forward = scheduler_module.slot_forward
 
-    def recorded(model, embeds, cache, first_slot, positions, keys_len=None):  # noqa: ANN001, ANN202
+    def recorded(model, embeds, cache, first_slot, positions, keys_len=None):
         calls.append(f"slot {first_slot}: {embeds.shape[1]} position(s)")
         return forward(model, embeds, cache, first_slot, positions, keys_len)
 

@@ -9,8 +9,8 @@ import onnxruntime
 import pytest
 import torch
 
-from glmtts_mcp.engine.frontend.audio_features import campplus_fbank
 from glmtts_mcp.engine.checkpoint.layout import CheckpointError
+from glmtts_mcp.engine.frontend.audio_features import campplus_fbank
 from glmtts_mcp.engine.models.speaker import SpeakerEncoder
 
 
@@ -33,9 +33,9 @@ def test_embedding_is_the_onnx_output_of_the_campplus_fbank(tiny_checkpoint: Pat
 
 
 def test_missing_and_corrupt_models_are_named(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="campplus.onnx.*glmtts-mcp download"):
+    with pytest.raises(CheckpointError, match=r"campplus.onnx.*glmtts-mcp download"):
         SpeakerEncoder(tmp_path / "frontend" / "campplus.onnx")
     bad = tmp_path / "campplus.onnx"
     bad.write_bytes(b"not an onnx graph")
-    with pytest.raises(CheckpointError, match="campplus.onnx"):
+    with pytest.raises(CheckpointError, match=r"campplus.onnx"):
         SpeakerEncoder(bad)

@@ -12,11 +12,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from glmtts_mcp.engine.frontend.whisper_features import WhisperLogMel, feature_extractor
+from glmtts_mcp.engine.models.speech_tokenizer import SEGMENT_SAMPLES, SpeechTokenizer
 from glmtts_mcp.engine.parity import load_case_tensors, run_case
 from glmtts_mcp.engine.parity.speech_tokenizer_cases import RUNNERS
-from glmtts_mcp.engine.models.speech_tokenizer import SEGMENT_SAMPLES, SpeechTokenizer
 from glmtts_mcp.engine.types import EngineError
-from glmtts_mcp.engine.frontend.whisper_features import WhisperLogMel, feature_extractor
+
 
 def _tokenizer(folder: Path, case: dict) -> SpeechTokenizer:
     weights, _ = load_case_tensors(folder)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from glmtts_mcp.engine.frontend import text_normalize as text_module
-from glmtts_mcp.engine.parity.text_cases import count_mismatches, run_text_frontend_case
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend, detect_language, number_to_chinese, reorder_tokens
+from glmtts_mcp.engine.parity.text_cases import count_mismatches, run_text_frontend_case
 from glmtts_mcp.engine.types import EngineError
 
 DIFFERENTIAL = json.loads((Path(__file__).parent / "data" / "tn_differential.json").read_text(encoding="utf-8"))

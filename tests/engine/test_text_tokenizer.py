@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from glmtts_mcp.engine.parity.llm_cases import run_text_tokenizer_case
 from glmtts_mcp.engine.frontend.text_tokenizer import (
     AddedTokenSplitter,
     SpecialTokenIds,
@@ -18,6 +17,7 @@ from glmtts_mcp.engine.frontend.text_tokenizer import (
     TokenizerError,
     read_added_tokens,
 )
+from glmtts_mcp.engine.parity.llm_cases import run_text_tokenizer_case
 
 CASES = ("text_tokenizer", "text_tokenizer_full")
 
@@ -93,7 +93,7 @@ def test_special_token_below_endoftext_is_refused(tmp_path: Path) -> None:
 def test_missing_files_are_named(tmp_path: Path) -> None:
     folder = write_tokenizer(tmp_path / "tok", SPECIALS)
     (folder / "tokenizer_config.json").unlink()
-    with pytest.raises(TokenizerError, match="tokenizer_config.json is missing"):
+    with pytest.raises(TokenizerError, match=r"tokenizer_config.json is missing"):
         TextTokenizer.from_dir(folder)
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from glmtts_mcp.engine.checkpoint.layout import CheckpointError, resolve_whisper_model, whisper_cache_dir
-from glmtts_mcp.engine.frontend.reference_clip import load_reference, reference_pcm_at
 from glmtts_mcp.engine.checkpoint.tiny import TINY, write_whisper
+from glmtts_mcp.engine.frontend.reference_clip import load_reference, reference_pcm_at
 from glmtts_mcp.engine.models.transcribe import (
     FALLBACK_TEMPERATURES,
     Transcriber,
@@ -61,7 +61,7 @@ def test_transcribes_arrays_deterministically(tiny_checkpoint: Path) -> None:
 def test_corrupt_model_file_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "base.pt"
     bad.write_bytes(b"\x00" * 64)
-    with pytest.raises(CheckpointError, match="base.pt"):
+    with pytest.raises(CheckpointError, match=r"base.pt"):
         Transcriber(bad).transcribe(np.zeros(16000, dtype=np.float32))
 
 

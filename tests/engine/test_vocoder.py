@@ -31,7 +31,7 @@ def _hift(folder: Path, case: dict) -> tuple[dict, dict[str, torch.Tensor], dict
 def _restyle(weights: dict[str, torch.Tensor], src: tuple[str, str], dst: tuple[str, str]) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in weights.items():
-        for a, b in zip(src, dst):
+        for a, b in zip(src, dst, strict=True):
             if key.endswith(a):
                 key = key[: -len(a)] + b
         out[key] = value
@@ -100,7 +100,7 @@ def test_generator_seeded_like_upstream_reproduces_upstream_draws(
     """The product path (no recorded draws) takes the same random numbers upstream took after manual_seed(0)."""
     case, weights, io = _hift(*golden_case(name))
     model = _model(case, weights)
-    wav, f0, source = model.inference(io["mel"], generator=torch.Generator().manual_seed(0))
+    wav, _f0, source = model.inference(io["mel"], generator=torch.Generator().manual_seed(0))
     tol = case["tolerance"]
     torch.testing.assert_close(wav, io["wav"], rtol=tol["rtol"], atol=tol["atol"])
     torch.testing.assert_close(source, io["source"], rtol=tol["rtol"], atol=tol["atol"])

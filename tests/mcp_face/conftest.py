@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from glmtts_mcp.app.core import App, build_app
 from glmtts_mcp.config import Settings, load_settings
 from glmtts_mcp.engine.types import FEATURE_SCHEMA
-from glmtts_mcp.app.core import App, build_app
 from glmtts_mcp.voices import NewVoiceData, VoiceRecord
 
 SettingsFactory = Callable[..., Settings]

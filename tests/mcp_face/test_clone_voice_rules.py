@@ -11,8 +11,8 @@ import pytest
 from mcp import Client
 from mcp_calls import error_text, structured
 
-from glmtts_mcp.app.core import App
 from glmtts_mcp.app.cloning import clone_or_get
+from glmtts_mcp.app.core import App
 from glmtts_mcp.mcp_face.server import build_server
 from glmtts_mcp.voices import VoiceLibraryError, VoiceNotFound
 
@@ -90,7 +90,7 @@ def test_threads_cloning_while_another_deletes(engine_app: App, clip: Path) -> N
                 name = f"voice-{(index + round_) % 3}"
                 outcome = clone_or_get(engine, library, clip, name, "hi there", None, None)
                 assert outcome.existed or outcome.record.name == name
-        except BaseException as exc:  # noqa: BLE001 - every failure is the test's finding
+        except BaseException as exc:  # every failure is the test's finding
             errors.append(exc)
 
     def deleter() -> None:

@@ -9,19 +9,17 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
-import torch
-
 import anyio
 import anyio.to_thread
 import mcp_types as types
+import numpy as np
 import pytest
+import soundfile as sf
 from mcp import Client
 
-from glmtts_mcp.engine.runtime.scheduler import SpeechRequest
 from glmtts_mcp.app.core import build_app
 from glmtts_mcp.asgi.service import HttpService
+from glmtts_mcp.engine.runtime.scheduler import SpeechRequest
 from glmtts_mcp.mcp_face.server import build_server
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +47,7 @@ async def test_list_voices_answers_while_more_calls_queue_than_worker_threads(en
                 for i in range(QUEUED_CALLS):
                     tg.start_soon(narrate, i)
                 try:
-                    while app.host.describe()["active_jobs"] < QUEUED_CALLS:
+                    while app.host.describe()["active_jobs"] < QUEUED_CALLS:  # noqa: ASYNC110 - nothing signals the host's count
                         await anyio.sleep(0.05)
                     # a deadlock guard, not a speed assertion: queued calls holding worker threads would starve it
                     with anyio.fail_after(30):

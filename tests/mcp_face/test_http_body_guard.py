@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import uvicorn
-from server_processes import free_port
 
 from glmtts_mcp.asgi import http_guard
+from server_processes import free_port
 
 WINDOW_S = 0.5
 MIN_BYTES = 1024  # per window: 2 KiB/s

@@ -11,8 +11,8 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
-from glmtts_mcp.cli import main
 from glmtts_mcp.app.core import App
+from glmtts_mcp.cli import main
 from glmtts_mcp.mcp_face.server import build_server
 
 pytestmark = pytest.mark.anyio
@@ -80,7 +80,7 @@ def test_a_full_output_folder_names_the_folder_and_the_fix(library_app: App, mon
     monkeypatch.setattr("glmtts_mcp.app.audio_out.os.replace", full)
     writer = library_app.outputs.writer("wav", 24000)
     writer.write(np.zeros(100, dtype=np.float32))
-    with pytest.raises(UserError, match="could not be saved in the output folder .*No space left.*--output-dir") as e:
+    with pytest.raises(UserError, match=r"could not be saved in the output folder .*No space left.*--output-dir") as e:
         library_app.outputs.finish(writer)
     assert e.value.kind is Kind.ENVIRONMENT
     assert not [p for p in library_app.outputs.root.iterdir() if p.name.startswith(".tmp-")]

@@ -23,14 +23,14 @@ pytestmark = pytest.mark.anyio
 MODES = ["legacy", "auto"]
 
 EXPECTED_TOOLS = {
-    "clone_voice": dict(read_only_hint=False, destructive_hint=False, idempotent_hint=True),
-    "synthesize": dict(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
-    "list_voices": dict(read_only_hint=True),
-    "delete_voice": dict(read_only_hint=False, destructive_hint=True, idempotent_hint=True),
-    "cache_stats": dict(read_only_hint=True),
-    "rename_voice": dict(read_only_hint=False, destructive_hint=False),
-    "export_voice": dict(read_only_hint=False),
-    "import_voice": dict(read_only_hint=False, destructive_hint=False),
+    "clone_voice": {"read_only_hint": False, "destructive_hint": False, "idempotent_hint": True},
+    "synthesize": {"read_only_hint": False, "destructive_hint": False, "idempotent_hint": False},
+    "list_voices": {"read_only_hint": True},
+    "delete_voice": {"read_only_hint": False, "destructive_hint": True, "idempotent_hint": True},
+    "cache_stats": {"read_only_hint": True},
+    "rename_voice": {"read_only_hint": False, "destructive_hint": False},
+    "export_voice": {"read_only_hint": False},
+    "import_voice": {"read_only_hint": False, "destructive_hint": False},
 }
 
 
@@ -174,5 +174,5 @@ async def test_list_changed_notification_after_delete(library_app: App, add_voic
         if caps is not None:
             assert caps.resources is not None and caps.resources.list_changed is True
         await structured(client, "delete_voice", {"voice": voice.id})
-    assert any(isinstance(m, types.ServerNotification) and isinstance(m, types.ResourceListChangedNotification)
+    assert any((isinstance(m, types.ServerNotification) and isinstance(m, types.ResourceListChangedNotification))
                or getattr(m, "method", None) == "notifications/resources/list_changed" for m in seen), seen

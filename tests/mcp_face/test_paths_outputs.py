@@ -45,7 +45,7 @@ def test_writable_target(tmp_path: Path) -> None:
     assert writable_target(str(tmp_path / "a.zip"), [tmp_path]) == tmp_path.resolve() / "a.zip"
     with pytest.raises(ToolError, match="outside"):
         writable_target("/etc/cron.d/x", [tmp_path])
-    with pytest.raises(ToolError, match="^path 'x.zip' is a relative path"):
+    with pytest.raises(ToolError, match=r"^path 'x.zip' is a relative path"):
         writable_target("x.zip", [tmp_path])
 
 

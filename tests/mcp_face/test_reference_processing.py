@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from glmtts_mcp.app.cloning import clone_or_get
+from glmtts_mcp.app.core import build_app
 from glmtts_mcp.config import ConfigError, load_settings
 from glmtts_mcp.engine.frontend.audio_features import resample
 from glmtts_mcp.engine.runtime.pipeline import CROSSFADE_MS, MODEL_SAMPLE_RATE
 from glmtts_mcp.engine.types import SynthesisOptions, VoiceFeatures
-from glmtts_mcp.app.core import build_app
-from glmtts_mcp.app.cloning import clone_or_get
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TRANSCRIPT = "The quick brown fox jumps over the lazy dog."

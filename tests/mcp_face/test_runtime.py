@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import threading
 from pathlib import Path
@@ -12,9 +13,9 @@ import anyio.to_thread
 import pytest
 from mcp import Client
 
-from glmtts_mcp.engine.types import EngineError
 from glmtts_mcp.app.core import build_app, default_loader
 from glmtts_mcp.app.engine_host import EngineHost, EngineUnavailable
+from glmtts_mcp.engine.types import EngineError
 from glmtts_mcp.mcp_face.progress import ProgressRelay
 from glmtts_mcp.mcp_face.server import build_server
 
@@ -44,7 +45,7 @@ async def test_progress_is_monotonic_across_stages_and_threads() -> None:
     await relay.report(0, None, "loading")
     await anyio.to_thread.run_sync(worker)
     values = [v for v, _, _ in ctx.sent]
-    assert len(values) == 8 and all(b > a for a, b in zip(values, values[1:], strict=False))
+    assert len(values) == 8 and all(b > a for a, b in itertools.pairwise(values))
     assert ctx.sent[-1][2] == "segment 3/12"
     assert all(total is None or total >= value for value, total, _ in ctx.sent)
 
@@ -58,7 +59,7 @@ async def test_heartbeat_while_a_job_runs() -> None:
     beats = [m for _, _, m in ctx.sent if m and "still working" in m]
     assert len(beats) >= 2 and beats[0].startswith("segment 1/4 (still working")
     values = [v for v, _, _ in ctx.sent]
-    assert all(b > a for a, b in zip(values, values[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(values))
 
 
 async def test_job_errors_come_out_unwrapped() -> None:

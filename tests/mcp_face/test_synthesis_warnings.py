@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from glmtts_mcp.engine.models.llm import GLMTTSLLM
 from glmtts_mcp.app.core import App
+from glmtts_mcp.engine.models.llm import GLMTTSLLM
 from glmtts_mcp.mcp_face.server import build_server
 
 pytestmark = pytest.mark.anyio

@@ -24,6 +24,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+
 from server_processes import SCRIPT, free_port, running_server
 from server_processes import server_env as confined_env
 

@@ -8,15 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import ray
 from mcp import Client
 
+import ray
 from glmtts_mcp.mcp_face.server import build_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
-from mcp_calls import error_text, structured  # noqa: E402
-from web_helpers import make_web_app  # noqa: E402
+from mcp_calls import error_text, structured
+from web_helpers import make_web_app
 
 pytestmark = pytest.mark.anyio
 

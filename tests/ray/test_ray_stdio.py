@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # the transport tests' exercise
-from server_processes import SCRIPT, server_env  # noqa: E402
-from test_transports import _exercise  # noqa: E402
+from test_transports import _exercise
+
+from server_processes import SCRIPT, server_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: the server starts its own Ray cluster
 
@@ -45,4 +47,4 @@ async def test_stdio_server_on_its_own_ray_cluster(
     deadline = time.monotonic() + 60  # the server stopped the cluster it started (its processes exit shortly after)
     while not _ray_processes() <= before:
         assert time.monotonic() < deadline, _ray_processes() - before
-        time.sleep(0.5)
+        await anyio.sleep(0.5)

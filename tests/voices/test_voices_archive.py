@@ -147,7 +147,7 @@ def test_export_never_clobbers(open_library: Callable[..., VoiceLibrary], tmp_pa
     link.symlink_to(foreign)
     for existing in (foreign, not_a_zip, link):
         before = existing.read_bytes()
-        with pytest.raises(VoiceLibraryError, match="already exists and is not a voice archive.*new file name"):
+        with pytest.raises(VoiceLibraryError, match=r"already exists and is not a voice archive.*new file name"):
             source.export_voice("traveller", existing)
         assert existing.read_bytes() == before
     assert link.is_symlink()

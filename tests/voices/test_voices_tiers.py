@@ -25,7 +25,7 @@ def test_byte_lru_order_and_bounds() -> None:
     assert lru.put("huge", 4, 101) == 0 and lru.get("huge") is None  # larger than the tier: not kept
     assert lru.put("a", 5, 10) == 0 and lru.nbytes == 50 and lru.get("a") == 5
     assert lru.discard_where(lambda k: k == "c") == 1 and lru.nbytes == 10
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cache capacity must be >= 0 bytes"):
         ByteLRU(-1)
     off: ByteLRU[str, int] = ByteLRU(0)
     assert off.put("a", 1, 1) == 0 and off.get("a") is None

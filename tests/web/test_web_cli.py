@@ -11,10 +11,10 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
-from server_processes import running_server, server_env
 from web_helpers import TOKEN, free_port
 
 from glmtts_mcp.web.security import SESSION_COOKIE
+from server_processes import running_server, server_env
 
 pytestmark = pytest.mark.anyio
 

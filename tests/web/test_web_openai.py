@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx2
 import numpy as np
@@ -21,7 +21,7 @@ def client(server: LiveServer) -> openai.OpenAI:
 
 
 @pytest.fixture(scope="module")
-def voice(server: LiveServer, clip_bytes: Callable[..., bytes]) -> Iterator[str]:
+def voice(server: LiveServer, clip_bytes: Callable[..., bytes]) -> str:
     response = httpx2.post(
         f"{server.url}/api/voices",
         files={"audio": ("clip.wav", clip_bytes(210.0), "audio/wav")},
@@ -29,7 +29,7 @@ def voice(server: LiveServer, clip_bytes: Callable[..., bytes]) -> Iterator[str]
         timeout=120,
     )
     assert response.status_code == 201, response.text
-    yield "narrator"
+    return "narrator"
 
 
 def test_create_returns_the_requested_format(client: openai.OpenAI, voice: str) -> None:
@@ -82,7 +82,7 @@ def test_sse_events(client: openai.OpenAI, voice: str) -> None:
 
 
 def test_refusals_name_the_problem(client: openai.OpenAI, voice: str) -> None:
-    with pytest.raises(openai.BadRequestError, match="speed 1.25 is not supported"):
+    with pytest.raises(openai.BadRequestError, match=r"speed 1.25 is not supported"):
         client.audio.speech.create(model="tts-1", voice=voice, input="Hi.", speed=1.25)
     with pytest.raises(openai.BadRequestError, match="response_format 'aac' is not supported"):
         client.audio.speech.create(model="tts-1", voice=voice, input="Hi.", response_format="aac")

@@ -107,10 +107,10 @@ def test_bad_uploads(client: httpx2.Client, web_app, clip_bytes: Callable[..., b
     bad_archive = client.post("/api/voices/import", files={"archive": ("x.zip", b"PK not a zip", "application/zip")})
     assert bad_archive.status_code == 400 and bad_archive.json()["field"] == "archive"
 
-    for field, value, needle in (("language", "klingon", "is not one the text frontend knows"),
-                                 ("transcript", "word " * 200, "characters, but the clip has only")):
-        refused = clone(client, clip_bytes(230.0), **{field: value})
-        assert refused.status_code == 400 and refused.json()["field"] == field, refused.text
+    for form_field, value, needle in (("language", "klingon", "is not one the text frontend knows"),
+                                      ("transcript", "word " * 200, "characters, but the clip has only")):
+        refused = clone(client, clip_bytes(230.0), **{form_field: value})
+        assert refused.status_code == 400 and refused.json()["field"] == form_field, refused.text
         assert needle in refused.json()["error"]
 
     silence = io.BytesIO()
@@ -204,14 +204,16 @@ def test_tts_streams_the_first_segment_before_the_rest_exists(
     engine = server.app.host.ensure_loaded()
     segments = engine.text_frontend.synthesis_segments(LONG_TEXT)
     assert len(segments) >= 3
-    with held_segments(engine, free=1) as held:
-        with client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "streamer", "format": "pcm"}) as r:
-            assert r.status_code == 200 and r.headers["x-segments"] == str(len(segments))
-            stream = r.iter_raw()
-            first = next(stream)
-            assert len(first) > 0 and len(held.voiced) == 1  # the first segment's audio left; the second is not made
-            held.gate.set()
-            rest = b"".join(stream)
+    with (
+        held_segments(engine, free=1) as held,
+        client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "streamer", "format": "pcm"}) as r,
+    ):
+        assert r.status_code == 200 and r.headers["x-segments"] == str(len(segments))
+        stream = r.iter_raw()
+        first = next(stream)
+        assert len(first) > 0 and len(held.voiced) == 1  # the first segment's audio left; the second is not made
+        held.gate.set()
+        rest = b"".join(stream)
     assert len(held.voiced) == len(segments)
     whole = client.post("/api/tts", json={"text": LONG_TEXT, "voice": "streamer", "format": "pcm"}).content
     assert first + rest == whole  # the stream is the same audio as an unhurried request
@@ -222,9 +224,11 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(
 ) -> None:
     clone(client, clip_bytes(350.0), name="leaver")
     engine = server.app.host.ensure_loaded()
-    with held_segments(engine, free=1) as held:
-        with client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "leaver", "format": "pcm"}) as r:
-            assert next(r.iter_raw())  # the first segment, then the client goes away
+    with (
+        held_segments(engine, free=1) as held,
+        client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "leaver", "format": "pcm"}) as r,
+    ):
+        assert next(r.iter_raw())  # the first segment, then the client goes away
     wait_until(lambda: engine.jobs.stats().running == 0)
     assert engine.jobs.stats().running == 0 and len(held.voiced) < 3  # stopped early, its turn in the job queue over
     again = client.post("/api/tts", json={"text": "Hello.", "voice": "leaver", "format": "pcm"})

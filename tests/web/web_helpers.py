@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import uvicorn
-from server_processes import free_port
 
 from glmtts_mcp.app.core import App, build_app
 from glmtts_mcp.asgi.service import HttpService
 from glmtts_mcp.config import load_settings
+from server_processes import free_port
 
 TOKEN = "web-test-token-0123456789"
 

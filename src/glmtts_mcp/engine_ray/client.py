@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
 import torch
-from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import ReplicaUnavailableError
 
+import ray
 from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing, load_reference
 from glmtts_mcp.engine.runtime.pipeline import MODEL_SAMPLE_RATE
 from glmtts_mcp.engine.types import (
@@ -39,6 +38,7 @@ from glmtts_mcp.engine.types import (
     VoiceFeatures,
 )
 from glmtts_mcp.engine_ray.replica import NEED_FEATURES, EngineReplica, Progress
+from ray import serve
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class RayEngine:
 
     def scheduler_stats(self) -> None:
         """Each replica has its own scheduler; their figures are in `pool_stats`."""
-        return None
+        return
 
     def memory_info(self) -> dict[str, object]:
         return {"device": "ray", "gpus_per_replica": self.placement.gpus_per_replica,

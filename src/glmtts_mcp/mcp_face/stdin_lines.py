@@ -8,6 +8,7 @@ cancellation the loop simply stops listening and the process exits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -50,10 +51,8 @@ class StdinLines:
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.RunFinishedError):
                 pass  # the descriptor closed, or the server stopped listening
             finally:
-                try:
+                with contextlib.suppress(anyio.RunFinishedError):
                     anyio.from_thread.run_sync(send.close, token=token)
-                except anyio.RunFinishedError:
-                    pass
 
         threading.Thread(target=pump, name="glmtts-mcp stdin", daemon=True).start()
         async with receive:

@@ -28,10 +28,10 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 
-from glmtts_mcp.voices.reference_flac import decode_reference
 from glmtts_mcp.voices.errors import ArchiveError, VoiceLibraryError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
 from glmtts_mcp.voices.records import VoiceRecord
+from glmtts_mcp.voices.reference_flac import decode_reference
 from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
 from glmtts_mcp.voices.store import (
     FEATURES_FILE,

@@ -26,7 +26,7 @@ class SharedTensors:
     itself is read-only. (Writes through `.numpy()` or a raw pointer bypass the counter.)
     """
 
-    __slots__ = ("tensors", "_versions")
+    __slots__ = ("_versions", "tensors")
 
     def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
         self.tensors: Mapping[str, torch.Tensor] = MappingProxyType(dict(tensors))

@@ -16,8 +16,8 @@ import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -39,7 +39,7 @@ CAMPPLUS_SIZE = 28_303_423
 CAMPPLUS_SHA256 = "a6ac6a63997761ae2997373e2ee1c47040854b4b759ea41ec48e4e42df0f4d73"
 
 # Files read from the HF repo besides the LLM shards (which the index names).
-HF_FILES: tuple[str, ...] = tuple(rel for rel in ck.REQUIRED_FILES if rel != ck.CAMPPLUS) + (ck.LLM_INDEX,)
+HF_FILES: tuple[str, ...] = (*(rel for rel in ck.REQUIRED_FILES if rel != ck.CAMPPLUS), ck.LLM_INDEX)
 
 
 def convert_to_safetensors(directory: Path, *, remove_pt: bool = False) -> list[Path]:

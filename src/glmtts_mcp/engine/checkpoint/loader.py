@@ -28,8 +28,8 @@ from glmtts_mcp.engine.checkpoint.layout import (
 )
 from glmtts_mcp.engine.checkpoint.manifest import MANIFEST, verify_checkpoint
 from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer
-from glmtts_mcp.engine.models.flow import Flow, load_flow_config
 from glmtts_mcp.engine.models.cpu_linear import prepack_llm_linears
+from glmtts_mcp.engine.models.flow import Flow, load_flow_config
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, load_llm
 from glmtts_mcp.engine.models.speaker import SpeakerEncoder
 from glmtts_mcp.engine.models.speech_tokenizer import SpeechTokenizer

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -43,9 +44,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from glmtts_mcp.engine.checkpoint import layout as ck
+from glmtts_mcp.engine.frontend.text_tokenizer import GLM4_PAT_STR
 from glmtts_mcp.engine.models.flow import Flow, FlowConfig
 from glmtts_mcp.engine.models.speech_tokenizer import WhisperVQConfig, expected_encoder_keys
-from glmtts_mcp.engine.frontend.text_tokenizer import GLM4_PAT_STR
 from glmtts_mcp.engine.models.vocoder import HIFT_24K_CONFIG, HiFTGenerator
 
 Size = Literal["tiny", "real"]
@@ -132,7 +133,7 @@ def learn_bpe_ranks(text: str, merges: int) -> dict[bytes, int]:
     for _ in range(merges):
         pairs: Counter[tuple[bytes, bytes]] = Counter()
         for word, count in words.items():
-            for a, b in zip(word, word[1:]):
+            for a, b in itertools.pairwise(word):
                 pairs[(a, b)] += count
         if not pairs:
             break
@@ -243,7 +244,7 @@ def write_llm(folder: Path, dims: dict, vocab_size: int, eoa: int) -> None:
 
     names = {1: "model-00001-of-00002.safetensors", 2: "model-00002-of-00002.safetensors"}
     weight_map = {key: names[shard_of(key)] for key in state}
-    for index, name in names.items():
+    for name in names.values():
         save_file({k: v for k, v in state.items() if weight_map[k] == name}, str(folder / name),
                   metadata={"format": "pt"})
     total = sum(v.numel() * v.element_size() for v in state.values())

@@ -61,8 +61,7 @@ def _hz_to_mel_slaney(hz: np.ndarray) -> np.ndarray:
     hz = np.asarray(hz, dtype=np.float64)
     mels = hz / f_sp
     log_region = hz >= min_log_hz
-    mels = np.where(log_region, min_log_mel + np.log(np.maximum(hz, 1e-300) / min_log_hz) / logstep, mels)
-    return mels
+    return np.where(log_region, min_log_mel + np.log(np.maximum(hz, 1e-300) / min_log_hz) / logstep, mels)
 
 
 def _mel_to_hz_slaney(mels: np.ndarray) -> np.ndarray:

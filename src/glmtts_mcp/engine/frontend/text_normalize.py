@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import emoji
 import kaldifst
@@ -213,7 +213,7 @@ class _Grammars:
     """Process-wide cache: each language's FSTs are read once, on first use."""
 
     _lock = threading.Lock()
-    _loaded: dict[Language, _Grammar] = {}
+    _loaded: ClassVar[dict[Language, _Grammar]] = {}
 
     @classmethod
     def get(cls, language: Language) -> _Grammar:

@@ -12,8 +12,8 @@ import numpy as np
 import onnxruntime
 import torch
 
-from glmtts_mcp.engine.frontend.audio_features import campplus_fbank
 from glmtts_mcp.engine.checkpoint.layout import HOW_TO_GET, CheckpointError
+from glmtts_mcp.engine.frontend.audio_features import campplus_fbank
 
 EMBEDDING_DIM = 192
 

@@ -28,11 +28,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from glmtts_mcp.engine.types import EngineError
 from transformers import WhisperFeatureExtractor
 
 from glmtts_mcp.engine.frontend.whisper_features import WhisperLogMel, feature_extractor
+from glmtts_mcp.engine.types import EngineError
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +120,16 @@ class WhisperVQConfig:
                 f"speech tokenizer config.json: d_model {cfg.d_model} is not divisible by "
                 f"encoder_attention_heads {cfg.encoder_attention_heads}"
             )
-        if cfg.quantize_causal_block_size is not None and cfg.pooling_kernel_size is not None:
-            if cfg.pooling_position < cfg.num_layers and cfg.quantize_causal_block_size < cfg.pooling_kernel_size:
-                raise ValueError(
-                    "speech tokenizer config.json: quantize_causal_block_size must be at least pooling_kernel_size "
-                    "when layers run after pooling"
-                )
+        if (
+            cfg.quantize_causal_block_size is not None
+            and cfg.pooling_kernel_size is not None
+            and cfg.pooling_position < cfg.num_layers
+            and cfg.quantize_causal_block_size < cfg.pooling_kernel_size
+        ):
+            raise ValueError(
+                "speech tokenizer config.json: quantize_causal_block_size must be at least pooling_kernel_size "
+                "when layers run after pooling"
+            )
         return cfg
 
     @property
@@ -419,7 +422,7 @@ class SpeechTokenizer:
                 json.loads((path / "preprocessor_config.json").read_text(encoding="utf-8")),
             )
             handles = [safe_open(str(f), framework="pt", device="cpu") for f in weight_files]
-            location = {key: handle for handle in handles for key in handle.keys()}
+            location = {key: handle for handle in handles for key in handle}
             selected = select_checkpoint_keys(list(location), vq_config)
             tensors = {name: location[key].get_tensor(key) for name, key in selected.items()}
             tokenizer = cls._build(vq_config, feature_config, tensors, device, dtype)

@@ -80,7 +80,7 @@ class ResBlock(nn.Module):
         self.activations2 = nn.ModuleList(Snake(channels) for _ in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for act1, conv1, act2, conv2 in zip(self.activations1, self.convs1, self.activations2, self.convs2):
+        for act1, conv1, act2, conv2 in zip(self.activations1, self.convs1, self.activations2, self.convs2, strict=True):
             x = conv2(act2(conv1(act1(x)))) + x
         return x
 
@@ -191,14 +191,14 @@ class HiFTGenerator(nn.Module):
         self.conv_pre = nn.Conv1d(in_channels, base_channels, 7, 1, padding=3)
         self.ups = nn.ModuleList(
             nn.ConvTranspose1d(base_channels // 2**i, base_channels // 2 ** (i + 1), k, u, padding=(k - u) // 2)
-            for i, (u, k) in enumerate(zip(upsample_rates, upsample_kernel_sizes))
+            for i, (u, k) in enumerate(zip(upsample_rates, upsample_kernel_sizes, strict=True))
         )
         # The source STFT (n_fft+2 channels at hop rate) is brought down to each stage's rate.
-        down_rates = [1] + upsample_rates[::-1][:-1]
+        down_rates = [1, *upsample_rates[::-1][:-1]]
         cum_rates = [math.prod(down_rates[: i + 1]) for i in range(len(down_rates))][::-1]
         self.source_downs = nn.ModuleList()
         self.source_resblocks = nn.ModuleList()
-        for i, (u, k, d) in enumerate(zip(cum_rates, source_resblock_kernel_sizes, source_resblock_dilation_sizes)):
+        for i, (u, k, d) in enumerate(zip(cum_rates, source_resblock_kernel_sizes, source_resblock_dilation_sizes, strict=True)):
             ch = base_channels // 2 ** (i + 1)
             if u == 1:
                 self.source_downs.append(nn.Conv1d(self.n_fft + 2, ch, 1, 1))
@@ -208,7 +208,7 @@ class HiFTGenerator(nn.Module):
         self.resblocks = nn.ModuleList(
             ResBlock(base_channels // 2 ** (i + 1), k, d)
             for i in range(len(self.ups))
-            for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes)
+            for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True)
         )
         self.conv_post = nn.Conv1d(base_channels // 2 ** len(self.ups), self.n_fft + 2, 7, 1, padding=3)
         self.f0_predictor = f0_predictor

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glmtts_mcp.engine.frontend.audio_features import MelParams, campplus_input, kaldi_fbank, mel_with, prompt_mel_features
+from glmtts_mcp.engine.frontend.audio_features import (
+    MelParams,
+    campplus_input,
+    kaldi_fbank,
+    mel_with,
+    prompt_mel_features,
+)
 from glmtts_mcp.engine.parity import CaseResult, compare_outputs, load_case_tensors
 
 

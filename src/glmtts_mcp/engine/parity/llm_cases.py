@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
+from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer, TokenizerError
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, RasSettings, StepTrace, load_llm
 from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors
-from glmtts_mcp.engine.frontend.text_tokenizer import SpecialTokenIds, TextTokenizer, TokenizerError
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, SpeechRequest
 
 

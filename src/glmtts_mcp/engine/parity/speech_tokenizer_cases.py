@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors, tolerance_of
 from glmtts_mcp.engine.models.speech_tokenizer import SpeechTokenizer
+from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors, tolerance_of
 
 
 def _margins(distances: torch.Tensor) -> torch.Tensor:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from glmtts_mcp.engine.parity import CaseResult
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
+from glmtts_mcp.engine.parity import CaseResult
 
 
 def count_mismatches(actual: list[str], expected: list[str]) -> int:
     """Strings that differ position by position; a missing or extra string counts as one."""
-    return sum(a != e for a, e in zip(actual, expected)) + abs(len(actual) - len(expected))
+    return sum(a != e for a, e in zip(actual, expected, strict=False)) + abs(len(actual) - len(expected))
 
 
 def run_text_frontend_case(folder: Path, case: dict) -> CaseResult:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from glmtts_mcp.engine.parity import CaseResult, compare_outputs, load_case_tensors
 from glmtts_mcp.engine.models.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE, HiFTGenerator, load_hift_state_dict
+from glmtts_mcp.engine.parity import CaseResult, compare_outputs, load_case_tensors
 
 
 def load_case_hift(folder: Path, case: dict) -> tuple[HiFTGenerator, dict[str, torch.Tensor]]:

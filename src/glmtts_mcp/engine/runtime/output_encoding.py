@@ -107,7 +107,7 @@ class Crossfader:
     """
 
     def __init__(self, sample_rate: int, fade_ms: float) -> None:
-        self.fade = max(0, int(round(sample_rate * fade_ms / 1000.0)))
+        self.fade = max(0, round(sample_rate * fade_ms / 1000.0))
         self._tail = np.zeros(0, dtype=np.float32)  # empty until a segment has been pushed
 
     def push(self, chunk: np.ndarray) -> np.ndarray:

@@ -38,17 +38,17 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from glmtts_mcp.engine.frontend import audio_features as audio
 from glmtts_mcp.engine.checkpoint.layout import resolve_whisper_model
 from glmtts_mcp.engine.checkpoint.loader import Models, load_models
-from glmtts_mcp.engine.runtime.output_encoding import Crossfader
-from glmtts_mcp.engine.runtime.jobs import JobQueue
-from glmtts_mcp.engine.models.llm import RasSettings
+from glmtts_mcp.engine.frontend import audio_features as audio
 from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing, load_reference, reference_pcm_at
-from glmtts_mcp.engine.models.static_cache import SlotKVCache
-from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SchedulerStats, SpeechRequest
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
+from glmtts_mcp.engine.models.llm import RasSettings
+from glmtts_mcp.engine.models.static_cache import SlotKVCache
 from glmtts_mcp.engine.models.transcribe import Transcriber
+from glmtts_mcp.engine.runtime.jobs import JobQueue
+from glmtts_mcp.engine.runtime.output_encoding import Crossfader
+from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SchedulerStats, SpeechRequest
 from glmtts_mcp.engine.types import (
     AudioChunk,
     AudioInputError,

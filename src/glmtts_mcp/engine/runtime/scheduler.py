@@ -265,7 +265,7 @@ class BatchScheduler:
             return
         try:
             stack.enter_context(torch.cuda.stream(self._stream))
-        except Exception as exc:  # noqa: BLE001 - any failure of the fast path falls back
+        except Exception as exc:  # any failure of the fast path falls back
             log.warning("the LLM's CUDA stream failed (%s: %s); decoding on the default stream from now on",
                         type(exc).__name__, exc)
 
@@ -318,13 +318,13 @@ class BatchScheduler:
             entry.future.set_result(entry.sequence.tokens)
 
 
-def _compiled_step(compile_step: bool):  # noqa: ANN202 - a callable with slot_forward's decode signature
+def _compiled_step(compile_step: bool):  # a callable with slot_forward's decode signature
     """The decode step: eager over the live rows, or (CUDA graphs) compiled over all slots.
 
     A compile or capture failure falls back to the eager step for this process, with one warning.
     """
 
-    def eager(model, embeds, cache, positions):  # noqa: ANN001, ANN202
+    def eager(model, embeds, cache, positions):
         return slot_forward(model, embeds, cache, 0, positions)
 
     if not compile_step:
@@ -332,7 +332,7 @@ def _compiled_step(compile_step: bool):  # noqa: ANN202 - a callable with slot_f
     compiled = torch.compile(slot_forward, fullgraph=True, mode="reduce-overhead")
     state = {"failed": False}
 
-    def padded(model, embeds, cache, positions):  # noqa: ANN001, ANN202
+    def padded(model, embeds, cache, positions):
         if state["failed"]:
             return eager(model, embeds, cache, positions)
         n = embeds.shape[0]
