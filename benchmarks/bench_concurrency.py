@@ -379,8 +379,9 @@ def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks
 def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path]) -> list[str]:
     """`--engine ray`: N callers on the local engine, then on 1..R replicas of a local Ray cluster."""
     import ray
-    from glmtts_mcp.engine_ray.client import RayEngine, RayPlacement
     from ray import serve
+
+    from glmtts_mcp.engine_ray.client import RayEngine, RayPlacement
 
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") or args.device.startswith("cuda") else 0

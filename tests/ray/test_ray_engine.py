@@ -18,9 +18,9 @@ import anyio
 import anyio.to_thread
 import httpx2
 import pytest
+import ray
 from mcp import Client
 
-import ray
 from glmtts_mcp.app.core import App
 from glmtts_mcp.mcp_face.server import build_server
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import ray
 from mcp import Client
 
-import ray
 from glmtts_mcp.mcp_face.server import build_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

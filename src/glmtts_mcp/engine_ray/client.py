@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
+from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import ReplicaUnavailableError
 
-import ray
 from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing, load_reference
 from glmtts_mcp.engine.runtime.pipeline import MODEL_SAMPLE_RATE
 from glmtts_mcp.engine.types import (
@@ -38,7 +39,6 @@ from glmtts_mcp.engine.types import (
     VoiceFeatures,
 )
 from glmtts_mcp.engine_ray.replica import NEED_FEATURES, EngineReplica, Progress
-from ray import serve
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from ray import serve
 
 from glmtts_mcp.engine.types import AudioChunk, ExtractedVoice, ReferenceAudio, SynthesisOptions, VoiceFeatures
-from ray import serve
 
 log = logging.getLogger(__name__)
 

@@ -422,7 +422,7 @@ class SpeechTokenizer:
                 json.loads((path / "preprocessor_config.json").read_text(encoding="utf-8")),
             )
             handles = [safe_open(str(f), framework="pt", device="cpu") for f in weight_files]
-            location = {key: handle for handle in handles for key in handle}
+            location = {key: handle for handle in handles for key in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
             selected = select_checkpoint_keys(list(location), vq_config)
             tensors = {name: location[key].get_tensor(key) for name, key in selected.items()}
             tokenizer = cls._build(vq_config, feature_config, tensors, device, dtype)
