@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Any, Literal, get_origin
 
 from glmtts_mcp import __version__
 from glmtts_mcp.config import (
@@ -232,7 +232,7 @@ def _guarded(fn: Any) -> Any:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from glmtts_mcp.app.core import build_app
 
-    transport = getattr(args, "transport", "stdio")
+    transport: Literal["stdio", "http", "sse"] = getattr(args, "transport", "stdio")  # the parser's choices
     app = build_app(settings)
     try:
         if transport == "stdio":

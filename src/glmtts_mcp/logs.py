@@ -32,7 +32,7 @@ class RepeatLimiter(logging.Filter):
         if len(self._seen) >= self.max_keys:
             self._seen.clear()
         self._seen[key] = (now, 0)
-        if held_back:
+        if held_back and last is not None:  # held back implies seen before
             record.msg = f"{record.getMessage()} [{held_back} more like this in the last {now - last:.0f} s not logged]"
             record.args = None
         return True

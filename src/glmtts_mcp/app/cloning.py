@@ -30,7 +30,7 @@ from glmtts_mcp.voices import (
 )
 
 if TYPE_CHECKING:
-    from glmtts_mcp.engine.runtime.pipeline import Engine
+    from glmtts_mcp.app.engine_host import EngineBackend
 
 # The languages the text frontend normalises (upstream GLM-TTS routes text to its zh or en grammar).
 LANGUAGES: tuple[str, ...] = get_args(Language)
@@ -92,7 +92,7 @@ def check_transcript_fits(transcript: str | None, duration_s: float) -> None:
 
 
 def extract_new_voice(
-    engine: Engine,
+    engine: EngineBackend,
     pcm: np.ndarray,
     sample_rate: int,
     transcript: str | None,
@@ -109,7 +109,7 @@ def extract_new_voice(
     if warnings is not None:
         warnings.extend(extracted.warnings)
     return NewVoiceData(
-        tensors=extracted.features.tensors,
+        tensors=dict(extracted.features.tensors),
         transcript=extracted.transcript,
         transcript_source=extracted.transcript_source,
         language=extracted.language,
@@ -127,7 +127,7 @@ def _kept_name_warning(record: VoiceRecord, name: str) -> str:
 
 
 def clone_or_get(
-    engine: Engine,
+    engine: EngineBackend,
     library: VoiceLibrary,
     source: Path | bytes,
     name: str | None,

@@ -43,6 +43,8 @@ from glmtts_mcp.errors import Kind
 if TYPE_CHECKING:
     import torch
 
+    from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -53,7 +55,8 @@ BackendName = Literal["local", "ray"]
 class EngineBackend(Protocol):
     """What the faces use of an engine; `Engine` (in this process) and `RayEngine` (replicas) both are one."""
 
-    reference_processing: str
+    @property
+    def reference_processing(self) -> ReferenceProcessing: ...
 
     @property
     def device(self) -> torch.device:

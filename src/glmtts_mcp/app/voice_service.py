@@ -8,6 +8,7 @@ other faces (an MCP client listening for list changes) hear of them.
 
 from __future__ import annotations
 
+import builtins
 import shutil
 import tempfile
 import time
@@ -29,7 +30,7 @@ from glmtts_mcp.app.schemas import (
 )
 from glmtts_mcp.app.stats import collect_stats
 from glmtts_mcp.engine.types import ProgressCallback
-from glmtts_mcp.voices import VoiceRecord
+from glmtts_mcp.voices import VoiceListing, VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 
 
@@ -75,11 +76,11 @@ class VoiceService:
         page = await anyio.to_thread.run_sync(lambda: self._library.list_voices(query=query, limit=limit, cursor=cursor))
         return ListVoicesResult(voices=[VoiceSummary.of(v) for v in page.voices], next_cursor=page.next_cursor)
 
-    async def all(self) -> list[VoiceRecord]:
+    async def all(self) -> builtins.list[VoiceListing]:
         """Every voice that can speak (broken ones left out), page by page."""
 
-        def collect() -> list[VoiceRecord]:
-            records: list[VoiceRecord] = []
+        def collect() -> builtins.list[VoiceListing]:
+            records: builtins.list[VoiceListing] = []
             cursor = None
             while True:
                 page = self._library.list_voices(limit=200, cursor=cursor)

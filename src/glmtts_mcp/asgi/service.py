@@ -72,6 +72,6 @@ def uvicorn_config(root: Any, host: str, port: int, settings: Settings) -> uvico
         log_config=None,
         access_log=settings.log_level == "DEBUG",
         lifespan="on",
-        timeout_keep_alive=settings.http_keep_alive_s,
+        timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]  # uvicorn annotates int; call_later takes the float
         http=guarded_http_protocol(settings.http_header_timeout_s, connection_cap(settings.http_max_connections)),
     )

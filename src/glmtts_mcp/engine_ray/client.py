@@ -92,7 +92,7 @@ class RayEngine:
         """Join (or start) the cluster and deploy the replicas; returns once every replica has loaded."""
         started = False
         if not ray.is_initialized():
-            extra = {"include_dashboard": False} if placement.address == "local" else {}
+            extra: dict[str, Any] = {"include_dashboard": False} if placement.address == "local" else {}
             try:
                 ray.init(address=placement.address, log_to_driver=False, logging_level=logging.WARNING, **extra)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -111,7 +111,8 @@ class RayEngine:
                 else {"autoscaling_config": {"min_replicas": low, "max_replicas": high,
                                              "target_ongoing_requests": placement.slots_per_replica}}
             )
-            deployment = EngineReplica.options(
+            # mypy ignores class decorators: @serve.deployment made EngineReplica a Deployment
+            deployment = EngineReplica.options(  # type: ignore[attr-defined]
                 ray_actor_options={"num_cpus": placement.cpus_per_replica, "num_gpus": placement.gpus_per_replica},
                 max_ongoing_requests=placement.slots_per_replica,
                 **scaling,
@@ -326,14 +327,11 @@ class _engine_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is None:
-            return False
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, RayTaskError) and isinstance(exc.cause, EngineError):
             raise exc.cause from None
         if isinstance(exc, _REPLICA_LOST):
             raise _ReplicaLost(_first_line(exc)) from exc
-        return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-META_FORMAT = "glmtts-mcp-voice"
+META_FORMAT: Final = "glmtts-mcp-voice"
 META_VERSION = 1
 Tier = Literal["device", "memory", "disk", "reextracted"]
 
@@ -83,12 +83,12 @@ class StatsCounters(BaseModel):
     device_hits: int = 0
     device_misses: int = 0
     disk_hits: int = 0
-    misses: int = Field(0, description="lookups of voices that do not exist")
+    misses: int = Field(default=0, description="lookups of voices that do not exist")
     broken_loads: int = 0
     memory_evictions: int = 0
     device_evictions: int = 0
     clones_created: int = 0
-    clones_existing: int = Field(0, description="clones answered by an already stored voice")
+    clones_existing: int = Field(default=0, description="clones answered by an already stored voice")
     reextractions: int = 0
     imports: int = 0
     exports: int = 0
@@ -97,8 +97,8 @@ class StatsCounters(BaseModel):
     memory_load_s_total: float = 0.0
     device_load_s_total: float = 0.0
     disk_load_s_total: float = 0.0
-    extraction_s_spent: float = Field(0.0, description="prompt processing done for new and re-extracted voices")
-    extraction_s_saved: float = Field(0.0, description="sum of recorded extraction time over every reuse")
+    extraction_s_spent: float = Field(default=0.0, description="prompt processing done for new and re-extracted voices")
+    extraction_s_saved: float = Field(default=0.0, description="sum of recorded extraction time over every reuse")
 
     @computed_field  # type: ignore[prop-decorator]
     @property

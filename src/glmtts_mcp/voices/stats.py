@@ -68,7 +68,7 @@ class StatsKeeper:
         with self._lock:
             for name, value in self._pending.items():
                 counters[name] += value
-        return StatsCounters(**counters), since or self.started_at
+        return StatsCounters.model_validate(counters), since or self.started_at
 
     def flush(self) -> None:
         """Add pending counts to the lifetime file; the caller holds the store's write lock."""

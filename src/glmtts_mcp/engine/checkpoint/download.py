@@ -149,7 +149,7 @@ def _fetch_all(
         fetch(rel)
     _fetch_campplus(directory, progress)
     if whisper_model and not names_whisper_file(whisper_model):  # a file needs no download
-        download_whisper(whisper_model, progress=progress)
+        download_whisper(str(whisper_model), progress=progress)  # a size name, not a file
 
 
 @contextmanager

@@ -109,6 +109,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         path = twin(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint missing {path}: {HOW_TO_GET}")
+    state: object
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path))

@@ -372,7 +372,14 @@ def _normalize_chinese(text: str) -> str:
 def _number_to_words() -> Callable[[str], str]:
     import inflect  # ~2 s to import (typeguard): only when digits survive the English grammar
 
-    return inflect.engine().number_to_words
+    engine = inflect.engine()
+
+    def words(digits: str) -> str:
+        spoken = engine.number_to_words(digits)
+        assert isinstance(spoken, str)  # a list only with wantlist=True
+        return spoken
+
+    return words
 
 
 def _spell_out_digits(text: str) -> str:

@@ -36,6 +36,10 @@ PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self
 class PackedLinear(torch.nn.Module):
     """A bias-free linear layer whose weight lives in oneDNN's blocked layout (no dense copy kept)."""
 
+    in_features: int
+    out_features: int
+    packed_weight: torch.Tensor
+
     def __init__(self, dense: torch.nn.Linear) -> None:
         super().__init__()
         if dense.bias is not None:

@@ -8,6 +8,8 @@ which is what its inference script uses), batch rows of equal length.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +42,13 @@ def rotate_interleaved(x: torch.Tensor) -> torch.Tensor:
 class RotaryEmbedding(nn.Module):
     """Holds the checkpoint's `inv_freq` and turns sequence positions into interleaved angles."""
 
+    inv_freq: torch.Tensor
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.register_buffer("inv_freq", rope_inv_freq(dim))
 
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> RotaryEmbedding:
         # Follow device moves but keep the frequencies in float32: in bf16 they would be off by
         # ~0.4 %, which turns late positions' angles wrong by whole radians.
         inv_freq = self.inv_freq
@@ -168,7 +172,7 @@ class TimestepEmbedding(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(TIME_FREQ_DIM, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        weight = self.time_mlp[0].weight
+        weight = cast(nn.Linear, self.time_mlp[0]).weight
         return self.time_mlp(timestep_features(t).to(weight.dtype))
 
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -44,9 +44,11 @@ def load_llm(llm_dir: Path, *, device: str | torch.device = "cpu", dtype: torch.
         raise LLMLoadError(f"{llm_dir / 'config.json'} is missing; point the engine at the checkpoint's llm folder.")
     if not any(llm_dir.glob("*.safetensors")):
         raise LLMLoadError(f"no .safetensors weights in {llm_dir}; re-download the checkpoint's llm folder.")
-    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model, info = LlamaForCausalLM.from_pretrained(llm_dir, dtype=dtype, local_files_only=True,
-                                                   use_safetensors=True, output_loading_info=True, **kwargs)
+    kwargs: dict[str, Any] = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    loaded = LlamaForCausalLM.from_pretrained(llm_dir, dtype=dtype, local_files_only=True,
+                                              use_safetensors=True, output_loading_info=True, **kwargs)
+    # with output_loading_info, a (model, info) pair: transformers' annotation names only the model
+    model, info = cast(tuple[LlamaForCausalLM, dict[str, list[str]]], loaded)
     problems = {name: sorted(info[name]) for name in ("missing_keys", "mismatched_keys") if info[name]}
     if problems:
         raise LLMLoadError(f"weights in {llm_dir} do not match its config.json: {problems}; "
@@ -54,7 +56,12 @@ def load_llm(llm_dir: Path, *, device: str | torch.device = "cpu", dtype: torch.
     if info["unexpected_keys"]:
         logger.warning("ignoring %d unexpected tensors in %s (e.g. %s)", len(info["unexpected_keys"]), llm_dir,
                        sorted(info["unexpected_keys"])[0])
-    return model.to(device).eval()
+    return model.to(device).eval()  # type: ignore[arg-type]  # transformers wraps .to() so mypy binds no self
+
+
+def input_embedding(model: LlamaForCausalLM) -> torch.nn.Embedding:
+    """The token table; transformers types get_input_embeddings() as a bare Module."""
+    return cast(torch.nn.Embedding, model.get_input_embeddings())
 
 
 @dataclass(frozen=True)
@@ -219,7 +226,7 @@ class GLMTTSLLM:
     def __init__(self, model: LlamaForCausalLM, special: SpecialTokenIds) -> None:
         self.model = model
         self.special = special
-        vocab = model.get_input_embeddings().num_embeddings
+        vocab = input_embedding(model).num_embeddings
         if vocab >= 2**24:
             raise LLMLoadError(f"a vocabulary of {vocab} ids is too large: ras_sample moves ids as float32")
         for name, token_id in vars(special).items():
@@ -229,7 +236,7 @@ class GLMTTSLLM:
 
     @property
     def device(self) -> torch.device:
-        return self.model.get_input_embeddings().weight.device
+        return input_embedding(self.model).weight.device
 
     def prompt_ids(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int],
                    prompt_speech_ids: Sequence[int]) -> list[int]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ _CHECKPOINT_PREFIX = "model.encoder."
 _EMA_KEYS = ("ema_count", "ema_weight")
 _CONV1_STRIDE, _CONV2_STRIDE, _CONV_KERNEL = 1, 2, 3
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
     "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
     "gelu_new": lambda: nn.GELU(approximate="tanh"),
@@ -123,6 +123,7 @@ class WhisperVQConfig:
         if (
             cfg.quantize_causal_block_size is not None
             and cfg.pooling_kernel_size is not None
+            and cfg.pooling_position is not None
             and cfg.pooling_position < cfg.num_layers
             and cfg.quantize_causal_block_size < cfg.pooling_kernel_size
         ):

@@ -9,6 +9,8 @@ serving, the parity runners and the tests all go through the scheduler that driv
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from transformers import LlamaForCausalLM
 
@@ -24,7 +26,8 @@ class SlotKVCache:
     def __init__(self, model: LlamaForCausalLM, slots: int, positions: int) -> None:
         config = model.config
         weight = next(model.parameters())
-        shape = (slots, config.num_key_value_heads, positions, _head_dim(config))
+        kv_heads = cast(int, config.num_key_value_heads)  # LlamaConfig fills a None from num_attention_heads
+        shape = (slots, kv_heads, positions, _head_dim(config))
         self.slots, self.positions = slots, positions
         self.keys = [torch.zeros(shape, dtype=weight.dtype, device=weight.device)
                      for _ in range(config.num_hidden_layers)]

@@ -149,6 +149,8 @@ class SourceModuleHnNSF2(nn.Module):
 class HiFTGenerator(nn.Module):
     """HiFTNet generator (neural source-filter + iSTFTNet) as CosyVoice2 / GLM-TTS use it at 24 kHz."""
 
+    stft_window: torch.Tensor
+
     def __init__(
         self,
         *,

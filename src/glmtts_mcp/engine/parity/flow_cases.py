@@ -68,8 +68,9 @@ def run_flow_case(folder: Path, case: dict) -> CaseResult:
         if v_uncond is not None:
             recorded[f"step{step}_uncond_velocity"] = v_uncond.clone()
 
+    inputs: dict[str, Any] = {arg: io[name] for arg, name in INPUT_NAMES.items()}  # inference's tensor arguments
     mel = flow.inference(
-        **{arg: io[name] for arg, name in INPUT_NAMES.items()},
+        **inputs,
         n_timesteps=int(config["n_timesteps"]),
         on_velocity=keep,
     )

@@ -32,7 +32,7 @@ from typing import Protocol
 
 import torch
 
-from glmtts_mcp.engine.models.llm import GLMTTSLLM, Draws, RasSettings, SpeechSequence, StepTrace
+from glmtts_mcp.engine.models.llm import GLMTTSLLM, Draws, RasSettings, SpeechSequence, StepTrace, input_embedding
 from glmtts_mcp.engine.models.static_cache import SlotKVCache, slot_forward
 from glmtts_mcp.engine.types import EngineError
 
@@ -127,7 +127,7 @@ class BatchScheduler:
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
         self.cache = SlotKVCache(llm.model, max_batch, slot_positions)
-        self._embedding = llm.model.get_input_embeddings().weight
+        self._embedding = input_embedding(llm.model).weight
         self._stream = stream
         self._step = _compiled_step(compile_step)
         self._waiting: deque[_Live] = deque()
