@@ -24,7 +24,7 @@ from mcp import Client
 from glmtts_mcp.app.core import App
 from glmtts_mcp.mcp_face.server import build_server
 
-for helpers in ("tools", "web"):  # the MCP tests' call helpers, the web tests' live server
+for helpers in ("mcp_face", "web"):  # the MCP tests' call helpers, the web tests' live server
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / helpers))
 from mcp_calls import error_text, structured  # noqa: E402
 from web_helpers import live_server, make_web_app  # noqa: E402
