@@ -112,8 +112,8 @@ async def test_clone_and_synthesize_match_the_local_engine(ray_app: App, local_a
     assert engine["backend"] == "ray" and engine["model_loaded"] is True
     replicas = engine["ray"]["replicas"]
     assert len(replicas) == 2 and {r["device"] for r in replicas} == {"cpu"}
-    assert sum(r["voice_loads"] for r in replicas) == 1  # the features travelled once, with the first request
-    assert engine["ray"]["voice_sends"] == 1 and engine["ray"]["voice_resends"] == 0
+    assert sum(r["voice_loads"] for r in replicas) == 0  # the replica that cloned the voice holds it
+    assert engine["ray"]["voice_sends"] == 0 and engine["ray"]["voice_resends"] == 0  # no features travelled
 
 
 async def test_repeated_requests_reuse_the_held_voice(ray_app: App) -> None:
