@@ -156,10 +156,8 @@ class RayEngine:
 
     def pool_stats(self) -> dict[str, Any]:
         """The replicas' own figures (a broadcast to each) and this front's send, resend and retry counts."""
-        replicas = [
-            r for r in self._live_handle().broadcast("stats").results(timeout_s=_STATS_TIMEOUT_S, return_exceptions=True)
-            if isinstance(r, dict)
-        ]
+        answers = self._live_handle().broadcast("stats").results(timeout_s=_STATS_TIMEOUT_S, return_exceptions=True)
+        replicas = [r for r in answers if isinstance(r, dict)]
         return {
             "address": self.placement.address,
             "replicas_wanted": replicas_text(self.placement.replicas),
