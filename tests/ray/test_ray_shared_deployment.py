@@ -3,14 +3,15 @@ settings is refused), one front idling out leaves another's narration running, v
 stored digest, a cloned voice stays on its replica, a cancelled narration frees its batch slot, and
 `glmtts-mcp ray delete` removes the replicas.
 
-Front A is an App's engine (`--engine ray`, one replica of half a CPU); front B is a second RayEngine
-built by the same loader from the same settings, as a second server process would build it. The replica
-is deployed once for the module; the delete test comes last.
+Front A is an App's engine in this process (`--engine ray`, one replica of half a CPU); the other fronts
+are a second RayEngine built by the same loader, or a second server process connected to the same
+cluster. The replica is deployed once for the module; the delete test comes last.
 """
 
 from __future__ import annotations
 
 import inspect
+import subprocess
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
+import ray
 from mcp import Client
 from ray import serve
 
@@ -35,6 +37,7 @@ from glmtts_mcp.mcp_face.server import build_server
 for helpers in ("mcp_face", "web"):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / helpers))
 from mcp_calls import structured  # noqa: E402
+from server_processes import server_env  # noqa: E402
 from web_helpers import make_web_app  # noqa: E402
 
 pytestmark = pytest.mark.anyio
@@ -78,13 +81,6 @@ def _second_front(app: App, **changes: Any) -> RayEngine:
 
 
 @pytest.fixture(scope="module")
-def front_b(app: App) -> Iterator[RayEngine]:
-    engine = _second_front(app)
-    yield engine
-    engine.unload()
-
-
-@pytest.fixture(scope="module")
 def voice(app: App, clip_writer: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> VoiceFeatures:
     """A voice cloned on the replica through front A (features with their digest)."""
     clip = clip_writer(tmp_path_factory.mktemp("clip") / "clip.wav", pitch=180.0)
@@ -123,32 +119,65 @@ def test_a_front_with_other_settings_is_refused_naming_them(app: App) -> None:
     assert _replica(_front_a(app))["active"] == 0  # nothing was redeployed under front A
 
 
-def test_one_front_idling_out_leaves_the_others_narration_running(
-    app: App, front_b: RayEngine, voice: VoiceFeatures
+# Another server process on the same cluster: joins the replica, idles out when told, then waits to exit.
+OTHER_FRONT = """
+import sys
+from glmtts_mcp.app.core import build_app
+from glmtts_mcp.config import load_settings
+
+app = build_app(load_settings())
+app.host.ensure_loaded()
+print("joined", flush=True)
+sys.stdin.readline()
+app.host.unload(reason="idle")
+print("unloaded", flush=True)
+sys.stdin.readline()
+app.library.close()
+"""
+
+
+def test_a_front_process_idling_out_leaves_the_others_narration_running(
+    app: App, voice: VoiceFeatures, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
+    env = server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_ENGINE="ray", GLMTTS_MCP_RAY_ADDRESS="auto",
+                     GLMTTS_MCP_RAY_REPLICAS="1", GLMTTS_MCP_RAY_CPUS_PER_REPLICA="0.5",
+                     GLMTTS_MCP_RAY_VOICES_PER_REPLICA="4", GLMTTS_MCP_IDLE_UNLOAD_S="0",
+                     RAY_ADDRESS=ray.get_runtime_context().gcs_address)
     first_chunk = threading.Event()
     chunks: list[Any] = []
     failures: list[BaseException] = []
 
     def narrate() -> None:
         try:
-            for chunk in front_b.synthesize(LONG_TEXT, voice, SynthesisOptions(seed=4)):
+            for chunk in _front_a(app).synthesize(LONG_TEXT, voice, SynthesisOptions(seed=4)):
                 chunks.append(chunk)
                 first_chunk.set()
         except BaseException as exc:  # reported by the assertion below
             failures.append(exc)
             first_chunk.set()
 
-    narration = threading.Thread(target=narrate)
-    narration.start()
-    assert first_chunk.wait(DEADLINE_S)
-    app.host.unload(reason="idle")  # front A's idle unload, as its timer makes it
-    assert not app.host.model_loaded
-    narration.join(DEADLINE_S)
+    with (tmp_path / "other-front.log").open("w") as log, subprocess.Popen(
+        [sys.executable, "-c", OTHER_FRONT], env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=log,
+    ) as other:
+        assert other.stdin is not None and other.stdout is not None
+        try:
+            assert other.stdout.readline() == "joined\n", (tmp_path / "other-front.log").read_text()
+            narration = threading.Thread(target=narrate)
+            narration.start()
+            assert first_chunk.wait(DEADLINE_S)
+            other.stdin.write("\n")  # the other server idles out while this one narrates
+            other.stdin.flush()
+            assert other.stdout.readline() == "unloaded\n", (tmp_path / "other-front.log").read_text()
+            narration.join(DEADLINE_S)
+        finally:
+            other.stdin.write("\n")
+            other.stdin.flush()
+            other.wait(DEADLINE_S)
+    assert other.returncode == 0, (tmp_path / "other-front.log").read_text()
     assert not failures, failures
     assert [c.segment_index for c in chunks] == list(range(chunks[0].segment_count)) and len(chunks) == 4
     assert serve.status().applications[APP_NAME].status.value == "RUNNING"
-    assert _speak(_front_a(app), "Back again.", voice)  # front A's next call joins the same replica
 
 
 def test_a_voice_with_its_stored_digest_is_not_hashed_and_travels_once(
@@ -168,8 +197,9 @@ def test_a_voice_with_its_stored_digest_is_not_hashed_and_travels_once(
     assert after["voice_loads"] == before["voice_loads"] + 1 and after["voice_hits"] == before["voice_hits"] + 1
 
     _speak(engine, "No digest given.", VoiceFeatures(tensors=dict(voice.tensors)))
-    assert hashed == [1]  # hashed because no digest came with it, to the key the replica cloned it under:
-    last = _replica(engine)  # this front (reloaded since the clone) sent it, and the replica already held it
+    assert hashed == [1]  # hashed because no digest came with it, to the key the replica cloned it under
+    last = _replica(engine)
+    assert engine.voice_sends == sends + 1  # this front cloned it there: nothing sent
     assert last["voice_loads"] == after["voice_loads"] and last["voice_hits"] == after["voice_hits"] + 1
 
 

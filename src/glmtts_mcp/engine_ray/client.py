@@ -53,11 +53,11 @@ class RayEngine:
     """The engine as a pool of Ray Serve replicas, seen from the front process."""
 
     def __init__(self, handle: Any, placement: RayPlacement, reference_processing: ReferenceProcessing,
-                 started_ray: bool) -> None:
+                 connected: bool) -> None:
         self._handle = handle
         self.placement = placement
         self.reference_processing = reference_processing
-        self._started_ray = started_ray
+        self._connected = connected  # this engine's start connected the process to Ray (it disconnects at unload)
         self._lock = threading.Lock()
         self._sent: OrderedDict[str, None] = OrderedDict()
         self._in_flight = 0
@@ -69,15 +69,15 @@ class RayEngine:
     def start(cls, engine_options: dict[str, Any], placement: RayPlacement) -> RayEngine:
         """Join (or start) the cluster, then join the replicas running there or deploy them; returns once
         a replica answers."""
-        started = connect(placement.address)
+        connected = connect(placement.address)
         try:
             handle = find_or_deploy(engine_options, placement)
         except BaseException:
-            if started:
+            if connected:
                 ray.shutdown()
             raise
         log.info("engine replicas ready on Ray (%s): %s", placement.address, replicas_text(placement.replicas))
-        return cls(handle, placement, engine_options.get("reference_processing", "clean"), started)
+        return cls(handle, placement, engine_options.get("reference_processing", "clean"), connected)
 
     # --- the Engine surface the faces use ------------------------------------------------------
 
@@ -141,16 +141,19 @@ class RayEngine:
         return self._narration(text, features.tensors, key, options, progress)
 
     def unload(self) -> None:
-        """Let go of this front's handle; the replicas keep serving the other fronts (`glmtts-mcp ray delete`
-        removes them). A cluster this process started (`--ray-address local`) is stopped with its replicas."""
+        """Let go of this front's handle, and of its connection to Ray if its start made it; the replicas keep
+        serving the other fronts (`glmtts-mcp ray delete` removes them). Only a cluster inside this process
+        (`--ray-address local`), which no other front can reach, is stopped with its replicas."""
         self._handle = None
         with self._lock:
             self._sent.clear()
-        if self._started_ray:
-            try:
+        if not self._connected:
+            return
+        try:
+            if self.placement.address == "local":
                 serve.shutdown()
-            finally:
-                ray.shutdown()
+        finally:
+            ray.shutdown()
 
     # --- figures -------------------------------------------------------------------------------
 

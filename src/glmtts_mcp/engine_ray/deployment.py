@@ -57,7 +57,8 @@ def deployment_settings(engine_options: dict[str, Any], placement: RayPlacement)
 
 
 def connect(address: str) -> bool:
-    """Join the cluster at `address` unless this process already has; True when this call started Ray."""
+    """Connect this process to the cluster at `address` (`local`: a new one inside it) unless it already is;
+    True when this call connected it."""
     if ray.is_initialized():
         return False
     extra = {"include_dashboard": False} if address == "local" else {}
@@ -117,14 +118,14 @@ def delete_deployment(address: str) -> bool:
             "--ray-address local names a cluster inside a server's own process, which stops with it: pass the "
             "cluster's address (auto, or ray://HEAD:10001)"
         )
-    started = connect(address)
+    connected = connect(address)
     try:
         if APP_NAME not in serve.status().applications:
             return False
         serve.delete(APP_NAME)
         return True
     finally:
-        if started:
+        if connected:
             ray.shutdown()
 
 
