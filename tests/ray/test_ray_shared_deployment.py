@@ -264,3 +264,5 @@ def test_ray_delete_removes_the_replicas(app: App, no_user_env: None, capsys: py
     assert APP_NAME not in serve.status().applications
     assert main(["ray", "delete", "--ray-address", "auto"]) == 0
     assert "nothing to remove" in capsys.readouterr().out
+    assert main(["ray", "delete", "--ray-address", "local"]) == 1  # a cluster inside a server, gone with it
+    assert "pass the cluster's address" in capsys.readouterr().err
