@@ -382,6 +382,7 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
     from ray import serve
 
     from glmtts_mcp.engine_ray.client import RayEngine, RayPlacement
+    from glmtts_mcp.engine_ray.deployment import APP_NAME
 
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") or args.device.startswith("cuda") else 0
@@ -439,7 +440,8 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
             try:
                 measure(f"ray x{replicas}", engine)
             finally:
-                engine.unload()
+                engine.unload()  # lets go of the handle; the next replica count needs a new deployment
+                serve.delete(APP_NAME)
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "glmtts_mcp"
+from source_imports import PACKAGE, imports, module_name
+
 FACES = ("mcp_face", "web")
 BELOW_FACES = ("app", "voices", "engine", "engine_ray", "errors", "config", "logs")
 SDKS = ("mcp", "mcp_types", "fastapi", "fastapi_offline", "starlette", "uvicorn", "h11", "sse_starlette")
@@ -25,31 +26,15 @@ def _room(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module `path` imports, at any depth (lazy imports inside functions included)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
-
-
 def _modules() -> list[tuple[str, Path]]:
-    modules = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        relative = path.relative_to(PACKAGE.parent).with_suffix("")
-        modules.append((".".join(relative.parts).removesuffix(".__init__"), path))
-    return modules
+    return [(module_name(path), path) for path in sorted(PACKAGE.rglob("*.py"))]
 
 
 def _violations(rule: str) -> list[str]:
     found = []
     for module, path in _modules():
         room = _room(module)
-        for name in sorted(_imports(path)):
+        for name in sorted(imports(path)):
             top = name.split(".")[0]
             target = _room(name) if top == "glmtts_mcp" else None
             if rule == "faces" and room in FACES and target in (*FACES, "cli", "asgi") and target != room:

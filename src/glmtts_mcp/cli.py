@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     twins.add_argument("--remove-pt", action="store_true", help="delete each .pt once its copy is verified")
 
+    ray = sub.add_parser("ray", parents=[common], help="manage the engine replicas on a Ray cluster (--engine ray)")
+    rsub = ray.add_subparsers(dest="ray_command", metavar="ACTION", required=True)
+    rsub.add_parser(
+        "delete", parents=[common],
+        help="remove the engine replicas from the cluster at --ray-address (every server using them stops narrating)",
+    )
+
     config = sub.add_parser(
         "config", parents=[common], help="print the Claude Desktop / Claude Code configuration for this install"
     )
@@ -410,6 +417,21 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@_guarded
+def _ray(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from glmtts_mcp.engine_ray.deployment import APP_NAME, delete_deployment
+    except ModuleNotFoundError as exc:
+        raise _UserFacing(f"{exc.name} is not installed: pip install 'glmtts-mcp[ray]'") from exc
+
+    where = f"the Ray cluster at --ray-address {settings.ray_address}"
+    if delete_deployment(settings.ray_address):
+        print(f"removed the engine replicas ({APP_NAME}) from {where}")
+    else:
+        print(f"no engine replicas ({APP_NAME}) on {where}: nothing to remove")
+    return 0
+
+
 def server_command() -> str:
     """Absolute path of the installed `glmtts-mcp` script (the venv's own, else the one on PATH)."""
     beside = Path(sys.executable).parent / "glmtts-mcp"
@@ -458,4 +480,5 @@ _COMMANDS = {
     "download": _download,
     "checkpoint": _checkpoint,
     "config": _config,
+    "ray": _ray,
 }

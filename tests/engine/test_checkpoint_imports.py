@@ -5,40 +5,25 @@ Imports inside functions count too: a circle (layout -> models -> layout) can hi
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-import glmtts_mcp
+from source_imports import PACKAGE, imports, module_name
 
-PACKAGE = Path(glmtts_mcp.__file__).parent
 CHECKPOINT = PACKAGE / "engine" / "checkpoint"
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path) -> set[str]:
-    """Every glmtts_mcp module a file imports, at any depth of its code."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name.startswith("glmtts_mcp.")}
+def _glmtts_imports(path: Path) -> set[str]:
+    return {name for name in imports(path) if name.startswith("glmtts_mcp.")}
 
 
 def _engine_graph() -> dict[str, set[str]]:
-    modules = {_module_name(p): p for p in (PACKAGE / "engine").rglob("*.py")}
-    return {name: _imports(path) & set(modules) for name, path in modules.items()}
+    modules = {module_name(p): p for p in (PACKAGE / "engine").rglob("*.py")}
+    return {name: _glmtts_imports(path) & set(modules) for name, path in modules.items()}
 
 
 def test_layout_manifest_and_download_import_no_model() -> None:
     for name in ("layout", "manifest", "download"):
-        imported = _imports(CHECKPOINT / f"{name}.py")
+        imported = _glmtts_imports(CHECKPOINT / f"{name}.py")
         models = sorted(m for m in imported if m.startswith(("glmtts_mcp.engine.models", "glmtts_mcp.engine.frontend")))
         assert not models, f"checkpoint/{name}.py imports {models}: only checkpoint/loader.py may build models"
         assert "glmtts_mcp.engine.checkpoint.loader" not in imported
@@ -49,7 +34,7 @@ def test_the_loader_is_the_only_checkpoint_module_that_loads_models() -> None:
     importers = {
         path.name
         for path in CHECKPOINT.glob("*.py")
-        if any(m.startswith("glmtts_mcp.engine.models") for m in _imports(path))
+        if any(m.startswith("glmtts_mcp.engine.models") for m in _glmtts_imports(path))
     }
     assert importers == {"loader.py", "tiny.py"}
 

@@ -97,7 +97,7 @@ def test_a_tone_is_decoded_with_bounded_work(
     assert len(heard.text.split()) <= cap
     # one language-detection step, then each fallback decode runs at most `cap` decoder steps
     assert len(steps) <= 1 + len(FALLBACK_TEMPERATURES) * cap
-    assert "transcript=" in caplog.text and f"{cap}-token cap" in caplog.text
+    assert "pass the clip's transcript" in caplog.text and f"{cap}-token cap" in caplog.text
     assert transcriber.transcribe(audio) == heard
 
 

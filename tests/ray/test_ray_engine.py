@@ -24,7 +24,7 @@ from mcp import Client
 from glmtts_mcp.app.core import App
 from glmtts_mcp.mcp_face.server import build_server
 
-for helpers in ("tools", "web"):  # the MCP tests' call helpers, the web tests' live server
+for helpers in ("mcp_face", "web"):  # the MCP tests' call helpers, the web tests' live server
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / helpers))
 from mcp_calls import error_text, structured  # noqa: E402
 from web_helpers import live_server, make_web_app  # noqa: E402
@@ -112,8 +112,10 @@ async def test_clone_and_synthesize_match_the_local_engine(ray_app: App, local_a
     assert engine["backend"] == "ray" and engine["model_loaded"] is True
     replicas = engine["ray"]["replicas"]
     assert len(replicas) == 2 and {r["device"] for r in replicas} == {"cpu"}
-    assert sum(r["voice_loads"] for r in replicas) == 1  # the features travelled once, with the first request
-    assert engine["ray"]["voice_sends"] == 1 and engine["ray"]["voice_resends"] == 0
+    assert engine["ray"]["voice_sends"] == 0  # the replica that cloned the voice holds it: the front sent nothing
+    # unless Serve's router had not yet heard that it holds it (the replica reports within about 0.1 s): then the
+    # other replica asked for the features, once
+    assert engine["ray"]["voice_resends"] == sum(r["voice_loads"] for r in replicas) <= 1
 
 
 async def test_repeated_requests_reuse_the_held_voice(ray_app: App) -> None:
@@ -124,10 +126,11 @@ async def test_repeated_requests_reuse_the_held_voice(ray_app: App) -> None:
             await structured(client, "synthesize", {"text": "Again and again.", "voice": "tone", "format": "wav",
                                                     "return_mode": "path", "seed": seed})
     after = await _pool(ray_app)
-    assert after["voice_sends"] == before["voice_sends"] and after["voice_resends"] == before["voice_resends"] == 0
+    assert after["voice_sends"] == before["voice_sends"] and after["voice_resends"] == before["voice_resends"]
     hits = sum(r["voice_hits"] for r in after["replicas"]) - sum(r["voice_hits"] for r in before["replicas"])
     assert hits == 4
-    assert sorted(r["voices_held"] for r in after["replicas"]) == [0, 1]
+    held = [0, 1] if before["voice_resends"] == 0 else [1, 1]  # [1, 1]: the first request reached the other one
+    assert sorted(r["voices_held"] for r in after["replicas"]) == held
 
 
 def test_rest_streams_from_a_replica_and_a_client_that_leaves_cancels_it(ray_app: App) -> None:

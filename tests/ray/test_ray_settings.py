@@ -13,7 +13,7 @@ from mcp import Client
 
 from glmtts_mcp.mcp_face.server import build_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mcp_face"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
 from mcp_calls import error_text, structured
 from web_helpers import make_web_app

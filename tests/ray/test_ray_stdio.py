@@ -14,7 +14,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # the transport tests' exercise
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mcp_face"))  # the transport tests' exercise
 from test_transports import _exercise
 
 from server_processes import SCRIPT, server_env

@@ -65,13 +65,15 @@ def make_web_app(base: Path, checkpoint: Path, **overrides: Any) -> App:
     base.mkdir(parents=True, exist_ok=True)  # the allowed folder must exist
     with isolated_env():
         settings = load_settings(
-            checkpoint=checkpoint,
-            whisper_model="tiny-random",
-            voices_dir=base / "voices",
-            output_dir=base / "outputs",
-            allowed_dirs=[str(base)],
-            idle_unload_s=0,
-            log_level="WARNING",
-            **overrides,
+            **{
+                "checkpoint": checkpoint,
+                "whisper_model": "tiny-random",
+                "voices_dir": base / "voices",
+                "output_dir": base / "outputs",
+                "allowed_dirs": [str(base)],
+                "idle_unload_s": 0,
+                "log_level": "WARNING",
+                **overrides,
+            }
         )
     return build_app(settings)

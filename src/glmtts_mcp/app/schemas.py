@@ -149,7 +149,11 @@ class ReplicaStats(BaseModel):
     voice_hits: int = Field(description="requests served from features it already held")
     voice_loads: int = Field(description="voices it took in from features sent with a request")
     voice_misses: int = Field(description="requests it answered 'send the features' (the front resends them)")
+    voices_extracted: int = Field(description="voices cloned on it (held from then on, never sent to it)")
     cancelled: int = Field(description="narrations it stopped because their caller went away")
+    llm_running: int = Field(description="LLM sequences decoding on it now")
+    llm_waiting: int = Field(description="LLM sequences waiting there for a free slot")
+    llm_tokens: int = Field(description="speech tokens it drew since it loaded")
 
 
 class RayPoolStats(BaseModel):

@@ -73,7 +73,8 @@ class VoiceFeatures:
     Synthesis only reads them: the library hands the same tensors to every request."""
 
     tensors: Mapping[str, torch.Tensor]
-    digest: str | None = None  # the library's features_sha256, when the features come from the library
+    # the library's `features_sha256` of this voice: engine replicas key the voice by it instead of hashing
+    digest: str | None = None
 
 
 @dataclass

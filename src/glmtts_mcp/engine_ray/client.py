@@ -1,23 +1,22 @@
 """The front's engine when the model runs as Ray Serve replicas: the same surface the faces use of `Engine`.
 
 The faces, the voice library and the output store stay here; the checkpoint is loaded by each replica.
-Cloning runs on a replica and its features come back to be stored as today. Synthesis sends the text
-and the voice's key (a digest of its features: the same key for the same tensors, whatever the id or the
-library tier they came from), the features only when no replica is known to have them, and once more
-when the chosen replica answers that it lacks them (counted as a resend). Segments stream back as they
-are made; closing the iterator cancels the replica's work. A replica that dies mid-narration is
-replaced by a retry on another one: every segment re-seeds, so the retry makes the same audio, and the
-segments already delivered are skipped.
+Several fronts share one Serve application (deployment.py): a front joins it by name, and its unload
+lets go of its handle only. Cloning runs on a replica, which keeps the voice; its features come back to
+be stored as today. Synthesis sends the text and the voice's key (the library's digest of its features,
+hashed here only when the voice comes without one), the features only when no replica is known to have
+them, and once more when the chosen replica answers that it lacks them (counted as a resend). Segments
+stream back as they are made; closing the iterator cancels the replica's work. A replica that dies
+mid-narration is replaced by a retry on another one: every segment re-seeds, so the retry makes the
+same audio, and the segments already delivered are skipped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,53 +32,33 @@ from glmtts_mcp.engine.types import (
     AudioChunk,
     EngineError,
     ExtractedVoice,
+    NarrationCancelled,
     ProgressCallback,
     ReferenceAudio,
     SynthesisOptions,
     VoiceFeatures,
 )
-from glmtts_mcp.engine_ray.replica import NEED_FEATURES, EngineReplica, Progress
+from glmtts_mcp.engine_ray.deployment import RayPlacement, connect, find_or_deploy, first_line, replicas_text
+from glmtts_mcp.engine_ray.digest import features_digest
+from glmtts_mcp.engine_ray.replica import NEED_FEATURES, Progress
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "glmtts-engine"
 MAX_RETRIES = 2  # a narration survives this many replica deaths
 _SENT_KEYS = 100_000  # voice keys remembered as already sent (an LRU: a forgotten key only costs one send)
 _STATS_TIMEOUT_S = 5.0
 _REPLICA_LOST = (RayActorError, ReplicaUnavailableError)
 
 
-@dataclass(frozen=True)
-class RayPlacement:
-    """Where and how many replicas run: the `--ray-*` settings, checked at start."""
-
-    address: str
-    replicas: tuple[int, int]  # (min, max); equal for a fixed count
-    gpus_per_replica: float
-    cpus_per_replica: float
-    voices_per_replica: int
-    slots_per_replica: int  # requests a replica takes at once (its engine's batch and job slots)
-
-
-def voice_key(tensors: Mapping[str, torch.Tensor]) -> str:
-    """The features' identity: a digest of every tensor's name, dtype, shape and bytes (~160 KB: microseconds)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().to("cpu").contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.numpy().tobytes())
-    return "voice-" + digest.hexdigest()
-
-
 class RayEngine:
     """The engine as a pool of Ray Serve replicas, seen from the front process."""
 
     def __init__(self, handle: Any, placement: RayPlacement, reference_processing: ReferenceProcessing,
-                 started_ray: bool) -> None:
+                 connected: bool) -> None:
         self._handle = handle
         self.placement = placement
         self.reference_processing = reference_processing
-        self._started_ray = started_ray
+        self._connected = connected  # this engine's start connected the process to Ray (it disconnects at unload)
         self._lock = threading.Lock()
         self._sent: OrderedDict[str, None] = OrderedDict()
         self._in_flight = 0
@@ -89,54 +68,17 @@ class RayEngine:
 
     @classmethod
     def start(cls, engine_options: dict[str, Any], placement: RayPlacement) -> RayEngine:
-        """Join (or start) the cluster and deploy the replicas; returns once every replica has loaded."""
-        started = False
-        if not ray.is_initialized():
-            extra: dict[str, Any] = {"include_dashboard": False} if placement.address == "local" else {}
-            try:
-                ray.init(address=placement.address, log_to_driver=False, logging_level=logging.WARNING, **extra)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise EngineError(
-                    f"no Ray cluster could be reached at --ray-address {placement.address} ({_first_line(exc)}): "
-                    "start one (`ray start --head`), pass --ray-address local to start one inside this process, "
-                    "or --ray-address ray://HEAD:10001 for a remote cluster"
-                ) from exc
-            started = True
+        """Join (or start) the cluster, then join the replicas running there or deploy them; returns once
+        a replica answers."""
+        connected = connect(placement.address)
         try:
-            _check_resources(placement)
-            low, high = placement.replicas
-            scaling: dict[str, Any] = (
-                {"num_replicas": low}
-                if low == high
-                else {"autoscaling_config": {"min_replicas": low, "max_replicas": high,
-                                             "target_ongoing_requests": placement.slots_per_replica}}
-            )
-            # mypy ignores class decorators: @serve.deployment made EngineReplica a Deployment
-            deployment = EngineReplica.options(  # type: ignore[attr-defined]
-                ray_actor_options={"num_cpus": placement.cpus_per_replica, "num_gpus": placement.gpus_per_replica},
-                max_ongoing_requests=placement.slots_per_replica,
-                **scaling,
-            )
-            serve.start(proxy_location="Disabled")  # handles only: no HTTP proxy on the cluster
-            app = deployment.bind(
-                {**engine_options, "checkpoint": str(engine_options["checkpoint"])},
-                placement.voices_per_replica,
-                placement.slots_per_replica + 2,
-            )
-            try:
-                handle = serve.run(app, name=APP_NAME, route_prefix=None)
-            except RuntimeError as exc:  # Serve gave up on the replicas' constructor
-                raise EngineError(
-                    f"the engine replicas failed to start on Ray: {_first_line(exc)}. Every node needs glmtts-mcp "
-                    "with the [ray] extra and the checkpoint at the --checkpoint path (docs/scale-out.md); the "
-                    "replicas' own logs are in the cluster's session folder (/tmp/ray/session_latest/logs)"
-                ) from exc
+            handle = find_or_deploy(engine_options, placement)
         except BaseException:
-            if started:
+            if connected:
                 ray.shutdown()
             raise
-        log.info("engine replicas ready on Ray (%s): %s", placement.address, _replicas_text(placement.replicas))
-        return cls(handle, placement, engine_options.get("reference_processing", "clean"), started)
+        log.info("engine replicas ready on Ray (%s): %s", placement.address, replicas_text(placement.replicas))
+        return cls(handle, placement, engine_options.get("reference_processing", "clean"), connected)
 
     # --- the Engine surface the faces use ------------------------------------------------------
 
@@ -169,16 +111,19 @@ class RayEngine:
         language: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> ExtractedVoice:
-        """Clone on a replica (retried once on another if it dies); the features come back here."""
+        """Clone on a replica (retried once on another if it dies); the features come back here with their
+        digest, and the replica keeps them, so this front sends them to no replica."""
         if progress:
             progress(0, 5, "extracting the voice on an engine replica")
         for attempt in range(MAX_RETRIES + 1):
             try:
                 with self._counted(), _engine_errors():
-                    extracted = self._handle.extract.remote(ref, transcript, language).result()
+                    extracted = self._live_handle().extract.remote(ref, transcript, language).result()
                 break
             except _ReplicaLost as lost:
                 self._note_retry(attempt, lost, "clone")
+        if extracted.features.digest is not None:
+            self._remember(extracted.features.digest)
         if progress:
             progress(5, 5, "voice features ready")
         return extracted
@@ -189,30 +134,40 @@ class RayEngine:
         features: VoiceFeatures,
         options: SynthesisOptions = SynthesisOptions(),
         progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[AudioChunk]:
-        """Narrate on a replica, one chunk per segment as each is ready (the same chunks as a local engine)."""
-        return self._narration(text, features.tensors, voice_key(features.tensors), options, progress)
+        """Narrate on a replica, one chunk per segment as each is ready (the same chunks as a local engine).
+
+        The voice's key is its stored digest; only a voice without one is hashed. Setting `cancel` cancels
+        the replica's request at once (its sequences leave the batch there) and ends the narration with
+        NarrationCancelled."""
+        key = features.digest if features.digest is not None else features_digest(features.tensors)
+        return self._narration(text, features.tensors, key, options, progress, cancel or threading.Event())
 
     def unload(self) -> None:
-        """Remove the replicas (their GPUs are free again); a cluster this process started is stopped."""
+        """Let go of this front's handle, and of its connection to Ray if its start made it; the replicas keep
+        serving the other fronts (`glmtts-mcp ray delete` removes them). Only a cluster inside this process
+        (`--ray-address local`), which no other front can reach, is stopped with its replicas."""
+        self._handle = None
+        with self._lock:
+            self._sent.clear()
+        if not self._connected:
+            return
         try:
-            serve.delete(APP_NAME)
-        finally:
-            if self._started_ray:
+            if self.placement.address == "local":
                 serve.shutdown()
-                ray.shutdown()
+        finally:
+            ray.shutdown()
 
     # --- figures -------------------------------------------------------------------------------
 
     def pool_stats(self) -> dict[str, Any]:
         """The replicas' own figures (a broadcast to each) and this front's send, resend and retry counts."""
-        replicas = [
-            r for r in self._handle.broadcast("stats").results(timeout_s=_STATS_TIMEOUT_S, return_exceptions=True)
-            if isinstance(r, dict)
-        ]
+        answers = self._live_handle().broadcast("stats").results(timeout_s=_STATS_TIMEOUT_S, return_exceptions=True)
+        replicas = [r for r in answers if isinstance(r, dict)]
         return {
             "address": self.placement.address,
-            "replicas_wanted": _replicas_text(self.placement.replicas),
+            "replicas_wanted": replicas_text(self.placement.replicas),
             "replicas": sorted(replicas, key=lambda r: r["replica"]),
             "voice_sends": self.voice_sends,
             "voice_resends": self.voice_resends,
@@ -228,13 +183,14 @@ class RayEngine:
         key: str,
         options: SynthesisOptions,
         progress: ProgressCallback | None,
+        cancel: threading.Event,
     ) -> Iterator[AudioChunk]:
         delivered = 0
         reported = -1.0
         with self._counted():
             for attempt in range(MAX_RETRIES + 1):
                 try:
-                    for event in self._attempt(text, tensors, key, options):
+                    for event in self._attempt(text, tensors, key, options, cancel):
                         if isinstance(event, Progress):
                             if progress and event.done > reported:  # a retry does not report the same step twice
                                 reported = event.done
@@ -247,16 +203,20 @@ class RayEngine:
                     self._note_retry(attempt, lost, f"narration (after {delivered} segment(s))")
 
     def _attempt(
-        self, text: str, tensors: Mapping[str, torch.Tensor], key: str, options: SynthesisOptions
+        self, text: str, tensors: Mapping[str, torch.Tensor], key: str, options: SynthesisOptions,
+        cancel: threading.Event,
     ) -> Iterator[Progress | AudioChunk]:
         """One request to a replica chosen by the voice's key; the features go along when needed."""
-        handle = self._handle.options(stream=True, multiplexed_model_id=key)
+        handle = self._live_handle().options(stream=True, multiplexed_model_id=key)
         send = not self._known(key)
         if send:
             self.voice_sends += 1
         for _ in range(2):
+            if cancel.is_set():
+                raise NarrationCancelled("the narration was cancelled")
             response = handle.synthesize.remote(text, dict(tensors) if send else None, options)  # a plain dict pickles
             finished = False
+            watch = _CancelWatch(cancel, response)
             try:
                 with _engine_errors():
                     for event in response:
@@ -267,7 +227,12 @@ class RayEngine:
                         finished = True
                         self._remember(key)
                         return
+            except Exception:
+                if cancel.is_set():  # the response failed because this narration cancelled it
+                    raise NarrationCancelled("the narration was cancelled") from None
+                raise
             finally:
+                watch.stop()
                 if not finished:
                     response.cancel()  # the caller went away, or the replica asked for the features
             self.voice_resends += 1
@@ -300,6 +265,12 @@ class RayEngine:
         self.retries += 1
         log.warning("engine replica lost during a %s (%s); retrying on another replica", what, lost)
 
+    def _live_handle(self) -> Any:
+        handle = self._handle
+        if handle is None:
+            raise EngineError("this engine was unloaded: the next call loads a fresh one")
+        return handle
+
     def _counted(self) -> _InFlight:
         return _InFlight(self)
 
@@ -331,30 +302,25 @@ class _engine_errors:
         if isinstance(exc, RayTaskError) and isinstance(exc.cause, EngineError):
             raise exc.cause from None
         if isinstance(exc, _REPLICA_LOST):
-            raise _ReplicaLost(_first_line(exc)) from exc
+            raise _ReplicaLost(first_line(exc)) from exc
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+class _CancelWatch:
+    """Cancels a replica's response as soon as the narration's cancel event is set, while the caller's
+    thread waits for the response's next segment (a threading.Event has no callbacks: a short poll)."""
 
+    _POLL_S = 0.02
 
-def _replicas_text(replicas: tuple[int, int]) -> str:
-    low, high = replicas
-    return str(low) if low == high else f"{low}-{high}"
+    def __init__(self, cancel: threading.Event, response: Any) -> None:
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(cancel, response), daemon=True)
+        self._thread.start()
 
+    def _watch(self, cancel: threading.Event, response: Any) -> None:
+        while not self._stopped.is_set():
+            if cancel.wait(self._POLL_S):
+                response.cancel()
+                return
 
-def _check_resources(placement: RayPlacement) -> None:
-    """Refuse at start a cluster that cannot hold the minimum replicas (Serve would wait for them forever)."""
-    total = ray.cluster_resources()
-    low = placement.replicas[0]
-    for resource, per_replica, flag in (
-        ("CPU", placement.cpus_per_replica, "--ray-cpus-per-replica"),
-        ("GPU", placement.gpus_per_replica, "--ray-gpus-per-replica"),
-    ):
-        have = float(total.get(resource, 0.0))
-        if per_replica > 0 and low * per_replica > have + 1e-9:
-            raise EngineError(
-                f"the Ray cluster has {have:g} {resource}(s) but {low} replica(s) x {per_replica:g} ({flag}) need "
-                f"{low * per_replica:g}: lower --ray-replicas or {flag}, or add nodes to the cluster"
-            )
+    def stop(self) -> None:
+        self._stopped.set()
