@@ -53,7 +53,10 @@ def test_serving_imports_no_test_tooling(tiny_checkpoint: Path, tmp_path: Path) 
 
 def test_onnx_is_an_extra_not_a_runtime_dependency() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = lambda specs: {s.split(">")[0].split("=")[0].split("<")[0].strip() for s in specs}  # noqa: E731
+
+    def names(specs: list[str]) -> set[str]:
+        return {s.split(">")[0].split("=")[0].split("<")[0].strip() for s in specs}
+
     assert "onnx" not in names(project["dependencies"])
     assert "onnx" in names(project["optional-dependencies"]["tiny"])
     assert "onnx" in names(project["optional-dependencies"]["test"])

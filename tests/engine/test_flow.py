@@ -148,7 +148,10 @@ def test_case_config_and_flat_config_build_the_same_model(golden_case: Callable[
 def test_seeded_generator_is_deterministic() -> None:
     flow = _tiny_flow()
     inputs = _tiny_inputs()
-    run = lambda seed: flow.inference(**inputs, n_timesteps=4, generator=torch.Generator().manual_seed(seed))  # noqa: E731
+
+    def run(seed: int) -> torch.Tensor:
+        return flow.inference(**inputs, n_timesteps=4, generator=torch.Generator().manual_seed(seed))
+
     first, again, other = run(7), run(7), run(8)
     assert first.shape == (1, 80, flow.frame_count(15) - 12)
     assert torch.equal(first, again)

@@ -26,8 +26,8 @@ from glmtts_mcp.mcp_face.server import build_server
 
 for helpers in ("mcp_face", "web"):  # the MCP tests' call helpers, the web tests' live server
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / helpers))
-from mcp_calls import error_text, structured  # noqa: E402
-from web_helpers import live_server, make_web_app  # noqa: E402
+from mcp_calls import error_text, structured  # noqa: E402 - importable once the loop above extends sys.path
+from web_helpers import live_server, make_web_app  # noqa: E402 - importable once the loop above extends sys.path
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: a local two-replica Ray cluster
 

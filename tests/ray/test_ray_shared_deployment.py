@@ -34,10 +34,10 @@ from glmtts_mcp.mcp_face.server import build_server
 
 for helpers in ("mcp_face", "web"):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / helpers))
-from mcp_calls import structured  # noqa: E402
-from web_helpers import make_web_app  # noqa: E402
+from mcp_calls import structured  # noqa: E402 - importable once the loop above extends sys.path
+from web_helpers import make_web_app  # noqa: E402 - importable once the loop above extends sys.path
 
-from server_processes import server_env  # noqa: E402
+from server_processes import server_env  # noqa: E402 - importable once the loop above extends sys.path
 
 pytestmark = pytest.mark.anyio
 

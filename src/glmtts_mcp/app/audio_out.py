@@ -65,7 +65,7 @@ class _AppendOnlySink(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def write(self, data: bytes) -> int:  # type: ignore[override]
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # soundfile writes bytes, not any buffer
         self._pending.extend(data)
         self._position += len(data)
         return len(data)

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -75,7 +75,7 @@ class EngineBackend(Protocol):
     def synthesize(
         self, text: str, features: VoiceFeatures, options: SynthesisOptions = ...,
         progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-    ) -> Iterator[AudioChunk]:
+    ) -> Generator[AudioChunk, None, None]:
         """Chunks as they are made; setting `cancel` stops the narration at the next decode step."""
 
     def memory_info(self) -> dict[str, object]: ...

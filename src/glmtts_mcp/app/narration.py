@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,12 +265,12 @@ class Narration:
         return _Voice(VoiceFeatures(tensors=loaded.tensors, digest=record.features_sha256), ready)
 
 
-def _close_unless_running(chunks: object, stepping: threading.Lock) -> None:
+def _close_unless_running(chunks: Generator[AudioChunk, None, None], stepping: threading.Lock) -> None:
     """Close the engine's generator (which cancels its queued work) unless a worker thread is inside it;
     that thread sees the cancel signal and ends the generator itself."""
     if stepping.acquire(blocking=False):
         try:
-            chunks.close()  # type: ignore[attr-defined]
+            chunks.close()
         finally:
             stepping.release()
 

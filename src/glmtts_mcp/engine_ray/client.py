@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ class RayEngine:
         options: SynthesisOptions = SynthesisOptions(),
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[AudioChunk]:
+    ) -> Generator[AudioChunk, None, None]:
         """Narrate on a replica, one chunk per segment as each is ready (the same chunks as a local engine).
 
         The voice's key is its stored digest; only a voice without one is hashed. Setting `cancel` cancels
@@ -184,7 +184,7 @@ class RayEngine:
         options: SynthesisOptions,
         progress: ProgressCallback | None,
         cancel: threading.Event,
-    ) -> Iterator[AudioChunk]:
+    ) -> Generator[AudioChunk, None, None]:
         delivered = 0
         reported = -1.0
         with self._counted():

@@ -138,8 +138,7 @@ def _deploy(settings: dict[str, Any], placement: RayPlacement) -> Any:
         else {"autoscaling_config": {"min_replicas": low, "max_replicas": high,
                                      "target_ongoing_requests": placement.slots_per_replica}}
     )
-    # mypy ignores class decorators: @serve.deployment made EngineReplica a Deployment
-    deployment = EngineReplica.options(  # type: ignore[attr-defined]
+    deployment = EngineReplica.options(  # type: ignore[attr-defined]  # @serve.deployment made it a Deployment
         ray_actor_options={"num_cpus": placement.cpus_per_replica, "num_gpus": placement.gpus_per_replica},
         max_ongoing_requests=placement.slots_per_replica,
         **scaling,

@@ -94,7 +94,7 @@ def _advertise_resource_list_changes(server: MCPServer) -> None:
     def with_list_changed(notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any) -> Any:
         return create(notification_options or NotificationOptions(resources_changed=True), *args, **kwargs)
 
-    lowlevel.create_initialization_options = with_list_changed  # type: ignore[method-assign]
+    lowlevel.create_initialization_options = with_list_changed  # type: ignore[method-assign]  # the SDK hook above
 
 
 async def serve_stdio(server: MCPServer) -> None:
@@ -105,7 +105,7 @@ async def serve_stdio(server: MCPServer) -> None:
     Missing SDK hook: `MCPServer.run_stdio_async` takes no stdin stream, so the lowlevel Server is run
     here through the private `_lowlevel_server`."""
     lowlevel = server._lowlevel_server
-    async with stdio_server(stdin=StdinLines()) as (read_stream, write_stream):  # type: ignore[arg-type]
+    async with stdio_server(stdin=StdinLines()) as (read_stream, write_stream):  # type: ignore[arg-type]  # reads lines only
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
 

@@ -46,7 +46,7 @@ class VoiceRecord(BaseModel):
     tags: list[str] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict, description="extraction seconds per stage")
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property; pydantic's advice
     @property
     def extraction_s(self) -> float:
         """Seconds of prompt processing that every reuse of this voice saves."""
@@ -100,19 +100,19 @@ class StatsCounters(BaseModel):
     extraction_s_spent: float = Field(default=0.0, description="prompt processing done for new and re-extracted voices")
     extraction_s_saved: float = Field(default=0.0, description="sum of recorded extraction time over every reuse")
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property; pydantic's advice
     @property
     def memory_load_ms_mean(self) -> float | None:
         """Mean time of a memory-tier hit."""
         return 1000 * self.memory_load_s_total / self.memory_hits if self.memory_hits else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property; pydantic's advice
     @property
     def device_load_ms_mean(self) -> float | None:
         """Mean time of a device-tier hit."""
         return 1000 * self.device_load_s_total / self.device_hits if self.device_hits else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property; pydantic's advice
     @property
     def disk_load_ms_mean(self) -> float | None:
         """Mean time of a load from disk."""

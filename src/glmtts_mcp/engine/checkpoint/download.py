@@ -74,7 +74,7 @@ def convert_to_safetensors(directory: Path, *, remove_pt: bool = False) -> list[
 
 def _tqdm_class(progress: bool) -> type | None:
     """huggingface_hub's default bars, or bars that draw nothing."""
-    return None if progress else partial(tqdm, disable=True)  # type: ignore[return-value]
+    return None if progress else partial(tqdm, disable=True)  # type: ignore[return-value]  # hf only calls it
 
 
 def _fetch_campplus(directory: Path, progress: bool) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import cast
 
 import torch
-from transformers import LlamaForCausalLM
+from transformers import LlamaForCausalLM, PretrainedConfig
 
 
 class SlotKVCache:
@@ -34,9 +34,9 @@ class SlotKVCache:
         self.values = [torch.zeros_like(k) for k in self.keys]
 
     @staticmethod
-    def bytes_needed(config: object, slots: int, positions: int, dtype: torch.dtype) -> int:
+    def bytes_needed(config: PretrainedConfig, slots: int, positions: int, dtype: torch.dtype) -> int:
         """Bytes of the buffers for `slots` sequences of `positions` each."""
-        per_position = 2 * config.num_hidden_layers * config.num_key_value_heads * _head_dim(config)  # type: ignore[attr-defined]
+        per_position = 2 * config.num_hidden_layers * config.num_key_value_heads * _head_dim(config)
         return per_position * slots * positions * torch.empty((), dtype=dtype).element_size()
 
     def move_slot(self, source: int, target: int, length: int) -> None:
@@ -46,8 +46,8 @@ class SlotKVCache:
             values[target, :, :length] = values[source, :, :length]
 
 
-def _head_dim(config: object) -> int:
-    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads  # type: ignore[attr-defined]
+def _head_dim(config: PretrainedConfig) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -29,11 +29,11 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -406,7 +406,7 @@ class Engine:
             wav24 = reference_pcm_at(ref, MODEL_SAMPLE_RATE)
             wav16 = reference_pcm_at(ref, SPEECH_SAMPLE_RATE)
             tokens16 = reference_pcm_at(ref, SPEECH_SAMPLE_RATE, first_channel=True) if ref.pcm.ndim > 1 else wav16
-            source = "user"
+            source: Literal["user", "whisper"] = "user"
             warnings: list[str] = []
             if transcript is None or not transcript.strip():
                 report(0, 5, "transcribing the reference with Whisper")
@@ -442,7 +442,7 @@ class Engine:
         return ExtractedVoice(
             features=VoiceFeatures(tensors=tensors),
             transcript=transcript,
-            transcript_source=source,  # type: ignore[arg-type]
+            transcript_source=source,
             language=language,
             timings=timer.timings,
             warnings=warnings,
@@ -479,7 +479,7 @@ class Engine:
         options: SynthesisOptions = SynthesisOptions(),
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[AudioChunk]:
+    ) -> Generator[AudioChunk, None, None]:
         """Narrate `text` in the voice, one chunk per text segment, the first as soon as it is ready.
 
         Deterministic for a fixed seed (each segment re-seeds, as upstream). The concatenation of
@@ -509,7 +509,7 @@ class Engine:
         options: SynthesisOptions,
         progress: ProgressCallback | None,
         cancel: threading.Event,
-    ) -> Iterator[AudioChunk]:
+    ) -> Generator[AudioChunk, None, None]:
         report = progress or (lambda done, total, message: None)
         sampling = RasSettings(top_p=options.top_p, top_k=options.top_k, temperature=options.temperature)
         prompt = _VoicePrompt.of(tensors, self.models.device)
