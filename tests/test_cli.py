@@ -144,6 +144,7 @@ def test_config_carries_every_setting_given(
         "http_header_timeout_s": "3", "http_max_connections": "7", "log_level": "DEBUG", "max_batch": "3",
         "reference_processing": "upstream", "engine": "ray", "ray_address": "ray://head:10001", "ray_replicas": "1-4",
         "ray_gpus_per_replica": "0.5", "ray_cpus_per_replica": "1.5", "ray_voices_per_replica": "9",
+        "text_chunk_chars": "300",
     }
     assert set(given) == set(Settings.model_fields) - {"token"}  # a new setting must be added here too
     documented_flags = set(re.findall(r"^\| `(--[a-z-]+)`", CONFIGURATION.read_text(encoding="utf-8"), re.M))

@@ -224,6 +224,13 @@ class Settings(BaseSettings):
         "trim, -20 dBFS, 20 ms crossfades, symbol-only pieces skipped) or upstream (exactly as GLM-TTS's own "
         "inference: the channels untouched, plain joins, every piece spoken). Part of a voice's id.",
     )
+    text_chunk_chars: int = Field(
+        default=500,
+        ge=0,
+        description="Normalize a longer text in pieces of at most this many characters, cut only at sentence ends "
+        "the grammars cannot read across, so its memory does not grow with its length (0: the whole text at once, "
+        "as GLM-TTS does; docs/text-normalization.md).",
+    )
     # --- scale-out: the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
     engine: Literal["local", "ray"] = Field(
         default="local",

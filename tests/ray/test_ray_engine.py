@@ -114,8 +114,8 @@ async def test_clone_and_synthesize_match_the_local_engine(ray_app: App, local_a
     assert len(replicas) == 2 and {r["device"] for r in replicas} == {"cpu"}
     assert engine["ray"]["voice_sends"] == 0  # the replica that cloned the voice holds it: the front sent nothing
     # unless Serve's router had not yet heard that it holds it (the replica reports within about 0.1 s): then the
-    # other replica asked for the features, once
-    assert engine["ray"]["voice_resends"] == sum(r["voice_loads"] for r in replicas) <= 1
+    # other replica asked for the features, once (and the resend may reach either replica)
+    assert sum(r["voice_loads"] for r in replicas) <= engine["ray"]["voice_resends"] <= 1
 
 
 async def test_repeated_requests_reuse_the_held_voice(ray_app: App) -> None:
@@ -129,7 +129,8 @@ async def test_repeated_requests_reuse_the_held_voice(ray_app: App) -> None:
     assert after["voice_sends"] == before["voice_sends"] and after["voice_resends"] == before["voice_resends"]
     hits = sum(r["voice_hits"] for r in after["replicas"]) - sum(r["voice_hits"] for r in before["replicas"])
     assert hits == 4
-    held = [0, 1] if before["voice_resends"] == 0 else [1, 1]  # [1, 1]: the first request reached the other one
+    loads = sum(r["voice_loads"] for r in before["replicas"])
+    held = [0, 1] if loads == 0 else [1, 1]  # [1, 1]: an early request reached the other one, which took it in
     assert sorted(r["voices_held"] for r in after["replicas"]) == held
 
 

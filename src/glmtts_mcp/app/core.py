@@ -89,6 +89,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         "overlap": _switch(settings.overlap),
         "max_batch": settings.max_batch,
         "reference_processing": settings.reference_processing,
+        "text_chunk_chars": settings.text_chunk_chars,
     }
 
 

@@ -8,8 +8,7 @@ raise their own exception with the sentence.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -74,19 +73,20 @@ def rest_words(overrides: Mapping[Term, str] | None = None) -> Words:
     return words
 
 
-@contextmanager
-def web_errors(fields: Mapping[Term, str] | None = None) -> Iterator[None]:
-    """User errors become WebError: the status from their kind, the sentence in REST words, and the field
-    from the input they concern (`fields` renames inputs for a route whose fields are called otherwise)."""
-    try:
-        yield
-    except WebError:
-        raise
-    except UserError as exc:
-        field = field_name(exc.argument, fields) if exc.argument is not None else None
-        raise WebError(STATUS[exc.kind], exc.render(rest_words(fields)), field) from exc
-    except OSError as exc:
-        raise WebError(500, f"file system error: {exc}") from exc
+# OpenAI's request names the text `input` and the format `response_format`.
+OPENAI_FIELDS: dict[Term, str] = {Term.TEXT: "input", Term.FORMAT: "response_format"}
+
+
+def _fields_for(path: str) -> Mapping[Term, str] | None:
+    return OPENAI_FIELDS if path.startswith(OPENAI_PREFIX) else None
+
+
+def user_error_response(path: str, exc: UserError) -> JSONResponse:
+    """A user error as the HTTP problem of `path`: the status from its kind, the sentence in REST words,
+    the field from the input it concerns (named as that path's request names it)."""
+    fields = _fields_for(path)
+    field = field_name(exc.argument, fields) if exc.argument is not None else None
+    return error_response(path, STATUS[exc.kind], exc.render(rest_words(fields)), field)
 
 
 def error_body(path: str, status: int, message: str, field: str | None = None) -> dict[str, Any]:
@@ -120,6 +120,15 @@ def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(WebError)
     async def web_error(request: Request, exc: WebError) -> JSONResponse:
         return error_response(request.url.path, exc.status, exc.message, exc.field)
+
+    @api.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        return user_error_response(request.url.path, exc)
+
+    @api.exception_handler(OSError)
+    async def file_system_error(request: Request, exc: OSError) -> JSONResponse:
+        log.error("file system error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(request.url.path, 500, f"file system error: {exc}")
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,13 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import NarrationRequest, checked_text
 from glmtts_mcp.app.voice_service import VoiceService
-from glmtts_mcp.errors import Term
-from glmtts_mcp.web.errors import WebError, web_errors
+from glmtts_mcp.web.errors import WebError
 from glmtts_mcp.web.rest import stream_speech
 from glmtts_mcp.web.speech_stream import OpenSpeech, encoded, open_speech
-
-# This face's request names the text `input` and the format `response_format`.
-_FIELDS = {Term.TEXT: "input", Term.FORMAT: "response_format"}
 
 # OpenAI's names for the formats this server writes (opus is Ogg/Opus, as OpenAI sends it).
 OPENAI_FORMATS = {"mp3": "mp3", "opus": "ogg", "wav": "wav", "flac": "flac", "pcm": "pcm"}
@@ -91,12 +87,11 @@ def openai_routes(app: App) -> APIRouter:
                 "response_format",
             )
         if body.stream_format == "audio":
-            return await stream_speech(app, body.input, voice, fmt, 0, _FIELDS)
+            return await stream_speech(app, body.input, voice, fmt, 0)
         if body.stream_format != "sse":
             raise WebError(400, f"stream_format {body.stream_format!r} is unknown: use audio or sse", "stream_format")
-        with web_errors(_FIELDS):
-            text = checked_text(body.input, app.settings.max_text_chars)
-            speech = await open_speech(app, NarrationRequest(text=text, voice=voice))
+        text = checked_text(body.input, app.settings.max_text_chars)
+        speech = await open_speech(app, NarrationRequest(text=text, voice=voice))
         return StreamingResponse(
             _sse_events(speech, fmt, len(text)),
             media_type="text/event-stream",
@@ -111,8 +106,7 @@ def openai_routes(app: App) -> APIRouter:
     async def list_voices() -> VoicesResponse:
         """Every voice of the library as {id, name} (what TTS front ends show in their voice picker)."""
 
-        with web_errors():
-            records = await VoiceService(app).all()
+        records = await VoiceService(app).all()
         return VoicesResponse(voices=[VoiceEntry(id=v.id, name=v.name or v.id) for v in records])
 
     return router

@@ -6,7 +6,6 @@ service, the narration); uploads arrive as multipart files and never touch a pat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -26,10 +25,10 @@ from glmtts_mcp.app.schemas import (
     RenameVoiceResult,
 )
 from glmtts_mcp.app.voice_service import VoiceService
-from glmtts_mcp.errors import Term, render_text
+from glmtts_mcp.errors import Term, UserError, render_text
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
-from glmtts_mcp.web.errors import WebError, field_name, rest_words, web_errors
+from glmtts_mcp.web.errors import WebError, rest_words
 from glmtts_mcp.web.speech_stream import encoded, open_speech
 
 VoicePath = Annotated[str, Field(min_length=1, max_length=256, description="voice id or name")]
@@ -84,9 +83,8 @@ def rest_routes(app: App) -> APIRouter:
     ) -> JSONResponse:
         """Clone a voice from an uploaded clip (or return the stored one for a known clip)."""
         data = await read_upload(audio, "audio", settings.max_upload_bytes)
-        with web_errors():
-            code = checked_language(_optional(language))
-            result = await voices.clone(data, _optional(name), _optional(transcript), code)
+        code = checked_language(_optional(language))
+        result = await voices.clone(data, _optional(name), _optional(transcript), code)
         result.warnings = [render_text(w, rest_words()) for w in result.warnings]
         return JSONResponse(result.model_dump(mode="json"), status_code=200 if result.existed else 201)
 
@@ -97,39 +95,33 @@ def rest_routes(app: App) -> APIRouter:
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> ListVoicesResult:
         """The voices, sorted by name, with transcript excerpts and health flags (`stale`, `broken`)."""
-        with web_errors():
-            return await voices.list(query, limit, cursor)
+        return await voices.list(query, limit, cursor)
 
     @router.get("/voices/{voice}", response_model=VoiceRecord)
     async def get_voice(voice: VoicePath) -> VoiceRecord:
         """One voice's metadata (by id or name)."""
-        with web_errors():
-            return await voices.get(voice)
+        return await voices.get(voice)
 
     @router.patch("/voices/{voice}", response_model=RenameVoiceResult)
     async def rename_voice(voice: VoicePath, body: RenameRequest) -> RenameVoiceResult:
         """Give a voice a new name (its id never changes)."""
-        with web_errors():
-            return await voices.rename(voice, body.name)
+        return await voices.rename(voice, body.name)
 
     @router.delete("/voices/{voice}", response_model=DeleteVoiceResult)
     async def delete_voice(voice: VoicePath) -> DeleteVoiceResult:
         """Delete a voice and its files (an unknown voice is 404: nothing was deleted)."""
-        with web_errors():
-            return await voices.delete(voice)
+        return await voices.delete(voice)
 
     @router.get("/voices/{voice}/audio", response_class=FileResponse)
     async def reference_audio(voice: VoicePath) -> FileResponse:
         """The reference audio the voice keeps (16-bit FLAC)."""
-        with web_errors():
-            record, path = await voices.reference_audio(voice)
+        record, path = await voices.reference_audio(voice)
         return FileResponse(path, media_type="audio/flac", filename=f"{record.name}.flac")
 
     @router.get("/voices/{voice}/export", response_class=Response)
     async def export_voice(voice: VoicePath) -> Response:
         """The archive export_voice writes (reference audio, transcript, features), as a download."""
-        with web_errors():
-            filename, data = await voices.export_bytes(voice)
+        filename, data = await voices.export_bytes(voice)
         return Response(
             data,
             media_type="application/zip",
@@ -143,8 +135,7 @@ def rest_routes(app: App) -> APIRouter:
     ) -> JSONResponse:
         """Add a voice from an uploaded archive (checked before anything is stored)."""
         data = await read_upload(archive, "archive", settings.max_upload_bytes)
-        with web_errors():
-            result = await voices.import_from(data, _optional(name))
+        result = await voices.import_from(data, _optional(name))
         return JSONResponse(result.model_dump(mode="json"), status_code=200 if result.existed else 201)
 
     @router.post(
@@ -159,23 +150,18 @@ def rest_routes(app: App) -> APIRouter:
     @router.get("/cache/stats", response_model=CacheStatsResult)
     async def cache_stats() -> CacheStatsResult:
         """What the cache_stats tool returns: hits per tier, time saved, voices, bytes, the engine's state."""
-        with web_errors():
-            return await voices.stats()
+        return await voices.stats()
 
     return router
 
 
-async def stream_speech(
-    app: App, text: str, voice: str, fmt: str, seed: int, fields: Mapping[Term, str] | None = None
-) -> StreamingResponse:
+async def stream_speech(app: App, text: str, voice: str, fmt: str, seed: int) -> StreamingResponse:
     """The streamed answer of /api/tts (and /v1/audio/speech with stream_format=audio)."""
     fmt = fmt.strip().lower()
     if fmt not in STREAM_FORMATS:
-        field = field_name(Term.FORMAT, fields)
-        raise WebError(400, f"field `{field}` is {fmt!r}: use one of {', '.join(STREAM_FORMATS)}", field)
-    with web_errors(fields):
-        request = NarrationRequest(text=checked_text(text, app.settings.max_text_chars), voice=voice, seed=seed)
-        speech = await open_speech(app, request)
+        raise UserError(f"{{argument}} is {fmt!r}", f"use one of {', '.join(STREAM_FORMATS)}", argument=Term.FORMAT)
+    request = NarrationRequest(text=checked_text(text, app.settings.max_text_chars), voice=voice, seed=seed)
+    speech = await open_speech(app, request)
     headers = {
         "x-voice-id": speech.voice.voice_id,
         "x-voice-name": _header_safe(speech.voice.voice_name or ""),

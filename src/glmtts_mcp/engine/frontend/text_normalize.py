@@ -104,11 +104,16 @@ class _Grammar:
         self._tagger = kaldifst.TextNormalizer(str(paths[0]))
         self._verbalizer = kaldifst.TextNormalizer(str(paths[1]))
 
-    def normalize(self, text: str) -> str:
-        """WeTextProcessing's Processor.normalize: verbalize(reorder(tag(text)))."""
+    def normalize(self, text: str, chunk_chars: int = 0) -> str:
+        """WeTextProcessing's Processor.normalize: verbalize(reorder(tag(text))).
+
+        The tagger runs on `tagger_chunks` of the text (their token strings joined as the tagger joins
+        tokens): its memory grows with its input, the verbalizer's some 400 times less.
+        """
         if not text:
             return ""
-        tagged = self._tagger.normalize(text)
+        parts = [self._tagger.normalize(chunk) for chunk in tagger_chunks(text, self.language, chunk_chars)]
+        tagged = " ".join(parts) if all(parts) else ""
         if not tagged:
             if text.strip():
                 raise EngineError(f"text normalization found no reading for {text[:80]!r}; remove unusual characters")
@@ -121,6 +126,43 @@ class _Grammar:
                 "GLM-TTS's text normalizer (WeTextProcessing); remove them, or the angle brackets"
             )
         return spoken
+
+
+# Where the tagger's input may be cut with the same result as tagging it whole. The tagger writes a
+# sequence of tokens, each matched independently and joined by one space, so tagging two pieces
+# gives the whole's tokens exactly when no token can span the cut. Tokens that do span sentence ends
+# exist: "Jan. 5" (date), "No. 5" (range), "5 p.m. Then" (time), "A. B." (whitelist), "Mr. Smith".
+# So a cut needs ordinary words on both sides: in English, whitespace after a lowercase word of 3+
+# letters and its ".", "!" or "?", before a capital (the punctuation token keeps the whitespace, so
+# the cut is after it); in Chinese, between an ideograph's "。", "！" or "？" and the next ideograph
+# (the zh tagger reads each of those marks as a token of its own, "char").
+# One thing is not local: the English grammar ranks some readings by weights of about 1e-4, lost in
+# the float32 sum of a long text's path, so tagged whole a long text gets arbitrary ones among them
+# ("1,024,000" after 156 characters: "one zero two fourzero zero zero"); in chunks it gets those
+# its sentences get alone (tests/engine/test_text_chunks.py).
+_TAGGER_CUTS: dict[Language, re.Pattern[str]] = {
+    "en": re.compile(r"(?<=[a-z]{3}[.!?])\s+(?=[A-Z])"),
+    "zh": re.compile(r"(?<=[\u4e00-\u9fff][。！？])(?=[\u4e00-\u9fff])"),
+}
+
+
+def tagger_chunks(text: str, language: Language, chunk_chars: int) -> list[str]:
+    """The text in pieces of at most `chunk_chars` characters, cut only at `_TAGGER_CUTS`, that the
+    tagger reads with the same tokens as the whole; the whole text if it fits (or chunk_chars is 0).
+
+    A stretch without a safe cut stays in one piece, however long.
+    """
+    if chunk_chars <= 0 or len(text) <= chunk_chars:
+        return [text]
+    pieces: list[str] = []
+    start = previous = 0
+    for cut in [match.end() for match in _TAGGER_CUTS[language].finditer(text)] + [len(text)]:
+        if cut - start > chunk_chars and previous > start:
+            pieces.append(text[start:previous])
+            start = previous
+        previous = cut
+    pieces.append(text[start:])
+    return pieces
 
 
 def reorder_tokens(tagged: str, orders: dict[str, tuple[str, ...]]) -> str:
@@ -363,8 +405,8 @@ def _zh_post_replace(text: str) -> str:
     return text
 
 
-def _normalize_chinese(text: str) -> str:
-    text = _Grammars.get("zh").normalize(_zh_pre_replace(text))
+def _normalize_chinese(text: str, chunk_chars: int) -> str:
+    text = _Grammars.get("zh").normalize(_zh_pre_replace(text), chunk_chars)
     return _zh_post_replace(_zh_special_replace(text))
 
 
@@ -400,8 +442,8 @@ def _spell_out_digits(text: str) -> str:
     return "".join(out)
 
 
-def _normalize_english(text: str) -> str:
-    text = _Grammars.get("en").normalize(text.replace("'", "’"))
+def _normalize_english(text: str, chunk_chars: int) -> str:
+    text = _Grammars.get("en").normalize(text.replace("'", "’"), chunk_chars)
     text = _remove_brackets(text, "en")
     text = _replace_asterisks(text, "en")
     text = text.replace("—", " ").replace("’", "'")
@@ -549,16 +591,20 @@ def _hard_split(sentence: list[str], max_len: int) -> list[list[str]]:
 class TextFrontend:
     """Upstream GLM-TTS's text frontend (normalization and splitting); cheap to construct.
 
-    Grammars load on first use of each language and are shared by all instances.
+    Grammars load on first use of each language and are shared by all instances. ``chunk_chars`` above 0
+    bounds the tagger's memory on long texts: see `tagger_chunks` (0: the whole text at once, as upstream).
     """
+
+    def __init__(self, chunk_chars: int = 0) -> None:
+        self.chunk_chars = chunk_chars
 
     def normalize(self, text: str) -> str:
         """Upstream's ``TextFrontEnd.text_normalize``: the text the LLM is given."""
         text = _preprocess(text)
         if contains_chinese(text):
-            text = _normalize_chinese(text).lower()
+            text = _normalize_chinese(text, self.chunk_chars).lower()
         else:
-            text = _normalize_english(text)
+            text = _normalize_english(text, self.chunk_chars)
         return _ensure_ending(_normalize_punctuation(text))
 
     def split_by_len(self, text: str, min_len: int = 30, max_len: int = 60) -> list[str]:

@@ -196,6 +196,7 @@ class Engine:
         max_batch: int = DEFAULT_MAX_BATCH,
         slot_positions: int | None = None,
         reference_processing: ReferenceProcessing = "clean",
+        text_chunk_chars: int = 0,
     ) -> None:
         self.checkpoint = Path(checkpoint)
         self.reference_processing = reference_processing
@@ -214,7 +215,7 @@ class Engine:
         # On a CPU both stages compete for the same cores (measured: no gain on 2 cores), so only on CUDA.
         self.overlap = device.type == "cuda" if overlap is None else overlap
         self._llm_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        self.text_frontend = TextFrontend()
+        self.text_frontend = TextFrontend(text_chunk_chars)
         self.prompt_mel = audio.prompt_mel_features  # the mel stage (an attribute so tests can count calls)
         self._models: Models | None = None
         self._transcriber: Transcriber | None = None
@@ -236,6 +237,7 @@ class Engine:
         max_batch: int = DEFAULT_MAX_BATCH,
         slot_positions: int | None = None,
         reference_processing: ReferenceProcessing = "clean",
+        text_chunk_chars: int = 0,
     ) -> Engine:
         """Load every model now, the checkpoint validated first (Whisper loads on first transcription).
 
@@ -244,6 +246,7 @@ class Engine:
         segment's LLM alongside the current segment's flow and vocoder (both default to on CUDA only).
         `max_batch` bounds the sequences the LLM decodes together; the KV cache holds that many slots of
         `slot_positions` (default: SLOT_POSITIONS, at most the model's maximum) and is checked against free memory.
+        `text_chunk_chars` bounds the text normalizer's memory on long texts (0: whole, as upstream; TextFrontend).
         """
         resolved = resolve_device(device)
         engine = cls(
@@ -258,6 +261,7 @@ class Engine:
             max_batch=max_batch,
             slot_positions=slot_positions,
             reference_processing=reference_processing,
+            text_chunk_chars=text_chunk_chars,
         )
         engine._load_models()
         return engine
