@@ -159,30 +159,52 @@ def run_row(engine: Engine, voices: list[VoiceFeatures], n: int) -> dict[str, ob
     firsts = sorted(r[0] for r in results)
     rtfs = sorted(r[1] / r[2] for r in results if r[2] > 0)
     audio = sum(r[2] for r in results)
-    steps = {size: count - before.batch_sizes.get(size, 0) for size, count in after.batch_sizes.items()
-             if count - before.batch_sizes.get(size, 0)}
+    steps = {
+        size: count - before.batch_sizes.get(size, 0)
+        for size, count in after.batch_sizes.items()
+        if count - before.batch_sizes.get(size, 0)
+    }
     tokens = after.tokens - before.tokens
     return {
-        "wall": wall, "audio": audio, "agg": audio / wall, "rtf_median": statistics.median(rtfs),
-        "rtf_worst": rtfs[-1], "first_p50": float(np.percentile(firsts, 50)), "first_p95": float(np.percentile(firsts, 95)),
-        "tokens": tokens, "tok_s": tokens / wall, "steps": steps, "memory": memory.describe(),
+        "wall": wall,
+        "audio": audio,
+        "agg": audio / wall,
+        "rtf_median": statistics.median(rtfs),
+        "rtf_worst": rtfs[-1],
+        "first_p50": float(np.percentile(firsts, 50)),
+        "first_p95": float(np.percentile(firsts, 95)),
+        "tokens": tokens,
+        "tok_s": tokens / wall,
+        "steps": steps,
+        "memory": memory.describe(),
     }
 
 
 def format_row(mode: str, n: int, r: dict[str, object]) -> str:
     sizes = " ".join(f"{size}:{count}" for size, count in sorted(r["steps"].items()))
-    return (f"{mode:<8}{n:>3}{r['wall']:>9.1f}{r['audio']:>9.1f}{r['agg']:>11.3f}{r['rtf_median']:>9.2f}"
-            f"{r['rtf_worst']:>11.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
-            f"{r['memory']:<18}  {sizes}")
+    return (
+        f"{mode:<8}{n:>3}{r['wall']:>9.1f}{r['audio']:>9.1f}{r['agg']:>11.3f}{r['rtf_median']:>9.2f}"
+        f"{r['rtf_worst']:>11.2f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}{r['tok_s']:>8.1f}  "
+        f"{r['memory']:<18}  {sizes}"
+    )
 
 
-def bench_engine(checkpoint: Path, args: argparse.Namespace, max_batch: int, references: list[Path],
-                 whisper_model: str) -> dict[int, dict[str, object]]:
-    engine = Engine.load(checkpoint, device=args.device, dtype=args.dtype, whisper_model=whisper_model,
-                         max_batch=max_batch, slot_positions=args.slot_positions)
+def bench_engine(
+    checkpoint: Path, args: argparse.Namespace, max_batch: int, references: list[Path], whisper_model: str
+) -> dict[int, dict[str, object]]:
+    engine = Engine.load(
+        checkpoint,
+        device=args.device,
+        dtype=args.dtype,
+        whisper_model=whisper_model,
+        max_batch=max_batch,
+        slot_positions=args.slot_positions,
+    )
     try:
-        voices = [engine.extract_voice(engine.prepare_reference(path), text).features
-                  for path, (_, text) in zip(references, VOICES, strict=True)]
+        voices = [
+            engine.extract_voice(engine.prepare_reference(path), text).features
+            for path, (_, text) in zip(references, VOICES, strict=True)
+        ]
         fix_lengths(engine, args.tokens)
         run_row(engine, voices, 1)  # warm-up: lazy inits, kernels
         rows = {}
@@ -208,15 +230,23 @@ def flow_batch_rows(checkpoint: Path, args: argparse.Namespace, reference: Path,
         hook = flow.estimator.register_forward_pre_hook(lambda module, inputs: captured.append(inputs) or None)
         tokens = torch.randint(0, 1000, (1, args.tokens), generator=torch.Generator().manual_seed(0)).to(device)
         with torch.inference_mode():
-            flow.inference(voice["prompt_speech_ids"].to(device)[None], voice["prompt_mel"].to(device)[None], tokens,
-                           voice["speaker_embedding"].to(device)[None], n_timesteps=1)
+            flow.inference(
+                voice["prompt_speech_ids"].to(device)[None],
+                voice["prompt_mel"].to(device)[None],
+                tokens,
+                voice["speaker_embedding"].to(device)[None],
+                n_timesteps=1,
+            )
         hook.remove()
         single = captured[0]
         stacked = tuple(torch.cat([x, x]) if isinstance(x, torch.Tensor) and x.shape[0] == 2 else x for x in single)
         timings = {}
         with torch.inference_mode():
             flow.estimator(*single)  # warm-up
-            for label, calls in (("one after another (2 x batch 2)", [single, single]), ("stacked (batch 4)", [stacked])):
+            for label, calls in (
+                ("one after another (2 x batch 2)", [single, single]),
+                ("stacked (batch 4)", [stacked]),
+            ):
                 best = float("inf")
                 for _ in range(3):
                     began = time.perf_counter()
@@ -227,8 +257,9 @@ def flow_batch_rows(checkpoint: Path, args: argparse.Namespace, reference: Path,
                     best = min(best, time.perf_counter() - began)
                 timings[label] = best
         frames = single[0].shape[1]
-        rows = [f"flow DiT step for 2 segments of {args.tokens} tokens (voice prompt included: {frames} frames), "
-                "best of 3:"]
+        rows = [
+            f"flow DiT step for 2 segments of {args.tokens} tokens (voice prompt included: {frames} frames), best of 3:"
+        ]
         for label, seconds in timings.items():
             rows.append(f"  {label:<34}{seconds * 1000:9.1f} ms")
         serial, batched = timings.values()
@@ -271,13 +302,16 @@ def matmul_rows(checkpoint: Path, dtype: torch.dtype) -> list[str]:
     for path in ("default", "oneDNN"):
         if (path, 1) in times and (path, 8) in times:
             one, eight = times[(path, 1)], times[(path, 8)]
-            rows.append(f"  {path:<8} 1 row {one:8.2f} ms   8 rows {eight:8.2f} ms   8 rows / 1 row {eight / one:6.2f}x")
+            rows.append(
+                f"  {path:<8} 1 row {one:8.2f} ms   8 rows {eight:8.2f} ms   8 rows / 1 row {eight / one:6.2f}x"
+            )
     return rows
 
 
 def _device(device: str) -> torch.device:
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                        ("cpu" if device == "auto" else device))
+    return torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
 
 
 def llm_step_rows(checkpoint: Path, dtype: torch.dtype, device: str) -> list[str]:
@@ -314,8 +348,10 @@ def llm_step_rows(checkpoint: Path, dtype: torch.dtype, device: str) -> list[str
                     times.append(time.perf_counter() - began)
                 step = min(times[1:])
                 single = single or step
-                rows.append(f"  {linears:<7}{n} sequence(s)  {step * 1000:9.1f} ms per step   {n / step:7.2f} tokens/s   "
-                            f"{n * single / step:5.2f}x one dense")
+                rows.append(
+                    f"  {linears:<7}{n} sequence(s)  {step * 1000:9.1f} ms per step   {n / step:7.2f} tokens/s   "
+                    f"{n * single / step:5.2f}x one dense"
+                )
     return rows
 
 
@@ -335,8 +371,9 @@ def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks
     model = load_llm(checkpoint / LLM_DIR, device=_device(device), dtype=dtype)
     prepack_llm_linears(model)  # as the engine loads it (only the LLM: the flow is not needed here)
     llm = GLMTTSLLM(model, TextTokenizer.from_dir(checkpoint / TEXT_TOKENIZER_DIR).special_token_ids())
-    rows = [f"prefill stall ({str(dtype).removeprefix('torch.')}): 3 sequences decoding, a 950-position prompt "
-            "admitted:"]
+    rows = [
+        f"prefill stall ({str(dtype).removeprefix('torch.')}): 3 sequences decoding, a 950-position prompt admitted:"
+    ]
     for chunk in chunks:
         scheduler = BatchScheduler(llm, max_batch=4, slot_positions=2048, prefill_chunk=chunk)
         steps: list[float] = []
@@ -348,16 +385,32 @@ def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks
 
         scheduler._decode_step = timed  # type: ignore[method-assign]
         try:
-            background = [scheduler.submit(SpeechRequest(list(range(100, 110)), list(range(200, 220)),
-                                                         [j % 500 for j in range(100)], RasSettings(),
-                                                         torch.Generator().manual_seed(i), min_ratio=100.0,
-                                                         max_ratio=100.0)) for i in range(3)]
+            background = [
+                scheduler.submit(
+                    SpeechRequest(
+                        list(range(100, 110)),
+                        list(range(200, 220)),
+                        [j % 500 for j in range(100)],
+                        RasSettings(),
+                        torch.Generator().manual_seed(i),
+                        min_ratio=100.0,
+                        max_ratio=100.0,
+                    )
+                )
+                for i in range(3)
+            ]
             while len(steps) < 3:
                 time.sleep(0.05)
             admitted = time.perf_counter()
-            long_prompt = SpeechRequest(list(range(300, 380)), list(range(400, 520)), [j % 6000 for j in range(750)],
-                                        RasSettings(), torch.Generator().manual_seed(9), min_ratio=0.05,
-                                        max_ratio=0.05)  # 4 tokens
+            long_prompt = SpeechRequest(
+                list(range(300, 380)),
+                list(range(400, 520)),
+                [j % 6000 for j in range(750)],
+                RasSettings(),
+                torch.Generator().manual_seed(9),
+                min_ratio=0.05,
+                max_ratio=0.05,
+            )  # 4 tokens
             result = scheduler.submit(long_prompt)
             result.result()
             done = time.perf_counter()
@@ -370,9 +423,11 @@ def prefill_stall_rows(checkpoint: Path, dtype: torch.dtype, device: str, chunks
         finally:
             scheduler.close()
         label = "whole" if chunk >= 950 else f"{chunk} per chunk"
-        rows.append(f"  prefill {label:<16} longest gap between decode steps {max(gaps):7.2f} s   "
-                    f"decode steps in the window {len(gaps):3d}   admission to its 4th token "
-                    f"{done - admitted:7.2f} s")
+        rows.append(
+            f"  prefill {label:<16} longest gap between decode steps {max(gaps):7.2f} s   "
+            f"decode steps in the window {len(gaps):3d}   admission to its 4th token "
+            f"{done - admitted:7.2f} s"
+        )
     return rows
 
 
@@ -387,11 +442,18 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") or args.device.startswith("cuda") else 0
     batch = max(args.n)  # the most callers of any row decode together
-    options = {"checkpoint": checkpoint, "device": args.device, "dtype": args.dtype,
-               "whisper_model": args.whisper_model, "max_batch": batch}
+    options = {
+        "checkpoint": checkpoint,
+        "device": args.device,
+        "dtype": args.dtype,
+        "whisper_model": args.whisper_model,
+        "max_batch": batch,
+    }
     local = Engine.load(**options)
-    voices = [local.extract_voice(local.prepare_reference(path), text).features
-              for path, (_, text) in zip(references, VOICES, strict=True)]
+    voices = [
+        local.extract_voice(local.prepare_reference(path), text).features
+        for path, (_, text) in zip(references, VOICES, strict=True)
+    ]
 
     def row(engine: Engine | RayEngine, n: int) -> dict[str, float]:
         gate = threading.Barrier(n + 1)
@@ -415,8 +477,12 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
             wall = time.perf_counter() - began
         firsts = [r[0] for r in results]
         audio = sum(r[1] for r in results)
-        return {"wall": wall, "agg": audio / wall, "first_p50": float(np.percentile(firsts, 50)),
-                "first_p95": float(np.percentile(firsts, 95))}
+        return {
+            "wall": wall,
+            "agg": audio / wall,
+            "first_p50": float(np.percentile(firsts, 50)),
+            "first_p95": float(np.percentile(firsts, 95)),
+        }
 
     def measure(label: str, engine: Engine | RayEngine) -> None:
         for voice in range(len(voices)):  # warm-up: lazy inits, and each voice reaches a replica once
@@ -433,9 +499,14 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
         for replicas in args.replicas:
-            placement = RayPlacement(address="auto", replicas=(replicas, replicas), gpus_per_replica=gpus / replicas,
-                                     cpus_per_replica=cores / replicas, voices_per_replica=len(voices),
-                                     slots_per_replica=batch)
+            placement = RayPlacement(
+                address="auto",
+                replicas=(replicas, replicas),
+                gpus_per_replica=gpus / replicas,
+                cpus_per_replica=cores / replicas,
+                voices_per_replica=len(voices),
+                slots_per_replica=batch,
+            )
             engine = RayEngine.start(options, placement)
             try:
                 measure(f"ray x{replicas}", engine)
@@ -445,13 +516,17 @@ def ray_rows(checkpoint: Path, args: argparse.Namespace, references: list[Path])
     finally:
         serve.shutdown()
         ray.shutdown()
-    out = [f"engine replicas on a local Ray cluster ({cores} CPUs and {gpus} GPU(s) shared by all replicas; the "
-           f"local engine uses torch's {torch.get_num_threads()} threads):",
-           f"{'engine':<9}{'N':>3}{'wall s':>9}{'audio s/s':>11}{'1st p50':>9}{'1st p95':>9}{'vs local':>10}"]
+    out = [
+        f"engine replicas on a local Ray cluster ({cores} CPUs and {gpus} GPU(s) shared by all replicas; the "
+        f"local engine uses torch's {torch.get_num_threads()} threads):",
+        f"{'engine':<9}{'N':>3}{'wall s':>9}{'audio s/s':>11}{'1st p50':>9}{'1st p95':>9}{'vs local':>10}",
+    ]
     for (label, n), r in figures.items():
         ratio = r["agg"] / figures[("local", n)]["agg"]
-        out.append(f"{label:<9}{n:>3}{r['wall']:>9.1f}{r['agg']:>11.3f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}"
-                   f"{ratio:>9.2f}x")
+        out.append(
+            f"{label:<9}{n:>3}{r['wall']:>9.1f}{r['agg']:>11.3f}{r['first_p50']:>9.2f}{r['first_p95']:>9.2f}"
+            f"{ratio:>9.2f}x"
+        )
     return out
 
 
@@ -465,16 +540,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=150, help="speech tokens per segment (x the caller's share)")
     parser.add_argument("--slot-positions", type=int, default=None, help="KV cache positions per sequence")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    parser.add_argument("--modes", nargs="*", choices=["serial", "batched"], default=["serial", "batched"],
-                        help="engines to run (none: only the probes)")
+    parser.add_argument(
+        "--modes",
+        nargs="*",
+        choices=["serial", "batched"],
+        default=["serial", "batched"],
+        help="engines to run (none: only the probes)",
+    )
     parser.add_argument("--flow-batch", action="store_true", help="also time one DiT step batched vs one by one")
     parser.add_argument("--matmul", action="store_true", help="also time the LLM's MLP matmul for 1 and 8 rows")
     parser.add_argument("--llm-steps", action="store_true", help="also time the batched LLM step for 1-8 sequences")
-    parser.add_argument("--prefill-stall", type=int, nargs="*", metavar="CHUNK",
-                        help="also measure the decode gap while a 950-position prompt is prefilled, per chunk size "
-                             "(e.g. 4096 256 64)")
-    parser.add_argument("--engine", choices=["local", "ray"], default="local",
-                        help="ray: the callers on a local engine, then on --replicas Ray replicas (only those rows)")
+    parser.add_argument(
+        "--prefill-stall",
+        type=int,
+        nargs="*",
+        metavar="CHUNK",
+        help="also measure the decode gap while a 950-position prompt is prefilled, per chunk size (e.g. 4096 256 64)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: the callers on a local engine, then on --replicas Ray replicas (only those rows)",
+    )
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="--engine ray: replica counts")
     args = parser.parse_args(argv)
     if args.threads:
@@ -492,32 +580,41 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(ray_rows(checkpoint, args, references)))
             return 0
         needs_voices = args.modes or args.flow_batch
-        references = [_record(Path(tmp) / f"voice{i}.wav", voice, text)
-                      for i, (voice, text) in enumerate(VOICES)] if needs_voices else []
+        references = (
+            [_record(Path(tmp) / f"voice{i}.wav", voice, text) for i, (voice, text) in enumerate(VOICES)]
+            if needs_voices
+            else []
+        )
         results = {}
         for mode in args.modes:
-            results[mode] = bench_engine(checkpoint, args, max(args.n) if mode == "batched" else 1, references,
-                                         args.whisper_model)
+            results[mode] = bench_engine(
+                checkpoint, args, max(args.n) if mode == "batched" else 1, references, args.whisper_model
+            )
         flow_rows = flow_batch_rows(checkpoint, args, references[0], args.whisper_model) if args.flow_batch else []
         dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16}.get(args.dtype, torch.float32)
         flow_rows += matmul_rows(checkpoint, dtype) if args.matmul else []
         flow_rows += llm_step_rows(checkpoint, dtype, args.device) if args.llm_steps else []
-        flow_rows += prefill_stall_rows(checkpoint, dtype, args.device, args.prefill_stall) if args.prefill_stall else []
+        flow_rows += (
+            prefill_stall_rows(checkpoint, dtype, args.device, args.prefill_stall) if args.prefill_stall else []
+        )
 
     device = _device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
-    print(f"checkpoint {checkpoint.name}, device {name}, LLM dtype {args.dtype}, torch threads "
-          f"{torch.get_num_threads()}, {args.tokens} tokens per segment x shares {LENGTH_SHARES}, "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-    header = (f"{'mode':<8}{'N':>3}{'wall s':>9}{'audio s':>9}{'audio s/s':>11}{'RTF med':>9}{'RTF worst':>11}"
-              f"{'1st p50':>9}{'1st p95':>9}{'tok/s':>8}  {'peak':<18}  batch sizes (steps)")
+    print(
+        f"checkpoint {checkpoint.name}, device {name}, LLM dtype {args.dtype}, torch threads "
+        f"{torch.get_num_threads()}, {args.tokens} tokens per segment x shares {LENGTH_SHARES}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    header = (
+        f"{'mode':<8}{'N':>3}{'wall s':>9}{'audio s':>9}{'audio s/s':>11}{'RTF med':>9}{'RTF worst':>11}"
+        f"{'1st p50':>9}{'1st p95':>9}{'tok/s':>8}  {'peak':<18}  batch sizes (steps)"
+    )
     print(header if results else "(no engine rows: --modes was empty)")
     for mode, rows in results.items():
         for n, r in rows.items():
             print(format_row(mode, n, r))
     if "serial" in results and "batched" in results:
-        ratios = "  ".join(f"N={n}: {results['batched'][n]['agg'] / results['serial'][n]['agg']:.2f}x"
-                           for n in args.n)
+        ratios = "  ".join(f"N={n}: {results['batched'][n]['agg'] / results['serial'][n]['agg']:.2f}x" for n in args.n)
         print(f"\nbatched / serial aggregate audio s/s   {ratios}")
     for row in flow_rows:
         print(row)

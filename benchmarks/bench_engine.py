@@ -81,8 +81,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _paired_times(ours: Callable[[], T], theirs: Callable[[], U], repeats: int,
-                  device: torch.device) -> tuple[float, T, float, U]:
+def _paired_times(
+    ours: Callable[[], T], theirs: Callable[[], U], repeats: int, device: torch.device
+) -> tuple[float, T, float, U]:
     """Median wall seconds of ours and theirs, run alternately (a shared machine's load drifts; the
     ratio of interleaved runs is what stays comparable), after one warm-up call of each; last results."""
     result_ours, result_theirs = ours(), theirs()
@@ -159,21 +160,35 @@ print(json.dumps({"seconds": statistics.median(times), "ids": ids, "transformers
 """
 
 
-def _upstream_speech_tokenizer(upstream: Path, pythonpath: str | None, checkpoint: Path, wav16k: torch.Tensor,
-                               repeats: int, device: torch.device) -> tuple[float, list[int], str]:
+def _upstream_speech_tokenizer(
+    upstream: Path, pythonpath: str | None, checkpoint: Path, wav16k: torch.Tensor, repeats: int, device: torch.device
+) -> tuple[float, list[int], str]:
     """(median seconds, token ids, transformers version) of upstream's speech tokenizer, run in a worker."""
     paths = [str(upstream.resolve()), *([pythonpath] if pythonpath else []), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     with tempfile.TemporaryDirectory() as tmp:
         wav_path = Path(tmp) / "wav16k.npy"
         np.save(wav_path, wav16k.numpy().astype(np.float32))
-        done = subprocess.run([sys.executable, "-c", UPSTREAM_SPEECH_WORKER,
-                               str(checkpoint / SPEECH_TOKENIZER_DIR), str(wav_path), str(repeats), str(device)],
-                              capture_output=True, text=True, env=env, check=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                UPSTREAM_SPEECH_WORKER,
+                str(checkpoint / SPEECH_TOKENIZER_DIR),
+                str(wav_path),
+                str(repeats),
+                str(device),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"worker failed ({last}); upstream's whisper_models needs transformers<5: "
-                           f"see --upstream-pythonpath")
+        raise RuntimeError(
+            f"worker failed ({last}); upstream's whisper_models needs transformers<5: see --upstream-pythonpath"
+        )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result["seconds"], result["ids"], result["transformers"]
 
@@ -182,9 +197,16 @@ def _stage_row(stage: str, ours: float, theirs: float, parity: str) -> tuple[str
     return (stage, f"{ours * 1000:.1f} ms", f"{theirs * 1000:.1f} ms", f"{theirs / ours:.2f}x", parity)
 
 
-def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voice: VoiceFeatures,
-                          reference_16k: torch.Tensor, seed: int, repeats: int,
-                          pythonpath: str | None = None) -> list[tuple[str, ...]]:
+def compare_with_upstream(
+    engine: Engine,
+    checkpoint: Path,
+    upstream: Path,
+    voice: VoiceFeatures,
+    reference_16k: torch.Tensor,
+    seed: int,
+    repeats: int,
+    pythonpath: str | None = None,
+) -> list[tuple[str, ...]]:
     """Stage-by-stage timings of our modules and upstream's on the same weights, inputs and seed.
 
     Each row: stage, ours, upstream, upstream/ours, output agreement. A stage upstream cannot
@@ -214,13 +236,20 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
 
         def theirs() -> list[int]:
             torch.manual_seed(seed)
-            out = theirs_model.inference(as_tensor(text_ids), len(text_ids), as_tensor(prompt_text),
-                                         len(prompt_text), as_tensor(prompt_speech), len(prompt_speech))
+            out = theirs_model.inference(
+                as_tensor(text_ids),
+                len(text_ids),
+                as_tensor(prompt_text),
+                len(prompt_text),
+                as_tensor(prompt_speech),
+                len(prompt_speech),
+            )
             return [int(t) for t in torch.as_tensor(out).flatten().tolist()]
 
         def ours() -> list[int]:  # the engine's scheduler, alone in it
-            return engine.scheduler.submit(SpeechRequest(text_ids, prompt_text, prompt_speech, RasSettings(),
-                                                         torch.Generator().manual_seed(seed))).result()
+            return engine.scheduler.submit(
+                SpeechRequest(text_ids, prompt_text, prompt_speech, RasSettings(), torch.Generator().manual_seed(seed))
+            ).result()
 
         t_ours, our_tokens, t_theirs, their_tokens = _paired_times(ours, theirs, repeats, device)
         # Per generated token (+1 for the end-of-audio step): a sampling difference would change the lengths.
@@ -230,12 +259,19 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
             ids = models.llm.prompt_ids(text_ids, prompt_text, prompt_speech)
             ids = ids + [special["ats"] + t for t in their_tokens]
             up_logits = theirs_model.llama(inputs_embeds=theirs_model.llama_embedding(as_tensor(ids))).logits
-            up_logits = up_logits[0, len(ids) - len(their_tokens) - 1:].float()
+            up_logits = up_logits[0, len(ids) - len(their_tokens) - 1 :].float()
         same = sum(a == b for a, b in zip(our_tokens, their_tokens, strict=False))
-        parity = (f"{same}/{max(len(our_tokens), len(their_tokens))} tokens equal (same seed); teacher-forced "
-                  f"logits over upstream's tokens: {_max_abs(logits, up_logits)}")
-        return ("LLM (per generated token)", f"{per_ours * 1000:.2f} ms", f"{per_theirs * 1000:.2f} ms",
-                f"{per_theirs / per_ours:.2f}x", parity)
+        parity = (
+            f"{same}/{max(len(our_tokens), len(their_tokens))} tokens equal (same seed); teacher-forced "
+            f"logits over upstream's tokens: {_max_abs(logits, up_logits)}"
+        )
+        return (
+            "LLM (per generated token)",
+            f"{per_ours * 1000:.2f} ms",
+            f"{per_theirs * 1000:.2f} ms",
+            f"{per_theirs / per_ours:.2f}x",
+            parity,
+        )
 
     def flow_stage() -> tuple[str, ...]:
         nonlocal mel_for_vocoder
@@ -279,13 +315,15 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
                 return models.hift.inference(mel)[0]
 
         t_ours, our_wav, t_theirs, their_wav = _paired_times(ours, theirs, repeats, device)
-        return _stage_row(f"HiFT vocoder ({mel.shape[-1]} frames)", t_ours, t_theirs,
-                          _max_abs(our_wav.flatten(), their_wav.flatten()))
+        return _stage_row(
+            f"HiFT vocoder ({mel.shape[-1]} frames)", t_ours, t_theirs, _max_abs(our_wav.flatten(), their_wav.flatten())
+        )
 
     def speech_tokenizer_stage() -> tuple[str, ...]:
         wav = reference_16k.float()[None]  # [1, T]
-        t_theirs, their_ids, version = _upstream_speech_tokenizer(upstream, pythonpath, checkpoint, wav[0],
-                                                                  repeats, device)
+        t_theirs, their_ids, version = _upstream_speech_tokenizer(
+            upstream, pythonpath, checkpoint, wav[0], repeats, device
+        )
         models.speech_tokenizer.tokenize(wav)  # warm-up, as the worker's
         times = []
         for _ in range(repeats):
@@ -294,9 +332,13 @@ def compare_with_upstream(engine: Engine, checkpoint: Path, upstream: Path, voic
             times.append(time.perf_counter() - start)
         t_ours = statistics.median(times)
         same = sum(a == b for a, b in zip(our_ids, their_ids, strict=False))
-        return _stage_row(f"speech tokenizer ({wav.shape[1] / 16000:.1f} s)", t_ours, t_theirs,
-                          f"{same}/{max(len(our_ids), len(their_ids))} token ids equal "
-                          f"(upstream in a worker, transformers {version})")
+        return _stage_row(
+            f"speech tokenizer ({wav.shape[1] / 16000:.1f} s)",
+            t_ours,
+            t_theirs,
+            f"{same}/{max(len(our_ids), len(their_ids))} token ids equal "
+            f"(upstream in a worker, transformers {version})",
+        )
 
     with upstream_glmtts.on_path(upstream):
         guarded("LLM", llm_stage)
@@ -330,8 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--upstream", type=Path, help="upstream GLM-TTS checkout: also time its modules (README)")
     parser.add_argument("--no-whisper", action="store_true", help="skip the Whisper rows (the fastest run)")
-    parser.add_argument("--upstream-pythonpath", help="import path for the worker running upstream's speech "
-                        "tokenizer, which needs transformers<5 (benchmarks/README.md)")
+    parser.add_argument(
+        "--upstream-pythonpath",
+        help="import path for the worker running upstream's speech "
+        "tokenizer, which needs transformers<5 (benchmarks/README.md)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per stage in the upstream comparison")
     args = parser.parse_args(argv)
     if args.upstream and not (args.upstream / "flow" / "flow.py").is_file():
@@ -380,8 +425,12 @@ def main(argv: list[str] | None = None) -> int:
             skipped = "skipped (--no-whisper)" if args.no_whisper else "-"
             rows.append((f"clone: {stage}", f"{seconds * 1000:.1f} ms" if seconds is not None else skipped))
         rows.append(("clone total (transcript given)", f"{clone:.3f} s"))
-        rows.append(("clone total (Whisper transcribes)",
-                     f"{clone_whisper:.3f} s" if clone_whisper is not None else "skipped (--no-whisper)"))
+        rows.append(
+            (
+                "clone total (Whisper transcribes)",
+                f"{clone_whisper:.3f} s" if clone_whisper is not None else "skipped (--no-whisper)",
+            )
+        )
 
         options = SynthesisOptions(seed=args.seed)
         _synthesize(engine, "Warm up.", voice.features, options)
@@ -390,8 +439,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("  time to first chunk", f"{first:.2f} s"))
         rows.append(("  real-time factor", f"{total / audio_s:.3f}" if audio_s else "-"))
         prompt_s = _prompt_processing(engine, voice.features)
-        rows.append(("  prompt processing (stored features)",
-                     f"{prompt_s * 1000:.2f} ms = {100 * prompt_s / total:.3f} % of synthesis (target < 1 %)"))
+        rows.append(
+            (
+                "  prompt processing (stored features)",
+                f"{prompt_s * 1000:.2f} ms = {100 * prompt_s / total:.3f} % of synthesis (target < 1 %)",
+            )
+        )
 
         start = time.perf_counter()
         raw_voice = engine.extract_voice(engine.prepare_reference(reference), REFERENCE_TEXT)
@@ -400,8 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("synthesis from raw reference audio", f"{raw_total:.2f} s (clone + synthesis)"))
         rows.append(("  time to first chunk", f"{raw_total - total_raw + first_raw:.2f} s"))
         raw_prompt = raw_total - total_raw
-        rows.append(("  prompt processing (decode + clone)",
-                     f"{raw_prompt * 1000:.0f} ms = {100 * raw_prompt / total_raw:.2f} % of synthesis"))
+        rows.append(
+            (
+                "  prompt processing (decode + clone)",
+                f"{raw_prompt * 1000:.0f} ms = {100 * raw_prompt / total_raw:.2f} % of synthesis",
+            )
+        )
 
         rows.append(("peak RSS", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"))
         if device.type == "cuda":
@@ -413,12 +470,22 @@ def main(argv: list[str] | None = None) -> int:
             from glmtts_mcp.engine.frontend.reference_clip import reference_pcm_at
 
             wav16k = reference_pcm_at(ref, 16000)[0]
-            upstream_rows = compare_with_upstream(engine, checkpoint, args.upstream, voice.features, wav16k,
-                                                  args.seed, args.repeats, args.upstream_pythonpath)
+            upstream_rows = compare_with_upstream(
+                engine,
+                checkpoint,
+                args.upstream,
+                voice.features,
+                wav16k,
+                args.seed,
+                args.repeats,
+                args.upstream_pythonpath,
+            )
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"checkpoint {args.checkpoint or 'tiny (random weights)'}, device {device} ({gpu}), "
-          f"LLM {engine.dtype}, torch threads {torch.get_num_threads()}")
+    print(
+        f"checkpoint {args.checkpoint or 'tiny (random weights)'}, device {device} ({gpu}), "
+        f"LLM {engine.dtype}, torch threads {torch.get_num_threads()}"
+    )
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

@@ -29,8 +29,9 @@ from glmtts_mcp.engine.parity import find_cases
 DEFAULT_GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Modules that run in fp32 only, and why (the other dtypes get a row saying so).
-FP32_ONLY = {"hift": "HiFT runs in fp32 only (the vocoder refuses other dtypes: its STFT and phase "
-                     "integration need fp32)"}
+FP32_ONLY = {
+    "hift": "HiFT runs in fp32 only (the vocoder refuses other dtypes: its STFT and phase integration need fp32)"
+}
 
 
 @dataclass
@@ -65,8 +66,12 @@ def _llm(folder: Path, case: dict, dtype: torch.dtype, device: torch.device) -> 
     llm.model.to(device)
     prepack_llm_linears(llm.model)  # as the engine loads it (CPU: oneDNN where it runs the dtype)
     with torch.inference_mode():
-        logits = llm.teacher_forced_logits(io["text_token"][0].tolist(), io["prompt_text_token"][0].tolist(),
-                                           io["prompt_speech_token"][0].tolist(), io["speech_token_out"][0].tolist())
+        logits = llm.teacher_forced_logits(
+            io["text_token"][0].tolist(),
+            io["prompt_text_token"][0].tolist(),
+            io["prompt_speech_token"][0].tolist(),
+            io["speech_token_out"][0].tolist(),
+        )
     return logits, logits.argmax(dim=-1).tolist()
 
 
@@ -82,8 +87,9 @@ def _hift(folder: Path, case: dict, dtype: torch.dtype, device: torch.device) ->
     return wav, None
 
 
-def _speech_tokenizer(folder: Path, case: dict, dtype: torch.dtype,
-                      device: torch.device) -> tuple[torch.Tensor, list[int]]:
+def _speech_tokenizer(
+    folder: Path, case: dict, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, list[int]]:
     from glmtts_mcp.engine.parity.speech_tokenizer_cases import load_case_speech_tokenizer
 
     tokenizer, io = load_case_speech_tokenizer(folder, case)
@@ -125,8 +131,12 @@ def measure(folder: Path, dtype_name: str, device: torch.device) -> Measurement:
 
 def _in_worker(folder: Path, dtype_name: str, device: str) -> Measurement:
     """measure() in a fresh interpreter, so the CPU peak RSS is this setting's alone."""
-    done = subprocess.run([sys.executable, __file__, "--worker", str(folder), dtype_name, "--device", device],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", str(folder), dtype_name, "--device", device],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         return Measurement(error=f"worker failed: {done.stderr.strip().splitlines()[-1:]}")
     return Measurement(**json.loads(done.stdout.strip().splitlines()[-1]))
@@ -149,8 +159,9 @@ def _agreement(ids: list[int] | None, reference: list[int] | None) -> str:
     return f"{sum(a == b for a, b in zip(ids, reference, strict=True))}/{len(ids)}"
 
 
-def table(golden: Path, cases: list[str] | None, dtypes: list[str], device: torch.device,
-          isolate: bool) -> list[tuple[str, ...]]:
+def table(
+    golden: Path, cases: list[str] | None, dtypes: list[str], device: torch.device, isolate: bool
+) -> list[tuple[str, ...]]:
     """One row per (case, dtype): deviations from fp32 and from upstream, id agreement, peak memory."""
     from glmtts_mcp.engine.parity import load_case_tensors
 
@@ -182,10 +193,18 @@ def table(golden: Path, cases: list[str] | None, dtypes: list[str], device: torc
                 continue
             out = torch.tensor(m.output).reshape(expected.shape) if m.output is not None else expected
             ref = torch.tensor(fp32.output).reshape(expected.shape) if fp32 and not fp32.error else None
-            rows.append((folder.name, name, _max_abs(out, ref) if ref is not None else "-", _max_abs(out, expected),
-                         _agreement(m.ids, fp32.ids if fp32 else None), _agreement(m.ids, expected_ids),
-                         f"{m.peak_mib:.0f} MiB" + (f" (+{m.peak_mib - m.base_mib:.0f})" if m.base_mib else ""),
-                         golden_name))
+            rows.append(
+                (
+                    folder.name,
+                    name,
+                    _max_abs(out, ref) if ref is not None else "-",
+                    _max_abs(out, expected),
+                    _agreement(m.ids, fp32.ids if fp32 else None),
+                    _agreement(m.ids, expected_ids),
+                    f"{m.peak_mib:.0f} MiB" + (f" (+{m.peak_mib - m.base_mib:.0f})" if m.base_mib else ""),
+                    golden_name,
+                )
+            )
     return rows
 
 
@@ -195,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--cases", nargs="+", help="case folder names (default: every case of a float kind)")
-    parser.add_argument("--in-process", action="store_true",
-                        help="no worker process per setting: faster, but CPU peak RSS then accumulates")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="no worker process per setting: faster, but CPU peak RSS then accumulates",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("CASE_DIR", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -207,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{args.golden} is not a folder of golden cases: pass it as the first argument")
     rows = table(args.golden, args.cases, args.dtypes, device, isolate=not args.in_process and device.type == "cpu")
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    memory = "CUDA max_memory_allocated" if device.type == "cuda" else (
-        "peak RSS of the process so far" if args.in_process else "peak RSS of a fresh process")
+    memory = (
+        "CUDA max_memory_allocated"
+        if device.type == "cuda"
+        else ("peak RSS of the process so far" if args.in_process else "peak RSS of a fresh process")
+    )
     if device.type == "cpu":
         memory += " (+ growth over the RSS peak before building the module)"
     print(f"golden {args.golden}, device {device} ({gpu}), torch threads {torch.get_num_threads()}, memory: {memory}")

@@ -43,14 +43,24 @@ def served(checkpoint: Path, whisper: str, device: str, workdir: Path) -> Iterat
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
     env.update(
-        GLMTTS_MCP_CHECKPOINT=str(checkpoint), GLMTTS_MCP_WHISPER_MODEL=whisper, GLMTTS_MCP_DEVICE=device,
-        GLMTTS_MCP_VOICES_DIR=str(workdir / "voices"), GLMTTS_MCP_OUTPUT_DIR=str(workdir / "outputs"),
-        GLMTTS_MCP_ALLOWED_DIRS=str(workdir), GLMTTS_MCP_LOG_LEVEL="WARNING", GLMTTS_MCP_PRELOAD="start",
+        GLMTTS_MCP_CHECKPOINT=str(checkpoint),
+        GLMTTS_MCP_WHISPER_MODEL=whisper,
+        GLMTTS_MCP_DEVICE=device,
+        GLMTTS_MCP_VOICES_DIR=str(workdir / "voices"),
+        GLMTTS_MCP_OUTPUT_DIR=str(workdir / "outputs"),
+        GLMTTS_MCP_ALLOWED_DIRS=str(workdir),
+        GLMTTS_MCP_LOG_LEVEL="WARNING",
+        GLMTTS_MCP_PRELOAD="start",
         XDG_CONFIG_HOME=str(workdir / "xdg"),
     )
     script = Path(sys.executable).parent / "glmtts-mcp"
-    proc = subprocess.Popen([str(script), "serve", "--transport", "http", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(script), "serve", "--transport", "http", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -104,26 +114,48 @@ def main(argv: list[str] | None = None) -> int:
         rate = 16000
         t = np.arange(int(rate * 3.0)) / rate
         clip = work / "clip.wav"
-        sf.write(clip, (0.3 * np.sin(2 * np.pi * 200 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32),
-                 rate)
-        with served(checkpoint, args.whisper_model, args.device, work) as url, \
-                httpx2.Client(base_url=url, timeout=600) as client:
-            made = client.post("/api/voices", files={"audio": ("clip.wav", clip.read_bytes())},
-                               data={"transcript": "hello there, this is the reference", "name": "bench"})
+        sf.write(
+            clip, (0.3 * np.sin(2 * np.pi * 200 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32), rate
+        )
+        with (
+            served(checkpoint, args.whisper_model, args.device, work) as url,
+            httpx2.Client(base_url=url, timeout=600) as client,
+        ):
+            made = client.post(
+                "/api/voices",
+                files={"audio": ("clip.wav", clip.read_bytes())},
+                data={"transcript": "hello there, this is the reference", "name": "bench"},
+            )
             if made.status_code not in (200, 201):
                 raise SystemExit(f"clone failed: {made.text}")
             cases = [
                 ("POST /api/tts (wav, streamed)", "/api/tts", {"text": args.text, "voice": "bench", "format": "wav"}),
-                ("POST /v1/audio/speech (wav, streamed)", "/v1/audio/speech",
-                 {"model": "tts-1", "voice": "bench", "input": args.text, "response_format": "wav"}),
-                ("POST /v1/audio/speech (pcm, sse events)", "/v1/audio/speech",
-                 {"model": "tts-1", "voice": "bench", "input": args.text, "response_format": "pcm",
-                  "stream_format": "sse"}),
-                ("POST /v1/audio/speech (mp3, sent whole)", "/v1/audio/speech",
-                 {"model": "tts-1", "voice": "bench", "input": args.text, "response_format": "mp3"}),
+                (
+                    "POST /v1/audio/speech (wav, streamed)",
+                    "/v1/audio/speech",
+                    {"model": "tts-1", "voice": "bench", "input": args.text, "response_format": "wav"},
+                ),
+                (
+                    "POST /v1/audio/speech (pcm, sse events)",
+                    "/v1/audio/speech",
+                    {
+                        "model": "tts-1",
+                        "voice": "bench",
+                        "input": args.text,
+                        "response_format": "pcm",
+                        "stream_format": "sse",
+                    },
+                ),
+                (
+                    "POST /v1/audio/speech (mp3, sent whole)",
+                    "/v1/audio/speech",
+                    {"model": "tts-1", "voice": "bench", "input": args.text, "response_format": "mp3"},
+                ),
             ]
-            print(f"checkpoint {checkpoint}, device {args.device}, {len(args.text)} characters, "
-                  f"median of {args.runs} run(s) after a warm-up")
+            print(
+                f"checkpoint {checkpoint}, device {args.device}, {len(args.text)} characters, "
+                f"median of {args.runs} run(s) after a warm-up"
+            )
             print(f"{'endpoint':44}  {'first byte':>10}  {'whole body':>10}  {'first/whole':>11}  segments")
             for name, path, body in cases:
                 timed(client, path, body)

@@ -56,14 +56,25 @@ def run_upstream(args: argparse.Namespace, out: Path) -> dict:
     extra = args.upstream_pythonpath or os.environ.get("GLMTTS_UPSTREAM_PYTHONPATH", "")
     paths = [str(args.upstream.resolve()), extra, str(HERE), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    command = [sys.executable, str(HERE / "e2e_upstream_worker.py"), str(args.upstream.resolve()),
-               str(args.checkpoint.resolve()), str(args.reference.resolve()), args.transcript, args.text,
-               str(args.seed), args.device, str(out)]
+    command = [
+        sys.executable,
+        str(HERE / "e2e_upstream_worker.py"),
+        str(args.upstream.resolve()),
+        str(args.checkpoint.resolve()),
+        str(args.reference.resolve()),
+        args.transcript,
+        args.text,
+        str(args.seed),
+        args.device,
+        str(out),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-6000:])
-        sys.exit(f"upstream's pipeline did not finish (exit {done.returncode}): see its output above; "
-                 "benchmarks/README.md lists the packages it needs")
+        sys.exit(
+            f"upstream's pipeline did not finish (exit {done.returncode}): see its output above; "
+            "benchmarks/README.md lists the packages it needs"
+        )
     return json.loads((out / "upstream.json").read_text(encoding="utf-8"))
 
 
@@ -112,8 +123,12 @@ def _max_error(a: torch.Tensor, b: torch.Tensor) -> float | None:
     return None if a.shape != b.shape else float((a - b).abs().max()) if a.numel() else 0.0
 
 
-def compare(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], segments: int,
-            tolerances: dict[str, float] = TOLERANCES) -> tuple[list[tuple[str, str, str]], list[str]]:
+def compare(
+    ours: dict[str, torch.Tensor],
+    theirs: dict[str, torch.Tensor],
+    segments: int,
+    tolerances: dict[str, float] = TOLERANCES,
+) -> tuple[list[tuple[str, str, str]], list[str]]:
     """Table rows (what, result, limit) and the failures; shared with the golden test."""
     rows: list[tuple[str, str, str]] = []
     failures: list[str] = []
@@ -123,8 +138,9 @@ def compare(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], segm
         a_list = [] if a is None else a.flatten().tolist()
         b_list = [] if b is None else b.flatten().tolist()
         same = a_list == b_list
-        rows.append((label, f"{'equal' if same else 'DIFFERENT'} ({len(a_list)} ours, {len(b_list)} upstream)",
-                     "equal"))
+        rows.append(
+            (label, f"{'equal' if same else 'DIFFERENT'} ({len(a_list)} ours, {len(b_list)} upstream)", "equal")
+        )
         if not same:
             failures.append(f"{label} differ")
 
@@ -179,11 +195,19 @@ def write_golden(folder: Path, args: argparse.Namespace, theirs: dict[str, torch
         "kind": "e2e",
         "upstream_commit": args.upstream_commit,
         "entry_point": "glmtts_inference.jsonl_generate (via benchmarks/e2e_upstream_worker.py)",
-        "checkpoint": {"maker": "glmtts_mcp.engine.checkpoint.tiny.make_tiny_checkpoint",
-                       "size": args.golden_checkpoint_size, "seed": args.golden_checkpoint_seed},
-        "transcript": args.transcript, "text": args.text, "seed": args.seed,
-        "reference_processing": args.reference_processing, "device": args.device,
-        "segments": meta["segments"], "segment_texts": meta["segment_texts"], "history": meta["history"],
+        "checkpoint": {
+            "maker": "glmtts_mcp.engine.checkpoint.tiny.make_tiny_checkpoint",
+            "size": args.golden_checkpoint_size,
+            "seed": args.golden_checkpoint_seed,
+        },
+        "transcript": args.transcript,
+        "text": args.text,
+        "seed": args.seed,
+        "reference_processing": args.reference_processing,
+        "device": args.device,
+        "segments": meta["segments"],
+        "segment_texts": meta["segment_texts"],
+        "history": meta["history"],
         "tolerance": TOLERANCES,
         "environment": {"torch": torch.__version__, "transformers (upstream side)": meta["transformers"]},
     }
@@ -192,10 +216,18 @@ def write_golden(folder: Path, args: argparse.Namespace, theirs: dict[str, torch
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--upstream", type=Path, default=os.environ.get("GLMTTS_UPSTREAM"), required=False,
-                        help="an extracted GLM-TTS checkout (default: $GLMTTS_UPSTREAM)")
-    parser.add_argument("--upstream-pythonpath", help="upstream's packages (transformers<5, WeTextProcessing, "
-                        "x_transformers, ...), os.pathsep-separated (default: $GLMTTS_UPSTREAM_PYTHONPATH)")
+    parser.add_argument(
+        "--upstream",
+        type=Path,
+        default=os.environ.get("GLMTTS_UPSTREAM"),
+        required=False,
+        help="an extracted GLM-TTS checkout (default: $GLMTTS_UPSTREAM)",
+    )
+    parser.add_argument(
+        "--upstream-pythonpath",
+        help="upstream's packages (transformers<5, WeTextProcessing, "
+        "x_transformers, ...), os.pathsep-separated (default: $GLMTTS_UPSTREAM_PYTHONPATH)",
+    )
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--reference", type=Path, required=True)
     parser.add_argument("--transcript", required=True)
@@ -204,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-processing", choices=["upstream", "clean"], default="upstream")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--write-golden", type=Path, help="store this case (inputs, seed, upstream's outputs)")
-    parser.add_argument("--upstream-commit", default="c5dc7aecc3b4032032d631b271e767893984f821",
-                        help="recorded in the golden case")
+    parser.add_argument(
+        "--upstream-commit", default="c5dc7aecc3b4032032d631b271e767893984f821", help="recorded in the golden case"
+    )
     parser.add_argument("--golden-checkpoint-size", default="tiny", help="recorded in the golden case")
     parser.add_argument("--golden-checkpoint-seed", type=int, default=0, help="recorded in the golden case")
     args = parser.parse_args(argv)
@@ -217,16 +250,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         meta = run_upstream(args, Path(tmp))
         theirs = load_file(str(Path(tmp) / "upstream.safetensors"))
-    engine = Engine.load(args.checkpoint, device=args.device, dtype="float32",
-                         reference_processing=args.reference_processing)
+    engine = Engine.load(
+        args.checkpoint, device=args.device, dtype="float32", reference_processing=args.reference_processing
+    )
     ours = run_ours(engine, args.reference, args.transcript, args.text, args.seed)
     rows, failures = compare(ours.tensors, theirs, meta["segments"])
     dropped = sum(h.get("dropped", 0) for h in meta["history"])
-    print_table(f"checkpoint {args.checkpoint}, reference processing {args.reference_processing}, seed {args.seed}, "
-                f"{meta['segments']} segment(s); non-audio LLM ids dropped before the flow: {dropped}", rows, failures)
+    print_table(
+        f"checkpoint {args.checkpoint}, reference processing {args.reference_processing}, seed {args.seed}, "
+        f"{meta['segments']} segment(s); non-audio LLM ids dropped before the flow: {dropped}",
+        rows,
+        failures,
+    )
     audio_s = ours.tensors["narration"].numel() / MODEL_SAMPLE_RATE
-    print(f"clip in, narration out ({audio_s:.2f} s of audio, models loaded): ours {ours.seconds:.1f} s, "
-          f"upstream {meta['seconds']:.1f} s, upstream/ours {meta['seconds'] / ours.seconds:.2f}x")
+    print(
+        f"clip in, narration out ({audio_s:.2f} s of audio, models loaded): ours {ours.seconds:.1f} s, "
+        f"upstream {meta['seconds']:.1f} s, upstream/ours {meta['seconds'] / ours.seconds:.2f}x"
+    )
     if args.write_golden:
         write_golden(args.write_golden, args, theirs, meta)
     return 0 if not failures else 1

@@ -57,7 +57,13 @@ def _workdir(upstream: Path, checkpoint: Path) -> Path:
 
 def main() -> int:
     upstream, checkpoint, reference = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]).resolve()
-    transcript, text, seed, device_name, out = sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7], Path(sys.argv[8])
+    transcript, text, seed, device_name, out = (
+        sys.argv[4],
+        sys.argv[5],
+        int(sys.argv[6]),
+        sys.argv[7],
+        Path(sys.argv[8]),
+    )
     device = torch.device(device_name)
     work = _workdir(upstream, checkpoint)
     os.chdir(work)
@@ -95,6 +101,7 @@ def main() -> int:
                 result = fn(*args, **kwargs)
                 record[name] = (result[0] if isinstance(result, tuple) else result).detach().cpu()
                 return result
+
             return call
 
         frontend._extract_speech_token = recorded("prompt_speech_ids", frontend._extract_speech_token)
@@ -103,9 +110,13 @@ def main() -> int:
 
         def llm_forward(**kwargs):
             tokens = gi.local_llm_forward(**kwargs)
-            segments.append({"tokens": list(tokens),
-                             "prompt_text_len": int(kwargs["prompt_text_token"].shape[1]),
-                             "prompt_speech_len": int(kwargs["prompt_speech_token"].shape[1])})
+            segments.append(
+                {
+                    "tokens": list(tokens),
+                    "prompt_text_len": int(kwargs["prompt_text_token"].shape[1]),
+                    "prompt_speech_len": int(kwargs["prompt_speech_token"].shape[1]),
+                }
+            )
             return tokens
 
         audio_ids = range(llm.ate - llm.ats + 1)
@@ -123,8 +134,9 @@ def main() -> int:
         generate_long = gi.generate_long
 
         def generate(*args, **kwargs):
-            speech, mel, tokens, text_tn = generate_long(*args, **kwargs, local_llm_forward=llm_forward,
-                                                         local_flow_forward=flow_forward)
+            speech, mel, tokens, text_tn = generate_long(
+                *args, **kwargs, local_llm_forward=llm_forward, local_flow_forward=flow_forward
+            )
             record["narration"], segments_text[:] = speech.detach().cpu(), text_tn["syn_text_tn"]
             return speech, mel, tokens, text_tn
 
@@ -147,10 +159,14 @@ def main() -> int:
         record[f"segment{index}.wav"] = segment["wav"]
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in record.items()}, out / "upstream.safetensors")
-    meta = {"segments": len(segments), "segment_texts": segments_text,
-            "prompt_text_normalized": text_frontend.text_normalize(transcript),
-            "history": [{k: s[k] for k in ("prompt_text_len", "prompt_speech_len", "dropped")} for s in segments],
-            "transformers": transformers.__version__, "seconds": record_seconds}
+    meta = {
+        "segments": len(segments),
+        "segment_texts": segments_text,
+        "prompt_text_normalized": text_frontend.text_normalize(transcript),
+        "history": [{k: s[k] for k in ("prompt_text_len", "prompt_speech_len", "dropped")} for s in segments],
+        "transformers": transformers.__version__,
+        "seconds": record_seconds,
+    }
     (out / "upstream.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 

@@ -59,11 +59,19 @@ def build_flow(checkpoint: Path, device: torch.device) -> torch.nn.Module:
         flow = UpstreamFlow(**kwargs)
     condition_dim = kwargs["mel_dim"] + (0 if kwargs["remove_spkr_concat_condition"] else kwargs["spk_embed_dim"])
     # Upstream hard-codes DiT 768/18/12 inside Flow.__init__; the same constructor call at the weights' size.
-    flow.estimator = DiT(trans_dim=dims["trans_dim"], depth=dims["depth"], heads=dims["heads"],
-                         ff_mult=config["ff_mult"], text_emb_dim=dims["speech_token_dim"],
-                         conv_layers=config["conv_layers"], mel_dim=kwargs["mel_dim"],
-                         text_vocab_size=dims["vocab_size"], condition_dim=condition_dim,
-                         spkr_emb_adaLN=kwargs["spkr_emb_adaLN"], wav_lm_emb=kwargs["use_wavlm_emb"])
+    flow.estimator = DiT(
+        trans_dim=dims["trans_dim"],
+        depth=dims["depth"],
+        heads=dims["heads"],
+        ff_mult=config["ff_mult"],
+        text_emb_dim=dims["speech_token_dim"],
+        conv_layers=config["conv_layers"],
+        mel_dim=kwargs["mel_dim"],
+        text_vocab_size=dims["vocab_size"],
+        condition_dim=condition_dim,
+        spkr_emb_adaLN=kwargs["spkr_emb_adaLN"],
+        wav_lm_emb=kwargs["use_wavlm_emb"],
+    )
     flow.load_state_dict(state, strict=True, assign=True)  # assign: also gives the meta-built layers their weights
     return flow.to(device).eval()
 
@@ -86,8 +94,12 @@ def build_llm(checkpoint: Path, special: dict[str, int], device: torch.device) -
     from transformers import LlamaForCausalLM
 
     llm_dir = checkpoint / LLM_DIR
-    model = GLMTTS(llama_cfg_path=str(llm_dir / "config.json"), mode="PRETRAIN", lora_adapter_config=None,
-                   spk_prompt_dict_path=None)
+    model = GLMTTS(
+        llama_cfg_path=str(llm_dir / "config.json"),
+        mode="PRETRAIN",
+        lora_adapter_config=None,
+        spk_prompt_dict_path=None,
+    )
     model.llama = LlamaForCausalLM.from_pretrained(str(llm_dir), dtype=torch.float32).to(device)
     model.llama_embedding = model.llama.model.embed_tokens
     model.set_runtime_vars(special_token_ids=special)
@@ -96,7 +108,8 @@ def build_llm(checkpoint: Path, special: dict[str, int], device: torch.device) -
 
 def _is_cuda(device: object) -> bool:
     return (isinstance(device, str) and device.startswith("cuda")) or (
-        isinstance(device, torch.device) and device.type == "cuda")
+        isinstance(device, torch.device) and device.type == "cuda"
+    )
 
 
 @contextlib.contextmanager
@@ -119,6 +132,7 @@ def cuda_calls_to(device: torch.device) -> Iterator[None]:
             if _is_cuda(kwargs.get("device")):
                 kwargs["device"] = device
             return original(self, *args, **kwargs)
+
         return to
 
     hann_window = torch.hann_window

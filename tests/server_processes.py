@@ -30,17 +30,22 @@ def server_env(base: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
     the tiny checkpoint's random Whisper; `extra` adds or replaces variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
     env.update(
-        GLMTTS_MCP_CHECKPOINT=str(checkpoint), GLMTTS_MCP_VOICES_DIR=str(base / "voices"),
-        GLMTTS_MCP_OUTPUT_DIR=str(base / "outputs"), GLMTTS_MCP_ALLOWED_DIRS=str(base),
-        GLMTTS_MCP_WHISPER_MODEL="tiny-random", GLMTTS_MCP_LOG_LEVEL="WARNING", XDG_CONFIG_HOME=str(base / "xdg-config"),
+        GLMTTS_MCP_CHECKPOINT=str(checkpoint),
+        GLMTTS_MCP_VOICES_DIR=str(base / "voices"),
+        GLMTTS_MCP_OUTPUT_DIR=str(base / "outputs"),
+        GLMTTS_MCP_ALLOWED_DIRS=str(base),
+        GLMTTS_MCP_WHISPER_MODEL="tiny-random",
+        GLMTTS_MCP_LOG_LEVEL="WARNING",
+        XDG_CONFIG_HOME=str(base / "xdg-config"),
     )
     env.update(extra)
     return env
 
 
 @contextmanager
-def running_server(args: list[str], env: dict[str, str], port: int, *, log: Path | None = None,
-                   max_fds: int | None = None) -> Iterator[subprocess.Popen[str]]:
+def running_server(
+    args: list[str], env: dict[str, str], port: int, *, log: Path | None = None, max_fds: int | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """Run `glmtts-mcp ARGS --port PORT` until its port accepts connections; yield the process (stdout as
     text, readable); terminate it afterwards (kill if it does not stop). Its stderr goes to `log` (a temp
     file by default, so a chatty server never blocks on a full pipe) and is shown if it exits early.
@@ -49,8 +54,14 @@ def running_server(args: list[str], env: dict[str, str], port: int, *, log: Path
     with tempfile.TemporaryDirectory() as scratch:
         log_path = log or Path(scratch) / "server.log"
         with log_path.open("wb") as stderr:
-            proc = subprocess.Popen([str(SCRIPT), *args, "--port", str(port)], env=env, text=True,
-                                    stdout=subprocess.PIPE, stderr=stderr, preexec_fn=limit)
+            proc = subprocess.Popen(
+                [str(SCRIPT), *args, "--port", str(port)],
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                preexec_fn=limit,
+            )
             try:
                 _wait_for_port(proc, port, log_path)
                 yield proc

@@ -39,8 +39,10 @@ def _violations(rule: str) -> list[str]:
             target = _room(name) if top == "glmtts_mcp" else None
             if rule == "faces" and room in FACES and target in (*FACES, "cli", "asgi") and target != room:
                 found.append(f"{module} imports {name}")
-            if rule == "below" and room in BELOW_FACES and (
-                target in (*FACES, "cli", "cli_progress", "asgi") or top in SDKS
+            if (
+                rule == "below"
+                and room in BELOW_FACES
+                and (target in (*FACES, "cli", "cli_progress", "asgi") or top in SDKS)
             ):
                 found.append(f"{module} imports {name}")
     return found

@@ -67,8 +67,10 @@ def _table(stdout: str, first: str) -> list[dict[str, str]]:
 
 def test_table_reads_cells_by_column_name() -> None:
     out = "title\nname   n  value s  note\nab     1     2.50  x y\nc     12    10.00\n\nafter  9"
-    assert _table(out, "name") == [{"name": "ab", "n": "1", "value s": "2.50", "note": "x y"},
-                                   {"name": "c", "n": "12", "value s": "10.00"}]
+    assert _table(out, "name") == [
+        {"name": "ab", "n": "1", "value s": "2.50", "note": "x y"},
+        {"name": "c", "n": "12", "value s": "10.00"},
+    ]
     swapped = "name  value s   n\nab       2.50   1"
     assert _table(swapped, "name") == [{"name": "ab", "value s": "2.50", "n": "1"}]
 
@@ -76,8 +78,16 @@ def test_table_reads_cells_by_column_name() -> None:
 def _engine_args(tiny_checkpoint: Path) -> list[str]:
     from glmtts_mcp.engine.checkpoint.tiny import TINY_WHISPER
 
-    return ["benchmarks/bench_engine.py", "--checkpoint", str(tiny_checkpoint), "--whisper-model", TINY_WHISPER,
-            "--no-whisper", "--text", "Hello there, how are you?"]
+    return [
+        "benchmarks/bench_engine.py",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--whisper-model",
+        TINY_WHISPER,
+        "--no-whisper",
+        "--text",
+        "Hello there, how are you?",
+    ]
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference with espeak-ng")
@@ -85,10 +95,23 @@ def _engine_args(tiny_checkpoint: Path) -> list[str]:
 def test_bench_engine_prints_every_row(tiny_checkpoint: Path) -> None:
     out = _run(*_engine_args(tiny_checkpoint))
     rows = _rows(out)
-    for name in ("model load", "clone: whisper", "clone: text", "clone: speech_tokenizer", "clone: campplus",
-                 "clone: mel", "clone total (transcript given)", "synthesis from stored features",
-                 "time to first chunk", "real-time factor", "prompt processing (stored features)",
-                 "synthesis from raw reference audio", "prompt processing (decode + clone)", "peak RSS", "parameters"):
+    for name in (
+        "model load",
+        "clone: whisper",
+        "clone: text",
+        "clone: speech_tokenizer",
+        "clone: campplus",
+        "clone: mel",
+        "clone total (transcript given)",
+        "synthesis from stored features",
+        "time to first chunk",
+        "real-time factor",
+        "prompt processing (stored features)",
+        "synthesis from raw reference audio",
+        "prompt processing (decode + clone)",
+        "peak RSS",
+        "parameters",
+    ):
         assert name in rows, f"row {name!r} missing from:\n{out}"
     assert rows["clone: whisper"] == "skipped (--no-whisper)"
     assert re.fullmatch(r"[\d.]+ s for [\d.]+ s of audio", rows["synthesis from stored features"])
@@ -98,13 +121,18 @@ def test_bench_engine_prints_every_row(tiny_checkpoint: Path) -> None:
 
 
 def _upstream_importable() -> bool:
-    return bool(UPSTREAM) and Path(UPSTREAM, "flow", "flow.py").is_file() and all(
-        importlib.util.find_spec(name) is not None for name in ("x_transformers", "einops", "scipy", "librosa"))
+    return (
+        bool(UPSTREAM)
+        and Path(UPSTREAM, "flow", "flow.py").is_file()
+        and all(importlib.util.find_spec(name) is not None for name in ("x_transformers", "einops", "scipy", "librosa"))
+    )
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference with espeak-ng")
-@pytest.mark.skipif(not _upstream_importable(),
-                    reason="set GLMTTS_UPSTREAM to a GLM-TTS checkout and install its packages (benchmarks/README.md)")
+@pytest.mark.skipif(
+    not _upstream_importable(),
+    reason="set GLMTTS_UPSTREAM to a GLM-TTS checkout and install its packages (benchmarks/README.md)",
+)
 @pytest.mark.slow
 def test_bench_engine_against_upstream(tiny_checkpoint: Path) -> None:
     extra = ["--upstream-pythonpath", UPSTREAM_PYTHONPATH] if UPSTREAM_PYTHONPATH else []
@@ -123,29 +151,45 @@ def test_bench_precision_prints_each_dtype() -> None:
     assert set(rows) == {(case, dtype) for case in ("llm_real", "hift_real") for dtype in ("fp32", "bf16", "fp16")}
     assert float(rows["llm_real", "fp32"]["vs upstream"]) < 4e-5  # fp32 against upstream's logits: the parity tolerance
     assert float(rows["hift_real", "fp32"]["vs upstream"]) < 1e-3
-    assert rows["llm_real", "fp32"]["ids = upstream"] == "52/52"  # teacher-forced argmax agrees with upstream's everywhere
+    assert (
+        rows["llm_real", "fp32"]["ids = upstream"] == "52/52"
+    )  # teacher-forced argmax agrees with upstream's everywhere
     assert float(rows["llm_real", "bf16"]["vs fp32"]) > 0  # bf16 really ran in bf16
     assert "fp32 only" in " ".join(rows["hift_real", "bf16"].values())
 
 
 @pytest.mark.slow
 def test_bench_web_prints_every_row(tiny_checkpoint: Path) -> None:
-    out = _run("benchmarks/bench_web.py", "--checkpoint", str(tiny_checkpoint), "--runs", "1",
-               "--text", "One. Two. Three. Four. " * 12)
+    out = _run(
+        "benchmarks/bench_web.py",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--runs",
+        "1",
+        "--text",
+        "One. Two. Three. Four. " * 12,
+    )
     rows = {row["endpoint"]: row for row in _table(out, "endpoint")}
-    for name in ("POST /api/tts (wav, streamed)", "POST /v1/audio/speech (wav, streamed)",
-                 "POST /v1/audio/speech (pcm, sse events)", "POST /v1/audio/speech (mp3, sent whole)"):
+    for name in (
+        "POST /api/tts (wav, streamed)",
+        "POST /v1/audio/speech (wav, streamed)",
+        "POST /v1/audio/speech (pcm, sse events)",
+        "POST /v1/audio/speech (mp3, sent whole)",
+    ):
         assert name in rows, f"row {name!r} missing from:\n{out}"
         row = rows[name]
         assert re.fullmatch(r"[\d.]+s", row["first byte"]) and re.fullmatch(r"[\d.]+s", row["whole body"]), row
         assert re.fullmatch(r"\d+%", row["first/whole"]) and row["segments"] == "3", row
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its reference clips with espeak-ng")
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="the benchmark records its reference clips with espeak-ng"
+)
 @pytest.mark.slow
 def test_bench_concurrency_prints_both_modes_in_one_run(tiny_checkpoint: Path) -> None:
-    out = _run("benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--n", "1", "2",
-               "--tokens", "6")
+    out = _run(
+        "benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--n", "1", "2", "--tokens", "6"
+    )
     rows = _table(out, "mode")
     assert [(r["mode"], r["N"]) for r in rows] == [("serial", "1"), ("serial", "2"), ("batched", "1"), ("batched", "2")]
     for row in rows:
@@ -160,8 +204,17 @@ def test_bench_concurrency_prints_both_modes_in_one_run(tiny_checkpoint: Path) -
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (the [ray] extra)")
 @pytest.mark.slow
 def test_bench_concurrency_ray_rows_beside_the_local_engine(tiny_checkpoint: Path) -> None:
-    out = _run("benchmarks/bench_concurrency.py", "--checkpoint", str(tiny_checkpoint), "--engine", "ray",
-               "--replicas", "1", "--n", "1")
+    out = _run(
+        "benchmarks/bench_concurrency.py",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--engine",
+        "ray",
+        "--replicas",
+        "1",
+        "--n",
+        "1",
+    )
     rows = _table(out, "engine")
     assert [(r["engine"], r["N"]) for r in rows] == [("local", "1"), ("ray x1", "1")]
     assert all(float(r["audio s/s"]) > 0 and re.fullmatch(r"[\d.]+x", r["vs local"]) for r in rows), rows

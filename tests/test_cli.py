@@ -103,7 +103,9 @@ def test_make_tiny_say_and_voices(
     assert "nobody" in capsys.readouterr().err
 
     # the transcript given with a reference is the voice's transcript: Whisper is not needed
-    assert main(["say", "Hi.", "--reference", str(clip), "--transcript", "Hello there.", "-o", str(out_wav), *common]) == 0
+    assert (
+        main(["say", "Hi.", "--reference", str(clip), "--transcript", "Hello there.", "-o", str(out_wav), *common]) == 0
+    )
     capsys.readouterr()
     assert main(["voices", "list", "--json", *common]) == 0
     assert any(v["transcript_excerpt"] == "Hello there." for v in json.loads(capsys.readouterr().out))
@@ -135,15 +137,41 @@ def test_config_carries_every_setting_given(
     from glmtts_mcp.config import Settings, env_name, flag_name, load_settings
 
     given = {
-        "checkpoint": str(tmp_path / "ck"), "voices_dir": str(tmp_path / "v"), "output_dir": str(tmp_path / "o"),
-        "allowed_dirs": str(tmp_path), "device": "cpu", "dtype": "float32", "whisper_model": "small",
-        "memory_cache_bytes": "1000", "device_cache_bytes": "2000", "return_mode": "link", "format": "wav",
-        "max_result_bytes": "100000", "max_text_chars": "100", "max_inline_audio_bytes": "10", "max_upload_bytes": "4096",
-        "idle_unload_s": "5", "preload": "start", "concurrency": "2", "compile_llm": "off", "overlap": "off",
-        "output_keep_count": "3", "output_keep_bytes": "4", "output_keep_age_s": "6", "http_keep_alive_s": "2",
-        "http_header_timeout_s": "3", "http_max_connections": "7", "log_level": "DEBUG", "max_batch": "3",
-        "reference_processing": "upstream", "engine": "ray", "ray_address": "ray://head:10001", "ray_replicas": "1-4",
-        "ray_gpus_per_replica": "0.5", "ray_cpus_per_replica": "1.5", "ray_voices_per_replica": "9",
+        "checkpoint": str(tmp_path / "ck"),
+        "voices_dir": str(tmp_path / "v"),
+        "output_dir": str(tmp_path / "o"),
+        "allowed_dirs": str(tmp_path),
+        "device": "cpu",
+        "dtype": "float32",
+        "whisper_model": "small",
+        "memory_cache_bytes": "1000",
+        "device_cache_bytes": "2000",
+        "return_mode": "link",
+        "format": "wav",
+        "max_result_bytes": "100000",
+        "max_text_chars": "100",
+        "max_inline_audio_bytes": "10",
+        "max_upload_bytes": "4096",
+        "idle_unload_s": "5",
+        "preload": "start",
+        "concurrency": "2",
+        "compile_llm": "off",
+        "overlap": "off",
+        "output_keep_count": "3",
+        "output_keep_bytes": "4",
+        "output_keep_age_s": "6",
+        "http_keep_alive_s": "2",
+        "http_header_timeout_s": "3",
+        "http_max_connections": "7",
+        "log_level": "DEBUG",
+        "max_batch": "3",
+        "reference_processing": "upstream",
+        "engine": "ray",
+        "ray_address": "ray://head:10001",
+        "ray_replicas": "1-4",
+        "ray_gpus_per_replica": "0.5",
+        "ray_cpus_per_replica": "1.5",
+        "ray_voices_per_replica": "9",
         "text_chunk_chars": "300",
     }
     assert set(given) == set(Settings.model_fields) - {"token"}  # a new setting must be added here too
@@ -176,7 +204,9 @@ def test_say_checks_the_output_before_any_work(
     assert not (tmp_path / "voices").exists()  # no voice was cloned on the way to the error
 
 
-def test_cli_errors_speak_shell_words(capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_cli_errors_speak_shell_words(
+    capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     """Errors and warnings name inputs and actions as terms; the shell renders them as commands and flags."""
     from glmtts_mcp.cli import shell_words
     from glmtts_mcp.errors import render_text
@@ -218,14 +248,24 @@ def test_stdio_server_in_a_terminal_says_so_and_ctrl_c_stops_it(
     """`glmtts-mcp` typed in a terminal says it waits for an MCP host and how to wire one; one Ctrl-C
     stops a server waiting on stdin, whether stdin is a terminal or a pipe."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
-    env.update(GLMTTS_MCP_CHECKPOINT=str(tiny_checkpoint), GLMTTS_MCP_VOICES_DIR=str(tmp_path / "v"),
-               GLMTTS_MCP_OUTPUT_DIR=str(tmp_path / "o"), GLMTTS_MCP_ALLOWED_DIRS=str(tmp_path))
+    env.update(
+        GLMTTS_MCP_CHECKPOINT=str(tiny_checkpoint),
+        GLMTTS_MCP_VOICES_DIR=str(tmp_path / "v"),
+        GLMTTS_MCP_OUTPUT_DIR=str(tmp_path / "o"),
+        GLMTTS_MCP_ALLOWED_DIRS=str(tmp_path),
+    )
     master, slave = pty.openpty()
     stdin = slave if stdin_kind == "terminal" else subprocess.PIPE
     # as from a shell: Ctrl-C's default action (an ignored SIGINT, left by whatever ran in this process before,
     # would be inherited by the server and make it deaf to Ctrl-C)
-    proc = subprocess.Popen([str(SCRIPT)], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [str(SCRIPT)],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert proc.stderr is not None
         if stdin_kind == "terminal":
@@ -279,8 +319,9 @@ def test_readme_quick_start_runs_verbatim(tmp_path: Path) -> None:
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GLMTTS_MCP_", "XDG_"))}
     env.update(HOME=str(home), TMPDIR=str(home))
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "wrote " in done.stdout and "The quick brown fox" in done.stdout and "claude mcp add" in done.stdout
     assert "warning" not in done.stderr.lower()
@@ -294,8 +335,9 @@ def test_setup_says_what_it_installs_and_shows_pip_failures(tmp_path: Path) -> N
     shutil.copy(REPO / "scripts" / "setup-venv.sh", project / "scripts")
     (project / "pyproject.toml").write_text("[project\nname = broken\n")
     (project / "constraints.txt").write_text("")
-    done = subprocess.run(["bash", str(project / "scripts" / "setup-venv.sh")], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        ["bash", str(project / "scripts" / "setup-venv.sh")], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 1
     lines = done.stderr.splitlines()
     assert any("creating the virtual environment" in line for line in lines)
@@ -351,8 +393,9 @@ def test_setup_stamp_tells_the_runtime_set_from_the_test_set(
 ) -> None:
     project = _fake_project(tmp_path, stamp)
     env = {**os.environ, "GLMTTS_MCP_EXTRAS": extras_env}
-    done = subprocess.run(["bash", str(project / "scripts" / "setup-venv.sh"), *args], capture_output=True,
-                          text=True, timeout=60, env=env)
+    done = subprocess.run(
+        ["bash", str(project / "scripts" / "setup-venv.sh"), *args], capture_output=True, text=True, timeout=60, env=env
+    )
     if installs is None:
         assert done.returncode == 0 and done.stderr == "" and not (project / "pip-args").exists()
     else:

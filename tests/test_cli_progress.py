@@ -22,13 +22,28 @@ def test_say_with_stderr_piped_writes_one_readable_line_per_step(
 ) -> None:
     clip = clip_writer(tmp_path / "clip.wav")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
-    env.update(GLMTTS_MCP_CHECKPOINT=str(tiny_checkpoint), GLMTTS_MCP_VOICES_DIR=str(tmp_path / "voices"),
-               GLMTTS_MCP_OUTPUT_DIR=str(tmp_path / "outputs"), GLMTTS_MCP_LOG_LEVEL="WARNING",
-               XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    env.update(
+        GLMTTS_MCP_CHECKPOINT=str(tiny_checkpoint),
+        GLMTTS_MCP_VOICES_DIR=str(tmp_path / "voices"),
+        GLMTTS_MCP_OUTPUT_DIR=str(tmp_path / "outputs"),
+        GLMTTS_MCP_LOG_LEVEL="WARNING",
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
     done = subprocess.run(
-        [str(SCRIPT), "say", "One. Two.", "--reference", str(clip), "--transcript", "Hello there.",
-         "-o", str(tmp_path / "out.wav")],
-        capture_output=True, timeout=600, env=env,  # bytes: text mode would turn a redraw's \r into \n
+        [
+            str(SCRIPT),
+            "say",
+            "One. Two.",
+            "--reference",
+            str(clip),
+            "--transcript",
+            "Hello there.",
+            "-o",
+            str(tmp_path / "out.wav"),
+        ],
+        capture_output=True,
+        timeout=600,
+        env=env,  # bytes: text mode would turn a redraw's \r into \n
     )
     err = done.stderr.decode()
     assert done.returncode == 0, err[-3000:]

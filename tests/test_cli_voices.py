@@ -19,8 +19,10 @@ def folders(tmp_path: Path, no_user_env: None) -> dict[str, Path]:
     """A library holding one voice 'narrator', plus the flags that point the CLI at it."""
     voices, outputs = tmp_path / "voices", tmp_path / "outputs"
     outputs.mkdir()
-    tensors = {name: torch.zeros(4, 80) if ndim == 2 else torch.zeros(4, dtype=getattr(torch, dtype))
-               for name, (dtype, ndim) in FEATURE_SCHEMA.items()}
+    tensors = {
+        name: torch.zeros(4, 80) if ndim == 2 else torch.zeros(4, dtype=getattr(torch, dtype))
+        for name, (dtype, ndim) in FEATURE_SCHEMA.items()
+    }
     data = NewVoiceData(tensors=tensors, transcript="hello", transcript_source="user", language="en", duration_s=1.0)
     with VoiceLibrary(voices, FeatureSchema(FEATURE_SCHEMA_VERSION, FEATURE_SCHEMA), flush_interval_s=0) as library:
         pcm = np.random.default_rng(0).uniform(-0.5, 0.5, 24000).astype(np.float32)
@@ -29,12 +31,19 @@ def folders(tmp_path: Path, no_user_env: None) -> dict[str, Path]:
 
 
 def _flags(folders: dict[str, Path]) -> list[str]:
-    return ["--voices-dir", str(folders["voices"]), "--output-dir", str(folders["outputs"]),
-            "--checkpoint", str(folders["checkpoint"])]
+    return [
+        "--voices-dir",
+        str(folders["voices"]),
+        "--output-dir",
+        str(folders["outputs"]),
+        "--checkpoint",
+        str(folders["checkpoint"]),
+    ]
 
 
-def test_cli_export_refuses_what_the_tool_refuses(folders: dict[str, Path], tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_export_refuses_what_the_tool_refuses(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """13.1: `voices export` never writes into the library or the output folder, nor over a non-archive."""
     flags = _flags(folders)
     wav = tmp_path / "keep.wav"
@@ -58,5 +67,16 @@ def test_cli_list_json_uses_the_tool_field_names(folders: dict[str, Path], capsy
     assert main(["voices", "list", "--json", *_flags(folders)]) == 0
     [voice] = json.loads(capsys.readouterr().out)
     assert "id" not in voice and voice["name"] == "narrator" and voice["uri"] == f"voice://{voice['voice_id']}"
-    assert set(voice) == {"voice_id", "name", "transcript_excerpt", "duration_s", "language", "created_at",
-                          "last_used_at", "tags", "stale", "broken", "uri"}
+    assert set(voice) == {
+        "voice_id",
+        "name",
+        "transcript_excerpt",
+        "duration_s",
+        "language",
+        "created_at",
+        "last_used_at",
+        "tags",
+        "stale",
+        "broken",
+        "uri",
+    }

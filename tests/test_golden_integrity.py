@@ -17,6 +17,8 @@ def test_every_golden_file_matches_its_recorded_digest() -> None:
         listed[name.removeprefix("./")] = digest
     present = {p.relative_to(GOLDEN).as_posix() for p in GOLDEN.rglob("*") if p.is_file()} - UNLISTED
     assert present == set(listed), f"unlisted or missing golden files: {sorted(present ^ set(listed))}"
-    changed = [name for name, digest in listed.items() if hashlib.sha256((GOLDEN / name).read_bytes()).hexdigest() != digest]
+    changed = [
+        name for name, digest in listed.items() if hashlib.sha256((GOLDEN / name).read_bytes()).hexdigest() != digest
+    ]
     assert not changed, f"golden files differ from upstream's recorded outputs: {changed}"
     assert len(listed) > 30  # the 13 module cases, not an empty list

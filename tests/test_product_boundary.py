@@ -45,7 +45,9 @@ print(json.dumps(sorted(m for m in sys.modules if any(m == t or m.startswith(t +
 def test_serving_imports_no_test_tooling(tiny_checkpoint: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, str(tiny_checkpoint), str(tmp_path), ",".join(TEST_TOOLING)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
@@ -119,7 +121,9 @@ def test_the_local_engine_serves_without_ray(tiny_checkpoint: Path, tmp_path: Pa
     """`--engine local` (the default) neither needs nor imports ray: it clones and narrates with ray blocked."""
     done = subprocess.run(
         [sys.executable, "-c", _NO_RAY_PROBE, str(tiny_checkpoint), str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
@@ -140,4 +144,6 @@ def test_engine_ray_without_ray_names_the_extra(
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     assert main(["config", "--engine", "ray"]) == 2
     err = capsys.readouterr().err
-    assert "--engine: ray is not installed" in err and "pip install 'glmtts-mcp[ray]'" in err and "--engine local" in err
+    assert (
+        "--engine: ray is not installed" in err and "pip install 'glmtts-mcp[ray]'" in err and "--engine local" in err
+    )

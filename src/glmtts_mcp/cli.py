@@ -43,16 +43,16 @@ def _settings_options() -> argparse.ArgumentParser:
     """A parent parser with one flag per Settings field; unset flags stay absent (SUPPRESS)."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("configuration (flags > GLMTTS_MCP_* env vars > config file > defaults)")
-    group.add_argument(
-        "--config", type=Path, default=argparse.SUPPRESS, help=f"TOML config file (env {CONFIG_ENV})"
-    )
+    group.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=f"TOML config file (env {CONFIG_ENV})")
     for name, field in Settings.model_fields.items():
         if name in _NOT_FLAGS:
             continue
         flag = flag_name(name)
         env = f"env {env_name(name)}"
         if get_origin(field.annotation) is list or name == "allowed_dirs":
-            group.add_argument(flag, dest=name, action="append", default=argparse.SUPPRESS, help=f"{field.description} ({env})")
+            group.add_argument(
+                flag, dest=name, action="append", default=argparse.SUPPRESS, help=f"{field.description} ({env})"
+            )
         else:
             group.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=f"{field.description} ({env})")
     return parent
@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
 
     web = sub.add_parser(
-        "web", parents=[common, http],
+        "web",
+        parents=[common, http],
         help="serve over HTTP (MCP at /mcp, the page, REST and OpenAI APIs) and open the page",
     )
     web.add_argument("--no-browser", action="store_true", help="print the page's URL instead of opening a browser")
@@ -135,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--size", choices=["tiny", "real"], default="tiny")
     tiny.add_argument("--seed", type=int, default=0)
     twins = csub.add_parser(
-        "to-safetensors", parents=[common],
+        "to-safetensors",
+        parents=[common],
         help="write a .safetensors copy of flow.pt and hift.pt, so loading never reads a pickle file",
     )
     twins.add_argument("--remove-pt", action="store_true", help="delete each .pt once its copy is verified")
@@ -143,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     ray = sub.add_parser("ray", parents=[common], help="manage the engine replicas on a Ray cluster (--engine ray)")
     rsub = ray.add_subparsers(dest="ray_command", metavar="ACTION", required=True)
     rsub.add_parser(
-        "delete", parents=[common],
+        "delete",
+        parents=[common],
         help="remove the engine replicas from the cluster at --ray-address (every server using them stops narrating)",
     )
 
@@ -448,7 +451,9 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
     desktop = {"mcpServers": {args.name: {"command": parts[0], "args": parts[1:], "env": env}}}
     print("# Claude Desktop: merge into claude_desktop_config.json")
     print("#   macOS: ~/Library/Application Support/Claude/claude_desktop_config.json")
-    print("#   Windows: %APPDATA%\\Claude\\claude_desktop_config.json   Linux: ~/.config/Claude/claude_desktop_config.json")
+    print(
+        "#   Windows: %APPDATA%\\Claude\\claude_desktop_config.json   Linux: ~/.config/Claude/claude_desktop_config.json"
+    )
     print(json.dumps(desktop, indent=2))
     print()
     print("# Claude Code:")

@@ -149,9 +149,7 @@ class Settings(BaseSettings):
         default_factory=lambda: _default_checkpoint(),
         description="Folder with the GLM-TTS checkpoint (`glmtts-mcp download` fills it).",
     )
-    voices_dir: Path = Field(
-        default_factory=lambda: data_dir() / "voices", description="Folder of the voice library."
-    )
+    voices_dir: Path = Field(default_factory=lambda: data_dir() / "voices", description="Folder of the voice library.")
     output_dir: Path = Field(
         default_factory=lambda: data_dir() / "outputs",
         description="Folder where synthesized audio is saved (the audio:// store).",

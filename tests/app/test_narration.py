@@ -125,7 +125,9 @@ async def test_a_narration_written_to_a_file_does_not_grow_in_memory(
         target = tmp_path / f"narration-{repeat}.wav"
         tracemalloc.start()
         try:
-            _, done, _ = await narrate_to_path(app, NarrationRequest(text=SENTENCE * repeat, voice=voice), target, "wav")
+            _, done, _ = await narrate_to_path(
+                app, NarrationRequest(text=SENTENCE * repeat, voice=voice), target, "wav"
+            )
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()

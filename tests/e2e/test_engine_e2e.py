@@ -115,7 +115,9 @@ def test_stored_features_never_run_whisper_or_prompt_encoders(
     models = engine.models
     transcriber = engine.transcriber
     monkeypatch.setattr(transcriber, "transcribe", counting("whisper", transcriber.transcribe))
-    monkeypatch.setattr(models.speech_tokenizer, "tokenize", counting("speech_tokenizer", models.speech_tokenizer.tokenize))
+    monkeypatch.setattr(
+        models.speech_tokenizer, "tokenize", counting("speech_tokenizer", models.speech_tokenizer.tokenize)
+    )
     monkeypatch.setattr(models.speaker, "embed", counting("campplus", models.speaker.embed))
     monkeypatch.setattr(engine, "prompt_mel", counting("mel", engine.prompt_mel))
     pcm = whole_narration(engine, "Stored features only.", _stored(voice.features, tmp_path))

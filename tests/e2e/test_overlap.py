@@ -30,8 +30,13 @@ def pipelined(tiny_checkpoint: Path) -> Engine:
     return Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random", overlap=True)
 
 
-def record(engine: Engine, monkeypatch: pytest.MonkeyPatch, stage: str, log: list[tuple[str, str, float, float]],
-           before: Callable[[str], None] = lambda segment: None) -> None:
+def record(
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    stage: str,
+    log: list[tuple[str, str, float, float]],
+    before: Callable[[str], None] = lambda segment: None,
+) -> None:
     """Wrap an engine stage so each call appends (stage, segment text, start, end)."""
     original = getattr(engine, stage)
 
@@ -47,8 +52,9 @@ def record(engine: Engine, monkeypatch: pytest.MonkeyPatch, stage: str, log: lis
 
 
 @pytest.mark.slow
-def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequential: Engine, voice,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overlapped_stream_equals_the_sequential_one(
+    pipelined: Engine, sequential: Engine, voice, monkeypatch: pytest.MonkeyPatch
+) -> None:
     options = SynthesisOptions(seed=11)
     expected = list(sequential.synthesize(LONG_TEXT, voice.features, options))
     assert len(expected) >= 3
@@ -69,16 +75,18 @@ def test_overlapped_stream_equals_the_sequential_one(pipelined: Engine, sequenti
     record(pipelined, monkeypatch, "_voice", log, wait_for_next_llm)
     chunks = list(pipelined.synthesize(LONG_TEXT, voice.features, options))
 
-    assert [(c.segment_index, c.segment_count, c.text) for c in chunks] == \
-        [(c.segment_index, c.segment_count, c.text) for c in expected]
+    assert [(c.segment_index, c.segment_count, c.text) for c in chunks] == [
+        (c.segment_index, c.segment_count, c.text) for c in expected
+    ]
     for got, want in zip(chunks, expected, strict=True):
         assert np.array_equal(got.pcm, want.pcm)
     assert pipelined.jobs.stats().running == 0
 
 
 @pytest.mark.slow
-def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voice,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_requests_stay_apart_and_deterministic(
+    pipelined: Engine, voice, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Their LLM segments batch together, but with --concurrency 1 their flow and vocoder never interleave,
     and each request gets the audio it gets alone."""
     texts = [LONG_TEXT, "A cat sat. " * 20]
@@ -88,8 +96,9 @@ def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voi
     record(pipelined, monkeypatch, "_voice", log)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        together = list(pool.map(
-            lambda t: whole_narration(pipelined, t, voice.features, SynthesisOptions(seed=3)), texts))
+        together = list(
+            pool.map(lambda t: whole_narration(pipelined, t, voice.features, SynthesisOptions(seed=3)), texts)
+        )
     for got, want in zip(together, alone, strict=True):
         assert np.array_equal(got, want)
     owner = [0 if segment in segments[0] else 1 for _, segment, _, _ in log]
@@ -101,7 +110,8 @@ def test_concurrent_requests_stay_apart_and_deterministic(pipelined: Engine, voi
 
 @pytest.mark.slow
 def test_a_reader_that_stops_early_frees_the_slot_of_the_segment_decoding_ahead(
-        pipelined: Engine, voice, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipelined: Engine, voice, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The next segment's LLM decodes while this segment's flow runs (the overlap), and a reader that stops
     after the first chunk takes it out of the batch: it is held mid-decoding until the stream is closed,
     runs no step after that one, and the engine serves on."""
@@ -138,6 +148,7 @@ def test_a_reader_that_stops_early_frees_the_slot_of_the_segment_decoding_ahead(
 def test_fast_path_settings_default_to_cuda_only(engine: Engine, tiny_checkpoint: Path) -> None:
     """On a CPU: no compile (slow to build, no gain) and no overlap (the stages share the cores)."""
     assert (engine.compile_llm, engine.overlap) == (False, False)
-    forced = Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random",
-                         compile_llm=True, overlap=True)
+    forced = Engine.load(
+        tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random", compile_llm=True, overlap=True
+    )
     assert (forced.compile_llm, forced.overlap) == (True, True)

@@ -54,8 +54,9 @@ def test_silence_hits_the_log_floor() -> None:
 
 def test_other_parameters_build_their_own_basis() -> None:
     wav = 0.1 * torch.randn(1, 32000, generator=torch.Generator().manual_seed(2))
-    mel32 = mel_spectrogram(wav, n_fft=2560, num_mels=80, sampling_rate=32000, hop_size=640, win_size=2560,
-                            fmin=0, fmax=8000)
+    mel32 = mel_spectrogram(
+        wav, n_fft=2560, num_mels=80, sampling_rate=32000, hop_size=640, win_size=2560, fmin=0, fmax=8000
+    )
     assert mel32.shape == (1, 80, 50)
     assert mel_basis(32000, 2560, 80, 0, 8000).shape == (80, 1281)
 

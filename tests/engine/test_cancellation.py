@@ -62,12 +62,21 @@ class DecodeSteps:
 def segment(seed: int, steps: int, cancel: threading.Event | None = None) -> SpeechRequest:
     """A segment of 10 text ids that decodes exactly `steps` tokens."""
     ratio = steps / 10
-    return SpeechRequest(list(range(5, 15)), [30, 31], [1, 2, 3], RasSettings(), torch.Generator().manual_seed(seed),
-                         min_ratio=ratio, max_ratio=ratio, cancel=cancel or threading.Event())
+    return SpeechRequest(
+        list(range(5, 15)),
+        [30, 31],
+        [1, 2, 3],
+        RasSettings(),
+        torch.Generator().manual_seed(seed),
+        min_ratio=ratio,
+        max_ratio=ratio,
+        cancel=cancel or threading.Event(),
+    )
 
 
-def test_a_cancelled_sequence_leaves_the_batch_at_the_next_step(models: Models,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cancelled_sequence_leaves_the_batch_at_the_next_step(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A (slot 0) and B (slot 1) decode together; A's event is set during step 10: step 11 runs B alone
     (moved into slot 0), A's future ends with CancelledError, and B's tokens are those it decodes alone."""
     alone = BatchScheduler(models.llm, max_batch=1, slot_positions=512)
@@ -118,8 +127,9 @@ def settle(engine: Engine) -> None:
     assert len(engine.scheduler.submit(segment(3, 2)).result(timeout=WAIT_S)) == 2
 
 
-def count_voice_calls(engine: Engine, monkeypatch: pytest.MonkeyPatch,
-                      during: Callable[[], None] = lambda: None) -> list[str]:
+def count_voice_calls(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, during: Callable[[], None] = lambda: None
+) -> list[str]:
     """Record each flow + vocoder call's segment; `during` runs inside the call, before the flow."""
     calls: list[str] = []
     voice = engine._voice  # the flow + vocoder stage
@@ -133,8 +143,9 @@ def count_voice_calls(engine: Engine, monkeypatch: pytest.MonkeyPatch,
     return calls
 
 
-def test_cancel_while_the_first_segment_decodes(engine: Engine, voice: VoiceFeatures,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancel_while_the_first_segment_decodes(
+    engine: Engine, voice: VoiceFeatures, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Set during decode step 3: no step 4, no flow or vocoder, NarrationCancelled, the slot free."""
     before = engine.scheduler.stats().cancelled
     cancel = threading.Event()
@@ -148,8 +159,9 @@ def test_cancel_while_the_first_segment_decodes(engine: Engine, voice: VoiceFeat
     assert (stats.running, stats.waiting, stats.cancelled - before) == (0, 0, 1)
 
 
-def test_cancel_while_the_next_segment_decodes_ahead(engine: Engine, voice: VoiceFeatures,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancel_while_the_next_segment_decodes_ahead(
+    engine: Engine, voice: VoiceFeatures, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Set while segment 1's flow runs and segment 2 decodes ahead: segment 2 leaves the batch at the next
     step, the finished flow's chunk is not handed out, and no other flow runs."""
     before = engine.scheduler.stats().cancelled
@@ -178,12 +190,13 @@ def test_cancel_while_the_next_segment_decodes_ahead(engine: Engine, voice: Voic
     stats = engine.scheduler.stats()
     assert len(flows) == 1
     # at most the step under way when the event was set, then the settling request's one step, alone
-    assert steps.sizes[set_at[0]:] in ([1], [1, 1])
+    assert steps.sizes[set_at[0] :] in ([1], [1, 1])
     assert (stats.running, stats.waiting, stats.cancelled - before) == (0, 0, 1)
 
 
-def test_closing_the_stream_frees_the_slot_of_the_segment_decoding_ahead(engine: Engine, voice: VoiceFeatures,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_closing_the_stream_frees_the_slot_of_the_segment_decoding_ahead(
+    engine: Engine, voice: VoiceFeatures, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A reader that stops after the first chunk: segment 2, held mid-decoding by the hook until the stream
     is closed, runs no step after the one it was held in, and its slot is free for the next narration."""
     before = engine.scheduler.stats().cancelled

@@ -46,7 +46,9 @@ def test_tiny_llm_mirrors_the_real_layout(tiny_checkpoint: Path) -> None:
     weight_map = json.loads((llm / "model.safetensors.index.json").read_text())["weight_map"]
     assert "lm_head.weight" not in weight_map and len(set(weight_map.values())) == 2
     split = {k.split(".")[2] for k in weight_map if k.startswith("model.layers.")}
-    layers_in_both = [n for n in split if len({weight_map[k] for k in weight_map if k.startswith(f"model.layers.{n}.")}) == 2]
+    layers_in_both = [
+        n for n in split if len({weight_map[k] for k in weight_map if k.startswith(f"model.layers.{n}.")}) == 2
+    ]
     assert len(layers_in_both) == 1  # one layer is split across the shards, as in the real index
 
 

@@ -47,7 +47,7 @@ def test_the_engine_imports_in_no_circle() -> None:
         state[name] = 1
         for dep in sorted(graph[name]):
             if state.get(dep) == 1:
-                cycle = [*path[path.index(dep):], dep] if dep in path else [name, dep]
+                cycle = [*path[path.index(dep) :], dep] if dep in path else [name, dep]
                 raise AssertionError("import circle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep, [*path, dep])

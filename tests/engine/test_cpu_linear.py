@@ -35,8 +35,15 @@ def test_packed_llm_gives_the_dense_logits_and_tokens(golden_case: Callable[...,
     assert float((got - want).abs().max()) <= LOGIT_TOLERANCE
     assert torch.equal(got.argmax(-1), want.argmax(-1))
     picks = io["step_nucleus_pick"].tolist(), io["step_fallback_pick"].tolist()
-    assert decode_alone(packed, SpeechRequest(text, prompt_text, prompt_speech, RasSettings(), torch.Generator(),
-                                              draws=RecordedDraws(*picks))) == out
+    assert (
+        decode_alone(
+            packed,
+            SpeechRequest(
+                text, prompt_text, prompt_speech, RasSettings(), torch.Generator(), draws=RecordedDraws(*picks)
+            ),
+        )
+        == out
+    )
 
 
 def test_packing_keeps_one_copy_of_the_weights(golden_case: Callable[..., tuple[Path, dict]]) -> None:
@@ -56,12 +63,33 @@ def test_the_engine_loads_a_packed_llm_on_cpu_and_batches_it_like_the_dense_one(
     models = load_models(tiny_checkpoint, torch.device("cpu"))
     assert isinstance(models.llm.model.model.layers[0].mlp.up_proj, PackedLinear)
     reference = GLMTTSLLM(load_llm(tiny_checkpoint / "llm"), models.llm.special)  # dense: what load_llm gives
-    made = [SpeechRequest(list(range(5 + i, 15 + 2 * i)), [30 + i, 31], [(3 * i + j) % 40 for j in range(8 + i)],
-                          RasSettings(), torch.Generator().manual_seed(i), min_ratio=2.0, max_ratio=4.0)
-            for i in range(3)]
-    expected = [decode_alone(reference, SpeechRequest(r.text_ids, r.prompt_text_ids, r.prompt_speech_ids, r.sampling,
-                                                      torch.Generator().manual_seed(i), min_ratio=r.min_ratio,
-                                                      max_ratio=r.max_ratio)) for i, r in enumerate(made)]
+    made = [
+        SpeechRequest(
+            list(range(5 + i, 15 + 2 * i)),
+            [30 + i, 31],
+            [(3 * i + j) % 40 for j in range(8 + i)],
+            RasSettings(),
+            torch.Generator().manual_seed(i),
+            min_ratio=2.0,
+            max_ratio=4.0,
+        )
+        for i in range(3)
+    ]
+    expected = [
+        decode_alone(
+            reference,
+            SpeechRequest(
+                r.text_ids,
+                r.prompt_text_ids,
+                r.prompt_speech_ids,
+                r.sampling,
+                torch.Generator().manual_seed(i),
+                min_ratio=r.min_ratio,
+                max_ratio=r.max_ratio,
+            ),
+        )
+        for i, r in enumerate(made)
+    ]
     scheduler = BatchScheduler(models.llm, max_batch=3, slot_positions=256)
     try:
         futures = [scheduler.submit(r) for r in made]
@@ -71,10 +99,11 @@ def test_the_engine_loads_a_packed_llm_on_cpu_and_batches_it_like_the_dense_one(
         scheduler.close()
 
 
-def test_the_dense_path_stays_when_onednn_cannot_run(golden_case: Callable[..., tuple[Path, dict]],
-                                                     monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_the_dense_path_stays_when_onednn_cannot_run(
+    golden_case: Callable[..., tuple[Path, dict]], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """A CPU without oneDNN support for the dtype (bf16 needs AVX-512): one log line, the model untouched."""
+
     def unsupported(self: PackedLinear, x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("mkldnn_linear: bf16 path needs the cpu support avx512bw (forced by the test)")
 
@@ -91,8 +120,9 @@ def test_the_dense_path_stays_when_onednn_cannot_run(golden_case: Callable[..., 
 
 
 @pytest.mark.parametrize(("max_batch", "packed"), [(2, True), (1, False)])
-def test_the_cpu_default_is_fp32_through_onednn_when_batching(tiny_checkpoint: Path, max_batch: int,
-                                                              packed: bool) -> None:
+def test_the_cpu_default_is_fp32_through_onednn_when_batching(
+    tiny_checkpoint: Path, max_batch: int, packed: bool
+) -> None:
     """The CPU dtype decision (benchmarks/README.md, LLM dtype on CPU): auto is fp32, which batches through
     oneDNN; one sequence at a time (--max-batch 1) keeps the dense weights, faster for a single row."""
     engine = Engine.load(tiny_checkpoint, device="cpu", whisper_model="tiny-random", max_batch=max_batch)

@@ -36,17 +36,23 @@ def test_there_are_golden_end_to_end_cases() -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_our_pipeline_matches_upstreams_recorded_narration(name: str, tiny_checkpoint: Path,
-                                                           one_torch_thread: None) -> None:
+def test_our_pipeline_matches_upstreams_recorded_narration(
+    name: str, tiny_checkpoint: Path, one_torch_thread: None
+) -> None:
     folder = ROOT / "tests" / "golden" / name
     case = json.loads((folder / "e2e.json").read_text(encoding="utf-8"))
-    assert case["checkpoint"] == {"maker": "glmtts_mcp.engine.checkpoint.tiny.make_tiny_checkpoint",
-                                  "size": "tiny", "seed": 0}, "the session's tiny_checkpoint is size tiny, seed 0"
+    assert case["checkpoint"] == {
+        "maker": "glmtts_mcp.engine.checkpoint.tiny.make_tiny_checkpoint",
+        "size": "tiny",
+        "seed": 0,
+    }, "the session's tiny_checkpoint is size tiny, seed 0"
     parity = _e2e_parity()
-    engine = Engine.load(tiny_checkpoint, device="cpu", dtype="float32",
-                         reference_processing=case["reference_processing"])
+    engine = Engine.load(
+        tiny_checkpoint, device="cpu", dtype="float32", reference_processing=case["reference_processing"]
+    )
     ours = parity.run_ours(engine, folder / "reference.wav", case["transcript"], case["text"], case["seed"])
     assert ours.segment_texts == case["segment_texts"]
-    rows, failures = parity.compare(ours.tensors, load_file(str(folder / "upstream.safetensors")),
-                                    case["segments"], case["tolerance"])
+    rows, failures = parity.compare(
+        ours.tensors, load_file(str(folder / "upstream.safetensors")), case["segments"], case["tolerance"]
+    )
     assert not failures, "\n".join(f"{a}: {b} (limit {c})" for a, b, c in rows)

@@ -30,8 +30,12 @@ def test_every_format_is_supported_by_the_installed_libsndfile() -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "mime", "ext", "head"),
-    [("wav", "audio/wav", ".wav", b"RIFF"), ("flac", "audio/flac", ".flac", b"fLaC"),
-     ("ogg", "audio/ogg", ".ogg", b"OggS"), ("mp3", "audio/mpeg", ".mp3", b"\xff")],
+    [
+        ("wav", "audio/wav", ".wav", b"RIFF"),
+        ("flac", "audio/flac", ".flac", b"fLaC"),
+        ("ogg", "audio/ogg", ".ogg", b"OggS"),
+        ("mp3", "audio/mpeg", ".mp3", b"\xff"),
+    ],
 )
 def test_round_trip_keeps_rate_and_duration(fmt: str, mime: str, ext: str, head: bytes) -> None:
     pcm = _tone(1.5, 24000)

@@ -22,9 +22,18 @@ def models(tiny_checkpoint: Path, one_torch_thread: None) -> Models:
 
 def segments() -> list[SpeechRequest]:
     """Three segments of different lengths, so the live batch grows and shrinks during the run."""
-    return [SpeechRequest(list(range(5, 9 + 2 * i)), [9, 10, 11], [1, 2, 3, 4 + i], RasSettings(),
-                          torch.Generator().manual_seed(4 + i), min_ratio=2.0, max_ratio=4.0 + i)
-            for i in range(3)]
+    return [
+        SpeechRequest(
+            list(range(5, 9 + 2 * i)),
+            [9, 10, 11],
+            [1, 2, 3, 4 + i],
+            RasSettings(),
+            torch.Generator().manual_seed(4 + i),
+            min_ratio=2.0,
+            max_ratio=4.0 + i,
+        )
+        for i in range(3)
+    ]
 
 
 def decoded(scheduler: BatchScheduler) -> list[list[int]]:
@@ -34,8 +43,9 @@ def decoded(scheduler: BatchScheduler) -> list[list[int]]:
         scheduler.close()
 
 
-def test_compiled_step_traces_as_one_graph_and_decodes_the_same(models: Models, monkeypatch: pytest.MonkeyPatch,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_compiled_step_traces_as_one_graph_and_decodes_the_same(
+    models: Models, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """fullgraph=True fails on any graph break (which would rule out CUDA graphs); the eager backend
     checks the trace on a CPU without a C++ compiler. One graph for every step at every batch size:
     positions, live rows and the input ids are not baked in."""

@@ -170,8 +170,13 @@ def test_recorded_noise_equals_generator_draw() -> None:
 def test_cfg_rate_zero_runs_only_the_conditional_pass() -> None:
     flow = _tiny_flow()
     seen: list[torch.Tensor | None] = []
-    flow.inference(**_tiny_inputs(), n_timesteps=2, cfg_rate=0.0, generator=torch.Generator().manual_seed(0),
-                   on_velocity=lambda step, vc, vu: seen.append(vu))
+    flow.inference(
+        **_tiny_inputs(),
+        n_timesteps=2,
+        cfg_rate=0.0,
+        generator=torch.Generator().manual_seed(0),
+        on_velocity=lambda step, vc, vu: seen.append(vu),
+    )
     assert seen == [None, None]
 
 
@@ -194,8 +199,13 @@ def test_half_precision_stays_close_to_fp32(
     """Measured max |mel - fp32 mel| on flow_real: bf16 0.012, fp16 0.0015 (mel spans about +-4.5)."""
     folder, case = golden_case("flow_real")
     weights, io = load_case_tensors(folder)
-    args = {"prompt_tokens": io["prompt_token"], "prompt_mel": io["prompt_feat"], "tokens": io["token"],
-            "speaker_embedding": io["embedding"], "noise": io["rng_x0"]}
+    args = {
+        "prompt_tokens": io["prompt_token"],
+        "prompt_mel": io["prompt_feat"],
+        "tokens": io["token"],
+        "speaker_embedding": io["embedding"],
+        "noise": io["rng_x0"],
+    }
     flow = Flow(flow_config_from_case(case["config"])).eval()
     flow.load_official_state_dict(weights)
     fp32 = flow.inference(**args)
@@ -205,6 +215,7 @@ def test_half_precision_stays_close_to_fp32(
     assert half.dtype == torch.float32  # the ODE state stays float32
     deviation = float((half - fp32).abs().max())
     assert deviation < bound, deviation
+
 
 def test_wrong_value_type_names_the_setting(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"

@@ -55,19 +55,38 @@ def test_seeded_generator_reproduces_upstream_tokens(golden_case: Callable[..., 
     folder, case = golden_case("llm_real")
     llm = load_case_llm(folder, case)
     _, io = load_case_tensors(folder)
-    tokens = decode_alone(llm, SpeechRequest(io["text_token"][0].tolist(), io["prompt_text_token"][0].tolist(),
-                                             io["prompt_speech_token"][0].tolist(), RasSettings(),
-                                             torch.Generator().manual_seed(0)))
+    tokens = decode_alone(
+        llm,
+        SpeechRequest(
+            io["text_token"][0].tolist(),
+            io["prompt_text_token"][0].tolist(),
+            io["prompt_speech_token"][0].tolist(),
+            RasSettings(),
+            torch.Generator().manual_seed(0),
+        ),
+    )
     assert tokens == io["speech_token_out"][0].tolist()
     assert min(tokens) < 0  # upstream returns non-audio ids as they are
     assert len(llm.in_audio_range(tokens)) == len(tokens) - case["measured"]["n_out_tokens_outside_audio_range"]
 
 
 def tiny_config(tie: bool = True) -> LlamaConfig:
-    return LlamaConfig(vocab_size=150, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                       num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=512,
-                       rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=tie, bos_token_id=1,
-                       eos_token_id=EOS_TEXT_ID, initializer_range=0.02)
+    return LlamaConfig(
+        vocab_size=150,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        tie_word_embeddings=tie,
+        bos_token_id=1,
+        eos_token_id=EOS_TEXT_ID,
+        initializer_range=0.02,
+    )
 
 
 def tiny_model(seed: int = 0) -> LlamaForCausalLM:
@@ -141,12 +160,30 @@ PROMPT_TEXT = [11, 12, 13]
 PROMPT_SPEECH = [0, 3, 60, 7]
 
 
-def decode(llm: GLMTTSLLM, *, seed: int = 0, draws: Draws | None = None, trace: list[StepTrace] | None = None,
-           min_ratio: float = 2.0, max_ratio: float = 20.0) -> list[int]:
+def decode(
+    llm: GLMTTSLLM,
+    *,
+    seed: int = 0,
+    draws: Draws | None = None,
+    trace: list[StepTrace] | None = None,
+    min_ratio: float = 2.0,
+    max_ratio: float = 20.0,
+) -> list[int]:
     """TEXT in the prompt's voice, through the serving scheduler as a batch of one."""
-    return decode_alone(llm, SpeechRequest(TEXT, PROMPT_TEXT, PROMPT_SPEECH, RasSettings(),
-                                           torch.Generator().manual_seed(seed), min_ratio=min_ratio,
-                                           max_ratio=max_ratio, trace=trace, draws=draws))
+    return decode_alone(
+        llm,
+        SpeechRequest(
+            TEXT,
+            PROMPT_TEXT,
+            PROMPT_SPEECH,
+            RasSettings(),
+            torch.Generator().manual_seed(seed),
+            min_ratio=min_ratio,
+            max_ratio=max_ratio,
+            trace=trace,
+            draws=draws,
+        ),
+    )
 
 
 def test_stops_on_eoa_only_after_min_len() -> None:
@@ -167,8 +204,10 @@ def test_config_eos_does_not_stop_and_max_len_holds() -> None:
     tokens = decode(llm, seed=1, max_ratio=3.5)
     assert len(tokens) == int(3.5 * len(TEXT))
     assert tokens.count(EOS_TEXT_ID - SPECIAL.ats) >= len(tokens) - 1  # returned as upstream does: negative
-    assert llm.in_audio_range([*tokens, 0, SPECIAL.ate - SPECIAL.ats, SPECIAL.ate - SPECIAL.ats + 1]) == \
-        [0, SPECIAL.ate - SPECIAL.ats]
+    assert llm.in_audio_range([*tokens, 0, SPECIAL.ate - SPECIAL.ats, SPECIAL.ate - SPECIAL.ats + 1]) == [
+        0,
+        SPECIAL.ate - SPECIAL.ats,
+    ]
 
 
 @pytest.mark.slow
@@ -212,8 +251,9 @@ def test_recorded_draws_replay_and_catch_divergence() -> None:
 
 def test_prompt_layout_and_speech_without_transcript() -> None:
     llm = GLMTTSLLM(tiny_model(), SPECIAL)
-    assert llm.prompt_ids(TEXT, PROMPT_TEXT, PROMPT_SPEECH) == \
-        PROMPT_TEXT + TEXT + [SPECIAL.boa] + [SPECIAL.ats + t for t in PROMPT_SPEECH]
+    assert llm.prompt_ids(TEXT, PROMPT_TEXT, PROMPT_SPEECH) == PROMPT_TEXT + TEXT + [SPECIAL.boa] + [
+        SPECIAL.ats + t for t in PROMPT_SPEECH
+    ]
     assert llm.prompt_ids(TEXT, [], []) == [*TEXT, SPECIAL.boa]
     with pytest.raises(ValueError, match="transcript"):
         llm.prompt_ids(TEXT, [], PROMPT_SPEECH)

@@ -15,7 +15,9 @@ def test_parity_cli_passes_every_golden_case(golden_dir: Path) -> None:
     cases = sorted(p.parent.name for p in golden_dir.rglob("case.json"))
     proc = subprocess.run(
         [sys.executable, "-m", "glmtts_mcp.engine.parity", str(golden_dir)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.split()[-1:] and " pass" in line]
@@ -29,7 +31,9 @@ def test_parity_cli_fails_on_a_broken_case(tmp_path: Path) -> None:
     (broken / "case.json").write_text('{"kind": "flow", "config": {}}')
     proc = subprocess.run(
         [sys.executable, "-m", "glmtts_mcp.engine.parity", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 1
     assert "FAIL" in proc.stdout
@@ -38,6 +42,8 @@ def test_parity_cli_fails_on_a_broken_case(tmp_path: Path) -> None:
 def test_parity_cli_refuses_an_empty_folder(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "glmtts_mcp.engine.parity", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2

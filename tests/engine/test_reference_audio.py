@@ -54,8 +54,13 @@ def active_rms_dbfs(pcm: np.ndarray, rate: int) -> float:
 
 @pytest.mark.parametrize(
     ("fmt", "subtype", "suffix", "rate"),
-    [("WAV", "PCM_16", ".wav", 44100), ("FLAC", "PCM_24", ".flac", 44100), ("OGG", "VORBIS", ".ogg", 44100),
-     ("OGG", "OPUS", ".opus", 48000), ("MP3", "MPEG_LAYER_III", ".mp3", 44100)],
+    [
+        ("WAV", "PCM_16", ".wav", 44100),
+        ("FLAC", "PCM_24", ".flac", 44100),
+        ("OGG", "VORBIS", ".ogg", 44100),
+        ("OGG", "OPUS", ".opus", 48000),
+        ("MP3", "MPEG_LAYER_III", ".mp3", 44100),
+    ],
 )
 def test_stereo_files_of_every_container_load_as_clean_24k_mono(tmp_path, fmt, subtype, suffix, rate) -> None:
     speech = voiced(6.0, rate)
@@ -206,8 +211,9 @@ def test_upstream_stereo_signals_are_channel_0_and_the_channel_mean(tmp_path) ->
 def test_upstream_refuses_more_channels_than_it_can_keep_and_a_silent_mix(tmp_path) -> None:
     speech = voiced(3.0, 16000)
     with pytest.raises(AudioInputError, match="9 channels; at most 8 are kept: send a mono or stereo recording"):
-        load_reference(write(tmp_path / "nine.wav", np.stack([speech] * 9, axis=1), 16000, "WAV", "PCM_16"),
-                       processing="upstream")
+        load_reference(
+            write(tmp_path / "nine.wav", np.stack([speech] * 9, axis=1), 16000, "WAV", "PCM_16"), processing="upstream"
+        )
     cancelled = write(tmp_path / "inverted.wav", np.stack([speech, -speech], axis=1), 16000, "WAV", "PCM_16")
     with pytest.raises(AudioInputError, match=r"the channel mix of .* is silent"):
         load_reference(cancelled, processing="upstream")

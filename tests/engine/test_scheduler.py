@@ -38,10 +38,25 @@ def requests(count: int) -> list[Callable[[list[StepTrace]], SpeechRequest]]:
         prompt_speech = [(7 * i + j) % 50 for j in range(6 + 5 * i)]
         sampling = RasSettings(top_p=0.8 if i % 2 else 0.6, top_k=25 - i, temperature=1.0 if i % 3 else 0.8)
 
-        def make(trace: list[StepTrace], text=text, prompt_text=prompt_text, prompt_speech=prompt_speech,
-                 sampling=sampling, seed=100 + i, min_ratio=1.0 + i % 3) -> SpeechRequest:
-            return SpeechRequest(text, prompt_text, prompt_speech, sampling, torch.Generator().manual_seed(seed),
-                                 min_ratio=min_ratio, max_ratio=6.0, trace=trace)
+        def make(
+            trace: list[StepTrace],
+            text=text,
+            prompt_text=prompt_text,
+            prompt_speech=prompt_speech,
+            sampling=sampling,
+            seed=100 + i,
+            min_ratio=1.0 + i % 3,
+        ) -> SpeechRequest:
+            return SpeechRequest(
+                text,
+                prompt_text,
+                prompt_speech,
+                sampling,
+                torch.Generator().manual_seed(seed),
+                min_ratio=min_ratio,
+                max_ratio=6.0,
+                trace=trace,
+            )
 
         made.append(make)
     return made
@@ -54,8 +69,10 @@ def explain_divergence(name: str, alone: list[StepTrace], batched: list[StepTrac
             probs = a.logp.exp()
             gap = abs(float(probs[a.sampled] - probs[b.sampled]))
             kind = "a near-tie" if gap < NEAR_TIE else "NOT a near-tie (a real difference)"
-            return (f"{name}: step {step} drew {a.sampled} alone and {b.sampled} batched; their probabilities "
-                    f"differ by {gap:.2e}: {kind}")
+            return (
+                f"{name}: step {step} drew {a.sampled} alone and {b.sampled} batched; their probabilities "
+                f"differ by {gap:.2e}: {kind}"
+            )
     return f"{name}: {len(alone)} steps alone, {len(batched)} batched"
 
 
@@ -93,13 +110,29 @@ def test_a_new_request_joins_at_the_next_step(models: Models) -> None:
     """A short request submitted while a long one decodes finishes first: it does not wait its turn."""
     scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=1024)
     try:
-        long = SpeechRequest(list(range(5, 25)), [30, 31], [1, 2, 3], RasSettings(), torch.Generator().manual_seed(1),
-                             min_ratio=20.0, max_ratio=20.0)  # exactly 400 steps
+        long = SpeechRequest(
+            list(range(5, 25)),
+            [30, 31],
+            [1, 2, 3],
+            RasSettings(),
+            torch.Generator().manual_seed(1),
+            min_ratio=20.0,
+            max_ratio=20.0,
+        )  # exactly 400 steps
         slow = scheduler.submit(long)
         while scheduler.stats().steps < 3:
             time.sleep(0.01)
-        short = scheduler.submit(SpeechRequest([5, 6], [30, 31], [1, 2, 3], RasSettings(),
-                                               torch.Generator().manual_seed(2), min_ratio=2.0, max_ratio=2.0))
+        short = scheduler.submit(
+            SpeechRequest(
+                [5, 6],
+                [30, 31],
+                [1, 2, 3],
+                RasSettings(),
+                torch.Generator().manual_seed(2),
+                min_ratio=2.0,
+                max_ratio=2.0,
+            )
+        )
         assert len(short.result(timeout=120)) == 4
         assert not slow.done()
         assert len(slow.result(timeout=300)) == 400
@@ -111,8 +144,17 @@ def test_a_new_request_joins_at_the_next_step(models: Models) -> None:
 def test_a_cancelled_request_is_dropped_before_its_turn(models: Models) -> None:
     scheduler = BatchScheduler(models.llm, max_batch=1, slot_positions=512)
     try:
-        first = scheduler.submit(SpeechRequest(list(range(5, 15)), [30], [1], RasSettings(),
-                                               torch.Generator().manual_seed(1), min_ratio=5.0, max_ratio=5.0))
+        first = scheduler.submit(
+            SpeechRequest(
+                list(range(5, 15)),
+                [30],
+                [1],
+                RasSettings(),
+                torch.Generator().manual_seed(1),
+                min_ratio=5.0,
+                max_ratio=5.0,
+            )
+        )
         second = scheduler.submit(SpeechRequest([5, 6], [30], [1], RasSettings(), torch.Generator().manual_seed(1)))
         assert second.cancel()
         assert len(first.result(timeout=120)) == 50
@@ -135,7 +177,8 @@ def test_a_prompt_longer_than_a_slot_is_refused(models: Models) -> None:
 
 
 def test_the_kv_cache_is_sized_logged_and_refused_when_it_cannot_fit(
-        tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="glmtts_mcp.engine.runtime.pipeline"):
         engine = Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random", max_batch=3)
     stats = engine.scheduler.stats()
@@ -146,13 +189,15 @@ def test_the_kv_cache_is_sized_logged_and_refused_when_it_cannot_fit(
         Engine.load(tiny_checkpoint, device="cpu", dtype="float32", whisper_model="tiny-random", max_batch=3)
 
 
-def test_a_failing_compiled_step_falls_back_to_eager_once(models: Models, monkeypatch: pytest.MonkeyPatch,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_compiled_step_falls_back_to_eager_once(
+    models: Models, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """compile_llm on a machine where compiling or capturing fails: one warning, requests still served."""
 
     def broken_compile(fn: object, **kwargs: object) -> Callable[..., torch.Tensor]:
         def step(*args: object) -> torch.Tensor:
             raise RuntimeError("CUDA graph capture failed (forced by the test)")
+
         return step
 
     monkeypatch.setattr(torch, "compile", broken_compile)
@@ -174,8 +219,9 @@ def test_a_failing_compiled_step_falls_back_to_eager_once(models: Models, monkey
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graph_batched_step_decodes_like_the_eager_one(tiny_checkpoint: Path,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_cuda_graph_batched_step_decodes_like_the_eager_one(
+    tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """On a GPU: the compiled (CUDA graph, padded to all slots) step gives the eager step's tokens, no fallback."""
     on_gpu = load_models(tiny_checkpoint, torch.device("cuda"))  # the CPU models' linears are oneDNN-packed
     results = {}
@@ -190,8 +236,9 @@ def test_cuda_graph_batched_step_decodes_like_the_eager_one(tiny_checkpoint: Pat
     assert "decoding eagerly" not in caplog.text
 
 
-def test_a_failing_cuda_stream_falls_back_to_the_default_stream(models: Models, monkeypatch: pytest.MonkeyPatch,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_cuda_stream_falls_back_to_the_default_stream(
+    models: Models, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """overlap on a machine where the LLM's own stream fails: one warning, the same tokens."""
     expected_scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=512)
     try:
@@ -232,8 +279,9 @@ def test_a_chunked_prefill_gives_the_tokens_of_a_whole_one(models: Models) -> No
 
 
 @pytest.mark.slow
-def test_a_long_prompt_is_prefilled_between_the_others_decode_steps(models: Models,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_long_prompt_is_prefilled_between_the_others_decode_steps(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """While a 60-position prompt is written 8 positions at a time, the live sequence keeps decoding."""
     calls: list[str] = []
     forward = scheduler_module.slot_forward
@@ -245,29 +293,54 @@ def test_a_long_prompt_is_prefilled_between_the_others_decode_steps(models: Mode
     monkeypatch.setattr(scheduler_module, "slot_forward", recorded)
     scheduler = BatchScheduler(models.llm, max_batch=2, slot_positions=1024, prefill_chunk=8)
     try:
-        first = scheduler.submit(SpeechRequest(list(range(5, 25)), [30, 31], [1, 2, 3], RasSettings(),
-                                               torch.Generator().manual_seed(1), min_ratio=10.0, max_ratio=10.0))
+        first = scheduler.submit(
+            SpeechRequest(
+                list(range(5, 25)),
+                [30, 31],
+                [1, 2, 3],
+                RasSettings(),
+                torch.Generator().manual_seed(1),
+                min_ratio=10.0,
+                max_ratio=10.0,
+            )
+        )
         while scheduler.stats().steps < 2:
             time.sleep(0.01)
-        long_prompt = SpeechRequest(list(range(5, 15)), [30, 31], [j % 50 for j in range(48)], RasSettings(),
-                                    torch.Generator().manual_seed(2), min_ratio=1.0, max_ratio=1.0)
+        long_prompt = SpeechRequest(
+            list(range(5, 15)),
+            [30, 31],
+            [j % 50 for j in range(48)],
+            RasSettings(),
+            torch.Generator().manual_seed(2),
+            min_ratio=1.0,
+            max_ratio=1.0,
+        )
         assert len(scheduler.submit(long_prompt).result(timeout=120)) == 10
         assert len(first.result(timeout=120)) == 200
     finally:
         scheduler.close()
     chunks = [i for i, call in enumerate(calls) if call.startswith("slot 1")]  # the long prompt's slot
     assert [calls[i] for i in chunks] == ["slot 1: 8 position(s)"] * 7 + ["slot 1: 5 position(s)"]  # 2+10+1+48
-    between = calls[chunks[0]:chunks[-1]]
+    between = calls[chunks[0] : chunks[-1]]
     assert between.count("slot 0: 1 position(s)") == 7  # one decode step of the live sequence after each chunk
 
 
-def test_a_sequence_finishing_during_a_chunked_prefill_hands_its_slot_over(models: Models,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sequence_finishing_during_a_chunked_prefill_hands_its_slot_over(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A finishes while B's prompt is half written: B's written positions move down into A's slot, and B
     decodes the tokens it decodes alone."""
+
     def long_prompt() -> SpeechRequest:
-        return SpeechRequest(list(range(5, 15)), [30, 31], [j % 50 for j in range(48)], RasSettings(),
-                             torch.Generator().manual_seed(3), min_ratio=3.0, max_ratio=3.0)
+        return SpeechRequest(
+            list(range(5, 15)),
+            [30, 31],
+            [j % 50 for j in range(48)],
+            RasSettings(),
+            torch.Generator().manual_seed(3),
+            min_ratio=3.0,
+            max_ratio=3.0,
+        )
 
     alone = BatchScheduler(models.llm, max_batch=2, slot_positions=512, prefill_chunk=5)
     try:
@@ -279,8 +352,11 @@ def test_a_sequence_finishing_during_a_chunked_prefill_hands_its_slot_over(model
     move_slot = scheduler.cache.move_slot
     monkeypatch.setattr(scheduler.cache, "move_slot", lambda s, t, n: moves.append((s, t, n)) or move_slot(s, t, n))
     try:
-        short = scheduler.submit(SpeechRequest([5, 6], [30, 31], [1, 2], RasSettings(),
-                                               torch.Generator().manual_seed(4), min_ratio=1.5, max_ratio=1.5))
+        short = scheduler.submit(
+            SpeechRequest(
+                [5, 6], [30, 31], [1, 2], RasSettings(), torch.Generator().manual_seed(4), min_ratio=1.5, max_ratio=1.5
+            )
+        )
         got = scheduler.submit(long_prompt()).result(timeout=120)
         assert len(short.result(timeout=10)) == 3
     finally:
@@ -290,8 +366,9 @@ def test_a_sequence_finishing_during_a_chunked_prefill_hands_its_slot_over(model
 
 
 @pytest.mark.slow
-def test_the_padded_step_leaves_a_prompt_being_prefilled_intact(models: Models,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_padded_step_leaves_a_prompt_being_prefilled_intact(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The compiled step runs over every slot, padding rows included; their writes must miss the slot where
     a prompt is being written in chunks. Run here with torch.compile as the identity (the padding logic
     on a CPU): the tokens equal the eager step's."""

@@ -21,7 +21,9 @@ from glmtts_mcp.engine.types import EngineError
 
 def _tokenizer(folder: Path, case: dict) -> SpeechTokenizer:
     weights, _ = load_case_tensors(folder)
-    return SpeechTokenizer.from_config(case["config"]["WhisperVQConfig"], case["config"]["preprocessor_config_json"], weights)
+    return SpeechTokenizer.from_config(
+        case["config"]["WhisperVQConfig"], case["config"]["preprocessor_config_json"], weights
+    )
 
 
 def _write_official_folder(path: Path, folder: Path, case: dict) -> Path:
@@ -51,7 +53,11 @@ def test_features_match_transformers_extractor_on_a_padded_batch(golden_case: Ca
     rng = np.random.default_rng(3)
     segments = [rng.standard_normal(9000).astype(np.float32) * 0.1, rng.standard_normal(4321).astype(np.float32) * 0.3]
     reference = WhisperFeatureExtractor(**pre)(
-        segments, sampling_rate=16000, return_attention_mask=True, return_tensors="pt", padding="longest",
+        segments,
+        sampling_rate=16000,
+        return_attention_mask=True,
+        return_tensors="pt",
+        padding="longest",
         pad_to_multiple_of=640,
     )
     features, mask = WhisperLogMel(feature_extractor(pre))([torch.from_numpy(s) for s in segments], 640)
@@ -68,7 +74,9 @@ def test_from_dir_official_layout_gives_golden_tokens(
     # the folder carries what the loader must ignore: more layers than kept, a final layer_norm, decoder, EMA buffers
     assert config["quantize_encoder_only"] is False and config["encoder_layers"] > config["quantize_position"]
     weights = load_file(str(folder / "weights.safetensors"))
-    assert {"model.encoder.ema_weight", "model.encoder.layer_norm.weight", "model.encoder.layers.3.fc1.weight"} <= set(weights)
+    assert {"model.encoder.ema_weight", "model.encoder.layer_norm.weight", "model.encoder.layers.3.fc1.weight"} <= set(
+        weights
+    )
     assert not torch.equal(weights["model.encoder.ema_weight"], weights["model.encoder.codebook.weight"])
     tokenizer = SpeechTokenizer.from_dir(_write_official_folder(tmp_path / "speech_tokenizer", folder, case))
     assert len(tokenizer.encoder.layers) == config["quantize_position"]
@@ -100,7 +108,9 @@ def test_from_dir_rejects_weights_missing_an_encoder_tensor(
 def test_weights_without_ema_buffers_load(golden_case: Callable[..., tuple[Path, dict]]) -> None:
     folder, case = golden_case("speech_tokenizer_real")
     weights = {k: v for k, v in load_file(str(folder / "weights.safetensors")).items() if "ema_" not in k}
-    tokenizer = SpeechTokenizer.from_config(case["config"]["WhisperVQConfig"], case["config"]["preprocessor_config_json"], weights)
+    tokenizer = SpeechTokenizer.from_config(
+        case["config"]["WhisperVQConfig"], case["config"]["preprocessor_config_json"], weights
+    )
     io = load_file(str(folder / "io.safetensors"))
     assert torch.equal(tokenizer.tokenize(io["wav16k"]), io["speech_tokens"][0])
 

@@ -142,8 +142,10 @@ def test_reorder_tokens_follows_wetextprocessing() -> None:
     assert reorder_tokens('measure { value: "x" extra: "y" } char { value: "\\"q" }', zh) == (
         'measure { value: "x" } char { value: "\\"q" }'
     )
-    en = {"money": ("integer_part", "fractional_part", "quantity", "currency_maj"),
-          "date": ("preserve_order", "text", "day", "month", "year")}
+    en = {
+        "money": ("integer_part", "fractional_part", "quantity", "currency_maj"),
+        "date": ("preserve_order", "text", "day", "month", "year"),
+    }
     tagged = 'money { currency_maj: "dollar" integer_part: "five" } date { month: "may" day: "five" }'
     assert reorder_tokens(tagged, en) == (
         'money { integer_part: "five" currency_maj: "dollar" } date { day: "five" month: "may" }'
@@ -164,8 +166,11 @@ def test_malformed_tags_are_read_as_wetextprocessing_reads_them(frontend: TextFr
     assert reorder_tokens('w{v:"a"}', en) == 'w { v: "a" }'
     assert frontend.normalize('ok <a\\"> fine') == "ok a fine."
     for text in ('5 http://\\"<V/">3.5', 'He said <"hi"> twice.'):
-        with pytest.raises(EngineError, match=r"quote marks or backslashes inside <\.\.\.> break GLM-TTS's text "
-                                              r"normalizer \(WeTextProcessing\); remove them, or the angle brackets"):
+        with pytest.raises(
+            EngineError,
+            match=r"quote marks or backslashes inside <\.\.\.> break GLM-TTS's text "
+            r"normalizer \(WeTextProcessing\); remove them, or the angle brackets",
+        ):
             frontend.synthesis_segments(text)
 
 

@@ -110,8 +110,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 
 
 def normalizer_peak_mib(text: str, chunk_chars: int) -> float:
-    done = subprocess.run([sys.executable, "-c", _PEAK, text, str(chunk_chars)], capture_output=True, text=True,
-                          check=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, text, str(chunk_chars)], capture_output=True, text=True, check=True, timeout=600
+    )
     return int(done.stdout.split()[-1]) / 1024
 
 

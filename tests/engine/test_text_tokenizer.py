@@ -60,8 +60,17 @@ def write_tokenizer(folder: Path, added: list[str]) -> Path:
     folder.mkdir()
     lines = [f"{base64.b64encode(bytes([b])).decode()} {b}" for b in range(256)]
     (folder / "tokenizer.model").write_text("\n".join(lines) + "\n")
-    decoder = {str(256 + i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
-                              "single_word": False, "special": True} for i, t in enumerate(added)}
+    decoder = {
+        str(256 + i): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for i, t in enumerate(added)
+    }
     (folder / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": decoder}))
     return folder
 

@@ -75,7 +75,7 @@ def test_folding_matches_torch_weight_norm_for_transposed_convs() -> None:
 
 
 def test_strict_loading_names_missing_unexpected_and_incomplete_keys(
-    golden_case: Callable[..., tuple[Path, dict]]
+    golden_case: Callable[..., tuple[Path, dict]],
 ) -> None:
     case, weights, _ = _hift(*golden_case("hift"))
     model = HiFTGenerator.from_config(case["config"])
@@ -87,8 +87,9 @@ def test_strict_loading_names_missing_unexpected_and_incomplete_keys(
     incomplete = {k: v for k, v in weights.items() if k != "conv_pre" + NEW[1]}
     with pytest.raises(KeyError, match="conv_pre"):
         load_hift_state_dict(model, incomplete)
-    wider = HiFTGenerator.from_config({**case["config"], "ConvRNNF0Predictor": {
-        "num_class": 1, "in_channels": 80, "cond_channels": 48}})
+    wider = HiFTGenerator.from_config(
+        {**case["config"], "ConvRNNF0Predictor": {"num_class": 1, "in_channels": 80, "cond_channels": 48}}
+    )
     with pytest.raises(ValueError, match="f0_predictor"):
         load_hift_state_dict(wider, weights)
 
@@ -146,7 +147,7 @@ def test_real_configuration_builds_the_checkpoint_layout(golden_case: Callable[.
 
 
 def test_half_precision_mel_is_accepted_but_half_precision_weights_are_refused(
-    golden_case: Callable[..., tuple[Path, dict]]
+    golden_case: Callable[..., tuple[Path, dict]],
 ) -> None:
     case, weights, io = _hift(*golden_case("hift_real"))
     model = _model(case, weights)

@@ -66,7 +66,11 @@ def fake_voice_data(seed: int, transcript: str = "hello there") -> NewVoiceData:
         else:
             tensors[name] = torch.randn(shapes[name], generator=g)
     return NewVoiceData(
-        tensors=tensors, transcript=transcript, transcript_source="user", language="en", duration_s=1.0,
+        tensors=tensors,
+        transcript=transcript,
+        transcript_source="user",
+        language="en",
+        duration_s=1.0,
         timings={"campplus": 0.5},
     )
 

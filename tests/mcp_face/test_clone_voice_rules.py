@@ -24,7 +24,9 @@ async def test_known_clip_under_a_new_name_keeps_its_name(engine_app: App, clip:
     async with Client(build_server(engine_app), mode="legacy") as client:
         made = await structured(client, "clone_voice", {"audio": str(clip), "name": "first", "transcript": "hi there"})
         assert made["warnings"] == [] or all("rename_voice" not in w for w in made["warnings"])
-        again = await structured(client, "clone_voice", {"audio": str(clip), "name": "second", "transcript": "hi there"})
+        again = await structured(
+            client, "clone_voice", {"audio": str(clip), "name": "second", "transcript": "hi there"}
+        )
         assert again["existed"] is True and again["voice_id"] == made["voice_id"] and again["name"] == "first"
         hint = f'call rename_voice with voice "{made["voice_id"]}" and name "second"'
         assert any(hint in w for w in again["warnings"]), again["warnings"]
@@ -125,6 +127,8 @@ async def test_transcript_must_fit_the_clip(engine_app: App, clip: Path) -> None
         text = error_text(huge)
         assert "`transcript` has 99999 characters, but the clip has only 2.2 s of speech (at most 126" in text, text
         assert "pass only the words spoken in the clip as `transcript`, or omit it" in text
-        fits = await structured(client, "clone_voice", {"audio": str(clip), "transcript": "x" * 126, "language": " EN "})
+        fits = await structured(
+            client, "clone_voice", {"audio": str(clip), "transcript": "x" * 126, "language": " EN "}
+        )
         assert fits["existed"] is False and fits["language"] == "en"
     assert len(engine_app.library.list_voices().voices) == 1  # the refused clone stored nothing

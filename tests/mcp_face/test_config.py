@@ -158,7 +158,10 @@ def test_config_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("given", "needle"),
     [
-        ({"ray_address": "http://head:8265"}, "--ray-address: 'http://head:8265' is not a Ray address: use auto, local"),
+        (
+            {"ray_address": "http://head:8265"},
+            "--ray-address: 'http://head:8265' is not a Ray address: use auto, local",
+        ),
         ({"ray_replicas": "0"}, "--ray-replicas: '0' is not a replica count"),
         ({"ray_replicas": "4-2"}, "autoscaling range MIN-MAX (1-4)"),
         ({"ray_cpus_per_replica": "0"}, "--ray-cpus-per-replica"),
@@ -179,7 +182,8 @@ def test_ray_settings_read_well() -> None:
 
 
 def test_an_unknown_whisper_model_fails_at_start_naming_the_accepted_values(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
     accepted = r"use one of tiny\.en, tiny, base\.en, base, .*turbo, or the path of a Whisper \.pt file"
     with pytest.raises(ConfigError, match=rf"--whisper-model: unknown whisper model 'bsae': {accepted}"):
         load_settings(whisper_model="bsae")

@@ -82,7 +82,8 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 async def test_four_concurrent_calls_over_http_equal_each_call_alone(
-        engine_settings: Any, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine_settings: Any, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same speech tokens and audio batched as alone, through MCP over HTTP."""
     app = build_app(engine_settings(max_batch=4, preload="start"))
     engine = app.host.ensure_loaded()

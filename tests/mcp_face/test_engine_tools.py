@@ -35,12 +35,14 @@ async def _ok(client: Client, name: str, args: dict[str, Any], **kw: Any) -> typ
 @pytest.mark.parametrize("mode", MODES)
 async def test_clone_then_synthesize(engine_app: App, clip: Path, tmp_path: Path, mode: str) -> None:
     async with Client(build_server(engine_app), mode=mode) as client:
-        first = (await _ok(client, "clone_voice", {"audio": str(clip), "name": "tone", "transcript": "hi there"}))
+        first = await _ok(client, "clone_voice", {"audio": str(clip), "name": "tone", "transcript": "hi there"})
         made = first.structured_content
         assert made["existed"] is False and made["name"] == "tone"
         assert made["transcript"] == "hi there" and made["transcript_source"] == "user"
         assert 2.0 < made["duration_s"] < 2.5 and made["timings"]["total"] > 0
-        again = (await _ok(client, "clone_voice", {"audio": clip.as_uri(), "transcript": "hi there"})).structured_content
+        again = (
+            await _ok(client, "clone_voice", {"audio": clip.as_uri(), "transcript": "hi there"})
+        ).structured_content
         assert again["existed"] is True and again["voice_id"] == made["voice_id"]
         inline = base64.b64encode(clip.read_bytes()).decode()
         via_b64 = (await _ok(client, "clone_voice", {"audio": inline, "transcript": "hi there"})).structured_content
@@ -79,7 +81,13 @@ async def test_one_shot_reference_and_return_modes(engine_app: App, clip: Path, 
         result = await _ok(
             client,
             "synthesize",
-            {"text": "Hi. Yo.", "reference_audio": str(clip), "format": "wav", "return_mode": "link+resource", "seed": 7},
+            {
+                "text": "Hi. Yo.",
+                "reference_audio": str(clip),
+                "format": "wav",
+                "return_mode": "link+resource",
+                "seed": 7,
+            },
             progress_callback=on_progress,
         )
         out = result.structured_content
@@ -101,8 +109,11 @@ async def test_one_shot_reference_and_return_modes(engine_app: App, clip: Path, 
         assert values == sorted(values) and len(set(values)) == len(values)
 
         # the same seed gives the same audio; the voice now comes from the library
-        same = await _ok(client, "synthesize", {"text": "Hi. Yo.", "voice": out["voice_id"], "format": "wav",
-                                                "return_mode": "path", "seed": 7})
+        same = await _ok(
+            client,
+            "synthesize",
+            {"text": "Hi. Yo.", "voice": out["voice_id"], "format": "wav", "return_mode": "path", "seed": 7},
+        )
         assert same.structured_content["cache_hit"] is True
         assert Path(same.structured_content["path"]).read_bytes() == wav
         assert [b.type for b in same.content] == ["text"]
@@ -114,8 +125,9 @@ async def test_audio_over_the_result_limit_falls_back(engine_settings: Any, clip
     try:
         async with Client(build_server(app)) as client:
             await _ok(client, "clone_voice", {"audio": str(clip), "transcript": "hi", "name": "v"})
-            result = await _ok(client, "synthesize", {"text": "Hi. Yo. Go.", "voice": "v", "format": "wav",
-                                                      "return_mode": "audio"})
+            result = await _ok(
+                client, "synthesize", {"text": "Hi. Yo. Go.", "voice": "v", "format": "wav", "return_mode": "audio"}
+            )
             out = result.structured_content
             assert out["bytes"] > 48 * 1024
             assert out["returned"] == ["link", "path"] and "too large" in out["note"]
@@ -147,8 +159,13 @@ async def test_concurrent_calls_and_idle_unload(engine_settings: Any, clip: Path
             results: list[types.CallToolResult] = []
 
             async def one(i: int) -> None:
-                args = {"text": "Hi." if i % 5 else "", "voice": voice["voice_id"], "seed": i, "format": "wav",
-                        "return_mode": "path"}
+                args = {
+                    "text": "Hi." if i % 5 else "",
+                    "voice": voice["voice_id"],
+                    "seed": i,
+                    "format": "wav",
+                    "return_mode": "path",
+                }
                 results.append(await client.call_tool("synthesize", args))
 
             async with anyio.create_task_group() as tg:
@@ -161,7 +178,9 @@ async def test_concurrent_calls_and_idle_unload(engine_settings: Any, clip: Path
             assert finished_before_listing_answered < 20
             errors = [r for r in results if r.is_error]
             assert len(results) == 20 and len(errors) == 4
-            assert all("text" in _text(r) and "at least 1 character" in _text(r) for r in errors), [_text(r) for r in errors]
+            assert all("text" in _text(r) and "at least 1 character" in _text(r) for r in errors), [
+                _text(r) for r in errors
+            ]
             paths = {r.structured_content["path"] for r in results if not r.is_error}
             assert len(paths) == 16 and all(Path(p).is_file() for p in paths)
 

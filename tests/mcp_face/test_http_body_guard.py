@@ -40,8 +40,14 @@ def port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setattr(http_guard, "BODY_WINDOW_S", WINDOW_S)
     monkeypatch.setattr(http_guard, "BODY_MIN_BYTES", MIN_BYTES)
     free = free_port()
-    config = uvicorn.Config(body_length, host="127.0.0.1", port=free, log_level="warning", lifespan="off",
-                            http=http_guard.guarded_http_protocol(header_timeout_s=30.0, max_connections=100))
+    config = uvicorn.Config(
+        body_length,
+        host="127.0.0.1",
+        port=free,
+        log_level="warning",
+        lifespan="off",
+        http=http_guard.guarded_http_protocol(header_timeout_s=30.0, max_connections=100),
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -24,7 +24,10 @@ def _text(result: types.CallToolResult) -> str:
 
 @pytest.mark.parametrize("internal", [ValueError("shape (3,) != (4,)"), OSError(5, "Input/output error")])
 async def test_an_internal_failure_is_logged_and_called_internal(
-    library_app: App, add_voice: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    library_app: App,
+    add_voice: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     internal: Exception,
 ) -> None:
     add_voice(library_app, 1, name="carol")
@@ -50,7 +53,10 @@ async def test_an_internal_failure_is_logged_and_called_internal(
 
 
 def test_the_cli_reports_internal_failures_the_same_way(
-    no_user_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    no_user_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from glmtts_mcp.voices import VoiceLibrary
 
@@ -58,8 +64,20 @@ def test_the_cli_reports_internal_failures_the_same_way(
         raise ValueError("index out of step")
 
     monkeypatch.setattr(VoiceLibrary, "list_voices", broken)
-    code = main(["voices", "list", "--voices-dir", str(tmp_path / "v"), "--output-dir", str(tmp_path / "o"),
-                 "--checkpoint", str(tmp_path / "ck"), "--allowed-dir", str(tmp_path)])
+    code = main(
+        [
+            "voices",
+            "list",
+            "--voices-dir",
+            str(tmp_path / "v"),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--checkpoint",
+            str(tmp_path / "ck"),
+            "--allowed-dir",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "glmtts-mcp: internal error (ValueError: index out of step)" in err

@@ -47,7 +47,12 @@ async def test_tool_list_schemas_and_annotations(library_app: App, mode: str) ->
                 assert getattr(tool.annotations, key) == value, (name, key)
         assert list(tools["clone_voice"].input_schema["properties"]) == ["audio", "name", "transcript", "language"]
         assert set(tools["synthesize"].input_schema["properties"]) == {
-            "text", "voice", "reference_audio", "format", "return_mode", "seed"
+            "text",
+            "voice",
+            "reference_audio",
+            "format",
+            "return_mode",
+            "seed",
         }
         assert list(tools["list_voices"].input_schema["properties"]) == ["query", "limit", "cursor"]
         assert list(tools["delete_voice"].input_schema["properties"]) == ["voice"]
@@ -98,8 +103,12 @@ async def test_library_tools_without_model(library_app: App, add_voice: Any, tmp
         assert "outside the allowed folders" in error_text(outside)
 
         deleted = await structured(client, "delete_voice", {"voice": "Alice Narrator"})
-        assert deleted == {"voice_id": alice.id, "name": "Alice Narrator", "deleted": True,
-                           "message": f"deleted voice Alice Narrator ({alice.id})"}
+        assert deleted == {
+            "voice_id": alice.id,
+            "name": "Alice Narrator",
+            "deleted": True,
+            "message": f"deleted voice Alice Narrator ({alice.id})",
+        }
 
         imported = await structured(client, "import_voice", {"path": exported["path"]})
         assert imported["voice_id"] == alice.id and imported["existed"] is False
@@ -174,5 +183,8 @@ async def test_list_changed_notification_after_delete(library_app: App, add_voic
         if caps is not None:
             assert caps.resources is not None and caps.resources.list_changed is True
         await structured(client, "delete_voice", {"voice": voice.id})
-    assert any((isinstance(m, types.ServerNotification) and isinstance(m, types.ResourceListChangedNotification))
-               or getattr(m, "method", None) == "notifications/resources/list_changed" for m in seen), seen
+    assert any(
+        (isinstance(m, types.ServerNotification) and isinstance(m, types.ResourceListChangedNotification))
+        or getattr(m, "method", None) == "notifications/resources/list_changed"
+        for m in seen
+    ), seen

@@ -53,8 +53,9 @@ def _stereo_clip(path: Path, clip_writer: Callable) -> Path:
 
 
 @pytest.mark.parametrize(("processing", "channels"), [("clean", 1), ("upstream", 1), ("upstream", 2)])
-def test_reextraction_gives_bit_identical_features(engine_settings: Callable, tmp_path: Path,
-                                                   espeak_writer, clip_writer, processing: str, channels: int) -> None:
+def test_reextraction_gives_bit_identical_features(
+    engine_settings: Callable, tmp_path: Path, espeak_writer, clip_writer, processing: str, channels: int
+) -> None:
     """A stale voice is re-extracted from its kept FLAC into exactly the features the first clone made."""
     clip = tmp_path / "speech.wav"
     if channels == 2:
@@ -87,7 +88,8 @@ def test_reextraction_gives_bit_identical_features(engine_settings: Callable, tm
 
 
 def test_upstream_takes_each_feature_of_a_stereo_clip_from_the_signal_upstream_uses(
-        engine_settings: Callable, tmp_path: Path, clip_writer) -> None:
+    engine_settings: Callable, tmp_path: Path, clip_writer
+) -> None:
     """Upstream tokenizes channel 0 (its SpeechTokenizer) but computes the prompt mel and the CAMPPlus
     embedding from the channel mean (its load_wav); each resampled straight from the file's rate."""
     clip = _stereo_clip(tmp_path / "stereo.wav", clip_writer)
@@ -97,8 +99,9 @@ def test_upstream_takes_each_feature_of_a_stereo_clip_from_the_signal_upstream_u
         engine = app.host.ensure_loaded()
         read = torch.from_numpy(sf.read(clip, dtype="float32", always_2d=True)[0].T.copy())  # torchaudio.load
         first, mix = read[:1], read.mean(dim=0, keepdim=True)
-        assert torch.equal(tensors["prompt_speech_ids"],
-                           engine.models.speech_tokenizer.tokenize(resample(first, 22050, 16000)))
+        assert torch.equal(
+            tensors["prompt_speech_ids"], engine.models.speech_tokenizer.tokenize(resample(first, 22050, 16000))
+        )
         assert torch.equal(tensors["speaker_embedding"], engine.models.speaker.embed(resample(mix, 22050, 16000)))
         assert torch.equal(tensors["prompt_mel"], engine.prompt_mel(resample(mix, 22050, MODEL_SAMPLE_RATE))[0])
         assert not torch.equal(tensors["prompt_mel"], engine.prompt_mel(resample(first, 22050, MODEL_SAMPLE_RATE))[0])
@@ -106,8 +109,9 @@ def test_upstream_takes_each_feature_of_a_stereo_clip_from_the_signal_upstream_u
         app.close()
 
 
-def test_the_same_clip_under_each_processing_is_its_own_voice(engine_settings: Callable, tmp_path: Path,
-                                                               clip_writer) -> None:
+def test_the_same_clip_under_each_processing_is_its_own_voice(
+    engine_settings: Callable, tmp_path: Path, clip_writer
+) -> None:
     clip = clip_writer(tmp_path / "clip.wav", seconds=3.0, sample_rate=16000)
     ids = {}
     for processing in ("clean", "upstream"):
@@ -122,8 +126,7 @@ def test_the_same_clip_under_each_processing_is_its_own_voice(engine_settings: C
     assert ids["clean"] != ids["upstream"]
 
 
-def test_upstream_joins_segments_by_plain_concatenation(engine_settings: Callable, tmp_path: Path,
-                                                        clip_writer) -> None:
+def test_upstream_joins_segments_by_plain_concatenation(engine_settings: Callable, tmp_path: Path, clip_writer) -> None:
     """`upstream` hands out each piece whole (concatenated as upstream does); `clean` crossfades the joins."""
     app = build_app(engine_settings())
     try:
@@ -143,9 +146,12 @@ def test_upstream_joins_segments_by_plain_concatenation(engine_settings: Callabl
     assert len(plain[0]) == len(clean[0]) + fade and np.array_equal(plain[0][: len(clean[0])], clean[0])
 
 
-def test_upstream_speaks_a_piece_without_letters_that_clean_skips(engine_settings: Callable, tmp_path: Path,
-                                                                  clip_writer) -> None:
-    text = "今天天气很好，我们一起去公园散步吧，顺便看看湖边新开的花和草(|··:、—.?"  # normalizes to two pieces, "?" last
+def test_upstream_speaks_a_piece_without_letters_that_clean_skips(
+    engine_settings: Callable, tmp_path: Path, clip_writer
+) -> None:
+    text = (
+        "今天天气很好，我们一起去公园散步吧，顺便看看湖边新开的花和草(|··:、—.?"  # normalizes to two pieces, "?" last
+    )
     app = build_app(engine_settings())
     try:
         engine = app.host.ensure_loaded()

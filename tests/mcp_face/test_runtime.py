@@ -178,7 +178,9 @@ def test_the_host_owns_every_reload(engine_settings: Any, tiny_checkpoint: Path,
         app.close()
 
 
-def test_the_checkpoint_is_validated_and_fingerprinted_once(engine_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_checkpoint_is_validated_and_fingerprinted_once(
+    engine_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Building the app and loading the model check the checkpoint's files once and hash its feature
     files once, whatever module asks."""
     import sys

@@ -59,11 +59,18 @@ def test_synthesis_reads_the_shared_features_once_per_narration(engine_app: App,
     again = engine_app.library.load_features(ready.voice_id, engine.device).tensors
     assert all(again[name].data_ptr() == tensor.data_ptr() for name, tensor in shared.items())  # no copy per hit
     assert {name: tensor._version for name, tensor in shared.items()} == versions  # never written into
-    assert sorted(seen.calls) == sorted([  # once for the whole narration, not once per segment
-        ("prompt_text_ids", "tolist"), ("prompt_speech_ids", "tolist"),
-        ("prompt_speech_ids", "to"), ("prompt_mel", "to"), ("speaker_embedding", "to"),
-        ("prompt_speech_ids", "__getitem__"), ("prompt_mel", "__getitem__"), ("speaker_embedding", "__getitem__"),
-    ])
+    assert sorted(seen.calls) == sorted(
+        [  # once for the whole narration, not once per segment
+            ("prompt_text_ids", "tolist"),
+            ("prompt_speech_ids", "tolist"),
+            ("prompt_speech_ids", "to"),
+            ("prompt_mel", "to"),
+            ("speaker_embedding", "to"),
+            ("prompt_speech_ids", "__getitem__"),
+            ("prompt_mel", "__getitem__"),
+            ("speaker_embedding", "__getitem__"),
+        ]
+    )
     second = AudioFileWriter(tmp_path / "second.wav", "wav", chunks[0].sample_rate)
     second.write(np.concatenate([chunk.pcm for chunk in chunks]))
     first_pcm, second_pcm = sf.read(first, dtype="int16")[0], sf.read(second.commit(), dtype="int16")[0]

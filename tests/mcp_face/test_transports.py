@@ -136,7 +136,9 @@ async def test_http_checks_host_and_origin(http_base: str) -> None:
     async with httpx2.AsyncClient() as http:
         rebinding = await http.post(f"{http_base}/mcp", json=body, headers={**headers, "host": "evil.example:80"})
         assert rebinding.status_code in (400, 403, 421)
-        cross_site = await http.post(f"{http_base}/mcp", json=body, headers={**headers, "origin": "http://evil.example"})
+        cross_site = await http.post(
+            f"{http_base}/mcp", json=body, headers={**headers, "origin": "http://evil.example"}
+        )
         assert cross_site.status_code == 403
         # host names and schemes are case-insensitive (RFC 9110, RFC 6454): the same request in capitals passes
         port = http_base.rsplit(":", 1)[1]
@@ -262,7 +264,9 @@ async def test_event_streams_outlive_the_timeouts(server_env: dict[str, str], ba
             assert not (await client.call_tool("list_voices", {})).is_error
 
 
-@pytest.mark.skipif(not INSPECTOR.exists(), reason="MCP Inspector not installed (npm install @modelcontextprotocol/inspector)")
+@pytest.mark.skipif(
+    not INSPECTOR.exists(), reason="MCP Inspector not installed (npm install @modelcontextprotocol/inspector)"
+)
 @pytest.mark.slow
 def test_mcp_inspector_cli(server_env: dict[str, str], base_dir: Path, tmp_path: Path) -> None:
     """An MCP client this project did not write; its stdio client passes only -e variables."""
@@ -286,8 +290,16 @@ def test_mcp_inspector_cli(server_env: dict[str, str], base_dir: Path, tmp_path:
         t["name"] for t in listed["tools"]
     }
     spoken = inspect(
-        "--method", "tools/call", "--tool-name", "synthesize", "--tool-arg", "text=Hi.",
-        "--tool-arg", f"reference_audio={base_dir / 'clip.wav'}", "--tool-arg", "return_mode=path",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "synthesize",
+        "--tool-arg",
+        "text=Hi.",
+        "--tool-arg",
+        f"reference_audio={base_dir / 'clip.wav'}",
+        "--tool-arg",
+        "return_mode=path",
     )
     assert not spoken.get("isError") and Path(spoken["structuredContent"]["path"]).is_file()
     assert spoken["structuredContent"]["cache_hit"] is False

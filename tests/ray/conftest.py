@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="ray is not installed: pip install -c constraints.txt -e '.[test]' (it pulls [ray])")
+ray = pytest.importorskip(
+    "ray", reason="ray is not installed: pip install -c constraints.txt -e '.[test]' (it pulls [ray])"
+)
 
 
 @pytest.fixture(scope="module")

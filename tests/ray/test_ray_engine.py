@@ -63,12 +63,24 @@ def _clip(app: App) -> Path:
 
 @pytest.fixture(scope="module")
 def ray_app(
-    ray_cluster: None, one_torch_thread: None, tiny_checkpoint: Path, folders: dict[str, Path],
+    ray_cluster: None,
+    one_torch_thread: None,
+    tiny_checkpoint: Path,
+    folders: dict[str, Path],
     clip_writer: Callable[..., Path],
 ) -> Iterator[App]:
     """The front process of `--engine ray`: two replicas of half a CPU each on the module's cluster."""
-    app = _app(tiny_checkpoint, folders["root"], "ray", clip_writer, engine="ray", ray_address="auto", ray_replicas="2",
-               ray_cpus_per_replica=0.5, ray_voices_per_replica=4)
+    app = _app(
+        tiny_checkpoint,
+        folders["root"],
+        "ray",
+        clip_writer,
+        engine="ray",
+        ray_address="auto",
+        ray_replicas="2",
+        ray_cpus_per_replica=0.5,
+        ray_voices_per_replica=4,
+    )
     app.host.ensure_loaded()  # deploy now: every test of the module shares these replicas
     yield app
     app.close()
@@ -86,10 +98,13 @@ def local_app(
 
 async def _clone_and_speak(app: App, text: str, seed: int) -> tuple[dict[str, Any], bytes]:
     async with Client(build_server(app)) as client:
-        voice = await structured(client, "clone_voice", {"audio": str(_clip(app)), "name": "tone", "transcript": TRANSCRIPT})
+        voice = await structured(
+            client, "clone_voice", {"audio": str(_clip(app)), "name": "tone", "transcript": TRANSCRIPT}
+        )
         spoken = await structured(
-            client, "synthesize", {"text": text, "voice": voice["voice_id"], "format": "wav", "return_mode": "path",
-                                   "seed": seed},
+            client,
+            "synthesize",
+            {"text": text, "voice": voice["voice_id"], "format": "wav", "return_mode": "path", "seed": seed},
         )
     return spoken, Path(spoken["path"]).read_bytes()
 
@@ -123,8 +138,11 @@ async def test_repeated_requests_reuse_the_held_voice(ray_app: App) -> None:
     before = await _pool(ray_app)
     async with Client(build_server(ray_app)) as client:
         for seed in range(4):
-            await structured(client, "synthesize", {"text": "Again and again.", "voice": "tone", "format": "wav",
-                                                    "return_mode": "path", "seed": seed})
+            await structured(
+                client,
+                "synthesize",
+                {"text": "Again and again.", "voice": "tone", "format": "wav", "return_mode": "path", "seed": seed},
+            )
     after = await _pool(ray_app)
     assert after["voice_sends"] == before["voice_sends"] and after["voice_resends"] == before["voice_resends"]
     hits = sum(r["voice_hits"] for r in after["replicas"]) - sum(r["voice_hits"] for r in before["replicas"])
@@ -163,8 +181,9 @@ def test_the_page_speaks_through_replicas_and_lists_them(ray_app: App, tmp_path:
     from playwright.sync_api import sync_playwright
 
     with live_server(ray_app) as live, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"),
-                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(
+            executable_path=shutil.which("chromium"), args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page()
             page.set_default_timeout(120_000)
@@ -195,7 +214,9 @@ async def test_a_cluster_too_small_is_refused_at_load(
     ray_app: App, tiny_checkpoint: Path, folders: dict[str, Path], clip_writer: Callable[..., Path]
 ) -> None:
     """Serve would wait forever for replicas the cluster cannot place: the load says so, naming the flags."""
-    app = _app(tiny_checkpoint, folders["root"], "too-big", clip_writer, engine="ray", ray_replicas="3", ray_cpus_per_replica=1)
+    app = _app(
+        tiny_checkpoint, folders["root"], "too-big", clip_writer, engine="ray", ray_replicas="3", ray_cpus_per_replica=1
+    )
     try:
         async with Client(build_server(app)) as client:
             failed = await client.call_tool("clone_voice", {"audio": str(_clip(app)), "transcript": TRANSCRIPT})
@@ -210,8 +231,11 @@ async def test_a_cluster_too_small_is_refused_at_load(
 async def test_a_replica_killed_mid_narration_is_retried(ray_app: App, local_app: App) -> None:
     """The narration goes on on the other replica with the same audio; list_voices answers all along."""
     async with Client(build_server(local_app)) as client:
-        expected = await structured(client, "synthesize", {"text": LONG_TEXT, "voice": "tone", "format": "wav",
-                                                           "return_mode": "path", "seed": 5})
+        expected = await structured(
+            client,
+            "synthesize",
+            {"text": LONG_TEXT, "voice": "tone", "format": "wav", "return_mode": "path", "seed": 5},
+        )
     assert expected["segments"] >= 3
     before = await _pool(ray_app)
     killed: list[str] = []
@@ -240,7 +264,8 @@ async def test_a_replica_killed_mid_narration_is_retried(ray_app: App, local_app
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(keep_listing)
             result = await client.call_tool(
-                "synthesize", {"text": LONG_TEXT, "voice": "tone", "format": "wav", "return_mode": "path", "seed": 5},
+                "synthesize",
+                {"text": LONG_TEXT, "voice": "tone", "format": "wav", "return_mode": "path", "seed": 5},
                 progress_callback=kill_after_first_segment,
             )
             done.set()
@@ -254,8 +279,9 @@ async def test_a_replica_killed_mid_narration_is_retried(ray_app: App, local_app
         assert after["retries"] == before["retries"] + 1
         assert after["voice_resends"] == before["voice_resends"] + 1  # the surviving replica asked for the voice
 
-        again = await client.call_tool("synthesize", {"text": "Still here.", "voice": "tone", "format": "wav",
-                                                      "return_mode": "path", "seed": 1})
+        again = await client.call_tool(
+            "synthesize", {"text": "Still here.", "voice": "tone", "format": "wav", "return_mode": "path", "seed": 1}
+        )
         assert not again.is_error, error_text(again)
 
     deadline = time.monotonic() + 120  # Ray Serve replaces the killed replica; cache_stats lists it again

@@ -56,11 +56,21 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def app(
-    ray_cluster: None, one_torch_thread: None, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory,
+    ray_cluster: None,
+    one_torch_thread: None,
+    tiny_checkpoint: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[App]:
     """Front A: the replica is deployed by its first load."""
-    app = make_web_app(tmp_path_factory.mktemp("shared"), tiny_checkpoint, engine="ray", ray_address="auto",
-                       ray_replicas="1", ray_cpus_per_replica=0.5, ray_voices_per_replica=4)
+    app = make_web_app(
+        tmp_path_factory.mktemp("shared"),
+        tiny_checkpoint,
+        engine="ray",
+        ray_address="auto",
+        ray_replicas="1",
+        ray_cpus_per_replica=0.5,
+        ray_voices_per_replica=4,
+    )
     app.host.ensure_loaded()
     yield app
     app.close()
@@ -138,10 +148,17 @@ app.library.close()
 def test_a_front_process_idling_out_leaves_the_others_narration_running(
     app: App, voice: VoiceFeatures, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    env = server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_ENGINE="ray", GLMTTS_MCP_RAY_ADDRESS="auto",
-                     GLMTTS_MCP_RAY_REPLICAS="1", GLMTTS_MCP_RAY_CPUS_PER_REPLICA="0.5",
-                     GLMTTS_MCP_RAY_VOICES_PER_REPLICA="4", GLMTTS_MCP_IDLE_UNLOAD_S="0",
-                     RAY_ADDRESS=ray.get_runtime_context().gcs_address)
+    env = server_env(
+        tmp_path,
+        tiny_checkpoint,
+        GLMTTS_MCP_ENGINE="ray",
+        GLMTTS_MCP_RAY_ADDRESS="auto",
+        GLMTTS_MCP_RAY_REPLICAS="1",
+        GLMTTS_MCP_RAY_CPUS_PER_REPLICA="0.5",
+        GLMTTS_MCP_RAY_VOICES_PER_REPLICA="4",
+        GLMTTS_MCP_IDLE_UNLOAD_S="0",
+        RAY_ADDRESS=ray.get_runtime_context().gcs_address,
+    )
     first_chunk = threading.Event()
     chunks: list[Any] = []
     failures: list[BaseException] = []
@@ -155,10 +172,17 @@ def test_a_front_process_idling_out_leaves_the_others_narration_running(
             failures.append(exc)
             first_chunk.set()
 
-    with (tmp_path / "other-front.log").open("w") as log, subprocess.Popen(
-        [sys.executable, "-c", OTHER_FRONT], env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=log,
-    ) as other:
+    with (
+        (tmp_path / "other-front.log").open("w") as log,
+        subprocess.Popen(
+            [sys.executable, "-c", OTHER_FRONT],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        ) as other,
+    ):
         assert other.stdin is not None and other.stdout is not None
         try:
             assert other.stdout.readline() == "joined\n", (tmp_path / "other-front.log").read_text()
@@ -213,8 +237,9 @@ def test_a_cloned_voice_is_held_by_its_replica_under_the_librarys_digest(
 
     async def clone() -> dict[str, Any]:
         async with Client(build_server(app)) as session:
-            return await structured(session, "clone_voice", {"audio": str(clip), "name": "held",
-                                                             "transcript": TRANSCRIPT})
+            return await structured(
+                session, "clone_voice", {"audio": str(clip), "name": "held", "transcript": TRANSCRIPT}
+            )
 
     cloned = anyio.run(clone)
     loaded = app.library.load_features(cloned["voice_id"])

@@ -32,13 +32,17 @@ def _ray_processes() -> set[str]:
     return {line.split()[0] for line in listing.splitlines() if "ray/core/src" in line or "raylet" in line}
 
 
-async def test_stdio_server_on_its_own_ray_cluster(
-    tmp_path: Path, tiny_checkpoint: Path, clip_writer: Any
-) -> None:
+async def test_stdio_server_on_its_own_ray_cluster(tmp_path: Path, tiny_checkpoint: Path, clip_writer: Any) -> None:
     clip_writer(tmp_path / "clip.wav")
     before = _ray_processes()
-    env = server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_ENGINE="ray", GLMTTS_MCP_RAY_ADDRESS="local",
-                      GLMTTS_MCP_RAY_CPUS_PER_REPLICA="0.5", GLMTTS_MCP_RAY_REPLICAS="1-2")  # autoscaling
+    env = server_env(
+        tmp_path,
+        tiny_checkpoint,
+        GLMTTS_MCP_ENGINE="ray",
+        GLMTTS_MCP_RAY_ADDRESS="local",
+        GLMTTS_MCP_RAY_CPUS_PER_REPLICA="0.5",
+        GLMTTS_MCP_RAY_REPLICAS="1-2",
+    )  # autoscaling
     async with Client(StdioServerParameters(command=str(SCRIPT), args=[], env=env)) as client:
         await _exercise(client, tmp_path / "clip.wav")  # a stray line on stdout would break the session
         stats = (await client.call_tool("cache_stats", {})).structured_content

@@ -44,8 +44,11 @@ def rebuild(path: Path, files: dict[str, bytes], fix_hashes: bool = True) -> Pat
     """Write `files` as an archive, with a manifest matching them unless told otherwise."""
     if fix_hashes and "manifest.json" in files:
         manifest = json.loads(files["manifest.json"])
-        manifest["files"] = {n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
-                             for n, d in files.items() if n != "manifest.json"}
+        manifest["files"] = {
+            n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
+            for n, d in files.items()
+            if n != "manifest.json"
+        }
         files = {**files, "manifest.json": json.dumps(manifest).encode()}
     out = path.with_name("edited.zip")
     with zipfile.ZipFile(out, "w") as archive:
@@ -73,8 +76,9 @@ def test_export_import_roundtrip(open_library: Callable[..., VoiceLibrary], expo
     assert target.stats().session.imports == 1
 
 
-def test_export_rereads_a_voice_replaced_midway(open_library: Callable[..., VoiceLibrary], tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_rereads_a_voice_replaced_midway(
+    open_library: Callable[..., VoiceLibrary], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """meta.json read after the features may describe a newer version: export reads again, never mixes the two."""
     source = open_library(tmp_path / "source")
     source.get_or_create(make_pcm(1), RATE, "hello there", lambda: make_voice(1), name="Traveller")
@@ -127,7 +131,9 @@ def test_export_never_clobbers(open_library: Callable[..., VoiceLibrary], tmp_pa
     protected = {"the output folder": outputs}
 
     for inside in (meta, meta.parent, tmp_path / "source" / "x.zip", outputs / "x.zip", outputs):
-        with pytest.raises(VoiceLibraryError, match=r"^path .* is inside the (voice library|output folder).*Pass a path"):
+        with pytest.raises(
+            VoiceLibraryError, match=r"^path .* is inside the (voice library|output folder).*Pass a path"
+        ):
             source.export_voice("traveller", inside, protected=protected)
     assert meta.read_bytes() == meta_before and list(outputs.iterdir()) == []
     assert source.resolve("traveller").id == record.id
@@ -187,8 +193,11 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, bytes], Path], Path], str]] = {
     "nested": (lambda f, p: extra_member(f, p, "sub/meta.json"), "not part of a voice archive"),
     "symlink": (symlink_member, "symlink"),
     "tampered features": (
-        lambda f, p: rebuild(p, {**f, "features.safetensors": f["features.safetensors"][:-1] + b"\x00"},
-                             fix_hashes=False), "sha256"),
+        lambda f, p: rebuild(
+            p, {**f, "features.safetensors": f["features.safetensors"][:-1] + b"\x00"}, fix_hashes=False
+        ),
+        "sha256",
+    ),
     "tampered transcript": (lambda f, p: rebuild(p, with_meta(f, transcript_input="other words")), "does not follow"),
     "meta hash lies": (lambda f, p: rebuild(p, with_meta(f, features_sha256="0" * 64)), "tampered"),
     "missing member": (lambda f, p: rebuild(p, {k: v for k, v in f.items() if k != "reference.flac"}), "lacks"),
@@ -198,8 +207,9 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, bytes], Path], Path], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_archives_refused(open_library: Callable[..., VoiceLibrary], exported: Path, tmp_path: Path,
-                                  case: str) -> None:
+def test_hostile_archives_refused(
+    open_library: Callable[..., VoiceLibrary], exported: Path, tmp_path: Path, case: str
+) -> None:
     build, message = HOSTILE[case]
     hostile = build(members(exported), exported)
     target = open_library(tmp_path / "target")
@@ -210,15 +220,17 @@ def test_hostile_archives_refused(open_library: Callable[..., VoiceLibrary], exp
     assert not any((tmp_path / "target" / "voices").iterdir())
 
 
-def test_oversized_member_refused(open_library: Callable[..., VoiceLibrary], exported: Path, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oversized_member_refused(
+    open_library: Callable[..., VoiceLibrary], exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(archive_module.MEMBER_LIMITS, "reference.flac", 1000)
     with pytest.raises(ArchiveError, match="limit"):
         open_library(tmp_path / "target").import_voice(exported)
 
 
-def test_zip_lying_about_size_refused(open_library: Callable[..., VoiceLibrary], exported: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zip_lying_about_size_refused(
+    open_library: Callable[..., VoiceLibrary], exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     files = members(exported)
     bomb = rebuild(exported, {**files, "meta.json": files["meta.json"] + b" " * 5_000_000})
     # The central directory understates a member: zipfile stops at the declared size, the CRC then fails.
@@ -241,8 +253,11 @@ def test_wrong_schema_refused(open_library: Callable[..., VoiceLibrary], exporte
     tensors = make_tensors(1)
     tensors["prompt_speech_ids"] = tensors["prompt_speech_ids"].to(torch.int32)
     features = save_tensors(tensors)
-    forged = with_meta({**files, "features.safetensors": features},
-                       features_sha256=hashlib.sha256(features).hexdigest(), features_bytes=len(features))
+    forged = with_meta(
+        {**files, "features.safetensors": features},
+        features_sha256=hashlib.sha256(features).hexdigest(),
+        features_bytes=len(features),
+    )
     with pytest.raises(ArchiveError, match=r"schema.*prompt_speech_ids"):
         open_library(tmp_path / "target").import_voice(rebuild(exported, forged))
 
@@ -252,21 +267,26 @@ def test_wrong_audio_refused(open_library: Callable[..., VoiceLibrary], exported
     buffer = io.BytesIO()
     sf.write(buffer, np.zeros(1000, np.int32), RATE, format="FLAC", subtype="PCM_24")
     wide = buffer.getvalue()
-    forged = with_meta({**files, "reference.flac": wide},
-                       reference_sha256=hashlib.sha256(wide).hexdigest(), reference_bytes=len(wide))
+    forged = with_meta(
+        {**files, "reference.flac": wide}, reference_sha256=hashlib.sha256(wide).hexdigest(), reference_bytes=len(wide)
+    )
     with pytest.raises(ArchiveError, match="16-bit FLAC"):
         open_library(tmp_path / "target").import_voice(rebuild(exported, forged))
     buffer = io.BytesIO()
     sf.write(buffer, np.zeros((1000, 2), np.int16), RATE, format="FLAC", subtype="PCM_16")
     stereo = buffer.getvalue()  # a channel more than the voice was cloned from: another id
-    forged = with_meta({**files, "reference.flac": stereo},
-                       reference_sha256=hashlib.sha256(stereo).hexdigest(), reference_bytes=len(stereo))
+    forged = with_meta(
+        {**files, "reference.flac": stereo},
+        reference_sha256=hashlib.sha256(stereo).hexdigest(),
+        reference_bytes=len(stereo),
+    )
     with pytest.raises(ArchiveError, match="does not follow from the reference audio"):
         open_library(tmp_path / "target").import_voice(rebuild(exported, forged))
 
 
-def test_other_schema_version_needs_reextraction(open_library: Callable[..., VoiceLibrary], exported: Path,
-                                                 tmp_path: Path) -> None:
+def test_other_schema_version_needs_reextraction(
+    open_library: Callable[..., VoiceLibrary], exported: Path, tmp_path: Path
+) -> None:
     bumped = FeatureSchema(SCHEMA.version + 1, dict(SCHEMA.tensors))
     with pytest.raises(ArchiveError, match="schema v"):
         open_library(tmp_path / "bare", schema=bumped).import_voice(exported)

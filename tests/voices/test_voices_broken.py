@@ -17,8 +17,10 @@ from glmtts_mcp.voices import BrokenVoice, VoiceLibrary
 
 
 def populate(library: VoiceLibrary, count: int = 3) -> list[str]:
-    return [library.get_or_create(make_pcm(i), RATE, "t", lambda i=i: make_voice(i), name=f"v{i}")[0].id
-            for i in range(count)]
+    return [
+        library.get_or_create(make_pcm(i), RATE, "t", lambda i=i: make_voice(i), name=f"v{i}")[0].id
+        for i in range(count)
+    ]
 
 
 def folder(library: VoiceLibrary, vid: str) -> Path:
@@ -82,8 +84,9 @@ def test_features_outside_schema_listed_as_broken(open_library: Callable[..., Vo
         (lambda d: (d / "reference.flac").write_bytes(b"short"), "reference.flac"),
     ],
 )
-def test_damaged_files_listed_as_broken(open_library: Callable[..., VoiceLibrary],
-                                        damage: Callable[[Path], object], reason: str) -> None:
+def test_damaged_files_listed_as_broken(
+    open_library: Callable[..., VoiceLibrary], damage: Callable[[Path], object], reason: str
+) -> None:
     ids = populate(open_library())
     damage(folder(open_library(), ids[1]))
     check_only_broken(open_library(), ids[1], reason)

@@ -29,14 +29,18 @@ READERS: dict[str, Callable[[VoiceLibrary, VoiceRecord], object]] = {
     "resolve by id": lambda library, record: library.resolve(record.id).id,
     "list": lambda library, record: [v.id for v in library.list_voices().voices],
     "load from disk": lambda library, record: library.load_features(record.id).record.id,
-    "clone again": lambda library, record: library.get_or_create(
-        make_pcm(3), RATE, "hello there", lambda: pytest.fail("re-extracted a stored voice"))[0].id,
+    "clone again": lambda library, record: (
+        library.get_or_create(make_pcm(3), RATE, "hello there", lambda: pytest.fail("re-extracted a stored voice"))[
+            0
+        ].id
+    ),
 }
 
 
 @pytest.mark.parametrize("reader", READERS)
-def test_readers_see_the_last_complete_voice(open_library: Callable[..., VoiceLibrary], tmp_path: Path,
-                                             reader: str) -> None:
+def test_readers_see_the_last_complete_voice(
+    open_library: Callable[..., VoiceLibrary], tmp_path: Path, reader: str
+) -> None:
     root = tmp_path / "lib"
     writer = open_library(root)
     record, _ = writer.get_or_create(make_pcm(3), RATE, "hello there", lambda: make_voice(3), name="alice")

@@ -96,8 +96,23 @@ def test_resolve_by_id_name_any_case(library: VoiceLibrary) -> None:
 
 @pytest.mark.parametrize(
     "hostile",
-    ["../x", "/etc", "/etc/passwd", "a\\b", "a/b", "x\x00y", "tab\there", "a" * 10_000, "", " padded", "..", ".hidden",
-     "new\nline", "0123456789abcdef0123", "\u202eevil"],
+    [
+        "../x",
+        "/etc",
+        "/etc/passwd",
+        "a\\b",
+        "a/b",
+        "x\x00y",
+        "tab\there",
+        "a" * 10_000,
+        "",
+        " padded",
+        "..",
+        ".hidden",
+        "new\nline",
+        "0123456789abcdef0123",
+        "\u202eevil",
+    ],
 )
 def test_hostile_names_and_ids_are_refused(library: VoiceLibrary, hostile: str) -> None:
     record, _ = library.get_or_create(make_pcm(1), RATE, "a", lambda: make_voice(1), name="safe")

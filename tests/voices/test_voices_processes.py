@@ -26,8 +26,9 @@ class Forker:
 
     def __init__(self) -> None:
         worker = Path(__file__).with_name("voice_worker.py")
-        self.proc = subprocess.Popen([sys.executable, str(worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.ask("") == "ready"
 
     def ask(self, line: str) -> str:
@@ -59,8 +60,9 @@ def wait_for(path: Path, timeout_s: float = 60) -> None:
         time.sleep(0.01)
 
 
-def test_processes_cloning_same_clip_create_once(tmp_path: Path, forker: Forker,
-                                                 open_library: Callable[..., VoiceLibrary]) -> None:
+def test_processes_cloning_same_clip_create_once(
+    tmp_path: Path, forker: Forker, open_library: Callable[..., VoiceLibrary]
+) -> None:
     root, calls, start = tmp_path / "lib", tmp_path / "calls.txt", tmp_path / "start"
     pids = [forker.fork("clone", root, calls, tmp_path / f"ready{i}", start, tmp_path / f"out{i}") for i in range(4)]
     for i in range(4):
@@ -77,8 +79,9 @@ def test_processes_cloning_same_clip_create_once(tmp_path: Path, forker: Forker,
 
 
 @pytest.mark.slow
-def test_sigkill_mid_write_leaves_whole_voices(tmp_path: Path, forker: Forker,
-                                               open_library: Callable[..., VoiceLibrary]) -> None:
+def test_sigkill_mid_write_leaves_whole_voices(
+    tmp_path: Path, forker: Forker, open_library: Callable[..., VoiceLibrary]
+) -> None:
     root = tmp_path / "lib"
     rng = random.Random(1234)
     for round_ in range(8):

@@ -39,8 +39,9 @@ def test_clean_ids_are_unchanged_and_an_old_meta_reads_as_clean(open_library: Ca
     assert open_library().resolve(record.id).reference_processing == "clean"
 
 
-def test_an_upstream_voice_survives_export_and_import(open_library: Callable[..., VoiceLibrary],
-                                                       tmp_path: Path) -> None:
+def test_an_upstream_voice_survives_export_and_import(
+    open_library: Callable[..., VoiceLibrary], tmp_path: Path
+) -> None:
     """The archive check recomputes the id with the recorded processing."""
     source = open_library(tmp_path / "a")
     record, _ = source.get_or_create(make_pcm(7), RATE, "hi", lambda: make_voice(1), processing="upstream")
@@ -49,8 +50,7 @@ def test_an_upstream_voice_survives_export_and_import(open_library: Callable[...
     assert not existed and imported.id == record.id and imported.reference_processing == "upstream"
 
 
-def test_a_stereo_upstream_voice_keeps_its_channels(open_library: Callable[..., VoiceLibrary],
-                                                     tmp_path: Path) -> None:
+def test_a_stereo_upstream_voice_keeps_its_channels(open_library: Callable[..., VoiceLibrary], tmp_path: Path) -> None:
     """An `upstream` clip's channels are all kept (its features come from channel 0 and from the mix): the
     FLAC holds them, the id counts them (mono ids are unchanged), and an archive of it imports."""
     left, right = canonical_pcm(make_pcm(8)), canonical_pcm(make_pcm(9))

@@ -102,8 +102,9 @@ def test_hits_share_one_copy_per_tier(open_library: Callable[..., VoiceLibrary])
     assert library.stats().device_bytes == VOICE_BYTES
 
 
-def test_shared_features_are_read_only(open_library: Callable[..., VoiceLibrary],
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_shared_features_are_read_only(
+    open_library: Callable[..., VoiceLibrary], caplog: pytest.LogCaptureFixture
+) -> None:
     """Nobody can swap a tensor in the mapping; a caller that writes into one (through a view, too) does not
     get its write served again: the tier drops the entry, logs the bug, and the next load reads the disk."""
     library = open_library()

@@ -34,7 +34,9 @@ def test_an_unknown_voice_over_rest(server: LiveServer) -> None:
 
 
 def test_an_unknown_voice_over_openai(server: LiveServer) -> None:
-    answer = httpx2.post(f"{server.url}/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": "nobody"}, timeout=60)
+    answer = httpx2.post(
+        f"{server.url}/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": "nobody"}, timeout=60
+    )
     error = answer.json()["error"]
     assert answer.status_code == 404 and error["param"] == "voice" and error["code"] == "voice_not_found"
     assert error["message"].startswith(f"{PROBLEM}: GET /api/voices"), error
@@ -46,8 +48,16 @@ def test_an_unknown_voice_at_the_shell(
     settings = server.app.settings
     status = main(
         [
-            "say", "Hi.", "--voice", "nobody", "-o", str(tmp_path / "hi.wav"),
-            "--checkpoint", str(settings.checkpoint), "--voices-dir", str(settings.voices_dir),
+            "say",
+            "Hi.",
+            "--voice",
+            "nobody",
+            "-o",
+            str(tmp_path / "hi.wav"),
+            "--checkpoint",
+            str(settings.checkpoint),
+            "--voices-dir",
+            str(settings.voices_dir),
         ]
     )
     err = capsys.readouterr().err

@@ -26,15 +26,18 @@ def anyio_backend() -> str:
 
 @pytest.mark.parametrize("transport", ["http", "sse"])
 @pytest.mark.slow
-async def test_one_port_one_library(transport: str, tmp_path: Path, tiny_checkpoint: Path,
-                                    clip_writer: Callable[..., Path]) -> None:
+async def test_one_port_one_library(
+    transport: str, tmp_path: Path, tiny_checkpoint: Path, clip_writer: Callable[..., Path]
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = server_env(tmp_path, tiny_checkpoint, GLMTTS_MCP_LOG_LEVEL="INFO")
     with running_server(["serve", "--transport", transport], env, port):
         async with httpx2.AsyncClient(base_url=base, timeout=120) as http:
             clip = clip_writer(tmp_path / "clip.wav").read_bytes()
-            made = await http.post("/api/voices", files={"audio": ("c.wav", clip)}, data={"transcript": "hi", "name": "web"})
+            made = await http.post(
+                "/api/voices", files={"audio": ("c.wav", clip)}, data={"transcript": "hi", "name": "web"}
+            )
             assert made.status_code == 201, made.text
             assert (await http.get("/")).status_code == 200
             assert (await http.get("/docs")).status_code == 200

@@ -34,7 +34,9 @@ def voice(server: LiveServer, clip_bytes: Callable[..., bytes]) -> str:
 
 def test_create_returns_the_requested_format(client: openai.OpenAI, voice: str) -> None:
     for response_format, expected in (("wav", "WAV"), ("mp3", "MP3"), ("opus", "OGG"), ("flac", "FLAC")):
-        audio = client.audio.speech.create(model="tts-1", voice=voice, input="Hello there.", response_format=response_format)
+        audio = client.audio.speech.create(
+            model="tts-1", voice=voice, input="Hello there.", response_format=response_format
+        )
         info = sf.info(io.BytesIO(audio.content)) if response_format != "wav" else None
         if info is not None:
             assert info.format == expected and info.frames > 0
@@ -44,7 +46,9 @@ def test_create_returns_the_requested_format(client: openai.OpenAI, voice: str) 
     assert len(pcm.content) % 2 == 0 and len(pcm.content) > 4800
 
 
-def test_default_format_is_mp3_and_voice_may_be_an_object(client: openai.OpenAI, server: LiveServer, voice: str) -> None:
+def test_default_format_is_mp3_and_voice_may_be_an_object(
+    client: openai.OpenAI, server: LiveServer, voice: str
+) -> None:
     voice_id = httpx2.get(f"{server.url}/api/voices/{voice}").json()["id"]
     audio = client.audio.speech.create(model="gpt-4o-mini-tts", voice={"id": voice_id}, input="Good morning.")
     pcm, rate = sf.read(io.BytesIO(audio.content))
@@ -69,7 +73,7 @@ def test_sse_events(client: openai.OpenAI, voice: str) -> None:
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         body = response.read().decode()
-    events = [json.loads(line[len("data: "):]) for line in body.splitlines() if line.startswith("data: ")]
+    events = [json.loads(line[len("data: ") :]) for line in body.splitlines() if line.startswith("data: ")]
     assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1) and len(events) >= 2
     audio = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
     assert len(audio) > 4800

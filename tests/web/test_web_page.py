@@ -18,8 +18,13 @@ pytestmark = [
     ),
 ]
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 TIMEOUT_MS = 120_000
 
@@ -57,8 +62,9 @@ def voice_item(page, name: str):
     return page.locator("#voice-list li.voice", has=page.locator(".voice-name", has_text=name))
 
 
-def test_clone_speak_rename_delete(server: LiveServer, page_for: Callable, tmp_path: Path,
-                                   clip_writer: Callable[..., Path]) -> None:
+def test_clone_speak_rename_delete(
+    server: LiveServer, page_for: Callable, tmp_path: Path, clip_writer: Callable[..., Path]
+) -> None:
     clip = clip_writer(tmp_path / "speaker.wav", pitch=190.0)
     junk = tmp_path / "notes.wav"
     junk.write_bytes(b"these are notes, not audio" * 20)
@@ -117,8 +123,9 @@ def test_clone_speak_rename_delete(server: LiveServer, page_for: Callable, tmp_p
     assert page.errors == []
 
 
-def test_every_control_is_labelled_and_a_narrow_window_fits(server: LiveServer, page_for: Callable,
-                                                             tmp_path: Path) -> None:
+def test_every_control_is_labelled_and_a_narrow_window_fits(
+    server: LiveServer, page_for: Callable, tmp_path: Path
+) -> None:
     page = page_for(width=400, height=800)
     page.goto(server.url + "/")
     page.wait_for_selector("#stats dt")
@@ -135,8 +142,9 @@ def test_every_control_is_labelled_and_a_narrow_window_fits(server: LiveServer, 
     page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
 
 
-def test_token_protected_server(tmp_path: Path, tiny_checkpoint: Path, page_for: Callable,
-                                clip_writer: Callable[..., Path]) -> None:
+def test_token_protected_server(
+    tmp_path: Path, tiny_checkpoint: Path, page_for: Callable, clip_writer: Callable[..., Path]
+) -> None:
     app = make_web_app(tmp_path / "server", tiny_checkpoint, token=TOKEN)
     try:
         with live_server(app) as live:

@@ -55,7 +55,9 @@ def test_library_round_trip(client: httpx2.Client, clip_bytes: Callable[..., byt
 
     renamed = client.patch("/api/voices/round-trip", json={"name": "renamed"})
     assert renamed.status_code == 200 and renamed.json() == {
-        "voice_id": voice["voice_id"], "old_name": "round-trip", "name": "renamed"
+        "voice_id": voice["voice_id"],
+        "old_name": "round-trip",
+        "name": "renamed",
     }
 
     reference = client.get("/api/voices/renamed/audio")
@@ -101,14 +103,18 @@ def test_bad_uploads(client: httpx2.Client, web_app, clip_bytes: Callable[..., b
     missing = client.post("/api/voices", data={"name": "x"})
     assert missing.status_code == 422 and missing.json()["field"] == "audio"
 
-    huge = client.post("/api/voices", files={"audio": ("big.wav", b"\0" * (web_app.settings.max_upload_bytes + 100_000))})
+    huge = client.post(
+        "/api/voices", files={"audio": ("big.wav", b"\0" * (web_app.settings.max_upload_bytes + 100_000))}
+    )
     assert huge.status_code == 413 and "--max-upload-bytes" in huge.json()["error"]
 
     bad_archive = client.post("/api/voices/import", files={"archive": ("x.zip", b"PK not a zip", "application/zip")})
     assert bad_archive.status_code == 400 and bad_archive.json()["field"] == "archive"
 
-    for form_field, value, needle in (("language", "klingon", "is not one the text frontend knows"),
-                                      ("transcript", "word " * 200, "characters, but the clip has only")):
+    for form_field, value, needle in (
+        ("language", "klingon", "is not one the text frontend knows"),
+        ("transcript", "word " * 200, "characters, but the clip has only"),
+    ):
         refused = clone(client, clip_bytes(230.0), **{form_field: value})
         assert refused.status_code == 400 and refused.json()["field"] == form_field, refused.text
         assert needle in refused.json()["error"]
@@ -235,8 +241,9 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(
     assert again.status_code == 200 and len(again.content) > 0
 
 
-def test_rest_and_mcp_wait_in_one_job_queue(server: LiveServer, client: httpx2.Client,
-                                            clip_bytes: Callable[..., bytes]) -> None:
+def test_rest_and_mcp_wait_in_one_job_queue(
+    server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+) -> None:
     """A REST narration holds the engine; an MCP synthesize on the same port queues behind it."""
     clone(client, clip_bytes(380.0), name="shared")
     engine = server.app.host.ensure_loaded()
@@ -244,7 +251,9 @@ def test_rest_and_mcp_wait_in_one_job_queue(server: LiveServer, client: httpx2.C
 
     async def mcp_synthesize() -> None:
         async with Client(f"{server.url}/mcp") as mcp:
-            results["mcp"] = await mcp.call_tool("synthesize", {"text": "Hello.", "voice": "shared", "return_mode": "path"})
+            results["mcp"] = await mcp.call_tool(
+                "synthesize", {"text": "Hello.", "voice": "shared", "return_mode": "path"}
+            )
 
     def rest_tts() -> None:
         results["rest"] = httpx2.post(f"{server.url}/api/tts", json={"text": "Hello.", "voice": "shared"}, timeout=120)
@@ -279,8 +288,17 @@ def test_docs_work_offline(client: httpx2.Client) -> None:
     for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
         assert client.get(asset).status_code == 200
     schema = client.get("/openapi.json").json()
-    for path in ("/api/voices", "/api/voices/{voice}", "/api/voices/{voice}/audio", "/api/voices/{voice}/export",
-                 "/api/voices/import", "/api/tts", "/api/cache/stats", "/v1/audio/speech", "/v1/audio/voices"):
+    for path in (
+        "/api/voices",
+        "/api/voices/{voice}",
+        "/api/voices/{voice}/audio",
+        "/api/voices/{voice}/export",
+        "/api/voices/import",
+        "/api/tts",
+        "/api/cache/stats",
+        "/v1/audio/speech",
+        "/v1/audio/voices",
+    ):
         assert path in schema["paths"], path
 
 
@@ -291,8 +309,9 @@ def test_unknown_path_and_method(client: httpx2.Client) -> None:
     assert wrong.status_code == 405 and "PUT" in wrong.json()["error"]
 
 
-def test_rest_changes_reach_mcp_listeners(server: LiveServer, client: httpx2.Client,
-                                          clip_bytes: Callable[..., bytes]) -> None:
+def test_rest_changes_reach_mcp_listeners(
+    server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+) -> None:
     """An MCP client listening for resource-list changes (2026-07-28 `subscriptions/listen`) hears every
     change the REST API makes to the library: clone, rename, delete and import, one event each."""
     made = clone(client, clip_bytes(410.0), name="heard").json()
@@ -323,8 +342,10 @@ def test_rest_changes_reach_mcp_listeners(server: LiveServer, client: httpx2.Cli
     voice = made["voice_id"]
     assert heard_after(lambda: client.patch(f"/api/voices/{voice}", json={"name": "heard-too"}), 200) == 1
     assert heard_after(lambda: client.delete(f"/api/voices/{voice}"), 200) == 1
-    assert heard_after(lambda: client.post("/api/voices/import", files={"archive": ("v.glmtts-voice.zip", archive)}),
-                       201) == 1
+    assert (
+        heard_after(lambda: client.post("/api/voices/import", files={"archive": ("v.glmtts-voice.zip", archive)}), 201)
+        == 1
+    )
     assert heard_after(lambda: clone(client, clip_bytes(430.0), name="heard-3"), 201) == 1
     listener.join(90)
     assert [type(event).__name__ for event in heard] == ["ResourcesListChanged"] * 4

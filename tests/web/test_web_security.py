@@ -18,8 +18,14 @@ AUTH = {"authorization": f"Bearer {TOKEN}"}
 def test_token_is_required_on_every_new_path(token_server: LiveServer) -> None:
     url = token_server.url
     for method, path in (
-        ("GET", "/api/voices"), ("GET", "/api/cache/stats"), ("GET", "/docs"), ("GET", "/openapi.json"),
-        ("GET", "/static/app.js"), ("POST", "/api/tts"), ("GET", "/v1/audio/voices"), ("POST", "/v1/audio/speech"),
+        ("GET", "/api/voices"),
+        ("GET", "/api/cache/stats"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+        ("GET", "/static/app.js"),
+        ("POST", "/api/tts"),
+        ("GET", "/v1/audio/voices"),
+        ("POST", "/v1/audio/speech"),
     ):
         response = httpx2.request(method, url + path, json={})
         assert response.status_code == 401, (method, path, response.text)
@@ -84,22 +90,35 @@ def client(server: LiveServer) -> Iterator[httpx2.Client]:
         yield c
 
 
-def test_foreign_origin_cannot_change_state(server: LiveServer, client: httpx2.Client,
-                                            clip_bytes: Callable[..., bytes]) -> None:
+def test_foreign_origin_cannot_change_state(
+    server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+) -> None:
     files = {"audio": ("clip.wav", clip_bytes(410.0), "audio/wav")}
     evil = {"origin": "http://evil.example"}
     refused = client.post("/api/voices", files=files, data={"transcript": "hi", "name": "csrf"}, headers=evil)
     assert refused.status_code == 403 and "CSRF" in refused.json()["error"]
     assert client.get("/api/voices", params={"query": "csrf"}).json()["voices"] == []  # nothing was stored
-    assert client.post("/api/voices", files=files, data={"transcript": "hi", "name": "csrf"},
-                       headers={"origin": "null"}).status_code == 403
-    assert client.post("/api/voices", files=files, data={"transcript": "hi", "name": "csrf"},
-                       headers={"sec-fetch-site": "cross-site"}).status_code == 403
+    assert (
+        client.post(
+            "/api/voices", files=files, data={"transcript": "hi", "name": "csrf"}, headers={"origin": "null"}
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            "/api/voices",
+            files=files,
+            data={"transcript": "hi", "name": "csrf"},
+            headers={"sec-fetch-site": "cross-site"},
+        ).status_code
+        == 403
+    )
     for method in ("PATCH", "DELETE"):
         assert client.request(method, "/api/voices/x", json={"name": "y"}, headers=evil).status_code == 403
     assert client.post("/v1/audio/speech", json={}, headers=evil).status_code == 403
-    same = client.post("/api/voices", files=files, data={"transcript": "hi", "name": "csrf"},
-                       headers={"origin": server.url})
+    same = client.post(
+        "/api/voices", files=files, data={"transcript": "hi", "name": "csrf"}, headers={"origin": server.url}
+    )
     assert same.status_code == 201  # the page's own origin
     assert client.get("/api/voices", headers=evil).status_code == 200  # reading is no state change
 
@@ -109,8 +128,14 @@ def test_get_never_changes_state(client: httpx2.Client) -> None:
     assert client.get("/v1/audio/speech").status_code == 405
     schema = client.get("/openapi.json").json()
     gets = {path for path, ops in schema["paths"].items() if "get" in ops}
-    assert gets == {"/api/voices", "/api/voices/{voice}", "/api/voices/{voice}/audio", "/api/voices/{voice}/export",
-                    "/api/cache/stats", "/v1/audio/voices"}
+    assert gets == {
+        "/api/voices",
+        "/api/voices/{voice}",
+        "/api/voices/{voice}/audio",
+        "/api/voices/{voice}/export",
+        "/api/cache/stats",
+        "/v1/audio/voices",
+    }
 
 
 def test_foreign_host_is_refused(client: httpx2.Client) -> None:
@@ -137,8 +162,14 @@ MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, 
 def test_origin_must_match_exactly(server: LiveServer, client: httpx2.Client) -> None:
     """Another port on the same loopback name, and an origin that only starts like ours, are foreign."""
     port = int(server.url.rsplit(":", 1)[1])
-    foreign = (f"http://127.0.0.1:{port + 1}", f"http://localhost:{port + 1}", f"http://127.0.0.1:{port}.evil.example",
-               f"https://127.0.0.1:{port}", "http://127.0.0.1", f"http://127.0.0.1:{port}/path")
+    foreign = (
+        f"http://127.0.0.1:{port + 1}",
+        f"http://localhost:{port + 1}",
+        f"http://127.0.0.1:{port}.evil.example",
+        f"https://127.0.0.1:{port}",
+        "http://127.0.0.1",
+        f"http://127.0.0.1:{port}/path",
+    )
     for origin in foreign:
         headers = {"origin": origin}
         refused = client.post("/mcp", json=PING, headers={**MCP_HEADERS, **headers})
@@ -175,11 +206,24 @@ def test_server_names_match_hosts_and_origins_exactly() -> None:
     hosts = ("127.0.0.1:8765", "LOCALHOST:9000", "[::1]:8765", "tts.lan", "tts.example")
     assert all(names.host_allowed(h) for h in hosts)
     assert not any(names.host_allowed(h) for h in ("evil.example:8765", "", "127.0.0.1:x", "tts.lan.evil.example"))
-    allowed = ("http://127.0.0.1:8765", "http://[::1]:8765", "http://tts.lan:8765", "https://tts.example",
-               "https://tts.example:443")
+    allowed = (
+        "http://127.0.0.1:8765",
+        "http://[::1]:8765",
+        "http://tts.lan:8765",
+        "https://tts.example",
+        "https://tts.example:443",
+    )
     assert all(names.origin_allowed(o, "http", "127.0.0.1:8765") for o in allowed)
-    refused = ("http://127.0.0.1:8766", "http://127.0.0.1:8765.evil.example", "null", "http://tts.lan",
-               "https://tts.example:8443", "http://tts.example", "http://user@127.0.0.1:8765", "ftp://127.0.0.1:8765")
+    refused = (
+        "http://127.0.0.1:8766",
+        "http://127.0.0.1:8765.evil.example",
+        "null",
+        "http://tts.lan",
+        "https://tts.example:8443",
+        "http://tts.example",
+        "http://user@127.0.0.1:8765",
+        "ftp://127.0.0.1:8765",
+    )
     assert not any(names.origin_allowed(o, "http", "127.0.0.1:8765") for o in refused)
     # the scheme and authority a request was sent to are its own origin (a port forward, a TLS proxy)
     assert names.origin_allowed("http://localhost:9000", "http", "localhost:9000")

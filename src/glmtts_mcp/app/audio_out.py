@@ -43,9 +43,13 @@ def _pcm16(pcm: np.ndarray) -> bytes:
 def wav_stream_header(sample_rate: int) -> bytes:
     """A 16-bit mono WAV header whose RIFF and data sizes say 'unknown' (0xFFFFFFFF): players read to the end."""
     return (
-        b"RIFF" + struct.pack("<I", _UNKNOWN_LENGTH) + b"WAVE"
-        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
-        + b"data" + struct.pack("<I", _UNKNOWN_LENGTH)
+        b"RIFF"
+        + struct.pack("<I", _UNKNOWN_LENGTH)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", _UNKNOWN_LENGTH)
     )
 
 
@@ -125,8 +129,6 @@ class StreamEncoder:
             self._file.close()
             return self._sink.take()
         return b""
-
-
 
 
 class AudioFileWriter:

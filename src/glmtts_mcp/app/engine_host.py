@@ -68,13 +68,20 @@ class EngineBackend(Protocol):
     def prepare_reference(self, source: str | Path | bytes) -> ReferenceAudio: ...
 
     def extract_voice(
-        self, ref: ReferenceAudio, transcript: str | None = None, language: str | None = None,
+        self,
+        ref: ReferenceAudio,
+        transcript: str | None = None,
+        language: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> ExtractedVoice: ...
 
     def synthesize(
-        self, text: str, features: VoiceFeatures, options: SynthesisOptions = ...,
-        progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+        self,
+        text: str,
+        features: VoiceFeatures,
+        options: SynthesisOptions = ...,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
     ) -> Generator[AudioChunk, None, None]:
         """Chunks as they are made; setting `cancel` stops the narration at the next decode step."""
 
@@ -105,7 +112,11 @@ class EngineHost:
     """Owns the Engine: load under a lock, count jobs, unload after `idle_unload_s` without work."""
 
     def __init__(
-        self, loader: EngineLoader, checkpoint: Path, idle_unload_s: float, job_slots: int = 1,
+        self,
+        loader: EngineLoader,
+        checkpoint: Path,
+        idle_unload_s: float,
+        job_slots: int = 1,
         backend: BackendName = "local",
     ) -> None:
         if job_slots < 1:

@@ -234,7 +234,10 @@ class Narration:
         timings["narration_total"] = time.perf_counter() - started
         log.info(
             "narrated %d segment(s), %.1f s of audio, voice %s, in %.2f s",
-            segments, samples / sample_rate, voice.ready.voice_id, timings["narration_total"],
+            segments,
+            samples / sample_rate,
+            voice.ready.voice_id,
+            timings["narration_total"],
         )
         yield Done(samples=samples, sample_rate=sample_rate, segments=segments, timings=timings, warnings=warnings)
 

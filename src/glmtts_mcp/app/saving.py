@@ -26,7 +26,10 @@ from glmtts_mcp.engine.types import ProgressCallback, SynthesisOptions
 
 
 async def narrate_to_file(
-    app: App, request: NarrationRequest, open_writer: Callable[[int], AudioFileWriter], progress: ProgressCallback | None = None
+    app: App,
+    request: NarrationRequest,
+    open_writer: Callable[[int], AudioFileWriter],
+    progress: ProgressCallback | None = None,
 ) -> tuple[VoiceReady, Done, AudioFileWriter]:
     """Run the narration into the writer `open_writer(sample_rate)` makes; the caller commits it."""
     writer: AudioFileWriter | None = None
@@ -61,12 +64,9 @@ async def narrate_to_path(
     app: App, request: NarrationRequest, target: Path, fmt: str, progress: ProgressCallback | None = None
 ) -> tuple[VoiceReady, Done, Path]:
     """The narration as the file `target` (replaced atomically when complete)."""
-    ready, done, writer = await narrate_to_file(
-        app, request, lambda rate: AudioFileWriter(target, fmt, rate), progress
-    )
+    ready, done, writer = await narrate_to_file(app, request, lambda rate: AudioFileWriter(target, fmt, rate), progress)
     try:
         return ready, done, await anyio.to_thread.run_sync(writer.commit)
     except BaseException:
         writer.discard()
         raise
-

@@ -73,7 +73,9 @@ class VoiceService:
 
     async def list(self, query: str | None = None, limit: int = 20, cursor: str | None = None) -> ListVoicesResult:
         """One page of voices, sorted by name, with transcript excerpts and health flags."""
-        page = await anyio.to_thread.run_sync(lambda: self._library.list_voices(query=query, limit=limit, cursor=cursor))
+        page = await anyio.to_thread.run_sync(
+            lambda: self._library.list_voices(query=query, limit=limit, cursor=cursor)
+        )
         return ListVoicesResult(voices=[VoiceSummary.of(v) for v in page.voices], next_cursor=page.next_cursor)
 
     async def all(self) -> builtins.list[VoiceListing]:
@@ -132,7 +134,9 @@ class VoiceService:
         def export() -> ExportVoiceResult:
             record = self._library.resolve(voice)
             written = self._library.export_voice(record.id, destination, protected=export_protected_folders(settings))
-            return ExportVoiceResult(voice_id=record.id, name=record.name, path=str(written), bytes=written.stat().st_size)
+            return ExportVoiceResult(
+                voice_id=record.id, name=record.name, path=str(written), bytes=written.stat().st_size
+            )
 
         return await anyio.to_thread.run_sync(export)
 

@@ -49,7 +49,9 @@ class HostCheck(_Check):
         if self.names.host_allowed(host):
             return None
         return refusal(
-            scope["path"], 421, f"Host {host!r} is not a name this server answers to (DNS-rebinding protection): "
+            scope["path"],
+            421,
+            f"Host {host!r} is not a name this server answers to (DNS-rebinding protection): "
             "use http://127.0.0.1:PORT/, or start the server with --allowed-host NAME for the name clients use",
         )
 
@@ -73,7 +75,9 @@ class OriginCheck(_Check):
         ):
             return None
         return refusal(
-            path, 403, f"{method} from origin {origin!r} refused: a page on another site may not use this server "
+            path,
+            403,
+            f"{method} from origin {origin!r} refused: a page on another site may not use this server "
             "(CSRF protection); use the page this server serves, or start the server with "
             "--allowed-host scheme://name:port for that origin",
         )
@@ -94,7 +98,9 @@ class TokenCheck(_Check):
         if scope["method"] == "GET" and "text/html" in headers.get("accept", ""):
             return RedirectResponse(LOGIN_PATH, status_code=303)
         response = refusal(
-            path, 401, "unauthorized: send 'Authorization: Bearer <GLMTTS_MCP_TOKEN>', or sign in at /login "
+            path,
+            401,
+            "unauthorized: send 'Authorization: Bearer <GLMTTS_MCP_TOKEN>', or sign in at /login "
             "(the one-time link the server printed at start, or the token) for a browser session",
         )
         response.headers["www-authenticate"] = 'Bearer realm="glmtts-mcp"'

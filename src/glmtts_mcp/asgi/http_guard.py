@@ -100,7 +100,6 @@ class GuardedH11Protocol(H11Protocol):
         if waiting_for_request and not self.transport.is_closing():
             self.transport.close()
 
-
     def _start_body_window(self) -> None:
         self._body_bytes = 0
         self._body_timer = self.loop.call_later(BODY_WINDOW_S, self._body_window_over)
@@ -115,8 +114,12 @@ class GuardedH11Protocol(H11Protocol):
         if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
             return
         if self._body_bytes < BODY_MIN_BYTES and not self.flow.read_paused:  # paused: the app is behind, not the client
-            log.info("closed a connection whose request body brought %d bytes in %.0f s (under %d)",
-                     self._body_bytes, BODY_WINDOW_S, BODY_MIN_BYTES)
+            log.info(
+                "closed a connection whose request body brought %d bytes in %.0f s (under %d)",
+                self._body_bytes,
+                BODY_WINDOW_S,
+                BODY_MIN_BYTES,
+            )
             self.transport.close()
             return
         self._start_body_window()

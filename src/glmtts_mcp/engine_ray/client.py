@@ -53,8 +53,9 @@ _REPLICA_LOST = (RayActorError, ReplicaUnavailableError)
 class RayEngine:
     """The engine as a pool of Ray Serve replicas, seen from the front process."""
 
-    def __init__(self, handle: Any, placement: RayPlacement, reference_processing: ReferenceProcessing,
-                 connected: bool) -> None:
+    def __init__(
+        self, handle: Any, placement: RayPlacement, reference_processing: ReferenceProcessing, connected: bool
+    ) -> None:
         self._handle = handle
         self.placement = placement
         self.reference_processing = reference_processing
@@ -97,8 +98,11 @@ class RayEngine:
         return
 
     def memory_info(self) -> dict[str, object]:
-        return {"device": "ray", "gpus_per_replica": self.placement.gpus_per_replica,
-                "cpus_per_replica": self.placement.cpus_per_replica}
+        return {
+            "device": "ray",
+            "gpus_per_replica": self.placement.gpus_per_replica,
+            "cpus_per_replica": self.placement.cpus_per_replica,
+        }
 
     def prepare_reference(self, source: str | Path | bytes) -> ReferenceAudio:
         """Decode and prepare the clip here (no model runs; the library hashes it before any extraction)."""
@@ -203,7 +207,11 @@ class RayEngine:
                     self._note_retry(attempt, lost, f"narration (after {delivered} segment(s))")
 
     def _attempt(
-        self, text: str, tensors: Mapping[str, torch.Tensor], key: str, options: SynthesisOptions,
+        self,
+        text: str,
+        tensors: Mapping[str, torch.Tensor],
+        key: str,
+        options: SynthesisOptions,
         cancel: threading.Event,
     ) -> Iterator[Progress | AudioChunk]:
         """One request to a replica chosen by the voice's key; the features go along when needed."""

@@ -103,12 +103,16 @@ def find_or_deploy(engine_options: dict[str, Any], placement: RayPlacement) -> A
 
 def settings_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     """Each setting that differs, as 'name: X there, Y here' (engine options flattened to their own names)."""
+
     def flat(settings: dict[str, Any]) -> dict[str, Any]:
         return {**{k: v for k, v in settings.items() if k != "engine"}, **settings.get("engine", {})}
 
     there, here = flat(theirs), flat(ours)
-    return [f"{name}: {there.get(name)!r} there, {here.get(name)!r} here"
-            for name in sorted(there.keys() | here.keys()) if there.get(name) != here.get(name)]
+    return [
+        f"{name}: {there.get(name)!r} there, {here.get(name)!r} here"
+        for name in sorted(there.keys() | here.keys())
+        if there.get(name) != here.get(name)
+    ]
 
 
 def delete_deployment(address: str) -> bool:
@@ -135,8 +139,13 @@ def _deploy(settings: dict[str, Any], placement: RayPlacement) -> Any:
     scaling: dict[str, Any] = (
         {"num_replicas": low}
         if low == high
-        else {"autoscaling_config": {"min_replicas": low, "max_replicas": high,
-                                     "target_ongoing_requests": placement.slots_per_replica}}
+        else {
+            "autoscaling_config": {
+                "min_replicas": low,
+                "max_replicas": high,
+                "target_ongoing_requests": placement.slots_per_replica,
+            }
+        }
     )
     deployment = EngineReplica.options(  # type: ignore[attr-defined]  # @serve.deployment made it a Deployment
         ray_actor_options={"num_cpus": placement.cpus_per_replica, "num_gpus": placement.gpus_per_replica},

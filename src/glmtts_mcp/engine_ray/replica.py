@@ -83,9 +83,7 @@ class EngineReplica:
         """What this application was deployed with (a front that joins it compares its own)."""
         return self._settings
 
-    async def extract(
-        self, reference: ReferenceAudio, transcript: str | None, language: str | None
-    ) -> ExtractedVoice:
+    async def extract(self, reference: ReferenceAudio, transcript: str | None, language: str | None) -> ExtractedVoice:
         """Clone: the features of a prepared reference clip, held here under their digest (set on the result)."""
         loop = asyncio.get_running_loop()
         self._active += 1
@@ -145,7 +143,11 @@ class EngineReplica:
                 _close_when_idle(chunks, step)
 
     def _start(
-        self, text: str, held: dict[str, torch.Tensor], options: SynthesisOptions, reports: list[Progress],
+        self,
+        text: str,
+        held: dict[str, torch.Tensor],
+        options: SynthesisOptions,
+        reports: list[Progress],
         cancel: threading.Event,
     ) -> Iterator[AudioChunk]:
         """The engine's narration; setting `cancel` stops it at the next decode step."""
@@ -153,9 +155,7 @@ class EngineReplica:
             text, VoiceFeatures(tensors=held), options, lambda d, t, m: reports.append(Progress(d, t, m)), cancel
         )
 
-    async def _hold(
-        self, key: str, tensors: dict[str, torch.Tensor] | None
-    ) -> tuple[dict[str, torch.Tensor], bool]:
+    async def _hold(self, key: str, tensors: dict[str, torch.Tensor] | None) -> tuple[dict[str, torch.Tensor], bool]:
         """The voice held under `key`, taking `tensors` in when it is not; whether they were taken in."""
         if tensors is not None:
             self._arriving[key] = tensors

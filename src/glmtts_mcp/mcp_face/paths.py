@@ -77,7 +77,9 @@ def writable_target(raw: str, allowed_dirs: Sequence[Path], *, argument: str = "
     return real
 
 
-def audio_source(raw: str, allowed_dirs: Sequence[Path], max_inline_bytes: int, *, argument: str = "audio") -> Path | bytes:
+def audio_source(
+    raw: str, allowed_dirs: Sequence[Path], max_inline_bytes: int, *, argument: str = "audio"
+) -> Path | bytes:
     """An audio argument as a confined file path, or decoded bytes for small base64 clips."""
     text = raw.strip()
     data_uri = _DATA_URI_RE.match(text)
@@ -90,5 +92,7 @@ def audio_source(raw: str, allowed_dirs: Sequence[Path], max_inline_bytes: int, 
         try:
             return base64.b64decode("".join(payload.split()), altchars=b"-_" if "-" in payload else None, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ToolError(f"{argument} looks like base64 but does not decode ({exc}); pass a file path instead") from exc
+            raise ToolError(
+                f"{argument} looks like base64 but does not decode ({exc}); pass a file path instead"
+            ) from exc
     return resolve_allowed_path(text, allowed_dirs, argument=argument)

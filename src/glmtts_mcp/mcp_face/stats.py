@@ -16,7 +16,9 @@ def register_stats_tool(server: MCPServer, app: App) -> None:
 
     @server.tool(
         title="Voice cache and model statistics",
-        annotations=ToolAnnotations(title="Voice cache and model statistics", read_only_hint=True, open_world_hint=False),
+        annotations=ToolAnnotations(
+            title="Voice cache and model statistics", read_only_hint=True, open_world_hint=False
+        ),
     )
     async def cache_stats() -> CacheStatsResult:
         """Library hits and misses per tier (since this server started), bytes, voices, time saved,

@@ -52,16 +52,23 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
         voice: Annotated[str | None, Field(description="voice id or name from the library (fast path)")] = None,
         reference_audio: Annotated[
             str | None,
-            Field(description="instead of `voice`: a reference recording (path or file:// URI), cloned into the library"),
+            Field(
+                description="instead of `voice`: a reference recording (path or file:// URI), cloned into the library"
+            ),
         ] = None,
         format: Annotated[
-            str | None, Field(description=f"audio format: {', '.join(AUDIO_MIME)} (ogg is Ogg/Opus); default from config")
+            str | None,
+            Field(description=f"audio format: {', '.join(AUDIO_MIME)} (ogg is Ogg/Opus); default from config"),
         ] = None,
         return_mode: Annotated[
             str | None,
-            Field(description="audio, resource, link, path or a '+' combination such as 'audio+path'; default from config"),
+            Field(
+                description="audio, resource, link, path or a '+' combination such as 'audio+path'; default from config"
+            ),
         ] = None,
-        seed: Annotated[int | None, Field(description="random seed: the same seed gives the same audio", ge=0, le=MAX_SEED)] = None,
+        seed: Annotated[
+            int | None, Field(description="random seed: the same seed gives the same audio", ge=0, le=MAX_SEED)
+        ] = None,
     ) -> Annotated[CallToolResult, SynthesizeResult]:
         """Speak `text` in a cloned voice and return the audio (inline when it fits, else a link and a file path).
 

@@ -56,7 +56,11 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     @server.tool(
         title="Clone a voice",
         annotations=ToolAnnotations(
-            title="Clone a voice", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            title="Clone a voice",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=False,
         ),
     )
     async def clone_voice(
@@ -72,8 +76,10 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         name: Annotated[str | None, Field(description="a name to use instead of the id", max_length=256)] = None,
         transcript: Annotated[
             str | None,
-            Field(description="what is said in the clip (at most 30 characters per second of it, plus 60); "
-                  "omitted: Whisper transcribes it"),
+            Field(
+                description="what is said in the clip (at most 30 characters per second of it, plus 60); "
+                "omitted: Whisper transcribes it"
+            ),
         ] = None,
         language: Annotated[
             str | None, Field(description="language of the clip: en or zh (omitted: Whisper detects it)")
@@ -99,7 +105,9 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         annotations=ToolAnnotations(title="List voices", read_only_hint=True, open_world_hint=False),
     )
     async def list_voices(
-        query: Annotated[str | None, Field(description="filter: part of a name, id, transcript, language or tag")] = None,
+        query: Annotated[
+            str | None, Field(description="filter: part of a name, id, transcript, language or tag")
+        ] = None,
         limit: Annotated[int, Field(description="voices per page", ge=1, le=200)] = 20,
         cursor: Annotated[str | None, Field(description="next_cursor from the previous page")] = None,
     ) -> ListVoicesResult:
@@ -110,7 +118,11 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     @server.tool(
         title="Delete a voice",
         annotations=ToolAnnotations(
-            title="Delete a voice", read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+            title="Delete a voice",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=True,
+            open_world_hint=False,
         ),
     )
     async def delete_voice(voice: VoiceArg, ctx: Context) -> DeleteVoiceResult:
@@ -137,7 +149,11 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     @server.tool(
         title="Rename a voice",
         annotations=ToolAnnotations(
-            title="Rename a voice", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            title="Rename a voice",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=False,
         ),
     )
     async def rename_voice(
@@ -154,7 +170,11 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     @server.tool(
         title="Export a voice",
         annotations=ToolAnnotations(
-            title="Export a voice", read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+            title="Export a voice",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=True,
+            open_world_hint=False,
         ),
     )
     async def export_voice(
@@ -176,7 +196,11 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
     @server.tool(
         title="Import a voice",
         annotations=ToolAnnotations(
-            title="Import a voice", read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            title="Import a voice",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=False,
         ),
     )
     async def import_voice(

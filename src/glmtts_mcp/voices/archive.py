@@ -260,7 +260,9 @@ def read_archive(path: Path, schema: FeatureSchema) -> ArchiveContents:
     if sample_rate != record.sample_rate:
         raise ArchiveError(f"{path}: reference audio is {sample_rate} Hz but meta.json says {record.sample_rate} Hz")
     if voice_id(pcm, sample_rate, record.transcript_input, record.reference_processing) != record.id:
-        raise ArchiveError(f"{path}: the id in meta.json does not follow from the reference audio and transcript "
-                           "(tampered or corrupt); export the voice again")
+        raise ArchiveError(
+            f"{path}: the id in meta.json does not follow from the reference audio and transcript "
+            "(tampered or corrupt); export the voice again"
+        )
     files = {name: contents[name] for name in (META_FILE, FEATURES_FILE, REFERENCE_FILE)}
     return ArchiveContents(record, files, tensors, pcm, sample_rate)

@@ -32,8 +32,10 @@ def canonical_pcm(pcm: np.ndarray) -> np.ndarray:
     """int16 samples, [N] or [N, channels]: floats in [-1, 1] are clipped and rounded; int16 passes through."""
     array = np.asarray(pcm)
     if array.size == 0 or not (array.ndim == 1 or (array.ndim == 2 and 1 < array.shape[1] <= FLAC_MAX_CHANNELS)):
-        raise ValueError(f"reference PCM must be a non-empty [samples] or [samples, 2-{FLAC_MAX_CHANNELS} channels] "
-                         f"array, got shape {array.shape}")
+        raise ValueError(
+            f"reference PCM must be a non-empty [samples] or [samples, 2-{FLAC_MAX_CHANNELS} channels] "
+            f"array, got shape {array.shape}"
+        )
     if array.dtype == np.int16:
         return np.ascontiguousarray(array)
     if not np.issubdtype(array.dtype, np.floating):

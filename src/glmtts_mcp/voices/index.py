@@ -109,8 +109,13 @@ class VoiceIndex:
                 continue
             key = name_key(record.name)
             if key in names:
-                log.warning("voices %s and %s share the name %r; the name resolves to %s",
-                            names[key], voice_id, record.name, names[key])
+                log.warning(
+                    "voices %s and %s share the name %r; the name resolves to %s",
+                    names[key],
+                    voice_id,
+                    record.name,
+                    names[key],
+                )
                 continue
             names[key] = voice_id
         self._names = names

@@ -154,8 +154,7 @@ class VoiceLibrary:
         atexit.register(self.close)
 
     # ----- identity and lookup -----
-    def voice_id_for(self, pcm: np.ndarray, sample_rate: int, transcript: str | None,
-                     processing: str = "clean") -> str:
+    def voice_id_for(self, pcm: np.ndarray, sample_rate: int, transcript: str | None, processing: str = "clean") -> str:
         """The id a clone of this audio and transcript gets (None transcript: Whisper decides)."""
         try:
             return voice_id(pcm, sample_rate, transcript, processing)
@@ -183,8 +182,7 @@ class VoiceLibrary:
         if entry.broken is not None or entry.record is None:
             label = f"{entry.voice_id} ({entry.record.name})" if entry.record else entry.voice_id
             raise BrokenVoice(
-                f"voice {label} is broken: {entry.broken}. Delete it and clone it again, "
-                "or import an exported copy."
+                f"voice {label} is broken: {entry.broken}. Delete it and clone it again, or import an exported copy."
             )
         return entry.record
 
@@ -429,17 +427,22 @@ class VoiceLibrary:
         shared = tier.get(key)
         if shared is None or shared.intact():
             return shared
-        log.error("a caller wrote into the shared features of voice %s; dropped them from the cache "
-                  "(features handed out by load_features are read-only)", key[0])
+        log.error(
+            "a caller wrote into the shared features of voice %s; dropped them from the cache "
+            "(features handed out by load_features are read-only)",
+            key[0],
+        )
         tier.discard_where(lambda other: other == key)
         return None
 
-    def _served(self, record: VoiceRecord, tensors: Mapping[str, torch.Tensor], tier: Tier,
-                started: float) -> LoadedVoice:
+    def _served(
+        self, record: VoiceRecord, tensors: Mapping[str, torch.Tensor], tier: Tier, started: float
+    ) -> LoadedVoice:
         load_s = time.perf_counter() - started
         if tier != "reextracted":  # a re-extraction is counted by _refresh_voice, not as a hit
-            self._stats.add(**{f"{tier}_hits": 1, f"{tier}_load_s_total": load_s,
-                               "extraction_s_saved": record.extraction_s})
+            self._stats.add(
+                **{f"{tier}_hits": 1, f"{tier}_load_s_total": load_s, "extraction_s_saved": record.extraction_s}
+            )
         self._touch(record.id)
         return LoadedVoice(record=record, tensors=tensors, tier=tier, load_s=load_s)
 
@@ -448,7 +451,9 @@ class VoiceLibrary:
         try:
             data = self._store.read(record.id, FEATURES_FILE)
         except VoiceNotFound as exc:
-            raise VoiceNotFound(f"voice {record.name} ({record.id}) was deleted while loading", _SEE_VOICES, argument=Term.VOICE) from exc
+            raise VoiceNotFound(
+                f"voice {record.name} ({record.id}) was deleted while loading", _SEE_VOICES, argument=Term.VOICE
+            ) from exc
         except OSError as exc:
             self._broken(record, f"{FEATURES_FILE} cannot be read: {exc}")
         if sha256_hex(data) != record.features_sha256:
@@ -517,8 +522,10 @@ class VoiceLibrary:
         A voice that fails is logged and left stale; the others go on.
         """
         if self._reextract is None:
-            raise VoiceLibraryError("this library has no re-extraction callback; open it through the server "
-                                    "with its engine loaded to refresh stale voices.")
+            raise VoiceLibraryError(
+                "this library has no re-extraction callback; open it through the server "
+                "with its engine loaded to refresh stale voices."
+            )
         stale = self.stale_voices()
         refreshed = 0
         for done, record in enumerate(stale):
@@ -550,13 +557,15 @@ class VoiceLibrary:
             features = save_tensors(tensors)
             with self._store.write_lock():
                 current = VoiceRecord.model_validate_json(self._store.read(vid, META_FILE))
-                record = current.model_copy(update={
-                    "features_sha256": sha256_hex(features),
-                    "features_bytes": len(features),
-                    "schema_version": self.schema.version,
-                    "fingerprint": self.fingerprint,
-                    "timings": timings,
-                })
+                record = current.model_copy(
+                    update={
+                        "features_sha256": sha256_hex(features),
+                        "features_bytes": len(features),
+                        "schema_version": self.schema.version,
+                        "fingerprint": self.fingerprint,
+                        "timings": timings,
+                    }
+                )
                 self._stats.add(reextractions=1, extraction_s_spent=record.extraction_s)
                 self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
         self._drop_cached(vid)
@@ -564,8 +573,9 @@ class VoiceLibrary:
         log.info("re-extracted stale voice %s (%s)", record.name, vid)
         return record, shared.tensors
 
-    def _run_reextract(self, pcm: np.ndarray, sample_rate: int, transcript: str,
-                       language: str | None) -> tuple[Tensors, dict[str, float]]:
+    def _run_reextract(
+        self, pcm: np.ndarray, sample_rate: int, transcript: str, language: str | None
+    ) -> tuple[Tensors, dict[str, float]]:
         assert self._reextract is not None
         tensors, timings = self._reextract(pcm, sample_rate, transcript, language)  # the kept int16 samples
         problem = self.schema.problem_with(tensors)
@@ -598,9 +608,16 @@ class VoiceLibrary:
         if record is None:
             return VoiceListing(id=entry.voice_id, broken=entry.broken)
         return VoiceListing(
-            id=entry.voice_id, name=record.name, transcript=record.transcript, language=record.language,
-            duration_s=record.duration_s, created_at=record.created_at, last_used_at=record.last_used_at,
-            tags=record.tags, stale=self.is_stale(record), broken=entry.broken,
+            id=entry.voice_id,
+            name=record.name,
+            transcript=record.transcript,
+            language=record.language,
+            duration_s=record.duration_s,
+            created_at=record.created_at,
+            last_used_at=record.last_used_at,
+            tags=record.tags,
+            stale=self.is_stale(record),
+            broken=entry.broken,
         )
 
     @staticmethod
@@ -623,8 +640,10 @@ class VoiceLibrary:
                 return (key[0], key[1])
         except (ValueError, UnicodeError, binascii.Error):
             pass
-        raise InvalidVoiceName("the cursor is not one this library returned; pass next_cursor from the last page, "
-                               "or no cursor to start over.")
+        raise InvalidVoiceName(
+            "the cursor is not one this library returned; pass next_cursor from the last page, "
+            "or no cursor to start over."
+        )
 
     def rename(self, id_or_name: str, new_name: str) -> VoiceRecord:
         """Give a voice another (unique, case-insensitive) name."""
@@ -714,16 +733,19 @@ class VoiceLibrary:
                         f"{archive_path} holds features of schema v{incoming.schema_version}; this library needs "
                         f"v{self.schema.version}. Import it through the server with its engine loaded."
                     )
-                tensors, timings = self._run_reextract(contents.pcm, contents.sample_rate, incoming.transcript,
-                                                       incoming.language)
+                tensors, timings = self._run_reextract(
+                    contents.pcm, contents.sample_rate, incoming.transcript, incoming.language
+                )
                 files[FEATURES_FILE] = save_tensors(tensors)
-                incoming = incoming.model_copy(update={
-                    "features_sha256": sha256_hex(files[FEATURES_FILE]),
-                    "features_bytes": len(files[FEATURES_FILE]),
-                    "schema_version": self.schema.version,
-                    "fingerprint": self.fingerprint,
-                    "timings": timings,
-                })
+                incoming = incoming.model_copy(
+                    update={
+                        "features_sha256": sha256_hex(files[FEATURES_FILE]),
+                        "features_bytes": len(files[FEATURES_FILE]),
+                        "schema_version": self.schema.version,
+                        "fingerprint": self.fingerprint,
+                        "timings": timings,
+                    }
+                )
                 self._stats.add(reextractions=1, extraction_s_spent=incoming.extraction_s)
             with self._store.write_lock():
                 self._index.refresh(full=True)

@@ -31,4 +31,3 @@ def decode_reference(data: bytes) -> tuple[np.ndarray, int]:
     if pcm.size == 0:
         raise ValueError("reference audio holds no samples")
     return np.ascontiguousarray(pcm), int(sample_rate)
-

@@ -132,8 +132,12 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any
     header, problem = parse_safetensors_header(head)
     if problem:
         return header, problem
-    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"
-            if isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list)]
+    ends = [
+        entry["data_offsets"][1]
+        for key, entry in header.items()
+        if key != "__metadata__"
+        if isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list)
+    ]
     expected = len(head) + (max(ends) if ends else 0)
     if expected != size:
         return header, f"features file is {size} bytes but its header describes {expected} (truncated or padded)"

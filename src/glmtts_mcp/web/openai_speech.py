@@ -42,7 +42,7 @@ class SpeechRequest(BaseModel):
     model: str = Field(description="accepted as given (tts-1, tts-1-hd, gpt-4o-mini-tts, glm-tts, ...)")
     input: str = Field(min_length=1, description="the text to speak")
     voice: Annotated[str, Field(min_length=1, max_length=256)] | VoiceRef = Field(
-        description="a voice id or name from the library (or {\"id\": ...})"
+        description='a voice id or name from the library (or {"id": ...})'
     )
     response_format: str = Field(default="mp3", description="mp3, opus, wav, flac or pcm (24 kHz 16-bit mono)")
     speed: float = Field(default=1.0, description="only 1.0: GLM-TTS has no honest speed control")

@@ -76,9 +76,13 @@ def rest_routes(app: App) -> APIRouter:
         responses={200: {"description": "the clip was already a voice (`existed: true`)"}},
     )
     async def clone_voice(
-        audio: Annotated[UploadFile, File(description="reference recording: 3-30 s of one speaker (WAV, FLAC, OGG, MP3)")],
+        audio: Annotated[
+            UploadFile, File(description="reference recording: 3-30 s of one speaker (WAV, FLAC, OGG, MP3)")
+        ],
         name: Annotated[str | None, Form(max_length=256)] = None,
-        transcript: Annotated[str | None, Form(description="what the clip says; omitted: Whisper transcribes it")] = None,
+        transcript: Annotated[
+            str | None, Form(description="what the clip says; omitted: Whisper transcribes it")
+        ] = None,
         language: Annotated[str | None, Form(description="language code, e.g. en, zh")] = None,
     ) -> JSONResponse:
         """Clone a voice from an uploaded clip (or return the stored one for a known clip)."""

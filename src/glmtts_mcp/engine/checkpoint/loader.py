@@ -69,6 +69,7 @@ def flow_dims_from_state(state: dict[str, torch.Tensor], dim_head: int, path: Pa
 
 def hift_config_from_state(state: dict[str, torch.Tensor], path: Path) -> dict:
     """The 24 kHz HiFT config with the channel widths read from hift.pt (upstream hard-codes 512)."""
+
     def out_channels(base: str) -> int:
         for suffix in (".weight", ".weight_v", ".parametrizations.weight.original1"):
             for prefix in ("", "generator."):

@@ -55,16 +55,86 @@ AUDIO_TOKENS = 32768
 
 # GLM-4 / GLM-4-Voice added specials, in id order from <|endoftext|> (docs/checkpoint.md §2.5).
 GLM_SPECIALS = (
-    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
-    "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
-    "<|end_of_video|>", "<|begin_of_audio|>", "<|end_of_audio|>", "<|begin_of_transcription|>",
-    "<|end_of_transcription|>", "<|code_prefix|>", "<|code_middle|>", "<|code_suffix|>",
+    "<|endoftext|>",
+    "[MASK]",
+    "[gMASK]",
+    "[sMASK]",
+    "<sop>",
+    "<eop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|observation|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+    "<|begin_of_audio|>",
+    "<|end_of_audio|>",
+    "<|begin_of_transcription|>",
+    "<|end_of_transcription|>",
+    "<|code_prefix|>",
+    "<|code_middle|>",
+    "<|code_suffix|>",
 )
-_PINYIN_INITIALS = ("B", "C", "CH", "D", "F", "G", "H", "J", "K", "L", "M", "N", "P", "Q", "R", "S", "SH", "T",
-                    "X", "Z", "ZH")
-_PINYIN_FINALS = ("A", "AI", "AN", "ANG", "AO", "E", "EI", "EN", "ENG", "ER", "I", "IA", "IAN", "IANG", "IAO",
-                  "IE", "IN", "ING", "IONG", "IU", "O", "ONG", "OU", "U", "UA", "UAI", "UAN", "UANG", "UI",
-                  "UN", "UO", "V", "VE")
+_PINYIN_INITIALS = (
+    "B",
+    "C",
+    "CH",
+    "D",
+    "F",
+    "G",
+    "H",
+    "J",
+    "K",
+    "L",
+    "M",
+    "N",
+    "P",
+    "Q",
+    "R",
+    "S",
+    "SH",
+    "T",
+    "X",
+    "Z",
+    "ZH",
+)
+_PINYIN_FINALS = (
+    "A",
+    "AI",
+    "AN",
+    "ANG",
+    "AO",
+    "E",
+    "EI",
+    "EN",
+    "ENG",
+    "ER",
+    "I",
+    "IA",
+    "IAN",
+    "IANG",
+    "IAO",
+    "IE",
+    "IN",
+    "ING",
+    "IONG",
+    "IU",
+    "O",
+    "ONG",
+    "OU",
+    "U",
+    "UA",
+    "UAI",
+    "UAN",
+    "UANG",
+    "UI",
+    "UN",
+    "UO",
+    "V",
+    "VE",
+)
 
 # BPE training text for the tiny rank file: mixed English and Chinese, digits and punctuation.
 _BPE_TEXT = """
@@ -93,27 +163,74 @@ class Dims:
 
 
 TINY = Dims(
-    llm={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "head_dim": 16},
+    llm={
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+    },
     flow={"speech_token_dim": 32, "vocab_size": AUDIO_TOKENS, "trans_dim": 64, "depth": 2, "heads": 2},
     hift_channels=32,
-    speech={"d_model": 32, "encoder_attention_heads": 2, "encoder_ffn_dim": 64, "encoder_layers": 4,
-            "quantize_position": 3, "pooling_position": 3, "decoder_layers": 1},
+    speech={
+        "d_model": 32,
+        "encoder_attention_heads": 2,
+        "encoder_ffn_dim": 64,
+        "encoder_layers": 4,
+        "quantize_position": 3,
+        "pooling_position": 3,
+        "decoder_layers": 1,
+    },
     campplus_hidden=32,
-    whisper={"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 32, "n_audio_head": 2, "n_audio_layer": 1,
-             "n_vocab": 51865, "n_text_ctx": 24, "n_text_state": 32, "n_text_head": 2, "n_text_layer": 1},
+    whisper={
+        "n_mels": 80,
+        "n_audio_ctx": 1500,
+        "n_audio_state": 32,
+        "n_audio_head": 2,
+        "n_audio_layer": 1,
+        "n_vocab": 51865,
+        "n_text_ctx": 24,
+        "n_text_state": 32,
+        "n_text_head": 2,
+        "n_text_layer": 1,
+    },
     bpe_merges=300,
 )
 REAL = Dims(
-    llm={"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
-         "num_key_value_heads": 4, "head_dim": 128, "vocab_size": 98304},
+    llm={
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "head_dim": 128,
+        "vocab_size": 98304,
+    },
     flow={"speech_token_dim": 512, "vocab_size": 100000, "trans_dim": 768, "depth": 18, "heads": 12},
     hift_channels=512,
-    speech={"d_model": 1280, "encoder_attention_heads": 20, "encoder_ffn_dim": 5120, "encoder_layers": 32,
-            "quantize_position": 16, "pooling_position": 16, "decoder_layers": 1},
+    speech={
+        "d_model": 1280,
+        "encoder_attention_heads": 20,
+        "encoder_ffn_dim": 5120,
+        "encoder_layers": 32,
+        "quantize_position": 16,
+        "pooling_position": 16,
+        "decoder_layers": 1,
+    },
     campplus_hidden=512,
-    whisper={"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 512, "n_audio_head": 8, "n_audio_layer": 6,
-             "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 512, "n_text_head": 8, "n_text_layer": 6},
+    whisper={
+        "n_mels": 80,
+        "n_audio_ctx": 1500,
+        "n_audio_state": 512,
+        "n_audio_head": 8,
+        "n_audio_layer": 6,
+        "n_vocab": 51865,
+        "n_text_ctx": 448,
+        "n_text_state": 512,
+        "n_text_head": 8,
+        "n_text_layer": 6,
+    },
     bpe_merges=300,
 )
 
@@ -164,8 +281,14 @@ def phoneme_tokens() -> list[str]:
 
 
 def _added_entry(content: str, special: bool) -> dict:
-    return {"content": content, "lstrip": False, "normalized": not special, "rstrip": False,
-            "single_word": False, "special": special}
+    return {
+        "content": content,
+        "lstrip": False,
+        "normalized": not special,
+        "rstrip": False,
+        "single_word": False,
+        "special": special,
+    }
 
 
 def write_text_tokenizer(folder: Path, merges: int) -> dict[str, int]:
@@ -211,15 +334,31 @@ def write_llm(folder: Path, dims: dict, vocab_size: int, eoa: int) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     config = {
-        "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
-        "bos_token_id": 1, "eos_token_id": 2, "head_dim": dims["head_dim"], "hidden_act": "silu",
-        "hidden_size": dims["hidden_size"], "initializer_range": 0.02,
-        "intermediate_size": dims["intermediate_size"], "max_position_embeddings": 8192, "mlp_bias": False,
-        "model_type": "llama", "num_attention_heads": dims["num_attention_heads"],
-        "num_hidden_layers": dims["num_hidden_layers"], "num_key_value_heads": dims["num_key_value_heads"],
-        "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": None, "rope_theta": 10000.0,
-        "tie_word_embeddings": True, "torch_dtype": "float32", "transformers_version": "4.47.1",
-        "use_cache": True, "vocab_size": vocab_size,
+        "architectures": ["LlamaForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "head_dim": dims["head_dim"],
+        "hidden_act": "silu",
+        "hidden_size": dims["hidden_size"],
+        "initializer_range": 0.02,
+        "intermediate_size": dims["intermediate_size"],
+        "max_position_embeddings": 8192,
+        "mlp_bias": False,
+        "model_type": "llama",
+        "num_attention_heads": dims["num_attention_heads"],
+        "num_hidden_layers": dims["num_hidden_layers"],
+        "num_key_value_heads": dims["num_key_value_heads"],
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "transformers_version": "4.47.1",
+        "use_cache": True,
+        "vocab_size": vocab_size,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     model = LlamaForCausalLM(LlamaConfig(**config))
@@ -245,8 +384,9 @@ def write_llm(folder: Path, dims: dict, vocab_size: int, eoa: int) -> None:
     names = {1: "model-00001-of-00002.safetensors", 2: "model-00002-of-00002.safetensors"}
     weight_map = {key: names[shard_of(key)] for key in state}
     for name in names.values():
-        save_file({k: v for k, v in state.items() if weight_map[k] == name}, str(folder / name),
-                  metadata={"format": "pt"})
+        save_file(
+            {k: v for k, v in state.items() if weight_map[k] == name}, str(folder / name), metadata={"format": "pt"}
+        )
     total = sum(v.numel() * v.element_size() for v in state.values())
     index_doc = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index_doc, indent=2) + "\n")
@@ -266,16 +406,26 @@ def write_flow(folder: Path, dims: dict) -> None:
     """The real config.yaml and a flow.pt state dict (`estimator.*`) with the given DiT size."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(FLOW_YAML)
-    config = FlowConfig.from_flat({"spkr_emb_adaLN": True, "speech_token_cfg": False,
-                                   "remove_spkr_concat_condition": True, "mel_dim": 80, "mel_framerate": 50,
-                                   "input_frame_rate": 25, **dims})
+    config = FlowConfig.from_flat(
+        {
+            "spkr_emb_adaLN": True,
+            "speech_token_cfg": False,
+            "remove_spkr_concat_condition": True,
+            "mel_dim": 80,
+            "mel_framerate": 50,
+            "input_frame_rate": 25,
+            **dims,
+        }
+    )
     flow = Flow(config)
     torch.save({k: v.detach().clone() for k, v in flow.state_dict().items()}, folder / "flow.pt")
 
 
 # HiFT modules that upstream wraps in weight_norm (their weights are stored as g and v).
-_WEIGHT_NORMED = re.compile(r"^(conv_pre|conv_post|ups\.\d+|(source_)?resblocks\.\d+\.convs[12]\.\d+"
-                               r"|f0_predictor\.condnet\.\d+)\.weight$")
+_WEIGHT_NORMED = re.compile(
+    r"^(conv_pre|conv_post|ups\.\d+|(source_)?resblocks\.\d+\.convs[12]\.\d+"
+    r"|f0_predictor\.condnet\.\d+)\.weight$"
+)
 
 
 def write_hift(folder: Path, channels: int) -> None:
@@ -298,9 +448,17 @@ def write_hift(folder: Path, channels: int) -> None:
 
 
 PREPROCESSOR_CONFIG = {
-    "chunk_length": 30, "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 128,
-    "hop_length": 160, "n_fft": 400, "n_samples": 480000, "nb_max_frames": 3000, "padding_side": "right",
-    "padding_value": 0.0, "processor_class": "WhisperProcessor", "return_attention_mask": False,
+    "chunk_length": 30,
+    "feature_extractor_type": "WhisperFeatureExtractor",
+    "feature_size": 128,
+    "hop_length": 160,
+    "n_fft": 400,
+    "n_samples": 480000,
+    "nb_max_frames": 3000,
+    "padding_side": "right",
+    "padding_value": 0.0,
+    "processor_class": "WhisperProcessor",
+    "return_attention_mask": False,
     "sampling_rate": 16000,
 }
 
@@ -310,26 +468,68 @@ def write_speech_tokenizer(folder: Path, dims: dict, generator: torch.Generator)
     folder.mkdir(parents=True, exist_ok=True)
     d, heads, ffn = dims["d_model"], dims["encoder_attention_heads"], dims["encoder_ffn_dim"]
     config = {
-        "_name_or_path": "whisper-large-v3", "activation_dropout": 0.0, "activation_function": "gelu",
-        "apply_spec_augment": False, "architectures": ["WhisperVQForConditionalGeneration"],
-        "attention_dropout": 0.0, "begin_suppress_tokens": [220, 50257], "bos_token_id": 50257,
-        "classifier_proj_size": 256, "d_model": d, "decoder_attention_heads": heads, "decoder_ffn_dim": ffn,
-        "decoder_layerdrop": 0.0, "decoder_layers": dims["decoder_layers"], "decoder_start_token_id": 50258,
-        "dropout": 0.0, "encoder_attention_heads": heads, "encoder_causal_attention": False,
-        "encoder_causal_convolution": False, "encoder_ffn_dim": ffn, "encoder_layerdrop": 0.0,
-        "encoder_layers": dims["encoder_layers"], "eos_token_id": 50257, "init_std": 0.02,
-        "is_encoder_decoder": True, "mask_feature_length": 10, "mask_feature_min_masks": 0,
-        "mask_feature_prob": 0.0, "mask_time_length": 10, "mask_time_min_masks": 2, "mask_time_prob": 0.05,
-        "max_length": 448, "max_source_positions": 1500, "max_target_positions": 448, "median_filter_width": 7,
-        "model_type": "whisper", "num_hidden_layers": dims["encoder_layers"], "num_mel_bins": 128,
-        "pad_token_id": 50256, "pitch_control": "fcpe_f0", "pitch_loss_scale": 2.0, "pitch_upsample_scale": 2,
-        "pooling_kernel_size": 2, "pooling_position": dims["pooling_position"], "pooling_type": "avg",
-        "quantize_causal_block_size": 200, "quantize_causal_encoder": False,
-        "quantize_commit_coefficient": 0.25, "quantize_ema_decay": 0.99, "quantize_encoder_only": False,
-        "quantize_hidden_dim": None, "quantize_loss_scale": 10.0, "quantize_position": dims["quantize_position"],
-        "quantize_restart_interval": 100, "quantize_vocab_size": AUDIO_TOKENS, "scale_embedding": False,
-        "skip_language_detection": True, "torch_dtype": "float32", "transformers_version": "4.44.1",
-        "use_cache": True, "use_weighted_layer_sum": False, "vocab_size": 51866,
+        "_name_or_path": "whisper-large-v3",
+        "activation_dropout": 0.0,
+        "activation_function": "gelu",
+        "apply_spec_augment": False,
+        "architectures": ["WhisperVQForConditionalGeneration"],
+        "attention_dropout": 0.0,
+        "begin_suppress_tokens": [220, 50257],
+        "bos_token_id": 50257,
+        "classifier_proj_size": 256,
+        "d_model": d,
+        "decoder_attention_heads": heads,
+        "decoder_ffn_dim": ffn,
+        "decoder_layerdrop": 0.0,
+        "decoder_layers": dims["decoder_layers"],
+        "decoder_start_token_id": 50258,
+        "dropout": 0.0,
+        "encoder_attention_heads": heads,
+        "encoder_causal_attention": False,
+        "encoder_causal_convolution": False,
+        "encoder_ffn_dim": ffn,
+        "encoder_layerdrop": 0.0,
+        "encoder_layers": dims["encoder_layers"],
+        "eos_token_id": 50257,
+        "init_std": 0.02,
+        "is_encoder_decoder": True,
+        "mask_feature_length": 10,
+        "mask_feature_min_masks": 0,
+        "mask_feature_prob": 0.0,
+        "mask_time_length": 10,
+        "mask_time_min_masks": 2,
+        "mask_time_prob": 0.05,
+        "max_length": 448,
+        "max_source_positions": 1500,
+        "max_target_positions": 448,
+        "median_filter_width": 7,
+        "model_type": "whisper",
+        "num_hidden_layers": dims["encoder_layers"],
+        "num_mel_bins": 128,
+        "pad_token_id": 50256,
+        "pitch_control": "fcpe_f0",
+        "pitch_loss_scale": 2.0,
+        "pitch_upsample_scale": 2,
+        "pooling_kernel_size": 2,
+        "pooling_position": dims["pooling_position"],
+        "pooling_type": "avg",
+        "quantize_causal_block_size": 200,
+        "quantize_causal_encoder": False,
+        "quantize_commit_coefficient": 0.25,
+        "quantize_ema_decay": 0.99,
+        "quantize_encoder_only": False,
+        "quantize_hidden_dim": None,
+        "quantize_loss_scale": 10.0,
+        "quantize_position": dims["quantize_position"],
+        "quantize_restart_interval": 100,
+        "quantize_vocab_size": AUDIO_TOKENS,
+        "scale_embedding": False,
+        "skip_language_detection": True,
+        "torch_dtype": "float32",
+        "transformers_version": "4.44.1",
+        "use_cache": True,
+        "use_weighted_layer_sum": False,
+        "vocab_size": 51866,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (folder / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n")
@@ -360,8 +560,9 @@ def write_speech_tokenizer(folder: Path, dims: dict, generator: torch.Generator)
     tensors["model.decoder.layer_norm.bias"] = torch.zeros(d)
     tensors["model.decoder.layers.0.self_attn.q_proj.weight"] = torch.randn(d, d, generator=generator)
     tensors["model.decoder.layers.0.fc1.weight"] = torch.randn(ffn, d, generator=generator)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "model.safetensors"),
-              metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()}, str(folder / "model.safetensors"), metadata={"format": "pt"}
+    )
 
 
 class _TinyCampPlus(nn.Module):
@@ -396,8 +597,16 @@ def write_campplus(path: Path, hidden: int) -> None:
     example = torch.randn(1, 200, 80)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {1: "frames"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {1: "frames"}},
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def write_whisper(path: Path, dims: dict) -> None:

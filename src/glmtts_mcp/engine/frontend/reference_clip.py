@@ -169,8 +169,9 @@ def _check_level(mono: np.ndarray, rate: int, name: str, warnings: list[str]) ->
         warnings.append(f"the recording's sample rate is {rate} Hz; 16 kHz or more gives a better voice")
 
 
-def _check_duration(duration: float, file_s: float, name: str, min_s: float, max_s: float, warn_s: float,
-                    warnings: list[str]) -> None:
+def _check_duration(
+    duration: float, file_s: float, name: str, min_s: float, max_s: float, warn_s: float, warnings: list[str]
+) -> None:
     if duration < min_s:
         raise AudioInputError(
             f"{name} has {duration:.1f} s of sound after trimming silence (file: {file_s:.1f} s); "
@@ -203,8 +204,9 @@ def load_reference(
     if processing == "upstream":
         channels = samples.shape[1]
         if channels > MAX_CHANNELS:
-            raise AudioInputError(f"{name} has {channels} channels; at most {MAX_CHANNELS} are kept: send a mono "
-                                  "or stereo recording")
+            raise AudioInputError(
+                f"{name} has {channels} channels; at most {MAX_CHANNELS} are kept: send a mono or stereo recording"
+            )
         _check_level(samples[:, 0], rate, name, warnings)  # the speech tokens' signal
         if channels > 1:  # the mel's and CAMPPlus's signal must hold sound too (its warnings would repeat)
             _check_level(samples.mean(axis=1), rate, f"the channel mix of {name}", [])

@@ -88,8 +88,12 @@ def read_added_tokens(path: Path) -> dict[str, int]:
             flagged.append(content)
     if flagged:
         # GLM-TTS's tokens have these flags off; the HF slow tokenizer would strip whitespace here.
-        logger.warning("%s: %d added tokens set lstrip/rstrip/single_word (e.g. %r); they are ignored",
-                       path, len(flagged), flagged[0])
+        logger.warning(
+            "%s: %d added tokens set lstrip/rstrip/single_word (e.g. %r); they are ignored",
+            path,
+            len(flagged),
+            flagged[0],
+        )
     return added
 
 
@@ -116,7 +120,7 @@ class AddedTokenSplitter:
         while i < n:
             match = None
             for length in self._lengths.get(text[i], ()):
-                candidate = text[i:i + length]
+                candidate = text[i : i + length]
                 if candidate in self._ids:
                     match = candidate
                     break
@@ -138,8 +142,9 @@ class TextTokenizer:
 
     def __init__(self, ranks: dict[bytes, int], added_tokens: dict[str, int], source: Path) -> None:
         self._source = source
-        self._bpe = tiktoken.Encoding(name=f"glmtts:{source}", pat_str=GLM4_PAT_STR,
-                                      mergeable_ranks=ranks, special_tokens={})
+        self._bpe = tiktoken.Encoding(
+            name=f"glmtts:{source}", pat_str=GLM4_PAT_STR, mergeable_ranks=ranks, special_tokens={}
+        )
         self._splitter = AddedTokenSplitter(added_tokens)
         self.base_vocab_size = len(ranks)
         self.vocab_size = max([*ranks.values(), *added_tokens.values()]) + 1
@@ -150,8 +155,10 @@ class TextTokenizer:
         path = Path(path)
         for name in (RANK_FILE, CONFIG_FILE):
             if not (path / name).is_file():
-                raise TokenizerError(f"{path / name} is missing; point the engine at the checkpoint's "
-                                     f"vq32k-phoneme-tokenizer folder or re-download the checkpoint.")
+                raise TokenizerError(
+                    f"{path / name} is missing; point the engine at the checkpoint's "
+                    f"vq32k-phoneme-tokenizer folder or re-download the checkpoint."
+                )
         return cls(read_rank_file(path / RANK_FILE), read_added_tokens(path / CONFIG_FILE), path)
 
     def encode(self, text: str) -> list[int]:
@@ -172,14 +179,18 @@ class TextTokenizer:
         for role, token in SPECIAL_TOKEN_STRINGS.items():
             token_id = self._single_id(role, token, config)
             if token_id < endoftext:
-                raise TokenizerError(f"{token} ({role}) has id {token_id}, below <|endoftext|> ({endoftext}) in "
-                                     f"{config}; this is not a GLM-TTS tokenizer.")
+                raise TokenizerError(
+                    f"{token} ({role}) has id {token_id}, below <|endoftext|> ({endoftext}) in "
+                    f"{config}; this is not a GLM-TTS tokenizer."
+                )
             found[role] = token_id
         return SpecialTokenIds(**found)
 
     def _single_id(self, role: str, token: str, config: Path) -> int:
         ids = self.encode(token)
         if len(ids) != 1:
-            raise TokenizerError(f"{token} ({role}) is not one added token in {config} (it encodes to {len(ids)} "
-                                 f"ids); GLM-TTS needs it: use the checkpoint's own vq32k-phoneme-tokenizer folder.")
+            raise TokenizerError(
+                f"{token} ({role}) is not one added token in {config} (it encodes to {len(ids)} "
+                f"ids); GLM-TTS needs it: use the checkpoint's own vq32k-phoneme-tokenizer folder."
+            )
         return ids[0]

@@ -29,8 +29,15 @@ from transformers import LlamaForCausalLM
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+PROJECTIONS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
 
 
 class PackedLinear(torch.nn.Module):
@@ -96,8 +103,12 @@ def prepack_llm_linears(model: LlamaForCausalLM) -> bool:
         return False
     reason = onednn_failure(weight.dtype)
     if reason is not None:
-        log.info("LLM linears stay on torch's default CPU matmul in %s (oneDNN cannot run it here: %s); "
-                 "batched decoding gains little on this CPU", str(weight.dtype).removeprefix("torch."), reason)
+        log.info(
+            "LLM linears stay on torch's default CPU matmul in %s (oneDNN cannot run it here: %s); "
+            "batched decoding gains little on this CPU",
+            str(weight.dtype).removeprefix("torch."),
+            reason,
+        )
         return False
     with torch.no_grad():
         for layer in model.model.layers:
@@ -113,6 +124,9 @@ def prepack_llm_linears(model: LlamaForCausalLM) -> bool:
         for tensor in (*model.parameters(), *model.buffers()):
             if not tensor.is_mkldnn:
                 tensor.data = tensor.data.clone()
-    log.info("LLM linears prepacked for oneDNN (%s, one copy of the weights; the output projection %s)",
-             str(weight.dtype).removeprefix("torch."), "shares the input embedding's" if tied else "packed too")
+    log.info(
+        "LLM linears prepacked for oneDNN (%s, one copy of the weights; the output projection %s)",
+        str(weight.dtype).removeprefix("torch."),
+        "shares the input embedding's" if tied else "packed too",
+    )
     return True

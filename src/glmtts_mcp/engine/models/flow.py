@@ -111,8 +111,10 @@ class FlowConfig:
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
                 raise EngineError(f"{source}: {field.name} must be {field.type}, got {value!r}")
         if self.use_wavlm_emb:
-            raise EngineError(f"{source}: use_wavlm_emb=True needs a WavLM speaker embedding, which this engine "
-                              "does not compute; use a checkpoint trained without it")
+            raise EngineError(
+                f"{source}: use_wavlm_emb=True needs a WavLM speaker embedding, which this engine "
+                "does not compute; use a checkpoint trained without it"
+            )
         if self.t_scheduler not in T_SCHEDULERS:
             raise EngineError(f"{source}: t_scheduler {self.t_scheduler!r} is not one of {T_SCHEDULERS}")
         if self.heads < 1 or self.dim_head % 2:
@@ -153,8 +155,9 @@ def load_flow_config(path: Path) -> dict[str, Any]:
     kwargs = document["flow"]
     unknown = sorted(set(kwargs) - set(FLOW_KWARG_DEFAULTS))
     if unknown:
-        raise EngineError(f"{path}: unknown Flow argument(s) {unknown}; upstream's Flow accepts "
-                          f"{sorted(FLOW_KWARG_DEFAULTS)}")
+        raise EngineError(
+            f"{path}: unknown Flow argument(s) {unknown}; upstream's Flow accepts {sorted(FLOW_KWARG_DEFAULTS)}"
+        )
     return dataclasses.asdict(FlowConfig.from_flat(kwargs, str(path)))
 
 
@@ -210,7 +213,8 @@ class Flow(nn.Module):
             if wrong_shape:
                 problems.append(f"shape mismatches {_abbreviate(wrong_shape)}")
             raise EngineError(
-                "flow weights do not match the flow config: " + "; ".join(problems)
+                "flow weights do not match the flow config: "
+                + "; ".join(problems)
                 + ". Use flow.pt with the flow/config.yaml of the same checkpoint."
             )
         self.load_state_dict(dict(state_dict), strict=True)
@@ -264,7 +268,7 @@ class Flow(nn.Module):
         mel_cond = torch.zeros(1, n_frames, cfg.mel_dim, device=device, dtype=state)
         copy_len = min(prompt_frames, n_frames)
         if copy_len:
-            mel_cond[:, :copy_len] = prompt_mel[:, prompt_frames - copy_len:].to(device, state)
+            mel_cond[:, :copy_len] = prompt_mel[:, prompt_frames - copy_len :].to(device, state)
         speaker = F.normalize(speaker_embedding.to(device, state), dim=1)
         if cfg.remove_spkr_concat_condition:
             condition = mel_cond

@@ -26,12 +26,18 @@ from glmtts_mcp.engine.types import EngineError
 
 logger = logging.getLogger(__name__)
 
+
 class LLMLoadError(EngineError):
     """An LLM folder that is missing files or whose weights do not fit its config."""
 
 
-def load_llm(llm_dir: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-             attn_implementation: str | None = None) -> LlamaForCausalLM:
+def load_llm(
+    llm_dir: Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str | None = None,
+) -> LlamaForCausalLM:
     """Load `llm/` (config.json + model.safetensors or sharded safetensors with an index), offline.
 
     transformers follows the index's weight_map (the real checkpoint splits layer 21 across shards)
@@ -45,17 +51,23 @@ def load_llm(llm_dir: Path, *, device: str | torch.device = "cpu", dtype: torch.
     if not any(llm_dir.glob("*.safetensors")):
         raise LLMLoadError(f"no .safetensors weights in {llm_dir}; re-download the checkpoint's llm folder.")
     kwargs: dict[str, Any] = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    loaded = LlamaForCausalLM.from_pretrained(llm_dir, dtype=dtype, local_files_only=True,
-                                              use_safetensors=True, output_loading_info=True, **kwargs)
+    loaded = LlamaForCausalLM.from_pretrained(
+        llm_dir, dtype=dtype, local_files_only=True, use_safetensors=True, output_loading_info=True, **kwargs
+    )
     # with output_loading_info, a (model, info) pair: transformers' annotation names only the model
     model, info = cast(tuple[LlamaForCausalLM, dict[str, list[str]]], loaded)
     problems = {name: sorted(info[name]) for name in ("missing_keys", "mismatched_keys") if info[name]}
     if problems:
-        raise LLMLoadError(f"weights in {llm_dir} do not match its config.json: {problems}; "
-                           f"re-download the checkpoint's llm folder.")
+        raise LLMLoadError(
+            f"weights in {llm_dir} do not match its config.json: {problems}; re-download the checkpoint's llm folder."
+        )
     if info["unexpected_keys"]:
-        logger.warning("ignoring %d unexpected tensors in %s (e.g. %s)", len(info["unexpected_keys"]), llm_dir,
-                       sorted(info["unexpected_keys"])[0])
+        logger.warning(
+            "ignoring %d unexpected tensors in %s (e.g. %s)",
+            len(info["unexpected_keys"]),
+            llm_dir,
+            sorted(info["unexpected_keys"])[0],
+        )
     return model.to(device).eval()  # type: ignore[arg-type]  # transformers wraps .to() so mypy binds no self
 
 
@@ -76,10 +88,17 @@ class RasSettings:
 
     def __post_init__(self) -> None:
         # Outside these ranges upstream's sampler fails (empty nucleus) or always redraws (win_size 0).
-        if not (0.0 < self.top_p <= 1.0 and self.top_k >= 1 and self.win_size >= 1 and self.tau_r > 0.0
-                and self.temperature > 0.0):
-            raise ValueError(f"invalid sampling settings {self}: need 0 < top_p <= 1, top_k >= 1, win_size >= 1, "
-                             f"tau_r > 0 and temperature > 0")
+        if not (
+            0.0 < self.top_p <= 1.0
+            and self.top_k >= 1
+            and self.win_size >= 1
+            and self.tau_r > 0.0
+            and self.temperature > 0.0
+        ):
+            raise ValueError(
+                f"invalid sampling settings {self}: need 0 < top_p <= 1, top_k >= 1, win_size >= 1, "
+                f"tau_r > 0 and temperature > 0"
+            )
 
 
 class Draws(Protocol):
@@ -133,8 +152,9 @@ def nucleus_size(sorted_probs: torch.Tensor, top_p: float, top_k: int) -> int:
     return kept
 
 
-def ras_sample(logp: torch.Tensor, recent: Sequence[int], step: int, settings: RasSettings,
-               draws: Draws) -> tuple[int, int, int]:
+def ras_sample(
+    logp: torch.Tensor, recent: Sequence[int], step: int, settings: RasSettings, draws: Draws
+) -> tuple[int, int, int]:
     """One RAS pick from log-probabilities `logp` [vocab]: (chosen id, nucleus pick, fallback pick or -1).
 
     The draws are made on the host from one device-to-host copy of the top_k candidates (ids are
@@ -143,10 +163,10 @@ def ras_sample(logp: torch.Tensor, recent: Sequence[int], step: int, settings: R
     """
     probs = (logp / settings.temperature).softmax(dim=0)
     sorted_probs, sorted_ids = probs.sort(descending=True, stable=True)
-    head = torch.stack((sorted_probs[:settings.top_k], sorted_ids[:settings.top_k].to(probs.dtype))).cpu()
+    head = torch.stack((sorted_probs[: settings.top_k], sorted_ids[: settings.top_k].to(probs.dtype))).cpu()
     kept = nucleus_size(head[0], settings.top_p, settings.top_k)
     pick = draws.nucleus(step, head[0, :kept], head[1, :kept].long())
-    repeats = sum(1 for t in recent[-settings.win_size:] if t == pick)
+    repeats = sum(1 for t in recent[-settings.win_size :] if t == pick)
     if repeats >= settings.win_size * settings.tau_r:
         fallback = draws.full(step, logp.softmax(dim=0).cpu())  # upstream redraws without temperature
         return fallback, pick, fallback
@@ -174,9 +194,20 @@ class SpeechSequence:
     negative once ats is subtracted): see `GLMTTSLLM.in_audio_range`.
     """
 
-    def __init__(self, prompt: list[int], text_len: int, *, eoa: int, ats: int, sampling: RasSettings,
-                 draws: Draws, min_ratio: float = 2.0, max_ratio: float = 20.0,
-                 trace: list[StepTrace] | None = None, warnings: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        prompt: list[int],
+        text_len: int,
+        *,
+        eoa: int,
+        ats: int,
+        sampling: RasSettings,
+        draws: Draws,
+        min_ratio: float = 2.0,
+        max_ratio: float = 20.0,
+        trace: list[StepTrace] | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
         self.prompt = prompt
         self.text_len = text_len
         self.min_len = int(text_len * min_ratio)
@@ -206,10 +237,16 @@ class SpeechSequence:
             return None
         self.out.append(chosen)
         if self.step >= self.max_len:
-            logger.warning("no end-of-audio token after %d steps (max %d for %d text tokens); output is cut",
-                           self.step, self.max_len, self.text_len)
-            self.warnings.append(f"cut after {self.step} speech tokens, the most its text allows, without the "
-                                 "model's end-of-speech token: its audio may end abruptly (try another seed)")
+            logger.warning(
+                "no end-of-audio token after %d steps (max %d for %d text tokens); output is cut",
+                self.step,
+                self.max_len,
+                self.text_len,
+            )
+            self.warnings.append(
+                f"cut after {self.step} speech tokens, the most its text allows, without the "
+                "model's end-of-speech token: its audio may end abruptly (try another seed)"
+            )
             self.done = True
             return None
         return chosen
@@ -231,23 +268,28 @@ class GLMTTSLLM:
             raise LLMLoadError(f"a vocabulary of {vocab} ids is too large: ras_sample moves ids as float32")
         for name, token_id in vars(special).items():
             if not 0 <= token_id < vocab:
-                raise LLMLoadError(f"special token {name}={token_id} lies outside the LLM vocabulary ({vocab}); "
-                                   f"the tokenizer and llm folders come from different checkpoints.")
+                raise LLMLoadError(
+                    f"special token {name}={token_id} lies outside the LLM vocabulary ({vocab}); "
+                    f"the tokenizer and llm folders come from different checkpoints."
+                )
 
     @property
     def device(self) -> torch.device:
         return input_embedding(self.model).weight.device
 
-    def prompt_ids(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int],
-                   prompt_speech_ids: Sequence[int]) -> list[int]:
+    def prompt_ids(
+        self, text_ids: Sequence[int], prompt_text_ids: Sequence[int], prompt_speech_ids: Sequence[int]
+    ) -> list[int]:
         """[prompt_text, text, boa, prompt_speech + ats] (upstream PRETRAIN layout, no BOS).
 
         Upstream adds ats to the prompt speech only when there is prompt text as well, and would
         otherwise embed the raw codebook ids as text ids; that combination is refused here.
         """
         if prompt_speech_ids and not prompt_text_ids:
-            raise ValueError("prompt speech tokens were given without their transcript; pass the prompt text "
-                             "(or no prompt speech at all)")
+            raise ValueError(
+                "prompt speech tokens were given without their transcript; pass the prompt text "
+                "(or no prompt speech at all)"
+            )
         speech = [self.special.ats + int(t) for t in prompt_speech_ids]
         return [*map(int, prompt_text_ids), *map(int, text_ids), self.special.boa, *speech]
 
@@ -255,20 +297,43 @@ class GLMTTSLLM:
         tensor = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
         return self.model.get_input_embeddings()(tensor)
 
-    def sequence(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int], prompt_speech_ids: Sequence[int], *,
-                 sampling: RasSettings = RasSettings(), generator: torch.Generator | None = None,
-                 draws: Draws | None = None, min_ratio: float = 2.0, max_ratio: float = 20.0,
-                 trace: list[StepTrace] | None = None, warnings: list[str] | None = None) -> SpeechSequence:
+    def sequence(
+        self,
+        text_ids: Sequence[int],
+        prompt_text_ids: Sequence[int],
+        prompt_speech_ids: Sequence[int],
+        *,
+        sampling: RasSettings = RasSettings(),
+        generator: torch.Generator | None = None,
+        draws: Draws | None = None,
+        min_ratio: float = 2.0,
+        max_ratio: float = 20.0,
+        trace: list[StepTrace] | None = None,
+        warnings: list[str] | None = None,
+    ) -> SpeechSequence:
         """The sampling state of one generation (see `SpeechSequence`); `draws` replaces the generator,
         e.g. with the parity runner's recorded picks, and `trace` receives one `StepTrace` per step."""
-        return SpeechSequence(self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids), len(text_ids),
-                              eoa=self.special.eoa, ats=self.special.ats, sampling=sampling,
-                              draws=draws if draws is not None else GeneratorDraws(generator),
-                              min_ratio=min_ratio, max_ratio=max_ratio, trace=trace, warnings=warnings)
+        return SpeechSequence(
+            self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids),
+            len(text_ids),
+            eoa=self.special.eoa,
+            ats=self.special.ats,
+            sampling=sampling,
+            draws=draws if draws is not None else GeneratorDraws(generator),
+            min_ratio=min_ratio,
+            max_ratio=max_ratio,
+            trace=trace,
+            warnings=warnings,
+        )
 
     @torch.inference_mode()
-    def teacher_forced_logits(self, text_ids: Sequence[int], prompt_text_ids: Sequence[int],
-                              prompt_speech_ids: Sequence[int], speech_tokens: Sequence[int]) -> torch.Tensor:
+    def teacher_forced_logits(
+        self,
+        text_ids: Sequence[int],
+        prompt_text_ids: Sequence[int],
+        prompt_speech_ids: Sequence[int],
+        speech_tokens: Sequence[int],
+    ) -> torch.Tensor:
         """Raw logits [len(speech_tokens) + 1, vocab] of one uncached forward over prompt + tokens.
 
         Row i is what the model predicts for output i given the tokens before it (tokens are id - ats,
@@ -279,7 +344,7 @@ class GLMTTSLLM:
         prefix = self.prompt_ids(text_ids, prompt_text_ids, prompt_speech_ids)
         ids = prefix + [self.special.ats + int(t) for t in speech_tokens]
         logits = self.model(inputs_embeds=self._embed(ids), use_cache=False).logits
-        return logits[0, len(prefix) - 1:].float()
+        return logits[0, len(prefix) - 1 :].float()
 
     def in_audio_range(self, tokens: Sequence[int]) -> list[int]:
         """Keep the tokens that are speech codebook ids [0, ate - ats]; Flow cannot use the rest.
@@ -289,6 +354,10 @@ class GLMTTSLLM:
         top = self.special.ate - self.special.ats
         kept = [t for t in tokens if 0 <= t <= top]
         if len(kept) != len(tokens):
-            logger.warning("dropped %d of %d generated tokens that are not speech tokens (outside 0..%d)",
-                           len(tokens) - len(kept), len(tokens), top)
+            logger.warning(
+                "dropped %d of %d generated tokens that are not speech tokens (outside 0..%d)",
+                len(tokens) - len(kept),
+                len(tokens),
+                top,
+            )
         return kept

@@ -29,8 +29,9 @@ class SlotKVCache:
         kv_heads = cast(int, config.num_key_value_heads)  # LlamaConfig fills a None from num_attention_heads
         shape = (slots, kv_heads, positions, _head_dim(config))
         self.slots, self.positions = slots, positions
-        self.keys = [torch.zeros(shape, dtype=weight.dtype, device=weight.device)
-                     for _ in range(config.num_hidden_layers)]
+        self.keys = [
+            torch.zeros(shape, dtype=weight.dtype, device=weight.device) for _ in range(config.num_hidden_layers)
+        ]
         self.values = [torch.zeros_like(k) for k in self.keys]
 
     @staticmethod
@@ -55,8 +56,14 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def slot_forward(model: LlamaForCausalLM, embeds: torch.Tensor, cache: SlotKVCache, first_slot: int,
-                 positions: torch.Tensor, keys_len: int | None = None) -> torch.Tensor:
+def slot_forward(
+    model: LlamaForCausalLM,
+    embeds: torch.Tensor,
+    cache: SlotKVCache,
+    first_slot: int,
+    positions: torch.Tensor,
+    keys_len: int | None = None,
+) -> torch.Tensor:
     """Logits [n, vocab] after the last of `embeds` [n, t, hidden] for cache rows first_slot..first_slot+n-1.
 
     `positions` [n, t] are each row's own positions (a prefill chunk, or one decode step per row);
@@ -84,10 +91,11 @@ def slot_forward(model: LlamaForCausalLM, embeds: torch.Tensor, cache: SlotKVCac
         k = k * cos + _rotate_half(k) * sin
         cache.keys[index][rows, :, positions] = k.transpose(1, 2)  # [n, t, kv_heads, head_dim] at each row's positions
         cache.values[index][rows, :, positions] = v.transpose(1, 2)
-        keys = cache.keys[index][first_slot:first_slot + n, :, :keys_len]
-        values = cache.values[index][first_slot:first_slot + n, :, :keys_len]
-        out = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
-                                                               scale=attention.scaling, enable_gqa=True)
+        keys = cache.keys[index][first_slot : first_slot + n, :, :keys_len]
+        values = cache.values[index][first_slot : first_slot + n, :, :keys_len]
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q, keys, values, attn_mask=mask, scale=attention.scaling, enable_gqa=True
+        )
         hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(n, t, -1))
         hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
     return model.lm_head(body.norm(hidden[:, -1]))

@@ -120,7 +120,9 @@ class Transcriber:
             log.warning(
                 "Whisper stopped at its %d-token cap for a %.1f s clip: the transcript %r may be cut off or "
                 "repeat itself; pass the clip's transcript for best results",
-                sample_len, seconds, text[:80],
+                sample_len,
+                seconds,
+                text[:80],
             )
         return Transcript(text=text, language=language, capped=capped)
 

@@ -73,14 +73,15 @@ class ResBlock(nn.Module):
             for d in dilations
         )
         self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, 1, dilation=1, padding=_padding(kernel_size))
-            for _ in dilations
+            nn.Conv1d(channels, channels, kernel_size, 1, dilation=1, padding=_padding(kernel_size)) for _ in dilations
         )
         self.activations1 = nn.ModuleList(Snake(channels) for _ in dilations)
         self.activations2 = nn.ModuleList(Snake(channels) for _ in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for act1, conv1, act2, conv2 in zip(self.activations1, self.convs1, self.activations2, self.convs2, strict=True):
+        for act1, conv1, act2, conv2 in zip(
+            self.activations1, self.convs1, self.activations2, self.convs2, strict=True
+        ):
             x = conv2(act2(conv1(act1(x)))) + x
         return x
 
@@ -123,9 +124,7 @@ class SourceModuleHnNSF2(nn.Module):
         self.params = params
         self.l_linear = nn.Linear(params.harmonic_num + 1, 1)
 
-    def forward(
-        self, f0: torch.Tensor, rand_ini: torch.Tensor, sine_noise: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, f0: torch.Tensor, rand_ini: torch.Tensor, sine_noise: torch.Tensor) -> torch.Tensor:
         """f0 [B, L, 1] (per sample, Hz), rand_ini [B, H+1], sine_noise [B, L, H+1] -> source [B, L, 1]."""
         p = self.params
         harmonics = torch.arange(1, p.harmonic_num + 2, device=f0.device, dtype=f0.dtype)
@@ -200,7 +199,9 @@ class HiFTGenerator(nn.Module):
         cum_rates = [math.prod(down_rates[: i + 1]) for i in range(len(down_rates))][::-1]
         self.source_downs = nn.ModuleList()
         self.source_resblocks = nn.ModuleList()
-        for i, (u, k, d) in enumerate(zip(cum_rates, source_resblock_kernel_sizes, source_resblock_dilation_sizes, strict=True)):
+        for i, (u, k, d) in enumerate(
+            zip(cum_rates, source_resblock_kernel_sizes, source_resblock_dilation_sizes, strict=True)
+        ):
             ch = base_channels // 2 ** (i + 1)
             if u == 1:
                 self.source_downs.append(nn.Conv1d(self.n_fft + 2, ch, 1, 1))

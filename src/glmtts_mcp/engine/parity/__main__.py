@@ -26,8 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     for folder in cases:
         r = run_case(folder, runners)
         failed += not r.passed
-        print(f"{r.kind:<22} {r.folder:<26} {r.max_abs:>10.3g} {r.max_rel:>10.3g}  {r.tolerance:<34} "
-              f"{'pass' if r.passed else 'FAIL'}{'  ' + r.detail if r.detail else ''}", flush=True)
+        print(
+            f"{r.kind:<22} {r.folder:<26} {r.max_abs:>10.3g} {r.max_rel:>10.3g}  {r.tolerance:<34} "
+            f"{'pass' if r.passed else 'FAIL'}{'  ' + r.detail if r.detail else ''}",
+            flush=True,
+        )
     print(f"{len(cases) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

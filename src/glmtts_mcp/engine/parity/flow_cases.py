@@ -14,8 +14,13 @@ from glmtts_mcp.engine.parity import CaseResult, compare, load_case_tensors, tol
 from glmtts_mcp.engine.types import EngineError
 
 # Upstream argument -> the io name the golden cases store it under.
-INPUT_NAMES = {"tokens": "token", "prompt_tokens": "prompt_token", "prompt_mel": "prompt_feat",
-               "speaker_embedding": "embedding", "noise": "rng_x0"}
+INPUT_NAMES = {
+    "tokens": "token",
+    "prompt_tokens": "prompt_token",
+    "prompt_mel": "prompt_feat",
+    "speaker_embedding": "embedding",
+    "noise": "rng_x0",
+}
 VELOCITY_NAME = re.compile(r"step(\d+)_(cond|uncond)_velocity")
 
 

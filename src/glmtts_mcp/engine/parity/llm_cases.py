@@ -42,8 +42,9 @@ class RecordedDraws:
     def nucleus(self, step: int, probs: torch.Tensor, ids: torch.Tensor) -> int:
         pick = self._recorded(self.nucleus_picks, step, "nucleus")
         if pick not in ids.tolist():
-            raise DrawMismatchError(f"step {step}: recorded nucleus pick {pick} is not in this step's nucleus "
-                                    f"{ids.tolist()}")
+            raise DrawMismatchError(
+                f"step {step}: recorded nucleus pick {pick} is not in this step's nucleus {ids.tolist()}"
+            )
         return pick
 
     def full(self, step: int, probs: torch.Tensor) -> int:
@@ -60,8 +61,7 @@ def load_case_llm(folder: Path, case: dict, dtype: torch.dtype = torch.float32) 
     with tempfile.TemporaryDirectory(prefix="glmtts-llm-case-") as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(config["llama_config_json"]), encoding="utf-8")
         os.symlink((folder / "weights.safetensors").resolve(), Path(tmp) / "model.safetensors")
-        model = load_llm(Path(tmp), device="cpu", dtype=dtype,
-                         attn_implementation=config.get("attn_implementation"))
+        model = load_llm(Path(tmp), device="cpu", dtype=dtype, attn_implementation=config.get("attn_implementation"))
     return GLMTTSLLM(model, SpecialTokenIds(**config["special_token_ids"]))
 
 
@@ -70,8 +70,13 @@ def decode_alone(llm: GLMTTSLLM, request: SpeechRequest) -> list[int]:
 
     Parity and the tests decode through the very code that serves, so what they check is what runs.
     """
-    sequence = llm.sequence(request.text_ids, request.prompt_text_ids, request.prompt_speech_ids,
-                            min_ratio=request.min_ratio, max_ratio=request.max_ratio)
+    sequence = llm.sequence(
+        request.text_ids,
+        request.prompt_text_ids,
+        request.prompt_speech_ids,
+        min_ratio=request.min_ratio,
+        max_ratio=request.max_ratio,
+    )
     scheduler = BatchScheduler(llm, max_batch=1, slot_positions=len(sequence.prompt) + max(1, sequence.max_len))
     try:
         return scheduler.submit(request).result()
@@ -97,8 +102,13 @@ def run_llm_case(folder: Path, case: dict) -> CaseResult:
     config, tol = case["config"], case["tolerance"]
     ras = config["ras_args"]
     args = config["inference_args"]
-    settings = RasSettings(top_p=ras["top_p"], top_k=ras["top_k"], win_size=ras["win_size"], tau_r=ras["tau_r"],
-                           temperature=ras["temperature"])
+    settings = RasSettings(
+        top_p=ras["top_p"],
+        top_k=ras["top_k"],
+        win_size=ras["win_size"],
+        tau_r=ras["tau_r"],
+        temperature=ras["temperature"],
+    )
     text = io["text_token"][0].tolist()
     prompt_text = io["prompt_text_token"][0].tolist()
     prompt_speech = io["prompt_speech_token"][0].tolist()
@@ -106,9 +116,20 @@ def run_llm_case(folder: Path, case: dict) -> CaseResult:
     # Upstream's RNG is not replayed: its per-step picks are fed in (and checked against our nucleus).
     draws = RecordedDraws(io["step_nucleus_pick"].tolist(), io["step_fallback_pick"].tolist())
     trace: list[StepTrace] = []
-    tokens = decode_alone(llm, SpeechRequest(text, prompt_text, prompt_speech, settings, torch.Generator(),
-                                             min_ratio=args["min_token_text_ratio"],
-                                             max_ratio=args["max_token_text_ratio"], trace=trace, draws=draws))
+    tokens = decode_alone(
+        llm,
+        SpeechRequest(
+            text,
+            prompt_text,
+            prompt_speech,
+            settings,
+            torch.Generator(),
+            min_ratio=args["min_token_text_ratio"],
+            max_ratio=args["max_token_text_ratio"],
+            trace=trace,
+            draws=draws,
+        ),
+    )
     logits = llm.teacher_forced_logits(text, prompt_text, prompt_speech, io["speech_token_out"][0].tolist())
 
     atol, rtol = tol["atol"], tol["rtol"]
@@ -118,16 +139,18 @@ def run_llm_case(folder: Path, case: dict) -> CaseResult:
         "prefix": llm.prompt_ids(text, prompt_text, prompt_speech) == io["input_ids_prefix"][0].tolist(),
         "tokens": tokens == io["speech_token_out"][0].tolist(),
         "sampled": [t.sampled for t in trace] == io["step_sampled_id"].tolist(),
-        "fallback_steps": draws.fallback_steps == [i for i, f in enumerate(io["step_fallback_pick"].tolist())
-                                                   if f >= 0],
+        "fallback_steps": draws.fallback_steps
+        == [i for i, f in enumerate(io["step_fallback_pick"].tolist()) if f >= 0],
         "logits": logits_ok,
         "step_logp": logp_ok,
     }
     failed = [name for name, ok in checks.items() if not ok]
-    detail = (f"{len(tokens)} tokens, {len(draws.fallback_steps)} fallbacks, step logp max abs {logp_abs:.3g}"
-              + (f"; FAILED: {', '.join(failed)}" if failed else ""))
-    return CaseResult(case["kind"], folder.name, max_abs, max_rel, f"atol {atol} rtol {rtol}; tokens exact",
-                      not failed, detail)
+    detail = f"{len(tokens)} tokens, {len(draws.fallback_steps)} fallbacks, step logp max abs {logp_abs:.3g}" + (
+        f"; FAILED: {', '.join(failed)}" if failed else ""
+    )
+    return CaseResult(
+        case["kind"], folder.name, max_abs, max_rel, f"atol {atol} rtol {rtol}; tokens exact", not failed, detail
+    )
 
 
 def run_text_tokenizer_case(folder: Path, case: dict) -> CaseResult:

@@ -69,7 +69,9 @@ def run_speech_tokenizer(folder: Path, case: dict) -> CaseResult:
     tokens = tokenizer.tokenize(wav)
     expected_tokens = io["speech_tokens"][0]
     if not torch.equal(tokens, expected_tokens):
-        problems.append(f"tokenize() gives {tokens.numel()} tokens, differing from the {expected_tokens.numel()} expected")
+        problems.append(
+            f"tokenize() gives {tokens.numel()} tokens, differing from the {expected_tokens.numel()} expected"
+        )
     else:
         detail.append(f"{expected_tokens.numel()} tokens exact")
     detail.append(f"min golden margin {golden_margins.min().item():.3g}")

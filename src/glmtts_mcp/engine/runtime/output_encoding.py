@@ -128,4 +128,3 @@ class Crossfader:
         """The held-back end of the last segment."""
         tail, self._tail = self._tail, np.zeros(0, dtype=np.float32)
         return tail
-

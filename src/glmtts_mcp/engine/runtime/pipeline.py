@@ -80,14 +80,17 @@ TOP_K_RANGE = (1, 1000)
 SAMPLE_RATE_RANGE = (8000, 48000)
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
 }
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" is the GPU when there is one, else the CPU; anything else must exist."""
+    """ "auto" is the GPU when there is one, else the CPU; anything else must exist."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
@@ -97,7 +100,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """"auto" is bf16 on a GPU that supports it (half the LLM's memory), fp32 otherwise."""
+    """ "auto" is bf16 on a GPU that supports it (half the LLM's memory), fp32 otherwise."""
     if dtype == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
@@ -301,8 +304,9 @@ class Engine:
 
     def _load_models(self) -> None:
         start = time.perf_counter()
-        models = load_models(self.checkpoint, self._device, self._llm_dtype, self._flow_dtype,
-                             batched_llm=self.max_batch > 1)
+        models = load_models(
+            self.checkpoint, self._device, self._llm_dtype, self._flow_dtype, batched_llm=self.max_batch > 1
+        )
         self._scheduler = self._start_scheduler(models)
         self._models = models
         self.load_s = time.perf_counter() - start
@@ -322,10 +326,17 @@ class Engine:
                 f"{free / gib:.2f} GiB is free on {self._device}: lower --max-batch (each slot takes "
                 f"{needed / self.max_batch / gib:.2f} GiB) or free memory"
             )
-        log.info("LLM KV cache: %d slot(s) x %d positions = %.1f MiB (%s) on %s", self.max_batch, positions,
-                 needed / 1024**2, dtype_name(self._llm_dtype), self._device)
-        return BatchScheduler(models.llm, self.max_batch, positions, stream=self._llm_stream,
-                              compile_step=self.compile_llm)
+        log.info(
+            "LLM KV cache: %d slot(s) x %d positions = %.1f MiB (%s) on %s",
+            self.max_batch,
+            positions,
+            needed / 1024**2,
+            dtype_name(self._llm_dtype),
+            self._device,
+        )
+        return BatchScheduler(
+            models.llm, self.max_batch, positions, stream=self._llm_stream, compile_step=self.compile_llm
+        )
 
     @property
     def scheduler(self) -> LLMBackend:
@@ -546,8 +557,10 @@ class Engine:
                 tokens = self.models.llm.in_audio_range(generated)
                 notes = list(request.warnings)
                 if len(tokens) < len(generated):
-                    notes.append(f"{len(generated) - len(tokens)} of {len(generated)} generated tokens were not "
-                                 "speech tokens and were dropped (try another seed)")
+                    notes.append(
+                        f"{len(generated) - len(tokens)} of {len(generated)} generated tokens were not "
+                        "speech tokens and were dropped (try another seed)"
+                    )
                 if not tokens:
                     notes.append("no speech tokens were generated: this segment is silent (try another seed)")
                 ahead = index + 1 < total
@@ -577,8 +590,9 @@ class Engine:
             cancel.set()
             raise
 
-    def _llm_request(self, segment: str, history: _History, sampling: RasSettings, seed: int,
-                     cancel: threading.Event) -> SpeechRequest:
+    def _llm_request(
+        self, segment: str, history: _History, sampling: RasSettings, seed: int, cancel: threading.Event
+    ) -> SpeechRequest:
         """The LLM work of one segment, prompted with the voice and the history so far; `cancel` is its narration's.
 
         One CPU generator per segment, re-seeded as upstream's set_seed(seed) before every piece and
@@ -586,8 +600,9 @@ class Engine:
         """
         text_ids = self.models.text_tokenizer.encode(segment)
         prompt_text, prompt_speech = history.prompt_for(len(text_ids))
-        return SpeechRequest(text_ids, prompt_text, prompt_speech, sampling, torch.Generator().manual_seed(seed),
-                             cancel=cancel)
+        return SpeechRequest(
+            text_ids, prompt_text, prompt_speech, sampling, torch.Generator().manual_seed(seed), cancel=cancel
+        )
 
     def _voice(self, segment: str, tokens: list[int], generator: torch.Generator, prompt: _VoicePrompt) -> np.ndarray:
         """Flow (with the original prompt) and vocoder for one segment's tokens: 24 kHz PCM."""

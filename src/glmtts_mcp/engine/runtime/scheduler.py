@@ -116,9 +116,15 @@ class _Counters:
 class BatchScheduler:
     """The in-process `LLMBackend`: one thread decodes every live sequence together."""
 
-    def __init__(self, llm: GLMTTSLLM, max_batch: int, slot_positions: int,
-                 stream: torch.cuda.Stream | None = None, compile_step: bool = False,
-                 prefill_chunk: int = PREFILL_CHUNK) -> None:
+    def __init__(
+        self,
+        llm: GLMTTSLLM,
+        max_batch: int,
+        slot_positions: int,
+        stream: torch.cuda.Stream | None = None,
+        compile_step: bool = False,
+        prefill_chunk: int = PREFILL_CHUNK,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if prefill_chunk < 1:
@@ -143,15 +149,26 @@ class BatchScheduler:
 
     def submit(self, request: SpeechRequest) -> Future[list[int]]:
         future: Future[list[int]] = Future()
-        sequence = self.llm.sequence(request.text_ids, request.prompt_text_ids, request.prompt_speech_ids,
-                                     sampling=request.sampling, generator=request.generator, draws=request.draws,
-                                     min_ratio=request.min_ratio, max_ratio=request.max_ratio, trace=request.trace,
-                                     warnings=request.warnings)
+        sequence = self.llm.sequence(
+            request.text_ids,
+            request.prompt_text_ids,
+            request.prompt_speech_ids,
+            sampling=request.sampling,
+            generator=request.generator,
+            draws=request.draws,
+            min_ratio=request.min_ratio,
+            max_ratio=request.max_ratio,
+            trace=request.trace,
+            warnings=request.warnings,
+        )
         room = self.cache.positions - len(sequence.prompt)
         if room < 1:
-            future.set_exception(EngineError(
-                f"the LLM prompt has {len(sequence.prompt)} tokens but a KV cache slot holds "
-                f"{self.cache.positions}: use a shorter reference clip or shorter text"))
+            future.set_exception(
+                EngineError(
+                    f"the LLM prompt has {len(sequence.prompt)} tokens but a KV cache slot holds "
+                    f"{self.cache.positions}: use a shorter reference clip or shorter text"
+                )
+            )
             return future
         sequence.limit_steps(room)
         if sequence.done:
@@ -169,12 +186,17 @@ class BatchScheduler:
         with self._cond:
             c = self._counters
             return SchedulerStats(
-                max_batch=self.max_batch, slot_positions=self.cache.positions,
-                kv_cache_bytes=SlotKVCache.bytes_needed(self.llm.model.config, self.max_batch, self.cache.positions,
-                                                        self._embedding.dtype),
-                running=len(self._live) + (self._prefilling is not None), waiting=len(self._waiting),
-                steps=c.steps, tokens=c.tokens,
-                tokens_per_s=c.tokens / c.busy_s if c.busy_s > 0 else 0.0, batch_sizes=dict(sorted(c.batch_sizes.items())),
+                max_batch=self.max_batch,
+                slot_positions=self.cache.positions,
+                kv_cache_bytes=SlotKVCache.bytes_needed(
+                    self.llm.model.config, self.max_batch, self.cache.positions, self._embedding.dtype
+                ),
+                running=len(self._live) + (self._prefilling is not None),
+                waiting=len(self._waiting),
+                steps=c.steps,
+                tokens=c.tokens,
+                tokens_per_s=c.tokens / c.busy_s if c.busy_s > 0 else 0.0,
+                batch_sizes=dict(sorted(c.batch_sizes.items())),
                 cancelled=c.cancelled,
             )
 
@@ -266,8 +288,11 @@ class BatchScheduler:
         try:
             stack.enter_context(torch.cuda.stream(self._stream))
         except Exception as exc:  # any failure of the fast path falls back
-            log.warning("the LLM's CUDA stream failed (%s: %s); decoding on the default stream from now on",
-                        type(exc).__name__, exc)
+            log.warning(
+                "the LLM's CUDA stream failed (%s: %s); decoding on the default stream from now on",
+                type(exc).__name__,
+                exc,
+            )
 
     def _prefill_chunk(self) -> None:
         """The next `prefill_chunk` positions of the admitted prompt into the slot after the live ones;
@@ -340,16 +365,18 @@ def _compiled_step(compile_step: bool):  # a callable with slot_forward's decode
         full_embeds[:n] = embeds
         # the padding rows write their (discarded) keys at the last position, which no sequence reaches
         # (a slot's room ends one short of it): position 0 may hold a prompt being prefilled in chunks
-        full_positions = torch.full((cache.slots, 1), cache.positions - 1, dtype=positions.dtype,
-                                    device=positions.device)
+        full_positions = torch.full(
+            (cache.slots, 1), cache.positions - 1, dtype=positions.dtype, device=positions.device
+        )
         full_positions[:n] = positions
         try:
             torch.compiler.cudagraph_mark_step_begin()
             return compiled(model, full_embeds, cache, 0, full_positions, cache.positions)[:n].clone()
         except Exception as exc:  # never fail a request over the fast path
             state["failed"] = True
-            log.warning("compiling the batched LLM step failed (%s: %s); decoding eagerly from now on",
-                        type(exc).__name__, exc)
+            log.warning(
+                "compiling the batched LLM step failed (%s: %s); decoding eagerly from now on", type(exc).__name__, exc
+            )
             return eager(model, embeds, cache, positions)
 
     return padded
