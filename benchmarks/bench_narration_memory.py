@@ -22,12 +22,14 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = "Hello there, this is one sentence of a longer story that goes on for a while. "
 
-# Runs the CLI in this process, then reports the process's own peak RSS (ru_maxrss is in KiB on Linux).
+# Runs the CLI in this process, then reports the process's own peak RSS: the kernel's VmHWM, which starts
+# afresh at exec (ru_maxrss may carry the parent's peak across fork and exec).
 _CHILD = """
-import json, resource, sys
+import json, sys
 from glmtts_mcp.cli import main
 status = main(sys.argv[1:])
-print(json.dumps({"status": status, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), file=sys.stderr)
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"status": status, "peak_kib": peak}), file=sys.stderr)
 """
 
 
