@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
-from glmtts_mcp.engine.frontend.audio_features import resample
 from glmtts_mcp.engine.runtime.output_encoding import (
     AUDIO_FORMATS,
     audio_format,
     output_sample_rate,
+    write_pcm,
 )
 
 STREAMED_FORMATS = ("wav", "pcm", "ogg")
@@ -32,7 +31,6 @@ WHOLE_FORMATS = ("mp3", "flac")
 STREAM_FORMATS = STREAMED_FORMATS + WHOLE_FORMATS
 MEDIA_TYPES = {"pcm": "audio/L16", **{name: f.mime_type for name, f in AUDIO_FORMATS.items()}}
 _UNKNOWN_LENGTH = 0xFFFFFFFF
-_WRITE_BLOCK = 16384  # frames per libsndfile write: its Ogg writer can crash on one very large write
 
 
 def _pcm16(pcm: np.ndarray) -> bytes:
@@ -121,7 +119,7 @@ class StreamEncoder:
             return _pcm16(pcm)
         if self._file is None or self._sink is None:
             raise RuntimeError("start() first")
-        self._file.write(np.clip(np.asarray(pcm, dtype=np.float32), -1.0, 1.0))
+        write_pcm(self._file, np.asarray(pcm, dtype=np.float32), self.sample_rate)
         return self._sink.take()
 
     def finish(self) -> bytes:
@@ -140,13 +138,12 @@ class AudioFileWriter:
         self.target = target
         self.fmt = info.name
         self.sample_rate = sample_rate
-        self.rate = output_sample_rate(info.name, sample_rate)  # the rate libsndfile writes
-        self.samples = 0  # at `sample_rate`
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=info.extension)
         os.close(fd)
         self._tmp = Path(tmp)
         try:
-            self._file = sf.SoundFile(tmp, "w", self.rate, 1, subtype=info.sf_subtype, format=info.sf_format)
+            rate = output_sample_rate(info.name, sample_rate)  # the rate libsndfile writes
+            self._file = sf.SoundFile(tmp, "w", rate, 1, subtype=info.sf_subtype, format=info.sf_format)
         except BaseException:
             self._tmp.unlink(missing_ok=True)
             raise
@@ -155,12 +152,7 @@ class AudioFileWriter:
         samples = np.asarray(pcm, dtype=np.float32)
         if not np.all(np.isfinite(samples)):
             raise ValueError("audio contains NaN or infinite samples")
-        self.samples += len(samples)
-        if self.rate != self.sample_rate and len(samples):
-            samples = resample(torch.from_numpy(samples), self.sample_rate, self.rate).numpy()
-        samples = np.clip(samples, -1.0, 1.0)
-        for start in range(0, len(samples), _WRITE_BLOCK):
-            self._file.write(samples[start : start + _WRITE_BLOCK])
+        write_pcm(self._file, samples, self.sample_rate)
 
     def commit(self) -> Path:
         """Finish the file and move it to `target`; returns `target`."""

@@ -16,7 +16,6 @@ import torch
 from glmtts_mcp.engine.frontend.audio_features import resample
 from glmtts_mcp.engine.types import EngineError
 
-# Frames per write call: libsndfile's Ogg writers can crash on a single very large write.
 _WRITE_BLOCK = 16384
 
 
@@ -89,14 +88,20 @@ def encode_audio(pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     if not np.all(np.isfinite(samples)):
         raise EngineError("audio contains NaN or infinite samples; this is a bug in synthesis, please report it")
     rate = output_sample_rate(fmt, sample_rate)
-    if rate != sample_rate:
-        samples = resample(torch.from_numpy(samples), sample_rate, rate).numpy()
-    samples = np.clip(samples, -1.0, 1.0)
     buffer = io.BytesIO()
     with sf.SoundFile(buffer, "w", rate, 1, subtype=info.sf_subtype, format=info.sf_format) as out:
-        for start in range(0, len(samples), _WRITE_BLOCK):
-            out.write(samples[start : start + _WRITE_BLOCK])
+        write_pcm(out, samples, sample_rate)
     return buffer.getvalue()
+
+
+def write_pcm(out: sf.SoundFile, samples: np.ndarray, sample_rate: int) -> None:
+    """Append float32 mono samples at `sample_rate` to `out`: resampled to the file's rate if it differs,
+    clipped to [-1, 1], written in blocks (libsndfile's Ogg writer can crash on one very large write)."""
+    if out.samplerate != sample_rate and len(samples):
+        samples = resample(torch.from_numpy(samples), sample_rate, out.samplerate).numpy()
+    samples = np.clip(samples, -1.0, 1.0)
+    for start in range(0, len(samples), _WRITE_BLOCK):
+        out.write(samples[start : start + _WRITE_BLOCK])
 
 
 class Crossfader:
