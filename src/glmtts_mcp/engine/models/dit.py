@@ -1,14 +1,15 @@
 """The DiT velocity estimator of GLM-TTS's flow-matching decoder (upstream flow/dit.py, flow/modules.py).
 
 Module and attribute names follow upstream's so that the official `estimator.*` state-dict keys load
-unchanged. Only the offline path is built: full attention with no mask (upstream's `is_causal=False`,
-which is what its inference script uses), batch rows of equal length.
+unchanged. Offline, attention sees every frame (upstream's `is_causal=False`, what its inference script
+uses); chunked streaming passes `block_causal_mask` (upstream's `is_causal=True` with a `block_pattern`).
+Batch rows have equal length.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
@@ -19,6 +20,10 @@ TEXT_POS_MAX = 4096  # upstream precomputes the text position table for 4096 fra
 TIME_FREQ_DIM = 256  # width of the sinusoidal timestep features fed to the time MLP
 TIME_SCALE = 1000.0  # upstream multiplies t in [0, 1] by 1000 before the sinusoid
 SPEAKER_DIM = 192  # CAMPPlus embedding width, hard-coded upstream
+# Upstream's DiT.token_size_to_mel_size turns a block of tokens into mel frames at 12.5 tokens/s and
+# 22050/256 frames/s, whatever the flow's own rates (the real flow runs at 25 tokens/s, 50 frames/s).
+MASK_TOKEN_RATE = 12.5
+MASK_FRAME_RATE = 22050 / 256
 
 
 def rope_inv_freq(dim: int, theta: float = 10000.0) -> torch.Tensor:
@@ -216,12 +221,12 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(dim, inner)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)])  # upstream's index 1 is a parameterless dropout
 
-    def forward(self, x: torch.Tensor, rope_angles: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope_angles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         q = apply_rope(self.to_q(x), rope_angles)
         k = apply_rope(self.to_k(x), rope_angles)
         v = self.to_v(x)
         q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.to_out[0](out.transpose(1, 2).flatten(-2))
 
 
@@ -249,9 +254,11 @@ class DiTBlock(nn.Module):
         self.attn = Attention(dim, heads, dim_head)
         self.ff = FeedForward(dim, ff_mult)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, rope_angles: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor, rope_angles: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.attn_norm(cond)
-        x = x + gate_msa * self.attn(layer_norm(x) * (1 + scale_msa) + shift_msa, rope_angles)
+        x = x + gate_msa * self.attn(layer_norm(x) * (1 + scale_msa) + shift_msa, rope_angles, mask)
         return x + gate_mlp * self.ff(layer_norm(x) * (1 + scale_mlp) + shift_mlp)
 
 
@@ -297,10 +304,12 @@ class DiT(nn.Module):
         text_features: torch.Tensor,
         t: torch.Tensor,
         speaker: torch.Tensor | None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x, condition: (B, T, *); text_features: TextEmbedding output (B, T, E); t: (1,) float32.
 
-        speaker: (B, 192) L2-normalised embedding, used only with speaker_adaln.
+        speaker: (B, 192) L2-normalised embedding, used only with speaker_adaln. mask: (T, T) bool,
+        True where a frame may attend (`block_causal_mask`); None: every frame sees every frame.
         """
         cond = self.time_embed(t).expand(x.shape[0], -1)
         if self.speaker_adaln:
@@ -310,5 +319,33 @@ class DiT(nn.Module):
         h = self.emb_concator(x, condition, text_features)
         rope_angles = self.rotary_embed.angles(x.shape[1])
         for block in self.transformer_blocks:
-            h = block(h, cond, rope_angles)
+            h = block(h, cond, rope_angles, mask)
         return self.proj_out(self.norm_out(h, cond))
+
+
+def block_mel_frames(tokens: int) -> int:
+    """Mel frames of a block of `tokens` in upstream's mask (DiT.token_size_to_mel_size): 25 -> 172."""
+    return int(tokens / MASK_TOKEN_RATE * MASK_FRAME_RATE)
+
+
+def block_causal_mask(block_pattern: Sequence[int], length: int, device: torch.device | None = None) -> torch.Tensor:
+    """(length, length) bool attention mask of upstream's streaming flow (utils/block_mask_util.create).
+
+    `block_pattern` is in tokens (upstream: the prompt's, then the chunk sizes; the last size repeats).
+    A frame sees every earlier block and its own; a frame with fewer than half its block ahead of it
+    (two thirds for blocks over 172 frames) also sees that many frames into the next block.
+    """
+    sizes = [block_mel_frames(n) for n in block_pattern]
+    if not sizes or sizes[-1] <= 0:
+        raise ValueError(f"block_pattern {list(block_pattern)} must end with a block of at least one mel frame")
+    while sum(sizes) < length:
+        sizes.append(sizes[-1])
+    size = torch.tensor(sizes)
+    end = torch.cumsum(size, 0)
+    frame = torch.arange(length)
+    block = torch.searchsorted(end, frame, right=True)  # the first block ending after the frame
+    size_of, end_of = size[block], end[block]
+    ahead = end_of - 1 - frame  # frames after this one in its block
+    wanted = torch.where(size_of <= 172, size_of // 2, (size_of.double() / 1.5).floor().long())
+    visible = end_of + (wanted - ahead).clamp(min=0)
+    return (torch.arange(length)[None, :] < visible[:, None]).to(device)

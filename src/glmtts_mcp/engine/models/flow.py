@@ -1,7 +1,8 @@
 """GLM-TTS flow matching: speech tokens + prompt mel + speaker -> mel, by an Euler ODE with CFG.
 
-Clean-room counterpart of upstream flow/flow.py `Flow.inference_with_cache` (offline path,
-`is_causal=False`, no streaming cache) as called by `Token2Wav.token2wav_with_cache`. The
+Clean-room counterpart of upstream flow/flow.py `Flow.inference_with_cache`: offline (`inference`,
+`is_causal=False`, no cache) as `Token2Wav.token2wav_with_cache` calls it, and streaming
+(`inference_chunk`: block-causal mask, per-step ODE state carried over) as `token2wav_stream` calls it. The
 velocity network is `dit.DiT`. Configuration is read as data (`load_flow_config`), never by
 instantiating the `!new:` tag that upstream's HyperPyYAML file carries.
 """
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from glmtts_mcp.engine.models.dit import SPEAKER_DIM, DiT
+from glmtts_mcp.engine.models.dit import SPEAKER_DIM, DiT, block_causal_mask
 from glmtts_mcp.engine.types import EngineError
 
 # Keyword arguments of upstream's Flow constructor and their defaults there. Training-only ones
@@ -161,6 +162,17 @@ def load_flow_config(path: Path) -> dict[str, Any]:
     return dataclasses.asdict(FlowConfig.from_flat(kwargs, str(path)))
 
 
+@dataclass
+class StepStates:
+    """The ODE state at the input of each Euler step of one streaming flow call (upstream's step2cache).
+
+    `keep`: how many leading frames (prompt included) the next call takes from here; the caller sets it.
+    """
+
+    states: list[torch.Tensor]
+    keep: int
+
+
 VelocityHook = Callable[[int, torch.Tensor, torch.Tensor | None], None]
 """on_velocity(step, v_cond, v_uncond): step counts from 1; v_uncond is None without CFG."""
 
@@ -258,6 +270,63 @@ class Flow(nn.Module):
         The ODE state is integrated in float32 (float64 for a float64 model) whatever the
         estimator's dtype: bf16/fp16 speed up the network, not the accumulation of Euler steps.
         """
+        mel, _ = self._generate(
+            prompt_tokens, prompt_mel, tokens, speaker_embedding, n_timesteps, cfg_rate, noise, generator, on_velocity
+        )
+        return mel
+
+    @torch.inference_mode()
+    def inference_chunk(
+        self,
+        prompt_tokens: torch.Tensor,
+        prompt_mel: torch.Tensor,
+        tokens: torch.Tensor,
+        speaker_embedding: torch.Tensor,
+        *,
+        block_pattern: list[int],
+        resume: StepStates | None = None,
+        n_timesteps: int = 10,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, StepStates]:
+        """One call of upstream's streaming flow (`inference_with_cache`, `is_causal=True`) over all tokens so far.
+
+        Attention is block-causal (`dit.block_causal_mask` of `block_pattern`, in tokens). `resume`
+        holds the previous call's ODE state at the input of every Euler step; its first `keep` frames
+        (counted from the prompt's first frame) replace this call's at each step, so frames already
+        settled follow the same trajectory. Returns the mel of `tokens` and this call's step states.
+        """
+        mask = block_causal_mask(
+            block_pattern, self.frame_count(prompt_tokens.shape[1] + tokens.shape[1]), self._device
+        )
+        return self._generate(
+            prompt_tokens,
+            prompt_mel,
+            tokens,
+            speaker_embedding,
+            n_timesteps,
+            None,
+            noise,
+            generator,
+            None,
+            mask,
+            resume,
+        )
+
+    def _generate(
+        self,
+        prompt_tokens: torch.Tensor,
+        prompt_mel: torch.Tensor,
+        tokens: torch.Tensor,
+        speaker_embedding: torch.Tensor,
+        n_timesteps: int,
+        cfg_rate: float | None,
+        noise: torch.Tensor | None,
+        generator: torch.Generator | None,
+        on_velocity: VelocityHook | None,
+        mask: torch.Tensor | None = None,
+        resume: StepStates | None = None,
+    ) -> tuple[torch.Tensor, StepStates]:
         cfg = self.config
         device, state = self._device, self._state_dtype
         self._check_inputs(prompt_tokens, prompt_mel, tokens, speaker_embedding, n_timesteps)
@@ -284,8 +353,8 @@ class Flow(nn.Module):
             all_tokens = torch.cat([all_tokens, uncond_tokens])
             condition = torch.cat([condition, torch.zeros_like(condition)])
             speaker = torch.cat([speaker, torch.zeros_like(speaker)])
-        x = self._solve(x, all_tokens, condition, speaker, n_timesteps, rate, on_velocity)
-        return x[:, prompt_frames:].transpose(1, 2).contiguous()
+        x, states = self._solve(x, all_tokens, condition, speaker, n_timesteps, rate, on_velocity, mask, resume)
+        return x[:, prompt_frames:].transpose(1, 2).contiguous(), states
 
     def _solve(
         self,
@@ -296,8 +365,14 @@ class Flow(nn.Module):
         n_timesteps: int,
         cfg_rate: float,
         on_velocity: VelocityHook | None,
-    ) -> torch.Tensor:
-        """Euler steps on upstream's schedule; dt is re-derived from the accumulated t every step."""
+        mask: torch.Tensor | None = None,
+        resume: StepStates | None = None,
+    ) -> tuple[torch.Tensor, StepStates]:
+        """Euler steps on upstream's schedule; dt is re-derived from the accumulated t every step.
+
+        With `resume`, each step's input keeps the resumed frames (upstream's `last_step_cache`); the
+        states returned are every step's input, for the next chunk to resume from.
+        """
         dtype = self._dtype
         text = self.estimator.text_emb_layer(tokens, x.shape[1])  # constant over the steps
         condition = condition.to(dtype)
@@ -307,9 +382,16 @@ class Flow(nn.Module):
             t_span = 1 - torch.cos(t_span * 0.5 * math.pi)
         t = t_span[0]
         dt = t_span[1] - t_span[0]
+        states: list[torch.Tensor] = []
         for step in range(1, n_timesteps + 1):
+            if resume is not None:
+                keep = min(x.shape[1], resume.keep, resume.states[step - 1].shape[1])
+                x = x.clone()
+                x[:, :keep] = resume.states[step - 1][:, :keep]
+            if mask is not None:  # streaming: the next chunk resumes from these
+                states.append(x.clone())
             x_in = x.to(dtype).expand(tokens.shape[0], -1, -1)
-            velocity = self.estimator(x_in, condition, text, t[None], speaker_in).to(x.dtype)
+            velocity = self.estimator(x_in, condition, text, t[None], speaker_in, mask).to(x.dtype)
             v_cond = velocity[:1]
             v_uncond = velocity[1:] if cfg_rate > 0 else None
             if on_velocity is not None:
@@ -319,7 +401,7 @@ class Flow(nn.Module):
             t = t + dt
             if step < n_timesteps:
                 dt = t_span[step + 1] - t
-        return x
+        return x, StepStates(states, keep=0)
 
     def _initial_noise(
         self, noise: torch.Tensor | None, shape: tuple[int, int, int], generator: torch.Generator | None

@@ -32,7 +32,15 @@ class CaseResult:
 CaseRunner = Callable[[Path, dict], CaseResult]
 
 # One module per engine part; each defines RUNNERS: dict[kind, CaseRunner].
-RUNNER_MODULES = ("audio_cases", "vocoder_cases", "flow_cases", "llm_cases", "speech_tokenizer_cases", "text_cases")
+RUNNER_MODULES = (
+    "audio_cases",
+    "vocoder_cases",
+    "flow_cases",
+    "llm_cases",
+    "speech_tokenizer_cases",
+    "text_cases",
+    "stream_cases",
+)
 
 
 def load_runners() -> dict[str, CaseRunner]:
