@@ -229,6 +229,28 @@ class Settings(BaseSettings):
         "the grammars cannot read across, so its memory does not grow with its length (0: the whole text at once, "
         "as GLM-TTS does; docs/text-normalization.md).",
     )
+    # --- stream mode: audio inside a segment while the LLM still generates it (docs/configuration.md)
+    synthesis_mode: Literal["auto", "stream", "offline"] = Field(
+        default="auto",
+        description="stream: a segment's audio in chunks while the LLM generates it (upstream's token2wav_stream, "
+        "first audio sooner, audio slightly different); offline: one piece per segment, exactly upstream's offline "
+        "path; auto: stream where audio is played as it arrives (streamed HTTP responses, say -o -), offline where "
+        "a whole result is returned (MCP tools, files).",
+    )
+    stream_first_block: int = Field(
+        default=25,
+        ge=2,
+        le=200,
+        description="Stream mode: speech tokens in the first chunk (25 Hz; upstream 25). Smaller is heard sooner "
+        "and differs more from offline (benchmarks/README.md).",
+    )
+    stream_first_look_ahead: int = Field(
+        default=12,
+        ge=0,
+        le=199,
+        description="Stream mode: tokens at the end of the first chunk held back until the next block is seen "
+        "(upstream 12); below --stream-first-block.",
+    )
     # --- scale-out: the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
     engine: Literal["local", "ray"] = Field(
         default="local",
@@ -331,6 +353,18 @@ class Settings(BaseSettings):
         if value in ("auto", "local") or re.fullmatch(r"ray://[^\s/:]+:\d+", value):
             return value
         raise ValueError(f"{value!r} is not a Ray address: use auto, local or ray://HOST:PORT (e.g. ray://head:10001)")
+
+    @field_validator("stream_first_look_ahead")
+    @classmethod
+    def _check_look_ahead(cls, value: int, info: ValidationInfo) -> int:
+        block = info.data.get("stream_first_block")
+        if block is not None and value >= block:
+            raise ValueError(f"{value} must be below --stream-first-block ({block}): some of the block must be heard")
+        return value
+
+    def streams(self, face_default: bool) -> bool:
+        """Whether a narration uses stream mode: the setting, or under auto what the face says suits it."""
+        return face_default if self.synthesis_mode == "auto" else self.synthesis_mode == "stream"
 
     @field_validator("ray_replicas")
     @classmethod

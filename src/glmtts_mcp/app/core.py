@@ -90,6 +90,8 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         "max_batch": settings.max_batch,
         "reference_processing": settings.reference_processing,
         "text_chunk_chars": settings.text_chunk_chars,
+        "stream_first_block": settings.stream_first_block,
+        "stream_first_look_ahead": settings.stream_first_look_ahead,
     }
 
 

@@ -98,6 +98,9 @@ class SynthesisOptions:
     top_p: float = 0.8
     top_k: int = 25
     sample_rate: int = 24000
+    # chunks inside a segment as the LLM generates (upstream's token2wav_stream); False: one chunk per
+    # segment, exactly upstream's offline token2wav
+    stream: bool = False
 
 
 @dataclass

@@ -54,6 +54,13 @@ class StreamBlocks:
         return self.sizes[min(index, len(self.sizes) - 1)]
 
 
+def first_block(size: int, look_ahead: int) -> StreamBlocks:
+    """Upstream's blocks with another first block and look-ahead (a smaller one is heard sooner)."""
+    if not 0 <= look_ahead < size:
+        raise ValueError(f"the first block's look-ahead {look_ahead} must be from 0 to below its size {size}")
+    return StreamBlocks((size, *UPSTREAM_BLOCKS[1:]), (look_ahead, *UPSTREAM_LOOK_AHEAD[1:]))
+
+
 @dataclass(frozen=True)
 class StreamPrompt:
     """The voice's flow prompt: tokens (1, P), mel (1, Tp, 80), CAMPPlus embedding (1, 192)."""

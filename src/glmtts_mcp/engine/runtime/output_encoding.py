@@ -115,10 +115,10 @@ class Crossfader:
         self.fade = max(0, round(sample_rate * fade_ms / 1000.0))
         self._tail = np.zeros(0, dtype=np.float32)  # empty until a segment has been pushed
 
-    def push(self, chunk: np.ndarray) -> np.ndarray:
-        """Add a segment; return the audio that is now final."""
+    def push(self, chunk: np.ndarray, join: bool = True) -> np.ndarray:
+        """Add a segment (or, with `join=False`, more of the last one); return the audio that is now final."""
         chunk = np.asarray(chunk, dtype=np.float32)
-        if len(self._tail) and len(chunk):
+        if join and len(self._tail) and len(chunk):
             n = min(len(self._tail), len(chunk))
             fade_in = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n, dtype=np.float64) + 0.5) / n)
             head = self._tail[len(self._tail) - n :] * (1.0 - fade_in) + chunk[:n] * fade_in

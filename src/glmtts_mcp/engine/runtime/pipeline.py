@@ -5,8 +5,9 @@ is normalized and tokenized with a trailing space, the clip gives 25 Hz speech t
 CAMPPlus embedding (16 kHz fbank) and the flow's prompt mel (24 kHz). `synthesize` is upstream's
 `generate_long`: normalize, split by length, normalize each piece; per piece re-seed, prompt the LLM
 with the voice plus the history of earlier pieces (capped at 750 speech tokens), run the flow with the
-original prompt only, vocode, and hand the piece out as soon as it is ready. Synthesis from stored
-features never touches Whisper or the prompt encoders.
+original prompt only, vocode, and hand the piece out as soon as it is ready (offline mode), or hand out
+its audio in chunks while the LLM still generates it (stream mode: segment_stream.py). Synthesis from
+stored features never touches Whisper or the prompt encoders.
 
 `reference_processing` chooses between upstream's behaviour exactly (`upstream`: the reference's
 channels untouched at its own rate, pieces concatenated, every piece spoken) and ours (`clean`:
@@ -45,10 +46,12 @@ from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing, load_
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.models.static_cache import SlotKVCache
+from glmtts_mcp.engine.models.token2wav_stream import ChunkedToken2Wav, StreamBlocks, StreamPrompt, first_block
 from glmtts_mcp.engine.models.transcribe import Transcriber
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.runtime.output_encoding import Crossfader
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SchedulerStats, SpeechRequest
+from glmtts_mcp.engine.runtime.segment_stream import TokenFeed, chunked_segment
 from glmtts_mcp.engine.types import (
     AudioChunk,
     AudioInputError,
@@ -200,8 +203,10 @@ class Engine:
         slot_positions: int | None = None,
         reference_processing: ReferenceProcessing = "clean",
         text_chunk_chars: int = 0,
+        stream_blocks: StreamBlocks = StreamBlocks(),
     ) -> None:
         self.checkpoint = Path(checkpoint)
+        self.stream_blocks = stream_blocks  # block and look-ahead sizes of stream mode
         self.reference_processing = reference_processing
         self._device = device
         self._llm_dtype = llm_dtype
@@ -241,6 +246,8 @@ class Engine:
         slot_positions: int | None = None,
         reference_processing: ReferenceProcessing = "clean",
         text_chunk_chars: int = 0,
+        stream_first_block: int = StreamBlocks().sizes[0],
+        stream_first_look_ahead: int = StreamBlocks().look_ahead[0],
     ) -> Engine:
         """Load every model now, the checkpoint validated first (Whisper loads on first transcription).
 
@@ -250,6 +257,8 @@ class Engine:
         `max_batch` bounds the sequences the LLM decodes together; the KV cache holds that many slots of
         `slot_positions` (default: SLOT_POSITIONS, at most the model's maximum) and is checked against free memory.
         `text_chunk_chars` bounds the text normalizer's memory on long texts (0: whole, as upstream; TextFrontend).
+        `stream_first_block` / `stream_first_look_ahead`: stream mode's first block and its look-ahead in
+        tokens (upstream: 25 and 12); the later blocks are upstream's 50/25 and 200/100.
         """
         resolved = resolve_device(device)
         engine = cls(
@@ -265,6 +274,7 @@ class Engine:
             slot_positions=slot_positions,
             reference_processing=reference_processing,
             text_chunk_chars=text_chunk_chars,
+            stream_blocks=first_block(stream_first_block, stream_first_look_ahead),
         )
         engine._load_models()
         return engine
@@ -495,7 +505,10 @@ class Engine:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> Generator[AudioChunk, None, None]:
-        """Narrate `text` in the voice, one chunk per text segment, the first as soon as it is ready.
+        """Narrate `text` in the voice, one chunk per text segment, the first as soon as it is ready;
+        with `options.stream`, several chunks per segment, the first once the LLM has drawn its first
+        block of speech tokens (upstream's token2wav_stream; its flow and vocoder noise come from a
+        generator of their own, seeded with the seed, as the LLM is still drawing from the segment's).
 
         Deterministic for a fixed seed (each segment re-seeds, as upstream). The concatenation of
         the chunks is the whole narration (with `clean`, 20 ms crossfades at the joins).
@@ -533,65 +546,105 @@ class Engine:
         total = len(segments)
         report(0, total, f"synthesizing {total} segment(s)")
 
-        def start_llm(index: int) -> tuple[SpeechRequest, Future[list[int]]]:
-            request = self._llm_request(segments[index], history, sampling, options.seed, cancel)
-            return request, self.scheduler.submit(request)
+        def start_llm(index: int) -> tuple[SpeechRequest, Future[list[int]], TokenFeed]:
+            feed = TokenFeed()
+            request = self._llm_request(
+                segments[index], history, sampling, options.seed, cancel, feed.put if options.stream else None
+            )
+            future = self.scheduler.submit(request)
+            feed.watch(future)
+            return request, future, feed
 
         def check_cancelled() -> None:
             if cancel.is_set():
                 raise NarrationCancelled("the narration was cancelled")
 
+        def out(pcm: np.ndarray) -> np.ndarray:
+            if options.sample_rate != MODEL_SAMPLE_RATE and len(pcm):
+                pcm = audio.resample(torch.from_numpy(pcm), MODEL_SAMPLE_RATE, options.sample_rate).numpy()
+            return pcm.astype(np.float32, copy=False)
+
+        def chunk(index: int, pcm: np.ndarray, notes: list[str]) -> AudioChunk:
+            segment = segments[index]
+            return AudioChunk(
+                pcm=out(pcm),
+                sample_rate=options.sample_rate,
+                segment_index=index,
+                segment_count=total,
+                text=segment,
+                warnings=[f"segment {index + 1}/{total} ({_quoted(segment)}): {note}" for note in notes],
+            )
+
         check_cancelled()
         pending = start_llm(0)
         try:
             for index, segment in enumerate(segments):
-                request, future = pending
-                try:
-                    generated = future.result()
-                except CancelledError:
-                    check_cancelled()
-                    raise
-                check_cancelled()
-                history.text_ids.append(request.text_ids)  # the next segment's prompt needs this one's tokens
-                history.speech_ids.append(generated)
-                tokens = self.models.llm.in_audio_range(generated)
-                notes = list(request.warnings)
-                if len(tokens) < len(generated):
-                    notes.append(
-                        f"{len(generated) - len(tokens)} of {len(generated)} generated tokens were not "
-                        "speech tokens and were dropped (try another seed)"
-                    )
-                if not tokens:
-                    notes.append("no speech tokens were generated: this segment is silent (try another seed)")
+                request, future, feed = pending
                 ahead = index + 1 < total
-                if ahead and self.overlap:
-                    pending = start_llm(index + 1)
-                with self.jobs.slot():
-                    check_cancelled()  # the wait for the job slot may have been long
-                    wav = self._voice(segment, tokens, request.generator, prompt)
-                if ahead and not self.overlap:
-                    pending = start_llm(index + 1)
-                pcm = fader.push(wav)
-                if not ahead:
-                    pcm = np.concatenate([pcm, fader.flush()])
-                if options.sample_rate != MODEL_SAMPLE_RATE and len(pcm):
-                    pcm = audio.resample(torch.from_numpy(pcm), MODEL_SAMPLE_RATE, options.sample_rate).numpy()
+                notes = list(request.warnings)
+                kept: list[int] = []  # the speech tokens the flow can use
+
+                def generated_now(generated: list[int], request: SpeechRequest = request, index: int = index) -> None:
+                    """The segment's LLM is done: its tokens join the history, the next segment's LLM may start."""
+                    nonlocal pending
+                    history.text_ids.append(request.text_ids)  # the next segment's prompt needs this one's tokens
+                    history.speech_ids.append(generated)
+                    kept[:] = self.models.llm.in_audio_range(generated)
+                    notes[:] = list(request.warnings) + _token_notes(len(generated), len(kept))
+                    if index + 1 < total and self.overlap:
+                        pending = start_llm(index + 1)
+
+                if options.stream:
+                    chunker = ChunkedToken2Wav(
+                        self.models.flow,
+                        self.models.hift,
+                        StreamPrompt(prompt.flow_speech_ids, prompt.flow_mel, prompt.flow_embedding),
+                        self.stream_blocks,
+                        generator=torch.Generator().manual_seed(options.seed),  # the LLM draws from the request's
+                    )
+                    pieces = chunked_segment(
+                        self.models.llm, chunker, feed, future, self.jobs.slot, check_cancelled, generated_now
+                    )
+                    join = True
+                    for number, piece in enumerate(pieces, start=1):
+                        pcm = fader.push(piece, join=join)
+                        join = False
+                        report(index + number / (number + 1), total, f"segment {index + 1}/{total}: chunk {number}")
+                        yield chunk(index, pcm, [])
+                    if ahead and not self.overlap:
+                        pending = start_llm(index + 1)
+                    pcm = np.zeros(0, dtype=np.float32) if ahead else fader.flush()
+                else:
+                    try:
+                        generated = future.result()
+                    except CancelledError:
+                        check_cancelled()
+                        raise
+                    check_cancelled()
+                    generated_now(generated)
+                    with self.jobs.slot():
+                        check_cancelled()  # the wait for the job slot may have been long
+                        wav = self._voice(segment, kept, request.generator, prompt)
+                    if ahead and not self.overlap:
+                        pending = start_llm(index + 1)
+                    pcm = fader.push(wav)
+                    if not ahead:
+                        pcm = np.concatenate([pcm, fader.flush()])
                 check_cancelled()  # set while the flow ran: nobody wants this chunk
                 report(index + 1, total, f"segment {index + 1}/{total} ready")
-                yield AudioChunk(
-                    pcm=pcm.astype(np.float32, copy=False),
-                    sample_rate=options.sample_rate,
-                    segment_index=index,
-                    segment_count=total,
-                    text=segment,
-                    warnings=[f"segment {index + 1}/{total} ({_quoted(segment)}): {note}" for note in notes],
-                )
+                yield chunk(index, pcm, notes)
         except BaseException:  # cancelled, closed (GeneratorExit) or failed: end this narration's LLM work
             cancel.set()
             raise
 
     def _llm_request(
-        self, segment: str, history: _History, sampling: RasSettings, seed: int, cancel: threading.Event
+        self,
+        segment: str,
+        history: _History,
+        sampling: RasSettings,
+        seed: int,
+        cancel: threading.Event,
+        on_token: Callable[[int], None] | None = None,
     ) -> SpeechRequest:
         """The LLM work of one segment, prompted with the voice and the history so far; `cancel` is its narration's.
 
@@ -601,7 +654,13 @@ class Engine:
         text_ids = self.models.text_tokenizer.encode(segment)
         prompt_text, prompt_speech = history.prompt_for(len(text_ids))
         return SpeechRequest(
-            text_ids, prompt_text, prompt_speech, sampling, torch.Generator().manual_seed(seed), cancel=cancel
+            text_ids,
+            prompt_text,
+            prompt_speech,
+            sampling,
+            torch.Generator().manual_seed(seed),
+            cancel=cancel,
+            on_token=on_token,
         )
 
     def _voice(self, segment: str, tokens: list[int], generator: torch.Generator, prompt: _VoicePrompt) -> np.ndarray:
@@ -620,6 +679,18 @@ class Engine:
             )
             wav, _, _ = models.hift.inference(mel, generator=generator)
         return wav[0].float().cpu().numpy()
+
+
+def _token_notes(generated: int, kept: int) -> list[str]:
+    """What the LLM's tokens changed in a segment's audio: ids outside the speech range dropped, or none left."""
+    notes = []
+    if kept < generated:
+        notes.append(
+            f"{generated - kept} of {generated} generated tokens were not speech tokens and were dropped (try another seed)"
+        )
+    if not kept:
+        notes.append("no speech tokens were generated: this segment is silent (try another seed)")
+    return notes
 
 
 def _quoted(segment: str, limit: int = 40) -> str:

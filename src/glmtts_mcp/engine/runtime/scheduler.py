@@ -15,7 +15,7 @@ Each sequence keeps its own `SpeechSequence` (generator, RAS window, stop rules)
 the same alone or in a batch, up to the float rounding of batched kernels (see tests/engine/test_scheduler.py).
 
 The seam: `LLMBackend` is all the engine uses (`submit` a `SpeechRequest`, get a future of speech
-tokens; `stats`; `close`). A remote backend (e.g. a vLLM server running the Llama with RAS as a logits
+tokens, and each token as it is drawn through the request's `on_token`; `stats`; `close`). A remote backend (e.g. a vLLM server running the Llama with RAS as a logits
 processor and the request's seed) could stand in by implementing these three methods.
 """
 
@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class SpeechRequest:
     trace: list[StepTrace] | None = None  # receives each step's log-probs and picks (parity checks, debugging)
     draws: Draws | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    # called on the scheduler's thread with each speech token (id - ats) as it is drawn (chunked streaming);
+    # it must be quick and must not raise: the whole batch waits for it
+    on_token: Callable[[int], None] | None = None
     # filled by the backend before the future resolves: what changed the tokens (a length cut)
     warnings: list[str] = field(default_factory=list)
 
@@ -100,6 +104,7 @@ class _Live:
     sequence: SpeechSequence
     future: Future[list[int]]
     cancel: threading.Event
+    on_token: Callable[[int], None] | None = None
     length: int = 0  # positions written in the slot
     next_id: int = 0  # the id to feed at the next decode step
 
@@ -178,7 +183,7 @@ class BatchScheduler:
             if self._closed:
                 future.set_exception(EngineError("the LLM scheduler is shut down (the model was unloaded): retry"))
                 return future
-            self._waiting.append(_Live(sequence, future, request.cancel))
+            self._waiting.append(_Live(sequence, future, request.cancel, request.on_token))
             self._cond.notify_all()
         return future
 
@@ -335,6 +340,8 @@ class BatchScheduler:
                 finished.append(entry)
             else:
                 entry.next_id = chosen
+                if entry.on_token is not None:
+                    entry.on_token(chosen - entry.sequence.ats)
         with self._cond:
             self._counters.tokens += len(rows)
             for entry in finished:

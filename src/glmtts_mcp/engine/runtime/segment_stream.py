@@ -1,0 +1,84 @@
+"""One segment in stream mode: speech tokens from the LLM batch turned into audio while the LLM still decodes.
+
+The scheduler hands each token to the request's `on_token` (its thread); `TokenFeed` queues them for the
+narration's thread, which runs a `ChunkedToken2Wav` block (flow + vocoder, under a job slot) whenever one
+is complete and yields the settled audio at once. The LLM keeps decoding this and the other narrations
+meanwhile. When the LLM's future resolves, `on_generated` gets the whole token list (the history of the next
+segment needs it, and a length cut's last token never passes through `on_token`), and `finish` settles the rest.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Generator
+from concurrent.futures import CancelledError, Future
+from contextlib import AbstractContextManager
+from functools import partial
+
+import numpy as np
+
+from glmtts_mcp.engine.models.llm import GLMTTSLLM
+from glmtts_mcp.engine.models.token2wav_stream import ChunkedToken2Wav
+
+class TokenFeed:
+    """Tokens from the scheduler's thread to the narration's, and an end mark when the LLM is done."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+    def put(self, token: int) -> None:
+        """The request's `on_token`: called on the scheduler's thread, never blocks."""
+        self._queue.put(token)
+
+    def watch(self, future: Future[list[int]]) -> None:
+        future.add_done_callback(lambda _f: self._queue.put(None))
+
+    def take(self) -> tuple[list[int], bool]:
+        """Wait for at least one token or the end; every token queued by then, and whether it ended."""
+        item = self._queue.get()
+        tokens: list[int] = []
+        while item is not None:
+            tokens.append(item)
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return tokens, False
+        return tokens, True
+
+
+def chunked_segment(
+    llm: GLMTTSLLM,
+    chunker: ChunkedToken2Wav,
+    feed: TokenFeed,
+    future: Future[list[int]],
+    job_slot: Callable[[], AbstractContextManager[object]],
+    check_cancelled: Callable[[], None],
+    on_generated: Callable[[list[int]], None],
+) -> Generator[np.ndarray, None, None]:
+    """The segment's audio (24 kHz) as blocks settle; the LLM's tokens reach `on_generated` before the last block."""
+    received = 0
+    while True:
+        tokens, ended = feed.take()
+        check_cancelled()
+        if ended:  # this take's tokens are in the future's list too
+            break
+        received += len(tokens)
+        yield from _run(partial(chunker.push, llm.in_audio_range(tokens)), job_slot, check_cancelled)
+    try:
+        generated = future.result()
+    except CancelledError:
+        check_cancelled()
+        raise
+    on_generated(generated)
+    rest = llm.in_audio_range(generated[received:])  # a cut's last token, never passed to on_token
+    yield from _run(lambda: [*chunker.push(rest), chunker.finish()], job_slot, check_cancelled)
+
+
+def _run(
+    work: Callable[[], list[np.ndarray]], job_slot: Callable[[], AbstractContextManager[object]], check: Callable[[], None]
+) -> list[np.ndarray]:
+    with job_slot():
+        check()  # the wait for the job slot may have been long
+        pieces = work()
+    check()  # set while the flow ran: nobody wants these
+    return [p for p in pieces if len(p)]
