@@ -123,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--voice", help="voice id or name from the library")
     who.add_argument("--reference", type=Path, help="reference recording to clone (stored in the library)")
     say.add_argument("--transcript", help="what the --reference clip says (omitted: Whisper transcribes it)")
-    say.add_argument("-o", "--output", type=Path, required=True, help="output file (.wav, .flac, .ogg, .mp3)")
+    say.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output file (.wav, .flac, .ogg, .mp3), or - for a WAV stream on stdout (e.g. | aplay)",
+    )
     say.add_argument("--seed", type=int, default=0)
 
     download = sub.add_parser("download", parents=[common], help="download the GLM-TTS checkpoint")
@@ -348,27 +354,41 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
 
     from glmtts_mcp.app.core import build_app
     from glmtts_mcp.app.narration import NarrationRequest, checked_text
-    from glmtts_mcp.app.saving import narrate_to_path
+    from glmtts_mcp.app.saving import narrate_to_path, narrate_to_stream
     from glmtts_mcp.cli_progress import StepProgress
 
     if args.transcript and args.reference is None:
         raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")
-    fmt = _output_format(args.output)  # before any work: a bad -o must not cost a synthesis
+    to_stdout = str(args.output) == "-"
+    fmt = "wav" if to_stdout else _output_format(args.output)  # before any work: a bad -o must not cost a synthesis
     text = checked_text(sys.stdin.read() if args.text == "-" else args.text, settings.max_text_chars)
     reference = args.reference.expanduser().resolve() if args.reference else None
     request = NarrationRequest(
-        text=text, voice=args.voice, reference=reference, transcript=args.transcript, seed=args.seed
+        text=text,
+        voice=args.voice,
+        reference=reference,
+        transcript=args.transcript,
+        seed=args.seed,
+        stream=settings.streams(to_stdout),  # a pipe is played as it arrives; a file is whole
     )
     app = build_app(settings)
     progress = StepProgress("loading model")  # a bar in a terminal, one line per step in a log
     try:
-        ready, done, path = anyio.run(narrate_to_path, app, request, args.output, fmt, progress)
+        if to_stdout:
+            ready, done = anyio.run(narrate_to_stream, app, request, sys.stdout.buffer, progress)
+            written = "a WAV stream to stdout"
+        else:
+            ready, done, path = anyio.run(narrate_to_path, app, request, args.output, fmt, progress)
+            written = str(path)
     finally:
         progress.close()
         app.close()
     for warning in done.warnings:
         print(f"warning: {render_text(warning, shell_words)}", file=sys.stderr)
-    print(f"wrote {path} ({done.duration_s:.1f} s, voice {ready.voice_id}{', new' if ready.created else ''})")
+    print(
+        f"wrote {written} ({done.duration_s:.1f} s, voice {ready.voice_id}{', new' if ready.created else ''})",
+        file=sys.stderr if to_stdout else sys.stdout,
+    )
     return 0
 
 

@@ -61,6 +61,9 @@ class NarrationRequest:
     reference: Path | bytes | None = None
     transcript: str | None = None  # of the reference clip; None lets Whisper transcribe it
     seed: int = 0
+    # the engine's stream mode: audio inside a segment while its LLM still generates (the face decides,
+    # through Settings.streams: it suits what is played as it arrives, not a whole result)
+    stream: bool = False
 
     def __post_init__(self) -> None:
         self.check_one_voice(self.voice is not None, self.reference is not None)
@@ -99,7 +102,9 @@ class Progress:
 
 @dataclass(frozen=True)
 class Audio:
-    """A piece of the narration: the whole narration is the concatenation of these, in order."""
+    """A piece of the narration: the whole narration is the concatenation of these, in order.
+
+    One per segment, or, in stream mode, several per segment (the same segment_index)."""
 
     pcm: np.ndarray  # float32 mono
     sample_rate: int
@@ -196,7 +201,7 @@ class Narration:
         yield voice.ready
         for message in voice.ready.warnings:
             yield NarrationWarning(message)
-        options = SynthesisOptions(seed=self.request.seed)
+        options = SynthesisOptions(seed=self.request.seed, stream=self.request.stream)
         chunks = engine.synthesize(self.request.text, voice.features, options, self._report, cancel=self._cancel)
         stepping = threading.Lock()  # held while a worker thread runs the generator
 

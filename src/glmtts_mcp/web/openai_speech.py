@@ -18,6 +18,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from glmtts_mcp.app.audio_out import STREAMED_FORMATS
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import NarrationRequest, checked_text
 from glmtts_mcp.app.voice_service import VoiceService
@@ -91,7 +92,8 @@ def openai_routes(app: App) -> APIRouter:
         if body.stream_format != "sse":
             raise WebError(400, f"stream_format {body.stream_format!r} is unknown: use audio or sse", "stream_format")
         text = checked_text(body.input, app.settings.max_text_chars)
-        speech = await open_speech(app, NarrationRequest(text=text, voice=voice))
+        request = NarrationRequest(text=text, voice=voice, stream=app.settings.streams(fmt in STREAMED_FORMATS))
+        speech = await open_speech(app, request)
         return StreamingResponse(
             _sse_events(speech, fmt, len(text)),
             media_type="text/event-stream",

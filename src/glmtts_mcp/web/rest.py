@@ -164,7 +164,12 @@ async def stream_speech(app: App, text: str, voice: str, fmt: str, seed: int) ->
     fmt = fmt.strip().lower()
     if fmt not in STREAM_FORMATS:
         raise UserError(f"{{argument}} is {fmt!r}", f"use one of {', '.join(STREAM_FORMATS)}", argument=Term.FORMAT)
-    request = NarrationRequest(text=checked_text(text, app.settings.max_text_chars), voice=voice, seed=seed)
+    request = NarrationRequest(
+        text=checked_text(text, app.settings.max_text_chars),
+        voice=voice,
+        seed=seed,
+        stream=app.settings.streams(fmt in STREAMED_FORMATS),  # a whole-file format gains nothing from chunks
+    )
     speech = await open_speech(app, request)
     headers = {
         "x-voice-id": speech.voice.voice_id,

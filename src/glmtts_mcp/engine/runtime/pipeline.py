@@ -203,10 +203,10 @@ class Engine:
         slot_positions: int | None = None,
         reference_processing: ReferenceProcessing = "clean",
         text_chunk_chars: int = 0,
-        stream_blocks: StreamBlocks = StreamBlocks(),
+        stream_blocks: StreamBlocks | None = None,
     ) -> None:
         self.checkpoint = Path(checkpoint)
-        self.stream_blocks = stream_blocks  # block and look-ahead sizes of stream mode
+        self.stream_blocks = stream_blocks or StreamBlocks()  # stream mode's block and look-ahead sizes
         self.reference_processing = reference_processing
         self._device = device
         self._llm_dtype = llm_dtype
@@ -584,7 +584,13 @@ class Engine:
                 notes = list(request.warnings)
                 kept: list[int] = []  # the speech tokens the flow can use
 
-                def generated_now(generated: list[int], request: SpeechRequest = request, index: int = index) -> None:
+                def generated_now(
+                    generated: list[int],
+                    request: SpeechRequest = request,
+                    index: int = index,
+                    kept: list[int] = kept,
+                    notes: list[str] = notes,
+                ) -> None:
                     """The segment's LLM is done: its tokens join the history, the next segment's LLM may start."""
                     nonlocal pending
                     history.text_ids.append(request.text_ids)  # the next segment's prompt needs this one's tokens

@@ -20,6 +20,7 @@ import numpy as np
 from glmtts_mcp.engine.models.llm import GLMTTSLLM
 from glmtts_mcp.engine.models.token2wav_stream import ChunkedToken2Wav
 
+
 class TokenFeed:
     """Tokens from the scheduler's thread to the narration's, and an end mark when the LLM is done."""
 
@@ -75,7 +76,9 @@ def chunked_segment(
 
 
 def _run(
-    work: Callable[[], list[np.ndarray]], job_slot: Callable[[], AbstractContextManager[object]], check: Callable[[], None]
+    work: Callable[[], list[np.ndarray]],
+    job_slot: Callable[[], AbstractContextManager[object]],
+    check: Callable[[], None],
 ) -> list[np.ndarray]:
     with job_slot():
         check()  # the wait for the job slot may have been long
