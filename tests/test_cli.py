@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -401,3 +402,25 @@ def test_setup_stamp_tells_the_runtime_set_from_the_test_set(
     else:
         assert done.returncode == 1 and "pip failed" in done.stderr
         assert (project / "pip-args").read_text().split()[-1] == f"{project}{installs}"
+
+
+def test_say_to_stdout_writes_a_wav_stream(
+    tmp_path: Path, tiny_checkpoint: Path, clip_writer: Callable[..., Path]
+) -> None:
+    """`say -o -` (the real script, stdout a pipe): a streaming WAV header (sizes unknown), then 16-bit PCM
+    in stream mode's chunks; nothing else on stdout, the summary on stderr."""
+    from glmtts_mcp.app.audio_out import wav_stream_header
+
+    clip = clip_writer(tmp_path / "clip.wav")
+    env = {**os.environ, "GLMTTS_MCP_LOG_LEVEL": "WARNING"}
+    command = [str(SCRIPT), "say", "A sentence that is long enough for a few chunks of audio.", "--reference",
+               str(clip), "--transcript", "Hello there.", "-o", "-", "--checkpoint", str(tiny_checkpoint),
+               "--whisper-model", "tiny-random", "--stream-first-block", "10", "--stream-first-look-ahead", "5"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    header = wav_stream_header(24000)
+    assert done.stdout[: len(header)] == header and done.stdout[4:8] == b"\xff\xff\xff\xff"
+    pcm = done.stdout[len(header) :]
+    assert len(pcm) % 2 == 0 and len(pcm) > 2 * 24000 // 2  # over half a second of 16-bit samples
+    assert int(abs(np.frombuffer(pcm, dtype="<i2")).max()) > 0
+    assert "wrote a WAV stream to stdout" in done.stderr.decode()

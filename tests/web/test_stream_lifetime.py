@@ -1,8 +1,10 @@
 """A streamed narration lives as long as its client: one that hangs up stops the engine's work for it (its
-sequence leaves the batch at the next decode step), and one that reads slowly keeps the model loaded."""
+sequence leaves the batch at the next decode step), and one that reads slowly keeps the model loaded. In stream
+mode the first audio leaves before the first segment's LLM is done."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import httpx2
 import pytest
 from web_helpers import LiveServer, live_server, make_web_app
+
+from glmtts_mcp.engine.runtime.scheduler import BatchScheduler
 
 LONG_TEXT = "Hello there, this is one sentence of a longer story that goes on for a while. " * 30
 
@@ -73,3 +77,63 @@ def test_a_stream_paused_past_the_idle_unload_completes(batching: LiveServer, cl
         while batching.app.host.unloads == unloads and time.monotonic() < deadline:
             time.sleep(0.1)
         assert batching.app.host.unloads > unloads  # idle after the streams: unloaded
+
+
+@pytest.fixture
+def streaming(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[LiveServer]:
+    """A server in stream mode's default (synthesis_mode auto: streamed formats stream) with a 10-token first block."""
+    app = make_web_app(tmp_path, tiny_checkpoint, stream_first_block=10, stream_first_look_ahead=5)
+    with live_server(app) as live:
+        yield live
+    app.close()
+
+
+class HeldDecode:
+    """Holds the LLM scheduler inside decode step `at` until released; records each step's live sequences."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int) -> None:
+        self.waiting, self.open = threading.Event(), threading.Event()
+        self.steps: list[list[object]] = []
+        self.scheduler: BatchScheduler | None = None
+        decode = BatchScheduler._decode_step
+
+        def held(scheduler: BatchScheduler) -> None:
+            self.scheduler = scheduler
+            if len(self.steps) == at:
+                self.waiting.set()
+                assert self.open.wait(120), "the test never released the step"
+            self.steps.append(list(scheduler._live))
+            decode(scheduler)
+
+        monkeypatch.setattr(BatchScheduler, "_decode_step", held)
+
+
+FIRST_SENTENCE = "The quick brown fox jumps over the lazy dog and then it runs far away into the dark forest."
+
+
+def test_a_streamed_answer_starts_before_the_first_segments_llm_is_done(
+    streaming: LiveServer, clip_bytes: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LLM is held at its 16th decode step of the first segment: audio bytes still arrive (the first
+    block's chunk), then, released, the rest of the segment follows; a client that leaves there stops the
+    sequence at the very next step."""
+    with httpx2.Client(base_url=streaming.url, timeout=120) as client:
+        voice = _voice(client, clip_bytes())
+        held = HeldDecode(monkeypatch, at=15)
+        body = {"text": FIRST_SENTENCE, "voice": voice, "format": "pcm"}
+        with client.stream("POST", "/api/tts", json=body) as answer:
+            assert answer.status_code == 200 and answer.headers["x-segments"] == "1"
+            first = next(answer.iter_bytes())
+            assert len(first) > 0 and len(held.steps) <= 15  # the first segment's LLM has not passed step 15
+            assert held.scheduler is not None and len(held.scheduler._live) == 1  # and is still decoding
+            assert held.waiting.wait(120)  # step 15 has begun and is held
+            (entry,) = held.scheduler._live
+        # leaving the block hangs up mid-segment; the step in flight finishes, no later one runs it
+        deadline = time.monotonic() + 20
+        while not entry.cancel.is_set() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+        assert entry.cancel.is_set()  # type: ignore[attr-defined]
+        held.open.set()
+        stats = _settled(streaming)
+        assert stats.cancelled >= 1  # type: ignore[attr-defined]
+        assert entry in held.steps[15] and all(entry not in live for live in held.steps[16:])
