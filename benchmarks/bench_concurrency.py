@@ -120,8 +120,8 @@ def fix_lengths(engine: Engine, tokens: int) -> None:
     """
     build = engine._llm_request  # a benchmark hook, not a product option
 
-    def fixed(segment: str, history, sampling, seed: int, cancel: threading.Event) -> SpeechRequest:
-        request = build(segment, history, sampling, seed, cancel)
+    def fixed(segment: str, history, sampling, seed: int, cancel: threading.Event, on_token=None) -> SpeechRequest:
+        request = build(segment, history, sampling, seed, cancel, on_token)
         count = max(1, round(tokens * LENGTH_SHARES[seed % len(LENGTH_SHARES)]))
         ratio = (count + 0.5) / len(request.text_ids)  # int(len * ratio) == count
         request.min_ratio = request.max_ratio = ratio

@@ -219,3 +219,21 @@ def test_bench_concurrency_ray_rows_beside_the_local_engine(tiny_checkpoint: Pat
     assert [(r["engine"], r["N"]) for r in rows] == [("local", "1"), ("ray x1", "1")]
     assert all(float(r["audio s/s"]) > 0 and re.fullmatch(r"[\d.]+x", r["vs local"]) for r in rows), rows
     assert rows[0]["vs local"] == "1.00x"
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark records its references with espeak-ng")
+def test_bench_first_audio_prints_both_modes_and_fidelity(tiny_checkpoint: Path) -> None:
+    out = _run(
+        "benchmarks/bench_first_audio.py", "--checkpoint", str(tiny_checkpoint), "--n", "1", "--lengths", "medium",
+        "--first-blocks", "10", "--threads", "1",
+    )  # fmt: skip
+    (row,) = _table(out, "length")
+    assert (row["length"], row["N"]) == ("medium", "1")
+    for column in ("offline first", "offline whole", "stream first", "stream whole"):
+        p50, worst = (float(v) for v in row[column].split("/"))
+        assert 0 < p50 <= worst, row
+    assert float(row["stream first"].split("/")[0]) < float(row["stream whole"].split("/")[0])  # chunks came first
+    (fidelity,) = _table(out, "first block")
+    assert fidelity["first block"] == "10" and fidelity["length"] == "medium"
+    clicks, joins = (int(v) for v in fidelity["clicks/joins"].split("/"))
+    assert joins >= 2 and 0 <= clicks <= joins and float(fidelity["mel max"]) >= float(fidelity["mel mean"]) > 0

@@ -19,6 +19,7 @@ from mcp import Client
 from web_helpers import LiveServer
 
 from glmtts_mcp.app.audio_out import wav_stream_header
+from glmtts_mcp.config import Settings
 
 # Three segments on any checkpoint: the frontend cuts sentences of at least 30 weighted characters.
 LONG_TEXT = "One. Two. Three. Four. " * 12
@@ -176,9 +177,11 @@ class HeldSegments:
 
 
 @contextmanager
-def held_segments(engine, free: int) -> Iterator[HeldSegments]:
+def held_segments(engine, free: int, settings: Settings) -> Iterator[HeldSegments]:
+    """Holds offline mode's per-segment flow + vocoder, so the narrations run in offline mode meanwhile."""
     held = HeldSegments(free)
     original = engine._voice
+    mode, settings.synthesis_mode = settings.synthesis_mode, "offline"
 
     def gated_voice(*args, **kwargs):
         held.entered.set()
@@ -193,6 +196,7 @@ def held_segments(engine, free: int) -> Iterator[HeldSegments]:
     finally:
         held.gate.set()
         engine._voice = original
+        settings.synthesis_mode = mode
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
@@ -203,15 +207,17 @@ def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
 
 @pytest.mark.slow
 def test_tts_streams_the_first_segment_before_the_rest_exists(
-    server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+    server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Later segments wait on a gate the test opens only after the first bytes arrived."""
+    """Later segments wait on a gate the test opens only after the first bytes arrived (offline mode: one
+    piece per segment; stream mode's chunks: tests/web/test_stream_lifetime.py)."""
+    monkeypatch.setattr(server.app.settings, "synthesis_mode", "offline")
     clone(client, clip_bytes(340.0), name="streamer")
     engine = server.app.host.ensure_loaded()
     segments = engine.text_frontend.synthesis_segments(LONG_TEXT)
     assert len(segments) >= 3
     with (
-        held_segments(engine, free=1) as held,
+        held_segments(engine, free=1, settings=server.app.settings) as held,
         client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "streamer", "format": "pcm"}) as r,
     ):
         assert r.status_code == 200 and r.headers["x-segments"] == str(len(segments))
@@ -231,7 +237,7 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(
     clone(client, clip_bytes(350.0), name="leaver")
     engine = server.app.host.ensure_loaded()
     with (
-        held_segments(engine, free=1) as held,
+        held_segments(engine, free=1, settings=server.app.settings) as held,
         client.stream("POST", "/api/tts", json={"text": LONG_TEXT, "voice": "leaver", "format": "pcm"}) as r,
     ):
         assert next(r.iter_raw())  # the first segment, then the client goes away
@@ -259,7 +265,7 @@ def test_rest_and_mcp_wait_in_one_job_queue(
         results["rest"] = httpx2.post(f"{server.url}/api/tts", json={"text": "Hello.", "voice": "shared"}, timeout=120)
 
     threads = [threading.Thread(target=rest_tts), threading.Thread(target=lambda: anyio.run(mcp_synthesize))]
-    with held_segments(engine, free=0) as held:
+    with held_segments(engine, free=0, settings=server.app.settings) as held:
         threads[0].start()
         assert held.entered.wait(60)  # the REST narration is inside the engine, taking its turn
         threads[1].start()

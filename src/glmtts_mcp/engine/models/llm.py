@@ -346,14 +346,15 @@ class GLMTTSLLM:
         logits = self.model(inputs_embeds=self._embed(ids), use_cache=False).logits
         return logits[0, len(prefix) - 1 :].float()
 
-    def in_audio_range(self, tokens: Sequence[int]) -> list[int]:
+    def in_audio_range(self, tokens: Sequence[int], warn: bool = True) -> list[int]:
         """Keep the tokens that are speech codebook ids [0, ate - ats]; Flow cannot use the rest.
 
-        RAS's fallback may draw text or special ids; upstream passes them on and only warns.
+        RAS's fallback may draw text or special ids; upstream passes them on and only warns (once per
+        segment: stream mode filters its pieces with `warn=False` and the whole list at the end).
         """
         top = self.special.ate - self.special.ats
         kept = [t for t in tokens if 0 <= t <= top]
-        if len(kept) != len(tokens):
+        if warn and len(kept) != len(tokens):
             logger.warning(
                 "dropped %d of %d generated tokens that are not speech tokens (outside 0..%d)",
                 len(tokens) - len(kept),

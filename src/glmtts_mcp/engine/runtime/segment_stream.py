@@ -64,14 +64,14 @@ def chunked_segment(
         if ended:  # this take's tokens are in the future's list too
             break
         received += len(tokens)
-        yield from _run(partial(chunker.push, llm.in_audio_range(tokens)), job_slot, check_cancelled)
+        yield from _run(partial(chunker.push, llm.in_audio_range(tokens, warn=False)), job_slot, check_cancelled)
     try:
         generated = future.result()
     except CancelledError:
         check_cancelled()
         raise
     on_generated(generated)
-    rest = llm.in_audio_range(generated[received:])  # a cut's last token, never passed to on_token
+    rest = llm.in_audio_range(generated[received:], warn=False)  # a cut's last token, never passed to on_token
     yield from _run(lambda: [*chunker.push(rest), chunker.finish()], job_slot, check_cancelled)
 
 
