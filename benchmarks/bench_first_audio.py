@@ -174,7 +174,7 @@ def main() -> None:
             checkpoint = make_tiny_checkpoint(Path(tmp) / "GLM-TTS", size=args.size)
         clips = [_record(Path(tmp) / f"voice{i}.wav", v, said) for i, (v, said) in enumerate(VOICES)]
         engine = load(checkpoint, args, 25, 12)
-        voices = voices_of(engine, clips)
+        voices = voices_of(engine, clips[: max(args.n)])
         narrate(engine, "Warm up.", voices[0], 0, stream=True)  # first calls pay one-time costs
         print(
             f"# {datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, "

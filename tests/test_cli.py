@@ -174,6 +174,9 @@ def test_config_carries_every_setting_given(
         "ray_cpus_per_replica": "1.5",
         "ray_voices_per_replica": "9",
         "text_chunk_chars": "300",
+        "synthesis_mode": "stream",
+        "stream_first_block": "10",
+        "stream_first_look_ahead": "5",
     }
     assert set(given) == set(Settings.model_fields) - {"token"}  # a new setting must be added here too
     documented_flags = set(re.findall(r"^\| `(--[a-z-]+)`", CONFIGURATION.read_text(encoding="utf-8"), re.M))
