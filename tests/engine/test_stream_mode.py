@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from decode_gate import DecodeGate
 from glmtts_mcp.engine.runtime.pipeline import Engine
-from glmtts_mcp.engine.runtime.scheduler import BatchScheduler
 from glmtts_mcp.engine.types import NarrationCancelled, SynthesisOptions, VoiceFeatures
 
 TEXT = "The quick brown fox jumps over the lazy dog, and then it runs far away into the dark forest."
@@ -41,40 +41,16 @@ def voice(engine: Engine, tmp_path_factory: pytest.TempPathFactory, clip_writer:
     return engine.extract_voice(engine.prepare_reference(clip), "A short test sentence for the voice.").features
 
 
-class Gate:
-    """Holds the scheduler before decode step `at` until `release()`; records each step's live entries."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int) -> None:
-        self.open = threading.Event()
-        self.waiting = threading.Event()  # the scheduler is inside step `at`, held
-        self.steps: list[list[object]] = []
-        self.scheduler: BatchScheduler | None = None
-        decode = BatchScheduler._decode_step
-
-        def gated(scheduler: BatchScheduler) -> None:
-            self.scheduler = scheduler
-            if len(self.steps) == at:
-                self.waiting.set()
-                assert self.open.wait(WAIT_S), "the test never released the gate"
-            self.steps.append(list(scheduler._live))
-            decode(scheduler)
-
-        monkeypatch.setattr(BatchScheduler, "_decode_step", gated)
-
-    def release(self) -> None:
-        self.open.set()
-
-
 def test_stream_mode_hands_out_audio_before_the_llm_is_done(
     engine: Engine, voice: VoiceFeatures, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gate = Gate(monkeypatch, at=15)  # the LLM is held after 16 tokens: past the first block (10)
+    gate = DecodeGate(monkeypatch, at=15)  # the LLM is held after 16 tokens: past the first block (10)
     chunks = engine.synthesize(TEXT, voice, SynthesisOptions(seed=1, stream=True))
     first = next(chunks)
     assert len(first.pcm) > 0 and first.segment_index == 0
     # the gate is shut: the segment's LLM has run at most 15 steps and its sequence is still in the batch
     assert len(gate.steps) <= 15 and gate.scheduler is not None and len(gate.scheduler._live) == 1
-    gate.release()
+    gate.open.set()
     rest = list(chunks)
     assert len(rest) >= 2 and {c.segment_index for c in rest} == {0}
     assert len(gate.steps) > 15
@@ -99,7 +75,7 @@ def test_stream_and_offline_speak_the_same_tokens_for_the_same_length(engine: En
 def test_cancelling_mid_segment_stops_the_llm_at_the_next_step(
     engine: Engine, voice: VoiceFeatures, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gate = Gate(monkeypatch, at=15)
+    gate = DecodeGate(monkeypatch, at=15)
     cancel = threading.Event()
     chunks = engine.synthesize(TEXT, voice, SynthesisOptions(seed=1, stream=True), cancel=cancel)
     next(chunks)  # mid-segment: the LLM runs up to step 15 and waits there
@@ -107,7 +83,7 @@ def test_cancelling_mid_segment_stops_the_llm_at_the_next_step(
     (entry,) = gate.scheduler._live
     assert gate.waiting.wait(WAIT_S)  # step 15 has begun and is held
     cancel.set()
-    gate.release()  # step 15 runs (it had begun); the sequence must be gone from the next one on
+    gate.open.set()  # step 15 runs (it had begun); the sequence must be gone from the next one on
     with pytest.raises(NarrationCancelled):
         list(chunks)
     assert futures.wait([entry.future], WAIT_S).done  # the scheduler has let the sequence go

@@ -4,7 +4,6 @@ mode the first audio leaves before the first segment's LLM is done."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import httpx2
 import pytest
 from web_helpers import LiveServer, live_server, make_web_app
 
-from glmtts_mcp.engine.runtime.scheduler import BatchScheduler
+from decode_gate import DecodeGate
 
 LONG_TEXT = "Hello there, this is one sentence of a longer story that goes on for a while. " * 30
 
@@ -88,26 +87,6 @@ def streaming(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[LiveServer]:
     app.close()
 
 
-class HeldDecode:
-    """Holds the LLM scheduler inside decode step `at` until released; records each step's live sequences."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int) -> None:
-        self.waiting, self.open = threading.Event(), threading.Event()
-        self.steps: list[list[object]] = []
-        self.scheduler: BatchScheduler | None = None
-        decode = BatchScheduler._decode_step
-
-        def held(scheduler: BatchScheduler) -> None:
-            self.scheduler = scheduler
-            if len(self.steps) == at:
-                self.waiting.set()
-                assert self.open.wait(120), "the test never released the step"
-            self.steps.append(list(scheduler._live))
-            decode(scheduler)
-
-        monkeypatch.setattr(BatchScheduler, "_decode_step", held)
-
-
 FIRST_SENTENCE = "The quick brown fox jumps over the lazy dog and then it runs far away into the dark forest."
 
 
@@ -119,7 +98,7 @@ def test_a_streamed_answer_starts_before_the_first_segments_llm_is_done(
     sequence at the very next step."""
     with httpx2.Client(base_url=streaming.url, timeout=120) as client:
         voice = _voice(client, clip_bytes())
-        held = HeldDecode(monkeypatch, at=15)
+        held = DecodeGate(monkeypatch, at=15)
         body = {"text": FIRST_SENTENCE, "voice": voice, "format": "pcm"}
         with client.stream("POST", "/api/tts", json=body) as answer:
             assert answer.status_code == 200 and answer.headers["x-segments"] == "1"
