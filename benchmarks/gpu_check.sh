@@ -2,7 +2,8 @@
 # The checks that need a CUDA device, in one command, under ten minutes on one GPU:
 #   1. the CUDA-only tests (mel, vocoder, CUDA-graph LLM steps alone and batched, the device voice tier);
 #   2. bench_engine.py on a random checkpoint of the real size, LLM in bf16 and in fp32;
-#   3. bench_concurrency.py on the same checkpoint: N = 1, 2, 4, 8 narrations, batched vs serial, bf16 and fp32.
+#   3. bench_concurrency.py on the same checkpoint: N = 1, 2, 4, 8 narrations, batched vs serial, bf16 and fp32;
+#   4. bench_first_audio.py on the same checkpoint, LLM in bf16: time to first audio, offline vs stream mode.
 # Usage: bash benchmarks/gpu_check.sh [CHECKPOINT_DIR]   (default /tmp/glmtts-real; written if missing, 8.6 GB)
 # Every table goes to stdout; a failing step is reported and the others still run; the exit status says
 # whether all passed.
@@ -38,4 +39,6 @@ for dtype in bf16 fp32; do
     step "bench_concurrency $dtype" 150 "$PY" benchmarks/bench_concurrency.py --checkpoint "$CKPT" --device cuda \
         --dtype "$dtype" --n 1 2 4 8 --tokens 150 --flow-batch
 done
+step "bench_first_audio bf16" 150 "$PY" benchmarks/bench_first_audio.py --checkpoint "$CKPT" --device cuda \
+    --dtype bf16 --n 1 8 --no-fidelity
 exit $failed
