@@ -427,3 +427,15 @@ def test_say_to_stdout_writes_a_wav_stream(
     assert len(pcm) % 2 == 0 and len(pcm) > 2 * 24000 // 2  # over half a second of 16-bit samples
     assert int(abs(np.frombuffer(pcm, dtype="<i2")).max()) > 0
     assert "wrote a WAV stream to stdout" in done.stderr.decode()
+
+
+def test_synthesis_mode_and_stream_blocks_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    """auto lets each face choose (stream where audio plays as it arrives), stream/offline force it; a first
+    block's look-ahead must leave some of the block to hear."""
+    from glmtts_mcp.config import load_settings
+
+    auto, stream, offline = (load_settings(synthesis_mode=mode) for mode in ("auto", "stream", "offline"))
+    assert (auto.streams(True), auto.streams(False)) == (True, False)
+    assert (stream.streams(False), offline.streams(True)) == (True, False)
+    assert main(["config", "--stream-first-block", "10", "--stream-first-look-ahead", "10"]) == 2
+    assert "stream-first-block" in capsys.readouterr().err

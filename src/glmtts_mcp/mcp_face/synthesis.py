@@ -90,7 +90,13 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
                 reference = audio_source(
                     reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes, argument="reference_audio"
                 )
-            request = NarrationRequest(text=text, voice=voice, reference=reference, seed=seed or 0)
+            request = NarrationRequest(
+                text=text,
+                voice=voice,
+                reference=reference,
+                seed=seed or 0,
+                stream=settings.streams(False),  # one result: chunks only under --synthesis-mode stream
+            )
             if voice is not None:
                 await anyio.to_thread.run_sync(app.library.resolve, voice)  # unknown voices fail before loading
             relay = relay_for(ctx)
