@@ -50,6 +50,24 @@ async def test_events_come_in_order_and_add_up(make_app: AppFactory, clip: Path)
     assert done is not None and done.samples == samples > 0 and done.segments == kinds.count("Audio")
 
 
+async def test_stream_mode_audio_events_are_chunks_of_their_segments(make_app: AppFactory, clip: Path) -> None:
+    """In stream mode a segment arrives as several Audio events (same segment_index, contiguous start
+    samples) and progress names each chunk; the sum is the narration, as in offline mode."""
+    app = make_app(stream_first_block=10, stream_first_look_ahead=5)
+    reports: list[str] = []
+    request = NarrationRequest(text=SENTENCE, reference=clip, transcript="hi", seed=3, stream=True)
+    pieces: list[Audio] = []
+    async with Narration(app, request, progress=lambda done, total, message: reports.append(message)) as narration:
+        async for event in narration:
+            if isinstance(event, Audio):
+                assert event.start_sample == sum(len(p.pcm) for p in pieces)
+                pieces.append(event)
+            if isinstance(event, Done):
+                assert event.samples == sum(len(p.pcm) for p in pieces) > 0
+    assert len([p for p in pieces if p.segment_index == 0 and len(p.pcm)]) >= 2
+    assert any(message.endswith("chunk 1") for message in reports)
+
+
 async def test_a_narration_read_slowly_outlives_the_idle_unload(make_app: AppFactory, clip: Path) -> None:
     """Between two pieces nothing runs in the engine; the narration's lease still keeps the model loaded."""
     app = make_app(idle_unload_s=0.3)
