@@ -178,7 +178,7 @@ def main() -> None:
         narrate(engine, "Warm up.", voices[0], 0, stream=True)  # first calls pay one-time costs
         print(
             f"# {datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
-            f"torch threads {torch.get_num_threads()}, checkpoint {args.size}, device {args.device}, "
+            f"torch threads {torch.get_num_threads()}, checkpoint {args.checkpoint or args.size}, device {args.device}, "
             f"dtype {args.dtype}; first block 25 tokens (look-ahead 12), then upstream's"
         )
         print("seconds: p50/worst over the N callers; first: to the first audio, whole: to the segment's last")
