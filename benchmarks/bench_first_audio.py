@@ -225,7 +225,8 @@ def main() -> None:
                 with fixed_length(engine, LENGTHS[length]), speech_ids_only(engine):
                     row = fidelity_row(engine, SENTENCES[length], voice)
                 print(
-                    f"{block:<12}{length:<8}{row[0]:>8.3f}{row[1]:>9.4f}{row[2]:>8.1f}  {row[3]}/{row[4]}", flush=True
+                    f"{block:<12}  {length:<8}{row[0]:>9.3f}{row[1]:>10.4f}{row[2]:>8.1f}  {row[3]}/{row[4]}",
+                    flush=True,
                 )
             engine.unload()
 
