@@ -11,7 +11,9 @@ On disk (root is `Settings.voices_dir`, by default ~/.local/share/glmtts-mcp/voi
 
 API (what the MCP tools call):
     VoiceLibrary(root, schema, fingerprint="", memory_bytes=256 MiB, device_bytes=0, reextract=None,
-                 *, flush_interval_s=30.0)
+                 *, rules=None, flush_interval_s=30.0)
+        rules: FeatureRules (per tensor: id range, trailing sizes, frames per second of reference, and the
+        tolerance against a re-extraction), the loaded model's facts; without them only the schema is checked.
     .voice_id_for(pcm, sample_rate, transcript) -> str
         sha256 (first 20 hex) of the int16 reference PCM, its rate and the given transcript
         (None = "ask Whisper", distinct from "").
@@ -29,6 +31,8 @@ API (what the MCP tools call):
     .export_voice(id_or_name, dest_path, protected=None) -> Path
         only a .zip path, outside the library and the `protected` folders, replacing only an older export
     .import_voice(archive_path, name=None) -> (VoiceRecord, existed)
+        with `reextract`, the features are re-extracted from the archive's reference and kept; the archive's
+        must match them within the rules' tolerances (else ArchiveError).
     .reference_audio_path(id_or_name) -> Path
     .stale_voices() -> list[VoiceRecord];  .refresh_stale(progress=None) -> int
         reextract(pcm: int16 ndarray (the kept samples), sample_rate, transcript, language) -> (tensors, timings)
@@ -61,12 +65,14 @@ from glmtts_mcp.voices.records import (
     VoicePage,
     VoiceRecord,
 )
+from glmtts_mcp.voices.rules import FeatureRules, TensorRule
 from glmtts_mcp.voices.schema import FeatureSchema
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
     "ArchiveError",
     "BrokenVoice",
+    "FeatureRules",
     "FeatureSchema",
     "InvalidVoiceName",
     "LibraryStats",
@@ -76,6 +82,7 @@ __all__ = [
     "Reextract",
     "StaleVoice",
     "StatsCounters",
+    "TensorRule",
     "VoiceExists",
     "VoiceLibrary",
     "VoiceLibraryError",

@@ -4,7 +4,11 @@ An archive is a zip holding exactly meta.json, features.safetensors, reference.f
 manifest.json (sha256 and size of the other three). Import refuses unknown, duplicate, nested,
 absolute, traversing, symlink or encrypted members, members over their size limit (counted while
 reading, whatever the zip claims), hash mismatches, tensors outside the feature schema, audio that
-is not 16-bit FLAC, and an id that does not follow from the audio and transcript.
+is not 16-bit FLAC, an id that does not follow from the audio and transcript, a meta.json whose values
+are out of range or whose duration is not the audio's, and features that break the loaded model's rules
+(ids outside its vocabularies, widths it cannot take, lengths a clip of that duration cannot give).
+Whether the features came from this reference at all needs the model: the library checks it on import
+by re-extracting them (VoiceLibrary.import_voice).
 
 Export writes only a path ending in `.zip`, never inside the folders it is told to protect (the
 library itself, the output store, the checkpoint), and replaces an existing file only when that file
@@ -32,6 +36,7 @@ from glmtts_mcp.voices.errors import ArchiveError, VoiceLibraryError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
 from glmtts_mcp.voices.records import VoiceRecord
 from glmtts_mcp.voices.reference_flac import decode_reference
+from glmtts_mcp.voices.rules import FeatureRules
 from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
 from glmtts_mcp.voices.store import (
     FEATURES_FILE,
@@ -48,6 +53,7 @@ ARCHIVE_EXTENSION = ".zip"  # what an export path must end in
 ARCHIVE_SUFFIX = ".glmtts-voice.zip"  # the default file name's ending (when a folder is given)
 MEMBER_LIMITS = {MANIFEST_FILE: 64 << 10, **MAX_FILE_BYTES}
 MAX_ARCHIVE_BYTES = sum(MEMBER_LIMITS.values()) + (1 << 20)
+DURATION_TOLERANCE_S = 1e-3  # meta.json's duration_s is the kept samples' count over their rate
 
 
 @dataclass
@@ -242,8 +248,14 @@ def _load_features(
     return tensors
 
 
-def read_archive(path: Path, schema: FeatureSchema) -> ArchiveContents:
-    """Validate everything in an archive (see module docstring); ArchiveError on any doubt."""
+def read_archive(
+    path: Path, schema: FeatureSchema, rules: FeatureRules | None = None, fingerprint: str = ""
+) -> ArchiveContents:
+    """Validate everything in an archive (see module docstring); ArchiveError on any doubt.
+
+    With `rules` (the loaded model's), features extracted by the same model (`fingerprint`) must also
+    fit them for the reference's real duration; features of another model are re-extracted on import.
+    """
     path = Path(path)
     contents = _read_members(path)
     _check_manifest(path, contents)
@@ -263,6 +275,23 @@ def read_archive(path: Path, schema: FeatureSchema) -> ArchiveContents:
         raise ArchiveError(
             f"{path}: the id in meta.json does not follow from the reference audio and transcript "
             "(tampered or corrupt); export the voice again"
+        )
+    duration_s = len(pcm) / sample_rate
+    if abs(record.duration_s - duration_s) > DURATION_TOLERANCE_S:
+        raise ArchiveError(
+            f"{path}: meta.json says the reference lasts {record.duration_s:g} s but reference.flac holds "
+            f"{duration_s:.3f} s (tampered or corrupt); export the voice again"
+        )
+    same_model = not fingerprint or record.fingerprint == fingerprint
+    if (
+        tensors is not None
+        and rules is not None
+        and same_model
+        and (problem := rules.problem_with(tensors, duration_s))
+    ):
+        raise ArchiveError(
+            f"{path}: features do not fit this model: {problem}. The archive was edited or damaged: export the "
+            "voice again, or clone its recording instead"
         )
     files = {name: contents[name] for name in (META_FILE, FEATURES_FILE, REFERENCE_FILE)}
     return ArchiveContents(record, files, tensors, pcm, sample_rate)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from glmtts_mcp.voices.errors import VoiceNotFound
 from glmtts_mcp.voices.identity import name_key, name_problem
 from glmtts_mcp.voices.records import VoiceRecord
-from glmtts_mcp.voices.schema import FeatureSchema, read_safetensors_header
+from glmtts_mcp.voices.rules import FeatureRules
+from glmtts_mcp.voices.schema import FeatureSchema, header_shapes, read_safetensors_arrays, read_safetensors_header
 from glmtts_mcp.voices.store import FEATURES_FILE, META_FILE, REFERENCE_FILE, FileSignature, VoiceStore
 
 log = logging.getLogger(__name__)
@@ -46,9 +48,13 @@ class IndexEntry:
 class VoiceIndex:
     """Thread-safe view of the voice folders of one store."""
 
-    def __init__(self, store: VoiceStore, schema: FeatureSchema) -> None:
+    def __init__(
+        self, store: VoiceStore, schema: FeatureSchema, rules: FeatureRules | None = None, fingerprint: str = ""
+    ) -> None:
         self._store = store
         self._schema = schema
+        self._rules = rules
+        self._fingerprint = fingerprint
         self._lock = threading.RLock()
         self._entries: dict[str, IndexEntry] = {}
         self._names: dict[str, str] = {}
@@ -154,12 +160,23 @@ class VoiceIndex:
             return f"{REFERENCE_FILE} does not have the {record.reference_bytes} bytes meta.json records"
         if features_sig is None or features_sig[2] != record.features_bytes:
             return f"{FEATURES_FILE} does not have the {record.features_bytes} bytes meta.json records"
-        header, problem = read_safetensors_header(self._store.voice_dir(voice_id) / FEATURES_FILE)
-        if problem:
+        path = self._store.voice_dir(voice_id) / FEATURES_FILE
+        header, problem = read_safetensors_header(path)
+        if problem or record.schema_version != self._schema.version:
             return problem
-        if record.schema_version == self._schema.version:
-            return self._schema.header_problem(header)
-        return None
+        problem = self._schema.header_problem(header)
+        if problem or self._rules is None or (self._fingerprint and record.fingerprint != self._fingerprint):
+            return problem  # a stale voice's features are re-extracted (and checked) before any use
+        return self._rules_problem(path, header, record.duration_s)
+
+    def _rules_problem(self, path: Path, header: dict, duration_s: float) -> str | None:
+        """The model's rules on the stored features: shapes from the header, ids read on their own (a few KB)."""
+        assert self._rules is not None
+        problem = self._rules.shape_problem(header_shapes(header), duration_s)
+        if problem is None:
+            arrays, problem = read_safetensors_arrays(path, header, self._rules.ranged)
+            problem = problem or self._rules.value_problem(arrays)
+        return f"features do not fit this model: {problem}" if problem else None
 
     def mark_broken(self, voice_id: str, reason: str) -> None:
         """Remember a problem found while loading (e.g. a hash mismatch) until the files change."""

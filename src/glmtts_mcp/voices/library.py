@@ -29,7 +29,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from glmtts_mcp.errors import Term
-from glmtts_mcp.voices.archive import export_destination, read_archive, write_archive
+from glmtts_mcp.voices.archive import ArchiveContents, export_destination, read_archive, write_archive
 from glmtts_mcp.voices.cache import ByteLRU, SharedTensors
 from glmtts_mcp.voices.errors import (
     ArchiveError,
@@ -61,6 +61,7 @@ from glmtts_mcp.voices.records import (
     VoiceRecord,
 )
 from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference
+from glmtts_mcp.voices.rules import FeatureRules
 from glmtts_mcp.voices.schema import FeatureSchema, tensors_nbytes
 from glmtts_mcp.voices.stats import StatsKeeper
 from glmtts_mcp.voices.store import (
@@ -78,6 +79,7 @@ DEFAULT_MEMORY_BYTES = 256 << 20
 DEFAULT_FLUSH_INTERVAL_S = 30.0
 MAX_PAGE_SIZE = 500
 _SEE_VOICES = "{list_voices} to see the stored voices, or {clone_voice} first"
+BROKEN_FIX = "Delete it and clone it again, or import an exported copy."
 
 Tensors = dict[str, torch.Tensor]
 Reextract = Callable[[np.ndarray, int, str, str | None], tuple[Tensors, dict[str, float]]]
@@ -127,14 +129,16 @@ class VoiceLibrary:
         device_bytes: int = 0,
         reextract: Reextract | None = None,
         *,
+        rules: FeatureRules | None = None,
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
     ) -> None:
         self.schema = schema
+        self.rules = rules
         self.fingerprint = fingerprint
         self._reextract = reextract
         self._store = VoiceStore(Path(root))
         self.root = self._store.root
-        self._index = VoiceIndex(self._store, schema)
+        self._index = VoiceIndex(self._store, schema, rules, fingerprint)
         self._memory: ByteLRU[tuple[str, str], SharedTensors] = ByteLRU(memory_bytes)
         self._device: ByteLRU[tuple[str, str, str], SharedTensors] = ByteLRU(device_bytes)
         self._stats = StatsKeeper(self._store)
@@ -181,9 +185,7 @@ class VoiceLibrary:
     def _healthy(self, entry: IndexEntry) -> VoiceRecord:
         if entry.broken is not None or entry.record is None:
             label = f"{entry.voice_id} ({entry.record.name})" if entry.record else entry.voice_id
-            raise BrokenVoice(
-                f"voice {label} is broken: {entry.broken}. Delete it and clone it again, or import an exported copy."
-            )
+            raise BrokenVoice(f"voice {label} is broken: {entry.broken}. {BROKEN_FIX}")
         return entry.record
 
     def resolve(self, id_or_name: str) -> VoiceRecord:
@@ -299,6 +301,8 @@ class VoiceLibrary:
             problem = f"transcript_source {data.transcript_source!r} is not 'user' or 'whisper'"
         if problem is None and not (math.isfinite(data.duration_s) and data.duration_s > 0):
             problem = f"duration_s {data.duration_s!r} is not a positive number"
+        if problem is None and self.rules is not None:
+            problem = self.rules.problem_with(data.tensors, data.duration_s)
         if problem is None and not all(isinstance(v, int | float) and math.isfinite(v) for v in data.timings.values()):
             problem = "timings must be finite seconds"
         if problem is None:
@@ -467,6 +471,8 @@ class VoiceLibrary:
         problem = self.schema.problem_with(tensors)
         if problem is not None:
             self._broken(record, f"features do not fit the schema: {problem}")
+        if self.rules is not None and (problem := self.rules.problem_with(tensors, record.duration_s)):
+            self._broken(record, f"features do not fit this model: {problem}")
         return tensors
 
     def _changed_on_disk(self, record: VoiceRecord) -> bool:
@@ -489,10 +495,7 @@ class VoiceLibrary:
         self._index.mark_broken(record.id, reason)
         self._drop_cached(record.id)
         self._stats.add(broken_loads=1)
-        raise BrokenVoice(
-            f"voice {record.name} ({record.id}) is broken: {reason}. Delete it and clone it again, "
-            "or import an exported copy."
-        )
+        raise BrokenVoice(f"voice {record.name} ({record.id}) is broken: {reason}. {BROKEN_FIX}")
 
     def _remember(self, record: VoiceRecord, tensors: Tensors) -> SharedTensors:
         """Keep the tensors in the memory tier (when they fit); they are shared from now on."""
@@ -579,6 +582,8 @@ class VoiceLibrary:
         assert self._reextract is not None
         tensors, timings = self._reextract(pcm, sample_rate, transcript, language)  # the kept int16 samples
         problem = self.schema.problem_with(tensors)
+        if problem is None and self.rules is not None:
+            problem = self.rules.problem_with(tensors, len(pcm) / sample_rate)
         if problem is not None:
             raise VoiceLibraryError(f"re-extracted features do not fit the schema: {problem}")
         return _cpu_copies(tensors), {str(k): float(v) for k, v in timings.items()}
@@ -605,8 +610,9 @@ class VoiceLibrary:
 
     def _listing(self, entry: IndexEntry) -> VoiceListing:
         record = entry.record
+        broken = f"{entry.broken}. {BROKEN_FIX}" if entry.broken is not None else None
         if record is None:
-            return VoiceListing(id=entry.voice_id, broken=entry.broken)
+            return VoiceListing(id=entry.voice_id, broken=broken)
         return VoiceListing(
             id=entry.voice_id,
             name=record.name,
@@ -617,7 +623,7 @@ class VoiceLibrary:
             last_used_at=record.last_used_at,
             tags=record.tags,
             stale=self.is_stale(record),
-            broken=entry.broken,
+            broken=broken,
         )
 
     @staticmethod
@@ -715,38 +721,32 @@ class VoiceLibrary:
 
         Everything is validated before anything is written (see archive.py). A voice already here
         is returned as is. Without `name`, the archive's name is kept, suffixed '-2', '-3'... if taken.
+        With a `reextract` callback (the server's engine) the features are re-extracted from the archive's
+        reference and ours are kept; the archive's must match them (`_reextracted_import`).
         """
         if name is not None and (problem := name_problem(name)):
             raise InvalidVoiceName(problem, "choose another name", argument=Term.NAME)
-        contents = read_archive(Path(archive_path).expanduser(), self.schema)
+        path = Path(archive_path).expanduser()
+        contents = read_archive(path, self.schema, self.rules, self.fingerprint)
         incoming = contents.record
         with self._store.clone_lock(incoming.id):
             self._full_refresh()
             found = self._existing(incoming.id, count_as_clone=False)
             if found is not None:
                 return found, True
-            files = dict(contents.files)
-            tensors = contents.tensors
-            if tensors is None:
-                if self._reextract is None:
-                    raise ArchiveError(
-                        f"{archive_path} holds features of schema v{incoming.schema_version}; this library needs "
-                        f"v{self.schema.version}. Import it through the server with its engine loaded."
-                    )
-                tensors, timings = self._run_reextract(
-                    contents.pcm, contents.sample_rate, incoming.transcript, incoming.language
-                )
-                files[FEATURES_FILE] = save_tensors(tensors)
+            if self._reextract is not None:
+                incoming, tensors = self._reextracted_import(path, contents)
+                features = save_tensors(tensors)
                 incoming = incoming.model_copy(
-                    update={
-                        "features_sha256": sha256_hex(files[FEATURES_FILE]),
-                        "features_bytes": len(files[FEATURES_FILE]),
-                        "schema_version": self.schema.version,
-                        "fingerprint": self.fingerprint,
-                        "timings": timings,
-                    }
+                    update={"features_sha256": sha256_hex(features), "features_bytes": len(features)}
                 )
-                self._stats.add(reextractions=1, extraction_s_spent=incoming.extraction_s)
+            elif contents.tensors is None:
+                raise ArchiveError(
+                    f"{archive_path} holds features of schema v{incoming.schema_version}; this library needs "
+                    f"v{self.schema.version}. Import it through the server with its engine loaded."
+                )
+            else:
+                tensors, features = contents.tensors, contents.files[FEATURES_FILE]
             with self._store.write_lock():
                 self._index.refresh(full=True)
                 if name is not None:
@@ -754,9 +754,37 @@ class VoiceLibrary:
                 final_name = name or self._unique_variant(incoming.name, incoming.id)
                 record = incoming.model_copy(update={"name": final_name, "last_used_at": None})
                 self._stats.add(imports=1)
-                self._commit(record, {FEATURES_FILE: files[FEATURES_FILE], REFERENCE_FILE: files[REFERENCE_FILE]})
+                self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: contents.files[REFERENCE_FILE]})
         self._remember(record, tensors)
         return record, False
+
+    def _reextracted_import(self, path: Path, contents: ArchiveContents) -> tuple[VoiceRecord, Tensors]:
+        """Features extracted here from the archive's reference, after checking the archive's against them.
+
+        Ours are kept: a voice's features then always follow from its reference and transcript, which is
+        all its id (and a later clone of the same clip, answered `existed`) stands for. The archive's are
+        compared first when the same model made them: features that do not match their own reference
+        (another voice's put under this one, or edited) are refused rather than silently replaced, so
+        whoever holds that archive learns it is not what it claims. Features of another schema version or
+        model cannot be compared; they are simply replaced.
+        """
+        incoming = contents.record
+        tensors, timings = self._run_reextract(
+            contents.pcm, contents.sample_rate, incoming.transcript, incoming.language
+        )
+        if contents.tensors is not None and self.rules is not None and not self.is_stale(incoming):
+            mismatch = self.rules.mismatch(contents.tensors, tensors)
+            if mismatch is not None:
+                raise ArchiveError(
+                    f"{path}: its features were not extracted from its own reference audio ({mismatch}): the "
+                    "archive was edited, or holds another voice's features. Export the voice again from the "
+                    "library that made it, or clone its recording instead."
+                )
+        record = incoming.model_copy(
+            update={"schema_version": self.schema.version, "fingerprint": self.fingerprint, "timings": timings}
+        )
+        self._stats.add(reextractions=1, extraction_s_spent=record.extraction_s)
+        return record, tensors
 
     # ----- stats and lifecycle -----
     def stats(self) -> LibraryStats:
