@@ -34,7 +34,7 @@ from safetensors.torch import load as load_tensors
 
 from glmtts_mcp.voices.errors import ArchiveError, VoiceLibraryError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
-from glmtts_mcp.voices.records import VoiceRecord
+from glmtts_mcp.voices.records import VoiceRecord, meta_problem
 from glmtts_mcp.voices.reference_flac import decode_reference
 from glmtts_mcp.voices.rules import FeatureRules
 from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
@@ -262,7 +262,7 @@ def read_archive(
     try:
         record = VoiceRecord.model_validate_json(contents[META_FILE])
     except ValidationError as exc:
-        raise ArchiveError(f"{path}: meta.json is invalid ({exc.errors()[0]['msg']}); export the voice again") from exc
+        raise ArchiveError(f"{path}: {meta_problem(exc)}; export the voice again") from exc
     _check_record(path, record, contents)
     tensors = _load_features(path, record, contents[FEATURES_FILE], schema)
     try:

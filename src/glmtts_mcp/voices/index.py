@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from glmtts_mcp.voices.errors import VoiceNotFound
 from glmtts_mcp.voices.identity import name_key, name_problem
-from glmtts_mcp.voices.records import VoiceRecord
+from glmtts_mcp.voices.records import VoiceRecord, meta_problem
 from glmtts_mcp.voices.rules import FeatureRules
 from glmtts_mcp.voices.schema import FeatureSchema, header_shapes, read_safetensors_arrays, read_safetensors_header
 from glmtts_mcp.voices.store import FEATURES_FILE, META_FILE, REFERENCE_FILE, FileSignature, VoiceStore
@@ -140,9 +140,7 @@ class VoiceIndex:
         try:
             record = VoiceRecord.model_validate_json(self._store.read(voice_id, META_FILE))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(document)"
-            return IndexEntry(voice_id, signature, None, f"meta.json is invalid at {where}: {first['msg']}")
+            return IndexEntry(voice_id, signature, None, meta_problem(exc))
         except VoiceNotFound:  # deleted between the check above and this read
             return None
         except (OSError, ValueError) as exc:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal
 
 import torch
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator
 
 from glmtts_mcp.voices.identity import ID_LENGTH, tags_problem
 
@@ -41,6 +41,15 @@ def _plausible_time(value: datetime) -> datetime:
 
 
 Time = Annotated[datetime, AfterValidator(_plausible_time)]
+
+
+def meta_problem(exc: ValidationError) -> str:
+    """What is wrong with a meta.json that failed validation: its first error and where."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(document)"
+    return f"meta.json is invalid at {where}: {first['msg']}"
+
+
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
