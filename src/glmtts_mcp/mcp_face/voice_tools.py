@@ -208,7 +208,8 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         ctx: Context,
         name: Annotated[str | None, Field(description="a name for the imported voice", max_length=256)] = None,
     ) -> ImportVoiceResult:
-        """Add a voice from an archive made by export_voice (checked before anything is stored)."""
+        """Add a voice from an archive made by export_voice: everything is checked before anything is stored,
+        and the model re-extracts its features from its reference (it loads if it is not loaded)."""
         with user_errors():
             source = await anyio.to_thread.run_sync(lambda: resolve_allowed_path(path, settings.allowed_dirs))
             result = await voices.import_from(source, name)
