@@ -11,6 +11,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -167,7 +168,7 @@ class VoiceIndex:
             return problem  # a stale voice's features are re-extracted (and checked) before any use
         return self._rules_problem(path, header, record.duration_s)
 
-    def _rules_problem(self, path: Path, header: dict, duration_s: float) -> str | None:
+    def _rules_problem(self, path: Path, header: dict[str, Any], duration_s: float) -> str | None:
         """The model's rules on the stored features: shapes from the header, ids read on their own (a few KB)."""
         assert self._rules is not None
         problem = self._rules.shape_problem(header_shapes(header), duration_s)
