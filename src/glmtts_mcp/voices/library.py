@@ -585,7 +585,7 @@ class VoiceLibrary:
         if problem is None and self.rules is not None:
             problem = self.rules.problem_with(tensors, len(pcm) / sample_rate)
         if problem is not None:
-            raise VoiceLibraryError(f"re-extracted features do not fit the schema: {problem}")
+            raise VoiceLibraryError(f"re-extracted features do not fit the schema or the model: {problem}")
         return _cpu_copies(tensors), {str(k): float(v) for k, v in timings.items()}
 
     # ----- listing, rename, delete -----
