@@ -185,7 +185,7 @@ def _record(**changes: object) -> dict[str, object]:
         ("duration_s", 1e9),
         ("created_at", "9999-12-31T00:00:00Z"),
         ("created_at", "1970-01-01T00:00:00Z"),
-        ("last_used_at", (datetime.now(UTC) + timedelta(hours=1)).isoformat()),
+        ("last_used_at", (datetime.now(UTC) + timedelta(days=2)).isoformat()),
         ("sample_rate", 0),
         ("sample_rate", 10**9),
         ("transcript", "x" * 30_000),
