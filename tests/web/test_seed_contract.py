@@ -73,6 +73,8 @@ def test_voice_library_in_the_seeds_fields(base: str, clip_bytes: Callable[..., 
     assert stats["total_voices"] >= 1 and stats["total_size_mb"] > 0
     assert isinstance(stats["memory_cached"], int) and isinstance(stats["memory_cache_enabled"], bool)
     assert "/" not in json.dumps(stats), "no server paths in the answer"
+    cache = requests.get(f"{base}/api/cache/stats", timeout=TIMEOUT).json()  # the seed's keys beside ours
+    assert cache["total_voices"] == stats["total_voices"] and "memory_cache_enabled" in cache
 
     one = requests.get(f"{base}/api/voices/{voice_id}", timeout=TIMEOUT).json()
     assert one["voice_id"] == voice_id and one["metadata"]["prompt_text"] == "a seed voice"

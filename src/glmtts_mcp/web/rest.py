@@ -19,7 +19,6 @@ from glmtts_mcp.app.cloning import checked_language
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import MAX_SEED, TEMPERATURE_RANGE, TOP_P_RANGE, NarrationRequest, checked_text
 from glmtts_mcp.app.schemas import (
-    CacheStatsResult,
     DeleteVoiceResult,
     ImportVoiceResult,
     RenameVoiceResult,
@@ -31,6 +30,8 @@ from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 from glmtts_mcp.web.errors import WebError, rest_words
 from glmtts_mcp.web.forms import optional, read_upload
 from glmtts_mcp.web.seed_api import (
+    SEED_STATS_KEYS,
+    SeedCacheStats,
     SeedCloneResult,
     SeedVoiceDetail,
     SeedVoiceList,
@@ -189,10 +190,12 @@ def rest_routes(app: App, tasks: TaskBoard) -> APIRouter:
             app, body.text, body.voice, body.format, body.seed, temperature=body.temperature, top_p=body.top_p
         )
 
-    @router.get("/cache/stats", response_model=CacheStatsResult)
-    async def cache_stats() -> CacheStatsResult:
-        """What the cache_stats tool returns: hits per tier, time saved, voices, bytes, the engine's state."""
-        return await voices.stats()
+    @router.get("/cache/stats", response_model=SeedCacheStats)
+    async def cache_stats() -> SeedCacheStats:
+        """What the cache_stats tool returns: hits per tier, time saved, voices, bytes, the engine's state;
+        with the seed's `total_voices`, `memory_cached`, `total_size_mb` and `memory_cache_enabled`."""
+        stats = await voices.stats()
+        return SeedCacheStats(**stats.model_dump(), **seed_stats(stats.library).model_dump(include=SEED_STATS_KEYS))
 
     return router
 

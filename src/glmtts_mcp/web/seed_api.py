@@ -29,7 +29,7 @@ from glmtts_mcp.app.core import App
 from glmtts_mcp.app.device_status import DeviceStatus, device_status
 from glmtts_mcp.app.narration import TEMPERATURE_RANGE, TOP_P_RANGE, NarrationRequest, checked_text
 from glmtts_mcp.app.saving import narrate_to_store
-from glmtts_mcp.app.schemas import CloneVoiceResult, ListVoicesResult, VoiceSummary
+from glmtts_mcp.app.schemas import CacheStatsResult, CloneVoiceResult, ListVoicesResult, VoiceSummary
 from glmtts_mcp.errors import Term, UserError
 from glmtts_mcp.voices import LibraryStats, VoiceRecord
 from glmtts_mcp.web.errors import STATUS, WebError, field_name, rest_words
@@ -82,6 +82,18 @@ class SeedLibraryStats(BaseModel):
     memory_capacity_bytes: int
     device_voices: int
     device_bytes: int
+
+
+SEED_STATS_KEYS = {"total_voices", "memory_cached", "total_size_mb", "memory_cache_enabled"}
+
+
+class SeedCacheStats(CacheStatsResult):
+    """GET /api/cache/stats: ours, with the seed's four keys at top level."""
+
+    total_voices: int
+    memory_cached: int
+    total_size_mb: float
+    memory_cache_enabled: bool
 
 
 class SeedVoiceSummary(VoiceSummary):
