@@ -9,6 +9,8 @@ import json
 import threading
 from collections.abc import Callable
 
+import anyio
+import anyio.to_thread
 import numpy as np
 import pytest
 import requests
@@ -196,6 +198,22 @@ def test_gpu_status_and_offload(base: str, server: LiveServer, clip_bytes: Calla
     assert status["device"] == "cpu" and status["gpu_available"] is False and status["gpu_memory_used"] is None
     assert status["memory_used_bytes"] > 0 and status["memory_free_bytes"] > 0 and status["idle_s"] >= 0
     unloads = server.app.host.unloads
+    holding, release = threading.Event(), threading.Event()
+
+    async def hold_the_engine() -> None:  # an engine call in flight, as a narration holds it
+        async with server.app.host.lease():
+            holding.set()
+            await anyio.to_thread.run_sync(release.wait)
+
+    worker = threading.Thread(target=anyio.run, args=(hold_the_engine,))
+    worker.start()
+    try:
+        assert holding.wait(30)
+        busy = requests.post(f"{base}/api/gpu/offload", timeout=60)
+        assert busy.status_code == 409 and server.app.host.model_loaded, busy.text
+    finally:
+        release.set()
+        worker.join(30)
     offloaded = requests.post(f"{base}/api/gpu/offload", timeout=60)
     assert offloaded.status_code == 200 and offloaded.json()["status"] == "offloaded"
     assert server.app.host.unloads == unloads + 1 and not server.app.host.model_loaded

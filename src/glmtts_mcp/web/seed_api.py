@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -161,14 +160,6 @@ def is_form(request: Request) -> bool:
     return kind in ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-@dataclass(frozen=True)
-class SpeakForm:
-    """A seed synthesis request, read and checked."""
-
-    request: NarrationRequest
-    task_id: str | None
-
-
 def _text(form: FormData, name: str) -> str | None:
     value = form.get(name)
     if value is not None and not isinstance(value, str):
@@ -186,9 +177,10 @@ def _number(form: FormData, name: str) -> float | None:
         raise WebError(400, f"field `{name}` is {value!r}: send a number", name) from None
 
 
-async def read_speak_form(app: App, form: FormData, voice_required: bool) -> SpeakForm:
+async def read_speak_form(app: App, form: FormData, voice_required: bool) -> NarrationRequest:
     """The seed's form fields as a narration request: `text`, `voice_id` or `prompt_audio` (with
-    `prompt_text` or Whisper), the sampling fields, and an optional `task_id` of the caller's choosing."""
+    `prompt_text` or Whisper) and the sampling fields; a library voice must exist (checked before the
+    model is loaded for it)."""
     text = _text(form, "text")
     if text is None:
         raise WebError(400, "field `text` is required: the words to speak", "text")
@@ -222,7 +214,9 @@ async def read_speak_form(app: App, form: FormData, voice_required: bool) -> Spe
         temperature=_number(form, "temperature"),
         top_p=_number(form, "top_p"),
     )
-    return SpeakForm(request, _text(form, "task_id"))
+    if voice is not None:
+        await anyio.to_thread.run_sync(app.library.resolve, voice)
+    return request
 
 
 def seed_words_error(exc: UserError) -> WebError:
@@ -240,15 +234,16 @@ async def speak_form(app: App, tasks: TaskBoard, request: Request, voice_require
             speak = await read_speak_form(app, form, voice_required)
             tasks.update(task_id, "processing", "starting" if app.host.model_loaded else "loading the model")
             ready, done, stored = await narrate_to_store(
-                app, speak.request, "wav", lambda _done, _total, message: tasks.update(task_id, "processing", message)
+                app, speak, "wav", lambda _done, _total, message: tasks.update(task_id, "processing", message)
             )
         except UserError as exc:
             raise seed_words_error(exc) from exc
     except WebError as exc:
         tasks.update(task_id, "error", exc.message)
         raise
-    except BaseException as exc:  # a bug or a client gone: the reader still learns the task ended
-        tasks.update(task_id, "error", "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else repr(exc))
+    except BaseException as exc:  # a client gone or a bug: the reader still learns the task ended
+        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        tasks.update(task_id, "error", "cancelled" if cancelled else f"internal error ({type(exc).__name__})")
         raise
     finally:
         await form.close()
