@@ -60,7 +60,7 @@ from glmtts_mcp.voices.records import (
     VoicePage,
     VoiceRecord,
 )
-from glmtts_mcp.voices.reference_file import decode_reference, encode_reference, reference_file_name
+from glmtts_mcp.voices.reference_file import decode_reference, encode_reference, listening_flac, reference_file_name
 from glmtts_mcp.voices.schema import FeatureSchema, tensors_nbytes
 from glmtts_mcp.voices.stats import StatsKeeper
 from glmtts_mcp.voices.store import (
@@ -198,6 +198,11 @@ class VoiceLibrary:
         """The kept reference audio of a voice (16- or 24-bit FLAC, or float WAV: see reference_file)."""
         record = self.resolve(id_or_name)
         return self._store.voice_dir(record.id) / self._store.reference_name(record.id)
+
+    def reference_flac(self, id_or_name: str) -> bytes:
+        """The voice's reference audio as FLAC, for listening (a float reference as 24-bit FLAC: listening_flac)."""
+        path = self.reference_audio_path(id_or_name)
+        return listening_flac(path.name, path.read_bytes())
 
     # ----- clone -----
     def get_or_create(
@@ -580,7 +585,7 @@ class VoiceLibrary:
         self, pcm: np.ndarray, sample_rate: int, transcript: str, language: str | None
     ) -> tuple[Tensors, dict[str, float]]:
         assert self._reextract is not None
-        tensors, timings = self._reextract(pcm, sample_rate, transcript, language)  # the kept int16 samples
+        tensors, timings = self._reextract(pcm, sample_rate, transcript, language)  # exactly the kept samples
         problem = self.schema.problem_with(tensors)
         if problem is not None:
             raise VoiceLibraryError(f"re-extracted features do not fit the schema: {problem}")
