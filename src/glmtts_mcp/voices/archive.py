@@ -31,7 +31,7 @@ from safetensors.torch import load as load_tensors
 from glmtts_mcp.voices.errors import ArchiveError, VoiceLibraryError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
 from glmtts_mcp.voices.records import VoiceRecord
-from glmtts_mcp.voices.reference_file import REFERENCE_FILES, decode_reference
+from glmtts_mcp.voices.reference_file import FLOAT_REFERENCE_FILE, REFERENCE_FILES, decode_reference
 from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
 from glmtts_mcp.voices.store import (
     FEATURES_FILE,
@@ -47,7 +47,7 @@ ARCHIVE_FORMAT = "glmtts-mcp-voice-archive"
 ARCHIVE_EXTENSION = ".zip"  # what an export path must end in
 ARCHIVE_SUFFIX = ".glmtts-voice.zip"  # the default file name's ending (when a folder is given)
 MEMBER_LIMITS = {MANIFEST_FILE: 64 << 10, **MAX_FILE_BYTES}
-MAX_ARCHIVE_BYTES = sum(MEMBER_LIMITS.values()) + (1 << 20)
+MAX_ARCHIVE_BYTES = sum(MEMBER_LIMITS.values()) - MAX_FILE_BYTES[FLOAT_REFERENCE_FILE] + (1 << 20)  # one reference
 
 
 @dataclass
