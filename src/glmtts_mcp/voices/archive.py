@@ -1,10 +1,11 @@
 """One-file export of a voice, and an import that trusts nothing in the file.
 
-An archive is a zip holding exactly meta.json, features.safetensors, the reference file
-(reference.flac, or reference.wav for float samples) and manifest.json (sha256 and size of the other three). Import refuses unknown, duplicate, nested,
-absolute, traversing, symlink or encrypted members, members over their size limit (counted while
-reading, whatever the zip claims), hash mismatches, tensors outside the feature schema, audio that
-is not one of the reference forms (reference_file.py), and an id that does not follow from the audio and transcript.
+An archive is a zip holding exactly meta.json, features.safetensors, the reference file (reference.flac,
+or reference.wav for float samples) and manifest.json (sha256 and size of the other three). Import refuses
+unknown, duplicate, nested, absolute, traversing, symlink or encrypted members, members over their size
+limit (counted while reading, whatever the zip claims), hash mismatches, tensors outside the feature schema,
+audio that is not one of the reference forms (reference_file.py), and an id that does not follow from the
+audio and transcript.
 
 Export writes only a path ending in `.zip`, never inside the folders it is told to protect (the
 library itself, the output store, the checkpoint), and replaces an existing file only when that file
