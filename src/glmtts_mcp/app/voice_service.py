@@ -123,7 +123,7 @@ class VoiceService:
         )
 
     async def reference_audio(self, voice: str) -> tuple[VoiceRecord, Path]:
-        """The reference recording a voice keeps (16-bit FLAC)."""
+        """The reference recording a voice keeps (FLAC, or float WAV: see voices/reference_file.py)."""
 
         def locate() -> tuple[VoiceRecord, Path]:
             record = self._library.resolve(voice)

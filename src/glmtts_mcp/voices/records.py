@@ -34,7 +34,7 @@ class VoiceRecord(BaseModel):
     last_used_at: datetime | None = None
     duration_s: float
     sample_rate: int
-    reference_sha256: str = Field(description="sha256 of reference.flac")
+    reference_sha256: str = Field(description="sha256 of the reference file (reference.flac or .wav)")
     reference_bytes: int
     features_sha256: str = Field(description="sha256 of features.safetensors")
     features_bytes: int

@@ -149,9 +149,11 @@ def rest_routes(app: App, tasks: TaskBoard) -> APIRouter:
 
     @router.get("/voices/{voice}/audio", response_class=FileResponse)
     async def reference_audio(voice: VoicePath) -> FileResponse:
-        """The reference audio the voice keeps (16-bit FLAC)."""
+        """The reference audio the voice keeps, exactly: FLAC (16- or 24-bit), or 32-bit float WAV for an
+        `upstream` voice of a float source."""
         record, path = await voices.reference_audio(voice)
-        return FileResponse(path, media_type="audio/flac", filename=f"{record.name}.flac")
+        media_type = "audio/wav" if path.suffix == ".wav" else "audio/flac"
+        return FileResponse(path, media_type=media_type, filename=f"{record.name}{path.suffix}")
 
     @router.get("/voices/{voice}/export", response_class=Response)
     async def export_voice(voice: VoicePath) -> Response:
