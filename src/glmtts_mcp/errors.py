@@ -41,6 +41,8 @@ class Term(StrEnum):
     LANGUAGE = "language"
     NAME = "name"
     SEED = "seed"
+    TEMPERATURE = "temperature"  # the sampler's temperature (None: upstream's)
+    TOP_P = "top_p"  # the sampler's nucleus size (None: upstream's)
     FORMAT = "format"
     ARCHIVE = "archive"
     DESTINATION = "destination"  # where an export is written

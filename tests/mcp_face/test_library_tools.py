@@ -53,6 +53,8 @@ async def test_tool_list_schemas_and_annotations(library_app: App, mode: str) ->
             "format",
             "return_mode",
             "seed",
+            "temperature",
+            "top_p",
         }
         assert list(tools["list_voices"].input_schema["properties"]) == ["query", "limit", "cursor"]
         assert list(tools["delete_voice"].input_schema["properties"]) == ["voice"]

@@ -102,3 +102,17 @@ def test_refusals_name_the_problem(client: openai.OpenAI, voice: str) -> None:
 def test_voices_list(server: LiveServer, voice: str) -> None:
     listed = httpx2.get(f"{server.url}/v1/audio/voices").json()
     assert {"id": httpx2.get(f"{server.url}/api/voices/{voice}").json()["id"], "name": voice} in listed["voices"]
+
+
+def test_sampling_extension_fields(client: openai.OpenAI, voice: str) -> None:
+    """`temperature` and `top_p` (extension fields, sent as extra_body): left out, upstream's sampling."""
+
+    def speak(**knobs: float) -> bytes:
+        return client.audio.speech.create(
+            model="tts-1", voice=voice, input="Sampling decides.", response_format="wav", extra_body=knobs
+        ).content
+
+    plain = speak()
+    assert plain == speak(temperature=1.0, top_p=0.8) != speak(temperature=0.1)
+    with pytest.raises(openai.BadRequestError, match=r"field `temperature` is 1\.9"):
+        speak(temperature=1.9)

@@ -19,6 +19,7 @@ from mcp import Client
 from web_helpers import LiveServer
 
 from glmtts_mcp.app.audio_out import wav_stream_header
+from glmtts_mcp.voices import NewVoiceData
 
 # Three segments on any checkpoint: the frontend cuts sentences of at least 30 weighted characters.
 LONG_TEXT = "One. Two. Three. Four. " * 12
@@ -349,3 +350,26 @@ def test_rest_changes_reach_mcp_listeners(
     assert heard_after(lambda: clone(client, clip_bytes(430.0), name="heard-3"), 201) == 1
     listener.join(90)
     assert [type(event).__name__ for event in heard] == ["ResourcesListChanged"] * 4
+
+
+def test_a_float_reference_downloads_as_the_float_wav_it_is(
+    client: httpx2.Client, web_app, clip_bytes: Callable[..., bytes]
+) -> None:
+    """An `upstream` voice of a float source keeps a 32-bit float WAV: the download is that file, as audio/wav."""
+    donor = clone(client, clip_bytes(330.0), name="float-donor").json()["voice_id"]
+    tensors = {k: v.clone() for k, v in web_app.library.load_features(donor).tensors.items()}
+    frames = round(24000 * web_app.library.resolve(donor).duration_s)  # as long as the clip the features are of
+    floats = (0.2 * np.random.default_rng(3).standard_normal((frames, 2))).astype(np.float32)
+    record, _ = web_app.library.get_or_create(
+        floats,
+        24000,
+        "hello there",
+        lambda: NewVoiceData(tensors, "hello there", "user", "en", frames / 24000),
+        name="float-voice",
+        processing="upstream",
+    )
+    reference = client.get("/api/voices/float-voice/audio")
+    assert reference.status_code == 200 and reference.headers["content-type"] == "audio/wav"
+    assert 'filename="float-voice.wav"' in reference.headers["content-disposition"]
+    assert reference.content == web_app.library.reference_audio_path(record.id).read_bytes()
+    np.testing.assert_array_equal(sf.read(io.BytesIO(reference.content), dtype="float32")[0], floats)

@@ -135,6 +135,9 @@ def test_get_never_changes_state(client: httpx2.Client) -> None:
         "/api/voices/{voice}/export",
         "/api/cache/stats",
         "/v1/audio/voices",
+        "/health",  # the GLM-TTS-Enhanced contract's reads (seed_api.py)
+        "/api/tts/progress/{task_id}",
+        "/api/gpu/status",
     }
 
 

@@ -146,6 +146,16 @@ class EngineHost:
         return self._engine is not None
 
     @property
+    def active_jobs(self) -> int:
+        """Engine calls in flight now (narrations, clones)."""
+        return self._active
+
+    def idle_s(self) -> float | None:
+        """Seconds since the last engine call ended; None while one runs."""
+        with self._lock:
+            return None if self._active else time.monotonic() - self._last_used
+
+    @property
     def state(self) -> ModelState:
         """What cache_stats shows: a load in progress, a model in memory, the last load failed, or none."""
         if self._loading or self._preloading:

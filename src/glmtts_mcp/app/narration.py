@@ -9,6 +9,7 @@ batch slot. Faces decide what the events become: a file, a socket, a tool result
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -35,6 +36,10 @@ from glmtts_mcp.errors import Term, UserError
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2**63 - 1
+# The sampling knobs a caller may set (the range GLM-TTS-Enhanced's API took); left out, upstream's own
+# sampling applies (temperature 1.0, top_p 0.8: SynthesisOptions' defaults) and the audio is unchanged.
+TEMPERATURE_RANGE = (0.1, 1.5)
+TOP_P_RANGE = (0.5, 1.0)
 
 
 def checked_text(text: str, max_chars: int) -> str:
@@ -61,9 +66,22 @@ class NarrationRequest:
     reference: Path | bytes | None = None
     transcript: str | None = None  # of the reference clip; None lets Whisper transcribe it
     seed: int = 0
+    temperature: float | None = None  # None: upstream's sampling
+    top_p: float | None = None  # None: upstream's sampling
 
     def __post_init__(self) -> None:
         self.check_one_voice(self.voice is not None, self.reference is not None)
+        _check_range(self.temperature, TEMPERATURE_RANGE, Term.TEMPERATURE)
+        _check_range(self.top_p, TOP_P_RANGE, Term.TOP_P)
+
+    def options(self) -> SynthesisOptions:
+        """The engine's options: the seed, and the sampling knobs that were given (the rest upstream's)."""
+        upstream = SynthesisOptions(seed=self.seed)
+        return dataclasses.replace(
+            upstream,
+            temperature=upstream.temperature if self.temperature is None else self.temperature,
+            top_p=upstream.top_p if self.top_p is None else self.top_p,
+        )
 
     @staticmethod
     def check_one_voice(voice_given: bool, reference_given: bool) -> None:
@@ -74,6 +92,16 @@ class NarrationRequest:
                 "pass exactly one of {voice} or {reference} ({list_voices} to see the stored voices)",
                 argument=Term.VOICE,
             )
+
+
+def _check_range(value: float | None, bounds: tuple[float, float], term: Term) -> None:
+    low, high = bounds
+    if value is not None and not low <= value <= high:
+        raise UserError(
+            f"{{argument}} is {value:g}",
+            f"use a value from {low:g} to {high:g}, or leave it out for upstream's sampling",
+            argument=term,
+        )
 
 
 @dataclass(frozen=True)
@@ -196,7 +224,7 @@ class Narration:
         yield voice.ready
         for message in voice.ready.warnings:
             yield NarrationWarning(message)
-        options = SynthesisOptions(seed=self.request.seed)
+        options = self.request.options()
         chunks = engine.synthesize(self.request.text, voice.features, options, self._report, cancel=self._cancel)
         stepping = threading.Lock()  # held while a worker thread runs the generator
 

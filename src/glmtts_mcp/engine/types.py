@@ -60,7 +60,9 @@ class NotAudioError(AudioInputError):
 class ReferenceAudio:
     """A reference clip as features are taken from it (reference_clip.load_reference prepares it)."""
 
-    pcm: np.ndarray  # int16 [N], or [N, channels] under `upstream`: exactly the samples reference.flac keeps
+    # [N], or [N, channels] under `upstream`: exactly the samples the library keeps. int16 (`clean`, and
+    # 16-bit `upstream` sources), int32 holding 24-bit values or float32 (`upstream`): see kept_samples
+    pcm: np.ndarray
     sample_rate: int
     duration_s: float
     warnings: list[str] = field(default_factory=list)

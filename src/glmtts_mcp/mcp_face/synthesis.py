@@ -17,7 +17,7 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from glmtts_mcp.app.core import App
-from glmtts_mcp.app.narration import MAX_SEED, NarrationRequest, checked_text
+from glmtts_mcp.app.narration import MAX_SEED, TEMPERATURE_RANGE, TOP_P_RANGE, NarrationRequest, checked_text
 from glmtts_mcp.app.outputs import AUDIO_MIME
 from glmtts_mcp.app.saving import narrate_to_store
 from glmtts_mcp.app.schemas import SynthesizeResult
@@ -69,6 +69,18 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
         seed: Annotated[
             int | None, Field(description="random seed: the same seed gives the same audio", ge=0, le=MAX_SEED)
         ] = None,
+        temperature: Annotated[
+            float | None,
+            Field(
+                description="sampling temperature; left out: upstream's (1.0)",
+                ge=TEMPERATURE_RANGE[0],
+                le=TEMPERATURE_RANGE[1],
+            ),
+        ] = None,
+        top_p: Annotated[
+            float | None,
+            Field(description="nucleus size; left out: upstream's (0.8)", ge=TOP_P_RANGE[0], le=TOP_P_RANGE[1]),
+        ] = None,
     ) -> Annotated[CallToolResult, SynthesizeResult]:
         """Speak `text` in a cloned voice and return the audio (inline when it fits, else a link and a file path).
 
@@ -90,7 +102,9 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
                 reference = audio_source(
                     reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes, argument="reference_audio"
                 )
-            request = NarrationRequest(text=text, voice=voice, reference=reference, seed=seed or 0)
+            request = NarrationRequest(
+                text=text, voice=voice, reference=reference, seed=seed or 0, temperature=temperature, top_p=top_p
+            )
             if voice is not None:
                 await anyio.to_thread.run_sync(app.library.resolve, voice)  # unknown voices fail before loading
             relay = relay_for(ctx)

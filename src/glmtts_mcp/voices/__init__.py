@@ -6,7 +6,9 @@ engine's `FEATURE_SCHEMA` into a `FeatureSchema` and passes the engine's callbac
 On disk (root is `Settings.voices_dir`, by default ~/.local/share/glmtts-mcp/voices):
     voices/<id>/features.safetensors   named tensors (never pickles)
     voices/<id>/meta.json              VoiceRecord: name, transcripts, times, hashes, schema, fingerprint...
-    voices/<id>/reference.flac         the prepared reference audio, 16-bit (mono, or an upstream clip's channels), to rebuild features
+    voices/<id>/reference.flac         the prepared reference audio (mono, or an upstream clip's channels), to rebuild
+                                       features: 16-bit, or 24-bit; an upstream clip of float samples has
+    voices/<id>/reference.wav          instead, 32-bit float (see reference_file.py)
     stats.json                         lifetime counters; generation, tmp/, locks/ are bookkeeping
 
 API (what the MCP tools call):
@@ -34,8 +36,10 @@ API (what the MCP tools call):
         with `reextract`, the features are re-extracted from the archive's reference and kept; the archive's
         must match them within the rules' tolerances (else ArchiveError).
     .reference_audio_path(id_or_name) -> Path
+    .reference_flac(id_or_name) -> bytes
     .stale_voices() -> list[VoiceRecord];  .refresh_stale(progress=None) -> int
-        reextract(pcm: int16 ndarray (the kept samples), sample_rate, transcript, language) -> (tensors, timings)
+        reextract(pcm: the kept samples (int16, int32 24-bit or float32), sample_rate, transcript, language)
+            -> (tensors, timings)
     .is_stale(record) -> bool
     .stats() -> LibraryStats (session and lifetime StatsCounters, plus gauges)
     .flush(); .close()  (also a context manager; close runs at exit too)

@@ -20,7 +20,7 @@ from glmtts_mcp.voices.identity import name_key, name_problem
 from glmtts_mcp.voices.records import VoiceRecord, meta_problem
 from glmtts_mcp.voices.rules import FeatureRules
 from glmtts_mcp.voices.schema import FeatureSchema, header_shapes, read_safetensors_arrays, read_safetensors_header
-from glmtts_mcp.voices.store import FEATURES_FILE, META_FILE, REFERENCE_FILE, FileSignature, VoiceStore
+from glmtts_mcp.voices.store import FEATURES_FILE, META_FILE, FileSignature, VoiceStore
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +154,11 @@ class VoiceIndex:
         bad_name = name_problem(record.name)
         if bad_name:
             return f"meta.json holds an unusable name: {bad_name}"
-        features_sig, _, reference_sig = signature
+        features_sig, _, *reference_sigs = signature
+        reference_sig = next((sig for sig in reference_sigs if sig is not None), None)
         if reference_sig is None or reference_sig[2] != record.reference_bytes:
-            return f"{REFERENCE_FILE} does not have the {record.reference_bytes} bytes meta.json records"
+            name = self._store.reference_name(voice_id)
+            return f"{name} does not have the {record.reference_bytes} bytes meta.json records"
         if features_sig is None or features_sig[2] != record.features_bytes:
             return f"{FEATURES_FILE} does not have the {record.features_bytes} bytes meta.json records"
         path = self._store.voice_dir(voice_id) / FEATURES_FILE

@@ -60,15 +60,13 @@ from glmtts_mcp.voices.records import (
     VoicePage,
     VoiceRecord,
 )
-from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference
+from glmtts_mcp.voices.reference_file import decode_reference, encode_reference, listening_flac, reference_file_name
 from glmtts_mcp.voices.rules import FeatureRules
 from glmtts_mcp.voices.schema import FeatureSchema, tensors_nbytes
 from glmtts_mcp.voices.stats import StatsKeeper
 from glmtts_mcp.voices.store import (
     FEATURES_FILE,
     META_FILE,
-    REFERENCE_FILE,
-    VOICE_FILES,
     VoiceStore,
     sha256_hex,
 )
@@ -199,9 +197,14 @@ class VoiceLibrary:
         return bool(self.fingerprint) and record.fingerprint != self.fingerprint
 
     def reference_audio_path(self, id_or_name: str) -> Path:
-        """The kept reference audio (16-bit FLAC) of a voice."""
+        """The kept reference audio of a voice (16- or 24-bit FLAC, or float WAV: see reference_file)."""
         record = self.resolve(id_or_name)
-        return self._store.voice_dir(record.id) / REFERENCE_FILE
+        return self._store.voice_dir(record.id) / self._store.reference_name(record.id)
+
+    def reference_flac(self, id_or_name: str) -> bytes:
+        """The voice's reference audio as FLAC, for listening (a float reference as 24-bit FLAC: listening_flac)."""
+        path = self.reference_audio_path(id_or_name)
+        return listening_flac(path.name, path.read_bytes())
 
     # ----- clone -----
     def get_or_create(
@@ -238,7 +241,8 @@ class VoiceLibrary:
             log.info("extracted voice %s in %.2f s", vid, time.perf_counter() - started)
             tensors = _cpu_copies(data.tensors)
             features = save_tensors(tensors)
-            reference = encode_reference(canonical_pcm(pcm), int(sample_rate))
+            kept = canonical_pcm(pcm, processing)
+            reference_name, reference = reference_file_name(kept), encode_reference(kept, int(sample_rate))
             with self._store.write_lock():
                 self._index.refresh(full=True)
                 if name is not None:
@@ -266,7 +270,7 @@ class VoiceLibrary:
                     timings=dict(data.timings),
                 )
                 self._stats.add(clones_created=1, extraction_s_spent=record.extraction_s)  # flushed by the commit
-                self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
+                self._commit(record, {FEATURES_FILE: features, reference_name: reference})
         self._remember(record, tensors)
         return record, False
 
@@ -552,10 +556,14 @@ class VoiceLibrary:
             record = self._healthy(self._lookup(vid))
             if not self.is_stale(record):
                 return record, None
-            reference = self._store.read(vid, REFERENCE_FILE)
+            reference_name = self._store.reference_name(vid)
+            reference = self._store.read(vid, reference_name)
             if sha256_hex(reference) != record.reference_sha256:
-                self._broken(record, f"{REFERENCE_FILE} does not match its recorded sha256 (corrupt)")
-            pcm, sample_rate = decode_reference(reference)
+                self._broken(record, f"{reference_name} does not match its recorded sha256 (corrupt)")
+            try:
+                pcm, sample_rate = decode_reference(reference_name, reference)
+            except ValueError as exc:
+                self._broken(record, str(exc))
             tensors, timings = self._run_reextract(pcm, sample_rate, record.transcript, record.language)
             features = save_tensors(tensors)
             with self._store.write_lock():
@@ -570,7 +578,7 @@ class VoiceLibrary:
                     }
                 )
                 self._stats.add(reextractions=1, extraction_s_spent=record.extraction_s)
-                self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
+                self._commit(record, {FEATURES_FILE: features, reference_name: reference})
         self._drop_cached(vid)
         shared = self._remember(record, tensors)
         log.info("re-extracted stale voice %s (%s)", record.name, vid)
@@ -580,7 +588,7 @@ class VoiceLibrary:
         self, pcm: np.ndarray, sample_rate: int, transcript: str, language: str | None
     ) -> tuple[Tensors, dict[str, float]]:
         assert self._reextract is not None
-        tensors, timings = self._reextract(pcm, sample_rate, transcript, language)  # the kept int16 samples
+        tensors, timings = self._reextract(pcm, sample_rate, transcript, language)  # exactly the kept samples
         problem = self.schema.problem_with(tensors)
         if problem is None and self.rules is not None:
             problem = self.rules.problem_with(tensors, len(pcm) / sample_rate)
@@ -697,11 +705,12 @@ class VoiceLibrary:
         """
         for _ in range(3):  # the files are read one by one: a re-extraction may replace the folder meanwhile
             record = self.resolve(id_or_name)
-            files = {name: self._store.read(record.id, name) for name in VOICE_FILES}
+            reference_name = self._store.reference_name(record.id)
+            files = {name: self._store.read(record.id, name) for name in (FEATURES_FILE, META_FILE, reference_name)}
             if self._meta_changed(record, files[META_FILE]):
                 id_or_name = record.id
                 continue
-            for name, digest in ((FEATURES_FILE, record.features_sha256), (REFERENCE_FILE, record.reference_sha256)):
+            for name, digest in ((FEATURES_FILE, record.features_sha256), (reference_name, record.reference_sha256)):
                 if sha256_hex(files[name]) != digest:
                     if self._changed_on_disk(record):
                         break
@@ -754,7 +763,8 @@ class VoiceLibrary:
                 final_name = name or self._unique_variant(incoming.name, incoming.id)
                 record = incoming.model_copy(update={"name": final_name, "last_used_at": None})
                 self._stats.add(imports=1)
-                self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: contents.files[REFERENCE_FILE]})
+                reference = {n: d for n, d in contents.files.items() if n not in (META_FILE, FEATURES_FILE)}
+                self._commit(record, {**reference, FEATURES_FILE: features})
         self._remember(record, tensors)
         return record, False
 

@@ -75,7 +75,7 @@ class VoiceRecord(BaseModel):
     last_used_at: Time | None = None
     duration_s: float = Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     sample_rate: int = Field(ge=SAMPLE_RATE_RANGE[0], le=SAMPLE_RATE_RANGE[1])
-    reference_sha256: Sha256 = Field(description="sha256 of reference.flac")
+    reference_sha256: Sha256 = Field(description="sha256 of the reference file (reference.flac or .wav)")
     reference_bytes: int = Field(ge=0)
     features_sha256: Sha256 = Field(description="sha256 of features.safetensors")
     features_bytes: int = Field(ge=0)

@@ -3,7 +3,8 @@
 Any OpenAI client (the `openai` package, Open WebUI, ...) pointed at `http://HOST:PORT/v1` speaks
 with library voices: `voice` is a voice id or name. `model` is accepted as given (`tts-1`,
 `tts-1-hd`, `gpt-4o-mini-tts`, `glm-tts`, ...): there is one model. `instructions` are ignored
-(GLM-TTS takes its style from the reference clip). `speed` other than 1.0 and formats this server
+(GLM-TTS takes its style from the reference clip). `temperature` and `top_p` are extension fields (the
+sampler's knobs; left out, upstream's sampling). `speed` other than 1.0 and formats this server
 cannot write are refused by name, never approximated.
 """
 
@@ -19,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from glmtts_mcp.app.core import App
-from glmtts_mcp.app.narration import NarrationRequest, checked_text
+from glmtts_mcp.app.narration import TEMPERATURE_RANGE, TOP_P_RANGE, NarrationRequest, checked_text
 from glmtts_mcp.app.voice_service import VoiceService
 from glmtts_mcp.web.errors import WebError
 from glmtts_mcp.web.rest import stream_speech
@@ -48,6 +49,13 @@ class SpeechRequest(BaseModel):
     speed: float = Field(default=1.0, description="only 1.0: GLM-TTS has no honest speed control")
     stream_format: str = Field(default="audio", description="audio (the bytes) or sse (speech.audio.delta events)")
     instructions: str | None = Field(default=None, description="ignored: the voice's style comes from its clip")
+    temperature: float | None = Field(
+        default=None,
+        description=f"extension: sampling temperature {TEMPERATURE_RANGE[0]}-{TEMPERATURE_RANGE[1]}; left out: upstream's",
+    )
+    top_p: float | None = Field(
+        default=None, description=f"extension: nucleus size {TOP_P_RANGE[0]}-{TOP_P_RANGE[1]}; left out: upstream's"
+    )
 
 
 class VoiceEntry(BaseModel):
@@ -87,11 +95,12 @@ def openai_routes(app: App) -> APIRouter:
                 "response_format",
             )
         if body.stream_format == "audio":
-            return await stream_speech(app, body.input, voice, fmt, 0)
+            return await stream_speech(app, body.input, voice, fmt, 0, temperature=body.temperature, top_p=body.top_p)
         if body.stream_format != "sse":
             raise WebError(400, f"stream_format {body.stream_format!r} is unknown: use audio or sse", "stream_format")
         text = checked_text(body.input, app.settings.max_text_chars)
-        speech = await open_speech(app, NarrationRequest(text=text, voice=voice))
+        request = NarrationRequest(text=text, voice=voice, temperature=body.temperature, top_p=body.top_p)
+        speech = await open_speech(app, request)
         return StreamingResponse(
             _sse_events(speech, fmt, len(text)),
             media_type="text/event-stream",
