@@ -1,10 +1,11 @@
-"""Parity runner for the text frontend: kind `text_frontend` (exact strings from `cases.json`)."""
+"""Parity runners for the text frontend: kinds `text_frontend` and `text_phoneme` (exact strings from `cases.json`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from glmtts_mcp.engine.frontend.g2p import g2p_infer
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.parity import CaseResult
 
@@ -52,4 +53,43 @@ def run_text_frontend_case(folder: Path, case: dict) -> CaseResult:
     )
 
 
-RUNNERS = {"text_frontend": run_text_frontend_case}
+def run_text_phoneme_case(folder: Path, case: dict) -> CaseResult:
+    """Upstream's phoneme-in string of every input: text_normalize, then g2p_infer with upstream's replacement
+    dictionary and again with the case's user dictionary merged over it.
+
+    max_abs is the number of mismatching strings, max_rel that number over all expected strings.
+    """
+    data = json.loads((folder / "cases.json").read_text(encoding="utf-8"))
+    user = data.get("user_dict", {})
+    frontend = TextFrontend()
+    mismatches = total = 0
+    first = ""
+    for item in data["cases"]:
+        normalized = frontend.normalize(item["input"])
+        pairs = [
+            ("text_normalize", normalized),
+            ("g2p_infer", g2p_infer(normalized)),
+            ("g2p_infer_with_user_dict", g2p_infer(normalized, user)),
+        ]
+        for column, actual in pairs:
+            if column not in item:
+                continue
+            total += 1
+            if actual != item[column]:
+                mismatches += 1
+                first = (
+                    first
+                    or f"first mismatch: {column} of {item['input'][:40]!r}: got {actual!r}, expected {item[column]!r}"
+                )
+    return CaseResult(
+        "text_phoneme",
+        folder.name,
+        float(mismatches),
+        mismatches / max(total, 1),
+        "exact string equality",
+        mismatches == 0 and total > 0,
+        first or f"{total} strings equal",
+    )
+
+
+RUNNERS = {"text_frontend": run_text_frontend_case, "text_phoneme": run_text_phoneme_case}
