@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +23,17 @@ import numpy as np
 from glmtts_mcp.app.cloning import clone_or_get
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.engine_host import EngineBackend
+from glmtts_mcp.app.pronunciations import narration_pronunciation
 from glmtts_mcp.engine.types import (
     AudioChunk,
     NarrationCancelled,
     ProgressCallback,
+    PronunciationMode,
     SynthesisOptions,
     VoiceFeatures,
 )
 from glmtts_mcp.errors import Term, UserError
+from glmtts_mcp.voices.pronunciations import check_dictionary
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +64,13 @@ class NarrationRequest:
     reference: Path | bytes | None = None
     transcript: str | None = None  # of the reference clip; None lets Whisper transcribe it
     seed: int = 0
+    pronunciation: PronunciationMode | None = None  # None: the server's --pronunciation
+    pronunciations: Mapping[str, str] | None = None  # an inline dictionary for this narration only
 
     def __post_init__(self) -> None:
         self.check_one_voice(self.voice is not None, self.reference is not None)
+        if self.pronunciations:
+            check_dictionary(self.pronunciations)  # a bad entry is refused before any work
 
     @staticmethod
     def check_one_voice(voice_given: bool, reference_given: bool) -> None:
@@ -125,6 +132,8 @@ class Done:
     segments: int
     timings: dict[str, float]
     warnings: list[str]
+    pronunciation: PronunciationMode = "text"  # the mode the narration was read in
+    text_as_read: str = ""  # the segments as the model read them (normalised; readings and phonemes put in)
 
     @property
     def duration_s(self) -> float:
@@ -196,7 +205,13 @@ class Narration:
         yield voice.ready
         for message in voice.ready.warnings:
             yield NarrationWarning(message)
-        options = SynthesisOptions(seed=self.request.seed)
+        wording = await host.work(
+            lambda: narration_pronunciation(
+                self.app, self.request.pronunciation, voice.ready.voice_id, self.request.pronunciations
+            )
+        )
+        options = SynthesisOptions(seed=self.request.seed, pronunciation=wording)
+        as_read: list[str] = []
         chunks = engine.synthesize(self.request.text, voice.features, options, self._report, cancel=self._cancel)
         stepping = threading.Lock()  # held while a worker thread runs the generator
 
@@ -217,6 +232,7 @@ class Narration:
             if chunk is None:
                 break
             sample_rate, segments = chunk.sample_rate, chunk.segment_count
+            as_read.append(chunk.text)
             yield Audio(
                 pcm=chunk.pcm,
                 sample_rate=chunk.sample_rate,
@@ -239,7 +255,15 @@ class Narration:
             voice.ready.voice_id,
             timings["narration_total"],
         )
-        yield Done(samples=samples, sample_rate=sample_rate, segments=segments, timings=timings, warnings=warnings)
+        yield Done(
+            samples=samples,
+            sample_rate=sample_rate,
+            segments=segments,
+            timings=timings,
+            warnings=warnings,
+            pronunciation=wording.mode,
+            text_as_read="".join(as_read),
+        )
 
     def _resolve_voice(self, engine: EngineBackend) -> _Voice:
         """In a worker thread: the voice's features on the engine's device, cloning the clip if needed."""

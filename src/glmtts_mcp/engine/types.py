@@ -89,6 +89,20 @@ class ExtractedVoice:
     warnings: list[str] = field(default_factory=list)  # e.g. a Whisper transcript that hit its length cap
 
 
+PronunciationMode = Literal["text", "phoneme"]
+PRONUNCIATION_MODES: tuple[PronunciationMode, ...] = ("text", "phoneme")
+
+
+@dataclass(frozen=True)
+class Pronunciation:
+    """How the text is read: upstream's plain text path or its phoneme-in path (`TextFrontEnd(use_phoneme=True)`),
+    with the user's dictionary entries, already checked (the library's pronunciation dictionaries)."""
+
+    mode: PronunciationMode = "text"
+    respellings: tuple[tuple[str, str], ...] = ()  # text -> text, substituted before normalisation
+    readings: tuple[tuple[str, str], ...] = ()  # text -> phoneme tokens, substituted in the normalised text
+
+
 @dataclass(frozen=True)
 class SynthesisOptions:
     """Per-call synthesis settings; bounds are checked by the pipeline."""
@@ -98,6 +112,7 @@ class SynthesisOptions:
     top_p: float = 0.8
     top_k: int = 25
     sample_rate: int = 24000
+    pronunciation: Pronunciation = Pronunciation()
 
 
 @dataclass

@@ -28,8 +28,10 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 
+from glmtts_mcp.errors import UserError
 from glmtts_mcp.voices.errors import ArchiveError, VoiceLibraryError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
+from glmtts_mcp.voices.pronunciations import from_bytes as pronunciations_from_bytes
 from glmtts_mcp.voices.records import VoiceRecord
 from glmtts_mcp.voices.reference_flac import decode_reference
 from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
@@ -37,6 +39,8 @@ from glmtts_mcp.voices.store import (
     FEATURES_FILE,
     MAX_FILE_BYTES,
     META_FILE,
+    OPTIONAL_VOICE_FILES,
+    PRONUNCIATIONS_FILE,
     REFERENCE_FILE,
     fsync_dir,
     sha256_hex,
@@ -72,7 +76,7 @@ def write_archive(dest: Path, files: dict[str, bytes]) -> Path:
     try:
         with zipfile.ZipFile(staging, "x", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST_FILE, json.dumps(manifest, indent=1))
-            for name in (META_FILE, FEATURES_FILE, REFERENCE_FILE):
+            for name in (META_FILE, FEATURES_FILE, REFERENCE_FILE, *[n for n in OPTIONAL_VOICE_FILES if n in files]):
                 archive.writestr(name, files[name])
         with open(staging, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -177,7 +181,7 @@ def _read_members(path: Path) -> dict[str, bytes]:
                 problem = _member_problem(member)
                 if problem:
                     raise ArchiveError(f"refused {path}: {problem}")
-            missing = sorted(set(MEMBER_LIMITS) - set(names))
+            missing = sorted(set(MEMBER_LIMITS) - set(OPTIONAL_VOICE_FILES) - set(names))
             if missing:
                 raise ArchiveError(f"{path} lacks {missing}; export the voice again")
             contents: dict[str, bytes] = {}
@@ -200,7 +204,8 @@ def _check_manifest(path: Path, contents: dict[str, bytes]) -> None:
         ok = manifest.get("format") == ARCHIVE_FORMAT and isinstance(entries, dict)
     except (ValueError, KeyError, TypeError) as exc:
         raise ArchiveError(f"{path}: manifest.json is unreadable; export the voice again") from exc
-    if not ok or set(entries) != {META_FILE, FEATURES_FILE, REFERENCE_FILE}:
+    expected = {META_FILE, FEATURES_FILE, REFERENCE_FILE, *(set(OPTIONAL_VOICE_FILES) & set(contents))}
+    if not ok or set(entries) != expected:
         raise ArchiveError(f"{path}: manifest.json does not describe a voice archive; export the voice again")
     for name, entry in entries.items():
         data = contents[name]
@@ -265,4 +270,10 @@ def read_archive(path: Path, schema: FeatureSchema) -> ArchiveContents:
             "(tampered or corrupt); export the voice again"
         )
     files = {name: contents[name] for name in (META_FILE, FEATURES_FILE, REFERENCE_FILE)}
+    if PRONUNCIATIONS_FILE in contents:  # the voice's own dictionary, checked as any dictionary is
+        try:
+            pronunciations_from_bytes(contents[PRONUNCIATIONS_FILE], f"{path}: {PRONUNCIATIONS_FILE}")
+        except UserError as exc:
+            raise ArchiveError(f"{path}: {PRONUNCIATIONS_FILE} is refused: {exc}") from exc
+        files[PRONUNCIATIONS_FILE] = contents[PRONUNCIATIONS_FILE]
     return ArchiveContents(record, files, tensors, pcm, sample_rate)

@@ -250,6 +250,19 @@ def g2p_infer(text: str, user_readings: Mapping[str, str] | None = None) -> str:
     return "".join(out)
 
 
+def substitute(text: str, entries: Mapping[str, str]) -> str:
+    """`text` with each entry's key replaced by its value, longest key first, in one pass (a value is never
+    read again)."""
+    return "".join(fragment for fragment, _ in apply_replacements(text, entries)) if entries else text
+
+
+def as_read(segment: str, phoneme_mode: bool, readings: Mapping[str, str]) -> str:
+    """The string the LLM reads for one normalised segment: upstream's `g2p_infer` in phoneme mode (the
+    user's readings merged over upstream's dictionary); in text mode the segment with only the user's
+    readings put in (none: exactly upstream's text path)."""
+    return g2p_infer(segment, readings) if phoneme_mode else substitute(segment, readings)
+
+
 def reading_tokens(reading: str) -> str:
     """Pinyin with tone numbers ("chong2 qing4", "lv4", "lü4") as the model's phoneme tokens, converted as
     upstream's G2P converts pypinyin's output; raises ReadingError naming a syllable outside the 204 tokens."""

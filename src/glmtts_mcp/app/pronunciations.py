@@ -1,0 +1,71 @@
+"""Pronunciation dictionaries for every face: the global one, each voice's own, and what a narration reads.
+
+Entries are checked in `voices/pronunciations.py`; here they are listed, added, removed, imported and
+exported, and merged for a narration: global, then the voice's, then the request's inline entries (a later
+scope wins for the same text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from glmtts_mcp.app.core import App
+from glmtts_mcp.engine.types import Pronunciation, PronunciationMode
+from glmtts_mcp.errors import Term, UserError
+from glmtts_mcp.voices.pronunciations import Entry, check_dictionary, check_entry, from_bytes, to_bytes
+
+
+def entries(app: App, voice: str | None) -> dict[str, str]:
+    """text -> reading of the global dictionary (`voice` None) or of a voice's own."""
+    return {text: entry.reading for text, entry in sorted(app.library.pronunciations(voice).items())}
+
+
+def add(app: App, voice: str | None, text: str, reading: str) -> Entry:
+    """Add or replace one entry; the whole dictionary is checked again (size, cycles) before it is written."""
+    entry = check_entry(text, reading)
+    current = app.library.pronunciations(voice)
+    merged = check_dictionary({**{t: e.reading for t, e in current.items()}, entry.text: entry.reading})
+    app.library.set_pronunciations(voice, merged)
+    return entry
+
+
+def remove(app: App, voice: str | None, text: str) -> None:
+    """Remove one entry; an entry that is not there is an error naming it."""
+    current = app.library.pronunciations(voice)
+    if text.strip() not in current:
+        raise UserError(
+            f"{{argument}} has no entry {text.strip()!r}",
+            "list the entries to see their exact text",
+            argument=Term.PRONUNCIATIONS,
+        )
+    del current[text.strip()]
+    app.library.set_pronunciations(voice, current)
+
+
+def import_file(app: App, voice: str | None, data: bytes, where: str, replace: bool = False) -> int:
+    """Merge (or with `replace`, put in place of) the entries of a dictionary file; how many there are now."""
+    incoming = from_bytes(data, where)
+    current = {} if replace else app.library.pronunciations(voice)
+    merged = check_dictionary(
+        {**{t: e.reading for t, e in current.items()}, **{t: e.reading for t, e in incoming.items()}}
+    )
+    app.library.set_pronunciations(voice, merged)
+    return len(merged)
+
+
+def export_bytes(app: App, voice: str | None) -> bytes:
+    """The dictionary as a file in the documented format (docs/pronunciation.md)."""
+    return to_bytes(app.library.pronunciations(voice))
+
+
+def narration_pronunciation(
+    app: App, mode: PronunciationMode | None, voice_id: str, inline: Mapping[str, str] | None
+) -> Pronunciation:
+    """What the engine is given for one narration (read in a worker thread: it reads the dictionary files)."""
+    merged: dict[str, Entry] = {**app.library.pronunciations(None), **app.library.pronunciations(voice_id)}
+    merged.update(check_dictionary(inline or {}))
+    return Pronunciation(
+        mode=mode or app.settings.pronunciation,
+        respellings=tuple((e.text, e.replacement) for e in merged.values() if e.kind == "respelling"),
+        readings=tuple((e.text, e.replacement) for e in merged.values() if e.kind == "pinyin"),
+    )
