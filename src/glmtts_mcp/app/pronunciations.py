@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from glmtts_mcp.app.core import App
+from glmtts_mcp.app.schemas import PronunciationEntry, PronunciationsResult
 from glmtts_mcp.engine.types import Pronunciation, PronunciationMode
 from glmtts_mcp.errors import Term, UserError
 from glmtts_mcp.voices.pronunciations import Entry, check_dictionary, check_entry, from_bytes, to_bytes
@@ -18,6 +19,20 @@ from glmtts_mcp.voices.pronunciations import Entry, check_dictionary, check_entr
 def entries(app: App, voice: str | None) -> dict[str, str]:
     """text -> reading of the global dictionary (`voice` None) or of a voice's own."""
     return {text: entry.reading for text, entry in sorted(app.library.pronunciations(voice).items())}
+
+
+def listing(app: App, voice: str | None, message: str | None = None) -> PronunciationsResult:
+    """The dictionary as every face returns it (in a worker thread: it reads the file)."""
+    voice_id = app.library.resolve(voice).id if voice is not None else None
+    found = app.library.pronunciations(voice_id)
+    return PronunciationsResult(
+        voice_id=voice_id,
+        entries=[
+            PronunciationEntry(text=e.text, reading=e.reading, kind=e.kind, replacement=e.replacement)
+            for _, e in sorted(found.items())
+        ],
+        message=message,
+    )
 
 
 def add(app: App, voice: str | None, text: str, reading: str) -> Entry:
