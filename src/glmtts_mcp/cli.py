@@ -425,7 +425,7 @@ def _pronounce(args: argparse.Namespace, settings: Settings) -> int:
                 data = path.read_bytes()
             except OSError as exc:
                 raise _UserFacing(f"cannot read {path}: {exc.strerror or exc}") from exc
-            count = pronunciations.import_file(app, voice, data, str(path), replace=args.replace)
+            count = pronunciations.import_file(app, voice, data, str(path), replace_all=args.replace)
             print(f"{scope}: {count} entries")
         elif action == "export":
             args.path.expanduser().write_bytes(pronunciations.export_bytes(app, voice))

@@ -114,6 +114,7 @@ class Audio:
     segment_count: int
     text: str  # the segment it belongs to
     start_sample: int  # where it begins in the narration
+    as_read: tuple[str, ...] = ()  # the first piece only: every segment as the model reads it
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ class Narration:
                 segment_count=chunk.segment_count,
                 text=chunk.text,
                 start_sample=samples,
+                as_read=chunk.as_read,
             )
             samples += len(chunk.pcm)
             for message in chunk.warnings:

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.schemas import PronunciationEntry, PronunciationsResult
+from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.types import Pronunciation, PronunciationMode
-from glmtts_mcp.errors import Term, UserError
+from glmtts_mcp.errors import Kind, Term, UserError
 from glmtts_mcp.voices.pronunciations import Entry, check_dictionary, check_entry, from_bytes, to_bytes
 
 
@@ -52,20 +53,23 @@ def remove(app: App, voice: str | None, text: str) -> None:
             f"{{argument}} has no entry {text.strip()!r}",
             "list the entries to see their exact text",
             argument=Term.PRONUNCIATIONS,
+            kind=Kind.NOT_FOUND,
         )
     del current[text.strip()]
     app.library.set_pronunciations(voice, current)
 
 
-def import_file(app: App, voice: str | None, data: bytes, where: str, replace: bool = False) -> int:
-    """Merge (or with `replace`, put in place of) the entries of a dictionary file; how many there are now."""
-    incoming = from_bytes(data, where)
-    current = {} if replace else app.library.pronunciations(voice)
-    merged = check_dictionary(
-        {**{t: e.reading for t, e in current.items()}, **{t: e.reading for t, e in incoming.items()}}
-    )
-    app.library.set_pronunciations(voice, merged)
-    return len(merged)
+def replace(app: App, voice: str | None, new: Mapping[str, str]) -> int:
+    """Put `new` in place of the whole dictionary (checked first; empty removes it); how many entries it has."""
+    checked = check_dictionary(new)
+    app.library.set_pronunciations(voice, checked)
+    return len(checked)
+
+
+def import_file(app: App, voice: str | None, data: bytes, where: str, replace_all: bool = False) -> int:
+    """Merge (or with `replace_all`, put in place of) the entries of a dictionary file; how many there are now."""
+    incoming = {t: e.reading for t, e in from_bytes(data, where).items()}
+    return replace(app, voice, incoming if replace_all else {**entries(app, voice), **incoming})
 
 
 def export_bytes(app: App, voice: str | None) -> bytes:
@@ -73,11 +77,24 @@ def export_bytes(app: App, voice: str | None) -> bytes:
     return to_bytes(app.library.pronunciations(voice))
 
 
+def preview(
+    app: App, text: str, voice: str | None, mode: PronunciationMode | None, inline: Mapping[str, str] | None
+) -> tuple[PronunciationMode, str]:
+    """(mode, text as read) for `text` in `voice`'s dictionaries without narrating it: the engine's own text
+    path (normalisation, splitting, dictionaries, phoneme-in), which needs no model. A worker-thread call."""
+    voice_id = app.library.resolve(voice).id if voice is not None else None
+    wording = narration_pronunciation(app, mode, voice_id, inline)
+    segments = TextFrontend(app.settings.text_chunk_chars).synthesis_segments(text, pronunciation=wording)
+    return wording.mode, "".join(segments)
+
+
 def narration_pronunciation(
-    app: App, mode: PronunciationMode | None, voice_id: str, inline: Mapping[str, str] | None
+    app: App, mode: PronunciationMode | None, voice_id: str | None, inline: Mapping[str, str] | None
 ) -> Pronunciation:
     """What the engine is given for one narration (read in a worker thread: it reads the dictionary files)."""
-    merged: dict[str, Entry] = {**app.library.pronunciations(None), **app.library.pronunciations(voice_id)}
+    merged: dict[str, Entry] = dict(app.library.pronunciations(None))
+    if voice_id is not None:
+        merged.update(app.library.pronunciations(voice_id))
     merged.update(check_dictionary(inline or {}))
     return Pronunciation(
         mode=mode or app.settings.pronunciation,

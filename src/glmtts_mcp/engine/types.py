@@ -125,3 +125,4 @@ class AudioChunk:
     segment_count: int
     text: str
     warnings: list[str] = field(default_factory=list)  # what changed this segment's audio (cut, dropped, silent)
+    as_read: tuple[str, ...] = ()  # the first chunk only: every segment as the model reads it (text_as_read)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -48,6 +48,12 @@ class SpeechRequest(BaseModel):
     speed: float = Field(default=1.0, description="only 1.0: GLM-TTS has no honest speed control")
     stream_format: str = Field(default="audio", description="audio (the bytes) or sse (speech.audio.delta events)")
     instructions: str | None = Field(default=None, description="ignored: the voice's style comes from its clip")
+    pronunciation: Literal["text", "phoneme"] | None = Field(
+        default=None, description="extension (OpenAI clients omit it): text or phoneme; default from the server"
+    )
+    pronunciations: dict[str, str] | None = Field(
+        default=None, description="extension: this request's own dictionary, text -> pinyin or a respelling"
+    )
 
 
 class VoiceEntry(BaseModel):
@@ -87,11 +93,16 @@ def openai_routes(app: App) -> APIRouter:
                 "response_format",
             )
         if body.stream_format == "audio":
-            return await stream_speech(app, body.input, voice, fmt, 0)
+            return await stream_speech(
+                app, body.input, voice, fmt, 0, pronunciation=body.pronunciation, pronunciations=body.pronunciations
+            )
         if body.stream_format != "sse":
             raise WebError(400, f"stream_format {body.stream_format!r} is unknown: use audio or sse", "stream_format")
         text = checked_text(body.input, app.settings.max_text_chars)
-        speech = await open_speech(app, NarrationRequest(text=text, voice=voice))
+        request = NarrationRequest(
+            text=text, voice=voice, pronunciation=body.pronunciation, pronunciations=body.pronunciations
+        )
+        speech = await open_speech(app, request)
         return StreamingResponse(
             _sse_events(speech, fmt, len(text)),
             media_type="text/event-stream",

@@ -6,7 +6,8 @@ service, the narration); uploads arrive as multipart files and never touch a pat
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -25,6 +26,7 @@ from glmtts_mcp.app.schemas import (
     RenameVoiceResult,
 )
 from glmtts_mcp.app.voice_service import VoiceService
+from glmtts_mcp.engine.types import PronunciationMode
 from glmtts_mcp.errors import Term, UserError, render_text
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
@@ -46,6 +48,12 @@ class TtsRequest(BaseModel):
         description="wav, pcm (raw 16-bit mono), ogg (Ogg/Opus): streamed segment by segment; mp3, flac: sent whole",
     )
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="the same seed gives the same audio")
+    pronunciation: Literal["text", "phoneme"] | None = Field(
+        default=None, description="text, or phoneme (upstream's phoneme-in for Chinese); default from the server"
+    )
+    pronunciations: dict[str, str] | None = Field(
+        default=None, description="this request only: text -> pinyin with tone numbers, or a respelling"
+    )
 
 
 def _optional(value: str | None) -> str | None:
@@ -149,7 +157,15 @@ def rest_routes(app: App) -> APIRouter:
     )
     async def tts(body: TtsRequest) -> StreamingResponse:
         """Speak `text` in a library voice; the audio streams back as each segment is synthesized."""
-        return await stream_speech(app, body.text, body.voice, body.format, body.seed)
+        return await stream_speech(
+            app,
+            body.text,
+            body.voice,
+            body.format,
+            body.seed,
+            pronunciation=body.pronunciation,
+            pronunciations=body.pronunciations,
+        )
 
     @router.get("/cache/stats", response_model=CacheStatsResult)
     async def cache_stats() -> CacheStatsResult:
@@ -159,12 +175,28 @@ def rest_routes(app: App) -> APIRouter:
     return router
 
 
-async def stream_speech(app: App, text: str, voice: str, fmt: str, seed: int) -> StreamingResponse:
-    """The streamed answer of /api/tts (and /v1/audio/speech with stream_format=audio)."""
+async def stream_speech(
+    app: App,
+    text: str,
+    voice: str,
+    fmt: str,
+    seed: int,
+    *,
+    pronunciation: PronunciationMode | None = None,
+    pronunciations: dict[str, str] | None = None,
+) -> StreamingResponse:
+    """The streamed answer of /api/tts (and /v1/audio/speech with stream_format=audio); the text as the model
+    reads it goes in `x-text-as-read` (UTF-8, percent-encoded), its mode in `x-pronunciation`."""
     fmt = fmt.strip().lower()
     if fmt not in STREAM_FORMATS:
         raise UserError(f"{{argument}} is {fmt!r}", f"use one of {', '.join(STREAM_FORMATS)}", argument=Term.FORMAT)
-    request = NarrationRequest(text=checked_text(text, app.settings.max_text_chars), voice=voice, seed=seed)
+    request = NarrationRequest(
+        text=checked_text(text, app.settings.max_text_chars),
+        voice=voice,
+        seed=seed,
+        pronunciation=pronunciation,
+        pronunciations=pronunciations,
+    )
     speech = await open_speech(app, request)
     headers = {
         "x-voice-id": speech.voice.voice_id,
@@ -173,6 +205,8 @@ async def stream_speech(app: App, text: str, voice: str, fmt: str, seed: int) ->
         "x-sample-rate": str(speech.first.sample_rate),
         "x-segments": str(speech.first.segment_count),
         "x-streamed": "true" if fmt in STREAMED_FORMATS else "false",
+        "x-pronunciation": pronunciation or app.settings.pronunciation,
+        "x-text-as-read": quote("".join(speech.first.as_read), safe=""),
     }
     return StreamingResponse(encoded(speech, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
 

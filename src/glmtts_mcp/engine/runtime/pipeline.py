@@ -601,6 +601,7 @@ class Engine:
                     segment_count=total,
                     text=segment,
                     warnings=[f"segment {index + 1}/{total} ({_quoted(segment)}): {note}" for note in notes],
+                    as_read=tuple(segments) if index == 0 else (),
                 )
         except BaseException:  # cancelled, closed (GeneratorExit) or failed: end this narration's LLM work
             cancel.set()
