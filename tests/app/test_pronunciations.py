@@ -3,7 +3,9 @@ input ids, travel with a voice's export, and hostile dictionaries are refused wi
 
 from __future__ import annotations
 
+import hashlib
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,14 +89,20 @@ async def test_phoneme_mode_and_respellings(make_app: AppFactory, clip: Path) ->
     assert (await narrate(app, inline))[1].text_as_read == "gee el em speaks."
 
 
-async def test_export_and_import_keep_the_voice_dictionary(make_app: AppFactory, clip: Path, tmp_path: Path) -> None:
-    app = make_app()
+async def exported_with_entry(app: App, clip: Path, tmp_path: Path) -> tuple[str, Path]:
+    """A voice with one entry of its own, exported and then deleted: (its id, the archive)."""
     ready, _ = await narrate(app, NarrationRequest(text="Hi.", reference=clip, transcript="hi"))
     pronunciations.add(app, ready.voice_id, "行长", "hang2 zhang3")
     archive = app.library.export_voice(ready.voice_id, tmp_path / "v.zip")
     app.library.delete(ready.voice_id)
+    return ready.voice_id, archive
+
+
+async def test_export_and_import_keep_the_voice_dictionary(make_app: AppFactory, clip: Path, tmp_path: Path) -> None:
+    app = make_app()
+    voice_id, archive = await exported_with_entry(app, clip, tmp_path)
     record, existed = app.library.import_voice(archive)
-    assert not existed and record.id == ready.voice_id
+    assert not existed and record.id == voice_id
     assert pronunciations.entries(app, record.id) == {"行长": "hang2 zhang3"}
 
 
@@ -123,18 +131,11 @@ async def test_hostile_dictionaries_are_refused(
 
 
 async def test_a_tampered_archive_dictionary_is_refused(make_app: AppFactory, clip: Path, tmp_path: Path) -> None:
-    import zipfile
-
     app = make_app()
-    ready, _ = await narrate(app, NarrationRequest(text="Hi.", reference=clip, transcript="hi"))
-    pronunciations.add(app, ready.voice_id, "行长", "hang2 zhang3")
-    archive = app.library.export_voice(ready.voice_id, tmp_path / "v.zip")
-    app.library.delete(ready.voice_id)
+    _, archive = await exported_with_entry(app, clip, tmp_path)
     bad = json.dumps({"format": "glmtts-mcp-pronunciations", "entries": {"行长": "hang9"}}).encode()
     with zipfile.ZipFile(archive) as src, zipfile.ZipFile(tmp_path / "bad.zip", "w") as dst:
         manifest = json.loads(src.read("manifest.json"))
-        import hashlib
-
         manifest["files"]["pronunciations.json"] = {"sha256": hashlib.sha256(bad).hexdigest(), "size": len(bad)}
         for name in src.namelist():
             data = {"manifest.json": json.dumps(manifest).encode(), "pronunciations.json": bad}.get(name)

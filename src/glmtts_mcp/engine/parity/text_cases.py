@@ -15,6 +15,19 @@ def count_mismatches(actual: list[str], expected: list[str]) -> int:
     return sum(a != e for a, e in zip(actual, expected, strict=False)) + abs(len(actual) - len(expected))
 
 
+def string_result(kind: str, folder: Path, mismatches: int, total: int, first: str) -> CaseResult:
+    """A string case's row: max_abs the mismatching strings, max_rel their share; no string compared fails."""
+    return CaseResult(
+        kind,
+        folder.name,
+        float(mismatches),
+        mismatches / max(total, 1),
+        "exact string equality",
+        mismatches == 0 and total > 0,
+        first or f"{total} strings equal",
+    )
+
+
 def run_text_frontend_case(folder: Path, case: dict) -> CaseResult:
     """text_normalize, split_by_len and per-segment text_normalize of every input, as exact strings.
 
@@ -42,15 +55,7 @@ def run_text_frontend_case(folder: Path, case: dict) -> CaseResult:
             mismatches += wrong
             if wrong and not first:
                 first = f"first mismatch: {text[:40]!r}: got {actual!r}, expected {expected!r}"
-    return CaseResult(
-        "text_frontend",
-        folder.name,
-        float(mismatches),
-        mismatches / max(total, 1),
-        "exact string equality",
-        mismatches == 0,
-        first or f"{total} strings equal",
-    )
+    return string_result("text_frontend", folder, mismatches, total, first)
 
 
 def run_text_phoneme_case(folder: Path, case: dict) -> CaseResult:
@@ -81,15 +86,7 @@ def run_text_phoneme_case(folder: Path, case: dict) -> CaseResult:
                     first
                     or f"first mismatch: {column} of {item['input'][:40]!r}: got {actual!r}, expected {item[column]!r}"
                 )
-    return CaseResult(
-        "text_phoneme",
-        folder.name,
-        float(mismatches),
-        mismatches / max(total, 1),
-        "exact string equality",
-        mismatches == 0 and total > 0,
-        first or f"{total} strings equal",
-    )
+    return string_result("text_phoneme", folder, mismatches, total, first)
 
 
 RUNNERS = {"text_frontend": run_text_frontend_case, "text_phoneme": run_text_phoneme_case}
