@@ -89,6 +89,15 @@ async def test_phoneme_mode_and_respellings(make_app: AppFactory, clip: Path) ->
     assert (await narrate(app, inline))[1].text_as_read == "gee el em speaks."
 
 
+async def test_respellings_may_not_blow_the_text_past_the_limit(make_app: AppFactory, clip: Path) -> None:
+    app = make_app(max_text_chars=40)
+    pronunciations.add(app, None, "x", "a very long respelling of one letter")
+    with pytest.raises(UserError, match="characters once respelled; the limit is 40"):
+        await narrate(app, NarrationRequest(text="x x x", reference=clip, transcript="hi"))
+    _, done = await narrate(app, NarrationRequest(text="x.", reference=clip, transcript="hi"))  # still serving
+    assert done.text_as_read == "a very long respelling of one letter."
+
+
 async def exported_with_entry(app: App, clip: Path, tmp_path: Path) -> tuple[str, Path]:
     """A voice with one entry of its own, exported and then deleted: (its id, the archive)."""
     ready, _ = await narrate(app, NarrationRequest(text="Hi.", reference=clip, transcript="hi"))
@@ -114,6 +123,7 @@ async def test_export_and_import_keep_the_voice_dictionary(make_app: AppFactory,
         ({"": "a1"}, "empty"),
         ({"重庆": ""}, "empty"),
         ({"Bob": "Rob", "Rob": "Bob"}, "lead back"),
+        ({"行": "hang2 " * 9}, "9 syllables for 1 characters"),
         ({f"w{i}": "word" for i in range(10_000)}, "10000 entries"),
     ],
 )

@@ -208,7 +208,11 @@ class Narration:
             yield NarrationWarning(message)
         wording = await host.work(
             lambda: narration_pronunciation(
-                self.app, self.request.pronunciation, voice.ready.voice_id, self.request.pronunciations
+                self.app,
+                self.request.pronunciation,
+                voice.ready.voice_id,
+                self.request.pronunciations,
+                self.request.text,
             )
         )
         options = SynthesisOptions(seed=self.request.seed, pronunciation=wording)

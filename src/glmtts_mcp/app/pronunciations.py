@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.schemas import PronunciationEntry, PronunciationsResult
+from glmtts_mcp.engine.frontend.g2p import substitute
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.types import Pronunciation, PronunciationMode
 from glmtts_mcp.errors import Kind, Term, UserError
@@ -83,19 +84,28 @@ def preview(
     """(mode, text as read) for `text` in `voice`'s dictionaries without narrating it: the engine's own text
     path (normalisation, splitting, dictionaries, phoneme-in), which needs no model. A worker-thread call."""
     voice_id = app.library.resolve(voice).id if voice is not None else None
-    wording = narration_pronunciation(app, mode, voice_id, inline)
+    wording = narration_pronunciation(app, mode, voice_id, inline, text)
     segments = TextFrontend(app.settings.text_chunk_chars).synthesis_segments(text, pronunciation=wording)
     return wording.mode, "".join(segments)
 
 
 def narration_pronunciation(
-    app: App, mode: PronunciationMode | None, voice_id: str | None, inline: Mapping[str, str] | None
+    app: App, mode: PronunciationMode | None, voice_id: str | None, inline: Mapping[str, str] | None, text: str
 ) -> Pronunciation:
-    """What the engine is given for one narration (read in a worker thread: it reads the dictionary files)."""
+    """What the engine is given for one narration of `text` (in a worker thread: it reads the dictionary files);
+    refused when the respellings make the text longer than the server's text limit."""
     merged: dict[str, Entry] = dict(app.library.pronunciations(None))
     if voice_id is not None:
         merged.update(app.library.pronunciations(voice_id))
     merged.update(check_dictionary(inline or {}))
+    respellings = {e.text: e.replacement for e in merged.values() if e.kind == "respelling"}
+    respelled = len(substitute(text, respellings)) if respellings else len(text)
+    if respelled > app.settings.max_text_chars:
+        raise UserError(
+            f"{{argument}} has {respelled} characters once respelled; the limit is {app.settings.max_text_chars}",
+            "split it into several requests, or shorten the respellings",
+            argument=Term.TEXT,
+        )
     return Pronunciation(
         mode=mode or app.settings.pronunciation,
         respellings=tuple((e.text, e.replacement) for e in merged.values() if e.kind == "respelling"),

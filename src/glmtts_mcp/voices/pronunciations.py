@@ -70,9 +70,15 @@ def check_entry(text: str, reading: str) -> Entry:
     if reading_kind(reading) == "respelling":
         return Entry(text, reading, "respelling", reading)
     try:
-        return Entry(text, reading, "pinyin", reading_tokens(reading))
+        tokens = reading_tokens(reading)
     except ReadingError as exc:
         raise _refuse(text, str(exc), "write each syllable as pinyin followed by its tone 1-5, e.g. hang2") from exc
+    syllables = len(re.findall(r"[0-9]", reading))
+    if syllables > max(8, 2 * len(text)):
+        raise _refuse(
+            text, f"{syllables} syllables for {len(text)} characters", "give one syllable per character it reads"
+        )
+    return Entry(text, reading, "pinyin", tokens)
 
 
 def check_dictionary(entries: Mapping[str, str]) -> dict[str, Entry]:
