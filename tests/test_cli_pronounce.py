@@ -40,7 +40,7 @@ def test_pronounce_and_say(
     calls: list[list[int]] = []
     original = TextTokenizer.encode
     monkeypatch.setattr(TextTokenizer, "encode", lambda self, text: calls.append(original(self, text)) or calls[-1])
-    assert main(["say", "我们去重庆。", "--voice", voice, "-o", str(shell_env / "b.wav")]) == 0
+    assert main(["say", "我们去重庆。", "--voice", voice, "-o", str(shell_env / "b.wav"), "--show-read"]) == 0
     assert "read as (text): 我们去<|CH|><|ONG2|><|Q|><|ING4|>。" in capsys.readouterr().out
     tokens = TextTokenizer.from_dir(tiny_checkpoint / "vq32k-phoneme-tokenizer").encode("<|CH|><|ONG2|><|Q|><|ING4|>")
     assert any(ids[i : i + 4] == tokens for ids in calls for i in range(len(ids)))

@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--output", type=Path, required=True, help="output file (.wav, .flac, .ogg, .mp3)")
     say.add_argument("--seed", type=int, default=0)
     say.add_argument("--read-as", choices=("text", "phoneme"), help="pronunciation mode (default: --pronunciation)")
+    say.add_argument("--show-read", action="store_true", help="print the text as the model read it")
 
     download = sub.add_parser("download", parents=[common], help="download the GLM-TTS checkpoint")
     download.add_argument("--dir", type=Path, help="target folder (default: the configured checkpoint folder)")
@@ -393,7 +394,8 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     for warning in done.warnings:
         print(f"warning: {render_text(warning, shell_words)}", file=sys.stderr)
     print(f"wrote {path} ({done.duration_s:.1f} s, voice {ready.voice_id}{', new' if ready.created else ''})")
-    print(f"read as ({done.pronunciation}): {done.text_as_read}")
+    if args.show_read:
+        print(f"read as ({done.pronunciation}): {done.text_as_read}")
     return 0
 
 

@@ -68,6 +68,10 @@ def test_pronunciation_extension_through_the_openai_package(client: openai.OpenA
     assert raw.headers["x-pronunciation"] == "phoneme"
     assert unquote(raw.headers["x-text-as-read"]) == "我们去<|CH|><|ONG2|><|Q|><|ING4|>。"
     assert raw.parse().content[:4] == b"RIFF"
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice=voice, input="银行。", stream_format="sse", extra_body={"pronunciation": "phoneme"}
+    ) as events:
+        assert unquote(events.headers["x-text-as-read"]) == "银<|H|><|ANG2|>。"
     with pytest.raises(openai.BadRequestError, match="tone 6"):
         client.audio.speech.create(
             model="tts-1", voice=voice, input="重庆", extra_body={"pronunciations": {"重庆": "chong6"}}

@@ -23,7 +23,7 @@ from glmtts_mcp.app.narration import NarrationRequest, checked_text
 from glmtts_mcp.app.voice_service import VoiceService
 from glmtts_mcp.web.errors import WebError
 from glmtts_mcp.web.rest import stream_speech
-from glmtts_mcp.web.speech_stream import OpenSpeech, encoded, open_speech
+from glmtts_mcp.web.speech_stream import OpenSpeech, encoded, open_speech, reading_headers
 
 # OpenAI's names for the formats this server writes (opus is Ogg/Opus, as OpenAI sends it).
 OPENAI_FORMATS = {"mp3": "mp3", "opus": "ogg", "wav": "wav", "flac": "flac", "pcm": "pcm"}
@@ -110,6 +110,7 @@ def openai_routes(app: App) -> APIRouter:
                 "cache-control": "no-cache",
                 "x-voice-id": speech.voice.voice_id,
                 "x-segments": str(speech.first.segment_count),
+                **reading_headers(app, request, speech),
             },
         )
 

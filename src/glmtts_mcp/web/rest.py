@@ -7,7 +7,6 @@ service, the narration); uploads arrive as multipart files and never touch a pat
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -31,7 +30,7 @@ from glmtts_mcp.errors import Term, UserError, render_text
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 from glmtts_mcp.web.errors import WebError, rest_words
-from glmtts_mcp.web.speech_stream import encoded, open_speech
+from glmtts_mcp.web.speech_stream import encoded, open_speech, reading_headers
 
 VoicePath = Annotated[str, Field(min_length=1, max_length=256, description="voice id or name")]
 
@@ -205,8 +204,7 @@ async def stream_speech(
         "x-sample-rate": str(speech.first.sample_rate),
         "x-segments": str(speech.first.segment_count),
         "x-streamed": "true" if fmt in STREAMED_FORMATS else "false",
-        "x-pronunciation": pronunciation or app.settings.pronunciation,
-        "x-text-as-read": quote("".join(speech.first.as_read), safe=""),
+        **reading_headers(app, request, speech),
     }
     return StreamingResponse(encoded(speech, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
 
