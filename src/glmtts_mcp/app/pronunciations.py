@@ -7,6 +7,7 @@ scope wins for the same text).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 from glmtts_mcp.app.core import App
@@ -15,6 +16,7 @@ from glmtts_mcp.engine.frontend.g2p import substitute
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.types import Pronunciation, PronunciationMode
 from glmtts_mcp.errors import Kind, Term, UserError
+from glmtts_mcp.voices import VoiceNotFound
 from glmtts_mcp.voices.pronunciations import Entry, check_dictionary, check_entry, from_bytes, to_bytes
 
 
@@ -96,7 +98,8 @@ def narration_pronunciation(
     refused when the respellings make the text longer than the server's text limit."""
     merged: dict[str, Entry] = dict(app.library.pronunciations(None))
     if voice_id is not None:
-        merged.update(app.library.pronunciations(voice_id))
+        with contextlib.suppress(VoiceNotFound):  # deleted since its features loaded: it goes on as it began
+            merged.update(app.library.pronunciations(voice_id))
     merged.update(check_dictionary(inline or {}))
     respellings = {e.text: e.replacement for e in merged.values() if e.kind == "respelling"}
     respelled = len(substitute(text, respellings)) if respellings else len(text)
