@@ -145,6 +145,13 @@ def test_bench_engine_against_upstream(tiny_checkpoint: Path) -> None:
 
 
 @pytest.mark.slow
+def test_bench_g2p_prints_every_path() -> None:
+    rows = _rows(_run("benchmarks/bench_g2p.py", "--repeats", "1", "--entries", "10"))
+    assert rows["jieba prefix dictionary, first use"].endswith(" s")
+    for path in ("text", "phoneme", "text + 10 entries", "phoneme + 10 entries"):
+        assert float(rows[path]) > 0
+
+
 def test_bench_precision_prints_each_dtype() -> None:
     out = _run("benchmarks/bench_precision.py", str(GOLDEN), "--cases", "llm_real", "hift_real", "--in-process")
     rows = {(row["case"], row["dtype"]): row for row in _table(out, "case")}

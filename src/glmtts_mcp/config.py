@@ -229,6 +229,12 @@ class Settings(BaseSettings):
         "the grammars cannot read across, so its memory does not grow with its length (0: the whole text at once, "
         "as GLM-TTS does; docs/text-normalization.md).",
     )
+    pronunciation: Literal["text", "phoneme"] = Field(
+        default="text",
+        description="How a narration reads its text unless the request says: text (upstream's default) or phoneme "
+        "(upstream's phoneme-in, --use_phoneme: characters outside its safe list become phoneme tokens; "
+        "docs/pronunciation.md).",
+    )
     # --- scale-out: the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
     engine: Literal["local", "ray"] = Field(
         default="local",

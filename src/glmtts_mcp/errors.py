@@ -47,6 +47,7 @@ class Term(StrEnum):
     ARCHIVE = "archive"
     DESTINATION = "destination"  # where an export is written
     MAX_TEXT_CHARS = "max_text_chars"  # the server's text limit (a setting)
+    PRONUNCIATIONS = "pronunciations"  # pronunciation dictionary entries (text -> reading)
     # actions
     LIST_VOICES = "list_voices"
     CLONE_VOICE = "clone_voice"

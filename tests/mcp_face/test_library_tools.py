@@ -31,6 +31,9 @@ EXPECTED_TOOLS = {
     "rename_voice": {"read_only_hint": False, "destructive_hint": False},
     "export_voice": {"read_only_hint": False},
     "import_voice": {"read_only_hint": False, "destructive_hint": False},
+    "add_pronunciation": {"read_only_hint": False, "destructive_hint": False},
+    "remove_pronunciation": {"read_only_hint": False, "destructive_hint": True},
+    "list_pronunciations": {"read_only_hint": True},
 }
 
 
@@ -55,6 +58,8 @@ async def test_tool_list_schemas_and_annotations(library_app: App, mode: str) ->
             "seed",
             "temperature",
             "top_p",
+            "pronunciation",
+            "pronunciations",
         }
         assert list(tools["list_voices"].input_schema["properties"]) == ["query", "limit", "cursor"]
         assert list(tools["delete_voice"].input_schema["properties"]) == ["voice"]

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import httpx2
 import numpy as np
@@ -53,6 +54,28 @@ def test_default_format_is_mp3_and_voice_may_be_an_object(
     audio = client.audio.speech.create(model="gpt-4o-mini-tts", voice={"id": voice_id}, input="Good morning.")
     pcm, rate = sf.read(io.BytesIO(audio.content))
     assert rate == 24000 and len(pcm) > 2400
+
+
+def test_pronunciation_extension_through_the_openai_package(client: openai.OpenAI, voice: str) -> None:
+    """The extension fields travel in `extra_body`; the text as read comes back in a header."""
+    raw = client.audio.speech.with_raw_response.create(
+        model="tts-1",
+        voice=voice,
+        input="我们去重庆。",
+        response_format="wav",
+        extra_body={"pronunciation": "phoneme", "pronunciations": {"重庆": "chong2 qing4"}},
+    )
+    assert raw.headers["x-pronunciation"] == "phoneme"
+    assert unquote(raw.headers["x-text-as-read"]) == "我们去<|CH|><|ONG2|><|Q|><|ING4|>。"
+    assert raw.parse().content[:4] == b"RIFF"
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice=voice, input="银行。", stream_format="sse", extra_body={"pronunciation": "phoneme"}
+    ) as events:
+        assert unquote(events.headers["x-text-as-read"]) == "银<|H|><|ANG2|>。"
+    with pytest.raises(openai.BadRequestError, match="tone 6"):
+        client.audio.speech.create(
+            model="tts-1", voice=voice, input="重庆", extra_body={"pronunciations": {"重庆": "chong6"}}
+        )
 
 
 def test_streaming_response(client: openai.OpenAI, voice: str) -> None:

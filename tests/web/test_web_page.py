@@ -123,6 +123,30 @@ def test_clone_speak_rename_delete(
     assert page.errors == []
 
 
+def test_pronunciation_editor_previews_adds_and_removes(server: LiveServer, page_for: Callable, tmp_path: Path) -> None:
+    """The page's small dictionary editor: preview a word with a reading, add it, see it, remove it."""
+    page = page_for()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#stats dt")
+    page.fill("#pronounce-text", "重庆")
+    page.fill("#pronounce-reading", "chong2 qing4")
+    page.click("#pronounce-preview")
+    page.wait_for_function("() => document.getElementById('pronounce-status').textContent.includes('<|CH|>')")
+    assert page.text_content("#pronounce-status") == "read as (text): <|CH|><|ONG2|><|Q|><|ING4|>。"
+    page.fill("#pronounce-reading", "chong9")  # refused, with the server's sentence naming the entry
+    page.click("#pronounce-add")
+    page.wait_for_selector("#alert:not([hidden])")
+    assert "重庆" in page.text_content("#alert") and "tone 9" in page.text_content("#alert")
+    page.fill("#pronounce-reading", "chong2 qing4")
+    page.click("#pronounce-add")
+    entry = page.locator("#pronounce-list li", has_text="重庆 → chong2 qing4 (pinyin)")
+    entry.wait_for()
+    page.screenshot(path=str(tmp_path / "pronunciation.png"), full_page=True)
+    entry.get_by_role("button", name="Remove the entry 重庆").click()
+    entry.wait_for(state="detached")
+    assert page.errors == []
+
+
 def test_every_control_is_labelled_and_a_narrow_window_fits(
     server: LiveServer, page_for: Callable, tmp_path: Path
 ) -> None:

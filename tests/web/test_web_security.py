@@ -134,6 +134,8 @@ def test_get_never_changes_state(client: httpx2.Client) -> None:
         "/api/voices/{voice}/audio",
         "/api/voices/{voice}/export",
         "/api/cache/stats",
+        "/api/pronunciations",
+        "/api/voices/{voice}/pronunciations",
         "/v1/audio/voices",
         "/health",  # the GLM-TTS-Enhanced contract's reads (seed_api.py)
         "/api/tts/progress/{task_id}",

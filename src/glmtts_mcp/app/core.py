@@ -119,6 +119,10 @@ def default_loader(settings: Settings) -> EngineLoader:
 
         engine = EngineClass.load(**engine_options(settings))
         TextFrontend.preload()  # the grammars and word lists too: the first request pays for no loading
+        if settings.pronunciation == "phoneme":
+            from glmtts_mcp.engine.frontend import g2p
+
+            g2p.preload()  # jieba's dictionary (about 1 s) before the first phoneme-in request, not during it
         return engine
 
     return load

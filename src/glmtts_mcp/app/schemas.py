@@ -118,6 +118,28 @@ class SynthesizeResult(BaseModel):
     note: str | None = Field(default=None, description="why a requested part was replaced, if one was")
     timings: dict[str, float]
     warnings: list[str] = Field(default_factory=list)
+    pronunciation: str = Field(default="text", description="how the text was read: text or phoneme")
+    text_as_read: str | None = Field(
+        default=None,
+        description="the text as the model read it (normalised; dictionary readings and phoneme tokens put in)",
+    )
+
+
+class PronunciationEntry(BaseModel):
+    """One dictionary entry and what the model is given for it."""
+
+    text: str
+    reading: str = Field(description="pinyin with tone numbers, or a plain-text respelling")
+    kind: str = Field(description="pinyin (phoneme tokens, matched after normalisation) or respelling (before)")
+    replacement: str = Field(description="what the model reads in its place")
+
+
+class PronunciationsResult(BaseModel):
+    """A pronunciation dictionary: the global one (voice null) or a voice's own."""
+
+    voice_id: str | None = Field(default=None, description="the voice whose dictionary this is; null: the global one")
+    entries: list[PronunciationEntry]
+    message: str | None = None
 
 
 class SchedulerStats(BaseModel):

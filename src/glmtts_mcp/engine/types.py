@@ -91,6 +91,20 @@ class ExtractedVoice:
     warnings: list[str] = field(default_factory=list)  # e.g. a Whisper transcript that hit its length cap
 
 
+PronunciationMode = Literal["text", "phoneme"]
+PRONUNCIATION_MODES: tuple[PronunciationMode, ...] = ("text", "phoneme")
+
+
+@dataclass(frozen=True)
+class Pronunciation:
+    """How the text is read: upstream's plain text path or its phoneme-in path (`TextFrontEnd(use_phoneme=True)`),
+    with the user's dictionary entries, already checked (the library's pronunciation dictionaries)."""
+
+    mode: PronunciationMode = "text"
+    respellings: tuple[tuple[str, str], ...] = ()  # text -> text, substituted before normalisation
+    readings: tuple[tuple[str, str], ...] = ()  # text -> phoneme tokens, substituted in the normalised text
+
+
 @dataclass(frozen=True)
 class SynthesisOptions:
     """Per-call synthesis settings; bounds are checked by the pipeline."""
@@ -100,6 +114,7 @@ class SynthesisOptions:
     top_p: float = 0.8
     top_k: int = 25
     sample_rate: int = 24000
+    pronunciation: Pronunciation = Pronunciation()
 
 
 @dataclass
@@ -112,3 +127,4 @@ class AudioChunk:
     segment_count: int
     text: str
     warnings: list[str] = field(default_factory=list)  # what changed this segment's audio (cut, dropped, silent)
+    as_read: tuple[str, ...] = ()  # the first chunk only: every segment as the model reads it (text_as_read)

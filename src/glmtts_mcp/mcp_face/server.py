@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from glmtts_mcp import __version__
 from glmtts_mcp.app.core import App
 from glmtts_mcp.mcp_face.errors import describe_invalid_arguments
+from glmtts_mcp.mcp_face.pronunciation_tools import register_pronunciation_tools
 from glmtts_mcp.mcp_face.resources import register_resources
 from glmtts_mcp.mcp_face.stats import register_stats_tool
 from glmtts_mcp.mcp_face.stdin_lines import StdinLines
@@ -65,6 +66,7 @@ def build_server(app: App) -> MCPServer:
     register_voice_tools(server, app)
     register_synthesis_tool(server, app)
     register_stats_tool(server, app)
+    register_pronunciation_tools(server, app)
     register_resources(server, app)
     _advertise_resource_list_changes(server)
     return server

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -81,6 +81,14 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             float | None,
             Field(description="nucleus size; left out: upstream's (0.8)", ge=TOP_P_RANGE[0], le=TOP_P_RANGE[1]),
         ] = None,
+        pronunciation: Annotated[
+            Literal["text", "phoneme"] | None,
+            Field(description="text, or phoneme (upstream's phoneme-in for Chinese); default from config"),
+        ] = None,
+        pronunciations: Annotated[
+            dict[str, str] | None,
+            Field(description='this call only: {"text": "pinyin with tone numbers or a respelling"}'),
+        ] = None,
     ) -> Annotated[CallToolResult, SynthesizeResult]:
         """Speak `text` in a cloned voice and return the audio (inline when it fits, else a link and a file path).
 
@@ -103,7 +111,14 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
                     reference_audio, settings.allowed_dirs, settings.max_inline_audio_bytes, argument="reference_audio"
                 )
             request = NarrationRequest(
-                text=text, voice=voice, reference=reference, seed=seed or 0, temperature=temperature, top_p=top_p
+                text=text,
+                voice=voice,
+                reference=reference,
+                seed=seed or 0,
+                temperature=temperature,
+                top_p=top_p,
+                pronunciation=pronunciation,
+                pronunciations=pronunciations,
             )
             if voice is not None:
                 await anyio.to_thread.run_sync(app.library.resolve, voice)  # unknown voices fail before loading
@@ -139,5 +154,7 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
                 note=rendered.note,
                 timings=timings,
                 warnings=[render_text(w, tool_words()) for w in done.warnings],
+                pronunciation=done.pronunciation,
+                text_as_read=done.text_as_read,
             )
             return CallToolResult(content=rendered.blocks, structured_content=result.model_dump(mode="json"))

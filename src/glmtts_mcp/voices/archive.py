@@ -32,8 +32,10 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 
+from glmtts_mcp.errors import UserError
 from glmtts_mcp.voices.errors import ArchiveError, VoiceLibraryError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
+from glmtts_mcp.voices.pronunciations import from_bytes as pronunciations_from_bytes
 from glmtts_mcp.voices.records import VoiceRecord, meta_problem
 from glmtts_mcp.voices.reference_file import FLOAT_REFERENCE_FILE, REFERENCE_FILES, decode_reference
 from glmtts_mcp.voices.rules import FeatureRules
@@ -42,6 +44,8 @@ from glmtts_mcp.voices.store import (
     FEATURES_FILE,
     MAX_FILE_BYTES,
     META_FILE,
+    OPTIONAL_VOICE_FILES,
+    PRONUNCIATIONS_FILE,
     fsync_dir,
     sha256_hex,
     voice_file_names,
@@ -78,7 +82,12 @@ def write_archive(dest: Path, files: dict[str, bytes]) -> Path:
     try:
         with zipfile.ZipFile(staging, "x", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST_FILE, json.dumps(manifest, indent=1))
-            for name in (META_FILE, FEATURES_FILE, _reference_name(files)):
+            for name in (
+                META_FILE,
+                FEATURES_FILE,
+                _reference_name(files),
+                *[n for n in OPTIONAL_VOICE_FILES if n in files],
+            ):
                 archive.writestr(name, files[name])
         with open(staging, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -213,7 +222,8 @@ def _check_manifest(path: Path, contents: dict[str, bytes]) -> None:
         ok = manifest.get("format") == ARCHIVE_FORMAT and isinstance(entries, dict)
     except (ValueError, KeyError, TypeError) as exc:
         raise ArchiveError(f"{path}: manifest.json is unreadable; export the voice again") from exc
-    if not ok or voice_file_names(entries) != voice_file_names(set(contents) - {MANIFEST_FILE}):
+    members = set(contents) - {MANIFEST_FILE}
+    if not ok or set(entries) != members or voice_file_names(members) is None:
         raise ArchiveError(f"{path}: manifest.json does not describe a voice archive; export the voice again")
     for name, entry in entries.items():
         data = contents[name]
@@ -302,4 +312,10 @@ def read_archive(
             "voice again, or clone its recording instead"
         )
     files = {name: contents[name] for name in (META_FILE, FEATURES_FILE, _reference_name(contents))}
+    if PRONUNCIATIONS_FILE in contents:  # the voice's own dictionary, checked as any dictionary is
+        try:
+            pronunciations_from_bytes(contents[PRONUNCIATIONS_FILE], f"{path}: {PRONUNCIATIONS_FILE}")
+        except UserError as exc:
+            raise ArchiveError(f"{path}: {PRONUNCIATIONS_FILE} is refused: {exc}") from exc
+        files[PRONUNCIATIONS_FILE] = contents[PRONUNCIATIONS_FILE]
     return ArchiveContents(record, files, tensors, pcm, sample_rate)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import math
@@ -51,6 +52,9 @@ from glmtts_mcp.voices.identity import (
     voice_id,
 )
 from glmtts_mcp.voices.index import IndexEntry, VoiceIndex
+from glmtts_mcp.voices.pronunciations import Entry
+from glmtts_mcp.voices.pronunciations import from_bytes as pronunciations_from_bytes
+from glmtts_mcp.voices.pronunciations import to_bytes as pronunciations_to_bytes
 from glmtts_mcp.voices.records import (
     LibraryStats,
     LoadedVoice,
@@ -66,7 +70,9 @@ from glmtts_mcp.voices.schema import FeatureSchema, tensors_nbytes
 from glmtts_mcp.voices.stats import StatsKeeper
 from glmtts_mcp.voices.store import (
     FEATURES_FILE,
+    MAX_FILE_BYTES,
     META_FILE,
+    PRONUNCIATIONS_FILE,
     VoiceStore,
     sha256_hex,
 )
@@ -680,6 +686,37 @@ class VoiceLibrary:
             self._after_write()
         return record
 
+    # ----- pronunciation dictionaries (voices/pronunciations.py) -----
+    def pronunciations(self, id_or_name: str | None) -> dict[str, Entry]:
+        """The global dictionary (None) or a voice's own; empty when there is none."""
+        if id_or_name is None:
+            data = self._store.read_root_file(PRONUNCIATIONS_FILE, MAX_FILE_BYTES[PRONUNCIATIONS_FILE])
+            where = "the global pronunciation dictionary"
+        else:
+            vid = self.resolve(id_or_name).id
+            try:
+                data = self._store.read(vid, PRONUNCIATIONS_FILE)
+            except FileNotFoundError:
+                data = None
+            where = f"voice {vid}'s pronunciation dictionary"
+        return {} if data is None else pronunciations_from_bytes(data, where)
+
+    def set_pronunciations(self, id_or_name: str | None, entries: Mapping[str, Entry]) -> None:
+        """Replace the global dictionary (None) or a voice's own, atomically; no entries removes the file.
+        The voice's id and files are untouched: its dictionary travels with it on export."""
+        data = pronunciations_to_bytes(entries) if entries else None
+        with self._store.write_lock():
+            if id_or_name is None:
+                if data is None:
+                    (self.root / PRONUNCIATIONS_FILE).unlink(missing_ok=True)
+                else:
+                    self._store.write_root_file(PRONUNCIATIONS_FILE, data)
+            else:
+                self._index.refresh(full=True)
+                vid = self._healthy(self._lookup(id_or_name)).id
+                self._store.replace_voice_file(vid, PRONUNCIATIONS_FILE, data)
+            self._after_write()
+
     def delete(self, id_or_name: str) -> VoiceRecord | None:
         """Delete a voice (healthy or broken); returns its record, None if its meta.json was unreadable.
 
@@ -707,6 +744,8 @@ class VoiceLibrary:
             record = self.resolve(id_or_name)
             reference_name = self._store.reference_name(record.id)
             files = {name: self._store.read(record.id, name) for name in (FEATURES_FILE, META_FILE, reference_name)}
+            with contextlib.suppress(FileNotFoundError):  # a voice without its own dictionary has no file
+                files[PRONUNCIATIONS_FILE] = self._store.read(record.id, PRONUNCIATIONS_FILE)
             if self._meta_changed(record, files[META_FILE]):
                 id_or_name = record.id
                 continue

@@ -35,11 +35,14 @@ log = logging.getLogger(__name__)
 
 FEATURES_FILE = "features.safetensors"
 META_FILE = "meta.json"
+PRONUNCIATIONS_FILE = "pronunciations.json"
+OPTIONAL_VOICE_FILES = (PRONUNCIATIONS_FILE,)  # a voice's own pronunciation dictionary, when it has one
 MAX_FILE_BYTES = {
     FEATURES_FILE: 64 << 20,
     META_FILE: 256 << 10,
     REFERENCE_FILE: 256 << 20,
     FLOAT_REFERENCE_FILE: 256 << 20,
+    PRONUNCIATIONS_FILE: 1 << 20,
 }
 WRITE_LOCK_TIMEOUT_S = 120.0
 CLONE_LOCK_TIMEOUT_S = 1800.0
@@ -50,8 +53,8 @@ FileSignature = tuple[int, int, int] | None  # (inode, mtime_ns, size) of a regu
 
 def voice_file_names(names: Iterable[str]) -> tuple[str, str, str] | None:
     """(features, meta, reference file) when `names` are exactly a voice's files (one reference file of
-    REFERENCE_FILES), else None."""
-    found = set(names)
+    REFERENCE_FILES; optional files such as its dictionary aside), else None."""
+    found = set(names) - set(OPTIONAL_VOICE_FILES)
     references = found & set(REFERENCE_FILES)
     if len(references) != 1 or found != {FEATURES_FILE, META_FILE, *references}:
         return None
@@ -314,15 +317,23 @@ class VoiceStore:
         return self.tmp_dir / f"{kind}-{suffix}{uuid.uuid4().hex}"
 
     def commit_voice(self, voice_id: str, files: dict[str, bytes]) -> None:
-        """Write a whole voice folder atomically, replacing any existing one."""
+        """Write a whole voice folder atomically, replacing any existing one; an optional file not given
+        (a voice's dictionary when its features are re-extracted) is carried over from the folder replaced."""
         names = voice_file_names(files)
         if names is None:
-            raise ValueError(f"a voice folder needs exactly {FEATURES_FILE}, {META_FILE} and one of {REFERENCE_FILES}")
+            raise ValueError(
+                f"a voice folder needs exactly {FEATURES_FILE}, {META_FILE} and one of {REFERENCE_FILES}, "
+                f"and may have {OPTIONAL_VOICE_FILES}"
+            )
         features, meta, reference = names
         target = self.voice_dir(voice_id)
+        files = dict(files)
+        for name in OPTIONAL_VOICE_FILES:
+            if name not in files and os.path.isfile(target / name) and not os.path.islink(target / name):
+                files[name] = read_regular_file(target / name, MAX_FILE_BYTES[name])
         staging = self._scratch("new", voice_id)
         staging.mkdir()
-        for name in (features, reference, meta):
+        for name in (features, reference, *[n for n in OPTIONAL_VOICE_FILES if n in files], meta):
             write_new_file(staging / name, files[name])
         fsync_dir(staging)
         fsync_dir(self.tmp_dir)
@@ -345,6 +356,28 @@ class VoiceStore:
         write_new_file(staging, data)
         os.replace(staging, target_dir / META_FILE)
         fsync_dir(target_dir)
+
+    def replace_voice_file(self, voice_id: str, name: str, data: bytes | None) -> None:
+        """Atomically replace (or, with None, remove) one optional file of a voice."""
+        if name not in OPTIONAL_VOICE_FILES:
+            raise ValueError(f"{name} is not an optional voice file")
+        target_dir = self.voice_dir(voice_id)
+        if os.path.islink(target_dir) or not target_dir.is_dir():
+            raise VoiceNotFound(f"voice {voice_id} was deleted")
+        if data is None:
+            (target_dir / name).unlink(missing_ok=True)
+        else:
+            staging = self._scratch("optional")
+            write_new_file(staging, data)
+            os.replace(staging, target_dir / name)
+        fsync_dir(target_dir)
+
+    def read_root_file(self, name: str, max_bytes: int) -> bytes | None:
+        """A small file at the root, or None when there is none."""
+        try:
+            return read_regular_file(self.root / name, max_bytes)
+        except FileNotFoundError:
+            return None
 
     def remove_voice(self, voice_id: str) -> None:
         """Delete a voice: one rename out of voices/ is the commit point, then the files go."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -24,7 +24,7 @@ from glmtts_mcp.app.narration import TEMPERATURE_RANGE, TOP_P_RANGE, NarrationRe
 from glmtts_mcp.app.voice_service import VoiceService
 from glmtts_mcp.web.errors import WebError
 from glmtts_mcp.web.rest import stream_speech
-from glmtts_mcp.web.speech_stream import OpenSpeech, encoded, open_speech
+from glmtts_mcp.web.speech_stream import OpenSpeech, encoded, open_speech, reading_headers
 
 # OpenAI's names for the formats this server writes (opus is Ogg/Opus, as OpenAI sends it).
 OPENAI_FORMATS = {"mp3": "mp3", "opus": "ogg", "wav": "wav", "flac": "flac", "pcm": "pcm"}
@@ -55,6 +55,12 @@ class SpeechRequest(BaseModel):
     )
     top_p: float | None = Field(
         default=None, description=f"extension: nucleus size {TOP_P_RANGE[0]}-{TOP_P_RANGE[1]}; left out: upstream's"
+    )
+    pronunciation: Literal["text", "phoneme"] | None = Field(
+        default=None, description="extension (OpenAI clients omit it): text or phoneme; default from the server"
+    )
+    pronunciations: dict[str, str] | None = Field(
+        default=None, description="extension: this request's own dictionary, text -> pinyin or a respelling"
     )
 
 
@@ -95,11 +101,28 @@ def openai_routes(app: App) -> APIRouter:
                 "response_format",
             )
         if body.stream_format == "audio":
-            return await stream_speech(app, body.input, voice, fmt, 0, temperature=body.temperature, top_p=body.top_p)
+            return await stream_speech(
+                app,
+                body.input,
+                voice,
+                fmt,
+                0,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                pronunciation=body.pronunciation,
+                pronunciations=body.pronunciations,
+            )
         if body.stream_format != "sse":
             raise WebError(400, f"stream_format {body.stream_format!r} is unknown: use audio or sse", "stream_format")
         text = checked_text(body.input, app.settings.max_text_chars)
-        request = NarrationRequest(text=text, voice=voice, temperature=body.temperature, top_p=body.top_p)
+        request = NarrationRequest(
+            text=text,
+            voice=voice,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            pronunciation=body.pronunciation,
+            pronunciations=body.pronunciations,
+        )
         speech = await open_speech(app, request)
         return StreamingResponse(
             _sse_events(speech, fmt, len(text)),
@@ -108,6 +131,7 @@ def openai_routes(app: App) -> APIRouter:
                 "cache-control": "no-cache",
                 "x-voice-id": speech.voice.voice_id,
                 "x-segments": str(speech.first.segment_count),
+                **reading_headers(app, request, speech),
             },
         )
 

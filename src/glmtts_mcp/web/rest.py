@@ -6,7 +6,7 @@ service, the narration); uploads arrive as multipart files and never touch a pat
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -25,6 +25,7 @@ from glmtts_mcp.app.schemas import (
     VoiceSummary,
 )
 from glmtts_mcp.app.voice_service import VoiceService
+from glmtts_mcp.engine.types import PronunciationMode
 from glmtts_mcp.errors import Term, UserError, render_text
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 from glmtts_mcp.web.errors import WebError, rest_words
@@ -44,7 +45,7 @@ from glmtts_mcp.web.seed_api import (
 )
 from glmtts_mcp.web.seed_api import form_body as seed_form_body
 from glmtts_mcp.web.seed_tasks import TaskBoard
-from glmtts_mcp.web.speech_stream import encoded, open_speech
+from glmtts_mcp.web.speech_stream import encoded, open_speech, reading_headers
 
 Body = TypeVar("Body", bound=BaseModel)
 VoicePath = Annotated[str, Field(min_length=1, max_length=256, description="voice id or name")]
@@ -68,6 +69,12 @@ class TtsRequest(BaseModel):
     )
     top_p: float | None = Field(
         default=None, description=f"nucleus size {TOP_P_RANGE[0]}-{TOP_P_RANGE[1]}; left out: upstream's"
+    )
+    pronunciation: Literal["text", "phoneme"] | None = Field(
+        default=None, description="text, or phoneme (upstream's phoneme-in for Chinese); default from the server"
+    )
+    pronunciations: dict[str, str] | None = Field(
+        default=None, description="this request only: text -> pinyin with tone numbers, or a respelling"
     )
 
 
@@ -189,7 +196,15 @@ def rest_routes(app: App, tasks: TaskBoard) -> APIRouter:
             return await speak_form(app, tasks, request, voice_required=False)
         body = await _json_body(request, TtsRequest)
         return await stream_speech(
-            app, body.text, body.voice, body.format, body.seed, temperature=body.temperature, top_p=body.top_p
+            app,
+            body.text,
+            body.voice,
+            body.format,
+            body.seed,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            pronunciation=body.pronunciation,
+            pronunciations=body.pronunciations,
         )
 
     @router.get("/cache/stats", response_model=SeedCacheStats)
@@ -208,10 +223,14 @@ async def stream_speech(
     voice: str,
     fmt: str,
     seed: int,
+    *,
     temperature: float | None = None,
     top_p: float | None = None,
+    pronunciation: PronunciationMode | None = None,
+    pronunciations: dict[str, str] | None = None,
 ) -> StreamingResponse:
-    """The streamed answer of /api/tts (and /v1/audio/speech with stream_format=audio)."""
+    """The streamed answer of /api/tts (and /v1/audio/speech with stream_format=audio); the text as the model
+    reads it goes in `x-text-as-read` (UTF-8, percent-encoded), its mode in `x-pronunciation`."""
     fmt = fmt.strip().lower()
     if fmt not in STREAM_FORMATS:
         raise UserError(f"{{argument}} is {fmt!r}", f"use one of {', '.join(STREAM_FORMATS)}", argument=Term.FORMAT)
@@ -221,6 +240,8 @@ async def stream_speech(
         seed=seed,
         temperature=temperature,
         top_p=top_p,
+        pronunciation=pronunciation,
+        pronunciations=pronunciations,
     )
     speech = await open_speech(app, request)
     headers = {
@@ -230,6 +251,7 @@ async def stream_speech(
         "x-sample-rate": str(speech.first.sample_rate),
         "x-segments": str(speech.first.segment_count),
         "x-streamed": "true" if fmt in STREAMED_FORMATS else "false",
+        **reading_headers(app, request, speech),
     }
     return StreamingResponse(encoded(speech, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
 

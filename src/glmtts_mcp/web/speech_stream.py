@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio.to_thread
 
@@ -44,6 +45,15 @@ class OpenSpeech:
     @property
     def duration_s(self) -> float:
         return self.done.duration_s if self.done else 0.0
+
+
+def reading_headers(app: App, request: NarrationRequest, speech: OpenSpeech) -> dict[str, str]:
+    """How the text is read, for a speech response: the mode, and the text as the model reads it (every
+    segment, UTF-8 percent-encoded as a header must be ASCII)."""
+    return {
+        "x-pronunciation": request.pronunciation or app.settings.pronunciation,
+        "x-text-as-read": quote("".join(speech.first.as_read), safe=""),
+    }
 
 
 async def open_speech(app: App, request: NarrationRequest) -> OpenSpeech:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -41,6 +42,7 @@ import torch
 from glmtts_mcp.engine.checkpoint.layout import resolve_whisper_model
 from glmtts_mcp.engine.checkpoint.loader import Models, load_models
 from glmtts_mcp.engine.frontend import audio_features as audio
+from glmtts_mcp.engine.frontend.g2p import g2p_data
 from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing, load_reference, reference_pcm_at
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.models.llm import RasSettings
@@ -112,6 +114,9 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+_PHONEME_TOKEN = re.compile(r"<\|[A-Z0-9]+\|>")
 
 
 def _speakable(text: str) -> bool:
@@ -487,6 +492,16 @@ class Engine:
         if not isinstance(options.seed, int) or not 0 <= options.seed < 2**63:
             raise EngineError(f"seed={options.seed!r} must be an integer from 0 to 2**63-1")
 
+    def _check_phoneme_tokens(self, segments: list[str]) -> None:
+        """Refuse phoneme tokens this checkpoint's tokenizer does not hold (it would read them as plain text)."""
+        used = {token for segment in segments for token in _PHONEME_TOKEN.findall(segment)}
+        missing = self.models.text_tokenizer.missing_tokens(sorted(used & set(g2p_data().phoneme_tokens)))
+        if missing:
+            raise EngineError(
+                f"this checkpoint's text tokenizer lacks the phoneme token(s) {', '.join(missing)}: phoneme "
+                "readings need the official vq32k-phoneme-tokenizer folder"
+            )
+
     def synthesize(
         self,
         text: str,
@@ -507,7 +522,8 @@ class Engine:
         """
         self.check_options(options)
         tensors = features.tensors  # checked against FEATURE_SCHEMA where they entered: extraction or the library
-        segments = self.text_frontend.synthesis_segments(text)
+        segments = self.text_frontend.synthesis_segments(text, pronunciation=options.pronunciation)
+        self._check_phoneme_tokens(segments)
         if self.reference_processing == "clean":  # upstream speaks even a piece that is only punctuation
             segments = [s for s in segments if _speakable(s)]
         if not any(_speakable(s) for s in segments):
@@ -585,6 +601,7 @@ class Engine:
                     segment_count=total,
                     text=segment,
                     warnings=[f"segment {index + 1}/{total} ({_quoted(segment)}): {note}" for note in notes],
+                    as_read=tuple(segments) if index == 0 else (),
                 )
         except BaseException:  # cancelled, closed (GeneratorExit) or failed: end this narration's LLM work
             cancel.set()
