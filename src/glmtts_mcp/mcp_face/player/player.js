@@ -78,6 +78,7 @@
   let dirty = false; // audio arrived that the <audio> element does not have yet
   let sourceUrl = null;
   let stopped = false;
+  let loadingAt = null; // the position a new source will resume at, while it loads
   let request_ = null; // the last tool-input arguments (text, voice, seed)
 
   function onNotification(method, params) {
@@ -119,6 +120,7 @@
     ui.voice.textContent = live.voice || "…";
     if (sourceUrl) URL.revokeObjectURL(sourceUrl);
     sourceUrl = null;
+    loadingAt = null;
     audio.removeAttribute("src");
     audio.load();
     dirty = false;
@@ -211,10 +213,12 @@
     const url = URL.createObjectURL(blob);
     if (sourceUrl) URL.revokeObjectURL(sourceUrl);
     sourceUrl = url;
+    loadingAt = position || 0;
     audio.src = url;
     audio.addEventListener("loadedmetadata", () => {
       audio.playbackRate = Number(ui.speed.value);
       if (position) audio.currentTime = Math.min(position, audio.duration || position);
+      loadingAt = null;
       if (wantPlay) startPlaying();
     }, { once: true });
   }
@@ -413,7 +417,7 @@
 
   function tick() {
     const duration = story && story.rate ? story.samples / story.rate : audio.duration || 0;
-    const now = audio.currentTime || 0;
+    const now = loadingAt !== null ? loadingAt : audio.currentTime || 0;
     ui.seek.max = String(duration || 0);
     ui.seek.value = String(Math.min(now, duration || 0));
     const spoken = `${clock(now)} of ${clock(duration)}`;
