@@ -131,3 +131,19 @@ def test_a_host_without_the_extension_gets_todays_result(
     assert "narration_id" not in out and out["returned"] == ["audio", "path"] and Path(out["path"]).is_file()
     assert [block["type"] for block in result["content"]] == ["text", "audio"]
     assert page.query_selector_all("#views iframe") == [] and page.errors == []
+
+
+def test_players_do_not_talk_over_each_other(
+    host_page: Callable[..., Any], server: LiveServer, clip_bytes: Callable[..., bytes]
+) -> None:
+    page = host_page()
+    clone(page, server, clip_bytes, "floor", 200.0)
+    page.evaluate("(text) => testHost.callTool('synthesize', {text, voice: 'floor', seed: 7})", TWO_SEGMENTS)
+    first = view(page, 0)
+    first.select_option("#speed", "0.75")
+    first.wait_for_function("() => document.getElementById('audio').currentTime > 0.2")
+    page.evaluate("() => testHost.callTool('synthesize', {text: 'And now the second player speaks.', voice: 'floor'})")
+    second = view(page, 1)
+    second.wait_for_function("() => document.getElementById('player').dataset.playing === 'true'")
+    first.wait_for_function("() => document.getElementById('player').dataset.playing === 'false'")
+    assert first.evaluate("document.getElementById('audio').paused") and page.errors == []

@@ -140,7 +140,8 @@ class LiveNarrations:
         self.limits = limits or LiveLimits()
         self._held: dict[str, LiveNarration] = {}
         self._tasks: TaskGroup | None = None
-        self._speaking: dict[str, str] = {}  # a conversation ("room") -> the narration whose player plays
+        self._speaking: str | None = None  # the narration whose player last started playing
+        self.floor = 0  # counts the claims: a player yields only to a claim later than its own
 
     @property
     def running(self) -> bool:
@@ -181,13 +182,17 @@ class LiveNarrations:
     def get(self, narration_id: str) -> LiveNarration | None:
         return self._held.get(narration_id)
 
-    def claim(self, room: str, narration_id: str) -> None:
-        """The player of `narration_id` started playing in `room`: the other players there pause."""
-        self._speaking[room] = narration_id
+    def claim(self, narration_id: str) -> None:
+        """The player of `narration_id` started playing: the other players pause. One floor per server, not
+        per conversation: a server that narrates for one person has one pair of ears to serve, and the
+        protocol's newer stateless era has no connection to tell conversations apart by."""
+        self._speaking = narration_id
+        self.floor += 1
 
-    def speaking(self, room: str) -> str | None:
-        """The narration whose player last started playing in `room` (a conversation, as the face sees it)."""
-        return self._speaking.get(room)
+    @property
+    def speaking(self) -> str | None:
+        """The narration whose player last started playing (while it is held)."""
+        return self._speaking if self._speaking in self._held else None
 
     @property
     def held_bytes(self) -> int:
@@ -252,7 +257,6 @@ class LiveNarrations:
             del self._held[held.id]
 
     def _sweep(self, now: float) -> None:
-        self._speaking = {room: held for room, held in self._speaking.items() if held in self._held}
         for held in list(self._held.values()):
             if held.finished:
                 if now - (held.finished_at or now) > self.limits.grace_s:

@@ -159,8 +159,9 @@ class NarrationPoll(BaseModel):
     total_samples: int = Field(description="samples generated so far")
     done: bool = Field(description="true when nothing more will come (done, failed or cancelled)")
     speaking: str | None = Field(
-        default=None, description="the narration whose player last started playing in this conversation"
+        default=None, description="the narration whose player last started playing (the others pause)"
     )
+    floor: int = Field(default=0, description="claims so far: a player yields only to a claim later than its own")
     warnings: list[str] = Field(default_factory=list)
 
 

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 import anyio.to_thread
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, Tool, ToolAnnotations
 from pydantic import Field
@@ -126,22 +126,18 @@ def register_player(server: MCPServer, app: App) -> None:
     )
     async def poll_narration(
         narration_id: Annotated[str, Field(description="the id synthesize returned", min_length=1, max_length=64)],
-        ctx: Context,
         cursor: Annotated[int, Field(description="the first sample wanted (next_cursor of the last poll)", ge=0)] = 0,
         wait_s: Annotated[
             float, Field(description="wait up to this long for audio past cursor", ge=0, le=_MAX_POLL_WAIT_S)
         ] = 10.0,
-        claim: Annotated[
-            bool, Field(description="this player starts playing: the other players of the conversation pause")
-        ] = False,
+        claim: Annotated[bool, Field(description="this player starts playing: the other players pause")] = False,
     ) -> Annotated[CallToolResult, NarrationPoll]:
         """The narration's audio from `cursor` on (as much as fits one result) and its state; used by the player."""
         live = _held(app, narration_id)
-        room = _room(ctx)
         if claim:
-            app.live.claim(room, live.id)
+            app.live.claim(live.id)
         await live.wait_past(cursor, wait_s)
-        poll = _poll(live, cursor, settings.max_result_bytes, app.live.speaking(room))
+        poll = _poll(live, cursor, settings.max_result_bytes, app.live.speaking, app.live.floor)
         text = f"{poll.state}: {poll.message} ({poll.total_samples} samples so far)"
         return CallToolResult(
             content=[TextContent(type="text", text=text)], structured_content=poll.model_dump(mode="json")
@@ -188,12 +184,7 @@ def _held(app: App, narration_id: str) -> LiveNarration:
     return live
 
 
-def _room(ctx: Context) -> str:
-    """The conversation a call comes from, as far as the server can tell: the client's connection."""
-    return f"session-{id(ctx.request_context.session):x}"
-
-
-def _poll(live: LiveNarration, cursor: int, max_result_bytes: int, speaking: str | None) -> NarrationPoll:
+def _poll(live: LiveNarration, cursor: int, max_result_bytes: int, speaking: str | None, floor: int) -> NarrationPoll:
     """The poll result with as much audio from `cursor` as keeps the whole result under `max_result_bytes`."""
     message = live.failure.render(tool_words()) if live.failure is not None else live.message
     poll = NarrationPoll(
@@ -212,6 +203,7 @@ def _poll(live: LiveNarration, cursor: int, max_result_bytes: int, speaking: str
         total_samples=live.samples,
         done=live.finished,
         speaking=speaking,
+        floor=floor,
         warnings=[render_text(w, tool_words()) for w in live.warnings],
     )
     # The structured result travels twice at most (structured content, and hosts that echo it as text).

@@ -79,6 +79,8 @@
   let sourceUrl = null;
   let stopped = false;
   let loadingAt = null; // the position a new source will resume at, while it loads
+  let continuing = false; // the next "play" resumes after the audio so far ran out: not a new start
+  let myFloor = Infinity; // the server's claim count when this player last started playing
   let request_ = null; // the last tool-input arguments (text, voice, seed)
 
   function onNotification(method, params) {
@@ -173,9 +175,9 @@
       followed.segments = poll.segments;
       showText(followed.text, followed.segments);
     }
-    if (poll.speaking && poll.speaking !== followed.id && !audio.paused) {
+    if (poll.speaking && poll.speaking !== followed.id && poll.floor > myFloor && !audio.paused) {
       wantPlay = false;
-      audio.pause(); // another player in this conversation started: this one stops talking
+      audio.pause(); // another player started after this one: this one stops talking
     }
     followed.done = poll.done;
     followed.state = poll.state;
@@ -194,6 +196,7 @@
     }
     refresh(false);
     tick();
+    syncPlayButton();
   }
 
   // ---- audio: everything received so far as one WAV blob, swapped in when playback needs more ----
@@ -219,6 +222,7 @@
       audio.playbackRate = Number(ui.speed.value);
       if (position) audio.currentTime = Math.min(position, audio.duration || position);
       loadingAt = null;
+      syncPlayButton();
       if (wantPlay) startPlaying();
     }, { once: true });
   }
@@ -244,12 +248,16 @@
   audio.addEventListener("play", () => {
     ui.notice.textContent = "";
     syncPlayButton();
-    if (story) claimFloor(story);
+    if (story && !continuing) claimFloor(story); // a start (not a resume after new audio) takes the floor
+    continuing = false;
   });
   audio.addEventListener("pause", syncPlayButton);
   audio.addEventListener("timeupdate", tick);
   audio.addEventListener("ended", () => {
-    if (dirty) refresh(true);
+    if (dirty && wantPlay) {
+      continuing = true;
+      refresh(true);
+    } else if (dirty) refresh(true);
     else if (story && story.done) wantPlay = false;
     syncPlayButton();
   });
@@ -259,6 +267,7 @@
       const result = await callTool("poll_narration", {
         narration_id: followed.id, cursor: followed.cursor, wait_s: 0, claim: true,
       });
+      myFloor = result.structuredContent.floor;
       if (followed === story) take(followed, result.structuredContent);
     } catch (err) {
       // the floor is a courtesy: a failed claim leaves playback alone
