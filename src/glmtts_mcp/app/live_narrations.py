@@ -227,6 +227,8 @@ class LiveNarrations:
                         live._apply(event)
                         if isinstance(event, Audio):
                             self._keep_in_memory_bound(live)
+                        elif isinstance(event, VoiceReady) and event.created:  # a clip cloned on the way
+                            await self._app.changes.publish()
             except UserError as exc:  # the player shows it; the face renders it in its words
                 live._end("failed", str(exc), exc)
                 return
