@@ -93,6 +93,16 @@ def test_the_player_plays_highlights_and_narrates_again(
     player.wait_for_function("() => document.getElementById('player').dataset.state === 'done'")
     page.query_selector("#views iframe").screenshot(path=str(tmp_path / "player.png"))
 
+    # the keyboard: in the player, k plays and pauses (every control is a labelled native one)
+    paused = player.evaluate("document.getElementById('audio').paused")
+    player.focus("#text")
+    page.keyboard.press("k")
+    player.wait_for_function(f"() => document.getElementById('audio').paused === {str(not paused).lower()}")
+    for control in player.query_selector_all("button, select, input"):
+        assert control.evaluate(
+            "(c) => c.labels?.length > 0 || !!c.getAttribute('aria-label') || !!c.textContent.trim()"
+        )
+
     # save to the outputs: the path is shown, and the model hears of it through the host
     player.click("#save")
     player.wait_for_function("() => document.getElementById('notice').textContent.startsWith('Saved to ')")

@@ -81,12 +81,11 @@
   let loadingAt = null; // the position a new source will resume at, while it loads
   let continuing = false; // the next "play" resumes after the audio so far ran out: not a new start
   let myFloor = Infinity; // the server's claim count when this player last started playing
-  let request_ = null; // the last tool-input arguments (text, voice, seed)
 
   function onNotification(method, params) {
     if (method === "ui/notifications/tool-input") {
-      request_ = params.arguments || {};
-      if (!story && request_.text) showText(request_.text, []);
+      const input = params.arguments || {};
+      if (!story && input.text) showText(input.text, []);
     } else if (method === "ui/notifications/tool-result") {
       onToolResult(params);
     } else if (method === "ui/notifications/tool-cancelled") {
@@ -308,9 +307,10 @@
     audio.playbackRate = Number(ui.speed.value);
     audio.defaultPlaybackRate = Number(ui.speed.value);
   });
+  // Space or k plays and pauses, the arrows skip 5 s (on the slider too: its own step is too fine for keys).
   ui.root.addEventListener("keydown", (event) => {
     const tag = event.target.tagName;
-    if (tag === "SELECT" || tag === "BUTTON" || (tag === "INPUT" && event.key !== "k")) return;
+    if (tag === "SELECT" || tag === "BUTTON") return;
     if (event.key === " " || event.key === "k") { event.preventDefault(); togglePlay(); }
     else if (event.key === "ArrowLeft") { event.preventDefault(); seekTo(audio.currentTime - 5); }
     else if (event.key === "ArrowRight") { event.preventDefault(); seekTo(audio.currentTime + 5); }
