@@ -34,9 +34,9 @@ TWO_SEGMENTS = (
 
 
 @asynccontextmanager
-async def host(app: App, *, apps: bool = True) -> AsyncIterator[Client]:
+async def host(app: App, *, apps: bool = True, mode: str = "auto") -> AsyncIterator[Client]:
     """A client (an MCP Apps host when `apps`) of a server whose live narrations run, as `serve` runs them."""
-    async with app.live.serve(), Client(build_server(app), extensions=APPS if apps else None) as client:
+    async with app.live.serve(), Client(build_server(app), mode=mode, extensions=APPS if apps else None) as client:
         yield client
 
 
@@ -56,8 +56,9 @@ async def read_all(client: Client, narration_id: str, **poll: Any) -> tuple[dict
             return poll_result, bytes(audio), pieces
 
 
-async def test_tools_and_resource_as_each_host_sees_them(library_app: App) -> None:
-    async with host(library_app) as apps_host:
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_tools_and_resource_as_each_host_sees_them(library_app: App, mode: str) -> None:
+    async with host(library_app, mode=mode) as apps_host:
         tools = {t.name: t for t in (await apps_host.list_tools()).tools}
         assert tools["synthesize"].meta == {"ui": {"resourceUri": PLAYER_URI}}
         for name in ("poll_narration", "save_narration"):
@@ -81,7 +82,7 @@ async def test_tools_and_resource_as_each_host_sees_them(library_app: App) -> No
         html = content.text
         assert "<script>" in html and "<style>" in html and 'src="' not in html and "href=" not in html
         assert "ui/initialize" in html and "poll_narration" in html
-    async with host(library_app, apps=False) as plain:
+    async with host(library_app, apps=False, mode=mode) as plain:
         tools = {t.name: t for t in (await plain.list_tools()).tools}
         assert "poll_narration" not in tools and "save_narration" not in tools
         assert "path" in tools["synthesize"].output_schema["required"]

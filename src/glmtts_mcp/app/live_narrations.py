@@ -171,7 +171,7 @@ class LiveNarrations:
         if len(self._held) >= self.limits.max_narrations:
             raise UserError(
                 f"{self.limits.max_narrations} narrations are playing or being made already",
-                "wait for one to finish, or ask for the audio as a file with {format} and a return mode",
+                "wait for one of them to finish, or ask synthesize for a file instead (give it a return_mode)",
                 argument=Term.TEXT,
             )
         live = LiveNarration(id=secrets.token_urlsafe(12), request=request)
