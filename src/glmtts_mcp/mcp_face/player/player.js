@@ -149,7 +149,9 @@
           wait_s: followed.done ? 0 : POLL_WAIT_S,
         });
       } catch (err) {
-        if (mine === generation) fail(err.message);
+        // All audio is here and only the floor was asked about (the server may have let the narration
+        // go after its grace period): keep playing, stop asking.
+        if (mine === generation && !followed.done) fail(err.message);
         return;
       }
       if (mine !== generation) return;
