@@ -109,6 +109,11 @@
   }
 
   function follow(live) {
+    if (!host.capabilities.serverTools) {
+      // the spec's hosts declare serverTools when they pass a view's tools/call on to the server
+      return fail("This host does not pass the player's calls to the server, so the player cannot fetch the " +
+        "audio: ask for the narration as a file instead (synthesize with a return_mode).");
+    }
     generation += 1;
     story = {
       id: live.narration_id, text: live.text, voice: live.voice, seed: live.seed, format: live.format,
