@@ -78,6 +78,8 @@ def test_the_player_plays_highlights_and_narrates_again(
     first_id = result["structuredContent"]["narration_id"]
     player = view(page, 0)
     assert player.get_attribute("#player", "data-narration-id") == first_id
+    csp = player.get_attribute("meta[http-equiv='Content-Security-Policy']", "content")
+    assert "connect-src 'none'" in csp and "default-src 'none'" in csp  # the player runs under what it declared
     assert player.text_content("#voice") in ("tone", server.app.library.resolve("tone").id)
 
     # it starts playing as soon as audio arrives; the time advances, then the second segment lights up
