@@ -189,6 +189,21 @@ def test_bench_web_prints_every_row(tiny_checkpoint: Path) -> None:
         assert re.fullmatch(r"\d+%", row["first/whole"]) and row["segments"] == "3", row
 
 
+@pytest.mark.slow
+def test_bench_player_prints_every_moment(tiny_checkpoint: Path) -> None:
+    out = _run("benchmarks/bench_player.py", "--checkpoint", str(tiny_checkpoint), "--runs", "1")
+    rows = [(row["host"], row["moment"]) for row in _table(out, "host")]
+    assert rows == [
+        ("without MCP Apps", "synthesize result"),
+        ("with the player", "synthesize answered"),
+        ("with the player", "first audio to play"),
+        ("with the player", "whole narration polled"),
+    ], out
+    for row in _table(out, "host"):
+        assert float(row["seconds"]) > 0 and re.fullmatch(r"\d+%", row["of plain"]), row
+    assert re.search(r"pieces per narration \(poll results with audio\): [1-9]", out)
+
+
 @pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="the benchmark records its reference clips with espeak-ng"
 )

@@ -6,6 +6,7 @@ and the model must load once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION, Engi
 from glmtts_mcp.voices import FeatureRules, FeatureSchema, TensorRule, VoiceLibrary
 
 if TYPE_CHECKING:
+    from glmtts_mcp.app.live_narrations import LiveNarrations
     from glmtts_mcp.engine.runtime.pipeline import Engine
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,13 @@ class App:
     library: VoiceLibrary
     outputs: OutputStore
     changes: ChangeFeed = field(default_factory=lambda: ChangeFeed())
+
+    @functools.cached_property
+    def live(self) -> LiveNarrations:
+        """The narrations players follow while they are made (run while a server serves them)."""
+        from glmtts_mcp.app.live_narrations import LiveNarrations  # it builds on this module
+
+        return LiveNarrations(self)
 
     def start_preload(self) -> threading.Thread | None:
         """With `preload = start`, begin loading the model in the background (the server calls this as

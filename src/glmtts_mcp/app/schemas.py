@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel
 
 from glmtts_mcp.voices import LibraryStats, StatsCounters, VoiceListing
 
@@ -140,6 +140,61 @@ class PronunciationsResult(BaseModel):
     voice_id: str | None = Field(default=None, description="the voice whose dictionary this is; null: the global one")
     entries: list[PronunciationEntry]
     message: str | None = None
+
+
+class LiveSynthesizeResult(BaseModel):
+    """synthesize with an MCP Apps host: the narration plays in the player while it is made."""
+
+    narration_id: str = Field(description="the live narration the player follows (poll_narration)")
+    text: str
+    voice: str | None = Field(default=None, description="the voice asked for (id or name); null with a reference clip")
+    seed: int
+    format: str = Field(description="the format save_narration writes by default")
+    state: str = Field(description="queued, generating, done, failed or cancelled")
+
+
+class SynthesizeOutcome(RootModel[SynthesizeResult | LiveSynthesizeResult]):
+    """What synthesize may return: the audio (every host), or a live narration (a host that renders the player)."""
+
+
+class LiveSegment(BaseModel):
+    index: int
+    text: str
+    start_sample: int = Field(description="where the segment's audio starts in the narration")
+
+
+class NarrationPoll(BaseModel):
+    """A piece of a live narration from `cursor` on, and where it stands (what poll_narration returns)."""
+
+    narration_id: str
+    state: str = Field(description="queued, generating, done, failed or cancelled")
+    message: str = Field(description="what is happening now, or why it failed")
+    voice_id: str | None = None
+    voice_name: str | None = None
+    sample_rate: int
+    segment_count: int = Field(description="segments in the narration (0 until the first audio)")
+    segments: list[LiveSegment] = Field(description="the segments generated so far")
+    start: int = Field(description="the sample the piece starts at")
+    samples: int = Field(description="samples in the piece")
+    pcm_s16le: str = Field(description="the piece: base64 of 16-bit little-endian mono PCM")
+    next_cursor: int = Field(description="pass as `cursor` to get what follows")
+    total_samples: int = Field(description="samples generated so far")
+    done: bool = Field(description="true when nothing more will come (done, failed or cancelled)")
+    speaking: str | None = Field(
+        default=None, description="the narration whose player last started playing (the others pause)"
+    )
+    floor: int = Field(default=0, description="claims so far: a player yields only to a claim later than its own")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class SavedNarration(BaseModel):
+    """A live narration written to the output store."""
+
+    uri: str = Field(description="audio://{id}: the saved audio as a resource")
+    path: str
+    format: str
+    bytes: int
+    duration_s: float
 
 
 class SchedulerStats(BaseModel):

@@ -25,7 +25,7 @@ from glmtts_mcp.web.security import WebAccess
 
 def root_app(app: App, server: MCPServer, transport: HttpTransport, names: ServerNames, access: WebAccess) -> FastAPI:
     """/mcp (or /sse and /messages/), /api, /v1, /, /login, /docs and /openapi.json."""
-    mcp = McpMount(server, transport)
+    mcp = McpMount(server, transport, app)
     root = FastAPIOffline(
         title="glmtts-mcp",
         version=__version__,

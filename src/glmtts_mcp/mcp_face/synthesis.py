@@ -20,11 +20,12 @@ from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import MAX_SEED, TEMPERATURE_RANGE, TOP_P_RANGE, NarrationRequest, checked_text
 from glmtts_mcp.app.outputs import AUDIO_MIME
 from glmtts_mcp.app.saving import narrate_to_store
-from glmtts_mcp.app.schemas import SynthesizeResult
+from glmtts_mcp.app.schemas import SynthesizeOutcome, SynthesizeResult
 from glmtts_mcp.config import parse_return_mode
 from glmtts_mcp.errors import render_text
 from glmtts_mcp.mcp_face.errors import tool_words, user_errors
 from glmtts_mcp.mcp_face.paths import audio_source
+from glmtts_mcp.mcp_face.player import PLAYER_URI, renders_apps, start_live
 from glmtts_mcp.mcp_face.progress import relay_for
 from glmtts_mcp.mcp_face.results import render_audio
 from glmtts_mcp.mcp_face.voice_tools import notify_voices_changed
@@ -45,6 +46,7 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             idempotent_hint=False,
             open_world_hint=False,
         ),
+        meta={"ui": {"resourceUri": PLAYER_URI}},
     )
     async def synthesize(
         text: Annotated[str, Field(description="the text to speak", min_length=1)],
@@ -89,11 +91,12 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             dict[str, str] | None,
             Field(description='this call only: {"text": "pinyin with tone numbers or a respelling"}'),
         ] = None,
-    ) -> Annotated[CallToolResult, SynthesizeResult]:
+    ) -> Annotated[CallToolResult, SynthesizeOutcome]:
         """Speak `text` in a cloned voice and return the audio (inline when it fits, else a link and a file path).
 
         Pass `voice` (from clone_voice or list_voices) or `reference_audio` (cloned automatically, its id is returned).
         Long texts are split into segments; progress is reported per segment.
+        In a host that renders MCP Apps, with no `return_mode`, a player plays it in the conversation while it is made.
         """
         with user_errors():
             text = checked_text(text, settings.max_text_chars)
@@ -122,6 +125,8 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             )
             if voice is not None:
                 await anyio.to_thread.run_sync(app.library.resolve, voice)  # unknown voices fail before loading
+            if return_mode is None and app.live.running and renders_apps(ctx.client_capabilities):
+                return start_live(app, request, fmt)
             relay = relay_for(ctx)
             start = time.perf_counter()
             async with relay.running():
