@@ -146,3 +146,17 @@ async def until(condition: Callable[[], bool], timeout_s: float) -> None:
     with anyio.fail_after(timeout_s):
         while not condition():  # noqa: ASYNC110  # the sweep sets no event a test could wait on
             await anyio.sleep(0.05)
+
+
+async def test_the_live_result_keeps_what_again_must_ask_for(engine_app: App, clip: Path) -> None:
+    """The player's "again" changes only the seed or the voice: the sampling and pronunciation asked for come
+    back in the live result for it to pass on."""
+    async with host(engine_app) as client:
+        await structured(client, "clone_voice", {"audio": str(clip), "name": "tone", "transcript": "hi"})
+        asked = {"temperature": 0.7, "top_p": 0.9, "pronunciation": "phoneme", "pronunciations": {"Alex": "Aleks"}}
+        live = await structured(client, "synthesize", {"text": "Hi, Alex.", "voice": "tone", **asked})
+        assert {name: live[name] for name in asked} == asked
+        plain = await structured(client, "synthesize", {"text": "Hi.", "voice": "tone"})
+        assert {name: plain[name] for name in asked} == dict.fromkeys(asked)
+        for started in (live, plain):
+            await read_all(client, started["narration_id"])

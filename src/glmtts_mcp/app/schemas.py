@@ -149,6 +149,10 @@ class LiveSynthesizeResult(BaseModel):
     text: str
     voice: str | None = Field(default=None, description="the voice asked for (id or name); null with a reference clip")
     seed: int
+    temperature: float | None = Field(default=None, description="as asked; null: upstream's sampling")
+    top_p: float | None = Field(default=None, description="as asked; null: upstream's sampling")
+    pronunciation: str | None = Field(default=None, description="as asked; null: the server's default")
+    pronunciations: dict[str, str] | None = Field(default=None, description="this call's own dictionary, as asked")
     format: str = Field(description="the format save_narration writes by default")
     state: str = Field(description="queued, generating, done, failed or cancelled")
 

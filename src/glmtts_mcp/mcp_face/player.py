@@ -91,6 +91,10 @@ def start_live(app: App, request: NarrationRequest, fmt: str) -> CallToolResult:
         text=request.text,
         voice=request.voice,
         seed=request.seed,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        pronunciation=request.pronunciation,
+        pronunciations=dict(request.pronunciations) if request.pronunciations else None,
         format=fmt,
         state=live.state,
     )

@@ -117,6 +117,9 @@
     generation += 1;
     story = {
       id: live.narration_id, text: live.text, voice: live.voice, seed: live.seed, format: live.format,
+      // asked for once, asked for again: "again" changes only the seed or the voice
+      options: { temperature: live.temperature, top_p: live.top_p, pronunciation: live.pronunciation,
+        pronunciations: live.pronunciations },
       cursor: 0, rate: 0, chunks: [], samples: 0, segments: [], count: 0, state: live.state, done: false,
     };
     ui.root.dataset.narrationId = story.id;
@@ -374,6 +377,9 @@
       voice: change.voice || story.voiceId || story.voice,
       seed: change.seed !== undefined ? change.seed : story.seed,
     };
+    for (const [name, value] of Object.entries(story.options)) {
+      if (value !== null && value !== undefined) args[name] = value;
+    }
     ui.again.disabled = true;
     ui.useVoice.disabled = true;
     setState("queued", "Starting again");
