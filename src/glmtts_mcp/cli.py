@@ -208,6 +208,8 @@ _SHELL_WORDS: dict[Term, str] = {
     Term.SEED: "--seed",
     Term.FORMAT: "the extension of -o",
     Term.MAX_TEXT_CHARS: "--max-text-chars",
+    Term.SCRIPT: "--script",
+    Term.MAX_SCRIPT_CHARS: "--max-script-chars",
     Term.LIST_VOICES: "run `glmtts-mcp voices list`",
     Term.CLONE_VOICE: "run `glmtts-mcp say --reference CLIP`",
     Term.EXPORT_VOICE: "run `glmtts-mcp voices export`",

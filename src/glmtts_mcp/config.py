@@ -229,6 +229,17 @@ class Settings(BaseSettings):
         "the grammars cannot read across, so its memory does not grow with its length (0: the whole text at once, "
         "as GLM-TTS does; docs/text-normalization.md).",
     )
+    # --- scripts: several voices, one narration (docs/scripts.md)
+    script_loudness_lufs: float = Field(
+        default=-16.0,
+        le=0.0,
+        ge=-70.0,
+        description="Integrated loudness (ITU-R BS.1770, LUFS) every line of a narrated script is brought to, so "
+        "all its voices sound equally loud (0: keep each line's level as the model made it, as GLM-TTS does).",
+    )
+    max_script_chars: int = Field(
+        default=200000, ge=1, description="Longest script narrate_script accepts (each line also within max_text_chars)."
+    )
     # --- scale-out: the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
     engine: Literal["local", "ray"] = Field(
         default="local",
