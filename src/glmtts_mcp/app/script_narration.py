@@ -302,7 +302,7 @@ class ScriptNarration(Generic[T]):
         if self._cancelled:
             raise NarrationCancelled("the script was cancelled")
         label = f"line {done_lines + 1}/{total} ({line.voice})"
-        self._report(done_lines, total, label)
+        await self._report(done_lines, total, label)
         request = NarrationRequest(text=line.text, voice=voice.id, seed=self.seed if line.seed is None else line.seed)
         pieces: list[np.ndarray] = []
         segments: list[tuple[int, str, int]] = []
@@ -319,7 +319,7 @@ class ScriptNarration(Generic[T]):
                     if not segments or segments[-1][0] != event.segment_index:
                         segments.append((event.segment_index, event.text, event.start_sample))
                     fraction = (event.segment_index + 1) / max(event.segment_count, 1)
-                    self._report(
+                    await self._report(
                         done_lines + fraction,
                         total,
                         f"{label}: segment {event.segment_index + 1}/{event.segment_count}",
@@ -330,9 +330,10 @@ class ScriptNarration(Generic[T]):
                     return _LineAudio(pcm, event.sample_rate, ready, event, segments)
         raise NarrationCancelled("the script was cancelled")
 
-    def _report(self, done: float, total: float, message: str) -> None:
+    async def _report(self, done: float, total: float, message: str) -> None:
+        """Progress as the engine reports it: from a worker thread (a face's relay hops back to the loop)."""
         if self.progress is not None:
-            self.progress(done, total, message)
+            await anyio.to_thread.run_sync(self.progress, done, total, message)
 
 
 def _samples(ms: int, sample_rate: int) -> int:
