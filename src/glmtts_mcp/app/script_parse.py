@@ -217,7 +217,8 @@ def parse_script_items(items: Sequence[ScriptItem], max_line_chars: int, max_scr
     for number, item in enumerate(items, start=1):
         where = f"item {number}"
         kinds = [name for name in ("text", "pause_ms", "chapter") if getattr(item, name) is not None]
-        if len(kinds) != 1:
+        line_fields = item.voice is not None or item.pause_after_ms is not None or item.seed is not None
+        if len(kinds) != 1 or (line_fields and kinds != ["text"]):
             raise _problem(
                 where,
                 "an item is one of a line, a pause or a chapter",

@@ -12,6 +12,7 @@ from glmtts_mcp.app.core import App
 from glmtts_mcp.web.openai_speech import openai_routes
 from glmtts_mcp.web.page import mount_page
 from glmtts_mcp.web.rest import rest_routes
+from glmtts_mcp.web.scripts_api import script_routes
 from glmtts_mcp.web.security import WebAccess, login_routes
 
 
@@ -19,6 +20,7 @@ def include_web(api: FastAPI, app: App, access: WebAccess) -> None:
     """REST, the OpenAI-compatible endpoint, the sign-in and the page, all on the same `App`."""
     api.state.access = access
     api.include_router(rest_routes(app))
+    api.include_router(script_routes(app))
     api.include_router(openai_routes(app))
     api.include_router(login_routes())
     mount_page(api)
