@@ -31,6 +31,7 @@ EXPECTED_TOOLS = {
     "rename_voice": {"read_only_hint": False, "destructive_hint": False},
     "export_voice": {"read_only_hint": False},
     "import_voice": {"read_only_hint": False, "destructive_hint": False},
+    "narrate_script": {"read_only_hint": False, "destructive_hint": False, "idempotent_hint": False},
 }
 
 
