@@ -231,7 +231,7 @@ class Settings(BaseSettings):
     )
     # --- scripts: several voices, one narration (docs/scripts.md)
     script_loudness_lufs: float = Field(
-        default=-16.0,
+        default=-23.0,
         le=0.0,
         ge=-70.0,
         description="Integrated loudness (ITU-R BS.1770, LUFS) every line of a narrated script is brought to, so "
