@@ -238,7 +238,9 @@ class Settings(BaseSettings):
         "all its voices sound equally loud (0: keep each line's level as the model made it, as GLM-TTS does).",
     )
     max_script_chars: int = Field(
-        default=200000, ge=1, description="Longest script narrate_script accepts (each line also within max_text_chars)."
+        default=200000,
+        ge=1,
+        description="Longest script narrate_script accepts (each line also within max_text_chars).",
     )
     # --- scale-out: the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
     engine: Literal["local", "ray"] = Field(

@@ -107,7 +107,7 @@ async def test_a_cancelled_call_stops_the_script(engine_settings: Callable[..., 
 
             scheduler = app.host.ensure_loaded().scheduler_stats()
             deadline = time.monotonic() + 10
-            while (scheduler.running or scheduler.waiting) and time.monotonic() < deadline:  # polls the engine's counter
+            while (scheduler.running or scheduler.waiting) and time.monotonic() < deadline:
                 await anyio.sleep(0.05)
                 scheduler = app.host.ensure_loaded().scheduler_stats()
             assert scheduler.running == scheduler.waiting == 0
