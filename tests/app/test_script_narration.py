@@ -65,8 +65,10 @@ async def test_three_voices_one_file_with_exact_cues_and_one_loudness(
     narration = ScriptNarration(
         app, script, PathTarget(target, "wav", split=False), -20.0, progress=lambda *r: reports.append(r)
     )
+    before = _side_by_side_steps(app)
     outcome = await narration.run()
     result = script_result(outcome, "wav", -20.0, "segment", lambda path: {"path": str(path), "bytes": 0})
+    assert _side_by_side_steps(app) > before  # the next line decoded beside the one before it
 
     assert [o.file for o in outcome.outputs] == [target]
     audio, rate = sf.read(target, dtype="float32")
@@ -111,6 +113,11 @@ async def test_three_voices_one_file_with_exact_cues_and_one_loudness(
     assert any(message == "line 1/5 (Alice)" for _, _, message in reports)
     assert any("segment 1/" in message for _, _, message in reports)
     assert [done for done, _, _ in reports] == sorted(done for done, _, _ in reports)
+
+
+def _side_by_side_steps(app: App) -> int:
+    """Decode steps the LLM ran with more than one sequence in its batch."""
+    return sum(steps for size, steps in app.host.ensure_loaded().scheduler_stats().batch_sizes.items() if size > 1)
 
 
 def _vtt(ms: int) -> str:

@@ -1,8 +1,8 @@
 """One loudness for every line of a script: ITU-R BS.1770 integrated loudness, measured with pyloudnorm.
 
 The measure needs a line's whole audio (its gating looks at every 400 ms block), so a line is held in
-memory until it is measured; a line is bounded by the text limit, a script is not, and only one line is
-held at a time. A line shorter than one 400 ms block is measured on itself repeated to fill a block:
+memory until it is measured; a line is bounded by the text limit, a script is not, and a script holds
+only the lines in flight. A line shorter than one 400 ms block is measured on itself repeated to fill a block:
 the same mean power, so the same loudness, where pyloudnorm alone would refuse it. Silence (no block
 above the -70 LUFS absolute gate) is left as it is. A gain that would push a sample past full scale is
 lowered until the peak sits just below it, and the line reports the loudness it got.

@@ -4,8 +4,9 @@ Every name the script uses is resolved against the library before anything is sy
 voice costs nothing. Each line is one `Narration` in its voice (features reused from the library's
 tiers); its audio is held until it is complete, brought to the loudness target (`loudness.py`), then
 joined to the file through the engine's `Crossfader` (short raised-cosine fades into and out of the
-pauses, so a join never clicks) and written before the next line starts: memory holds one line, never
-the script. Every line's and every segment's start and end are the sample offsets of what was written,
+pauses, so a join never clicks) and written as soon as the lines before it are. The next line is made
+while one finishes (`LINES_IN_FLIGHT`), so lines of different voices decode side by side in the engine's
+batch; memory holds those lines, never the script. Every line's and every segment's start and end are the sample offsets of what was written,
 so subtitles and the timeline follow the audio exactly. Nothing appears at the output until the whole
 script is done; a cancelled or failed script leaves no file.
 """
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+import anyio.abc
 import anyio.to_thread
 import numpy as np
 
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
+LINES_IN_FLIGHT = 2  # lines made at once: the next line decodes beside the one finishing
 _VOICES_LISTED = 30
 
 
@@ -120,6 +124,47 @@ class _LineAudio:
     segments: list[tuple[int, str, int]]  # index, text, start sample within the line
 
 
+class _LinesAhead:
+    """Lines made ahead of the writer, at most `in_flight` at once and in memory; `take(i)` waits for line i.
+
+    A line that fails is kept as its exception and raised when it is taken, so errors come in script order."""
+
+    def __init__(
+        self,
+        make: Callable[[int], Awaitable[_LineAudio]],
+        count: int,
+        in_flight: int,
+        tasks: anyio.abc.TaskGroup,
+    ) -> None:
+        self._make = make
+        self._slots: list[_LineAudio | Exception | None] = [None] * count
+        self._ready = [anyio.Event() for _ in range(count)]
+        self._room = anyio.Semaphore(in_flight)
+        self._tasks = tasks
+        tasks.start_soon(self._produce, count)
+
+    async def _produce(self, count: int) -> None:
+        for index in range(count):
+            await self._room.acquire()
+            self._tasks.start_soon(self._one, index)
+
+    async def _one(self, index: int) -> None:
+        try:
+            self._slots[index] = await self._make(index)
+        except Exception as exc:  # raised by take(), in the script's order
+            self._slots[index] = exc
+        self._ready[index].set()
+
+    async def take(self, index: int) -> _LineAudio:
+        await self._ready[index].wait()
+        value, self._slots[index] = self._slots[index], None
+        self._room.release()
+        if isinstance(value, Exception):
+            raise value
+        assert value is not None
+        return value
+
+
 @dataclass
 class _OpenOutput:
     """One output file being written: the crossfader in front of it and the samples already written."""
@@ -156,14 +201,15 @@ class ScriptNarration(Generic[T]):
     split_chapters: bool = False
     seed: int = 0
     progress: ProgressCallback | None = None
-    _current: Narration | None = None
+    _current: list[Narration] = field(default_factory=list)
     _cancelled: bool = False
+    _reported: float = 0.0
     _writers: list[AudioFileWriter] = field(default_factory=list)
 
     def cancel(self) -> None:
         self._cancelled = True
-        if self._current is not None:
-            self._current.cancel()
+        for narration in list(self._current):
+            narration.cancel()
 
     async def run(self) -> ScriptOutcome[T]:
         started = time.perf_counter()
@@ -207,9 +253,31 @@ class ScriptNarration(Generic[T]):
         return found
 
     async def _narrate(self, voices: dict[str, VoiceRecord]) -> _Narrated:
+        """The lines in order, the next ones made while one is written (side by side in the engine's batch)."""
+        speeches = self.script.lines
+        total = len(speeches)
+
+        async def make(index: int) -> _LineAudio:
+            line = speeches[index]
+            return await self._speak(line, voices[line.voice], index, total)
+
+        in_flight = max(1, min(LINES_IN_FLIGHT, self.app.settings.max_batch))
+        try:
+            async with anyio.create_task_group() as tasks:
+                ahead = _LinesAhead(make, total, in_flight, tasks)
+                try:
+                    made = await self._write(ahead)
+                finally:
+                    tasks.cancel_scope.cancel()  # lines still being made when the writing stopped (an error)
+        except BaseExceptionGroup as group:  # the writer's own error, not a group: callers match on its type
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from group.exceptions[0].__cause__
+            raise
+        return made
+
+    async def _write(self, ahead: _LinesAhead) -> _Narrated:
         chapters = [c for c in self.script.chapters if c.lines or not self.split_chapters]
         groups = [[c] for c in chapters] if self.split_chapters else [chapters]
-        total = len(self.script.lines)
         lines: list[TimedLine] = []
         marks: list[ChapterMark] = []
         sizes: list[tuple[int, int]] = []
@@ -225,7 +293,7 @@ class ScriptNarration(Generic[T]):
                     if isinstance(part, Silence):
                         pending_ms += part.ms
                         continue
-                    audio = await self._speak(part, voices[part.voice], len(lines), total)
+                    audio = await ahead.take(len(lines))
                     sample_rate = sample_rate or audio.sample_rate
                     if audio.sample_rate != sample_rate:
                         raise RuntimeError(f"the engine changed its rate mid-script ({audio.sample_rate})")
@@ -308,32 +376,37 @@ class ScriptNarration(Generic[T]):
         segments: list[tuple[int, str, int]] = []
         ready: VoiceReady | None = None
         async with Narration(self.app, request) as narration:
-            self._current = narration
+            self._current.append(narration)
             if self._cancelled:
                 narration.cancel()
-            async for event in narration:
-                if isinstance(event, VoiceReady):
-                    ready = event
-                elif isinstance(event, Audio):
-                    pieces.append(event.pcm)
-                    if not segments or segments[-1][0] != event.segment_index:
-                        segments.append((event.segment_index, event.text, event.start_sample))
-                    fraction = (event.segment_index + 1) / max(event.segment_count, 1)
-                    await self._report(
-                        done_lines + fraction,
-                        total,
-                        f"{label}: segment {event.segment_index + 1}/{event.segment_count}",
-                    )
-                elif isinstance(event, Done):
-                    assert ready is not None
-                    pcm = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-                    return _LineAudio(pcm, event.sample_rate, ready, event, segments)
+            try:
+                async for event in narration:
+                    if isinstance(event, VoiceReady):
+                        ready = event
+                    elif isinstance(event, Audio):
+                        pieces.append(event.pcm)
+                        if not segments or segments[-1][0] != event.segment_index:
+                            segments.append((event.segment_index, event.text, event.start_sample))
+                        fraction = (event.segment_index + 1) / max(event.segment_count, 1)
+                        await self._report(
+                            done_lines + fraction,
+                            total,
+                            f"{label}: segment {event.segment_index + 1}/{event.segment_count}",
+                        )
+                    elif isinstance(event, Done):
+                        assert ready is not None
+                        pcm = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+                        return _LineAudio(pcm, event.sample_rate, ready, event, segments)
+            finally:
+                self._current.remove(narration)
         raise NarrationCancelled("the script was cancelled")
 
     async def _report(self, done: float, total: float, message: str) -> None:
-        """Progress as the engine reports it: from a worker thread (a face's relay hops back to the loop)."""
+        """Progress from a worker thread, as the engine reports it (a face's relay hops back to the loop);
+        never backwards, though the next line may report before the last one is done."""
+        self._reported = max(self._reported, done)
         if self.progress is not None:
-            await anyio.to_thread.run_sync(self.progress, done, total, message)
+            await anyio.to_thread.run_sync(self.progress, self._reported, total, message)
 
 
 def _samples(ms: int, sample_rate: int) -> int:
