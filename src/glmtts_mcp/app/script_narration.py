@@ -6,9 +6,9 @@ tiers); its audio is held until it is complete, brought to the loudness target (
 joined to the file through the engine's `Crossfader` (short raised-cosine fades into and out of the
 pauses, so a join never clicks) and written as soon as the lines before it are. The next line is made
 while one finishes (`LINES_IN_FLIGHT`), so lines of different voices decode side by side in the engine's
-batch; memory holds those lines, never the script. Every line's and every segment's start and end are the sample offsets of what was written,
-so subtitles and the timeline follow the audio exactly. Nothing appears at the output until the whole
-script is done; a cancelled or failed script leaves no file.
+batch; memory holds those lines, never the script. Every line's and every segment's start and end are
+the sample offsets of what was written, so subtitles and the timeline follow the audio exactly. Nothing
+appears at the output until the whole script is done; a cancelled or failed script leaves no file.
 """
 
 from __future__ import annotations
