@@ -3,7 +3,6 @@ timeline, progress per line and segment, refusals in the tool's words, a cancell
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import soundfile as sf
 import srt
 from mcp import Client
-from mcp_calls import error_text, structured
+from mcp_calls import error_text, settled_scheduler, structured
 
 from glmtts_mcp.app.core import App, build_app
 from glmtts_mcp.config import Settings
@@ -105,11 +104,7 @@ async def test_a_cancelled_call_stops_the_script(engine_settings: Callable[..., 
                     await second_line.wait()
                 tg.cancel_scope.cancel()  # the client abandons the call
 
-            scheduler = app.host.ensure_loaded().scheduler_stats()
-            deadline = time.monotonic() + 10
-            while (scheduler.running or scheduler.waiting) and time.monotonic() < deadline:
-                await anyio.sleep(0.05)
-                scheduler = app.host.ensure_loaded().scheduler_stats()
+            scheduler = await settled_scheduler(app)
             assert scheduler.running == scheduler.waiting == 0
             assert app.outputs.files() == []  # nothing half-written reached the store
     finally:
