@@ -4,6 +4,7 @@ refusals come back as REST problems naming the field."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterator
 
 import httpx2
@@ -53,3 +54,21 @@ def test_refusals_name_the_field(client: httpx2.Client, clip_bytes: Callable[...
     assert bad_item.status_code == 400 and bad_item.json()["field"] == "items"
     assert "item 1 of field `items`" in bad_item.json()["error"]
     assert client.get("/api/outputs/19990101T000000-00000000.wav").status_code == 404
+
+
+def test_a_client_that_hangs_up_cancels_the_script(
+    server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+) -> None:
+    _clone(client, clip_bytes(230.0), "Ann")
+    script = "\n".join(f"Ann: Line {n} of a script that would go on for a long while." for n in range(20))
+    before = len(server.app.outputs.files())
+    with httpx2.Client(base_url=server.url, timeout=4) as impatient, pytest.raises(httpx2.TimeoutException):
+        impatient.post("/api/scripts", json={"script": script})
+    engine = server.app.host.ensure_loaded()
+    deadline = time.monotonic() + 30
+    while (
+        engine.scheduler_stats().running or server.app.host.describe()["active_jobs"]
+    ) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert engine.scheduler_stats().running == 0 and server.app.host.describe()["active_jobs"] == 0
+    assert len(server.app.outputs.files()) == before  # nothing of the abandoned script was kept

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
+import anyio
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import MAX_SEED
 from glmtts_mcp.app.outputs import AUDIO_MIME, StoredOutput
-from glmtts_mcp.app.script_narration import ScriptNarration
+from glmtts_mcp.app.script_narration import ScriptNarration, ScriptOutcome
 from glmtts_mcp.app.script_parse import ScriptItem, parse_script_items, parse_script_text
 from glmtts_mcp.app.script_results import NarrateScriptResult, script_result
 from glmtts_mcp.app.script_saving import StoreTarget
@@ -23,6 +24,7 @@ from glmtts_mcp.errors import Term, UserError, render_text
 from glmtts_mcp.web.errors import STATUS, WebError, field_name, rest_words
 
 OUTPUTS_PATH = "/api/outputs"
+DISCONNECT_POLL_S = 0.5
 
 
 class ScriptRequest(BaseModel):
@@ -45,8 +47,9 @@ def script_routes(app: App) -> APIRouter:
     settings = app.settings
 
     @router.post("/scripts", response_model=NarrateScriptResult)
-    async def narrate_script(body: ScriptRequest) -> NarrateScriptResult:
-        """Narrate a multi-voice script into the output store: audio, SRT and WebVTT subtitles, the timeline."""
+    async def narrate_script(body: ScriptRequest, request: Request) -> NarrateScriptResult:
+        """Narrate a multi-voice script into the output store: audio, SRT and WebVTT subtitles, the timeline.
+        A client that hangs up cancels it (no file is kept)."""
         overrides = {Term.SCRIPT: "items"} if body.items is not None else None
         try:
             fmt = body.format.strip().lower()
@@ -70,7 +73,7 @@ def script_routes(app: App) -> APIRouter:
                 split_chapters=body.split_chapters,
                 seed=body.seed,
             )
-            outcome = await narration.run()
+            outcome = await _run_while_connected(request, narration)
         except UserError as exc:
             field = field_name(exc.argument, overrides) if exc.argument is not None else None
             raise WebError(STATUS[exc.kind], exc.render(rest_words(overrides)), field) from exc
@@ -87,6 +90,30 @@ def script_routes(app: App) -> APIRouter:
         return FileResponse(stored.path, media_type=stored.mime_type, filename=stored.output_id)
 
     return router
+
+
+async def _run_while_connected(
+    request: Request, narration: ScriptNarration[StoredOutput]
+) -> ScriptOutcome[StoredOutput]:
+    """Run the narration, cancelling it once the client has hung up (a JSON answer gives no other sign)."""
+
+    async def cancel_when_gone() -> None:
+        while not await request.is_disconnected():  # noqa: ASYNC110  # Starlette only answers when asked
+            await anyio.sleep(DISCONNECT_POLL_S)
+        narration.cancel()
+
+    try:
+        async with anyio.create_task_group() as watch:
+            watch.start_soon(cancel_when_gone)
+            try:
+                outcome = await narration.run()
+            finally:
+                watch.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the narration's own error, not a group: callers match on its type
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise
+    return outcome
 
 
 def _stored_fields(stored: StoredOutput) -> dict[str, object]:
