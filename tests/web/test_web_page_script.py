@@ -19,9 +19,9 @@ pytestmark = [
 
 def test_a_script_plays_with_its_track_list(
     server: LiveServer,
-    page_for: Callable,
+    page_for: Callable,  # noqa: F811  # the fixture imported above
     clip_bytes: Callable[..., bytes],
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     with httpx2.Client(base_url=server.url, timeout=120) as client:
         for name, pitch in (("Page Ann", 240.0), ("Page Ben", 120.0)):

@@ -28,6 +28,7 @@ from glmtts_mcp.app.core import App
 from glmtts_mcp.app.loudness import level_line
 from glmtts_mcp.app.narration import Audio, Done, Narration, NarrationRequest, VoiceReady
 from glmtts_mcp.app.script_parse import Script, Silence, Speech, describe_places, voice_names
+from glmtts_mcp.app.task_groups import lone_errors
 from glmtts_mcp.engine.runtime.output_encoding import Crossfader
 from glmtts_mcp.engine.runtime.pipeline import CROSSFADE_MS
 from glmtts_mcp.engine.types import NarrationCancelled, ProgressCallback
@@ -262,17 +263,13 @@ class ScriptNarration(Generic[T]):
             return await self._speak(line, voices[line.voice], index, total)
 
         in_flight = max(1, min(LINES_IN_FLIGHT, self.app.settings.max_batch))
-        try:
+        with lone_errors():
             async with anyio.create_task_group() as tasks:
                 ahead = _LinesAhead(make, total, in_flight, tasks)
                 try:
                     made = await self._write(ahead)
                 finally:
                     tasks.cancel_scope.cancel()  # lines still being made when the writing stopped (an error)
-        except BaseExceptionGroup as group:  # the writer's own error, not a group: callers match on its type
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from group.exceptions[0].__cause__
-            raise
         return made
 
     async def _write(self, ahead: _LinesAhead) -> _Narrated:

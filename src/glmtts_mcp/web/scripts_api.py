@@ -20,6 +20,7 @@ from glmtts_mcp.app.script_narration import ScriptNarration, ScriptOutcome
 from glmtts_mcp.app.script_parse import ScriptItem, parse_script_items, parse_script_text
 from glmtts_mcp.app.script_results import NarrateScriptResult, script_result
 from glmtts_mcp.app.script_saving import StoreTarget
+from glmtts_mcp.app.task_groups import lone_errors
 from glmtts_mcp.errors import Term, UserError, render_text
 from glmtts_mcp.web.errors import STATUS, WebError, field_name, rest_words
 
@@ -102,17 +103,13 @@ async def _run_while_connected(
             await anyio.sleep(DISCONNECT_POLL_S)
         narration.cancel()
 
-    try:
+    with lone_errors():
         async with anyio.create_task_group() as watch:
             watch.start_soon(cancel_when_gone)
             try:
                 outcome = await narration.run()
             finally:
                 watch.cancel_scope.cancel()
-    except BaseExceptionGroup as group:  # the narration's own error, not a group: callers match on its type
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from group.exceptions[0].__cause__
-        raise
     return outcome
 
 
