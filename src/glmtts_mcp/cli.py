@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stdin); writes -o and, beside it, .srt, .vtt and .json (the timeline)",
     )
     say.add_argument("--split-chapters", action="store_true", help="with --script: one file per chapter (NAME-01.wav)")
+    say.add_argument("--words", action="store_true", help="with --script: also time every word (Whisper's alignment)")
     say.add_argument(
         "--cues",
         choices=["segment", "line"],

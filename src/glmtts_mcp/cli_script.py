@@ -53,6 +53,7 @@ def say_script(args: argparse.Namespace, settings: Settings, fmt: str, words: Wo
         split_chapters=args.split_chapters,
         seed=args.seed,
         progress=progress,
+        words=args.words,
     )
     try:
         outcome = anyio.run(narration.run)

@@ -172,3 +172,24 @@ async def test_cancelling_stops_the_script_and_leaves_no_file(
     while engine.scheduler_stats().running and time.monotonic() < deadline:  # noqa: ASYNC110  # polls the engine's own counter
         await anyio.sleep(0.05)
     assert engine.scheduler_stats().running == 0
+
+
+async def test_word_times_come_from_whisper_or_a_note_says_why_not(
+    make_app: AppFactory, tmp_path: Path, clip_writer: Callable[..., Path]
+) -> None:
+    app = make_app()
+    await _clone(app, clip_writer(tmp_path / "a.wav"), "Alice")
+    script = parse_script_text("Alice: Hello there, how are you today?", 1000, 10000)
+    outcome = await ScriptNarration(app, script, PathTarget(tmp_path / "w.wav", "wav", False), -20.0, words=True).run()
+    (line,) = outcome.lines
+    assert [w.word for w in line.words] == ["hello", "there,", "how", "are", "you", "today?"]  # as it was spoken
+    assert all(line.start <= w.start <= w.end <= line.end for w in line.words)
+    assert [w.start for w in line.words] == sorted(w.start for w in line.words)
+    assert not outcome.warnings
+
+    without = make_app(whisper_model="base", voices_dir=tmp_path / "voices")  # not in the tiny checkpoint
+    outcome = await ScriptNarration(
+        without, script, PathTarget(tmp_path / "n.wav", "wav", False), -20.0, words=True
+    ).run()
+    assert outcome.lines[0].words == ()
+    assert any("line 1: no word timing:" in w and "whisper" in w.lower() for w in outcome.warnings), outcome.warnings

@@ -29,9 +29,11 @@ from glmtts_mcp.app.loudness import level_line
 from glmtts_mcp.app.narration import Audio, Done, Narration, NarrationRequest, VoiceReady
 from glmtts_mcp.app.script_parse import Script, Silence, Speech, describe_places, voice_names
 from glmtts_mcp.app.task_groups import lone_errors
+from glmtts_mcp.engine.checkpoint.layout import CheckpointError
+from glmtts_mcp.engine.models.transcribe import WordTime
 from glmtts_mcp.engine.runtime.output_encoding import Crossfader
-from glmtts_mcp.engine.runtime.pipeline import CROSSFADE_MS
-from glmtts_mcp.engine.types import NarrationCancelled, ProgressCallback
+from glmtts_mcp.engine.runtime.pipeline import CROSSFADE_MS, Engine
+from glmtts_mcp.engine.types import AudioInputError, NarrationCancelled, ProgressCallback
 from glmtts_mcp.errors import Kind, Term, UserError
 from glmtts_mcp.voices import VoiceNotFound, VoiceRecord
 
@@ -60,6 +62,13 @@ class TimedSegment:
 
 
 @dataclass(frozen=True)
+class TimedWord:
+    word: str
+    start: int  # samples from the start of its output file
+    end: int
+
+
+@dataclass(frozen=True)
 class TimedLine:
     """One spoken line: where it is in its output file, in whose voice, at which loudness."""
 
@@ -75,6 +84,7 @@ class TimedLine:
     end: int
     segments: tuple[TimedSegment, ...]
     measured_lufs: float | None
+    words: tuple[TimedWord, ...]
     lufs: float | None
     gain_db: float
 
@@ -123,6 +133,8 @@ class _LineAudio:
     ready: VoiceReady
     done: Done
     segments: list[tuple[int, str, int]]  # index, text, start sample within the line
+    words: list[tuple[str, int, int]] = field(default_factory=list)  # word, start and end within the line
+    notes: list[str] = field(default_factory=list)  # why words are missing
 
 
 class _LinesAhead:
@@ -202,6 +214,7 @@ class ScriptNarration(Generic[T]):
     split_chapters: bool = False
     seed: int = 0
     progress: ProgressCallback | None = None
+    words: bool = False  # word times from Whisper's alignment (its weights installed, the local engine)
     _current: list[Narration] = field(default_factory=list)
     _cancelled: bool = False
     _reported: float = 0.0
@@ -302,7 +315,7 @@ class ScriptNarration(Generic[T]):
                     pending_ms = 0
                     lines.append(line)
                     mark = mark or ChapterMark(chapter_index, chapter.title, output_index, line.start)
-                    warnings += [f"{part.where}: {w}" for w in audio.done.warnings]
+                    warnings += [f"{part.where}: {w}" for w in [*audio.done.warnings, *audio.notes]]
                     if line.lufs is not None and abs(line.lufs - self.loudness_lufs) > 0.05 and self.loudness_lufs:
                         warnings.append(
                             f"{part.where}: brought to {line.lufs:.1f} LUFS, not {self.loudness_lufs:.1f}: "
@@ -357,6 +370,7 @@ class ScriptNarration(Generic[T]):
             start=start,
             end=end,
             segments=segments,
+            words=tuple(TimedWord(word, start + begin, start + stop) for word, begin, stop in audio.words),
             measured_lufs=measured,
             lufs=lufs,
             gain_db=gain,
@@ -393,10 +407,36 @@ class ScriptNarration(Generic[T]):
                     elif isinstance(event, Done):
                         assert ready is not None
                         pcm = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-                        return _LineAudio(pcm, event.sample_rate, ready, event, segments)
+                        line_audio = _LineAudio(pcm, event.sample_rate, ready, event, segments)
+                        if self.words:
+                            await self._align(line_audio)
+                        return line_audio
             finally:
                 self._current.remove(narration)
         raise NarrationCancelled("the script was cancelled")
+
+    async def _align(self, line: _LineAudio) -> None:
+        """Word times from Whisper's alignment of each segment's known text, or a note saying why not."""
+        host = self.app.host
+        async with host.lease() as engine:
+            if not isinstance(engine, Engine):
+                line.notes.append("word timing needs the local engine (--engine local): none given")
+                return
+            bounds = [begin for _, _, begin in line.segments[1:]] + [len(line.pcm)]
+            for (_, text, begin), stop in zip(line.segments, bounds, strict=True):
+
+                def align(piece: np.ndarray = line.pcm[begin:stop], said: str = text) -> list[WordTime]:
+                    return engine.align_words(piece, line.sample_rate, said)
+
+                try:
+                    found = await host.work(align)
+                except (CheckpointError, AudioInputError) as exc:
+                    line.notes.append(f"no word timing: {exc}")
+                    return
+                line.words += [
+                    (w.word, begin + round(w.start_s * line.sample_rate), begin + round(w.end_s * line.sample_rate))
+                    for w in found
+                ]
 
     async def _report(self, done: float, total: float, message: str) -> None:
         """Progress from a worker thread, as the engine reports it (a face's relay hops back to the loop);

@@ -30,6 +30,19 @@ class ScriptTimelineEntry(BaseModel):
     end_sample: int
 
 
+class ScriptWord(BaseModel):
+    """One word where Whisper's alignment of the known text puts it (only when asked for)."""
+
+    line: int
+    output: int
+    voice: str
+    word: str
+    start_ms: int
+    end_ms: int
+    start_sample: int
+    end_sample: int
+
+
 class ScriptLineTiming(BaseModel):
     """One line: where it lies in its output file, and the loudness it was brought to."""
 
@@ -81,6 +94,9 @@ class NarrateScriptResult(BaseModel):
     chapters: list[ScriptChapterMark]
     lines: list[ScriptLineTiming]
     timeline: list[ScriptTimelineEntry]
+    words: list[ScriptWord] = Field(
+        default_factory=list, description="word times (asked for with `words`; Whisper's alignment of the text)"
+    )
     voices: dict[str, str] = Field(description="each name the script uses -> the voice id it resolved to")
     returned: list[str] = Field(default_factory=list, description="the return-mode parts actually in this result")
     note: str | None = None
@@ -164,6 +180,20 @@ def script_result(
         for line in outcome.lines
         for segment in line.segments
     ]
+    words = [
+        ScriptWord(
+            line=line.number,
+            output=line.output,
+            voice=line.voice,
+            word=word.word,
+            start_ms=ms(word.start),
+            end_ms=ms(word.end),
+            start_sample=word.start,
+            end_sample=word.end,
+        )
+        for line in outcome.lines
+        for word in line.words
+    ]
     chapters = [
         ScriptChapterMark(chapter=m.index, title=m.title, output=m.output, start_ms=ms(m.start), start_sample=m.start)
         for m in outcome.chapters
@@ -177,6 +207,7 @@ def script_result(
         chapters=chapters,
         lines=lines,
         timeline=timeline,
+        words=words,
         voices={name: record.id for name, record in outcome.voices.items()},
         timings={k: round(v, 3) for k, v in outcome.timings.items()},
         warnings=list(outcome.warnings),

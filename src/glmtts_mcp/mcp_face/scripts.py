@@ -75,6 +75,9 @@ def register_script_tool(server: MCPServer, app: App) -> None:
         seed: Annotated[
             int | None, Field(description="random seed of every line without its own", ge=0, le=MAX_SEED)
         ] = None,
+        words: Annotated[
+            bool, Field(description="also time every word (Whisper's alignment; needs its weights installed)")
+        ] = False,
     ) -> Annotated[CallToolResult, NarrateScriptResult]:
         """Narrate a dialogue or a long text in several library voices: one audio file (or one per chapter),
         SRT and WebVTT subtitles, and a timeline whose times are the exact sample offsets of every line and
@@ -108,6 +111,7 @@ def register_script_tool(server: MCPServer, app: App) -> None:
                 split_chapters=split_chapters,
                 seed=seed or 0,
                 progress=relay,
+                words=words,
             )
             async with relay.running():
                 await relay.report(0, len(parsed.lines), "starting" if app.host.model_loaded else "loading the model")

@@ -40,6 +40,7 @@ class ScriptRequest(BaseModel):
     split_chapters: bool = Field(default=False, description="one audio file per chapter")
     cues: Literal["segment", "line"] = Field(default="segment", description="one subtitle cue per segment or line")
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="the seed of every line without its own")
+    words: bool = Field(default=False, description="also time every word (Whisper's alignment)")
 
 
 def script_routes(app: App) -> APIRouter:
@@ -73,6 +74,7 @@ def script_routes(app: App) -> APIRouter:
                 settings.script_loudness_lufs,
                 split_chapters=body.split_chapters,
                 seed=body.seed,
+                words=body.words,
             )
             outcome = await _run_while_connected(request, narration)
         except UserError as exc:
