@@ -174,6 +174,8 @@ def test_config_carries_every_setting_given(
         "ray_voices_per_replica": "9",
         "text_chunk_chars": "300",
         "pronunciation": "phoneme",
+        "script_loudness_lufs": "-18.5",
+        "max_script_chars": "5000",
     }
     assert set(given) == set(Settings.model_fields) - {"token"}  # a new setting must be added here too
     documented_flags = set(re.findall(r"^\| `(--[a-z-]+)`", CONFIGURATION.read_text(encoding="utf-8"), re.M))

@@ -135,10 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
         scoped.add_argument("--voice", help="a voice's own dictionary (omitted: the global one)")
 
     say = sub.add_parser("say", parents=[common], help="narrate text into an audio file")
-    say.add_argument("text", help="the text to speak ('-' reads stdin)")
+    say.add_argument("text", nargs="?", help="the text to speak ('-' reads stdin)")
     who = say.add_mutually_exclusive_group(required=True)
     who.add_argument("--voice", help="voice id or name from the library")
     who.add_argument("--reference", type=Path, help="reference recording to clone (stored in the library)")
+    who.add_argument(
+        "--script",
+        type=Path,
+        help="a multi-voice script instead of TEXT: lines `Name: text`, `[pause 800ms]`, `# Chapter` ('-' reads "
+        "stdin); writes -o and, beside it, .srt, .vtt and .json (the timeline)",
+    )
+    say.add_argument("--split-chapters", action="store_true", help="with --script: one file per chapter (NAME-01.wav)")
+    say.add_argument("--words", action="store_true", help="with --script: also time every word (Whisper's alignment)")
+    say.add_argument(
+        "--cues",
+        choices=["segment", "line"],
+        default="segment",
+        help="with --script: one subtitle cue per segment or line",
+    )
     say.add_argument("--transcript", help="what the --reference clip says (omitted: Whisper transcribes it)")
     say.add_argument("-o", "--output", type=Path, required=True, help="output file (.wav, .flac, .ogg, .mp3)")
     say.add_argument("--seed", type=int, default=0)
@@ -228,6 +242,8 @@ _SHELL_WORDS: dict[Term, str] = {
     Term.FORMAT: "the extension of -o",
     Term.MAX_TEXT_CHARS: "--max-text-chars",
     Term.PRONUNCIATIONS: "the pronunciation dictionary",
+    Term.SCRIPT: "--script",
+    Term.MAX_SCRIPT_CHARS: "--max-script-chars",
     Term.LIST_VOICES: "run `glmtts-mcp voices list`",
     Term.CLONE_VOICE: "run `glmtts-mcp say --reference CLIP`",
     Term.EXPORT_VOICE: "run `glmtts-mcp voices export`",
@@ -374,6 +390,14 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     if args.transcript and args.reference is None:
         raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")
     fmt = _output_format(args.output)  # before any work: a bad -o must not cost a synthesis
+    if (args.text is None) == (args.script is None):
+        raise _UserFacing("say takes the text to speak or --script FILE: pass exactly one")
+    if args.script is not None:
+        from glmtts_mcp.cli_script import say_script
+
+        return say_script(args, settings, fmt, shell_words)
+    if args.split_chapters:
+        raise _UserFacing("--split-chapters splits a --script: drop it, or pass --script FILE")
     text = checked_text(sys.stdin.read() if args.text == "-" else args.text, settings.max_text_chars)
     reference = args.reference.expanduser().resolve() if args.reference else None
     request = NarrationRequest(

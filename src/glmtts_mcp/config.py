@@ -235,6 +235,19 @@ class Settings(BaseSettings):
         "(upstream's phoneme-in, --use_phoneme: characters outside its safe list become phoneme tokens; "
         "docs/pronunciation.md).",
     )
+    # --- scripts: several voices, one narration (docs/scripts.md)
+    script_loudness_lufs: float = Field(
+        default=-23.0,
+        le=0.0,
+        ge=-70.0,
+        description="Integrated loudness (ITU-R BS.1770, LUFS) every line of a narrated script is brought to, so "
+        "all its voices sound equally loud (0: keep each line's level as the model made it, as GLM-TTS does).",
+    )
+    max_script_chars: int = Field(
+        default=200000,
+        ge=1,
+        description="Longest script narrate_script accepts (each line also within max_text_chars).",
+    )
     # --- scale-out: the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
     engine: Literal["local", "ray"] = Field(
         default="local",

@@ -34,6 +34,7 @@ EXPECTED_TOOLS = {
     "add_pronunciation": {"read_only_hint": False, "destructive_hint": False},
     "remove_pronunciation": {"read_only_hint": False, "destructive_hint": True},
     "list_pronunciations": {"read_only_hint": True},
+    "narrate_script": {"read_only_hint": False, "destructive_hint": False, "idempotent_hint": False},
 }
 
 

@@ -27,6 +27,7 @@ from glmtts_mcp.mcp_face.errors import describe_invalid_arguments
 from glmtts_mcp.mcp_face.player import register_player, renders_apps, tools_for
 from glmtts_mcp.mcp_face.pronunciation_tools import register_pronunciation_tools
 from glmtts_mcp.mcp_face.resources import register_resources
+from glmtts_mcp.mcp_face.scripts import register_script_tool
 from glmtts_mcp.mcp_face.stats import register_stats_tool
 from glmtts_mcp.mcp_face.stdin_lines import StdinLines
 from glmtts_mcp.mcp_face.synthesis import register_synthesis_tool
@@ -38,6 +39,8 @@ Clone a voice from a short recording and narrate text in it, locally.
 2. synthesize(text=..., voice=<id or name>) as often as you like: the voice is cached, so this is the fast path.
    synthesize(text=..., reference_audio=<path>) also works: the clip is cloned into the library on the way.
 3. The result holds the audio inline when it fits the host's limit, plus the saved file path and an audio:// link.
+4. narrate_script(script=...) narrates a dialogue or chapters in several library voices, with
+   SRT/WebVTT subtitles and a timeline of exact line and segment times.
 list_voices, delete_voice, rename_voice, export_voice, import_voice manage the library; cache_stats shows the
 cache and model state. Input files must lie inside the allowed folders."""
 
@@ -78,6 +81,7 @@ def build_server(app: App) -> MCPServer:
     )
     register_voice_tools(server, app)
     register_synthesis_tool(server, app)
+    register_script_tool(server, app)
     register_stats_tool(server, app)
     register_pronunciation_tools(server, app)
     register_resources(server, app)

@@ -52,7 +52,10 @@ _ACTIONS: dict[Term, str] = {
     Term.IMPORT_VOICE: "POST /api/voices/import",
     Term.RENAME_VOICE: "PATCH /api/voices/{voice}",
 }
-_SETTINGS: dict[Term, str] = {Term.MAX_TEXT_CHARS: "the server's --max-text-chars setting"}
+_SETTINGS: dict[Term, str] = {
+    Term.MAX_TEXT_CHARS: "the server's --max-text-chars setting",
+    Term.MAX_SCRIPT_CHARS: "the server's --max-script-chars setting",
+}
 
 
 def field_name(term: Term, overrides: Mapping[Term, str] | None = None) -> str:

@@ -14,6 +14,7 @@ from glmtts_mcp.web.openai_speech import openai_routes
 from glmtts_mcp.web.page import mount_page
 from glmtts_mcp.web.pronunciations import pronunciation_routes
 from glmtts_mcp.web.rest import rest_routes
+from glmtts_mcp.web.scripts_api import script_routes
 from glmtts_mcp.web.security import WebAccess, login_routes
 from glmtts_mcp.web.seed_api import seed_routes
 from glmtts_mcp.web.seed_tasks import TaskBoard
@@ -26,6 +27,7 @@ def include_web(api: FastAPI, app: App, access: WebAccess) -> None:
     api.include_router(rest_routes(app, tasks))
     api.include_router(seed_routes(app, tasks))
     api.include_router(pronunciation_routes(app))
+    api.include_router(script_routes(app))
     api.include_router(openai_routes(app))
     api.include_router(login_routes())
     mount_page(api)

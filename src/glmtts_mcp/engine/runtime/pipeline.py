@@ -47,7 +47,7 @@ from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing, load_
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.models.static_cache import SlotKVCache
-from glmtts_mcp.engine.models.transcribe import Transcriber
+from glmtts_mcp.engine.models.transcribe import WHISPER_SAMPLE_RATE, Transcriber, WordTime
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.runtime.output_encoding import Crossfader
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SchedulerStats, SpeechRequest
@@ -359,6 +359,11 @@ class Engine:
                 path = resolve_whisper_model(self.whisper_model, self.checkpoint)
                 self._transcriber = Transcriber(path, device=str(self._device))
             return self._transcriber
+
+    def align_words(self, pcm: np.ndarray, sample_rate: int, text: str) -> list[WordTime]:
+        """Where each word of `text` is said in `pcm` (at most 30 s): Whisper's alignment of the known text."""
+        wav16 = audio.resample(torch.from_numpy(np.asarray(pcm, dtype=np.float32)), sample_rate, WHISPER_SAMPLE_RATE)
+        return self.transcriber.align_words(wav16.numpy(), text)
 
     # --- lifecycle --------------------------------------------------------------------------
 

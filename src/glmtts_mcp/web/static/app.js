@@ -390,6 +390,37 @@ async function loadPronunciations() {
   }
 }
 
+// --- scripts: several voices, one file, a track list that follows the audio ---------------------
+
+let scriptLines = [];
+
+function textLink(id, text, type) {
+  const anchor = $(id);
+  if (anchor.href.startsWith("blob:")) URL.revokeObjectURL(anchor.href);
+  anchor.href = URL.createObjectURL(new Blob([text], { type }));
+}
+
+function showScriptLines(lines) {
+  const list = $("script-lines");
+  list.replaceChildren();
+  scriptLines = lines.filter((line) => line.output === 0);
+  for (const line of scriptLines) {
+    const item = document.createElement("li");
+    const seek = document.createElement("button");
+    seek.type = "button";
+    seek.className = "script-line";
+    seek.setAttribute("aria-label", `Play line ${line.line} from ${(line.start_ms / 1000).toFixed(1)} s`);
+    seek.textContent = `${(line.start_ms / 1000).toFixed(1)} s  ${line.voice_name || line.voice}: ${line.text}`;
+    seek.addEventListener("click", () => {
+      const audio = $("script-audio");
+      audio.currentTime = line.start_ms / 1000;
+      audio.play().catch(() => {});
+    });
+    item.append(seek);
+    list.append(item);
+  }
+}
+
 async function loadPronunciationScopes() {
   const scope = $("pronounce-scope");
   const chosen = scope.value;
@@ -427,6 +458,46 @@ async function addPronunciation(event) {
     await loadPronunciations();
   } catch (error) {
     showError(error);
+  }
+}
+
+function highlightScriptLine() {
+  const ms = $("script-audio").currentTime * 1000;
+  $("script-lines").querySelectorAll("li").forEach((item, index) => {
+    const line = scriptLines[index];
+    item.classList.toggle("current", ms >= line.start_ms && ms < line.end_ms);
+  });
+}
+
+async function narrateScript(event) {
+  event.preventDefault();
+  clearError();
+  const format = $("script-format").value;
+  const status = $("script-status");
+  $("script-button").disabled = true;
+  $("script-downloads").hidden = true;
+  status.textContent = "narrating the script…";
+  try {
+    const result = await apiJson("/api/scripts", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ script: $("script-text").value, format, cues: $("script-cues").value }),
+    });
+    const first = result.outputs[0];
+    const audio = $("script-audio");
+    audio.src = first.url;
+    $("script-download").href = first.url;
+    textLink("script-srt", first.srt, "application/x-subrip");
+    textLink("script-vtt", first.vtt, "text/vtt");
+    $("script-downloads").hidden = false;
+    showScriptLines(result.lines);
+    status.textContent = `done: ${result.lines.length} line(s) in ${Object.keys(result.voices).length} voice(s), ${first.duration_s.toFixed(1)} s`;
+    loadStats().catch(() => {});
+  } catch (error) {
+    status.textContent = "";
+    showError(error);
+  } finally {
+    $("script-button").disabled = false;
   }
 }
 
@@ -477,6 +548,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("clone-form").addEventListener("submit", cloneVoice);
   $("import-form").addEventListener("submit", importVoice);
   $("speak-form").addEventListener("submit", speak);
+  $("script-form").addEventListener("submit", narrateScript);
+  $("script-audio").addEventListener("timeupdate", highlightScriptLine);
   $("more-voices").addEventListener("click", () => loadVoices(true).catch(showError));
   $("stats-refresh").addEventListener("click", () => loadStats().catch(showError));
   $("pronounce-form").addEventListener("submit", addPronunciation);
