@@ -20,7 +20,7 @@ from glmtts_mcp.asgi.service import HttpService
 from glmtts_mcp.config import load_settings
 from server_processes import free_port
 
-TOKEN = "web-test-token-0123456789"
+TOKEN = "web-test-token-0123456789-abcdefgh"
 
 
 @dataclass
