@@ -20,7 +20,7 @@ from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import MAX_SEED, NarrationRequest, checked_text
 from glmtts_mcp.app.outputs import AUDIO_MIME
 from glmtts_mcp.app.saving import narrate_to_store
-from glmtts_mcp.app.schemas import SynthesizeResult
+from glmtts_mcp.app.schemas import SynthesizeResult, WholeNumber
 from glmtts_mcp.config import parse_return_mode
 from glmtts_mcp.errors import render_text
 from glmtts_mcp.mcp_face.errors import tool_words, user_errors
@@ -67,7 +67,8 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             ),
         ] = None,
         seed: Annotated[
-            int | None, Field(description="random seed: the same seed gives the same audio", ge=0, le=MAX_SEED)
+            WholeNumber | None,
+            Field(description="random seed: the same seed gives the same audio", ge=0, le=MAX_SEED),
         ] = None,
     ) -> Annotated[CallToolResult, SynthesizeResult]:
         """Speak `text` in a cloned voice and return the audio (inline when it fits, else a link and a file path).

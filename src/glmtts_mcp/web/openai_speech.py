@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import NarrationRequest, checked_text
+from glmtts_mcp.app.schemas import Number
 from glmtts_mcp.app.voice_service import VoiceService
 from glmtts_mcp.web.errors import WebError
 from glmtts_mcp.web.rest import stream_speech
@@ -45,7 +46,7 @@ class SpeechRequest(BaseModel):
         description='a voice id or name from the library (or {"id": ...})'
     )
     response_format: str = Field(default="mp3", description="mp3, opus, wav, flac or pcm (24 kHz 16-bit mono)")
-    speed: float = Field(default=1.0, description="only 1.0: GLM-TTS has no honest speed control")
+    speed: Number = Field(default=1.0, description="only 1.0: GLM-TTS has no honest speed control")
     stream_format: str = Field(default="audio", description="audio (the bytes) or sse (speech.audio.delta events)")
     instructions: str | None = Field(default=None, description="ignored: the voice's style comes from its clip")
 

@@ -23,6 +23,7 @@ from glmtts_mcp.app.schemas import (
     ImportVoiceResult,
     ListVoicesResult,
     RenameVoiceResult,
+    WholeNumber,
 )
 from glmtts_mcp.app.voice_service import VoiceService
 from glmtts_mcp.errors import Term, UserError, render_text
@@ -45,7 +46,7 @@ class TtsRequest(BaseModel):
         default="wav",
         description="wav, pcm (raw 16-bit mono), ogg (Ogg/Opus): streamed segment by segment; mp3, flac: sent whole",
     )
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="the same seed gives the same audio")
+    seed: WholeNumber = Field(default=0, ge=0, le=MAX_SEED, description="the same seed gives the same audio")
 
 
 def _optional(value: str | None) -> str | None:
