@@ -10,7 +10,7 @@ import pytest
 from web_helpers import TOKEN, LiveServer
 
 from glmtts_mcp.asgi.names import ServerNames
-from glmtts_mcp.web.security import SESSION_COOKIE
+from glmtts_mcp.web.security import SESSION_COOKIE, LoginThrottle
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
@@ -228,3 +228,41 @@ def test_server_names_match_hosts_and_origins_exactly() -> None:
     # the scheme and authority a request was sent to are its own origin (a port forward, a TLS proxy)
     assert names.origin_allowed("http://localhost:9000", "http", "localhost:9000")
     assert not names.origin_allowed("http://localhost:9000", "http", "localhost:8765")
+
+
+def test_wrong_sign_ins_are_counted_and_slowed_per_address() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(free_tries=3, first_wait_s=1.0, max_wait_s=8.0, max_addresses=2, clock=lambda: now[0])
+    assert [throttle.failed("10.0.0.1") for _ in range(7)] == [0.0, 0.0, 0.0, 1.0, 2.0, 4.0, 8.0]
+    assert throttle.failed("10.0.0.1") == 8.0  # capped
+    assert throttle.wait_s("10.0.0.1") == 8.0 and throttle.wait_s("10.0.0.2") == 0.0  # per address
+    now[0] = 8.0
+    assert throttle.wait_s("10.0.0.1") == 0.0
+    throttle.succeeded("10.0.0.1")
+    assert throttle.failed("10.0.0.1") == 0.0  # a right sign-in forgets the failures
+    assert throttle.failed_total == 9
+    throttle.failed("10.0.0.2")
+    throttle.failed("10.0.0.3")  # a third address: the longest quiet one is forgotten
+    assert throttle.failed("10.0.0.1") == 0.0 and throttle.failed("10.0.0.2") == 0.0
+
+
+def test_a_token_guesser_is_slowed(tmp_path, tiny_checkpoint) -> None:
+    """200 guesses in a row: after the free tries every further one is answered 429 with Retry-After (the
+    right token too, while the address waits), and the guesses are counted."""
+    import time
+
+    from web_helpers import live_server, make_web_app
+
+    app = make_web_app(tmp_path, tiny_checkpoint, token=TOKEN)
+    try:
+        with live_server(app) as live, httpx2.Client(base_url=live.url, headers={"origin": live.url}) as client:
+            statuses = [client.post("/login", data={"token": f"guess-{i}"}).status_code for i in range(200)]
+            assert statuses[:6] == [401] * 6 and set(statuses[6:]) == {429}
+            refused = client.post("/login", data={"token": TOKEN})
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+            assert "Too many wrong sign-ins" in refused.text
+            time.sleep(float(refused.headers["retry-after"]))
+            assert client.post("/login", data={"token": TOKEN}).status_code == 303
+            assert live.service.access.throttle.failed_total == 6
+    finally:
+        app.close()
