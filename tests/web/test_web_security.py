@@ -266,3 +266,43 @@ def test_a_token_guesser_is_slowed(tmp_path, tiny_checkpoint) -> None:
             assert live.service.access.throttle.failed_total == 6
     finally:
         app.close()
+
+
+def _raw_request(url: str, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> int:
+    """One HTTP/1.1 request over a plain socket, exactly as written (no client library adds or drops a
+    header); the status code of the answer."""
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    lines = [f"{method} {path} HTTP/1.1", f"host: {host}:{port}", "connection: close", f"content-length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        answer = b""
+        while b"\r\n" not in answer and (chunk := sock.recv(4096)):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_pages_on_other_local_ports_cannot_change_state(
+    server: LiveServer, token_server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+) -> None:
+    """A dev server's page (http://localhost:5173), another port with the session cookie, and an origin
+    that only starts like ours: rename and delete are refused over raw sockets, and the voice is intact."""
+    voice = client.post(
+        "/api/voices", files={"audio": ("c.wav", clip_bytes(515.0), "audio/wav")}, data={"name": "kept"}
+    ).json()["voice_id"]
+    port = int(server.url.rsplit(":", 1)[1])
+    rename = b'{"name": "stolen"}'
+    for origin in ("http://localhost:5173", "http://127.0.0.1:3000", f"http://127.0.0.1:{port}.evil.example"):
+        headers = {"origin": origin, "content-type": "application/json"}
+        assert _raw_request(server.url, "PATCH", f"/api/voices/{voice}", headers, rename) == 403, origin
+        assert _raw_request(server.url, "DELETE", f"/api/voices/{voice}", {"origin": origin}) == 403, origin
+    assert client.get(f"/api/voices/{voice}").json()["name"] == "kept"
+    url = token_server.url
+    cookie = _session_cookie(httpx2.post(url + "/login", data={"token": TOKEN}, headers={"origin": url}))
+    signed_in = {"cookie": f"{SESSION_COOKIE}={cookie}"}
+    assert _raw_request(url, "DELETE", "/api/voices/none", signed_in) == 404  # the cookie works from our page
+    for origin in ("http://localhost:3000", "http://localhost:5173"):
+        assert _raw_request(url, "DELETE", "/api/voices/none", {**signed_in, "origin": origin}) == 403, origin
+        assert _raw_request(url, "POST", "/mcp", {**signed_in, "origin": origin, **MCP_HEADERS}, b"{}") == 403
