@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     concurrency: int = Field(
         default=1, ge=1, description="Flow + vocoder and clone jobs run at once; the rest queue (the LLM batches)."
     )
+    max_queue: int = Field(
+        default=32,
+        ge=0,
+        description="Most engine requests (narrations, clones) waiting for a free slot beside those running; "
+        "one more is refused at once (HTTP 503 with Retry-After, an MCP tool error) instead of waiting.",
+    )
     # --- batching: the LLM scheduler's batch bound; --concurrency still gates flow, vocoder, clones
     max_batch: int = Field(
         default=4,

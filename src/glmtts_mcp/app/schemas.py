@@ -195,7 +195,9 @@ class EngineStats(BaseModel):
     memory: dict[str, Any] | None = None
     queue_depth: int | None = None
     scheduler: SchedulerStats | None = None
-    active_jobs: int
+    active_jobs: int = Field(description="narrations and clones holding or waiting for an engine slot")
+    max_queue: int | None = Field(default=None, description="most of them waiting beside those running (--max-queue)")
+    refused_busy: int = Field(default=0, description="requests refused because the queue was full, since start")
     load_s: float | None = None
     loads: int
     unloads: int

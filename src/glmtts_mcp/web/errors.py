@@ -16,14 +16,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from glmtts_mcp.app.engine_host import ServerBusy
 from glmtts_mcp.errors import Kind, Term, UserError, Words
 
 log = logging.getLogger(__name__)
 
 OPENAI_PREFIX = "/v1/"
+CLIENT_CLOSED_REQUEST = 499  # the status proxies log for a client that left before its answer
+
+
+class ClientGone(Exception):
+    """The HTTP client closed its connection before the first byte of its answer: its work was stopped."""
 
 
 class WebError(Exception):
@@ -137,7 +143,15 @@ def install_error_handlers(api: FastAPI, folders: FolderNames) -> None:
         fields = _fields_for(request.url.path)
         field = field_name(exc.argument, fields) if exc.argument is not None else None
         message = folders.hide(exc.render(rest_words(fields)))
-        return error_response(request.url.path, STATUS[exc.kind], message, field)
+        response = error_response(request.url.path, STATUS[exc.kind], message, field)
+        if isinstance(exc, ServerBusy):
+            response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
+
+    @api.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        log.info("%s %s: %s", request.method, request.url.path, exc)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it: the connection is closed
 
     @api.exception_handler(OSError)
     async def file_system_error(request: Request, exc: OSError) -> JSONResponse:

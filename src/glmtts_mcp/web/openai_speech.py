@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +24,7 @@ from glmtts_mcp.app.schemas import Number
 from glmtts_mcp.app.voice_service import VoiceService
 from glmtts_mcp.web.errors import WebError
 from glmtts_mcp.web.rest import stream_speech
-from glmtts_mcp.web.speech_stream import OpenSpeech, encoded, open_speech
+from glmtts_mcp.web.speech_stream import OpenSpeech, disconnect_of, encoded, open_speech
 
 # OpenAI's names for the formats this server writes (opus is Ogg/Opus, as OpenAI sends it).
 OPENAI_FORMATS = {"mp3": "mp3", "opus": "ogg", "wav": "wav", "flac": "flac", "pcm": "pcm"}
@@ -69,7 +69,7 @@ def openai_routes(app: App) -> APIRouter:
         response_class=StreamingResponse,
         responses={200: {"content": {"audio/mpeg": {}, "audio/ogg": {}, "audio/wav": {}, "text/event-stream": {}}}},
     )
-    async def create_speech(body: SpeechRequest) -> StreamingResponse:
+    async def create_speech(body: SpeechRequest, request: Request) -> StreamingResponse:
         """Speak `input` in a library voice; streamed as segments are synthesized (mp3/flac: when complete)."""
         voice = body.voice.id if isinstance(body.voice, VoiceRef) else body.voice
         if body.speed != 1.0:
@@ -88,11 +88,11 @@ def openai_routes(app: App) -> APIRouter:
                 "response_format",
             )
         if body.stream_format == "audio":
-            return await stream_speech(app, body.input, voice, fmt, 0)
+            return await stream_speech(app, body.input, voice, fmt, 0, disconnect_of(request.receive))
         if body.stream_format != "sse":
             raise WebError(400, f"stream_format {body.stream_format!r} is unknown: use audio or sse", "stream_format")
         text = checked_text(body.input, app.settings.max_text_chars)
-        speech = await open_speech(app, NarrationRequest(text=text, voice=voice))
+        speech = await open_speech(app, NarrationRequest(text=text, voice=voice), disconnect_of(request.receive))
         return StreamingResponse(
             _sse_events(speech, fmt, len(text)),
             media_type="text/event-stream",

@@ -6,9 +6,10 @@ service, the narration); uploads arrive as multipart files and never touch a pat
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -30,7 +31,7 @@ from glmtts_mcp.errors import Term, UserError, render_text
 from glmtts_mcp.voices import VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 from glmtts_mcp.web.errors import WebError, rest_words
-from glmtts_mcp.web.speech_stream import encoded, open_speech
+from glmtts_mcp.web.speech_stream import disconnect_of, encoded, open_speech
 
 VoicePath = Annotated[str, Field(min_length=1, max_length=256, description="voice id or name")]
 
@@ -148,9 +149,9 @@ def rest_routes(app: App) -> APIRouter:
         response_class=StreamingResponse,
         responses={200: {"content": {"audio/wav": {}, "audio/ogg": {}, "audio/mpeg": {}, "audio/flac": {}}}},
     )
-    async def tts(body: TtsRequest) -> StreamingResponse:
+    async def tts(body: TtsRequest, request: Request) -> StreamingResponse:
         """Speak `text` in a library voice; the audio streams back as each segment is synthesized."""
-        return await stream_speech(app, body.text, body.voice, body.format, body.seed)
+        return await stream_speech(app, body.text, body.voice, body.format, body.seed, disconnect_of(request.receive))
 
     @router.get("/cache/stats", response_model=CacheStatsResult)
     async def cache_stats() -> CacheStatsResult:
@@ -160,13 +161,16 @@ def rest_routes(app: App) -> APIRouter:
     return router
 
 
-async def stream_speech(app: App, text: str, voice: str, fmt: str, seed: int) -> StreamingResponse:
-    """The streamed answer of /api/tts (and /v1/audio/speech with stream_format=audio)."""
+async def stream_speech(
+    app: App, text: str, voice: str, fmt: str, seed: int, disconnected: Callable[[], Awaitable[None]]
+) -> StreamingResponse:
+    """The streamed answer of /api/tts (and /v1/audio/speech with stream_format=audio); `disconnected`
+    ends when the client leaves (the narration is stopped then, wherever it is)."""
     fmt = fmt.strip().lower()
     if fmt not in STREAM_FORMATS:
         raise UserError(f"{{argument}} is {fmt!r}", f"use one of {', '.join(STREAM_FORMATS)}", argument=Term.FORMAT)
     request = NarrationRequest(text=checked_text(text, app.settings.max_text_chars), voice=voice, seed=seed)
-    speech = await open_speech(app, request)
+    speech = await open_speech(app, request, disconnected)
     headers = {
         "x-voice-id": speech.voice.voice_id,
         "x-voice-name": _header_safe(speech.voice.voice_name or ""),
