@@ -277,8 +277,9 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(
         default=100,
         ge=1,
-        description="HTTP: most connections open at once; more are closed at once (keep it well under the "
-        "process's open-file limit, `ulimit -n`).",
+        description="HTTP: most connections open at once; at the cap a new one closes a waiting one (idle or "
+        "unfinished, from the address holding the most), or is refused when all are answering requests (keep it "
+        "well under the process's open-file limit, `ulimit -n`).",
     )
     token: SecretStr | None = Field(
         default=None,
