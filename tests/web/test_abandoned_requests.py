@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -151,3 +152,54 @@ async def test_a_full_queue_refuses_at_once_on_every_face(narrow: LiveServer, cl
     async with httpx2.AsyncClient(base_url=narrow.url, timeout=120) as http:
         served = await http.post("/api/tts", json={"text": "Hello there.", "voice": voice})
     assert served.status_code == 200 and len(served.content) > 44
+
+
+def test_a_poisoned_voice_fails_alone_in_its_batch(
+    roomy: LiveServer, clip_bytes: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three sound narrations and one whose voice features hold a speech id of 10^12 (damaged below the
+    library's checks), sent together: the poisoned one is answered 400 with its own sentence, the three
+    get the audio they get alone."""
+    import dataclasses
+
+    import torch
+
+    voices = [_clone(roomy.url, clip_bytes, pitch) for pitch in (281.0, 293.0, 307.0, 311.0)]
+    poisoned = voices[3]
+    library = roomy.app.library
+    load_features = library.load_features
+
+    def damaged(id_or_name: str, device: Any = None) -> Any:
+        loaded = load_features(id_or_name, device)
+        if loaded.record.id != poisoned:
+            return loaded
+        tensors = dict(loaded.tensors)
+        ids = tensors["prompt_speech_ids"].clone()
+        ids[-1] = 10**12
+        tensors["prompt_speech_ids"] = ids
+        return dataclasses.replace(loaded, tensors=tensors)
+
+    def speak(voice: str) -> httpx2.Response:
+        text = "A sentence or two for the batch. Then one more."
+        return httpx2.post(roomy.url + "/api/tts", json={"text": text, "voice": voice}, timeout=300)
+
+    alone = [speak(voice) for voice in voices[:3]]
+    assert all(a.status_code == 200 for a in alone)
+    monkeypatch.setattr(library, "load_features", damaged)
+    answers: list[httpx2.Response | None] = [None] * 4
+
+    def send(i: int) -> None:
+        answers[i] = speak(voices[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    bad = answers[3]
+    assert bad is not None and bad.status_code == 400 and bad.json()["field"] == "voice", bad and bad.text
+    assert "outside this model's vocabulary" in bad.json()["error"] and "POST /api/voices" in bad.json()["error"]
+    for got, want in zip(answers[:3], alone, strict=True):
+        assert got is not None and got.status_code == 200, got and got.text
+        assert got.content == want.content
+    assert torch.is_tensor(load_features(poisoned).tensors["prompt_speech_ids"])  # the library itself is intact
