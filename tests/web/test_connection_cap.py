@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from glmtts_mcp.asgi import http_guard
-from server_processes import free_port
+from server_processes import free_port, uvicorn_in_thread
 
 CAP = 20
 FLOOD = 100
@@ -48,17 +48,9 @@ def port() -> Iterator[int]:
         timeout_keep_alive=60,
         http=http_guard.guarded_http_protocol(header_timeout_s=60.0, max_connections=CAP),
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield free
-    release.set()
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread(config):
+        yield free
+        release.set()
     release.clear()
 
 
