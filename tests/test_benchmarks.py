@@ -204,6 +204,39 @@ def test_bench_player_prints_every_moment(tiny_checkpoint: Path) -> None:
     assert re.search(r"pieces per narration \(poll results with audio\): [1-9]", out)
 
 
+def test_bench_hostile_prints_every_probe(tiny_checkpoint: Path) -> None:
+    out = _run(
+        "benchmarks/bench_hostile.py",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--abandoned",
+        "3",
+        "--flood",
+        "110",
+        "--calls",
+        "5",
+        "--streams",
+        "6",
+        "--max-queue",
+        "0",
+        "--guesses",
+        "8",
+    )
+    probes = {row["probe"]: row["value"] for row in _table(out, "probe")}
+    assert set(probes) == {
+        "next short request, idle server (s)",
+        "next short request, after the abandoned (s)",
+        "engine busy after that request (s)",
+        "speech tokens drawn meanwhile",
+    }, out
+    floods = {row["flood"]: row for row in _table(out, "flood")}
+    assert floods["dribbling"]["answered"] == floods["idle"]["answered"] == "5", out  # nobody locked out
+    answers = {row["answer"]: int(row["count"]) for row in _table(out, "answer")}
+    assert sum(answers.values()) == 6 and set(answers) <= {"200", "503 + Retry-After"}, out  # no other answer
+    statuses = {row["status"]: int(row["count"]) for row in _table(out, "status")}
+    assert statuses["401"] >= 5 and statuses["429"] >= 1, out
+
+
 @pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="the benchmark records its reference clips with espeak-ng"
 )

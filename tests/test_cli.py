@@ -165,6 +165,7 @@ def test_config_carries_every_setting_given(
         "http_max_connections": "7",
         "log_level": "DEBUG",
         "max_batch": "3",
+        "max_queue": "5",
         "reference_processing": "upstream",
         "engine": "ray",
         "ray_address": "ray://head:10001",

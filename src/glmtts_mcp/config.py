@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     concurrency: int = Field(
         default=1, ge=1, description="Flow + vocoder and clone jobs run at once; the rest queue (the LLM batches)."
     )
+    max_queue: int = Field(
+        default=32,
+        ge=0,
+        description="Most engine requests (narrations, clones) waiting for a free slot beside those running; "
+        "one more is refused at once (HTTP 503 with Retry-After, an MCP tool error) instead of waiting.",
+    )
     # --- batching: the LLM scheduler's batch bound; --concurrency still gates flow, vocoder, clones
     max_batch: int = Field(
         default=4,
@@ -290,8 +296,9 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(
         default=100,
         ge=1,
-        description="HTTP: most connections open at once; more are closed at once (keep it well under the "
-        "process's open-file limit, `ulimit -n`).",
+        description="HTTP: most connections open at once; at the cap a new one closes a waiting one (idle or "
+        "unfinished, from the address holding the most), or is refused when all are answering requests (keep it "
+        "well under the process's open-file limit, `ulimit -n`).",
     )
     token: SecretStr | None = Field(
         default=None,

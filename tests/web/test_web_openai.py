@@ -111,6 +111,8 @@ def test_sse_events(client: openai.OpenAI, voice: str) -> None:
 def test_refusals_name_the_problem(client: openai.OpenAI, voice: str) -> None:
     with pytest.raises(openai.BadRequestError, match=r"speed 1.25 is not supported"):
         client.audio.speech.create(model="tts-1", voice=voice, input="Hi.", speed=1.25)
+    with pytest.raises(openai.UnprocessableEntityError, match=r"field `speed`: .*a boolean is not a number"):
+        client.audio.speech.create(model="tts-1", voice=voice, input="Hi.", speed=True)  # not 1.0
     with pytest.raises(openai.BadRequestError, match="response_format 'aac' is not supported"):
         client.audio.speech.create(model="tts-1", voice=voice, input="Hi.", response_format="aac")
     with pytest.raises(openai.NotFoundError, match="no voice 'alloy'"):

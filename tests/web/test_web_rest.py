@@ -149,6 +149,10 @@ def test_tts_validation(client: httpx2.Client, clip_bytes: Callable[..., bytes])
     symbols = client.post("/api/tts", json={"text": "...", "voice": "checks"})
     assert symbols.status_code == 400 and "nothing to speak" in symbols.json()["error"]
     assert client.post("/api/tts", json={"text": "Hi", "voice": "checks", "seed": -1}).status_code == 422
+    for seed in (True, False):  # Python counts True as 1: a JSON boolean is no seed
+        boolean = client.post("/api/tts", json={"text": "Hi", "voice": "checks", "seed": seed})
+        assert boolean.status_code == 422 and boolean.json()["field"] == "seed", boolean.text
+        assert "a boolean is not a number" in boolean.json()["error"]
 
 
 @pytest.mark.parametrize("fmt", ["wav", "ogg", "mp3", "flac"])
@@ -373,3 +377,29 @@ def test_a_float_reference_downloads_as_the_float_wav_it_is(
     assert 'filename="float-voice.wav"' in reference.headers["content-disposition"]
     assert reference.content == web_app.library.reference_audio_path(record.id).read_bytes()
     np.testing.assert_array_equal(sf.read(io.BytesIO(reference.content), dtype="float32")[0], floats)
+
+
+def test_errors_never_show_the_server_folders(
+    server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+) -> None:
+    """A refused upload names its archive by role, a voice whose files were damaged on disk is answered
+    without the library's path: an HTTP client never learns where the server keeps its folders."""
+    import tempfile
+
+    folders = [str(server.app.settings.voices_dir.resolve()), tempfile.gettempdir()]
+    bad_archive = client.post("/api/voices/import", files={"archive": ("x.zip", b"PK not a zip", "application/zip")})
+    assert bad_archive.status_code == 400 and "a temporary folder" in bad_archive.json()["error"]
+    record = clone(client, clip_bytes(455.0), name="hidden").json()
+    voice_dir = next(p for p in server.app.settings.voices_dir.rglob(record["voice_id"]) if p.is_dir())
+    (voice_dir / "reference.flac").unlink()
+    (voice_dir / "reference.flac").mkdir()  # a file the server cannot read as one
+    answers = [
+        client.get(f"/api/voices/{record['voice_id']}/export"),
+        client.get(f"/api/voices/{record['voice_id']}/audio"),
+        client.get("/api/voices/nobody"),
+        client.get("/static/../../etc/passwd"),
+        bad_archive,
+    ]
+    for answer in answers:
+        assert answer.status_code >= 400, answer.text
+        assert not any(folder in answer.text for folder in folders), answer.text

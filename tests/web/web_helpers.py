@@ -21,7 +21,7 @@ from glmtts_mcp.asgi.service import HttpService
 from glmtts_mcp.config import load_settings
 from server_processes import free_port
 
-TOKEN = "web-test-token-0123456789"
+TOKEN = "web-test-token-0123456789-abcdefgh"
 # Debian's Chromium, headless, driven by Playwright (its own browser download is never used).
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [

@@ -195,7 +195,12 @@ def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
     """Wire the pieces; nothing heavy happens here (the model loads on first use or in `start_preload`)."""
     job_slots = engine_slots(settings) * (replica_range(settings.ray_replicas)[1] if settings.engine == "ray" else 1)
     host = EngineHost(
-        loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s, job_slots, settings.engine
+        loader or default_loader(settings),
+        settings.checkpoint,
+        settings.idle_unload_s,
+        job_slots,
+        settings.engine,
+        max_queue=settings.max_queue,
     )
 
     def reextract(

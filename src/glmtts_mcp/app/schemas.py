@@ -1,15 +1,30 @@
-"""Structured results of the tools: these models are the tools' output schemas."""
+"""Structured results of the tools: these models are the tools' output schemas; and the number types
+every face's inputs use."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, RootModel
+from pydantic import BaseModel, BeforeValidator, Field, RootModel
 
 from glmtts_mcp.voices import LibraryStats, StatsCounters, VoiceListing
 
 EXCERPT_CHARS = 80
+
+
+def _not_a_boolean(value: object) -> object:
+    """Python counts True as 1, and pydantic's lax mode takes it for a number: a client that sends
+    `{"seed": true}` made a mistake, so it gets a field error, not the seed 1."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number: give a number")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_not_a_boolean)]
+"""An integer input (a seed, a page size): never a JSON boolean."""
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+"""A real-number input (a speed): never a JSON boolean."""
 
 
 def _excerpt(text: str | None) -> str | None:
@@ -261,7 +276,9 @@ class EngineStats(BaseModel):
     memory: dict[str, Any] | None = None
     queue_depth: int | None = None
     scheduler: SchedulerStats | None = None
-    active_jobs: int
+    active_jobs: int = Field(description="narrations and clones holding or waiting for an engine slot")
+    max_queue: int | None = Field(default=None, description="most of them waiting beside those running (--max-queue)")
+    refused_busy: int = Field(default=0, description="requests refused because the queue was full, since start")
     load_s: float | None = None
     loads: int
     unloads: int

@@ -20,7 +20,7 @@ from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import MAX_SEED, TEMPERATURE_RANGE, TOP_P_RANGE, NarrationRequest, checked_text
 from glmtts_mcp.app.outputs import AUDIO_MIME
 from glmtts_mcp.app.saving import narrate_to_store
-from glmtts_mcp.app.schemas import SynthesizeOutcome, SynthesizeResult
+from glmtts_mcp.app.schemas import SynthesizeOutcome, SynthesizeResult, WholeNumber
 from glmtts_mcp.config import parse_return_mode
 from glmtts_mcp.errors import render_text
 from glmtts_mcp.mcp_face.errors import tool_words, user_errors
@@ -69,7 +69,8 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             ),
         ] = None,
         seed: Annotated[
-            int | None, Field(description="random seed: the same seed gives the same audio", ge=0, le=MAX_SEED)
+            WholeNumber | None,
+            Field(description="random seed: the same seed gives the same audio", ge=0, le=MAX_SEED),
         ] = None,
         temperature: Annotated[
             float | None,

@@ -6,6 +6,7 @@ service, the narration); uploads arrive as multipart files and never touch a pat
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
@@ -23,6 +24,7 @@ from glmtts_mcp.app.schemas import (
     ImportVoiceResult,
     RenameVoiceResult,
     VoiceSummary,
+    WholeNumber,
 )
 from glmtts_mcp.app.voice_service import VoiceService
 from glmtts_mcp.engine.types import PronunciationMode
@@ -45,7 +47,7 @@ from glmtts_mcp.web.seed_api import (
 )
 from glmtts_mcp.web.seed_api import form_body as seed_form_body
 from glmtts_mcp.web.seed_tasks import TaskBoard
-from glmtts_mcp.web.speech_stream import encoded, open_speech, reading_headers
+from glmtts_mcp.web.speech_stream import disconnect_of, encoded, open_speech, reading_headers
 
 Body = TypeVar("Body", bound=BaseModel)
 VoicePath = Annotated[str, Field(min_length=1, max_length=256, description="voice id or name")]
@@ -62,7 +64,7 @@ class TtsRequest(BaseModel):
         default="wav",
         description="wav, pcm (raw 16-bit mono), ogg (Ogg/Opus): streamed segment by segment; mp3, flac: sent whole",
     )
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="the same seed gives the same audio")
+    seed: WholeNumber = Field(default=0, ge=0, le=MAX_SEED, description="the same seed gives the same audio")
     temperature: float | None = Field(
         default=None,
         description=f"sampling temperature {TEMPERATURE_RANGE[0]}-{TEMPERATURE_RANGE[1]}; left out: upstream's",
@@ -201,6 +203,7 @@ def rest_routes(app: App, tasks: TaskBoard) -> APIRouter:
             body.voice,
             body.format,
             body.seed,
+            disconnect_of(request.receive),
             temperature=body.temperature,
             top_p=body.top_p,
             pronunciation=body.pronunciation,
@@ -223,6 +226,7 @@ async def stream_speech(
     voice: str,
     fmt: str,
     seed: int,
+    disconnected: Callable[[], Awaitable[None]],
     *,
     temperature: float | None = None,
     top_p: float | None = None,
@@ -230,7 +234,8 @@ async def stream_speech(
     pronunciations: dict[str, str] | None = None,
 ) -> StreamingResponse:
     """The streamed answer of /api/tts (and /v1/audio/speech with stream_format=audio); the text as the model
-    reads it goes in `x-text-as-read` (UTF-8, percent-encoded), its mode in `x-pronunciation`."""
+    reads it goes in `x-text-as-read` (UTF-8, percent-encoded), its mode in `x-pronunciation`; `disconnected`
+    ends when the client leaves (the narration is stopped then, wherever it is)."""
     fmt = fmt.strip().lower()
     if fmt not in STREAM_FORMATS:
         raise UserError(f"{{argument}} is {fmt!r}", f"use one of {', '.join(STREAM_FORMATS)}", argument=Term.FORMAT)
@@ -243,7 +248,7 @@ async def stream_speech(
         pronunciation=pronunciation,
         pronunciations=pronunciations,
     )
-    speech = await open_speech(app, request)
+    speech = await open_speech(app, request, disconnected)
     headers = {
         "x-voice-id": speech.voice.voice_id,
         "x-voice-name": _header_safe(speech.voice.voice_name or ""),
