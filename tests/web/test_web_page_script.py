@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from test_web_page import CHROMIUM, browser, page_for  # noqa: F401  # the browser fixtures of the page tests
-from web_helpers import LiveServer
+from test_web_page import page_for  # noqa: F401  # the page fixture of the page tests (the browser is in conftest)
+from web_helpers import CHROMIUM, LiveServer
 
 pytestmark = [
     pytest.mark.slow,  # a headless browser against a live server
