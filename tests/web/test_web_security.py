@@ -140,6 +140,7 @@ def test_get_never_changes_state(client: httpx2.Client) -> None:
         "/health",  # the GLM-TTS-Enhanced contract's reads (seed_api.py)
         "/api/tts/progress/{task_id}",
         "/api/gpu/status",
+        "/api/outputs/{output_id}",  # a narrated script's files (scripts_api.py)
     }
 
 

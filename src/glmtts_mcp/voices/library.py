@@ -205,7 +205,10 @@ class VoiceLibrary:
     def reference_audio_path(self, id_or_name: str) -> Path:
         """The kept reference audio of a voice (16- or 24-bit FLAC, or float WAV: see reference_file)."""
         record = self.resolve(id_or_name)
-        return self._store.voice_dir(record.id) / self._store.reference_name(record.id)
+        path = self._store.voice_dir(record.id) / self._store.reference_name(record.id)
+        if path.is_symlink() or not path.is_file():
+            self._broken(record, f"{path.name} is missing or not a regular file")
+        return path
 
     def reference_flac(self, id_or_name: str) -> bytes:
         """The voice's reference audio as FLAC, for listening (a float reference as 24-bit FLAC: listening_flac)."""
@@ -743,7 +746,13 @@ class VoiceLibrary:
         for _ in range(3):  # the files are read one by one: a re-extraction may replace the folder meanwhile
             record = self.resolve(id_or_name)
             reference_name = self._store.reference_name(record.id)
-            files = {name: self._store.read(record.id, name) for name in (FEATURES_FILE, META_FILE, reference_name)}
+            try:
+                files = {name: self._store.read(record.id, name) for name in (FEATURES_FILE, META_FILE, reference_name)}
+            except OSError as exc:  # gone or not a file: replaced meanwhile, or the folder is damaged
+                if self._changed_on_disk(record):
+                    id_or_name = record.id
+                    continue
+                self._broken(record, _unreadable(exc))
             with contextlib.suppress(FileNotFoundError):  # a voice without its own dictionary has no file
                 files[PRONUNCIATIONS_FILE] = self._store.read(record.id, PRONUNCIATIONS_FILE)
             if self._meta_changed(record, files[META_FILE]):
@@ -911,3 +920,10 @@ class VoiceLibrary:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _unreadable(exc: OSError) -> str:
+    """Why a voice's file cannot be read, naming the file but never the folder it is in."""
+    if exc.filename:
+        return f"{Path(exc.filename).name} cannot be read ({exc.strerror or type(exc).__name__})"
+    return str(exc)
