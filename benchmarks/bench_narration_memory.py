@@ -33,13 +33,25 @@ print(json.dumps({"status": status, "peak_kib": peak}), file=sys.stderr)
 """
 
 
-def _say(args: list[str]) -> int:
-    """Peak RSS in KiB of one `glmtts-mcp say` run."""
+def peak_kib(args: list[str]) -> int:
+    """Peak RSS in KiB of one `glmtts-mcp` run (bench_script_memory.py uses it too)."""
     done = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, cwd=ROOT)
     report = json.loads(done.stderr.strip().splitlines()[-1])
     if report["status"] != 0:
         raise SystemExit(done.stderr[-3000:])
     return int(report["peak_kib"])
+
+
+def scratch_flags(checkpoint: Path | None, folder: Path) -> list[str]:
+    """The flags of a run in `folder` (its own library and outputs) on `checkpoint`, or on a tiny random one
+    made there."""
+    if checkpoint is None:
+        checkpoint = folder / "checkpoint"
+        subprocess.run(
+            [sys.executable, "-m", "glmtts_mcp", "checkpoint", "make-tiny", str(checkpoint)], check=True, cwd=ROOT
+        )
+        return [*scratch_flags(checkpoint, folder), "--whisper-model", "tiny-random"]
+    return ["--checkpoint", str(checkpoint), "--voices-dir", str(folder / "voices"), "--output-dir", str(folder)]
 
 
 def main() -> None:
@@ -50,27 +62,19 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="glmtts-bench-memory-") as scratch:
         folder = Path(scratch)
-        checkpoint = args.checkpoint
-        if checkpoint is None:
-            checkpoint = folder / "checkpoint"
-            subprocess.run(
-                [sys.executable, "-m", "glmtts_mcp", "checkpoint", "make-tiny", str(checkpoint)], check=True, cwd=ROOT
-            )
-        common = ["--checkpoint", str(checkpoint), "--voices-dir", str(folder / "voices"), "--output-dir", str(folder)]
-        if args.checkpoint is None:
-            common += ["--whisper-model", "tiny-random"]
+        common = scratch_flags(args.checkpoint, folder)
         reference = ROOT / "examples" / "reference.flac"
         transcript = "The quick brown fox jumps over the lazy dog."
         first = folder / "clone.wav"
-        _say(["say", "Hi.", "--reference", str(reference), "--transcript", transcript, "-o", str(first), *common])
+        peak_kib(["say", "Hi.", "--reference", str(reference), "--transcript", transcript, "-o", str(first), *common])
         voice = ["--reference", str(reference), "--transcript", transcript]  # the stored voice: no new clone
         print(f"{'characters':>10}  {'audio s':>8}  {'peak RSS MiB':>12}")
         for repeat in args.repeats:
             text = SENTENCE * repeat
             out = folder / f"narration-{repeat}.{args.format}"
-            peak_kib = _say(["say", text, *voice, "-o", str(out), *common])
+            peak = peak_kib(["say", text, *voice, "-o", str(out), *common])
             seconds = sf.info(str(out)).duration
-            print(f"{len(text):>10}  {seconds:>8.1f}  {peak_kib / 1024:>12.1f}")
+            print(f"{len(text):>10}  {seconds:>8.1f}  {peak / 1024:>12.1f}")
 
 
 if __name__ == "__main__":

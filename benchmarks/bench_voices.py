@@ -1,6 +1,7 @@
 """Voice library costs for a realistic 10 s voice: load times per tier and bytes per voice.
 
 Run: .venv/bin/python benchmarks/bench_voices.py [--voices N] [--repeats N]
+Also: how long opening a library takes (every folder scanned), with and without the model's feature rules.
 Targets: memory hit < 1 ms, disk load (cold library instance) < 20 ms, features < 512 KB per voice.
 """
 
@@ -15,11 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glmtts_mcp.app.core import feature_rules
+from glmtts_mcp.engine.feature_limits import FeatureLimits
 from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
 from glmtts_mcp.voices import FeatureSchema, NewVoiceData, VoiceLibrary
 
 SAMPLE_RATE = 24_000
 SECONDS = 10.0
+# The official checkpoint's facts (its LLM vocabulary, codebook, flow rates and widths, CAMPPlus's output).
+REAL_LIMITS = FeatureLimits(98_304, 32_768, 25.0, 80, 50.0, 192)
 
 
 def realistic_voice(seed: int) -> tuple[np.ndarray, NewVoiceData]:
@@ -32,7 +37,7 @@ def realistic_voice(seed: int) -> tuple[np.ndarray, NewVoiceData]:
     gen = torch.Generator().manual_seed(seed)
     data = NewVoiceData(
         tensors={
-            "prompt_text_ids": torch.randint(0, 150_000, (40,), generator=gen),
+            "prompt_text_ids": torch.randint(0, 98_304, (40,), generator=gen),
             "prompt_speech_ids": torch.randint(0, 6561, (250,), generator=gen),
             "prompt_mel": torch.randn(500, 80, generator=gen) * 2 - 6,
             "speaker_embedding": torch.randn(192, generator=gen),
@@ -83,6 +88,13 @@ def main() -> None:
                 loaded = cold.load_features(voice)
                 assert loaded.tier == "disk"
                 disk_s.append(loaded.load_s)
+        scan_s: dict[str, list[float]] = {"schema only": [], "with the model's rules": []}
+        for _ in range(5):  # a full scan of every folder, as a process opening the library does
+            for label, rules in (("schema only", None), ("with the model's rules", feature_rules(REAL_LIMITS))):
+                started = time.perf_counter()
+                with VoiceLibrary(root, schema, rules=rules, flush_interval_s=0) as opened:
+                    scan_s[label].append(time.perf_counter() - started)
+                    assert not any(v.broken for v in opened.list_voices(limit=500).voices)
         folder = root / "voices" / ids[0]
         features_bytes = (folder / "features.safetensors").stat().st_size
         folder_bytes = sum(p.stat().st_size for p in folder.iterdir())
@@ -95,6 +107,7 @@ def main() -> None:
         ("features.safetensors per voice", f"{features_bytes / 1024:8.1f} KB   target < 512 KB"),
         ("whole voice folder (incl. reference.flac)", f"{folder_bytes / 1024:8.1f} KB"),
         ("features in memory", f"{memory_bytes / 1024:8.1f} KB"),
+        *((f"open the library ({args.voices} folders scanned), {label}", ms(s)) for label, s in scan_s.items()),
     ]
     width = max(len(name) for name, _ in rows)
     print(f"voice library, {args.voices} voices of {SECONDS:.0f} s at {SAMPLE_RATE} Hz, torch {torch.__version__}")

@@ -38,8 +38,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(checkpoint: Path, whisper: str, device: str, workdir: Path) -> Iterator[str]:
-    """The real server in a subprocess; its base URL while the block runs."""
+def served(
+    checkpoint: Path, whisper: str, device: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """The real server in a subprocess (more GLMTTS_MCP_* settings in `extra_env`); its base URL while the
+    block runs."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLMTTS_MCP_")}
     env.update(
@@ -53,6 +56,7 @@ def served(checkpoint: Path, whisper: str, device: str, workdir: Path) -> Iterat
         GLMTTS_MCP_PRELOAD="start",
         XDG_CONFIG_HOME=str(workdir / "xdg"),
     )
+    env.update(extra_env or {})
     script = Path(sys.executable).parent / "glmtts-mcp"
     proc = subprocess.Popen(
         [str(script), "serve", "--transport", "http", "--port", str(port)],
@@ -77,6 +81,42 @@ def served(checkpoint: Path, whisper: str, device: str, workdir: Path) -> Iterat
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@contextmanager
+def served_voice(
+    checkpoint: Path | None,
+    whisper: str,
+    device: str,
+    extra_env: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Iterator[tuple[str, httpx2.Client, Path]]:
+    """In a temporary folder: the checkpoint (a tiny random one unless given), the real server (`served`),
+    and a voice named `bench` cloned over REST from a 3 s tone; (base URL, client, checkpoint)."""
+    with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
+        work = Path(tmp)
+        if checkpoint is None:
+            from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
+
+            checkpoint = make_tiny_checkpoint(work / "GLM-TTS")
+        rate = 16000
+        t = np.arange(int(rate * 3.0)) / rate
+        clip = work / "clip.wav"
+        sf.write(
+            clip, (0.3 * np.sin(2 * np.pi * 200 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32), rate
+        )
+        with (
+            served(checkpoint, whisper, device, work, extra_env) as url,
+            httpx2.Client(base_url=url, headers=headers, timeout=600) as client,
+        ):
+            made = client.post(
+                "/api/voices",
+                files={"audio": ("clip.wav", clip.read_bytes())},
+                data={"transcript": "hello there, this is the reference", "name": "bench"},
+            )
+            if made.status_code not in (200, 201):
+                raise SystemExit(f"clone failed: {made.text}")
+            yield url, client, checkpoint
 
 
 def timed(client: httpx2.Client, path: str, body: dict) -> tuple[float, float, int, int]:
@@ -104,65 +144,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", default=TEXT)
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
-        work = Path(tmp)
-        checkpoint = args.checkpoint
-        if checkpoint is None:
-            from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
-
-            checkpoint = make_tiny_checkpoint(work / "GLM-TTS")
-        rate = 16000
-        t = np.arange(int(rate * 3.0)) / rate
-        clip = work / "clip.wav"
-        sf.write(
-            clip, (0.3 * np.sin(2 * np.pi * 200 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32), rate
+    with served_voice(args.checkpoint, args.whisper_model, args.device) as (_url, client, checkpoint):
+        cases = [
+            ("POST /api/tts (wav, streamed)", "/api/tts", {"text": args.text, "voice": "bench", "format": "wav"}),
+            (
+                "POST /v1/audio/speech (wav, streamed)",
+                "/v1/audio/speech",
+                {"model": "tts-1", "voice": "bench", "input": args.text, "response_format": "wav"},
+            ),
+            (
+                "POST /v1/audio/speech (pcm, sse events)",
+                "/v1/audio/speech",
+                {
+                    "model": "tts-1",
+                    "voice": "bench",
+                    "input": args.text,
+                    "response_format": "pcm",
+                    "stream_format": "sse",
+                },
+            ),
+            (
+                "POST /v1/audio/speech (mp3, sent whole)",
+                "/v1/audio/speech",
+                {"model": "tts-1", "voice": "bench", "input": args.text, "response_format": "mp3"},
+            ),
+        ]
+        print(
+            f"checkpoint {checkpoint}, device {args.device}, {len(args.text)} characters, "
+            f"median of {args.runs} run(s) after a warm-up"
         )
-        with (
-            served(checkpoint, args.whisper_model, args.device, work) as url,
-            httpx2.Client(base_url=url, timeout=600) as client,
-        ):
-            made = client.post(
-                "/api/voices",
-                files={"audio": ("clip.wav", clip.read_bytes())},
-                data={"transcript": "hello there, this is the reference", "name": "bench"},
-            )
-            if made.status_code not in (200, 201):
-                raise SystemExit(f"clone failed: {made.text}")
-            cases = [
-                ("POST /api/tts (wav, streamed)", "/api/tts", {"text": args.text, "voice": "bench", "format": "wav"}),
-                (
-                    "POST /v1/audio/speech (wav, streamed)",
-                    "/v1/audio/speech",
-                    {"model": "tts-1", "voice": "bench", "input": args.text, "response_format": "wav"},
-                ),
-                (
-                    "POST /v1/audio/speech (pcm, sse events)",
-                    "/v1/audio/speech",
-                    {
-                        "model": "tts-1",
-                        "voice": "bench",
-                        "input": args.text,
-                        "response_format": "pcm",
-                        "stream_format": "sse",
-                    },
-                ),
-                (
-                    "POST /v1/audio/speech (mp3, sent whole)",
-                    "/v1/audio/speech",
-                    {"model": "tts-1", "voice": "bench", "input": args.text, "response_format": "mp3"},
-                ),
-            ]
-            print(
-                f"checkpoint {checkpoint}, device {args.device}, {len(args.text)} characters, "
-                f"median of {args.runs} run(s) after a warm-up"
-            )
-            print(f"{'endpoint':44}  {'first byte':>10}  {'whole body':>10}  {'first/whole':>11}  segments")
-            for name, path, body in cases:
-                timed(client, path, body)
-                runs = [timed(client, path, body) for _ in range(args.runs)]
-                first = statistics.median(r[0] for r in runs)
-                whole = statistics.median(r[1] for r in runs)
-                print(f"{name:44}  {first:9.3f}s  {whole:9.3f}s  {first / whole:11.0%}  {runs[0][3]}")
+        print(f"{'endpoint':44}  {'first byte':>10}  {'whole body':>10}  {'first/whole':>11}  segments")
+        for name, path, body in cases:
+            timed(client, path, body)
+            runs = [timed(client, path, body) for _ in range(args.runs)]
+            first = statistics.median(r[0] for r in runs)
+            whole = statistics.median(r[1] for r in runs)
+            print(f"{name:44}  {first:9.3f}s  {whole:9.3f}s  {first / whole:11.0%}  {runs[0][3]}")
     return 0
 
 

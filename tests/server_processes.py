@@ -1,5 +1,5 @@
 """Test helpers: the real `glmtts-mcp` program in a subprocess (started, waited for until its port answers,
-always stopped) and free ports for servers the tests start."""
+always stopped), an ASGI app under uvicorn in a thread, and free ports for servers the tests start."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import uvicorn
 
 SCRIPT = Path(sys.executable).parent / "glmtts-mcp"
 START_TIMEOUT_S = 90
@@ -23,6 +26,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def uvicorn_in_thread(config: uvicorn.Config) -> Iterator[None]:
+    """`config`'s server running in a thread of this process until the block ends."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the in-process server did not start"
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def server_env(base: Path, checkpoint: Path, **extra: str) -> dict[str, str]:

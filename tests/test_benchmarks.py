@@ -145,6 +145,13 @@ def test_bench_engine_against_upstream(tiny_checkpoint: Path) -> None:
 
 
 @pytest.mark.slow
+def test_bench_g2p_prints_every_path() -> None:
+    rows = _rows(_run("benchmarks/bench_g2p.py", "--repeats", "1", "--entries", "10"))
+    assert rows["jieba prefix dictionary, first use"].endswith(" s")
+    for path in ("text", "phoneme", "text + 10 entries", "phoneme + 10 entries"):
+        assert float(rows[path]) > 0
+
+
 def test_bench_precision_prints_each_dtype() -> None:
     out = _run("benchmarks/bench_precision.py", str(GOLDEN), "--cases", "llm_real", "hift_real", "--in-process")
     rows = {(row["case"], row["dtype"]): row for row in _table(out, "case")}
@@ -180,6 +187,54 @@ def test_bench_web_prints_every_row(tiny_checkpoint: Path) -> None:
         row = rows[name]
         assert re.fullmatch(r"[\d.]+s", row["first byte"]) and re.fullmatch(r"[\d.]+s", row["whole body"]), row
         assert re.fullmatch(r"\d+%", row["first/whole"]) and row["segments"] == "3", row
+
+
+@pytest.mark.slow
+def test_bench_player_prints_every_moment(tiny_checkpoint: Path) -> None:
+    out = _run("benchmarks/bench_player.py", "--checkpoint", str(tiny_checkpoint), "--runs", "1")
+    rows = [(row["host"], row["moment"]) for row in _table(out, "host")]
+    assert rows == [
+        ("without MCP Apps", "synthesize result"),
+        ("with the player", "synthesize answered"),
+        ("with the player", "first audio to play"),
+        ("with the player", "whole narration polled"),
+    ], out
+    for row in _table(out, "host"):
+        assert float(row["seconds"]) > 0 and re.fullmatch(r"\d+%", row["of plain"]), row
+    assert re.search(r"pieces per narration \(poll results with audio\): [1-9]", out)
+
+
+def test_bench_hostile_prints_every_probe(tiny_checkpoint: Path) -> None:
+    out = _run(
+        "benchmarks/bench_hostile.py",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--abandoned",
+        "3",
+        "--flood",
+        "110",
+        "--calls",
+        "5",
+        "--streams",
+        "6",
+        "--max-queue",
+        "0",
+        "--guesses",
+        "8",
+    )
+    probes = {row["probe"]: row["value"] for row in _table(out, "probe")}
+    assert set(probes) == {
+        "next short request, idle server (s)",
+        "next short request, after the abandoned (s)",
+        "engine busy after that request (s)",
+        "speech tokens drawn meanwhile",
+    }, out
+    floods = {row["flood"]: row for row in _table(out, "flood")}
+    assert floods["dribbling"]["answered"] == floods["idle"]["answered"] == "5", out  # nobody locked out
+    answers = {row["answer"]: int(row["count"]) for row in _table(out, "answer")}
+    assert sum(answers.values()) == 6 and set(answers) <= {"200", "503 + Retry-After"}, out  # no other answer
+    statuses = {row["status"]: int(row["count"]) for row in _table(out, "status")}
+    assert statuses["401"] >= 5 and statuses["429"] >= 1, out
 
 
 @pytest.mark.skipif(

@@ -166,6 +166,7 @@ def test_config_carries_every_setting_given(
         "http_max_connections": "7",
         "log_level": "DEBUG",
         "max_batch": "3",
+        "max_queue": "5",
         "reference_processing": "upstream",
         "engine": "ray",
         "ray_address": "ray://head:10001",
@@ -177,6 +178,9 @@ def test_config_carries_every_setting_given(
         "synthesis_mode": "stream",
         "stream_first_block": "10",
         "stream_first_look_ahead": "5",
+        "pronunciation": "phoneme",
+        "script_loudness_lufs": "-18.5",
+        "max_script_chars": "5000",
     }
     assert set(given) == set(Settings.model_fields) - {"token"}  # a new setting must be added here too
     documented_flags = set(re.findall(r"^\| `(--[a-z-]+)`", CONFIGURATION.read_text(encoding="utf-8"), re.M))

@@ -117,11 +117,42 @@ def build_parser() -> argparse.ArgumentParser:
         "refresh", parents=[common], help="re-extract every stale voice now (after an upgrade; loads the model)"
     )
 
+    pronounce = sub.add_parser("pronounce", parents=[common], help="pronunciation dictionaries (docs/pronunciation.md)")
+    psub = pronounce.add_subparsers(dest="pronounce_command", metavar="ACTION", required=True)
+    padd = psub.add_parser("add", parents=[common], help='add an entry: TEXT "chong2 qing4" (pinyin) or a respelling')
+    padd.add_argument("text", help="the word or name as written")
+    padd.add_argument("reading", help="pinyin with tone numbers, or a plain-text respelling")
+    prem = psub.add_parser("remove", parents=[common], help="remove an entry")
+    prem.add_argument("text", help="the entry's text")
+    plist = psub.add_parser("list", parents=[common], help="list the entries")
+    plist.add_argument("--json", action="store_true", help="print JSON")
+    pimp = psub.add_parser("import", parents=[common], help="merge the entries of a dictionary file")
+    pimp.add_argument("path", type=Path, help="a pronunciations.json file")
+    pimp.add_argument("--replace", action="store_true", help="replace the dictionary instead of merging")
+    pexp = psub.add_parser("export", parents=[common], help="write the dictionary to a file")
+    pexp.add_argument("path", type=Path, help="file to write")
+    for scoped in (padd, prem, plist, pimp, pexp):
+        scoped.add_argument("--voice", help="a voice's own dictionary (omitted: the global one)")
+
     say = sub.add_parser("say", parents=[common], help="narrate text into an audio file")
-    say.add_argument("text", help="the text to speak ('-' reads stdin)")
+    say.add_argument("text", nargs="?", help="the text to speak ('-' reads stdin)")
     who = say.add_mutually_exclusive_group(required=True)
     who.add_argument("--voice", help="voice id or name from the library")
     who.add_argument("--reference", type=Path, help="reference recording to clone (stored in the library)")
+    who.add_argument(
+        "--script",
+        type=Path,
+        help="a multi-voice script instead of TEXT: lines `Name: text`, `[pause 800ms]`, `# Chapter` ('-' reads "
+        "stdin); writes -o and, beside it, .srt, .vtt and .json (the timeline)",
+    )
+    say.add_argument("--split-chapters", action="store_true", help="with --script: one file per chapter (NAME-01.wav)")
+    say.add_argument("--words", action="store_true", help="with --script: also time every word (Whisper's alignment)")
+    say.add_argument(
+        "--cues",
+        choices=["segment", "line"],
+        default="segment",
+        help="with --script: one subtitle cue per segment or line",
+    )
     say.add_argument("--transcript", help="what the --reference clip says (omitted: Whisper transcribes it)")
     say.add_argument(
         "-o",
@@ -131,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="output file (.wav, .flac, .ogg, .mp3), or - for a WAV stream on stdout (e.g. | aplay)",
     )
     say.add_argument("--seed", type=int, default=0)
+    say.add_argument("--read-as", choices=("text", "phoneme"), help="pronunciation mode (default: --pronunciation)")
+    say.add_argument("--show-read", action="store_true", help="print the text as the model read it")
 
     download = sub.add_parser("download", parents=[common], help="download the GLM-TTS checkpoint")
     download.add_argument("--dir", type=Path, help="target folder (default: the configured checkpoint folder)")
@@ -214,6 +247,9 @@ _SHELL_WORDS: dict[Term, str] = {
     Term.SEED: "--seed",
     Term.FORMAT: "the extension of -o",
     Term.MAX_TEXT_CHARS: "--max-text-chars",
+    Term.PRONUNCIATIONS: "the pronunciation dictionary",
+    Term.SCRIPT: "--script",
+    Term.MAX_SCRIPT_CHARS: "--max-script-chars",
     Term.LIST_VOICES: "run `glmtts-mcp voices list`",
     Term.CLONE_VOICE: "run `glmtts-mcp say --reference CLIP`",
     Term.EXPORT_VOICE: "run `glmtts-mcp voices export`",
@@ -361,6 +397,14 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
         raise _UserFacing("--transcript describes a --reference clip: drop it, or pass --reference CLIP")
     to_stdout = str(args.output) == "-"
     fmt = "wav" if to_stdout else _output_format(args.output)  # before any work: a bad -o must not cost a synthesis
+    if (args.text is None) == (args.script is None):
+        raise _UserFacing("say takes the text to speak or --script FILE: pass exactly one")
+    if args.script is not None:
+        from glmtts_mcp.cli_script import say_script
+
+        return say_script(args, settings, _output_format(args.output), shell_words)
+    if args.split_chapters:
+        raise _UserFacing("--split-chapters splits a --script: drop it, or pass --script FILE")
     text = checked_text(sys.stdin.read() if args.text == "-" else args.text, settings.max_text_chars)
     reference = args.reference.expanduser().resolve() if args.reference else None
     request = NarrationRequest(
@@ -370,6 +414,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
         transcript=args.transcript,
         seed=args.seed,
         stream=settings.streams(to_stdout),  # a pipe is played as it arrives; a file is whole
+        pronunciation=args.read_as,
     )
     app = build_app(settings)
     progress = StepProgress("loading model")  # a bar in a terminal, one line per step in a log
@@ -389,6 +434,46 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
         f"wrote {written} ({done.duration_s:.1f} s, voice {ready.voice_id}{', new' if ready.created else ''})",
         file=sys.stderr if to_stdout else sys.stdout,
     )
+    if args.show_read:
+        print(f"read as ({done.pronunciation}): {done.text_as_read}", file=sys.stderr if to_stdout else sys.stdout)
+    return 0
+
+
+@_guarded
+def _pronounce(args: argparse.Namespace, settings: Settings) -> int:
+    from glmtts_mcp.app import pronunciations
+    from glmtts_mcp.app.core import build_app
+
+    app = build_app(settings)
+    try:
+        voice = app.library.resolve(args.voice).id if args.voice else None
+        scope = f"voice {voice}" if voice else "the global dictionary"
+        action = args.pronounce_command
+        if action == "add":
+            entry = pronunciations.add(app, voice, args.text, args.reading)
+            print(f"{scope}: {entry.text} -> {entry.reading} ({entry.kind}: {entry.replacement})")
+        elif action == "remove":
+            pronunciations.remove(app, voice, args.text)
+            print(f"{scope}: removed {args.text.strip()}")
+        elif action == "list":
+            entries = pronunciations.entries(app, voice)
+            if args.json:
+                print(json.dumps(entries, ensure_ascii=False, indent=1))
+            for text, reading in [] if args.json else entries.items():
+                print(f"{text}\t{reading}")
+        elif action == "import":
+            path = args.path.expanduser()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise _UserFacing(f"cannot read {path}: {exc.strerror or exc}") from exc
+            count = pronunciations.import_file(app, voice, data, str(path), replace_all=args.replace)
+            print(f"{scope}: {count} entries")
+        elif action == "export":
+            args.path.expanduser().write_bytes(pronunciations.export_bytes(app, voice))
+            print(f"wrote {args.path}")
+    finally:
+        app.close()
     return 0
 
 
@@ -502,6 +587,7 @@ _COMMANDS = {
     "web": _web,
     "voices": _voices,
     "say": _say,
+    "pronounce": _pronounce,
     "download": _download,
     "checkpoint": _checkpoint,
     "config": _config,

@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     concurrency: int = Field(
         default=1, ge=1, description="Flow + vocoder and clone jobs run at once; the rest queue (the LLM batches)."
     )
+    max_queue: int = Field(
+        default=32,
+        ge=0,
+        description="Most engine requests (narrations, clones) waiting for a free slot beside those running; "
+        "one more is refused at once (HTTP 503 with Retry-After, an MCP tool error) instead of waiting.",
+    )
     # --- batching: the LLM scheduler's batch bound; --concurrency still gates flow, vocoder, clones
     max_batch: int = Field(
         default=4,
@@ -234,7 +240,8 @@ class Settings(BaseSettings):
         default="auto",
         description="stream: a segment's audio in chunks while the LLM generates it (upstream's token2wav_stream, "
         "first audio sooner, audio slightly different); offline: one piece per segment, exactly upstream's offline "
-        "path; auto: stream where audio is played as it arrives (streamed HTTP responses, say -o -), offline where "
+        "path; auto: stream where audio is played as it arrives (streamed HTTP responses, say -o -, the MCP Apps "
+        "player), offline where "
         "a whole result is returned (MCP tools, files).",
     )
     stream_first_block: int = Field(
@@ -250,6 +257,25 @@ class Settings(BaseSettings):
         le=199,
         description="Stream mode: tokens at the end of the first chunk held back until the next block is seen "
         "(upstream 12); below --stream-first-block.",
+    )
+    pronunciation: Literal["text", "phoneme"] = Field(
+        default="text",
+        description="How a narration reads its text unless the request says: text (upstream's default) or phoneme "
+        "(upstream's phoneme-in, --use_phoneme: characters outside its safe list become phoneme tokens; "
+        "docs/pronunciation.md).",
+    )
+    # --- scripts: several voices, one narration (docs/scripts.md)
+    script_loudness_lufs: float = Field(
+        default=-23.0,
+        le=0.0,
+        ge=-70.0,
+        description="Integrated loudness (ITU-R BS.1770, LUFS) every line of a narrated script is brought to, so "
+        "all its voices sound equally loud (0: keep each line's level as the model made it, as GLM-TTS does).",
+    )
+    max_script_chars: int = Field(
+        default=200000,
+        ge=1,
+        description="Longest script narrate_script accepts (each line also within max_text_chars).",
     )
     # --- scale-out: the engine as replicas on a Ray Serve cluster (docs/scale-out.md)
     engine: Literal["local", "ray"] = Field(
@@ -293,8 +319,9 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(
         default=100,
         ge=1,
-        description="HTTP: most connections open at once; more are closed at once (keep it well under the "
-        "process's open-file limit, `ulimit -n`).",
+        description="HTTP: most connections open at once; at the cap a new one closes a waiting one (idle or "
+        "unfinished, from the address holding the most), or is refused when all are answering requests (keep it "
+        "well under the process's open-file limit, `ulimit -n`).",
     )
     token: SecretStr | None = Field(
         default=None,

@@ -41,10 +41,15 @@ class Term(StrEnum):
     LANGUAGE = "language"
     NAME = "name"
     SEED = "seed"
+    TEMPERATURE = "temperature"  # the sampler's temperature (None: upstream's)
+    TOP_P = "top_p"  # the sampler's nucleus size (None: upstream's)
     FORMAT = "format"
     ARCHIVE = "archive"
     DESTINATION = "destination"  # where an export is written
     MAX_TEXT_CHARS = "max_text_chars"  # the server's text limit (a setting)
+    PRONUNCIATIONS = "pronunciations"  # pronunciation dictionary entries (text -> reading)
+    SCRIPT = "script"  # a multi-voice script (text lines or structured items)
+    MAX_SCRIPT_CHARS = "max_script_chars"  # the server's script limit (a setting)
     # actions
     LIST_VOICES = "list_voices"
     CLONE_VOICE = "clone_voice"

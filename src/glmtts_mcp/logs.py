@@ -11,7 +11,10 @@ from collections.abc import Callable
 class RepeatLimiter(logging.Filter):
     """Let a warning or error through once per `interval_s`, however often it repeats, and say how many
     were held back. A fault that repeats in a loop (asyncio's accept loop out of file descriptors
-    logged 892,932 tracebacks in 2.5 minutes) must not fill the disk or drown every other line."""
+    logged 892,932 tracebacks in 2.5 minutes) must not fill the disk or drown every other line.
+
+    Records are alike when they come from the same logger, level and message template (`record.msg`
+    before its arguments are filled in): "%d connections open" is one fault however many are open."""
 
     def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic, max_keys: int = 1000):
         super().__init__()
@@ -23,7 +26,7 @@ class RepeatLimiter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.levelno, record.getMessage())
+        key = (record.name, record.levelno, str(record.msg))
         now = self.clock()
         last, held_back = self._seen.get(key, (None, 0))
         if last is not None and now - last < self.interval_s:

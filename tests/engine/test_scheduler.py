@@ -19,6 +19,7 @@ from glmtts_mcp.engine.runtime import scheduler as scheduler_module
 from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, SpeechRequest
 from glmtts_mcp.engine.types import EngineError
+from glmtts_mcp.errors import Term
 
 LOGIT_TOLERANCE = 1e-4  # batched kernels may round differently from one-row ones
 NEAR_TIE = 1e-3  # a draw whose two candidates differ by less than this in probability may flip
@@ -104,6 +105,81 @@ def test_batched_sequences_get_the_tokens_they_get_alone(models: Models) -> None
             assert float((a.logp[finite] - b.logp[finite]).abs().max()) <= LOGIT_TOLERANCE
     assert max(stats.batch_sizes) == 3 and (stats.running, stats.waiting) == (0, 0)
     assert stats.tokens == sum(len(t) for t in batched_traces)  # every step of every sequence drew once
+
+
+def alone_tokens(models: Models, made: list[SpeechRequest]) -> list[list[int]]:
+    """Each request decoded by itself, one slot."""
+    alone = BatchScheduler(models.llm, max_batch=1, slot_positions=512)
+    try:
+        return [run(alone, [request])[0] for request in made]
+    finally:
+        alone.close()
+
+
+def test_a_prompt_outside_the_vocabulary_fails_its_request_alone(models: Models) -> None:
+    """A voice whose features hold a speech id of 10^12 (damaged below the library's checks), batched with
+    three sound requests: it is refused with its own sentence, the three get the tokens they get alone."""
+    made = requests(4)
+    expected = alone_tokens(models, [make([]) for make in made[:3]])
+    poisoned = made[3]([])
+    poisoned.prompt_speech_ids = [*poisoned.prompt_speech_ids[:-1], 10**12]
+    batched = BatchScheduler(models.llm, max_batch=4, slot_positions=512)
+    try:
+        futures = [batched.submit(make([])) for make in made[:3]]
+        bad = batched.submit(poisoned)
+        with pytest.raises(EngineError, match=r"outside this model's vocabulary.*clone the voice again") as refused:
+            bad.result(timeout=120)
+        assert refused.value.argument is Term.VOICE
+        assert [future.result(timeout=120) for future in futures] == expected
+    finally:
+        batched.close()
+
+
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_a_sequence_whose_step_raises_fails_alone(models: Models, monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
+    """One of four batched sequences makes every forward pass over its slot raise (while its prompt is
+    written, or at its third decode step): it fails with that exception, the other three finish with the
+    tokens they get alone, and the scheduler goes on serving."""
+    made = requests(4)
+    expected = alone_tokens(models, [make([]) for make in made[:3]])
+    poisoned = made[3]([])
+    scheduler = BatchScheduler(models.llm, max_batch=4, slot_positions=512)
+    forward = scheduler_module.slot_forward
+
+    def poisoned_slot() -> int | None:
+        live = [e.cancel for e in scheduler._live]
+        if poisoned.cancel in live:
+            return live.index(poisoned.cancel)
+        prefilling = scheduler._prefilling
+        return len(live) if prefilling is not None and prefilling.cancel is poisoned.cancel else None
+
+    def hooked(model, embeds, cache, first_slot, positions, keys_len=None):
+        slot = poisoned_slot()
+        if slot is not None and first_slot <= slot < first_slot + embeds.shape[0]:
+            in_prefill = embeds.shape[1] > 1 or slot == len(scheduler._live)
+            entry = scheduler._live[slot] if slot < len(scheduler._live) else None
+            if (phase == "prefill" and in_prefill) or (
+                phase == "decode" and entry is not None and entry.sequence.step >= 3
+            ):
+                raise RuntimeError("poisoned row")
+        return forward(model, embeds, cache, first_slot, positions, keys_len)
+
+    monkeypatch.setattr(scheduler_module, "slot_forward", hooked)
+    try:
+        futures = [scheduler.submit(make([])) for make in made[:2]]
+        bad = scheduler.submit(poisoned)
+        futures.append(scheduler.submit(made[2]([])))
+        with pytest.raises(RuntimeError, match="poisoned row"):
+            bad.result(timeout=120)
+        assert [future.result(timeout=120) for future in futures] == expected
+        again = scheduler.submit(made[0]([]))  # the scheduler still serves
+        assert again.result(timeout=120) == expected[0]
+        stats = scheduler.stats()
+        assert (stats.running, stats.waiting) == (0, 0)
+        if phase == "decode":
+            assert max(stats.batch_sizes) == 4  # the poisoned one was batched with the others
+    finally:
+        scheduler.close()
 
 
 def test_a_new_request_joins_at_the_next_step(models: Models) -> None:

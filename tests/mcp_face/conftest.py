@@ -58,7 +58,8 @@ def library_app(make_settings: SettingsFactory) -> Iterator[App]:
 def fake_voice_data(seed: int, transcript: str = "hello there") -> NewVoiceData:
     """Schema-conforming random features (stand-ins for engine output when only the library is under test)."""
     g = torch.Generator().manual_seed(seed)
-    shapes = {"prompt_text_ids": (7,), "prompt_speech_ids": (20,), "prompt_mel": (40, 80), "speaker_embedding": (192,)}
+    # a 1 s clip's lengths (25 speech tokens and 50 mel frames a second), as the library checks them
+    shapes = {"prompt_text_ids": (7,), "prompt_speech_ids": (25,), "prompt_mel": (50, 80), "speaker_embedding": (192,)}
     tensors: dict[str, torch.Tensor] = {}
     for name, (dtype, _ndim) in FEATURE_SCHEMA.items():
         if dtype == "int64":

@@ -32,6 +32,10 @@ async def test_invalid_arguments_get_problem_and_fix_sentences(library_app: App,
         assert "argument `seed` is -1; it must be at least 0" in seed
         too_many = await _refusal(client, "list_voices", {"limit": 500})
         assert "argument `limit` is 500; it must be at most 200" in too_many
+        boolean = await _refusal(client, "synthesize", {"text": "Hi.", "voice": "anyone", "seed": True})
+        assert "argument `seed`" in boolean and "a boolean is not a number" in boolean, boolean
+        boolean_limit = await _refusal(client, "list_voices", {"limit": True})
+        assert "argument `limit`" in boolean_limit and "a boolean is not a number" in boolean_limit, boolean_limit
         not_number = await _refusal(client, "list_voices", {"limit": "many"})
         assert "argument `limit` must be a whole number, not 'many'" in not_number
         long_name = await _refusal(client, "rename_voice", {"voice": "a", "name": "n" * 10_000})

@@ -5,7 +5,6 @@ window; one whose body keeps coming is answered. uvicorn runs in-process with th
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 import uvicorn
 
 from glmtts_mcp.asgi import http_guard
-from server_processes import free_port
+from server_processes import free_port, uvicorn_in_thread
 
 WINDOW_S = 0.5
 MIN_BYTES = 1024  # per window: 2 KiB/s
@@ -48,16 +47,8 @@ def port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
         lifespan="off",
         http=http_guard.guarded_http_protocol(header_timeout_s=30.0, max_connections=100),
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield free
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread(config):
+        yield free
 
 
 def headers(length: int) -> bytes:

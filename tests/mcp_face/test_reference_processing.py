@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -44,22 +45,39 @@ def _features(app, voice_id: str) -> tuple[str, dict[str, torch.Tensor]]:
     return loaded.tier, loaded.tensors
 
 
-def _stereo_clip(path: Path, clip_writer: Callable) -> Path:
-    """Two channels that differ (other pitches and levels), as a 16-bit WAV at 22.05 kHz."""
-    left = sf.read(clip_writer(path.with_suffix(".l.wav"), seconds=3.0, sample_rate=22050, pitch=180.0))[0]
-    right = sf.read(clip_writer(path.with_suffix(".r.wav"), seconds=3.0, sample_rate=22050, pitch=290.0))[0]
-    sf.write(path, np.stack([left, 0.4 * right], axis=1), 22050, subtype="PCM_16")
+def _stereo_clip(path: Path, clip_writer: Callable, subtype: str = "PCM_16", rate: int = 22050) -> Path:
+    """Two channels that differ (other pitches and levels), as a WAV of `subtype` (16-bit at 22.05 kHz)."""
+    left = sf.read(clip_writer(path.with_suffix(".l.wav"), seconds=3.0, sample_rate=rate, pitch=180.0))[0]
+    right = sf.read(clip_writer(path.with_suffix(".r.wav"), seconds=3.0, sample_rate=rate, pitch=290.0))[0]
+    noise = 1e-4 * np.random.default_rng(0).standard_normal((len(left), 2))  # below 16 bits' step: kept only past 16
+    sf.write(path, np.stack([left, 0.4 * right], axis=1) + noise * (subtype != "PCM_16"), rate, subtype=subtype)
     return path
 
 
-@pytest.mark.parametrize(("processing", "channels"), [("clean", 1), ("upstream", 1), ("upstream", 2)])
+@pytest.mark.parametrize(
+    ("processing", "channels", "subtype", "kept"),
+    [
+        ("clean", 1, "PCM_16", "PCM_16"),
+        ("upstream", 1, "PCM_16", "PCM_16"),
+        ("upstream", 2, "PCM_16", "PCM_16"),
+        ("upstream", 2, "PCM_24", "PCM_24"),  # 24-bit stereo at 44.1 kHz: kept as 24-bit FLAC
+        ("upstream", 2, "FLOAT", "FLOAT"),  # float: kept as a float WAV
+    ],
+)
 def test_reextraction_gives_bit_identical_features(
-    engine_settings: Callable, tmp_path: Path, espeak_writer, clip_writer, processing: str, channels: int
+    engine_settings: Callable,
+    tmp_path: Path,
+    espeak_writer,
+    clip_writer,
+    processing: str,
+    channels: int,
+    subtype: str,
+    kept: str,
 ) -> None:
-    """A stale voice is re-extracted from its kept FLAC into exactly the features the first clone made."""
+    """A stale voice is re-extracted from its kept reference into exactly the features the first clone made."""
     clip = tmp_path / "speech.wav"
     if channels == 2:
-        _stereo_clip(clip, clip_writer)
+        _stereo_clip(clip, clip_writer, subtype, 22050 if subtype == "PCM_16" else 44100)
     elif not espeak_writer(clip, TRANSCRIPT):
         clip_writer(clip, seconds=3.0, sample_rate=22050)
     settings = engine_settings(reference_processing=processing)
@@ -67,7 +85,12 @@ def test_reextraction_gives_bit_identical_features(
     try:
         record = _clone(app, clip)
         assert record.reference_processing == processing
-        assert sf.info(app.library.reference_audio_path(record.id)).channels == channels
+        info = sf.info(app.library.reference_audio_path(record.id))
+        assert (info.channels, info.subtype) == (channels, kept)
+        if kept == "FLOAT":  # the MCP resource's FLAC rendition: 24 bits of the float samples
+            heard = sf.read(io.BytesIO(app.library.reference_flac(record.id)), dtype="float64")[0]
+            floats = sf.read(app.library.reference_audio_path(record.id), dtype="float64")[0]
+            assert np.abs(heard - np.clip(floats, -1, 1)).max() <= 2.0**-24
         first = app.library.load_features(record.id).tensors
     finally:
         app.close()

@@ -164,8 +164,11 @@ async def test_sse_refuses_other_origins(sse_base: str) -> None:
             assert own.status_code == 200
 
 
+STRONG_TOKEN = "correct-horse-battery-staple-0123456789"
+
+
 async def test_bearer_token(server_env: dict[str, str], base_dir: Path) -> None:
-    env = {**server_env, "GLMTTS_MCP_TOKEN": "correct horse battery staple"}
+    env = {**server_env, "GLMTTS_MCP_TOKEN": STRONG_TOKEN}
     with _http_server("http", env) as base:
         async with httpx2.AsyncClient() as http:
             denied = await http.post(f"{base}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
@@ -173,19 +176,30 @@ async def test_bearer_token(server_env: dict[str, str], base_dir: Path) -> None:
             wrong = await http.post(f"{base}/mcp", json={}, headers={"authorization": "Bearer nope"})
             assert wrong.status_code == 401
         # the scheme is case-insensitive (RFC 9110 §11.1)
-        authed = httpx2.AsyncClient(headers={"authorization": "bearer correct horse battery staple"}, timeout=60)
+        authed = httpx2.AsyncClient(headers={"authorization": f"bearer {STRONG_TOKEN}"}, timeout=60)
         async with authed, Client(streamable_http_client(f"{base}/mcp", http_client=authed)) as client:
             stats = await client.call_tool("cache_stats", {})
             assert not stats.is_error and stats.structured_content["engine"]["model_loaded"] is False
 
 
-@pytest.mark.parametrize("token", [None, "x", " ", "a" * 40, "correct horse battery staple and more words"])
-def test_non_loopback_needs_a_strong_token(server_env: dict[str, str], token: str | None) -> None:
-    """No token, or one a guesser could find (short, one character repeated, spaces): refused, saying how
-    to make a good one."""
+@pytest.mark.parametrize(
+    ("host", "token"),
+    [
+        ("0.0.0.0", None),
+        ("0.0.0.0", "x"),
+        ("0.0.0.0", " "),
+        ("0.0.0.0", "a" * 40),
+        ("0.0.0.0", "correct horse battery staple and more words"),
+        ("127.0.0.1", "abc"),  # a weak token is refused on loopback too: any local process could guess it
+        ("localhost", "0123456789"),
+    ],
+)
+def test_non_loopback_needs_a_strong_token(server_env: dict[str, str], host: str, token: str | None) -> None:
+    """No token off loopback, or on any address one a guesser could find (short, one character repeated,
+    spaces): refused, saying how to make a good one."""
     env = {**server_env, **({"GLMTTS_MCP_TOKEN": token} if token is not None else {})}
     done = subprocess.run(
-        [str(SCRIPT), "serve", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
+        [str(SCRIPT), "serve", "--transport", "http", "--host", host, "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,

@@ -270,8 +270,18 @@ def test_wrong_audio_refused(open_library: Callable[..., VoiceLibrary], exported
     forged = with_meta(
         {**files, "reference.flac": wide}, reference_sha256=hashlib.sha256(wide).hexdigest(), reference_bytes=len(wide)
     )
-    with pytest.raises(ArchiveError, match="16-bit FLAC"):
-        open_library(tmp_path / "target").import_voice(rebuild(exported, forged))
+    with pytest.raises(ArchiveError, match="a clean reference's PCM must be float in \\[-1, 1\\] or int16, got int32"):
+        open_library(tmp_path / "target").import_voice(rebuild(exported, forged))  # clean voices keep 16 bits
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(1000, np.float32), RATE, format="WAV", subtype="FLOAT")
+    floats = buffer.getvalue()
+    forged = with_meta(
+        {**files, "reference.flac": floats},
+        reference_sha256=hashlib.sha256(floats).hexdigest(),
+        reference_bytes=len(floats),
+    )
+    with pytest.raises(ArchiveError, match=r"reference.flac must be 16- or 24-bit FLAC .* found WAV/FLOAT"):
+        open_library(tmp_path / "target").import_voice(rebuild(exported, forged))  # a format under another's name
     buffer = io.BytesIO()
     sf.write(buffer, np.zeros((1000, 2), np.int16), RATE, format="FLAC", subtype="PCM_16")
     stereo = buffer.getvalue()  # a channel more than the voice was cloned from: another id

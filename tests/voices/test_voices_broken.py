@@ -82,6 +82,7 @@ def test_features_outside_schema_listed_as_broken(open_library: Callable[..., Vo
         (lambda d: (d / "reference.flac").unlink(), "reference.flac is missing"),
         (lambda d: (d / "features.safetensors").unlink(), "features.safetensors is missing"),
         (lambda d: (d / "reference.flac").write_bytes(b"short"), "reference.flac"),
+        (lambda d: (d / "reference.wav").write_bytes(b"RIFF"), "holds both reference.flac and reference.wav"),
     ],
 )
 def test_damaged_files_listed_as_broken(

@@ -11,7 +11,7 @@ from voicelib_helpers import RATE, make_pcm, make_voice
 
 from glmtts_mcp.voices import VoiceLibrary
 from glmtts_mcp.voices.identity import canonical_pcm, voice_id
-from glmtts_mcp.voices.reference_flac import decode_reference
+from glmtts_mcp.voices.reference_file import decode_reference
 
 
 def test_the_same_samples_under_two_processings_are_two_voices(library: VoiceLibrary) -> None:
@@ -58,7 +58,7 @@ def test_a_stereo_upstream_voice_keeps_its_channels(open_library: Callable[..., 
     source = open_library(tmp_path / "a")
     record, _ = source.get_or_create(stereo, RATE, "hi", lambda: make_voice(1), processing="upstream")
     assert record.id == voice_id(stereo, RATE, "hi", "upstream") != voice_id(left, RATE, "hi", "upstream")
-    kept, rate = decode_reference(source.reference_audio_path(record.id).read_bytes())
+    kept, rate = decode_reference("reference.flac", source.reference_audio_path(record.id).read_bytes())
     np.testing.assert_array_equal(kept, stereo)
     imported, existed = open_library(tmp_path / "b").import_voice(source.export_voice(record.id, tmp_path))
     assert not existed and imported.id == record.id and rate == RATE

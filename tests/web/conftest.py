@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from web_helpers import TOKEN, LiveServer, live_server, make_web_app
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, live_server, make_web_app
 
 from glmtts_mcp.app.core import App
 
@@ -43,3 +43,16 @@ def clip_bytes(tmp_path_factory: pytest.TempPathFactory, clip_writer: Callable[.
         return clip_writer(folder / f"clip-{pitch}-{seconds}.wav", seconds=seconds, pitch=pitch).read_bytes()
 
     return make
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Debian's Chromium, headless (tests that use it skip when it is not installed)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
+        )
+        yield launched
+        launched.close()

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import httpx2
 import numpy as np
@@ -55,6 +56,28 @@ def test_default_format_is_mp3_and_voice_may_be_an_object(
     assert rate == 24000 and len(pcm) > 2400
 
 
+def test_pronunciation_extension_through_the_openai_package(client: openai.OpenAI, voice: str) -> None:
+    """The extension fields travel in `extra_body`; the text as read comes back in a header."""
+    raw = client.audio.speech.with_raw_response.create(
+        model="tts-1",
+        voice=voice,
+        input="我们去重庆。",
+        response_format="wav",
+        extra_body={"pronunciation": "phoneme", "pronunciations": {"重庆": "chong2 qing4"}},
+    )
+    assert raw.headers["x-pronunciation"] == "phoneme"
+    assert unquote(raw.headers["x-text-as-read"]) == "我们去<|CH|><|ONG2|><|Q|><|ING4|>。"
+    assert raw.parse().content[:4] == b"RIFF"
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice=voice, input="银行。", stream_format="sse", extra_body={"pronunciation": "phoneme"}
+    ) as events:
+        assert unquote(events.headers["x-text-as-read"]) == "银<|H|><|ANG2|>。"
+    with pytest.raises(openai.BadRequestError, match="tone 6"):
+        client.audio.speech.create(
+            model="tts-1", voice=voice, input="重庆", extra_body={"pronunciations": {"重庆": "chong6"}}
+        )
+
+
 def test_streaming_response(client: openai.OpenAI, voice: str) -> None:
     text = "One. Two. Three. Four. " * 12
     with client.audio.speech.with_streaming_response.create(
@@ -88,6 +111,8 @@ def test_sse_events(client: openai.OpenAI, voice: str) -> None:
 def test_refusals_name_the_problem(client: openai.OpenAI, voice: str) -> None:
     with pytest.raises(openai.BadRequestError, match=r"speed 1.25 is not supported"):
         client.audio.speech.create(model="tts-1", voice=voice, input="Hi.", speed=1.25)
+    with pytest.raises(openai.UnprocessableEntityError, match=r"field `speed`: .*a boolean is not a number"):
+        client.audio.speech.create(model="tts-1", voice=voice, input="Hi.", speed=True)  # not 1.0
     with pytest.raises(openai.BadRequestError, match="response_format 'aac' is not supported"):
         client.audio.speech.create(model="tts-1", voice=voice, input="Hi.", response_format="aac")
     with pytest.raises(openai.NotFoundError, match="no voice 'alloy'"):
@@ -102,3 +127,17 @@ def test_refusals_name_the_problem(client: openai.OpenAI, voice: str) -> None:
 def test_voices_list(server: LiveServer, voice: str) -> None:
     listed = httpx2.get(f"{server.url}/v1/audio/voices").json()
     assert {"id": httpx2.get(f"{server.url}/api/voices/{voice}").json()["id"], "name": voice} in listed["voices"]
+
+
+def test_sampling_extension_fields(client: openai.OpenAI, voice: str) -> None:
+    """`temperature` and `top_p` (extension fields, sent as extra_body): left out, upstream's sampling."""
+
+    def speak(**knobs: float) -> bytes:
+        return client.audio.speech.create(
+            model="tts-1", voice=voice, input="Sampling decides.", response_format="wav", extra_body=knobs
+        ).content
+
+    plain = speak()
+    assert plain == speak(temperature=1.0, top_p=0.8) != speak(temperature=0.1)
+    with pytest.raises(openai.BadRequestError, match=r"field `temperature` is 1\.9"):
+        speak(temperature=1.9)

@@ -3,40 +3,18 @@ download is never used). Screenshots land in each test's temporary folder."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from web_helpers import TOKEN, LiveServer, live_server, make_web_app
+from web_helpers import BROWSER_TIMEOUT_MS, CHROMIUM, TOKEN, LiveServer, live_server, make_web_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.slow,  # a headless browser against a live server
     pytest.mark.skipif(
         CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)"
     ),
 ]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -48,7 +26,7 @@ def page_for(browser) -> Iterator[Callable]:
         context = browser.new_context(viewport={"width": width, "height": height})
         contexts.append(context)
         page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
+        page.set_default_timeout(BROWSER_TIMEOUT_MS)
         page.errors = []
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
         return page
@@ -120,6 +98,30 @@ def test_clone_speak_rename_delete(
     voice_item(page, "renamed-voice").get_by_role("button", name="Delete renamed-voice").click()
     voice_item(page, "renamed-voice").wait_for(state="detached")
     page.screenshot(path=str(tmp_path / "deleted.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_pronunciation_editor_previews_adds_and_removes(server: LiveServer, page_for: Callable, tmp_path: Path) -> None:
+    """The page's small dictionary editor: preview a word with a reading, add it, see it, remove it."""
+    page = page_for()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#stats dt")
+    page.fill("#pronounce-text", "重庆")
+    page.fill("#pronounce-reading", "chong2 qing4")
+    page.click("#pronounce-preview")
+    page.wait_for_function("() => document.getElementById('pronounce-status').textContent.includes('<|CH|>')")
+    assert page.text_content("#pronounce-status") == "read as (text): <|CH|><|ONG2|><|Q|><|ING4|>。"
+    page.fill("#pronounce-reading", "chong9")  # refused, with the server's sentence naming the entry
+    page.click("#pronounce-add")
+    page.wait_for_selector("#alert:not([hidden])")
+    assert "重庆" in page.text_content("#alert") and "tone 9" in page.text_content("#alert")
+    page.fill("#pronounce-reading", "chong2 qing4")
+    page.click("#pronounce-add")
+    entry = page.locator("#pronounce-list li", has_text="重庆 → chong2 qing4 (pinyin)")
+    entry.wait_for()
+    page.screenshot(path=str(tmp_path / "pronunciation.png"), full_page=True)
+    entry.get_by_role("button", name="Remove the entry 重庆").click()
+    entry.wait_for(state="detached")
     assert page.errors == []
 
 

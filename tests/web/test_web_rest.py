@@ -20,6 +20,7 @@ from web_helpers import LiveServer
 
 from glmtts_mcp.app.audio_out import wav_stream_header
 from glmtts_mcp.config import Settings
+from glmtts_mcp.voices import NewVoiceData
 
 # Three segments on any checkpoint: the frontend cuts sentences of at least 30 weighted characters.
 LONG_TEXT = "One. Two. Three. Four. " * 12
@@ -149,6 +150,10 @@ def test_tts_validation(client: httpx2.Client, clip_bytes: Callable[..., bytes])
     symbols = client.post("/api/tts", json={"text": "...", "voice": "checks"})
     assert symbols.status_code == 400 and "nothing to speak" in symbols.json()["error"]
     assert client.post("/api/tts", json={"text": "Hi", "voice": "checks", "seed": -1}).status_code == 422
+    for seed in (True, False):  # Python counts True as 1: a JSON boolean is no seed
+        boolean = client.post("/api/tts", json={"text": "Hi", "voice": "checks", "seed": seed})
+        assert boolean.status_code == 422 and boolean.json()["field"] == "seed", boolean.text
+        assert "a boolean is not a number" in boolean.json()["error"]
 
 
 @pytest.mark.parametrize("fmt", ["wav", "ogg", "mp3", "flac"])
@@ -355,3 +360,52 @@ def test_rest_changes_reach_mcp_listeners(
     assert heard_after(lambda: clone(client, clip_bytes(430.0), name="heard-3"), 201) == 1
     listener.join(90)
     assert [type(event).__name__ for event in heard] == ["ResourcesListChanged"] * 4
+
+
+def test_a_float_reference_downloads_as_the_float_wav_it_is(
+    client: httpx2.Client, web_app, clip_bytes: Callable[..., bytes]
+) -> None:
+    """An `upstream` voice of a float source keeps a 32-bit float WAV: the download is that file, as audio/wav."""
+    donor = clone(client, clip_bytes(330.0), name="float-donor").json()["voice_id"]
+    tensors = {k: v.clone() for k, v in web_app.library.load_features(donor).tensors.items()}
+    frames = round(24000 * web_app.library.resolve(donor).duration_s)  # as long as the clip the features are of
+    floats = (0.2 * np.random.default_rng(3).standard_normal((frames, 2))).astype(np.float32)
+    record, _ = web_app.library.get_or_create(
+        floats,
+        24000,
+        "hello there",
+        lambda: NewVoiceData(tensors, "hello there", "user", "en", frames / 24000),
+        name="float-voice",
+        processing="upstream",
+    )
+    reference = client.get("/api/voices/float-voice/audio")
+    assert reference.status_code == 200 and reference.headers["content-type"] == "audio/wav"
+    assert 'filename="float-voice.wav"' in reference.headers["content-disposition"]
+    assert reference.content == web_app.library.reference_audio_path(record.id).read_bytes()
+    np.testing.assert_array_equal(sf.read(io.BytesIO(reference.content), dtype="float32")[0], floats)
+
+
+def test_errors_never_show_the_server_folders(
+    server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+) -> None:
+    """A refused upload names its archive by role, a voice whose files were damaged on disk is answered
+    without the library's path: an HTTP client never learns where the server keeps its folders."""
+    import tempfile
+
+    folders = [str(server.app.settings.voices_dir.resolve()), tempfile.gettempdir()]
+    bad_archive = client.post("/api/voices/import", files={"archive": ("x.zip", b"PK not a zip", "application/zip")})
+    assert bad_archive.status_code == 400 and "a temporary folder" in bad_archive.json()["error"]
+    record = clone(client, clip_bytes(455.0), name="hidden").json()
+    voice_dir = next(p for p in server.app.settings.voices_dir.rglob(record["voice_id"]) if p.is_dir())
+    (voice_dir / "reference.flac").unlink()
+    (voice_dir / "reference.flac").mkdir()  # a file the server cannot read as one
+    answers = [
+        client.get(f"/api/voices/{record['voice_id']}/export"),
+        client.get(f"/api/voices/{record['voice_id']}/audio"),
+        client.get("/api/voices/nobody"),
+        client.get("/static/../../etc/passwd"),
+        bad_archive,
+    ]
+    for answer in answers:
+        assert answer.status_code >= 400, answer.text
+        assert not any(folder in answer.text for folder in folders), answer.text

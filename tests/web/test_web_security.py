@@ -10,7 +10,7 @@ import pytest
 from web_helpers import TOKEN, LiveServer
 
 from glmtts_mcp.asgi.names import ServerNames
-from glmtts_mcp.web.security import SESSION_COOKIE
+from glmtts_mcp.web.security import SESSION_COOKIE, LoginThrottle
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
@@ -134,7 +134,13 @@ def test_get_never_changes_state(client: httpx2.Client) -> None:
         "/api/voices/{voice}/audio",
         "/api/voices/{voice}/export",
         "/api/cache/stats",
+        "/api/pronunciations",
+        "/api/voices/{voice}/pronunciations",
         "/v1/audio/voices",
+        "/health",  # the GLM-TTS-Enhanced contract's reads (seed_api.py)
+        "/api/tts/progress/{task_id}",
+        "/api/gpu/status",
+        "/api/outputs/{output_id}",  # a narrated script's files (scripts_api.py)
     }
 
 
@@ -228,3 +234,81 @@ def test_server_names_match_hosts_and_origins_exactly() -> None:
     # the scheme and authority a request was sent to are its own origin (a port forward, a TLS proxy)
     assert names.origin_allowed("http://localhost:9000", "http", "localhost:9000")
     assert not names.origin_allowed("http://localhost:9000", "http", "localhost:8765")
+
+
+def test_wrong_sign_ins_are_counted_and_slowed_per_address() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(free_tries=3, first_wait_s=1.0, max_wait_s=8.0, max_addresses=2, clock=lambda: now[0])
+    assert [throttle.failed("10.0.0.1") for _ in range(7)] == [0.0, 0.0, 0.0, 1.0, 2.0, 4.0, 8.0]
+    assert throttle.failed("10.0.0.1") == 8.0  # capped
+    assert throttle.wait_s("10.0.0.1") == 8.0 and throttle.wait_s("10.0.0.2") == 0.0  # per address
+    now[0] = 8.0
+    assert throttle.wait_s("10.0.0.1") == 0.0
+    throttle.succeeded("10.0.0.1")
+    assert throttle.failed("10.0.0.1") == 0.0  # a right sign-in forgets the failures
+    assert throttle.failed_total == 9
+    throttle.failed("10.0.0.2")
+    throttle.failed("10.0.0.3")  # a third address: the longest quiet one is forgotten
+    assert throttle.failed("10.0.0.1") == 0.0 and throttle.failed("10.0.0.2") == 0.0
+
+
+def test_a_token_guesser_is_slowed(tmp_path, tiny_checkpoint) -> None:
+    """200 guesses in a row: after the free tries every further one is answered 429 with Retry-After (the
+    right token too, while the address waits), and the guesses are counted."""
+    import time
+
+    from web_helpers import live_server, make_web_app
+
+    app = make_web_app(tmp_path, tiny_checkpoint, token=TOKEN)
+    try:
+        with live_server(app) as live, httpx2.Client(base_url=live.url, headers={"origin": live.url}) as client:
+            statuses = [client.post("/login", data={"token": f"guess-{i}"}).status_code for i in range(200)]
+            assert statuses[:6] == [401] * 6 and set(statuses[6:]) == {429}
+            refused = client.post("/login", data={"token": TOKEN})
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+            assert "Too many wrong sign-ins" in refused.text
+            time.sleep(float(refused.headers["retry-after"]))
+            assert client.post("/login", data={"token": TOKEN}).status_code == 303
+            assert live.service.access.throttle.failed_total == 6
+    finally:
+        app.close()
+
+
+def _raw_request(url: str, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> int:
+    """One HTTP/1.1 request over a plain socket, exactly as written (no client library adds or drops a
+    header); the status code of the answer."""
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    lines = [f"{method} {path} HTTP/1.1", f"host: {host}:{port}", "connection: close", f"content-length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        answer = b""
+        while b"\r\n" not in answer and (chunk := sock.recv(4096)):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_pages_on_other_local_ports_cannot_change_state(
+    server: LiveServer, token_server: LiveServer, client: httpx2.Client, clip_bytes: Callable[..., bytes]
+) -> None:
+    """A dev server's page (http://localhost:5173), another port with the session cookie, and an origin
+    that only starts like ours: rename and delete are refused over raw sockets, and the voice is intact."""
+    voice = client.post(
+        "/api/voices", files={"audio": ("c.wav", clip_bytes(515.0), "audio/wav")}, data={"name": "kept"}
+    ).json()["voice_id"]
+    port = int(server.url.rsplit(":", 1)[1])
+    rename = b'{"name": "stolen"}'
+    for origin in ("http://localhost:5173", "http://127.0.0.1:3000", f"http://127.0.0.1:{port}.evil.example"):
+        headers = {"origin": origin, "content-type": "application/json"}
+        assert _raw_request(server.url, "PATCH", f"/api/voices/{voice}", headers, rename) == 403, origin
+        assert _raw_request(server.url, "DELETE", f"/api/voices/{voice}", {"origin": origin}) == 403, origin
+    assert client.get(f"/api/voices/{voice}").json()["name"] == "kept"
+    url = token_server.url
+    cookie = _session_cookie(httpx2.post(url + "/login", data={"token": TOKEN}, headers={"origin": url}))
+    signed_in = {"cookie": f"{SESSION_COOKIE}={cookie}"}
+    assert _raw_request(url, "DELETE", "/api/voices/none", signed_in) == 404  # the cookie works from our page
+    for origin in ("http://localhost:3000", "http://localhost:5173"):
+        assert _raw_request(url, "DELETE", "/api/voices/none", {**signed_in, "origin": origin}) == 403, origin
+        assert _raw_request(url, "POST", "/mcp", {**signed_in, "origin": origin, **MCP_HEADERS}, b"{}") == 403

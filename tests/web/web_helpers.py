@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,19 @@ from glmtts_mcp.asgi.service import HttpService
 from glmtts_mcp.config import load_settings
 from server_processes import free_port
 
-TOKEN = "web-test-token-0123456789"
+TOKEN = "web-test-token-0123456789-abcdefgh"
+# Debian's Chromium, headless, driven by Playwright (its own browser download is never used).
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+BROWSER_TIMEOUT_MS = 120_000
 
 
 @dataclass

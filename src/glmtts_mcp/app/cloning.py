@@ -104,7 +104,7 @@ def extract_new_voice(
 
     The extraction's warnings (the library does not keep them) go to `warnings` when given.
     """
-    reference = ReferenceAudio(pcm=pcm, sample_rate=sample_rate, duration_s=len(pcm) / sample_rate)  # int16, as kept
+    reference = ReferenceAudio(pcm=pcm, sample_rate=sample_rate, duration_s=len(pcm) / sample_rate)  # as kept
     extracted = engine.extract_voice(reference, transcript, language, progress)
     if warnings is not None:
         warnings.extend(extracted.warnings)

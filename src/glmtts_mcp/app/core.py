@@ -6,6 +6,7 @@ and the model must load once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -21,10 +22,18 @@ from glmtts_mcp.app.engine_host import EngineBackend, EngineHost, EngineLoader
 from glmtts_mcp.app.outputs import OutputStore
 from glmtts_mcp.config import Settings, replica_range
 from glmtts_mcp.engine.checkpoint.layout import fingerprint
-from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
-from glmtts_mcp.voices import FeatureSchema, VoiceLibrary
+from glmtts_mcp.engine.feature_limits import (
+    PROMPT_MEL_TOLERANCE,
+    SPEAKER_EMBEDDING_TOLERANCE,
+    SPEECH_TOKEN_AGREEMENT,
+    FeatureLimits,
+    feature_limits,
+)
+from glmtts_mcp.engine.types import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION, EngineError
+from glmtts_mcp.voices import FeatureRules, FeatureSchema, TensorRule, VoiceLibrary
 
 if TYPE_CHECKING:
+    from glmtts_mcp.app.live_narrations import LiveNarrations
     from glmtts_mcp.engine.runtime.pipeline import Engine
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,13 @@ class App:
     library: VoiceLibrary
     outputs: OutputStore
     changes: ChangeFeed = field(default_factory=lambda: ChangeFeed())
+
+    @functools.cached_property
+    def live(self) -> LiveNarrations:
+        """The narrations players follow while they are made (run while a server serves them)."""
+        from glmtts_mcp.app.live_narrations import LiveNarrations  # it builds on this module
+
+        return LiveNarrations(self)
 
     def start_preload(self) -> threading.Thread | None:
         """With `preload = start`, begin loading the model in the background (the server calls this as
@@ -114,6 +130,10 @@ def default_loader(settings: Settings) -> EngineLoader:
 
         engine = EngineClass.load(**engine_options(settings))
         TextFrontend.preload()  # the grammars and word lists too: the first request pays for no loading
+        if settings.pronunciation == "phoneme":
+            from glmtts_mcp.engine.frontend import g2p
+
+            g2p.preload()  # jieba's dictionary (about 1 s) before the first phoneme-in request, not during it
         return engine
 
     return load
@@ -139,11 +159,50 @@ def _ray_loader(settings: Settings) -> EngineLoader:
     return load
 
 
+def feature_rules(limits: FeatureLimits) -> FeatureRules:
+    """The checkpoint's facts as the library's per-tensor rules (the library knows tensors, not models).
+
+    Text ids follow from the transcript alone (meta.json, part of the id), not from the audio, so they are
+    range-checked but not compared with a re-extraction.
+    """
+    return FeatureRules(
+        {
+            "prompt_text_ids": TensorRule(values=(0, limits.text_vocab)),
+            "prompt_speech_ids": TensorRule(
+                values=(0, limits.speech_vocab),
+                per_second=limits.speech_tokens_per_s,
+                min_agreement=SPEECH_TOKEN_AGREEMENT,
+            ),
+            "prompt_mel": TensorRule(
+                trailing=(limits.mel_bins,), per_second=limits.mel_frames_per_s, max_abs_diff=PROMPT_MEL_TOLERANCE
+            ),
+            "speaker_embedding": TensorRule(
+                trailing=(limits.embedding_size,), max_abs_diff=SPEAKER_EMBEDDING_TOLERANCE
+            ),
+        }
+    )
+
+
+def checkpoint_rules(checkpoint: Path) -> FeatureRules | None:
+    """The rules of the configured checkpoint; None (features checked against the schema only) while it is
+    missing or unreadable: then no model can use any voice either, and loading it names the problem."""
+    try:
+        return feature_rules(feature_limits(checkpoint))
+    except EngineError as exc:
+        log.warning("voice features are checked against the feature schema only until the checkpoint loads: %s", exc)
+        return None
+
+
 def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
     """Wire the pieces; nothing heavy happens here (the model loads on first use or in `start_preload`)."""
     job_slots = engine_slots(settings) * (replica_range(settings.ray_replicas)[1] if settings.engine == "ray" else 1)
     host = EngineHost(
-        loader or default_loader(settings), settings.checkpoint, settings.idle_unload_s, job_slots, settings.engine
+        loader or default_loader(settings),
+        settings.checkpoint,
+        settings.idle_unload_s,
+        job_slots,
+        settings.engine,
+        max_queue=settings.max_queue,
     )
 
     def reextract(
@@ -160,6 +219,7 @@ def build_app(settings: Settings, loader: EngineLoader | None = None) -> App:
         memory_bytes=settings.memory_cache_bytes,
         device_bytes=settings.device_cache_bytes,
         reextract=reextract,
+        rules=checkpoint_rules(settings.checkpoint),
     )
     outputs = OutputStore(
         settings.output_dir, settings.output_keep_count, settings.output_keep_bytes, settings.output_keep_age_s

@@ -11,7 +11,10 @@ replicas on Ray Serve (engine_ray/), which the faces use the same way.
 
 Engine calls take a worker thread only when it is their turn: they queue on an async limiter of
 `job_slots` tokens (the engine's own limit on work in flight), not on anyio's shared pool of 40 worker
-threads, so any number of queued narrations leaves the library tools their threads.
+threads, so any number of queued narrations leaves the library tools their threads. The queue is
+bounded: with `job_slots` leases running and `max_queue` more waiting, a further lease is refused at
+once (`ServerBusy`: 503 with Retry-After on HTTP, a tool error on MCP) instead of waiting behind
+work that may never be read.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from glmtts_mcp.engine.types import (
     SynthesisOptions,
     VoiceFeatures,
 )
-from glmtts_mcp.errors import Kind
+from glmtts_mcp.errors import Kind, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -108,6 +111,13 @@ class EngineUnavailable(EngineError):
     kind = Kind.UNAVAILABLE
 
 
+class ServerBusy(UserError):
+    """Every engine slot is taken and the queue behind them is full: retry after `retry_after_s`."""
+
+    kind = Kind.UNAVAILABLE
+    retry_after_s = 5
+
+
 class EngineHost:
     """Owns the Engine: load under a lock, count jobs, unload after `idle_unload_s` without work."""
 
@@ -118,9 +128,13 @@ class EngineHost:
         idle_unload_s: float,
         job_slots: int = 1,
         backend: BackendName = "local",
+        max_queue: int | None = None,
     ) -> None:
         if job_slots < 1:
             raise ValueError(f"job_slots must be at least 1, got {job_slots}")
+        if max_queue is not None and max_queue < 0:
+            raise ValueError(f"max_queue must be at least 0, got {max_queue}")
+        self._max_queue = max_queue  # None: no bound
         self._loader = loader
         self.backend = backend
         self._job_slots = job_slots
@@ -139,11 +153,22 @@ class EngineHost:
         self.load_s: float | None = None
         self.loads = 0
         self.unloads = 0
+        self.refused_busy = 0  # leases refused because the queue was full
 
     @property
     def model_loaded(self) -> bool:
         """Whether the model's weights are in memory now."""
         return self._engine is not None
+
+    @property
+    def active_jobs(self) -> int:
+        """Engine calls in flight now (narrations, clones)."""
+        return self._active
+
+    def idle_s(self) -> float | None:
+        """Seconds since the last engine call ended; None while one runs."""
+        with self._lock:
+            return None if self._active else time.monotonic() - self._last_used
 
     @property
     def state(self) -> ModelState:
@@ -204,8 +229,16 @@ class EngineHost:
     @asynccontextmanager
     async def lease(self) -> AsyncIterator[EngineBackend]:
         """The engine, loaded, for as long as the body runs: it counts as work in flight, so an idle
-        unload never lands in the middle (a narration read slowly between its pieces holds it too)."""
+        unload never lands in the middle (a narration read slowly between its pieces holds it too).
+        Refused at once with `ServerBusy` when `job_slots` leases run and `max_queue` more wait."""
         with self._lock:
+            if self._max_queue is not None and self._active >= self._job_slots + self._max_queue:
+                self.refused_busy += 1
+                raise ServerBusy(
+                    f"the server is busy: {self._active} requests hold or wait for its {self._job_slots} engine "
+                    f"slot(s), and it queues at most {self._max_queue} more (--max-queue)",
+                    f"retry in {ServerBusy.retry_after_s} s",
+                )
             self._active += 1
             self._cancel_timer()
         try:
@@ -289,6 +322,8 @@ class EngineHost:
             "unloads": self.unloads,
             "idle_unload_s": self._idle_unload_s,
             "active_jobs": self._active,
+            "max_queue": self._max_queue,
+            "refused_busy": self.refused_busy,
         }
         if engine is not None:
             info["device"] = str(engine.device)

@@ -9,10 +9,11 @@ batch slot. Faces decide what the events become: a file, a socket, a tool result
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,18 +24,25 @@ import numpy as np
 from glmtts_mcp.app.cloning import clone_or_get
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.engine_host import EngineBackend
+from glmtts_mcp.app.pronunciations import narration_pronunciation
 from glmtts_mcp.engine.types import (
     AudioChunk,
     NarrationCancelled,
     ProgressCallback,
+    PronunciationMode,
     SynthesisOptions,
     VoiceFeatures,
 )
 from glmtts_mcp.errors import Term, UserError
+from glmtts_mcp.voices.pronunciations import check_dictionary
 
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2**63 - 1
+# The sampling knobs a caller may set (the range GLM-TTS-Enhanced's API took); left out, upstream's own
+# sampling applies (temperature 1.0, top_p 0.8: SynthesisOptions' defaults) and the audio is unchanged.
+TEMPERATURE_RANGE = (0.1, 1.5)
+TOP_P_RANGE = (0.5, 1.0)
 
 
 def checked_text(text: str, max_chars: int) -> str:
@@ -61,12 +69,29 @@ class NarrationRequest:
     reference: Path | bytes | None = None
     transcript: str | None = None  # of the reference clip; None lets Whisper transcribe it
     seed: int = 0
+    temperature: float | None = None  # None: upstream's sampling
+    top_p: float | None = None  # None: upstream's sampling
+    pronunciation: PronunciationMode | None = None  # None: the server's --pronunciation
+    pronunciations: Mapping[str, str] | None = None  # an inline dictionary for this narration only
     # the engine's stream mode: audio inside a segment while its LLM still generates (the face decides,
     # through Settings.streams: it suits what is played as it arrives, not a whole result)
     stream: bool = False
 
     def __post_init__(self) -> None:
         self.check_one_voice(self.voice is not None, self.reference is not None)
+        _check_range(self.temperature, TEMPERATURE_RANGE, Term.TEMPERATURE)
+        _check_range(self.top_p, TOP_P_RANGE, Term.TOP_P)
+        if self.pronunciations:
+            check_dictionary(self.pronunciations)  # a bad entry is refused before any work
+
+    def options(self) -> SynthesisOptions:
+        """The engine's options: the seed, and the sampling knobs that were given (the rest upstream's)."""
+        upstream = SynthesisOptions(seed=self.seed)
+        return dataclasses.replace(
+            upstream,
+            temperature=upstream.temperature if self.temperature is None else self.temperature,
+            top_p=upstream.top_p if self.top_p is None else self.top_p,
+        )
 
     @staticmethod
     def check_one_voice(voice_given: bool, reference_given: bool) -> None:
@@ -77,6 +102,16 @@ class NarrationRequest:
                 "pass exactly one of {voice} or {reference} ({list_voices} to see the stored voices)",
                 argument=Term.VOICE,
             )
+
+
+def _check_range(value: float | None, bounds: tuple[float, float], term: Term) -> None:
+    low, high = bounds
+    if value is not None and not low <= value <= high:
+        raise UserError(
+            f"{{argument}} is {value:g}",
+            f"use a value from {low:g} to {high:g}, or leave it out for upstream's sampling",
+            argument=term,
+        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +147,7 @@ class Audio:
     segment_count: int
     text: str  # the segment it belongs to
     start_sample: int  # where it begins in the narration
+    as_read: tuple[str, ...] = ()  # the first piece only: every segment as the model reads it
 
 
 @dataclass(frozen=True)
@@ -130,6 +166,8 @@ class Done:
     segments: int
     timings: dict[str, float]
     warnings: list[str]
+    pronunciation: PronunciationMode = "text"  # the mode the narration was read in
+    text_as_read: str = ""  # the segments as the model read them (normalised; readings and phonemes put in)
 
     @property
     def duration_s(self) -> float:
@@ -201,7 +239,17 @@ class Narration:
         yield voice.ready
         for message in voice.ready.warnings:
             yield NarrationWarning(message)
-        options = SynthesisOptions(seed=self.request.seed, stream=self.request.stream)
+        wording = await host.work(
+            lambda: narration_pronunciation(
+                self.app,
+                self.request.pronunciation,
+                voice.ready.voice_id,
+                self.request.pronunciations,
+                self.request.text,
+            )
+        )
+        options = dataclasses.replace(self.request.options(), pronunciation=wording, stream=self.request.stream)
+        as_read: list[str] = []
         chunks = engine.synthesize(self.request.text, voice.features, options, self._report, cancel=self._cancel)
         stepping = threading.Lock()  # held while a worker thread runs the generator
 
@@ -222,6 +270,7 @@ class Narration:
             if chunk is None:
                 break
             sample_rate, segments = chunk.sample_rate, chunk.segment_count
+            as_read.append(chunk.text)
             yield Audio(
                 pcm=chunk.pcm,
                 sample_rate=chunk.sample_rate,
@@ -229,6 +278,7 @@ class Narration:
                 segment_count=chunk.segment_count,
                 text=chunk.text,
                 start_sample=samples,
+                as_read=chunk.as_read,
             )
             samples += len(chunk.pcm)
             for message in chunk.warnings:
@@ -244,7 +294,15 @@ class Narration:
             voice.ready.voice_id,
             timings["narration_total"],
         )
-        yield Done(samples=samples, sample_rate=sample_rate, segments=segments, timings=timings, warnings=warnings)
+        yield Done(
+            samples=samples,
+            sample_rate=sample_rate,
+            segments=segments,
+            timings=timings,
+            warnings=warnings,
+            pronunciation=wording.mode,
+            text_as_read="".join(as_read),
+        )
 
     def _resolve_voice(self, engine: EngineBackend) -> _Voice:
         """In a worker thread: the voice's features on the engine's device, cloning the clip if needed."""

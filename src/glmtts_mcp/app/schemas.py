@@ -1,15 +1,30 @@
-"""Structured results of the tools: these models are the tools' output schemas."""
+"""Structured results of the tools: these models are the tools' output schemas; and the number types
+every face's inputs use."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, RootModel
 
 from glmtts_mcp.voices import LibraryStats, StatsCounters, VoiceListing
 
 EXCERPT_CHARS = 80
+
+
+def _not_a_boolean(value: object) -> object:
+    """Python counts True as 1, and pydantic's lax mode takes it for a number: a client that sends
+    `{"seed": true}` made a mistake, so it gets a field error, not the seed 1."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number: give a number")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_not_a_boolean)]
+"""An integer input (a seed, a page size): never a JSON boolean."""
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+"""A real-number input (a speed): never a JSON boolean."""
 
 
 def _excerpt(text: str | None) -> str | None:
@@ -118,6 +133,87 @@ class SynthesizeResult(BaseModel):
     note: str | None = Field(default=None, description="why a requested part was replaced, if one was")
     timings: dict[str, float]
     warnings: list[str] = Field(default_factory=list)
+    pronunciation: str = Field(default="text", description="how the text was read: text or phoneme")
+    text_as_read: str | None = Field(
+        default=None,
+        description="the text as the model read it (normalised; dictionary readings and phoneme tokens put in)",
+    )
+
+
+class PronunciationEntry(BaseModel):
+    """One dictionary entry and what the model is given for it."""
+
+    text: str
+    reading: str = Field(description="pinyin with tone numbers, or a plain-text respelling")
+    kind: str = Field(description="pinyin (phoneme tokens, matched after normalisation) or respelling (before)")
+    replacement: str = Field(description="what the model reads in its place")
+
+
+class PronunciationsResult(BaseModel):
+    """A pronunciation dictionary: the global one (voice null) or a voice's own."""
+
+    voice_id: str | None = Field(default=None, description="the voice whose dictionary this is; null: the global one")
+    entries: list[PronunciationEntry]
+    message: str | None = None
+
+
+class LiveSynthesizeResult(BaseModel):
+    """synthesize with an MCP Apps host: the narration plays in the player while it is made."""
+
+    narration_id: str = Field(description="the live narration the player follows (poll_narration)")
+    text: str
+    voice: str | None = Field(default=None, description="the voice asked for (id or name); null with a reference clip")
+    seed: int
+    temperature: float | None = Field(default=None, description="as asked; null: upstream's sampling")
+    top_p: float | None = Field(default=None, description="as asked; null: upstream's sampling")
+    pronunciation: str | None = Field(default=None, description="as asked; null: the server's default")
+    pronunciations: dict[str, str] | None = Field(default=None, description="this call's own dictionary, as asked")
+    format: str = Field(description="the format save_narration writes by default")
+    state: str = Field(description="queued, generating, done, failed or cancelled")
+
+
+class SynthesizeOutcome(RootModel[SynthesizeResult | LiveSynthesizeResult]):
+    """What synthesize may return: the audio (every host), or a live narration (a host that renders the player)."""
+
+
+class LiveSegment(BaseModel):
+    index: int
+    text: str
+    start_sample: int = Field(description="where the segment's audio starts in the narration")
+
+
+class NarrationPoll(BaseModel):
+    """A piece of a live narration from `cursor` on, and where it stands (what poll_narration returns)."""
+
+    narration_id: str
+    state: str = Field(description="queued, generating, done, failed or cancelled")
+    message: str = Field(description="what is happening now, or why it failed")
+    voice_id: str | None = None
+    voice_name: str | None = None
+    sample_rate: int
+    segment_count: int = Field(description="segments in the narration (0 until the first audio)")
+    segments: list[LiveSegment] = Field(description="the segments generated so far")
+    start: int = Field(description="the sample the piece starts at")
+    samples: int = Field(description="samples in the piece")
+    pcm_s16le: str = Field(description="the piece: base64 of 16-bit little-endian mono PCM")
+    next_cursor: int = Field(description="pass as `cursor` to get what follows")
+    total_samples: int = Field(description="samples generated so far")
+    done: bool = Field(description="true when nothing more will come (done, failed or cancelled)")
+    speaking: str | None = Field(
+        default=None, description="the narration whose player last started playing (the others pause)"
+    )
+    floor: int = Field(default=0, description="claims so far: a player yields only to a claim later than its own")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class SavedNarration(BaseModel):
+    """A live narration written to the output store."""
+
+    uri: str = Field(description="audio://{id}: the saved audio as a resource")
+    path: str
+    format: str
+    bytes: int
+    duration_s: float
 
 
 class SchedulerStats(BaseModel):
@@ -180,7 +276,9 @@ class EngineStats(BaseModel):
     memory: dict[str, Any] | None = None
     queue_depth: int | None = None
     scheduler: SchedulerStats | None = None
-    active_jobs: int
+    active_jobs: int = Field(description="narrations and clones holding or waiting for an engine slot")
+    max_queue: int | None = Field(default=None, description="most of them waiting beside those running (--max-queue)")
+    refused_busy: int = Field(default=0, description="requests refused because the queue was full, since start")
     load_s: float | None = None
     loads: int
     unloads: int

@@ -30,7 +30,7 @@ from glmtts_mcp.app.schemas import (
 )
 from glmtts_mcp.app.stats import collect_stats
 from glmtts_mcp.engine.types import ProgressCallback
-from glmtts_mcp.voices import VoiceListing, VoiceRecord
+from glmtts_mcp.voices import VoiceListing, VoicePage, VoiceRecord
 from glmtts_mcp.voices.archive import ARCHIVE_SUFFIX
 
 
@@ -71,11 +71,15 @@ class VoiceService:
             warnings=outcome.warnings,
         )
 
-    async def list(self, query: str | None = None, limit: int = 20, cursor: str | None = None) -> ListVoicesResult:
-        """One page of voices, sorted by name, with transcript excerpts and health flags."""
-        page = await anyio.to_thread.run_sync(
+    async def page(self, query: str | None = None, limit: int = 20, cursor: str | None = None) -> VoicePage:
+        """One page of the library's listings, sorted by name (whole transcripts)."""
+        return await anyio.to_thread.run_sync(
             lambda: self._library.list_voices(query=query, limit=limit, cursor=cursor)
         )
+
+    async def list(self, query: str | None = None, limit: int = 20, cursor: str | None = None) -> ListVoicesResult:
+        """One page of voices, sorted by name, with transcript excerpts and health flags."""
+        page = await self.page(query, limit, cursor)
         return ListVoicesResult(voices=[VoiceSummary.of(v) for v in page.voices], next_cursor=page.next_cursor)
 
     async def all(self) -> builtins.list[VoiceListing]:
@@ -119,7 +123,7 @@ class VoiceService:
         )
 
     async def reference_audio(self, voice: str) -> tuple[VoiceRecord, Path]:
-        """The reference recording a voice keeps (16-bit FLAC)."""
+        """The reference recording a voice keeps (FLAC, or float WAV: see voices/reference_file.py)."""
 
         def locate() -> tuple[VoiceRecord, Path]:
             record = self._library.resolve(voice)

@@ -1,4 +1,6 @@
-"""Whether an address may be served at all: a non-loopback one needs a token nobody guesses."""
+"""Whether an address may be served at all: a non-loopback one needs a token, and any token given, on any
+address, must be one nobody guesses (a weak token on loopback is still guessed by every local process and
+by any page that reaches the port)."""
 
 from __future__ import annotations
 
@@ -26,16 +28,19 @@ def is_loopback(host: str) -> bool:
 
 
 def check_token_strength(token: str) -> None:
-    """A token that guards a non-loopback address must be long and varied enough that nobody guesses it."""
+    """A token must be long and varied enough that nobody guesses it, whatever the address it guards."""
     if len(token) < TOKEN_MIN_CHARS or len(set(token)) < TOKEN_MIN_DISTINCT or any(c.isspace() for c in token):
         raise HttpSecurityError(
-            f"GLMTTS_MCP_TOKEN is too easy to guess for a non-loopback address: use at least {TOKEN_MIN_CHARS} "
+            f"GLMTTS_MCP_TOKEN is too easy to guess: use at least {TOKEN_MIN_CHARS} "
             f"characters, {TOKEN_MIN_DISTINCT} of them different, no spaces; make one with {MAKE_TOKEN}"
         )
 
 
 def refuse_unprotected_exposure(host: str, token: str | None, force_insecure: bool) -> None:
-    """A non-loopback address needs a strong token, unless the caller forces it (--force-insecure)."""
+    """A token given is checked on every address; a non-loopback address needs one, unless the caller
+    forces it (--force-insecure)."""
+    if token:
+        check_token_strength(token)
     if is_loopback(host) or force_insecure:
         return
     if not token:
@@ -44,4 +49,3 @@ def refuse_unprotected_exposure(host: str, token: str | None, force_insecure: bo
             f"that clients send as 'Authorization: Bearer <token>' (make one with {MAKE_TOKEN}), "
             "bind 127.0.0.1, or pass --force-insecure"
         )
-    check_token_strength(token)

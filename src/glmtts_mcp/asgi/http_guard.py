@@ -6,8 +6,15 @@ never sends a request or dribbles its headers or its body, and it accepts connec
 adds a header timeout (from connect, and from the end of each response, until the next request's
 headers are complete), a body rate floor (once the headers are in, at least BODY_MIN_BYTES of the body
 in every BODY_WINDOW_S until it is complete: a stalled or dribbled body is cut, a slow honest upload is
-not) and closes connections over a cap at once. A request being answered is never timed out: an SSE or
-Streamable HTTP event stream is a long response, not an idle connection.
+not) and a connection cap. A request being answered is never timed out: an SSE or Streamable HTTP event
+stream is a long response, not an idle connection.
+
+At the cap, a new connection makes room rather than being refused: the connections that wait for a
+request (idle keep-alive ones, silent ones, those whose headers are still coming) are closed first, idle
+before unfinished, oldest first, from the address that holds the most of them, so a flood from one
+address closes its own sockets, never another caller's. Waiting connections may fill the cap but for a
+reserve (a tenth of it), kept for connections that have sent a complete request. Only when every
+connection is answering a request is a new one refused (503).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import functools
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +46,26 @@ _BUSY_TEXT = b"too many open connections to this server: retry in a few seconds\
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header timeout and a connection cap."""
+    """uvicorn's h11 protocol with a header timeout, a body rate floor and a connection cap that closes
+    waiting connections (the flooding address's first) to make room."""
 
     def __init__(self, *args: Any, header_timeout_s: float, max_connections: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout_s = header_timeout_s
         self.max_connections = max_connections
+        self.reserve = max_connections // 10  # kept for connections with a complete request
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_bytes = 0  # received in the current body window
+        self._waiting_since = 0.0  # when it began to wait for its next request (connect, end of a response)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as H11Protocol's
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
+        self._waiting_since = self.loop.time()
+        if not self._make_room():
             log.warning(
-                "%d connections open, over the cap of %d (--http-max-connections): closing new ones",
+                "%d connections open, every one answering a request: over the cap of %d (--http-max-connections), "
+                "refusing new ones",
                 len(self.connections) - 1,
                 self.max_connections,
             )
@@ -60,6 +73,39 @@ class GuardedH11Protocol(H11Protocol):
             transport.close()
             return
         self._start_header_timer()
+
+    @property
+    def address(self) -> str:
+        return self.client[0] if self.client else ""
+
+    def waiting_for_request(self) -> bool:
+        """Open, and not answering a request: silent, idle between requests, or its headers still coming."""
+        answering = self.cycle is not None and not self.cycle.response_complete
+        return not answering and not self.transport.is_closing()
+
+    def idle(self) -> bool:
+        """Waiting with not a byte of its next request received."""
+        return not self.conn.trailing_data[0]
+
+    def _make_room(self) -> bool:
+        """Whether this new connection may stay: under the cap, or after closing a waiting one."""
+        others = [c for c in self.connections if c is not self and not c.transport.is_closing()]
+        waiting = [c for c in others if isinstance(c, GuardedH11Protocol) and c.waiting_for_request()]
+        over_cap = len(others) + 1 > self.max_connections
+        if not over_cap and len(waiting) + 1 <= self.max_connections - self.reserve:
+            return True
+        held = Counter(c.address for c in waiting)
+        victim = min(waiting, key=lambda c: (-held[c.address], not c.idle(), c._waiting_since), default=None)
+        if victim is None:
+            return not over_cap
+        log.info(
+            "at the connection cap of %d (--http-max-connections): closed a waiting connection of %s, which holds %d",
+            self.max_connections,
+            victim.address,
+            held[victim.address],
+        )
+        victim.transport.close()
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self._body_timer is not None:
@@ -77,6 +123,7 @@ class GuardedH11Protocol(H11Protocol):
             self._start_body_window()
 
     def on_response_complete(self) -> None:
+        self._waiting_since = self.loop.time()
         self._start_header_timer()  # before super(): it may start a pipelined request at once
         super().on_response_complete()
 

@@ -16,6 +16,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp
 
+from glmtts_mcp.app.core import App
+
 HttpTransport = Literal["http", "sse"]
 
 STREAMABLE_HTTP_PATH = "/mcp"
@@ -36,8 +38,9 @@ def is_mcp_path(path: str) -> bool:
 class McpMount:
     """The SDK app for `transport`, the root paths it serves, and the lifespan the root must run."""
 
-    def __init__(self, server: MCPServer, transport: HttpTransport) -> None:
+    def __init__(self, server: MCPServer, transport: HttpTransport, app: App) -> None:
         self.server = server
+        self.live = app.live
         self.transport = transport
         self.app: ASGIApp
         if transport == "http":
@@ -60,9 +63,11 @@ class McpMount:
 
     @asynccontextmanager
     async def lifespan(self, _root: Any) -> AsyncIterator[None]:
-        """Streamable HTTP's session manager runs while the root app does (SSE has none)."""
-        if self.transport == "http":
-            async with self.server.session_manager.run():
+        """Streamable HTTP's session manager runs while the root app does (SSE has none), and so do the
+        live narrations the MCP Apps player follows."""
+        async with self.live.serve():
+            if self.transport == "http":
+                async with self.server.session_manager.run():
+                    yield
+            else:
                 yield
-        else:
-            yield

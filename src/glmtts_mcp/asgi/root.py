@@ -8,6 +8,9 @@ or session, body cap (checks.py, body_cap.py); the error handlers are registered
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from mcp.server.mcpserver import MCPServer
@@ -19,13 +22,13 @@ from glmtts_mcp.asgi.checks import HostCheck, OriginCheck, TokenCheck
 from glmtts_mcp.asgi.mcp_mount import HttpTransport, McpMount
 from glmtts_mcp.asgi.names import ServerNames
 from glmtts_mcp.web import include_web
-from glmtts_mcp.web.errors import install_error_handlers
+from glmtts_mcp.web.errors import FolderNames, install_error_handlers
 from glmtts_mcp.web.security import WebAccess
 
 
 def root_app(app: App, server: MCPServer, transport: HttpTransport, names: ServerNames, access: WebAccess) -> FastAPI:
     """/mcp (or /sse and /messages/), /api, /v1, /, /login, /docs and /openapi.json."""
-    mcp = McpMount(server, transport)
+    mcp = McpMount(server, transport, app)
     root = FastAPIOffline(
         title="glmtts-mcp",
         version=__version__,
@@ -35,7 +38,14 @@ def root_app(app: App, server: MCPServer, transport: HttpTransport, names: Serve
         redoc_url=None,
         lifespan=mcp.lifespan,
     )
-    install_error_handlers(root)
+    settings = app.settings
+    folders = {
+        "the voice library": settings.voices_dir,
+        "the output folder": settings.output_dir,
+        "the checkpoint": settings.checkpoint,
+        "a temporary folder": Path(tempfile.gettempdir()),
+    }
+    install_error_handlers(root, FolderNames(folders))
     include_web(root, app, access)
     for path in mcp.paths:
         root.add_route(path, mcp.app, include_in_schema=False)  # type: ignore[arg-type]  # an ASGI app, served as is

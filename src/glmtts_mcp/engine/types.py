@@ -60,7 +60,9 @@ class NotAudioError(AudioInputError):
 class ReferenceAudio:
     """A reference clip as features are taken from it (reference_clip.load_reference prepares it)."""
 
-    pcm: np.ndarray  # int16 [N], or [N, channels] under `upstream`: exactly the samples reference.flac keeps
+    # [N], or [N, channels] under `upstream`: exactly the samples the library keeps. int16 (`clean`, and
+    # 16-bit `upstream` sources), int32 holding 24-bit values or float32 (`upstream`): see kept_samples
+    pcm: np.ndarray
     sample_rate: int
     duration_s: float
     warnings: list[str] = field(default_factory=list)
@@ -89,6 +91,20 @@ class ExtractedVoice:
     warnings: list[str] = field(default_factory=list)  # e.g. a Whisper transcript that hit its length cap
 
 
+PronunciationMode = Literal["text", "phoneme"]
+PRONUNCIATION_MODES: tuple[PronunciationMode, ...] = ("text", "phoneme")
+
+
+@dataclass(frozen=True)
+class Pronunciation:
+    """How the text is read: upstream's plain text path or its phoneme-in path (`TextFrontEnd(use_phoneme=True)`),
+    with the user's dictionary entries, already checked (the library's pronunciation dictionaries)."""
+
+    mode: PronunciationMode = "text"
+    respellings: tuple[tuple[str, str], ...] = ()  # text -> text, substituted before normalisation
+    readings: tuple[tuple[str, str], ...] = ()  # text -> phoneme tokens, substituted in the normalised text
+
+
 @dataclass(frozen=True)
 class SynthesisOptions:
     """Per-call synthesis settings; bounds are checked by the pipeline."""
@@ -98,6 +114,7 @@ class SynthesisOptions:
     top_p: float = 0.8
     top_k: int = 25
     sample_rate: int = 24000
+    pronunciation: Pronunciation = Pronunciation()
     # chunks inside a segment as the LLM generates (upstream's token2wav_stream); False: one chunk per
     # segment, exactly upstream's offline token2wav
     stream: bool = False
@@ -113,3 +130,4 @@ class AudioChunk:
     segment_count: int
     text: str
     warnings: list[str] = field(default_factory=list)  # what changed this segment's audio (cut, dropped, silent)
+    as_read: tuple[str, ...] = ()  # the first chunk only: every segment as the model reads it (text_as_read)

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 # Inputs whose tool argument is not named like the term (tools that differ pass their own overrides).
 _ARGUMENTS: dict[Term, str] = {Term.REFERENCE: "reference_audio", Term.DESTINATION: "path", Term.ARCHIVE: "path"}
-_SETTINGS: dict[Term, str] = {Term.MAX_TEXT_CHARS: "the server's --max-text-chars setting"}
+_SETTINGS: dict[Term, str] = {
+    Term.MAX_TEXT_CHARS: "the server's --max-text-chars setting",
+    Term.MAX_SCRIPT_CHARS: "the server's --max-script-chars setting",
+}
 
 
 def tool_words(overrides: Mapping[Term, str] | None = None) -> Words:

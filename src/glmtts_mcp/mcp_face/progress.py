@@ -18,6 +18,8 @@ import anyio.from_thread
 import anyio.lowlevel
 from mcp.server.mcpserver import Context
 
+from glmtts_mcp.app.task_groups import lone_errors
+
 log = logging.getLogger(__name__)
 
 
@@ -79,17 +81,13 @@ class ProgressRelay:
         if self._ctx is None:
             yield self
             return
-        try:
+        with lone_errors():  # the body's own error, not a group: callers match on its type
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat, heartbeat_s)
                 try:
                     yield self
                 finally:
                     tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:  # the body's own error, not a group: callers match on its type
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from group.exceptions[0].__cause__
-            raise
 
 
 def relay_for(ctx: Context | None) -> ProgressRelay:

@@ -50,13 +50,13 @@ def register_resources(server: MCPServer, app: App) -> None:
         "voice://{voice_id}/reference",
         name="voice_reference",
         title="Voice reference audio",
-        description="The reference recording a voice was cloned from (FLAC).",
+        description="The reference recording a voice was cloned from (FLAC; a float reference as 24-bit FLAC).",
         mime_type="audio/flac",
     )
     async def voice_reference(voice_id: str) -> bytes:
         with _resource_errors(reading=f"the reference audio of {voice_id!r}"):
-            # reference_audio_path resolves the voice (index refresh, disk reads): keep it off the event loop
-            return await anyio.to_thread.run_sync(lambda: library.reference_audio_path(voice_id).read_bytes())
+            # reference_flac resolves the voice (index refresh, disk reads): keep it off the event loop
+            return await anyio.to_thread.run_sync(lambda: library.reference_flac(voice_id))
 
     for fmt, mime in AUDIO_MIME.items():
         _register_output_template(server, app, fmt, mime)

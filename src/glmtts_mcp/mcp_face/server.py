@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import anyio
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
@@ -17,12 +18,16 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp.shared.subscriptions import ResourcesListChanged
+from mcp_types import ListToolsResult, PaginatedRequestParams
 from pydantic import ValidationError
 
 from glmtts_mcp import __version__
 from glmtts_mcp.app.core import App
 from glmtts_mcp.mcp_face.errors import describe_invalid_arguments
+from glmtts_mcp.mcp_face.player import register_player, renders_apps, tools_for
+from glmtts_mcp.mcp_face.pronunciation_tools import register_pronunciation_tools
 from glmtts_mcp.mcp_face.resources import register_resources
+from glmtts_mcp.mcp_face.scripts import register_script_tool
 from glmtts_mcp.mcp_face.stats import register_stats_tool
 from glmtts_mcp.mcp_face.stdin_lines import StdinLines
 from glmtts_mcp.mcp_face.synthesis import register_synthesis_tool
@@ -34,6 +39,8 @@ Clone a voice from a short recording and narrate text in it, locally.
 2. synthesize(text=..., voice=<id or name>) as often as you like: the voice is cached, so this is the fast path.
    synthesize(text=..., reference_audio=<path>) also works: the clip is cloned into the library on the way.
 3. The result holds the audio inline when it fits the host's limit, plus the saved file path and an audio:// link.
+4. narrate_script(script=...) narrates a dialogue or chapters in several library voices, with
+   SRT/WebVTT subtitles and a timeline of exact line and segment times.
 list_voices, delete_voice, rename_voice, export_voice, import_voice manage the library; cache_stats shows the
 cache and model state. Input files must lie inside the allowed folders."""
 
@@ -51,6 +58,16 @@ class GlmttsServer(MCPServer):
                 raise
             raise ToolError(describe_invalid_arguments(name, exc.__cause__)) from exc.__cause__
 
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        """The tools this client gets: a host that renders MCP Apps gets the player's app-only tools too.
+
+        Missing SDK hook: `list_tools` sees no request context, so the client's capabilities are read in
+        the SDK's private handler."""
+        tools = await self.list_tools()
+        return ListToolsResult(tools=tools_for(tools, renders_apps(ctx.session.client_capabilities)))
+
 
 def build_server(app: App) -> MCPServer:
     """The MCPServer with every tool and resource, advertising resources/list_changed."""
@@ -64,8 +81,11 @@ def build_server(app: App) -> MCPServer:
     )
     register_voice_tools(server, app)
     register_synthesis_tool(server, app)
+    register_script_tool(server, app)
     register_stats_tool(server, app)
+    register_pronunciation_tools(server, app)
     register_resources(server, app)
+    register_player(server, app)
     _advertise_resource_list_changes(server)
     return server
 
@@ -97,7 +117,7 @@ def _advertise_resource_list_changes(server: MCPServer) -> None:
     lowlevel.create_initialization_options = with_list_changed  # type: ignore[method-assign]  # the SDK hook above
 
 
-async def serve_stdio(server: MCPServer) -> None:
+async def serve_stdio(server: MCPServer, app: App) -> None:
     """MCP over stdin/stdout. Lines come from a daemon thread (StdinLines), so Ctrl-C stops a server
     that is waiting for input: the SDK's default reader blocks in a worker thread that cannot be
     abandoned, and two presses of Ctrl-C were ignored.
@@ -105,7 +125,7 @@ async def serve_stdio(server: MCPServer) -> None:
     Missing SDK hook: `MCPServer.run_stdio_async` takes no stdin stream, so the lowlevel Server is run
     here through the private `_lowlevel_server`."""
     lowlevel = server._lowlevel_server
-    async with stdio_server(stdin=StdinLines()) as (read_stream, write_stream):  # type: ignore[arg-type]  # reads lines only
+    async with app.live.serve(), stdio_server(stdin=StdinLines()) as (read_stream, write_stream):  # type: ignore[arg-type]  # reads lines only
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
 
@@ -122,4 +142,4 @@ def run_stdio(app: App) -> None:
     app.start_preload()
     if sys.stdin.isatty():
         print(STDIO_TERMINAL_HINT, file=sys.stderr, flush=True)
-    anyio.run(serve_stdio, server)
+    anyio.run(serve_stdio, server, app)

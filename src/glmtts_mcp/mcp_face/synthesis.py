@@ -6,9 +6,10 @@ back inline follows the return mode and the host's result-size limit (see result
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -17,14 +18,15 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from glmtts_mcp.app.core import App
-from glmtts_mcp.app.narration import MAX_SEED, NarrationRequest, checked_text
+from glmtts_mcp.app.narration import MAX_SEED, TEMPERATURE_RANGE, TOP_P_RANGE, NarrationRequest, checked_text
 from glmtts_mcp.app.outputs import AUDIO_MIME
 from glmtts_mcp.app.saving import narrate_to_store
-from glmtts_mcp.app.schemas import SynthesizeResult
+from glmtts_mcp.app.schemas import SynthesizeOutcome, SynthesizeResult, WholeNumber
 from glmtts_mcp.config import parse_return_mode
 from glmtts_mcp.errors import render_text
 from glmtts_mcp.mcp_face.errors import tool_words, user_errors
 from glmtts_mcp.mcp_face.paths import audio_source
+from glmtts_mcp.mcp_face.player import PLAYER_URI, renders_apps, start_live
 from glmtts_mcp.mcp_face.progress import relay_for
 from glmtts_mcp.mcp_face.results import render_audio
 from glmtts_mcp.mcp_face.voice_tools import notify_voices_changed
@@ -45,6 +47,7 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             idempotent_hint=False,
             open_world_hint=False,
         ),
+        meta={"ui": {"resourceUri": PLAYER_URI}},
     )
     async def synthesize(
         text: Annotated[str, Field(description="the text to speak", min_length=1)],
@@ -67,13 +70,35 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
             ),
         ] = None,
         seed: Annotated[
-            int | None, Field(description="random seed: the same seed gives the same audio", ge=0, le=MAX_SEED)
+            WholeNumber | None,
+            Field(description="random seed: the same seed gives the same audio", ge=0, le=MAX_SEED),
         ] = None,
-    ) -> Annotated[CallToolResult, SynthesizeResult]:
+        temperature: Annotated[
+            float | None,
+            Field(
+                description="sampling temperature; left out: upstream's (1.0)",
+                ge=TEMPERATURE_RANGE[0],
+                le=TEMPERATURE_RANGE[1],
+            ),
+        ] = None,
+        top_p: Annotated[
+            float | None,
+            Field(description="nucleus size; left out: upstream's (0.8)", ge=TOP_P_RANGE[0], le=TOP_P_RANGE[1]),
+        ] = None,
+        pronunciation: Annotated[
+            Literal["text", "phoneme"] | None,
+            Field(description="text, or phoneme (upstream's phoneme-in for Chinese); default from config"),
+        ] = None,
+        pronunciations: Annotated[
+            dict[str, str] | None,
+            Field(description='this call only: {"text": "pinyin with tone numbers or a respelling"}'),
+        ] = None,
+    ) -> Annotated[CallToolResult, SynthesizeOutcome]:
         """Speak `text` in a cloned voice and return the audio (inline when it fits, else a link and a file path).
 
         Pass `voice` (from clone_voice or list_voices) or `reference_audio` (cloned automatically, its id is returned).
         Long texts are split into segments; progress is reported per segment.
+        In a host that renders MCP Apps, with no `return_mode`, a player plays it in the conversation while it is made.
         """
         with user_errors():
             text = checked_text(text, settings.max_text_chars)
@@ -96,9 +121,16 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
                 reference=reference,
                 seed=seed or 0,
                 stream=settings.streams(False),  # one result: chunks only under --synthesis-mode stream
+                temperature=temperature,
+                top_p=top_p,
+                pronunciation=pronunciation,
+                pronunciations=pronunciations,
             )
             if voice is not None:
                 await anyio.to_thread.run_sync(app.library.resolve, voice)  # unknown voices fail before loading
+            if return_mode is None and app.live.running and renders_apps(ctx.client_capabilities):
+                # the player plays audio as it arrives: chunks inside a segment suit it (under auto)
+                return start_live(app, dataclasses.replace(request, stream=settings.streams(True)), fmt)
             relay = relay_for(ctx)
             start = time.perf_counter()
             async with relay.running():
@@ -131,5 +163,7 @@ def register_synthesis_tool(server: MCPServer, app: App) -> None:
                 note=rendered.note,
                 timings=timings,
                 warnings=[render_text(w, tool_words()) for w in done.warnings],
+                pronunciation=done.pronunciation,
+                text_as_read=done.text_as_read,
             )
             return CallToolResult(content=rendered.blocks, structured_content=result.model_dump(mode="json"))

@@ -22,6 +22,7 @@ from glmtts_mcp.app.schemas import (
     ImportVoiceResult,
     ListVoicesResult,
     RenameVoiceResult,
+    WholeNumber,
 )
 from glmtts_mcp.app.voice_service import VoiceService
 from glmtts_mcp.errors import Term, render_text
@@ -108,7 +109,7 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         query: Annotated[
             str | None, Field(description="filter: part of a name, id, transcript, language or tag")
         ] = None,
-        limit: Annotated[int, Field(description="voices per page", ge=1, le=200)] = 20,
+        limit: Annotated[WholeNumber, Field(description="voices per page", ge=1, le=200)] = 20,
         cursor: Annotated[str | None, Field(description="next_cursor from the previous page")] = None,
     ) -> ListVoicesResult:
         """List the voices in the library (sorted by name), with transcript excerpts and health flags."""
@@ -208,7 +209,8 @@ def register_voice_tools(server: MCPServer, app: App) -> None:
         ctx: Context,
         name: Annotated[str | None, Field(description="a name for the imported voice", max_length=256)] = None,
     ) -> ImportVoiceResult:
-        """Add a voice from an archive made by export_voice (checked before anything is stored)."""
+        """Add a voice from an archive made by export_voice: everything is checked before anything is stored,
+        and the model re-extracts its features from its reference (it loads if it is not loaded)."""
         with user_errors():
             source = await anyio.to_thread.run_sync(lambda: resolve_allowed_path(path, settings.allowed_dirs))
             result = await voices.import_from(source, name)

@@ -6,12 +6,16 @@ engine's `FEATURE_SCHEMA` into a `FeatureSchema` and passes the engine's callbac
 On disk (root is `Settings.voices_dir`, by default ~/.local/share/glmtts-mcp/voices):
     voices/<id>/features.safetensors   named tensors (never pickles)
     voices/<id>/meta.json              VoiceRecord: name, transcripts, times, hashes, schema, fingerprint...
-    voices/<id>/reference.flac         the prepared reference audio, 16-bit (mono, or an upstream clip's channels), to rebuild features
+    voices/<id>/reference.flac         the prepared reference audio (mono, or an upstream clip's channels), to rebuild
+                                       features: 16-bit, or 24-bit; an upstream clip of float samples has
+    voices/<id>/reference.wav          instead, 32-bit float (see reference_file.py)
     stats.json                         lifetime counters; generation, tmp/, locks/ are bookkeeping
 
 API (what the MCP tools call):
     VoiceLibrary(root, schema, fingerprint="", memory_bytes=256 MiB, device_bytes=0, reextract=None,
-                 *, flush_interval_s=30.0)
+                 *, rules=None, flush_interval_s=30.0)
+        rules: FeatureRules (per tensor: id range, trailing sizes, frames per second of reference, and the
+        tolerance against a re-extraction), the loaded model's facts; without them only the schema is checked.
     .voice_id_for(pcm, sample_rate, transcript) -> str
         sha256 (first 20 hex) of the int16 reference PCM, its rate and the given transcript
         (None = "ask Whisper", distinct from "").
@@ -29,9 +33,13 @@ API (what the MCP tools call):
     .export_voice(id_or_name, dest_path, protected=None) -> Path
         only a .zip path, outside the library and the `protected` folders, replacing only an older export
     .import_voice(archive_path, name=None) -> (VoiceRecord, existed)
+        with `reextract`, the features are re-extracted from the archive's reference and kept; the archive's
+        must match them within the rules' tolerances (else ArchiveError).
     .reference_audio_path(id_or_name) -> Path
+    .reference_flac(id_or_name) -> bytes
     .stale_voices() -> list[VoiceRecord];  .refresh_stale(progress=None) -> int
-        reextract(pcm: int16 ndarray (the kept samples), sample_rate, transcript, language) -> (tensors, timings)
+        reextract(pcm: the kept samples (int16, int32 24-bit or float32), sample_rate, transcript, language)
+            -> (tensors, timings)
     .is_stale(record) -> bool
     .stats() -> LibraryStats (session and lifetime StatsCounters, plus gauges)
     .flush(); .close()  (also a context manager; close runs at exit too)
@@ -61,12 +69,14 @@ from glmtts_mcp.voices.records import (
     VoicePage,
     VoiceRecord,
 )
+from glmtts_mcp.voices.rules import FeatureRules, TensorRule
 from glmtts_mcp.voices.schema import FeatureSchema
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
     "ArchiveError",
     "BrokenVoice",
+    "FeatureRules",
     "FeatureSchema",
     "InvalidVoiceName",
     "LibraryStats",
@@ -76,6 +86,7 @@ __all__ = [
     "Reextract",
     "StaleVoice",
     "StatsCounters",
+    "TensorRule",
     "VoiceExists",
     "VoiceLibrary",
     "VoiceLibraryError",

@@ -1,10 +1,14 @@
 """One-file export of a voice, and an import that trusts nothing in the file.
 
-An archive is a zip holding exactly meta.json, features.safetensors, reference.flac and
-manifest.json (sha256 and size of the other three). Import refuses unknown, duplicate, nested,
-absolute, traversing, symlink or encrypted members, members over their size limit (counted while
-reading, whatever the zip claims), hash mismatches, tensors outside the feature schema, audio that
-is not 16-bit FLAC, and an id that does not follow from the audio and transcript.
+An archive is a zip holding exactly meta.json, features.safetensors, the reference file (reference.flac,
+or reference.wav for float samples) and manifest.json (sha256 and size of the other three). Import refuses
+unknown, duplicate, nested, absolute, traversing, symlink or encrypted members, members over their size
+limit (counted while reading, whatever the zip claims), hash mismatches, tensors outside the feature schema,
+audio that is not one of the reference forms (reference_file.py), an id that does not follow from the audio and
+transcript, a meta.json whose values are out of range or whose duration is not the audio's, and features
+that break the loaded model's rules (ids outside its vocabularies, widths it cannot take, lengths a clip of
+that duration cannot give). Whether the features came from this reference at all needs the model: the
+library checks it on import by re-extracting them (VoiceLibrary.import_voice).
 
 Export writes only a path ending in `.zip`, never inside the folders it is told to protect (the
 library itself, the output store, the checkpoint), and replaces an existing file only when that file
@@ -28,18 +32,23 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 
+from glmtts_mcp.errors import UserError
 from glmtts_mcp.voices.errors import ArchiveError, VoiceLibraryError
 from glmtts_mcp.voices.identity import is_voice_id, name_problem, tags_problem, voice_id
-from glmtts_mcp.voices.records import VoiceRecord
-from glmtts_mcp.voices.reference_flac import decode_reference
+from glmtts_mcp.voices.pronunciations import from_bytes as pronunciations_from_bytes
+from glmtts_mcp.voices.records import VoiceRecord, meta_problem
+from glmtts_mcp.voices.reference_file import FLOAT_REFERENCE_FILE, REFERENCE_FILES, decode_reference
+from glmtts_mcp.voices.rules import FeatureRules
 from glmtts_mcp.voices.schema import FeatureSchema, parse_safetensors_header
 from glmtts_mcp.voices.store import (
     FEATURES_FILE,
     MAX_FILE_BYTES,
     META_FILE,
-    REFERENCE_FILE,
+    OPTIONAL_VOICE_FILES,
+    PRONUNCIATIONS_FILE,
     fsync_dir,
     sha256_hex,
+    voice_file_names,
 )
 
 MANIFEST_FILE = "manifest.json"
@@ -47,7 +56,8 @@ ARCHIVE_FORMAT = "glmtts-mcp-voice-archive"
 ARCHIVE_EXTENSION = ".zip"  # what an export path must end in
 ARCHIVE_SUFFIX = ".glmtts-voice.zip"  # the default file name's ending (when a folder is given)
 MEMBER_LIMITS = {MANIFEST_FILE: 64 << 10, **MAX_FILE_BYTES}
-MAX_ARCHIVE_BYTES = sum(MEMBER_LIMITS.values()) + (1 << 20)
+MAX_ARCHIVE_BYTES = sum(MEMBER_LIMITS.values()) - MAX_FILE_BYTES[FLOAT_REFERENCE_FILE] + (1 << 20)  # one reference
+DURATION_TOLERANCE_S = 1e-3  # meta.json's duration_s is the kept samples' count over their rate
 
 
 @dataclass
@@ -57,7 +67,7 @@ class ArchiveContents:
     record: VoiceRecord
     files: dict[str, bytes]
     tensors: dict[str, torch.Tensor] | None  # None when stored under another schema version
-    pcm: np.ndarray  # int16 mono
+    pcm: np.ndarray  # as reference_file decodes it
     sample_rate: int
 
 
@@ -72,7 +82,12 @@ def write_archive(dest: Path, files: dict[str, bytes]) -> Path:
     try:
         with zipfile.ZipFile(staging, "x", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST_FILE, json.dumps(manifest, indent=1))
-            for name in (META_FILE, FEATURES_FILE, REFERENCE_FILE):
+            for name in (
+                META_FILE,
+                FEATURES_FILE,
+                _reference_name(files),
+                *[n for n in OPTIONAL_VOICE_FILES if n in files],
+            ):
                 archive.writestr(name, files[name])
         with open(staging, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -177,9 +192,11 @@ def _read_members(path: Path) -> dict[str, bytes]:
                 problem = _member_problem(member)
                 if problem:
                     raise ArchiveError(f"refused {path}: {problem}")
-            missing = sorted(set(MEMBER_LIMITS) - set(names))
-            if missing:
-                raise ArchiveError(f"{path} lacks {missing}; export the voice again")
+            if MANIFEST_FILE not in names or voice_file_names(set(names) - {MANIFEST_FILE}) is None:
+                raise ArchiveError(
+                    f"{path} lacks a voice's files ({MANIFEST_FILE}, {META_FILE}, {FEATURES_FILE} and one of "
+                    f"{REFERENCE_FILES}); export the voice again"
+                )
             contents: dict[str, bytes] = {}
             for member in members:
                 limit = MEMBER_LIMITS[member.filename]
@@ -193,6 +210,11 @@ def _read_members(path: Path) -> dict[str, bytes]:
         raise ArchiveError(f"{path} is not a readable zip archive ({exc}); export the voice again") from exc
 
 
+def _reference_name(files: Mapping[str, bytes]) -> str:
+    """The reference file among a voice's files (16/24-bit FLAC or float WAV; _read_members checked there is one)."""
+    return next(name for name in REFERENCE_FILES if name in files)
+
+
 def _check_manifest(path: Path, contents: dict[str, bytes]) -> None:
     try:
         manifest = json.loads(contents[MANIFEST_FILE])
@@ -200,7 +222,8 @@ def _check_manifest(path: Path, contents: dict[str, bytes]) -> None:
         ok = manifest.get("format") == ARCHIVE_FORMAT and isinstance(entries, dict)
     except (ValueError, KeyError, TypeError) as exc:
         raise ArchiveError(f"{path}: manifest.json is unreadable; export the voice again") from exc
-    if not ok or set(entries) != {META_FILE, FEATURES_FILE, REFERENCE_FILE}:
+    members = set(contents) - {MANIFEST_FILE}
+    if not ok or set(entries) != members or voice_file_names(members) is None:
         raise ArchiveError(f"{path}: manifest.json does not describe a voice archive; export the voice again")
     for name, entry in entries.items():
         data = contents[name]
@@ -216,7 +239,7 @@ def _check_record(path: Path, record: VoiceRecord, contents: dict[str, bytes]) -
         raise ArchiveError(f"{path}: meta.json is unusable: {problem}")
     for name, digest, size in (
         (FEATURES_FILE, record.features_sha256, record.features_bytes),
-        (REFERENCE_FILE, record.reference_sha256, record.reference_bytes),
+        (_reference_name(contents), record.reference_sha256, record.reference_bytes),
     ):
         if sha256_hex(contents[name]) != digest or len(contents[name]) != size:
             raise ArchiveError(f"{path}: {name} does not match the hash meta.json records (corrupt or tampered)")
@@ -242,27 +265,57 @@ def _load_features(
     return tensors
 
 
-def read_archive(path: Path, schema: FeatureSchema) -> ArchiveContents:
-    """Validate everything in an archive (see module docstring); ArchiveError on any doubt."""
+def read_archive(
+    path: Path, schema: FeatureSchema, rules: FeatureRules | None = None, fingerprint: str = ""
+) -> ArchiveContents:
+    """Validate everything in an archive (see module docstring); ArchiveError on any doubt.
+
+    With `rules` (the loaded model's), features extracted by the same model (`fingerprint`) must also
+    fit them for the reference's real duration; features of another model are re-extracted on import.
+    """
     path = Path(path)
     contents = _read_members(path)
     _check_manifest(path, contents)
     try:
         record = VoiceRecord.model_validate_json(contents[META_FILE])
     except ValidationError as exc:
-        raise ArchiveError(f"{path}: meta.json is invalid ({exc.errors()[0]['msg']}); export the voice again") from exc
+        raise ArchiveError(f"{path}: {meta_problem(exc)}; export the voice again") from exc
     _check_record(path, record, contents)
     tensors = _load_features(path, record, contents[FEATURES_FILE], schema)
     try:
-        pcm, sample_rate = decode_reference(contents[REFERENCE_FILE])
-    except ValueError as exc:
+        pcm, sample_rate = decode_reference(_reference_name(contents), contents[_reference_name(contents)])
+        derived_id = voice_id(pcm, sample_rate, record.transcript_input, record.reference_processing)
+    except ValueError as exc:  # not a reference file, or samples its processing never keeps
         raise ArchiveError(f"{path}: {exc}") from exc
     if sample_rate != record.sample_rate:
         raise ArchiveError(f"{path}: reference audio is {sample_rate} Hz but meta.json says {record.sample_rate} Hz")
-    if voice_id(pcm, sample_rate, record.transcript_input, record.reference_processing) != record.id:
+    if derived_id != record.id:
         raise ArchiveError(
             f"{path}: the id in meta.json does not follow from the reference audio and transcript "
             "(tampered or corrupt); export the voice again"
         )
-    files = {name: contents[name] for name in (META_FILE, FEATURES_FILE, REFERENCE_FILE)}
+    duration_s = len(pcm) / sample_rate
+    if abs(record.duration_s - duration_s) > DURATION_TOLERANCE_S:
+        raise ArchiveError(
+            f"{path}: meta.json says the reference lasts {record.duration_s:g} s but the reference file holds "
+            f"{duration_s:.3f} s (tampered or corrupt); export the voice again"
+        )
+    same_model = not fingerprint or record.fingerprint == fingerprint
+    if (
+        tensors is not None
+        and rules is not None
+        and same_model
+        and (problem := rules.problem_with(tensors, duration_s))
+    ):
+        raise ArchiveError(
+            f"{path}: features do not fit this model: {problem}. The archive was edited or damaged: export the "
+            "voice again, or clone its recording instead"
+        )
+    files = {name: contents[name] for name in (META_FILE, FEATURES_FILE, _reference_name(contents))}
+    if PRONUNCIATIONS_FILE in contents:  # the voice's own dictionary, checked as any dictionary is
+        try:
+            pronunciations_from_bytes(contents[PRONUNCIATIONS_FILE], f"{path}: {PRONUNCIATIONS_FILE}")
+        except UserError as exc:
+            raise ArchiveError(f"{path}: {PRONUNCIATIONS_FILE} is refused: {exc}") from exc
+        files[PRONUNCIATIONS_FILE] = contents[PRONUNCIATIONS_FILE]
     return ArchiveContents(record, files, tensors, pcm, sample_rate)

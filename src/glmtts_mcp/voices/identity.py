@@ -1,7 +1,9 @@
 """Voice ids from content, and the rules for names, ids and tags that may touch the disk.
 
-An id is the first 20 hex digits of a sha256 over the canonical reference PCM (int16, the exact
-samples kept in reference.flac: mono, or the file's channels for an `upstream` clip), its sample rate, the transcript given at clone time
+An id is the first 20 hex digits of a sha256 over the canonical reference PCM (the exact samples the
+voice keeps, see reference_file: mono, or the file's channels for an `upstream` clip; int16, or for an
+`upstream` clip of a 24-bit or float source its int32 24-bit values or float32 samples, with their type
+named so they never collide with 16-bit ones), its sample rate, the transcript given at clone time
 (None, "let Whisper transcribe", is distinct from "") and the reference processing when it is not
 "clean" (clean ids are what they always were). The same recording cloned twice therefore lands on
 the same voice, the same recording under the two processings gives two voices, and an imported
@@ -16,7 +18,7 @@ import unicodedata
 
 import numpy as np
 
-from glmtts_mcp.voices.reference_flac import FLAC_MAX_CHANNELS
+from glmtts_mcp.voices.reference_file import reference_problem
 
 ID_LENGTH = 20
 ID_PATTERN = re.compile(rf"^[0-9a-f]{{{ID_LENGTH}}}$")
@@ -28,22 +30,21 @@ _NAME_EXTRA_CHARS = frozenset(" -_.'()+&,!")
 _ID_DOMAIN = b"glmtts-mcp voice id v1\n"
 
 
-def canonical_pcm(pcm: np.ndarray) -> np.ndarray:
-    """int16 samples, [N] or [N, channels]: floats in [-1, 1] are clipped and rounded; int16 passes through."""
+def canonical_pcm(pcm: np.ndarray, processing: str = "clean") -> np.ndarray:
+    """The samples a voice keeps, [N] or [N, channels]. `clean` samples are int16 (floats in [-1, 1] are
+    clipped and rounded by the clean rule); `upstream` samples stay as given: int16, int32 holding 24-bit
+    values or float32 (the engine's `kept_samples` gives the narrowest exact one)."""
     array = np.asarray(pcm)
-    if array.size == 0 or not (array.ndim == 1 or (array.ndim == 2 and 1 < array.shape[1] <= FLAC_MAX_CHANNELS)):
-        raise ValueError(
-            f"reference PCM must be a non-empty [samples] or [samples, 2-{FLAC_MAX_CHANNELS} channels] "
-            f"array, got shape {array.shape}"
-        )
-    if array.dtype == np.int16:
-        return np.ascontiguousarray(array)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"reference PCM must be float in [-1, 1] or int16, got {array.dtype}")
-    if not np.isfinite(array).all():
-        raise ValueError("reference PCM holds NaN or infinite samples")
-    scaled = np.rint(np.clip(array.astype(np.float64), -1.0, 1.0) * 32767.0)
-    return scaled.astype(np.int16)
+    if processing == "clean" and np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError("reference PCM holds NaN or infinite samples")
+        array = np.rint(np.clip(array.astype(np.float64), -1.0, 1.0) * 32767.0).astype(np.int16)
+    if processing == "clean" and array.dtype != np.int16:
+        raise ValueError(f"a clean reference's PCM must be float in [-1, 1] or int16, got {array.dtype}")
+    problem = reference_problem(array)
+    if problem:
+        raise ValueError(problem)
+    return np.ascontiguousarray(array)
 
 
 def voice_id(pcm: np.ndarray, sample_rate: int, transcript: str | None, processing: str = "clean") -> str:
@@ -52,19 +53,21 @@ def voice_id(pcm: np.ndarray, sample_rate: int, transcript: str | None, processi
         raise ValueError(f"sample rate must be a positive int, got {sample_rate!r}")
     if transcript is not None and not isinstance(transcript, str):
         raise ValueError(f"transcript must be a str or None, got {type(transcript).__name__}")
-    samples = canonical_pcm(pcm)
+    samples = canonical_pcm(pcm, processing)
     digest = hashlib.sha256(_ID_DOMAIN)
     digest.update(f"rate={int(sample_rate)}\n".encode())
     if processing != "clean":
         digest.update(f"processing={processing}\n".encode())
     if samples.ndim == 2:  # mono ids are what they always were
         digest.update(f"channels={samples.shape[1]}\n".encode())
+    if samples.dtype != np.int16:  # 16-bit ids are what they always were
+        digest.update(f"samples={samples.dtype.name}\n".encode())
     if transcript is None:
         digest.update(b"transcript=none\n")
     else:
         text = transcript.encode("utf-8")
         digest.update(f"transcript={len(text)}\n".encode() + text)
-    digest.update(samples.astype("<i2", copy=False).tobytes())
+    digest.update(samples.astype(samples.dtype.newbyteorder("<"), copy=False).tobytes())
     return digest.hexdigest()[:ID_LENGTH]
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from glmtts_mcp.voices.errors import VoiceNotFound
 from glmtts_mcp.voices.identity import name_key, name_problem
-from glmtts_mcp.voices.records import VoiceRecord
-from glmtts_mcp.voices.schema import FeatureSchema, read_safetensors_header
-from glmtts_mcp.voices.store import FEATURES_FILE, META_FILE, REFERENCE_FILE, FileSignature, VoiceStore
+from glmtts_mcp.voices.records import VoiceRecord, meta_problem
+from glmtts_mcp.voices.rules import FeatureRules
+from glmtts_mcp.voices.schema import FeatureSchema, header_shapes, read_safetensors_arrays, read_safetensors_header
+from glmtts_mcp.voices.store import FEATURES_FILE, META_FILE, FileSignature, VoiceStore
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,13 @@ class IndexEntry:
 class VoiceIndex:
     """Thread-safe view of the voice folders of one store."""
 
-    def __init__(self, store: VoiceStore, schema: FeatureSchema) -> None:
+    def __init__(
+        self, store: VoiceStore, schema: FeatureSchema, rules: FeatureRules | None = None, fingerprint: str = ""
+    ) -> None:
         self._store = store
         self._schema = schema
+        self._rules = rules
+        self._fingerprint = fingerprint
         self._lock = threading.RLock()
         self._entries: dict[str, IndexEntry] = {}
         self._names: dict[str, str] = {}
@@ -134,9 +141,7 @@ class VoiceIndex:
         try:
             record = VoiceRecord.model_validate_json(self._store.read(voice_id, META_FILE))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(document)"
-            return IndexEntry(voice_id, signature, None, f"meta.json is invalid at {where}: {first['msg']}")
+            return IndexEntry(voice_id, signature, None, meta_problem(exc))
         except VoiceNotFound:  # deleted between the check above and this read
             return None
         except (OSError, ValueError) as exc:
@@ -149,17 +154,30 @@ class VoiceIndex:
         bad_name = name_problem(record.name)
         if bad_name:
             return f"meta.json holds an unusable name: {bad_name}"
-        features_sig, _, reference_sig = signature
+        features_sig, _, *reference_sigs = signature
+        reference_sig = next((sig for sig in reference_sigs if sig is not None), None)
         if reference_sig is None or reference_sig[2] != record.reference_bytes:
-            return f"{REFERENCE_FILE} does not have the {record.reference_bytes} bytes meta.json records"
+            name = self._store.reference_name(voice_id)
+            return f"{name} does not have the {record.reference_bytes} bytes meta.json records"
         if features_sig is None or features_sig[2] != record.features_bytes:
             return f"{FEATURES_FILE} does not have the {record.features_bytes} bytes meta.json records"
-        header, problem = read_safetensors_header(self._store.voice_dir(voice_id) / FEATURES_FILE)
-        if problem:
+        path = self._store.voice_dir(voice_id) / FEATURES_FILE
+        header, problem = read_safetensors_header(path)
+        if problem or record.schema_version != self._schema.version:
             return problem
-        if record.schema_version == self._schema.version:
-            return self._schema.header_problem(header)
-        return None
+        problem = self._schema.header_problem(header)
+        if problem or self._rules is None or (self._fingerprint and record.fingerprint != self._fingerprint):
+            return problem  # a stale voice's features are re-extracted (and checked) before any use
+        return self._rules_problem(path, header, record.duration_s)
+
+    def _rules_problem(self, path: Path, header: dict[str, Any], duration_s: float) -> str | None:
+        """The model's rules on the stored features: shapes from the header, ids read on their own (a few KB)."""
+        assert self._rules is not None
+        problem = self._rules.shape_problem(header_shapes(header), duration_s)
+        if problem is None:
+            arrays, problem = read_safetensors_arrays(path, header, self._rules.ranged)
+            problem = problem or self._rules.value_problem(arrays)
+        return f"features do not fit this model: {problem}" if problem else None
 
     def mark_broken(self, voice_id: str, reason: str) -> None:
         """Remember a problem found while loading (e.g. a hash mismatch) until the files change."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from glmtts_mcp.errors import Term
-from glmtts_mcp.voices.archive import export_destination, read_archive, write_archive
+from glmtts_mcp.voices.archive import ArchiveContents, export_destination, read_archive, write_archive
 from glmtts_mcp.voices.cache import ByteLRU, SharedTensors
 from glmtts_mcp.voices.errors import (
     ArchiveError,
@@ -51,6 +52,9 @@ from glmtts_mcp.voices.identity import (
     voice_id,
 )
 from glmtts_mcp.voices.index import IndexEntry, VoiceIndex
+from glmtts_mcp.voices.pronunciations import Entry
+from glmtts_mcp.voices.pronunciations import from_bytes as pronunciations_from_bytes
+from glmtts_mcp.voices.pronunciations import to_bytes as pronunciations_to_bytes
 from glmtts_mcp.voices.records import (
     LibraryStats,
     LoadedVoice,
@@ -60,14 +64,15 @@ from glmtts_mcp.voices.records import (
     VoicePage,
     VoiceRecord,
 )
-from glmtts_mcp.voices.reference_flac import decode_reference, encode_reference
+from glmtts_mcp.voices.reference_file import decode_reference, encode_reference, listening_flac, reference_file_name
+from glmtts_mcp.voices.rules import FeatureRules
 from glmtts_mcp.voices.schema import FeatureSchema, tensors_nbytes
 from glmtts_mcp.voices.stats import StatsKeeper
 from glmtts_mcp.voices.store import (
     FEATURES_FILE,
+    MAX_FILE_BYTES,
     META_FILE,
-    REFERENCE_FILE,
-    VOICE_FILES,
+    PRONUNCIATIONS_FILE,
     VoiceStore,
     sha256_hex,
 )
@@ -78,6 +83,7 @@ DEFAULT_MEMORY_BYTES = 256 << 20
 DEFAULT_FLUSH_INTERVAL_S = 30.0
 MAX_PAGE_SIZE = 500
 _SEE_VOICES = "{list_voices} to see the stored voices, or {clone_voice} first"
+BROKEN_FIX = "Delete it and clone it again, or import an exported copy."
 
 Tensors = dict[str, torch.Tensor]
 Reextract = Callable[[np.ndarray, int, str, str | None], tuple[Tensors, dict[str, float]]]
@@ -127,14 +133,16 @@ class VoiceLibrary:
         device_bytes: int = 0,
         reextract: Reextract | None = None,
         *,
+        rules: FeatureRules | None = None,
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
     ) -> None:
         self.schema = schema
+        self.rules = rules
         self.fingerprint = fingerprint
         self._reextract = reextract
         self._store = VoiceStore(Path(root))
         self.root = self._store.root
-        self._index = VoiceIndex(self._store, schema)
+        self._index = VoiceIndex(self._store, schema, rules, fingerprint)
         self._memory: ByteLRU[tuple[str, str], SharedTensors] = ByteLRU(memory_bytes)
         self._device: ByteLRU[tuple[str, str, str], SharedTensors] = ByteLRU(device_bytes)
         self._stats = StatsKeeper(self._store)
@@ -181,9 +189,7 @@ class VoiceLibrary:
     def _healthy(self, entry: IndexEntry) -> VoiceRecord:
         if entry.broken is not None or entry.record is None:
             label = f"{entry.voice_id} ({entry.record.name})" if entry.record else entry.voice_id
-            raise BrokenVoice(
-                f"voice {label} is broken: {entry.broken}. Delete it and clone it again, or import an exported copy."
-            )
+            raise BrokenVoice(f"voice {label} is broken: {entry.broken}. {BROKEN_FIX}")
         return entry.record
 
     def resolve(self, id_or_name: str) -> VoiceRecord:
@@ -197,9 +203,17 @@ class VoiceLibrary:
         return bool(self.fingerprint) and record.fingerprint != self.fingerprint
 
     def reference_audio_path(self, id_or_name: str) -> Path:
-        """The kept reference audio (16-bit FLAC) of a voice."""
+        """The kept reference audio of a voice (16- or 24-bit FLAC, or float WAV: see reference_file)."""
         record = self.resolve(id_or_name)
-        return self._store.voice_dir(record.id) / REFERENCE_FILE
+        path = self._store.voice_dir(record.id) / self._store.reference_name(record.id)
+        if path.is_symlink() or not path.is_file():
+            self._broken(record, f"{path.name} is missing or not a regular file")
+        return path
+
+    def reference_flac(self, id_or_name: str) -> bytes:
+        """The voice's reference audio as FLAC, for listening (a float reference as 24-bit FLAC: listening_flac)."""
+        path = self.reference_audio_path(id_or_name)
+        return listening_flac(path.name, path.read_bytes())
 
     # ----- clone -----
     def get_or_create(
@@ -236,7 +250,8 @@ class VoiceLibrary:
             log.info("extracted voice %s in %.2f s", vid, time.perf_counter() - started)
             tensors = _cpu_copies(data.tensors)
             features = save_tensors(tensors)
-            reference = encode_reference(canonical_pcm(pcm), int(sample_rate))
+            kept = canonical_pcm(pcm, processing)
+            reference_name, reference = reference_file_name(kept), encode_reference(kept, int(sample_rate))
             with self._store.write_lock():
                 self._index.refresh(full=True)
                 if name is not None:
@@ -264,7 +279,7 @@ class VoiceLibrary:
                     timings=dict(data.timings),
                 )
                 self._stats.add(clones_created=1, extraction_s_spent=record.extraction_s)  # flushed by the commit
-                self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
+                self._commit(record, {FEATURES_FILE: features, reference_name: reference})
         self._remember(record, tensors)
         return record, False
 
@@ -299,6 +314,8 @@ class VoiceLibrary:
             problem = f"transcript_source {data.transcript_source!r} is not 'user' or 'whisper'"
         if problem is None and not (math.isfinite(data.duration_s) and data.duration_s > 0):
             problem = f"duration_s {data.duration_s!r} is not a positive number"
+        if problem is None and self.rules is not None:
+            problem = self.rules.problem_with(data.tensors, data.duration_s)
         if problem is None and not all(isinstance(v, int | float) and math.isfinite(v) for v in data.timings.values()):
             problem = "timings must be finite seconds"
         if problem is None:
@@ -467,6 +484,8 @@ class VoiceLibrary:
         problem = self.schema.problem_with(tensors)
         if problem is not None:
             self._broken(record, f"features do not fit the schema: {problem}")
+        if self.rules is not None and (problem := self.rules.problem_with(tensors, record.duration_s)):
+            self._broken(record, f"features do not fit this model: {problem}")
         return tensors
 
     def _changed_on_disk(self, record: VoiceRecord) -> bool:
@@ -489,10 +508,7 @@ class VoiceLibrary:
         self._index.mark_broken(record.id, reason)
         self._drop_cached(record.id)
         self._stats.add(broken_loads=1)
-        raise BrokenVoice(
-            f"voice {record.name} ({record.id}) is broken: {reason}. Delete it and clone it again, "
-            "or import an exported copy."
-        )
+        raise BrokenVoice(f"voice {record.name} ({record.id}) is broken: {reason}. {BROKEN_FIX}")
 
     def _remember(self, record: VoiceRecord, tensors: Tensors) -> SharedTensors:
         """Keep the tensors in the memory tier (when they fit); they are shared from now on."""
@@ -549,10 +565,14 @@ class VoiceLibrary:
             record = self._healthy(self._lookup(vid))
             if not self.is_stale(record):
                 return record, None
-            reference = self._store.read(vid, REFERENCE_FILE)
+            reference_name = self._store.reference_name(vid)
+            reference = self._store.read(vid, reference_name)
             if sha256_hex(reference) != record.reference_sha256:
-                self._broken(record, f"{REFERENCE_FILE} does not match its recorded sha256 (corrupt)")
-            pcm, sample_rate = decode_reference(reference)
+                self._broken(record, f"{reference_name} does not match its recorded sha256 (corrupt)")
+            try:
+                pcm, sample_rate = decode_reference(reference_name, reference)
+            except ValueError as exc:
+                self._broken(record, str(exc))
             tensors, timings = self._run_reextract(pcm, sample_rate, record.transcript, record.language)
             features = save_tensors(tensors)
             with self._store.write_lock():
@@ -567,7 +587,7 @@ class VoiceLibrary:
                     }
                 )
                 self._stats.add(reextractions=1, extraction_s_spent=record.extraction_s)
-                self._commit(record, {FEATURES_FILE: features, REFERENCE_FILE: reference})
+                self._commit(record, {FEATURES_FILE: features, reference_name: reference})
         self._drop_cached(vid)
         shared = self._remember(record, tensors)
         log.info("re-extracted stale voice %s (%s)", record.name, vid)
@@ -577,10 +597,12 @@ class VoiceLibrary:
         self, pcm: np.ndarray, sample_rate: int, transcript: str, language: str | None
     ) -> tuple[Tensors, dict[str, float]]:
         assert self._reextract is not None
-        tensors, timings = self._reextract(pcm, sample_rate, transcript, language)  # the kept int16 samples
+        tensors, timings = self._reextract(pcm, sample_rate, transcript, language)  # exactly the kept samples
         problem = self.schema.problem_with(tensors)
+        if problem is None and self.rules is not None:
+            problem = self.rules.problem_with(tensors, len(pcm) / sample_rate)
         if problem is not None:
-            raise VoiceLibraryError(f"re-extracted features do not fit the schema: {problem}")
+            raise VoiceLibraryError(f"re-extracted features do not fit the schema or the model: {problem}")
         return _cpu_copies(tensors), {str(k): float(v) for k, v in timings.items()}
 
     # ----- listing, rename, delete -----
@@ -605,8 +627,9 @@ class VoiceLibrary:
 
     def _listing(self, entry: IndexEntry) -> VoiceListing:
         record = entry.record
+        broken = f"{entry.broken}. {BROKEN_FIX}" if entry.broken is not None else None
         if record is None:
-            return VoiceListing(id=entry.voice_id, broken=entry.broken)
+            return VoiceListing(id=entry.voice_id, broken=broken)
         return VoiceListing(
             id=entry.voice_id,
             name=record.name,
@@ -617,7 +640,7 @@ class VoiceLibrary:
             last_used_at=record.last_used_at,
             tags=record.tags,
             stale=self.is_stale(record),
-            broken=entry.broken,
+            broken=broken,
         )
 
     @staticmethod
@@ -666,6 +689,37 @@ class VoiceLibrary:
             self._after_write()
         return record
 
+    # ----- pronunciation dictionaries (voices/pronunciations.py) -----
+    def pronunciations(self, id_or_name: str | None) -> dict[str, Entry]:
+        """The global dictionary (None) or a voice's own; empty when there is none."""
+        if id_or_name is None:
+            data = self._store.read_root_file(PRONUNCIATIONS_FILE, MAX_FILE_BYTES[PRONUNCIATIONS_FILE])
+            where = "the global pronunciation dictionary"
+        else:
+            vid = self.resolve(id_or_name).id
+            try:
+                data = self._store.read(vid, PRONUNCIATIONS_FILE)
+            except FileNotFoundError:
+                data = None
+            where = f"voice {vid}'s pronunciation dictionary"
+        return {} if data is None else pronunciations_from_bytes(data, where)
+
+    def set_pronunciations(self, id_or_name: str | None, entries: Mapping[str, Entry]) -> None:
+        """Replace the global dictionary (None) or a voice's own, atomically; no entries removes the file.
+        The voice's id and files are untouched: its dictionary travels with it on export."""
+        data = pronunciations_to_bytes(entries) if entries else None
+        with self._store.write_lock():
+            if id_or_name is None:
+                if data is None:
+                    (self.root / PRONUNCIATIONS_FILE).unlink(missing_ok=True)
+                else:
+                    self._store.write_root_file(PRONUNCIATIONS_FILE, data)
+            else:
+                self._index.refresh(full=True)
+                vid = self._healthy(self._lookup(id_or_name)).id
+                self._store.replace_voice_file(vid, PRONUNCIATIONS_FILE, data)
+            self._after_write()
+
     def delete(self, id_or_name: str) -> VoiceRecord | None:
         """Delete a voice (healthy or broken); returns its record, None if its meta.json was unreadable.
 
@@ -691,11 +745,20 @@ class VoiceLibrary:
         """
         for _ in range(3):  # the files are read one by one: a re-extraction may replace the folder meanwhile
             record = self.resolve(id_or_name)
-            files = {name: self._store.read(record.id, name) for name in VOICE_FILES}
+            reference_name = self._store.reference_name(record.id)
+            try:
+                files = {name: self._store.read(record.id, name) for name in (FEATURES_FILE, META_FILE, reference_name)}
+            except OSError as exc:  # gone or not a file: replaced meanwhile, or the folder is damaged
+                if self._changed_on_disk(record):
+                    id_or_name = record.id
+                    continue
+                self._broken(record, _unreadable(exc))
+            with contextlib.suppress(FileNotFoundError):  # a voice without its own dictionary has no file
+                files[PRONUNCIATIONS_FILE] = self._store.read(record.id, PRONUNCIATIONS_FILE)
             if self._meta_changed(record, files[META_FILE]):
                 id_or_name = record.id
                 continue
-            for name, digest in ((FEATURES_FILE, record.features_sha256), (REFERENCE_FILE, record.reference_sha256)):
+            for name, digest in ((FEATURES_FILE, record.features_sha256), (reference_name, record.reference_sha256)):
                 if sha256_hex(files[name]) != digest:
                     if self._changed_on_disk(record):
                         break
@@ -715,38 +778,32 @@ class VoiceLibrary:
 
         Everything is validated before anything is written (see archive.py). A voice already here
         is returned as is. Without `name`, the archive's name is kept, suffixed '-2', '-3'... if taken.
+        With a `reextract` callback (the server's engine) the features are re-extracted from the archive's
+        reference and ours are kept; the archive's must match them (`_reextracted_import`).
         """
         if name is not None and (problem := name_problem(name)):
             raise InvalidVoiceName(problem, "choose another name", argument=Term.NAME)
-        contents = read_archive(Path(archive_path).expanduser(), self.schema)
+        path = Path(archive_path).expanduser()
+        contents = read_archive(path, self.schema, self.rules, self.fingerprint)
         incoming = contents.record
         with self._store.clone_lock(incoming.id):
             self._full_refresh()
             found = self._existing(incoming.id, count_as_clone=False)
             if found is not None:
                 return found, True
-            files = dict(contents.files)
-            tensors = contents.tensors
-            if tensors is None:
-                if self._reextract is None:
-                    raise ArchiveError(
-                        f"{archive_path} holds features of schema v{incoming.schema_version}; this library needs "
-                        f"v{self.schema.version}. Import it through the server with its engine loaded."
-                    )
-                tensors, timings = self._run_reextract(
-                    contents.pcm, contents.sample_rate, incoming.transcript, incoming.language
-                )
-                files[FEATURES_FILE] = save_tensors(tensors)
+            if self._reextract is not None:
+                incoming, tensors = self._reextracted_import(path, contents)
+                features = save_tensors(tensors)
                 incoming = incoming.model_copy(
-                    update={
-                        "features_sha256": sha256_hex(files[FEATURES_FILE]),
-                        "features_bytes": len(files[FEATURES_FILE]),
-                        "schema_version": self.schema.version,
-                        "fingerprint": self.fingerprint,
-                        "timings": timings,
-                    }
+                    update={"features_sha256": sha256_hex(features), "features_bytes": len(features)}
                 )
-                self._stats.add(reextractions=1, extraction_s_spent=incoming.extraction_s)
+            elif contents.tensors is None:
+                raise ArchiveError(
+                    f"{archive_path} holds features of schema v{incoming.schema_version}; this library needs "
+                    f"v{self.schema.version}. Import it through the server with its engine loaded."
+                )
+            else:
+                tensors, features = contents.tensors, contents.files[FEATURES_FILE]
             with self._store.write_lock():
                 self._index.refresh(full=True)
                 if name is not None:
@@ -754,9 +811,38 @@ class VoiceLibrary:
                 final_name = name or self._unique_variant(incoming.name, incoming.id)
                 record = incoming.model_copy(update={"name": final_name, "last_used_at": None})
                 self._stats.add(imports=1)
-                self._commit(record, {FEATURES_FILE: files[FEATURES_FILE], REFERENCE_FILE: files[REFERENCE_FILE]})
+                reference = {n: d for n, d in contents.files.items() if n not in (META_FILE, FEATURES_FILE)}
+                self._commit(record, {**reference, FEATURES_FILE: features})
         self._remember(record, tensors)
         return record, False
+
+    def _reextracted_import(self, path: Path, contents: ArchiveContents) -> tuple[VoiceRecord, Tensors]:
+        """Features extracted here from the archive's reference, after checking the archive's against them.
+
+        Ours are kept: a voice's features then always follow from its reference and transcript, which is
+        all its id (and a later clone of the same clip, answered `existed`) stands for. The archive's are
+        compared first when the same model made them: features that do not match their own reference
+        (another voice's put under this one, or edited) are refused rather than silently replaced, so
+        whoever holds that archive learns it is not what it claims. Features of another schema version or
+        model cannot be compared; they are simply replaced.
+        """
+        incoming = contents.record
+        tensors, timings = self._run_reextract(
+            contents.pcm, contents.sample_rate, incoming.transcript, incoming.language
+        )
+        if contents.tensors is not None and self.rules is not None and not self.is_stale(incoming):
+            mismatch = self.rules.mismatch(contents.tensors, tensors)
+            if mismatch is not None:
+                raise ArchiveError(
+                    f"{path}: its features were not extracted from its own reference audio ({mismatch}): the "
+                    "archive was edited, or holds another voice's features. Export the voice again from the "
+                    "library that made it, or clone its recording instead."
+                )
+        record = incoming.model_copy(
+            update={"schema_version": self.schema.version, "fingerprint": self.fingerprint, "timings": timings}
+        )
+        self._stats.add(reextractions=1, extraction_s_spent=record.extraction_s)
+        return record, tensors
 
     # ----- stats and lifecycle -----
     def stats(self) -> LibraryStats:
@@ -834,3 +920,10 @@ class VoiceLibrary:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _unreadable(exc: OSError) -> str:
+    """Why a voice's file cannot be read, naming the file but never the folder it is in."""
+    if exc.filename:
+        return f"{Path(exc.filename).name} cannot be read ({exc.strerror or type(exc).__name__})"
+    return str(exc)

@@ -4,15 +4,53 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Final, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Final, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator
+
+from glmtts_mcp.voices.identity import ID_LENGTH, tags_problem
 
 META_FORMAT: Final = "glmtts-mcp-voice"
 META_VERSION = 1
 Tier = Literal["device", "memory", "disk", "reextracted"]
+
+# Bounds of meta.json's values, checked wherever one is read (a voice folder, an archive). No reference the
+# engine reads is longer than 600 s (longer files are refused before decoding); a transcript of that much
+# speech at 30 characters a second has 18,060 (app.cloning.transcript_limit); sample rates below 1 kHz hold
+# no speech band, and FLAC cannot store more than 655,350 Hz. Times lie between this project's first
+# voice library and now, give or take CLOCK_SKEW: a clock set to local time but read as UTC is up to 14 h off,
+# and a voice must not turn broken when such a clock is corrected; no clock gives a date a day ahead.
+MAX_DURATION_S = 600.0
+MAX_TRANSCRIPT_CHARS = 20_000
+SAMPLE_RATE_RANGE = (1_000, 655_350)
+EARLIEST_TIME = datetime(2024, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(days=1)
+MAX_TIMING_S = 86_400.0
+
+
+def _plausible_time(value: datetime) -> datetime:
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    latest = datetime.now(UTC) + CLOCK_SKEW
+    if not EARLIEST_TIME <= aware <= latest:
+        raise ValueError(
+            f"{value.isoformat()} is not between {EARLIEST_TIME.date()} and now (a day of clock skew allowed)"
+        )
+    return value
+
+
+Time = Annotated[datetime, AfterValidator(_plausible_time)]
+
+
+def meta_problem(exc: ValidationError) -> str:
+    """What is wrong with a meta.json that failed validation: its first error and where."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(document)"
+    return f"meta.json is invalid at {where}: {first['msg']}"
+
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class VoiceRecord(BaseModel):
@@ -22,29 +60,47 @@ class VoiceRecord(BaseModel):
 
     format: Literal["glmtts-mcp-voice"] = META_FORMAT
     meta_version: int = META_VERSION
-    id: str
-    name: str
-    transcript: str = Field(description="the text spoken in the reference audio, as used for the features")
+    id: str = Field(pattern=rf"^[0-9a-f]{{{ID_LENGTH}}}$")
+    name: str = Field(max_length=256)  # the naming rules themselves: identity.name_problem, where names are used
+    transcript: str = Field(
+        max_length=MAX_TRANSCRIPT_CHARS, description="the text spoken in the reference audio, as used for the features"
+    )
     transcript_input: str | None = Field(
-        description="the transcript given when cloning (None: Whisper was asked); part of the id"
+        max_length=MAX_TRANSCRIPT_CHARS,
+        description="the transcript given when cloning (None: Whisper was asked); part of the id",
     )
     transcript_source: Literal["user", "whisper"]
-    language: str | None = None
-    created_at: datetime
-    last_used_at: datetime | None = None
-    duration_s: float
-    sample_rate: int
-    reference_sha256: str = Field(description="sha256 of reference.flac")
-    reference_bytes: int
-    features_sha256: str = Field(description="sha256 of features.safetensors")
-    features_bytes: int
-    schema_version: int
-    fingerprint: str = Field(description="engine/model fingerprint the features were extracted with")
+    language: str | None = Field(default=None, max_length=16)
+    created_at: Time
+    last_used_at: Time | None = None
+    duration_s: float = Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    sample_rate: int = Field(ge=SAMPLE_RATE_RANGE[0], le=SAMPLE_RATE_RANGE[1])
+    reference_sha256: Sha256 = Field(description="sha256 of the reference file (reference.flac or .wav)")
+    reference_bytes: int = Field(ge=0)
+    features_sha256: Sha256 = Field(description="sha256 of features.safetensors")
+    features_bytes: int = Field(ge=0)
+    schema_version: int = Field(ge=0)
+    fingerprint: str = Field(max_length=128, description="engine/model fingerprint the features were extracted with")
     reference_processing: Literal["clean", "upstream"] = Field(
         default="clean", description="how the kept reference samples were prepared from the clip; part of the id"
     )
     tags: list[str] = Field(default_factory=list)
-    timings: dict[str, float] = Field(default_factory=dict, description="extraction seconds per stage")
+    timings: dict[str, float] = Field(default_factory=dict, max_length=32, description="extraction seconds per stage")
+
+    @field_validator("tags")
+    @classmethod
+    def _usable_tags(cls, tags: list[str]) -> list[str]:
+        if problem := tags_problem(tags):
+            raise ValueError(problem)
+        return tags
+
+    @field_validator("timings")
+    @classmethod
+    def _plausible_timings(cls, timings: dict[str, float]) -> dict[str, float]:
+        for stage, seconds in timings.items():
+            if len(stage) > 64 or not 0 <= seconds <= MAX_TIMING_S:  # NaN fails the comparison too
+                raise ValueError(f"timing {stage[:64]!r} = {seconds!r} is not 0-{MAX_TIMING_S:g} seconds")
+        return timings
 
     @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property; pydantic's advice
     @property
@@ -65,7 +121,9 @@ class VoiceListing(BaseModel):
     last_used_at: datetime | None = None
     tags: list[str] = Field(default_factory=list)
     stale: bool = False
-    broken: str | None = Field(default=None, description="why the voice cannot be used; None when healthy")
+    broken: str | None = Field(
+        default=None, description="why the voice cannot be used and how to fix that; None when healthy"
+    )
 
 
 class VoicePage(BaseModel):

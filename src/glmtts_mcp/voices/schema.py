@@ -29,7 +29,18 @@ _SAFETENSORS_CODES: dict[str, str] = {
     "uint8": "U8",
     "bool": "BOOL",
 }
+# safetensors header code -> numpy dtype, for reading single tensors straight from a file.
+_NUMPY_DTYPES: dict[str, str] = {
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+    "F32": "<f4",
+    "F64": "<f8",
+}
 MAX_HEADER_BYTES = 1 << 20
+MAX_READ_BYTES = 16 << 20  # of one tensor read on its own (ids: a 30 s clip has a few KB)
 
 
 @dataclass(frozen=True)
@@ -142,3 +153,53 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any
     if expected != size:
         return header, f"features file is {size} bytes but its header describes {expected} (truncated or padded)"
     return header, None
+
+
+def header_shapes(header: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every tensor a (schema-checked) safetensors header describes."""
+    return {
+        name: tuple(int(n) for n in entry["shape"])
+        for name, entry in header.items()
+        if name != "__metadata__" and isinstance(entry, dict) and isinstance(entry.get("shape"), list)
+    }
+
+
+def _read_at(fd: int, count: int, offset: int) -> bytes:
+    """Up to `count` bytes at `offset` (os.pread is not on every platform)."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    chunks: list[bytes] = []
+    while count > 0 and (chunk := os.read(fd, min(count, 1 << 20))):
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_safetensors_arrays(
+    path: str | os.PathLike[str], header: Mapping[str, Any], names: list[str]
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """Just the named tensors of a safetensors file whose `header` was checked (a few KB of ids, not the
+    whole file), and a problem, if any. No symlinks followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        return {}, f"features file cannot be opened ({exc.strerror})"
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        (length,) = struct.unpack("<Q", _read_at(fd, 8, 0))
+        for name in names:
+            entry = header.get(name)
+            if not isinstance(entry, dict) or entry.get("dtype") not in _NUMPY_DTYPES:
+                return arrays, f"{name} has a malformed header entry"
+            start, end = (int(n) for n in entry["data_offsets"])
+            if not 0 <= end - start <= MAX_READ_BYTES:
+                return arrays, f"{name} claims {end - start} bytes of data (at most {MAX_READ_BYTES} are read)"
+            dtype = np.dtype(_NUMPY_DTYPES[entry["dtype"]])
+            data = _read_at(fd, end - start, 8 + length + start) if end > start else b""
+            if len(data) != end - start or len(data) % dtype.itemsize:
+                return arrays, f"{name}'s data is truncated"
+            arrays[name] = np.frombuffer(data, dtype=dtype)
+    except (OSError, ValueError, TypeError, struct.error) as exc:
+        return arrays, f"features file cannot be read ({exc})"
+    finally:
+        os.close(fd)
+    return arrays, None

@@ -1,7 +1,7 @@
 """Voice folders on disk: confined paths, atomic commits, locks, and crash recovery.
 
 Layout under the root:
-    voices/<id>/{features.safetensors, meta.json, reference.flac}   one folder per voice
+    voices/<id>/{features.safetensors, meta.json, reference.flac or .wav}   one folder per voice
     tmp/                                                          work in progress; emptied on recovery
     locks/                                                        file locks shared by processes
     generation                                                    changes on every write (cheap change check)
@@ -21,7 +21,7 @@ import shutil
 import stat
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,19 +29,36 @@ from filelock import FileLock, Timeout
 
 from glmtts_mcp.voices.errors import VoiceLibraryError, VoiceNotFound
 from glmtts_mcp.voices.identity import is_voice_id
+from glmtts_mcp.voices.reference_file import FLOAT_REFERENCE_FILE, REFERENCE_FILE, REFERENCE_FILES
 
 log = logging.getLogger(__name__)
 
 FEATURES_FILE = "features.safetensors"
 META_FILE = "meta.json"
-REFERENCE_FILE = "reference.flac"
-VOICE_FILES = (FEATURES_FILE, META_FILE, REFERENCE_FILE)
-MAX_FILE_BYTES = {FEATURES_FILE: 64 << 20, META_FILE: 256 << 10, REFERENCE_FILE: 256 << 20}
+PRONUNCIATIONS_FILE = "pronunciations.json"
+OPTIONAL_VOICE_FILES = (PRONUNCIATIONS_FILE,)  # a voice's own pronunciation dictionary, when it has one
+MAX_FILE_BYTES = {
+    FEATURES_FILE: 64 << 20,
+    META_FILE: 256 << 10,
+    REFERENCE_FILE: 256 << 20,
+    FLOAT_REFERENCE_FILE: 256 << 20,
+    PRONUNCIATIONS_FILE: 1 << 20,
+}
 WRITE_LOCK_TIMEOUT_S = 120.0
 CLONE_LOCK_TIMEOUT_S = 1800.0
 _OLD_PREFIX = "old-"
 
 FileSignature = tuple[int, int, int] | None  # (inode, mtime_ns, size) of a regular file, None if absent
+
+
+def voice_file_names(names: Iterable[str]) -> tuple[str, str, str] | None:
+    """(features, meta, reference file) when `names` are exactly a voice's files (one reference file of
+    REFERENCE_FILES; optional files such as its dictionary aside), else None."""
+    found = set(names) - set(OPTIONAL_VOICE_FILES)
+    references = found & set(REFERENCE_FILES)
+    if len(references) != 1 or found != {FEATURES_FILE, META_FILE, *references}:
+        return None
+    return FEATURES_FILE, META_FILE, references.pop()
 
 
 def sha256_hex(data: bytes) -> str:
@@ -206,7 +223,10 @@ class VoiceStore:
             return "voice folder is a symlink (refused)"
         if not stat.S_ISDIR(info.st_mode):
             return "voice entry is not a folder"
-        for name in VOICE_FILES:
+        references = [name for name in REFERENCE_FILES if os.path.lexists(path / name)]
+        if len(references) > 1:
+            return f"it holds both {' and '.join(references)} (a voice keeps one reference file)"
+        for name in (FEATURES_FILE, META_FILE, *(references or [REFERENCE_FILE])):
             try:
                 mode = os.lstat(path / name).st_mode
             except FileNotFoundError:
@@ -215,14 +235,21 @@ class VoiceStore:
                 return f"{name} is not a regular file (symlinks are refused)"
         return None
 
+    def reference_name(self, voice_id: str) -> str:
+        """The reference file the voice's folder holds (REFERENCE_FILE when it holds none: reading it then
+        fails as a missing file does)."""
+        path = self.voice_dir(voice_id)
+        return next((name for name in REFERENCE_FILES if os.path.lexists(path / name)), REFERENCE_FILE)
+
     def folder_exists(self, voice_id: str) -> bool:
         """Whether voices/<id> exists at all (even as a broken entry)."""
         return os.path.lexists(self.voice_dir(voice_id))
 
     def signature(self, voice_id: str) -> tuple[FileSignature, ...]:
-        """Signatures of a voice's files: any change to any of them changes this."""
+        """Signatures of a voice's files (features, meta, then each possible reference file): any change to
+        any of them changes this."""
         path = self.voice_dir(voice_id)
-        return tuple(file_signature(path / name) for name in VOICE_FILES)
+        return tuple(file_signature(path / name) for name in (FEATURES_FILE, META_FILE, *REFERENCE_FILES))
 
     def read(self, voice_id: str, name: str) -> bytes:
         """One file of a voice; VoiceNotFound if the voice (or that file) is gone."""
@@ -290,13 +317,23 @@ class VoiceStore:
         return self.tmp_dir / f"{kind}-{suffix}{uuid.uuid4().hex}"
 
     def commit_voice(self, voice_id: str, files: dict[str, bytes]) -> None:
-        """Write a whole voice folder atomically, replacing any existing one."""
-        if set(files) != set(VOICE_FILES):
-            raise ValueError(f"a voice folder needs exactly {VOICE_FILES}")
+        """Write a whole voice folder atomically, replacing any existing one; an optional file not given
+        (a voice's dictionary when its features are re-extracted) is carried over from the folder replaced."""
+        names = voice_file_names(files)
+        if names is None:
+            raise ValueError(
+                f"a voice folder needs exactly {FEATURES_FILE}, {META_FILE} and one of {REFERENCE_FILES}, "
+                f"and may have {OPTIONAL_VOICE_FILES}"
+            )
+        features, meta, reference = names
         target = self.voice_dir(voice_id)
+        files = dict(files)
+        for name in OPTIONAL_VOICE_FILES:
+            if name not in files and os.path.isfile(target / name) and not os.path.islink(target / name):
+                files[name] = read_regular_file(target / name, MAX_FILE_BYTES[name])
         staging = self._scratch("new", voice_id)
         staging.mkdir()
-        for name in (FEATURES_FILE, REFERENCE_FILE, META_FILE):
+        for name in (features, reference, *[n for n in OPTIONAL_VOICE_FILES if n in files], meta):
             write_new_file(staging / name, files[name])
         fsync_dir(staging)
         fsync_dir(self.tmp_dir)
@@ -319,6 +356,28 @@ class VoiceStore:
         write_new_file(staging, data)
         os.replace(staging, target_dir / META_FILE)
         fsync_dir(target_dir)
+
+    def replace_voice_file(self, voice_id: str, name: str, data: bytes | None) -> None:
+        """Atomically replace (or, with None, remove) one optional file of a voice."""
+        if name not in OPTIONAL_VOICE_FILES:
+            raise ValueError(f"{name} is not an optional voice file")
+        target_dir = self.voice_dir(voice_id)
+        if os.path.islink(target_dir) or not target_dir.is_dir():
+            raise VoiceNotFound(f"voice {voice_id} was deleted")
+        if data is None:
+            (target_dir / name).unlink(missing_ok=True)
+        else:
+            staging = self._scratch("optional")
+            write_new_file(staging, data)
+            os.replace(staging, target_dir / name)
+        fsync_dir(target_dir)
+
+    def read_root_file(self, name: str, max_bytes: int) -> bytes | None:
+        """A small file at the root, or None when there is none."""
+        try:
+            return read_regular_file(self.root / name, max_bytes)
+        except FileNotFoundError:
+            return None
 
     def remove_voice(self, voice_id: str) -> None:
         """Delete a voice: one rename out of voices/ is the commit point, then the files go."""

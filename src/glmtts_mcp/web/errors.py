@@ -2,25 +2,34 @@
 
 REST bodies are `{"error": sentence, "field": name-or-null, "status": code}`; the OpenAI-compatible
 paths answer in OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`) so its clients
-raise their own exception with the sentence.
+raise their own exception with the sentence. No answer names the server's folders by their absolute
+path (an HTTP client has no business knowing where the library lives): `FolderNames` puts each one's
+role in its place, and a file-system error says what failed, not where.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from glmtts_mcp.app.engine_host import ServerBusy
 from glmtts_mcp.errors import Kind, Term, UserError, Words
 
 log = logging.getLogger(__name__)
 
 OPENAI_PREFIX = "/v1/"
+CLIENT_CLOSED_REQUEST = 499  # the status proxies log for a client that left before its answer
+
+
+class ClientGone(Exception):
+    """The HTTP client closed its connection before the first byte of its answer: its work was stopped."""
 
 
 class WebError(Exception):
@@ -52,7 +61,10 @@ _ACTIONS: dict[Term, str] = {
     Term.IMPORT_VOICE: "POST /api/voices/import",
     Term.RENAME_VOICE: "PATCH /api/voices/{voice}",
 }
-_SETTINGS: dict[Term, str] = {Term.MAX_TEXT_CHARS: "the server's --max-text-chars setting"}
+_SETTINGS: dict[Term, str] = {
+    Term.MAX_TEXT_CHARS: "the server's --max-text-chars setting",
+    Term.MAX_SCRIPT_CHARS: "the server's --max-script-chars setting",
+}
 
 
 def field_name(term: Term, overrides: Mapping[Term, str] | None = None) -> str:
@@ -81,14 +93,6 @@ def _fields_for(path: str) -> Mapping[Term, str] | None:
     return OPENAI_FIELDS if path.startswith(OPENAI_PREFIX) else None
 
 
-def user_error_response(path: str, exc: UserError) -> JSONResponse:
-    """A user error as the HTTP problem of `path`: the status from its kind, the sentence in REST words,
-    the field from the input it concerns (named as that path's request names it)."""
-    fields = _fields_for(path)
-    field = field_name(exc.argument, fields) if exc.argument is not None else None
-    return error_response(path, STATUS[exc.kind], exc.render(rest_words(fields)), field)
-
-
 def error_body(path: str, status: int, message: str, field: str | None = None) -> dict[str, Any]:
     """The JSON body of an error, in OpenAI's shape under /v1/ and in ours elsewhere."""
     if path.startswith(OPENAI_PREFIX):
@@ -100,6 +104,21 @@ def error_body(path: str, status: int, message: str, field: str | None = None) -
 
 def error_response(path: str, status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse(error_body(path, status, message, field), status_code=status)
+
+
+class FolderNames:
+    """The server's folders as an HTTP client may see them: by their role ("the voice library"), never by
+    their absolute path, in whichever form (as configured or resolved) a message holds it."""
+
+    def __init__(self, folders: Mapping[str, Path]) -> None:
+        forms = {(str(form), role) for role, folder in folders.items() for form in (folder, folder.resolve())}
+        self._forms = sorted(forms, key=lambda pair: len(pair[0]), reverse=True)  # the deepest folder first
+
+    def hide(self, message: str) -> str:
+        for form, role in self._forms:
+            if len(form) > 1:  # never the root folder "/"
+                message = message.replace(form, role)
+        return message
 
 
 def _validation_sentence(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -114,21 +133,34 @@ def _validation_sentence(exc: RequestValidationError) -> tuple[str, str | None]:
     return "; ".join(problems) + " (see /docs for the request's fields)", first_field
 
 
-def install_error_handlers(api: FastAPI) -> None:
-    """Refusals keep their sentence and status; a bug is logged and answered with a 500 sentence."""
+def install_error_handlers(api: FastAPI, folders: FolderNames) -> None:
+    """Refusals keep their sentence and status (the server's folders named by role); a bug is logged and
+    answered with a 500 sentence."""
 
     @api.exception_handler(WebError)
     async def web_error(request: Request, exc: WebError) -> JSONResponse:
-        return error_response(request.url.path, exc.status, exc.message, exc.field)
+        return error_response(request.url.path, exc.status, folders.hide(exc.message), exc.field)
 
     @api.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
-        return user_error_response(request.url.path, exc)
+        fields = _fields_for(request.url.path)
+        field = field_name(exc.argument, fields) if exc.argument is not None else None
+        message = folders.hide(exc.render(rest_words(fields)))
+        response = error_response(request.url.path, STATUS[exc.kind], message, field)
+        if isinstance(exc, ServerBusy):
+            response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
+
+    @api.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        log.info("%s %s: %s", request.method, request.url.path, exc)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it: the connection is closed
 
     @api.exception_handler(OSError)
     async def file_system_error(request: Request, exc: OSError) -> JSONResponse:
         log.error("file system error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(request.url.path, 500, f"file system error: {exc}")
+        reason = exc.strerror or type(exc).__name__  # what failed, never the file's path
+        return error_response(request.url.path, 500, f"file system error ({reason}): see the server log")
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,7 +3,8 @@
 A request carries `Authorization: Bearer <token>` or the session cookie a sign-in sets (HttpOnly,
 SameSite=Strict). The sign-in is the one-time URL printed at start (`/login?code=...`, as Jupyter does)
 or the token typed into the form. `WebAccess.allows` is the one token check: the root app's gate
-(asgi/checks.py) applies it to every path, /mcp included.
+(asgi/checks.py) applies it to every path, /mcp included. Wrong sign-ins are counted and slowed per
+client address (`LoginThrottle`): a guesser gets a few tries, then waits twice as long after each.
 """
 
 from __future__ import annotations
@@ -11,16 +12,68 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import logging
 import secrets
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import Headers
 
+log = logging.getLogger(__name__)
+
 SESSION_COOKIE = "glmtts_mcp_session"
 LOGIN_PATH = "/login"
+
+
+class LoginThrottle:
+    """Wrong sign-ins per client address: `free_tries` answered at once, then each further one makes the
+    address wait `first_wait_s`, doubled per failure up to `max_wait_s`, before it may try again. A right
+    sign-in forgets the address. At most `max_addresses` are remembered (the longest quiet dropped first),
+    so a flood of addresses costs bounded memory."""
+
+    def __init__(
+        self,
+        free_tries: int = 5,
+        first_wait_s: float = 1.0,
+        max_wait_s: float = 60.0,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free_tries, self.first_wait_s, self.max_wait_s = free_tries, first_wait_s, max_wait_s
+        self.max_addresses = max_addresses
+        self.clock = clock
+        self.failed_total = 0  # wrong sign-ins since start, every address
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()  # address -> (failures, next try)
+        self._lock = threading.Lock()
+
+    def wait_s(self, address: str) -> float:
+        """Seconds `address` must still wait before its next try (0: it may try now)."""
+        with self._lock:
+            _, next_try = self._failures.get(address, (0, 0.0))
+            return max(0.0, next_try - self.clock())
+
+    def failed(self, address: str) -> float:
+        """Count a wrong sign-in; the seconds the address must now wait."""
+        with self._lock:
+            failures = self._failures.pop(address, (0, 0.0))[0] + 1
+            self.failed_total += 1
+            over = failures - self.free_tries
+            wait = min(self.max_wait_s, self.first_wait_s * 2 ** (over - 1)) if over > 0 else 0.0
+            self._failures[address] = (failures, self.clock() + wait)
+            while len(self._failures) > self.max_addresses:
+                self._failures.popitem(last=False)
+        if over > 0:
+            log.warning("%d wrong sign-ins from %s: it waits %.0f s before its next try", failures, address, wait)
+        return wait
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
 
 
 class WebAccess:
@@ -30,6 +83,7 @@ class WebAccess:
         self.token = token
         self._code: str | None = secrets.token_urlsafe(24) if token else None
         self._lock = threading.Lock()
+        self.throttle = LoginThrottle()
 
     @property
     def required(self) -> bool:
@@ -96,6 +150,18 @@ def login_page(message: str | None = None, status: int = 200) -> HTMLResponse:
     return HTMLResponse(_LOGIN_PAGE.format(message=shown), status_code=status)
 
 
+def _too_soon(wait_s: float) -> HTMLResponse:
+    """The answer to a sign-in from an address that must wait after its wrong tries."""
+    seconds = max(1, round(wait_s + 0.5))
+    response = login_page(f"Too many wrong sign-ins from your address: wait {seconds} s, then try again.", 429)
+    response.headers["retry-after"] = str(seconds)
+    return response
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def web_access(request: Request) -> WebAccess:
     """The access rules the app was built with (`app.state.access`)."""
     return request.app.state.access
@@ -114,16 +180,26 @@ def login_routes() -> APIRouter:
             return RedirectResponse("/", status_code=303)
         if code is None:
             return login_page()
+        address = _address(request)
+        if wait := access.throttle.wait_s(address):
+            return _too_soon(wait)
         if not access.redeem(code):
+            access.throttle.failed(address)
             return login_page("That sign-in link was already used or is wrong: type the token instead.", 401)
+        access.throttle.succeeded(address)
         return access.start_session(RedirectResponse("/", status_code=303))
 
     @router.post(LOGIN_PATH)
-    async def login_token(access: Access, token: str = Form("")) -> Response:
+    async def login_token(request: Request, access: Access, token: str = Form("")) -> Response:
         if not access.required:
             return RedirectResponse("/", status_code=303)
+        address = _address(request)
+        if wait := access.throttle.wait_s(address):
+            return _too_soon(wait)
         if not access.token_matches(token.strip()):
+            access.throttle.failed(address)
             return login_page("That is not this server's token.", 401)
+        access.throttle.succeeded(address)
         return access.start_session(RedirectResponse("/", status_code=303))
 
     return router

@@ -6,8 +6,12 @@ Two processings (`reference_processing`):
   Extraction then resamples straight to 16 kHz and 24 kHz as upstream's frontend does, per feature:
   the speech tokenizer takes channel 0 (`SpeechTokenizer.extract_speech_token`), the prompt mel and
   CAMPPlus take the channel mean (`load_wav`); see `reference_pcm_at`.
-Either way the result is 16-bit samples, quantized once here: the library keeps exactly these in its
-FLAC (every channel, for `upstream`), so a re-extraction sees the very samples the first clone saw.
+A `clean` clip is quantized to 16 bits once, here. An `upstream` clip keeps the samples exactly as upstream's
+`torchaudio.load` reads the file (float32, each integer sample k of a b-bit file as k / 2^(b-1)), in the
+narrowest type that holds them losslessly (`kept_samples`): int16 for 16-bit (and 8-bit) sources, int32
+holding 24-bit values, float32 for everything else (float files, 32-bit integers, compressed formats).
+The library keeps exactly these (every channel, for `upstream`), so a re-extraction sees the very samples
+the first clone saw.
 
 Decoding uses soundfile (libsndfile: WAV, FLAC, OGG Vorbis/Opus, MP3 and more), never an external
 program. Every refusal is an AudioInputError that says what is wrong and what to do instead. The
@@ -41,10 +45,11 @@ CLIP_LEVEL = 0.999  # relative to the peak: samples at the peak level count as c
 CLIP_REFUSE_SHARE = 0.05  # more than 5 % of sounding samples pinned at the peak: square wave or hard clipping
 CLIP_WARN_SHARE = 0.002
 LOW_RATE_WARN = 16000
-# int16 -> float is k / 32768, as soundfile and torchaudio (so upstream) read a 16-bit file. A clean clip
-# is quantized as rint(x * 32767), the rule the library always hashed by, so ids of clips cloned before
-# stay the same.
+# A b-bit integer sample k reads as k / 2^(b-1), as soundfile and torchaudio (so upstream) read the file:
+# exact in float32 for 16 and 24 bits. A clean clip is quantized as rint(x * 32767), the rule the library
+# always hashed by, so ids of clips cloned before stay the same.
 PCM16_READ_SCALE = 32768.0
+PCM24_READ_SCALE = 8388608.0
 CLEAN_QUANTIZE_SCALE = 32767.0
 MAX_CHANNELS = 8  # FLAC's limit: the library keeps an `upstream` clip's channels in a FLAC
 
@@ -144,9 +149,9 @@ def _normalise(x: np.ndarray, rate: int) -> np.ndarray:
     return (x.astype(np.float64) * gain).astype(np.float32)
 
 
-def _to_pcm16(x: np.ndarray, scale: float) -> np.ndarray:
-    """Samples in [-1, 1] as int16 (rounded, clipped to the int16 range)."""
-    return np.clip(np.rint(x.astype(np.float64) * scale), -32768, 32767).astype(np.int16)
+def _quantize_clean(x: np.ndarray) -> np.ndarray:
+    """Samples in [-1, 1] as int16 by the clean rule (rounded, clipped to the int16 range)."""
+    return np.clip(np.rint(x.astype(np.float64) * CLEAN_QUANTIZE_SCALE), -32768, 32767).astype(np.int16)
 
 
 def _check_level(mono: np.ndarray, rate: int, name: str, warnings: list[str]) -> None:
@@ -212,7 +217,7 @@ def load_reference(
             _check_level(samples.mean(axis=1), rate, f"the channel mix of {name}", [])
         duration = len(samples) / rate
         _check_duration(duration, duration, name, min_s, max_s, warn_s, warnings)
-        pcm = _to_pcm16(samples, PCM16_READ_SCALE)  # [N, channels]; mono as [N]
+        pcm = kept_samples(samples)  # [N, channels]; mono as [N]
         pcm, out_rate = (pcm[:, 0].copy() if channels == 1 else pcm), rate
     else:
         mono = samples.mean(axis=1, dtype=np.float64)
@@ -221,21 +226,53 @@ def load_reference(
         trimmed = _trim(mono, rate)
         _check_duration(len(trimmed) / rate, len(mono) / rate, name, min_s, max_s, warn_s, warnings)
         out = resample(torch.from_numpy(trimmed), rate, target_sr).numpy()
-        pcm, out_rate = _to_pcm16(_normalise(out, target_sr), CLEAN_QUANTIZE_SCALE), target_sr
+        pcm, out_rate = _quantize_clean(_normalise(out, target_sr)), target_sr
     for w in warnings:
         log.info("reference audio: %s", w)
     return ReferenceAudio(pcm=pcm, sample_rate=out_rate, duration_s=len(pcm) / out_rate, warnings=warnings)
 
 
+def _exact_integers(samples: np.ndarray, scale: float, dtype: type[np.signedinteger]) -> np.ndarray | None:
+    """samples * scale as `dtype` when every one is an integer in [-scale, scale - 1], else None."""
+    scaled = samples.astype(np.float64) * scale
+    if np.any(scaled != np.rint(scaled)) or scaled.min() < -scale or scaled.max() > scale - 1:
+        return None
+    return scaled.astype(dtype)
+
+
+def kept_samples(samples: np.ndarray) -> np.ndarray:
+    """Float32 samples as read, in the narrowest type that gives them back exactly (`samples_as_read`):
+    int16 when all are k / 32768, int32 holding 24-bit values when all are k / 2^23, else float32 itself.
+    A source's samples decide, not its container: a 24-bit file of 16-bit audio is kept (and identified)
+    as the 16-bit file it equals."""
+    for scale, dtype in ((PCM16_READ_SCALE, np.int16), (PCM24_READ_SCALE, np.int32)):
+        exact = _exact_integers(samples, scale, dtype)
+        if exact is not None:
+            return exact
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def samples_as_read(pcm: np.ndarray) -> np.ndarray:
+    """Kept samples as float32, as upstream's torchaudio.load reads them: int16 as k / 32768, int32 (24-bit
+    values) as k / 2^23, float32 as they are."""
+    if pcm.dtype == np.int16:
+        return pcm.astype(np.float32) / np.float32(PCM16_READ_SCALE)
+    if pcm.dtype == np.int32:
+        return pcm.astype(np.float32) / np.float32(PCM24_READ_SCALE)  # 24-bit values: exact in float32
+    if pcm.dtype == np.float32:
+        return pcm
+    raise ValueError(
+        f"reference samples must be int16, int32 (24-bit) or float32 as load_reference keeps them, not {pcm.dtype}"
+    )
+
+
 def reference_pcm_at(ref: ReferenceAudio, sr: int, *, first_channel: bool = False) -> torch.Tensor:
-    """The reference as a (1, T) float32 tensor at `sr`, resampled straight from the kept samples (read as
-    a 16-bit file is read: k / 32768). A multichannel (`upstream`) clip gives the channel mean, as upstream's
-    `load_wav` feeds its prompt mel and CAMPPlus, or with `first_channel` its channel 0, as upstream's
-    speech tokenizer reads it; a mono clip gives its samples either way."""
+    """The reference as a (1, T) float32 tensor at `sr`, resampled straight from the kept samples read as
+    upstream reads the file (`samples_as_read`). A multichannel (`upstream`) clip gives the channel mean, as
+    upstream's `load_wav` feeds its prompt mel and CAMPPlus, or with `first_channel` its channel 0, as
+    upstream's speech tokenizer reads it; a mono clip gives its samples either way."""
     pcm = np.asarray(ref.pcm)
-    if pcm.dtype != np.int16:
-        raise ValueError(f"reference samples must be int16 (as load_reference makes them), got {pcm.dtype}")
-    channels = torch.from_numpy(pcm.astype(np.float32) / np.float32(PCM16_READ_SCALE)).reshape(len(pcm), -1).T
+    channels = torch.from_numpy(np.ascontiguousarray(samples_as_read(pcm))).reshape(len(pcm), -1).T
     if first_channel or channels.shape[0] == 1:
         wav = channels[:1].contiguous()
     else:

@@ -21,7 +21,8 @@ from typing import ClassVar, Literal
 import emoji
 import kaldifst
 
-from glmtts_mcp.engine.types import EngineError
+from glmtts_mcp.engine.frontend import g2p
+from glmtts_mcp.engine.types import EngineError, Pronunciation
 
 Language = Literal["zh", "en"]
 
@@ -647,6 +648,9 @@ def _hard_split(sentence: list[str], max_len: int) -> list[list[str]]:
     return pieces
 
 
+_AS_WRITTEN = Pronunciation()  # upstream's text path, no dictionary
+
+
 class TextFrontend:
     """Upstream GLM-TTS's text frontend (normalization and splitting); cheap to construct.
 
@@ -677,9 +681,15 @@ class TextFrontend:
             "".join(piece) for sentence in _min_sentences(units, min_len) for piece in _hard_split(sentence, max_len)
         ]
 
-    def synthesis_segments(self, text: str, min_len: int = 30, max_len: int = 60) -> list[str]:
-        """What upstream feeds the LLM for one request: normalize, split, normalize each segment."""
-        return [self.normalize(piece) for piece in self.split_by_len(self.normalize(text), min_len, max_len)]
+    def synthesis_segments(
+        self, text: str, min_len: int = 30, max_len: int = 60, pronunciation: Pronunciation = _AS_WRITTEN
+    ) -> list[str]:
+        """What upstream feeds the LLM for one request: normalize, split, normalize each segment; then, per
+        `pronunciation`, the user's respellings first and readings (or phoneme-in's G2P) last."""
+        text = g2p.substitute(text, dict(pronunciation.respellings))
+        segments = [self.normalize(piece) for piece in self.split_by_len(self.normalize(text), min_len, max_len)]
+        readings = dict(pronunciation.readings)
+        return [g2p.as_read(segment, pronunciation.mode == "phoneme", readings) for segment in segments]
 
     @staticmethod
     def preload(*languages: Language) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,7 @@ class AddedTokenSplitter:
 
     def __init__(self, tokens: dict[str, int]) -> None:
         self._ids = tokens
+        self.tokens: Mapping[str, int] = tokens
         lengths: dict[str, set[int]] = {}
         for token in tokens:
             if token:
@@ -170,6 +172,10 @@ class TextTokenizer:
             else:
                 ids.extend(self._bpe.encode_ordinary(piece))
         return ids
+
+    def missing_tokens(self, tokens: Iterable[str]) -> list[str]:
+        """Those of `tokens` that are not added tokens here (they would be read as plain text)."""
+        return [token for token in tokens if token not in self._splitter.tokens]
 
     def special_token_ids(self) -> SpecialTokenIds:
         """Look each special token up by string, as upstream does, and check it is one id >= <|endoftext|>."""

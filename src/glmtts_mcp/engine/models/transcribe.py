@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import whisper
-from whisper.audio import CHUNK_LENGTH, N_FRAMES, N_SAMPLES
+from whisper.audio import CHUNK_LENGTH, HOP_LENGTH, N_FRAMES, N_SAMPLES
 from whisper.decoding import DecodingOptions, DecodingResult
+from whisper.timing import find_alignment, merge_punctuations
 from whisper.tokenizer import get_tokenizer
 
 from glmtts_mcp.engine.checkpoint.layout import CheckpointError
@@ -48,6 +49,18 @@ class Transcript:
     text: str
     language: str | None
     capped: bool = False  # decoding stopped at the token cap: the text may be cut off or a hallucinated loop
+
+
+# whisper.transcribe's defaults: punctuation that joins the word after it, and the word before it
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class WordTime:
+    word: str
+    start_s: float
+    end_s: float
 
 
 def token_cap(seconds: float, n_text_ctx: int) -> int:
@@ -84,6 +97,30 @@ class Transcriber:
     def unload(self) -> None:
         with self._lock:
             self._model = None
+
+    def align_words(self, wav16k: np.ndarray, text: str, language: str | None = None) -> list[WordTime]:
+        """Where each word of the known `text` is said in `wav16k` (at most one 30 s window): Whisper's
+        cross-attention alignment (dynamic time warping over its alignment heads), the step
+        `whisper.transcribe(word_timestamps=True)` runs after decoding, given the text instead of a decode."""
+        model = self._load()
+        audio = np.ascontiguousarray(wav16k, dtype=np.float32).reshape(-1)
+        if len(audio) > N_SAMPLES:
+            raise AudioInputError(
+                f"Whisper aligns at most {CHUNK_LENGTH} s at once, got {len(audio) / WHISPER_SAMPLE_RATE:.1f} s"
+            )
+        tokenizer = get_tokenizer(
+            model.is_multilingual, num_languages=model.num_languages, language=language or "en", task="transcribe"
+        )
+        tokens = tokenizer.encode(" " + " ".join(text.split()))
+        if not tokens or not len(audio):
+            return []
+        fp16 = self.device.startswith("cuda")
+        with torch.inference_mode():
+            mel = whisper.log_mel_spectrogram(audio, model.dims.n_mels, padding=N_SAMPLES, device=model.device)
+            mel = whisper.pad_or_trim(mel, N_FRAMES)
+            timings = find_alignment(model, tokenizer, tokens, mel.half() if fp16 else mel, len(audio) // HOP_LENGTH)
+        merge_punctuations(timings, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)  # "you?" is one word, as whisper says it
+        return [WordTime(t.word.strip(), float(t.start), float(t.end)) for t in timings if t.word.strip()]
 
     def transcribe(self, wav16k: np.ndarray, language: str | None = None) -> Transcript:
         """Text and detected (or given) language of float32 mono 16 kHz audio of at most 30 s.

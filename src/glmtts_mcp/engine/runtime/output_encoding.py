@@ -115,6 +115,11 @@ class Crossfader:
         self.fade = max(0, round(sample_rate * fade_ms / 1000.0))
         self._tail = np.zeros(0, dtype=np.float32)  # empty until a segment has been pushed
 
+    @property
+    def held(self) -> int:
+        """Samples held back for the next join (the next segment starts `min(held, its length)` before them)."""
+        return len(self._tail)
+
     def push(self, chunk: np.ndarray, join: bool = True) -> np.ndarray:
         """Add a segment (or, with `join=False`, more of the last one); return the audio that is now final."""
         chunk = np.asarray(chunk, dtype=np.float32)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -42,12 +43,13 @@ import torch
 from glmtts_mcp.engine.checkpoint.layout import resolve_whisper_model
 from glmtts_mcp.engine.checkpoint.loader import Models, load_models
 from glmtts_mcp.engine.frontend import audio_features as audio
+from glmtts_mcp.engine.frontend.g2p import g2p_data
 from glmtts_mcp.engine.frontend.reference_clip import ReferenceProcessing, load_reference, reference_pcm_at
 from glmtts_mcp.engine.frontend.text_normalize import TextFrontend
 from glmtts_mcp.engine.models.llm import RasSettings
 from glmtts_mcp.engine.models.static_cache import SlotKVCache
 from glmtts_mcp.engine.models.token2wav_stream import ChunkedToken2Wav, StreamBlocks, StreamPrompt, first_block
-from glmtts_mcp.engine.models.transcribe import Transcriber
+from glmtts_mcp.engine.models.transcribe import WHISPER_SAMPLE_RATE, Transcriber, WordTime
 from glmtts_mcp.engine.runtime.jobs import JobQueue
 from glmtts_mcp.engine.runtime.output_encoding import Crossfader
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler, LLMBackend, SchedulerStats, SpeechRequest
@@ -115,6 +117,9 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+_PHONEME_TOKEN = re.compile(r"<\|[A-Z0-9]+\|>")
 
 
 def _speakable(text: str) -> bool:
@@ -365,6 +370,11 @@ class Engine:
                 self._transcriber = Transcriber(path, device=str(self._device))
             return self._transcriber
 
+    def align_words(self, pcm: np.ndarray, sample_rate: int, text: str) -> list[WordTime]:
+        """Where each word of `text` is said in `pcm` (at most 30 s): Whisper's alignment of the known text."""
+        wav16 = audio.resample(torch.from_numpy(np.asarray(pcm, dtype=np.float32)), sample_rate, WHISPER_SAMPLE_RATE)
+        return self.transcriber.align_words(wav16.numpy(), text)
+
     # --- lifecycle --------------------------------------------------------------------------
 
     def unload(self) -> None:
@@ -497,6 +507,16 @@ class Engine:
         if not isinstance(options.seed, int) or not 0 <= options.seed < 2**63:
             raise EngineError(f"seed={options.seed!r} must be an integer from 0 to 2**63-1")
 
+    def _check_phoneme_tokens(self, segments: list[str]) -> None:
+        """Refuse phoneme tokens this checkpoint's tokenizer does not hold (it would read them as plain text)."""
+        used = {token for segment in segments for token in _PHONEME_TOKEN.findall(segment)}
+        missing = self.models.text_tokenizer.missing_tokens(sorted(used & set(g2p_data().phoneme_tokens)))
+        if missing:
+            raise EngineError(
+                f"this checkpoint's text tokenizer lacks the phoneme token(s) {', '.join(missing)}: phoneme "
+                "readings need the official vq32k-phoneme-tokenizer folder"
+            )
+
     def synthesize(
         self,
         text: str,
@@ -520,7 +540,8 @@ class Engine:
         """
         self.check_options(options)
         tensors = features.tensors  # checked against FEATURE_SCHEMA where they entered: extraction or the library
-        segments = self.text_frontend.synthesis_segments(text)
+        segments = self.text_frontend.synthesis_segments(text, pronunciation=options.pronunciation)
+        self._check_phoneme_tokens(segments)
         if self.reference_processing == "clean":  # upstream speaks even a piece that is only punctuation
             segments = [s for s in segments if _speakable(s)]
         if not any(_speakable(s) for s in segments):
@@ -564,8 +585,13 @@ class Engine:
                 pcm = audio.resample(torch.from_numpy(pcm), MODEL_SAMPLE_RATE, options.sample_rate).numpy()
             return pcm.astype(np.float32, copy=False)
 
+        told_as_read = False  # the text as read goes with the narration's first chunk only
+
         def chunk(index: int, pcm: np.ndarray, notes: list[str]) -> AudioChunk:
+            nonlocal told_as_read
             segment = segments[index]
+            as_read = () if told_as_read else tuple(segments)
+            told_as_read = True
             return AudioChunk(
                 pcm=out(pcm),
                 sample_rate=options.sample_rate,
@@ -573,6 +599,7 @@ class Engine:
                 segment_count=total,
                 text=segment,
                 warnings=[f"segment {index + 1}/{total} ({_quoted(segment)}): {note}" for note in notes],
+                as_read=as_read,
             )
 
         check_cancelled()

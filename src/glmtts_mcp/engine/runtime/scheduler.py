@@ -11,6 +11,12 @@ So a new request starts within a few steps instead of after the others' narratio
 `cancel` event is set leaves at the loop's next turn, before the next forward pass: waiting, prefilling
 or decoding, its slot is freed and its future ends with `concurrent.futures.CancelledError`.
 
+One request's fault never fails the others in its batch: its prompt ids are checked against the
+vocabulary when it is submitted (a damaged voice's features are refused with their own sentence, before
+any forward pass), a failing prefill chunk fails only the prompt it writes, a failing draw only its own
+sequence, and when a batched decode step raises, each live row is run again alone at its own slot: a row
+that fails alone leaves with its own exception, the others go on with the logits they would have had.
+
 Each sequence keeps its own `SpeechSequence` (generator, RAS window, stop rules), so its tokens are
 the same alone or in a batch, up to the float rounding of batched kernels (see tests/engine/test_scheduler.py).
 
@@ -36,6 +42,7 @@ import torch
 from glmtts_mcp.engine.models.llm import GLMTTSLLM, Draws, RasSettings, SpeechSequence, StepTrace, input_embedding
 from glmtts_mcp.engine.models.static_cache import SlotKVCache, slot_forward
 from glmtts_mcp.engine.types import EngineError
+from glmtts_mcp.errors import Term
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +146,7 @@ class BatchScheduler:
         self.prefill_chunk = prefill_chunk
         self.cache = SlotKVCache(llm.model, max_batch, slot_positions)
         self._embedding = input_embedding(llm.model).weight
+        self._vocab = self._embedding.shape[0]
         self._stream = stream
         self._step = _compiled_step(compile_step)
         self._waiting: deque[_Live] = deque()
@@ -166,6 +174,17 @@ class BatchScheduler:
             trace=request.trace,
             warnings=request.warnings,
         )
+        out_of_range = [i for i in sequence.prompt if not 0 <= i < self._vocab]
+        if out_of_range:
+            future.set_exception(
+                EngineError(
+                    f"the features of this {{voice}} hold token id {out_of_range[0]}, outside this model's vocabulary "
+                    f"(0..{self._vocab - 1}): its features are damaged or were made by another checkpoint",
+                    "clone the voice again from its reference clip ({clone_voice})",
+                    argument=Term.VOICE,
+                )
+            )
+            return future
         room = self.cache.positions - len(sequence.prompt)
         if room < 1:
             future.set_exception(
@@ -235,10 +254,10 @@ class BatchScheduler:
                 start = time.perf_counter()
                 try:
                     if self._prefilling is not None:
-                        self._prefill_chunk()
+                        self._guarded_prefill()
                     if self._live:
                         self._decode_step()
-                except Exception as exc:  # a failed step fails its sequences, never the thread
+                except Exception as exc:  # a fault outside any one sequence fails them all, never the thread
                     log.exception("LLM batch step failed")
                     with self._cond:
                         failed = self._live + ([self._prefilling] if self._prefilling is not None else [])
@@ -299,6 +318,20 @@ class BatchScheduler:
                 exc,
             )
 
+    def _guarded_prefill(self) -> None:
+        """A prefill chunk whose failure fails its own prompt only: it writes the slot after the live
+        ones, which no live sequence reads."""
+        entry = self._prefilling
+        assert entry is not None
+        try:
+            self._prefill_chunk()
+        except Exception as exc:  # one request's fault, never the thread's or the batch's
+            log.exception("an LLM prefill failed; its request fails alone")
+            with self._cond:
+                if self._prefilling is entry:
+                    self._prefilling = None
+            self._fail(entry, exc)
+
     def _prefill_chunk(self) -> None:
         """The next `prefill_chunk` positions of the admitted prompt into the slot after the live ones;
         after the last chunk the sequence draws its first token and joins the live ones."""
@@ -319,23 +352,61 @@ class BatchScheduler:
         self._sampled([(entry, logits[0])])
 
     def _decode_step(self) -> None:
-        """One token for every live sequence, in one forward pass."""
-        live = self._live
+        """One token for every live sequence, in one forward pass; if it raises, row by row (`_rows_alone`)."""
+        live = list(self._live)
         ids = torch.tensor([e.next_id for e in live], device=self._embedding.device)
         positions = torch.tensor([[e.length] for e in live], device=self._embedding.device)
-        logits = self._step(self.llm.model, self._embedding[ids][:, None], self.cache, positions)
-        for entry in live:
-            entry.length += 1
+        embeds = self._embedding[ids][:, None]
+        failed: list[tuple[_Live, Exception]] = []
+        try:
+            rows = list(zip(live, self._step(self.llm.model, embeds, self.cache, positions), strict=True))
+        except Exception:
+            log.exception("an LLM batch step of %d sequence(s) failed; running each alone to find the fault", len(live))
+            rows, failed = self._rows_alone(live, embeds, positions)
+        for entry, _ in rows:
+            entry.length += 1  # before a failed row's slot is freed: a moved slot keeps its new position
+        for entry, exc in failed:
+            self._fail(entry, exc)
         with self._cond:
             self._counters.steps += 1
             self._counters.batch_sizes[len(live)] += 1
-        self._sampled(list(zip(live, logits, strict=True)))
+        self._sampled(rows)
+
+    def _rows_alone(
+        self, live: list[_Live], embeds: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[list[tuple[_Live, torch.Tensor]], list[tuple[_Live, Exception]]]:
+        """Each live row's step run alone at its own slot (a row writes only its own slot's keys, so the
+        failed batch left nothing the retry reads): the rows that succeed and those that fail alone."""
+        rows: list[tuple[_Live, torch.Tensor]] = []
+        failed: list[tuple[_Live, Exception]] = []
+        for slot, entry in enumerate(live):
+            try:
+                logits = slot_forward(
+                    self.llm.model, embeds[slot : slot + 1], self.cache, slot, positions[slot : slot + 1]
+                )
+            except Exception as exc:  # this row's own fault
+                log.error(
+                    "an LLM sequence failed alone (%s: %s); its request fails, the others go on",
+                    type(exc).__name__,
+                    exc,
+                )
+                failed.append((entry, exc))
+            else:
+                rows.append((entry, logits[0]))
+        return rows, failed
 
     def _sampled(self, rows: list[tuple[_Live, torch.Tensor]]) -> None:
-        """Let each sequence draw from its row; finished ones leave their slot at once."""
-        finished = []
+        """Let each sequence draw from its row; finished ones leave their slot at once, and one whose draw
+        raises leaves with that exception."""
+        finished: list[_Live] = []
+        failed: list[tuple[_Live, Exception]] = []
         for entry, logits in rows:
-            chosen = entry.sequence.push(logits)
+            try:
+                chosen = entry.sequence.push(logits)
+            except Exception as fault:  # this sequence's own fault
+                log.exception("an LLM sequence's draw failed; its request fails, the others go on")
+                failed.append((entry, fault))
+                continue
             if chosen is None:
                 finished.append(entry)
             else:
@@ -343,11 +414,21 @@ class BatchScheduler:
                 if entry.on_token is not None:
                     entry.on_token(chosen - entry.sequence.ats)
         with self._cond:
-            self._counters.tokens += len(rows)
+            self._counters.tokens += len(rows) - len(failed)
             for entry in finished:
                 self._release(entry)
         for entry in finished:
             entry.future.set_result(entry.sequence.tokens)
+        for entry, error in failed:
+            self._fail(entry, error)
+
+    def _fail(self, entry: _Live, exc: Exception) -> None:
+        """End one sequence with `exc`: its slot is freed (if it has one) and the others are untouched."""
+        with self._cond:
+            if entry in self._live:
+                self._release(entry)
+        if not entry.future.done():
+            entry.future.set_exception(exc)
 
 
 def _compiled_step(compile_step: bool):  # a callable with slot_forward's decode signature

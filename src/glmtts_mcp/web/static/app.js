@@ -159,7 +159,8 @@ async function loadVoiceChoices() {
 }
 
 async function refreshAll() {
-  await Promise.all([loadVoices(), loadVoiceChoices(), loadStats()]);
+  await Promise.all([loadVoices(), loadVoiceChoices().then(loadPronunciationScopes), loadStats()]);
+  await loadPronunciations();
 }
 
 async function renameVoice(voice) {
@@ -315,6 +316,7 @@ async function speak(event) {
   const format = $("speak-format").value;
   const seed = Number.parseInt($("speak-seed").value || "0", 10);
   const body = { text: $("speak-text").value, voice: $("speak-voice").value, format: format === "wav" ? "pcm" : format, seed };
+  if ($("speak-pronunciation").value) body.pronunciation = $("speak-pronunciation").value;
   const status = $("speak-status");
   const audio = $("speech-audio");
   const download = $("speech-download");
@@ -353,12 +355,149 @@ async function speak(event) {
     download.download = `speech.${format}`;
     download.hidden = false;
     status.textContent = `done: ${response.headers.get("x-segments") || "?"} segment(s), voice ${response.headers.get("x-voice-name") || ""}`;
+    const asRead = response.headers.get("x-text-as-read");
+    $("speech-as-read").textContent = asRead ? `read as (${response.headers.get("x-pronunciation")}): ${decodeURIComponent(asRead)}` : "";
     loadStats().catch(() => {});
   } catch (error) {
     status.textContent = "";
     showError(error);
   } finally {
     $("speak-button").disabled = false;
+  }
+}
+
+// --- pronunciation dictionaries -------------------------------------------------------------
+
+function dictionaryPath() {
+  const voice = $("pronounce-scope").value;
+  return voice ? `/api/voices/${encodeURIComponent(voice)}/pronunciations` : "/api/pronunciations";
+}
+
+async function loadPronunciations() {
+  const body = await apiJson(dictionaryPath());
+  const list = $("pronounce-list");
+  list.replaceChildren();
+  for (const entry of body.entries) {
+    const item = document.createElement("li");
+    item.className = "voice";
+    const line = document.createElement("span");
+    line.textContent = `${entry.text} → ${entry.reading} (${entry.kind}) `;
+    item.append(line, button("Remove", `Remove the entry ${entry.text}`, async () => {
+      await api(`${dictionaryPath()}/${encodeURIComponent(entry.text)}`, { method: "DELETE" });
+      await loadPronunciations();
+    }));
+    list.append(item);
+  }
+}
+
+// --- scripts: several voices, one file, a track list that follows the audio ---------------------
+
+let scriptLines = [];
+
+function textLink(id, text, type) {
+  const anchor = $(id);
+  if (anchor.href.startsWith("blob:")) URL.revokeObjectURL(anchor.href);
+  anchor.href = URL.createObjectURL(new Blob([text], { type }));
+}
+
+function showScriptLines(lines) {
+  const list = $("script-lines");
+  list.replaceChildren();
+  scriptLines = lines.filter((line) => line.output === 0);
+  for (const line of scriptLines) {
+    const item = document.createElement("li");
+    const seek = document.createElement("button");
+    seek.type = "button";
+    seek.className = "script-line";
+    seek.setAttribute("aria-label", `Play line ${line.line} from ${(line.start_ms / 1000).toFixed(1)} s`);
+    seek.textContent = `${(line.start_ms / 1000).toFixed(1)} s  ${line.voice_name || line.voice}: ${line.text}`;
+    seek.addEventListener("click", () => {
+      const audio = $("script-audio");
+      audio.currentTime = line.start_ms / 1000;
+      audio.play().catch(() => {});
+    });
+    item.append(seek);
+    list.append(item);
+  }
+}
+
+async function loadPronunciationScopes() {
+  const scope = $("pronounce-scope");
+  const chosen = scope.value;
+  const voices = $("speak-voice");
+  scope.replaceChildren(new Option("global (every voice)", ""));
+  for (const option of voices.options) scope.append(new Option(`voice ${option.textContent}`, option.value));
+  scope.value = [...scope.options].some((o) => o.value === chosen) ? chosen : "";
+}
+
+async function previewWord() {
+  const text = $("pronounce-text").value.trim();
+  if (!text) throw new Error("type the word to preview first");
+  const body = { text, pronunciation: $("speak-pronunciation").value || null };
+  if ($("pronounce-scope").value) body.voice = $("pronounce-scope").value;
+  const reading = $("pronounce-reading").value.trim();
+  if (reading) body.pronunciations = { [text]: reading };
+  const result = await apiJson("/api/pronunciations/preview", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  $("pronounce-status").textContent = `read as (${result.pronunciation}): ${result.text_as_read}`;
+}
+
+async function addPronunciation(event) {
+  event.preventDefault();
+  clearError();
+  try {
+    const result = await apiJson(dictionaryPath(), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ text: $("pronounce-text").value, reading: $("pronounce-reading").value }),
+    });
+    $("pronounce-status").textContent = result.message || "added";
+    await loadPronunciations();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function highlightScriptLine() {
+  const ms = $("script-audio").currentTime * 1000;
+  $("script-lines").querySelectorAll("li").forEach((item, index) => {
+    const line = scriptLines[index];
+    item.classList.toggle("current", ms >= line.start_ms && ms < line.end_ms);
+  });
+}
+
+async function narrateScript(event) {
+  event.preventDefault();
+  clearError();
+  const format = $("script-format").value;
+  const status = $("script-status");
+  $("script-button").disabled = true;
+  $("script-downloads").hidden = true;
+  status.textContent = "narrating the script…";
+  try {
+    const result = await apiJson("/api/scripts", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ script: $("script-text").value, format, cues: $("script-cues").value }),
+    });
+    const first = result.outputs[0];
+    const audio = $("script-audio");
+    audio.src = first.url;
+    $("script-download").href = first.url;
+    textLink("script-srt", first.srt, "application/x-subrip");
+    textLink("script-vtt", first.vtt, "text/vtt");
+    $("script-downloads").hidden = false;
+    showScriptLines(result.lines);
+    status.textContent = `done: ${result.lines.length} line(s) in ${Object.keys(result.voices).length} voice(s), ${first.duration_s.toFixed(1)} s`;
+    loadStats().catch(() => {});
+  } catch (error) {
+    status.textContent = "";
+    showError(error);
+  } finally {
+    $("script-button").disabled = false;
   }
 }
 
@@ -409,8 +548,13 @@ document.addEventListener("DOMContentLoaded", () => {
   $("clone-form").addEventListener("submit", cloneVoice);
   $("import-form").addEventListener("submit", importVoice);
   $("speak-form").addEventListener("submit", speak);
+  $("script-form").addEventListener("submit", narrateScript);
+  $("script-audio").addEventListener("timeupdate", highlightScriptLine);
   $("more-voices").addEventListener("click", () => loadVoices(true).catch(showError));
   $("stats-refresh").addEventListener("click", () => loadStats().catch(showError));
+  $("pronounce-form").addEventListener("submit", addPronunciation);
+  $("pronounce-preview").addEventListener("click", () => { clearError(); previewWord().catch(showError); });
+  $("pronounce-scope").addEventListener("change", () => loadPronunciations().catch(showError));
   let searchTimer = null;
   $("voice-search").addEventListener("input", () => {
     clearTimeout(searchTimer);
