@@ -19,7 +19,7 @@ import webvtt
 from glmtts_mcp.app.core import App
 from glmtts_mcp.app.narration import Narration, NarrationRequest, VoiceReady
 from glmtts_mcp.app.script_narration import ScriptNarration
-from glmtts_mcp.app.script_parse import parse_script_text
+from glmtts_mcp.app.script_parse import ScriptItem, parse_script_items, parse_script_text
 from glmtts_mcp.app.script_results import script_result
 from glmtts_mcp.app.script_saving import PathTarget
 from glmtts_mcp.engine.types import NarrationCancelled
@@ -193,3 +193,27 @@ async def test_word_times_come_from_whisper_or_a_note_says_why_not(
     ).run()
     assert outcome.lines[0].words == ()
     assert any("line 1: no word timing:" in w and "whisper" in w.lower() for w in outcome.warnings), outcome.warnings
+
+
+async def test_an_item_reads_its_line_in_the_pronunciation_it_names(
+    make_app: AppFactory, tmp_path: Path, clip_writer: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pronunciation` on a structured item reaches that line's narration (and only that line's)."""
+    app = make_app()
+    await _clone(app, clip_writer(tmp_path / "a.wav"), "Alice")
+    asked: list[str | None] = []
+
+    class Recording(Narration):
+        def __init__(self, app: App, request: NarrationRequest) -> None:
+            asked.append(request.pronunciation)
+            super().__init__(app, request)
+
+    monkeypatch.setattr("glmtts_mcp.app.script_narration.Narration", Recording)
+    items = [
+        ScriptItem(voice="Alice", text="你好。", pronunciation="phoneme"),
+        ScriptItem(voice="Alice", text="Hello."),
+    ]
+    script = parse_script_items(items, 1000, 10000)
+    assert [line.pronunciation for line in script.lines] == ["phoneme", None]
+    await ScriptNarration(app, script, PathTarget(tmp_path / "x.wav", "wav", False), 0.0).run()
+    assert asked == ["phoneme", None]

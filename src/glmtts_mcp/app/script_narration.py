@@ -382,7 +382,12 @@ class ScriptNarration(Generic[T]):
             raise NarrationCancelled("the script was cancelled")
         label = f"line {done_lines + 1}/{total} ({line.voice})"
         await self._report(done_lines, total, label)
-        request = NarrationRequest(text=line.text, voice=voice.id, seed=self.seed if line.seed is None else line.seed)
+        request = NarrationRequest(
+            text=line.text,
+            voice=voice.id,
+            seed=self.seed if line.seed is None else line.seed,
+            pronunciation=line.pronunciation,
+        )
         pieces: list[np.ndarray] = []
         segments: list[tuple[int, str, int]] = []
         ready: VoiceReady | None = None

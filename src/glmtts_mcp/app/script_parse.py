@@ -8,7 +8,7 @@ Text form, one line per line:
     [pause 800ms]              silence (ms or s), on its own or inside a line
                                a blank line: a paragraph pause
 
-Structured items are `{voice, text, pause_after_ms?, seed?}`, `{pause_ms}` or `{chapter}`. Both forms
+Structured items are `{voice, text, pause_after_ms?, seed?, pronunciation?}`, `{pause_ms}` or `{chapter}`. Both forms
 become the same `Script`: chapters of `Speech` and `Silence` in order. Names are not looked up here (the
 script narration resolves them all against the library before it synthesizes anything).
 """
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from glmtts_mcp.app.narration import MAX_SEED
+from glmtts_mcp.engine.types import PronunciationMode
 from glmtts_mcp.errors import Term, UserError
 
 LINE_GAP_MS = 300  # between two lines with nothing else between them
@@ -43,6 +44,7 @@ class Speech:
     text: str
     seed: int | None
     where: str  # "line 12" or "item 3": how errors point at it
+    pronunciation: PronunciationMode | None = None  # None: the script's (or the server's) mode
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class ScriptItem(BaseModel):
         default=None, ge=0, le=MAX_PAUSE_MS, description=f"silence after the line (default {LINE_GAP_MS})"
     )
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="this line's random seed")
+    pronunciation: PronunciationMode | None = Field(
+        default=None, description="text or phoneme for this line (docs/pronunciation.md); default the server's"
+    )
     pause_ms: int | None = Field(default=None, ge=0, le=MAX_PAUSE_MS, description="a pause on its own")
     chapter: str | None = Field(default=None, max_length=200, description="a chapter heading (its title)")
 
@@ -108,7 +113,15 @@ class _Builder:
         self._gap = None  # a chapter ends with its last line (or the pause written after it)
         self.chapters.append(Chapter(title or None))
 
-    def speech(self, voice: str, text: str, seed: int | None, where: str, gap_after: int | None = None) -> None:
+    def speech(
+        self,
+        voice: str,
+        text: str,
+        seed: int | None,
+        where: str,
+        gap_after: int | None = None,
+        pronunciation: PronunciationMode | None = None,
+    ) -> None:
         text = text.strip()
         if not text:
             return
@@ -119,7 +132,7 @@ class _Builder:
                 argument=Term.SCRIPT,
             )
         self._close_gap()
-        self.chapters[-1].parts.append(Speech(voice, text, seed, where))
+        self.chapters[-1].parts.append(Speech(voice, text, seed, where, pronunciation))
         self._gap = gap_after
 
     def pause(self, ms: int) -> None:
@@ -217,7 +230,9 @@ def parse_script_items(items: Sequence[ScriptItem], max_line_chars: int, max_scr
     for number, item in enumerate(items, start=1):
         where = f"item {number}"
         kinds = [name for name in ("text", "pause_ms", "chapter") if getattr(item, name) is not None]
-        line_fields = item.voice is not None or item.pause_after_ms is not None or item.seed is not None
+        line_fields = any(
+            value is not None for value in (item.voice, item.pause_after_ms, item.seed, item.pronunciation)
+        )
         if len(kinds) != 1 or (line_fields and kinds != ["text"]):
             raise _problem(
                 where,
@@ -232,7 +247,14 @@ def parse_script_items(items: Sequence[ScriptItem], max_line_chars: int, max_scr
             if item.voice is None or not (item.text or "").strip():
                 raise _problem(where, "a line needs a `voice` and some `text`", "give both")
             assert item.text is not None
-            build.speech(item.voice.strip(), item.text, item.seed, where, gap_after=item.pause_after_ms)
+            build.speech(
+                item.voice.strip(),
+                item.text,
+                item.seed,
+                where,
+                gap_after=item.pause_after_ms,
+                pronunciation=item.pronunciation,
+            )
     return build.script()
 
 

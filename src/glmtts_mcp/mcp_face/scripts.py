@@ -57,7 +57,7 @@ def register_script_tool(server: MCPServer, app: App) -> None:
         items: Annotated[
             list[ScriptItem] | None,
             Field(
-                description="instead of `script`: items {voice, text, pause_after_ms?, seed?}, {pause_ms} or {chapter}"
+                description="instead of `script`: items {voice, text, pause_after_ms?, seed?, pronunciation?}, {pause_ms} or {chapter}"
             ),
         ] = None,
         format: Annotated[

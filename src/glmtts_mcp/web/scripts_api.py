@@ -34,7 +34,8 @@ class ScriptRequest(BaseModel):
         description="lines `Name: text`, `[pause 800ms]`, blank lines (paragraph pauses), `# Chapter` headings",
     )
     items: list[ScriptItem] | None = Field(
-        default=None, description="instead of `script`: {voice, text, pause_after_ms?, seed?}, {pause_ms}, {chapter}"
+        default=None,
+        description="instead of `script`: {voice, text, pause_after_ms?, seed?, pronunciation?}, {pause_ms}, {chapter}",
     )
     format: str = Field(default="wav", description=f"audio format: {', '.join(AUDIO_MIME)}")
     split_chapters: bool = Field(default=False, description="one audio file per chapter")
