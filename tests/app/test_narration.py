@@ -17,6 +17,7 @@ from glmtts_mcp.app.narration import Audio, Done, Narration, NarrationRequest, V
 from glmtts_mcp.app.saving import narrate_to_path
 from glmtts_mcp.engine.runtime.scheduler import SchedulerStats
 from glmtts_mcp.errors import UserError
+from polling import until
 
 pytestmark = pytest.mark.anyio
 
@@ -72,7 +73,8 @@ async def test_a_narration_read_slowly_outlives_the_idle_unload(make_app: AppFac
     """Between two pieces nothing runs in the engine; the narration's lease still keeps the model loaded."""
     app = make_app(idle_unload_s=0.3)
     voice = await _voice(app, clip)
-    assert await _eventually(lambda: app.host.unloads == 1)  # the timer works: idle, the model went
+    await until(lambda: app.host.unloads >= 1, 60)  # the idle timer fires after 0.3 s, on a loaded machine later
+    assert app.host.unloads == 1  # the timer works: idle, the model went
     segments = 0
     async with Narration(app, NarrationRequest(text=SENTENCE * 3, voice=voice)) as narration:
         async for event in narration:
@@ -81,17 +83,8 @@ async def test_a_narration_read_slowly_outlives_the_idle_unload(make_app: AppFac
             if isinstance(event, Done):
                 segments = event.segments
     assert segments >= 2 and app.host.unloads == 1  # loaded once for the narration, never cut
-    assert await _eventually(lambda: app.host.unloads == 2)  # and unloaded once it was over
-
-
-async def _eventually(condition: Callable[[], bool], within_s: float = 60.0) -> bool:
-    """Whether `condition` holds within `within_s`: the idle timer fires after 0.3 s, but a loaded machine
-    may run the unload's thread late; polling waits for it without making the test a timing test."""
-    for _ in range(int(within_s / 0.05)):
-        if condition():
-            return True
-        await anyio.sleep(0.05)
-    return condition()
+    await until(lambda: app.host.unloads >= 2, 60)
+    assert app.host.unloads == 2  # and unloaded once it was over
 
 
 async def test_cancel_frees_the_batch_slot_and_ends_the_stream(make_app: AppFactory, clip: Path) -> None:

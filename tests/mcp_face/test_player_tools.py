@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import mcp_types as types
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from glmtts_mcp.app.live_narrations import LiveLimits
 from glmtts_mcp.config import Settings
 from glmtts_mcp.mcp_face.player import PLAYER_MIME, PLAYER_URI, UI_EXTENSION
 from glmtts_mcp.mcp_face.server import build_server
+from polling import until
 
 pytestmark = pytest.mark.anyio
 APPS = [advertise(UI_EXTENSION, {"mimeTypes": [PLAYER_MIME]})]
@@ -139,13 +139,6 @@ async def test_a_narration_nobody_reads_is_cancelled_then_freed(engine_app: App,
         await until(lambda: held.finished, 30)
         assert held.state == "cancelled"
         await until(lambda: engine_app.live.get(live["narration_id"]) is None, 5)
-
-
-async def until(condition: Callable[[], bool], timeout_s: float) -> None:
-    """Wait for a condition the server's own sweep makes true (nothing to await on from outside)."""
-    with anyio.fail_after(timeout_s):
-        while not condition():  # noqa: ASYNC110  # the sweep sets no event a test could wait on
-            await anyio.sleep(0.05)
 
 
 async def test_the_live_result_keeps_what_again_must_ask_for(engine_app: App, clip: Path) -> None:
