@@ -164,3 +164,20 @@ def test_connections_answering_requests_are_never_closed_for_room(port: int) -> 
     for sock in busy:
         assert answer(sock).startswith(b"HTTP/1.1 200")
         sock.close()
+
+
+def test_a_just_opened_connection_is_not_closed_before_older_waiting_ones(port: int) -> None:
+    """A connection whose request the server has not read yet looks silent; from the flooding address
+    itself it must still outlast the older dribbling sockets (closing it resets an honest caller)."""
+    dribblers = [connect(port, FLOODER) for _ in range(CAP - CAP // 10)]  # waiting ones fill all but the reserve
+    for sock in dribblers:
+        dribble_headers(sock)
+    time.sleep(0.5)  # let the server read every unfinished header
+    fresh = connect(port, FLOODER)  # silent so far: makes room by closing the oldest dribbler
+    assert dribblers[0].recv(1) == b""
+    newer = connect(port, FLOODER)  # makes room again: the next-oldest dribbler, not `fresh`
+    assert dribblers[1].recv(1) == b""
+    fresh.sendall(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+    assert answer(fresh).startswith(b"HTTP/1.1 200")
+    for sock in [*dribblers, fresh, newer]:
+        sock.close()

@@ -11,8 +11,10 @@ stream is a long response, not an idle connection.
 
 At the cap, a new connection makes room rather than being refused: the connections that wait for a
 request (idle keep-alive ones, silent ones, those whose headers are still coming) are closed first, idle
-before unfinished, oldest first, from the address that holds the most of them, so a flood from one
-address closes its own sockets, never another caller's. Waiting connections may fill the cap but for a
+keep-alive ones (answered before, not a byte of the next request since) before the others, oldest first,
+from the address that holds the most of them, so a flood from one address closes its own sockets, never
+another caller's. A connection that has just opened counts by its age, not as idle: its request may
+already be in the kernel's buffer, and closing it then resets an honest caller. Waiting connections may fill the cap but for a
 reserve (a tenth of it), kept for connections that have sent a complete request. Only when every
 connection is answering a request is a new one refused (503).
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import os
 from collections import Counter
@@ -38,6 +41,10 @@ FD_RESERVE = 64
 # dribbles its body holds a connection and a request task for no more than one window.
 BODY_WINDOW_S = 10.0
 BODY_MIN_BYTES = 10 * 1024
+
+# Orders connections by when they began to wait: a counter, since uvloop's clock ticks in milliseconds and
+# a burst of connections would tie.
+_waiting_turns = itertools.count()
 
 _BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
@@ -57,11 +64,12 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_bytes = 0  # received in the current body window
-        self._waiting_since = 0.0  # when it began to wait for its next request (connect, end of a response)
+        self._waiting_turn = 0  # when it began to wait for its next request (connect, end of a response)
+        self._answered = False  # whether a response on it has been completed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as H11Protocol's
         super().connection_made(transport)
-        self._waiting_since = self.loop.time()
+        self._waiting_turn = next(_waiting_turns)
         if not self._make_room():
             log.warning(
                 "%d connections open, every one answering a request: over the cap of %d (--http-max-connections), "
@@ -83,9 +91,9 @@ class GuardedH11Protocol(H11Protocol):
         answering = self.cycle is not None and not self.cycle.response_complete
         return not answering and not self.transport.is_closing()
 
-    def idle(self) -> bool:
-        """Waiting with not a byte of its next request received."""
-        return not self.conn.trailing_data[0]
+    def idle_keep_alive(self) -> bool:
+        """Answered before, and not a byte of its next request received: its client reopens at no loss."""
+        return self._answered and not self.conn.trailing_data[0]
 
     def _make_room(self) -> bool:
         """Whether this new connection may stay: under the cap, or after closing a waiting one."""
@@ -95,7 +103,7 @@ class GuardedH11Protocol(H11Protocol):
         if not over_cap and len(waiting) + 1 <= self.max_connections - self.reserve:
             return True
         held = Counter(c.address for c in waiting)
-        victim = min(waiting, key=lambda c: (-held[c.address], not c.idle(), c._waiting_since), default=None)
+        victim = min(waiting, key=lambda c: (-held[c.address], not c.idle_keep_alive(), c._waiting_turn), default=None)
         if victim is None:
             return not over_cap
         log.info(
@@ -123,7 +131,8 @@ class GuardedH11Protocol(H11Protocol):
             self._start_body_window()
 
     def on_response_complete(self) -> None:
-        self._waiting_since = self.loop.time()
+        self._answered = True
+        self._waiting_turn = next(_waiting_turns)
         self._start_header_timer()  # before super(): it may start a pipelined request at once
         super().on_response_complete()
 
