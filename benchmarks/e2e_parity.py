@@ -1,7 +1,7 @@
 """The whole path, reference clip in and narration out, against upstream GLM-TTS's own pipeline.
 
     python benchmarks/e2e_parity.py --upstream DIR --checkpoint DIR --reference WAV --transcript TEXT \\
-        --text TEXT --seed N [--reference-processing upstream|clean] [--write-golden DIR]
+        --text TEXT --seed N [--reference-processing upstream|clean] [--stream] [--write-golden DIR]
 
 Upstream runs in a worker process (benchmarks/e2e_upstream_worker.py: its jsonl_generate, frontend, segment
 loop with the history cache, flow and vocoder calls; the workarounds are listed there and in
@@ -10,6 +10,10 @@ GLMTTS_UPSTREAM_PYTHONPATH), os.pathsep-separated. Ours runs here on the same we
 Engine.prepare_reference + extract_voice + synthesize with the chosen reference processing. The table
 compares prompt speech tokens, prompt mel, speaker embedding, each segment's LLM tokens, mel and wav, and
 the whole narration; its last line is `e2e parity: PASS` or `e2e parity: FAIL (...)`.
+
+--stream compares stream mode: upstream's `Token2Wav.token2wav_stream` on each segment's tokens (its default
+blocks) against our chunks, replaying its recorded flow and vocoder draws (the two sides cannot share a
+random stream: ours draws while the LLM still decodes). Rows: each segment's chunk lengths (equal) and wav.
 
 --write-golden DIR stores the case (inputs, seed, upstream's outputs) so that the test suite can check our
 pipeline against it without upstream (tests/engine/test_e2e_golden.py).
@@ -32,6 +36,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from glmtts_mcp.engine.models.token2wav_stream import FLOW_NOISE
+from glmtts_mcp.engine.models.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE
+from glmtts_mcp.engine.runtime import pipeline
 from glmtts_mcp.engine.runtime.pipeline import MODEL_SAMPLE_RATE, Engine
 from glmtts_mcp.engine.types import SynthesisOptions
 
@@ -67,6 +74,7 @@ def run_upstream(args: argparse.Namespace, out: Path) -> dict:
         str(args.seed),
         args.device,
         str(out),
+        *(["stream"] if args.stream else []),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -78,30 +86,47 @@ def run_upstream(args: argparse.Namespace, out: Path) -> dict:
     return json.loads((out / "upstream.json").read_text(encoding="utf-8"))
 
 
-def run_ours(engine: Engine, reference: Path, transcript: str, text: str, seed: int) -> Ours:
-    """Our clone and narration, recording each segment's LLM tokens (all of them, as they reach the filter
-    that keeps the audio ids for the flow) and the flow's mel."""
+def run_ours(
+    engine: Engine,
+    reference: Path,
+    transcript: str,
+    text: str,
+    seed: int,
+    replay: list[list[dict[str, torch.Tensor]]] | None = None,
+) -> Ours:
+    """Our clone and narration, recording each segment's LLM tokens (all of them, as the LLM hands them to
+    the segment) and, offline, the flow's mel. With `replay` (each segment's flow calls' draws), stream mode:
+    each segment's chunker replays its draws instead of drawing, and its chunk lengths are recorded."""
     models = engine.models
     tokens: list[list[int]] = []
     mels: list[torch.Tensor] = []
-    in_audio_range, flow = models.llm.in_audio_range, models.flow.inference
+    submit, flow, chunker = engine.scheduler.submit, models.flow.inference, pipeline.ChunkedToken2Wav
+    draws = iter(replay or [])
 
-    def recording_filter(generated):
-        tokens.append(list(generated))
-        return in_audio_range(generated)
+    def recording_submit(request):
+        future = submit(request)
+        tokens.append([])
+        future.add_done_callback(lambda done, into=tokens[-1]: into.extend(done.result()))
+        return future
 
     def recording_flow(*args, **kwargs):
         mel = flow(*args, **kwargs)
         mels.append(mel.detach().float().cpu())
         return mel
 
+    def replaying_chunker(*args, generator=None, **kwargs):
+        return chunker(*args, recorded=next(draws), **kwargs)
+
     start = time.perf_counter()
     voice = engine.extract_voice(engine.prepare_reference(reference), transcript)
-    models.llm.in_audio_range, models.flow.inference = recording_filter, recording_flow
+    engine.scheduler.submit, models.flow.inference = recording_submit, recording_flow
+    pipeline.ChunkedToken2Wav = replaying_chunker
     try:
-        chunks = list(engine.synthesize(text, voice.features, SynthesisOptions(seed=seed)))
+        options = SynthesisOptions(seed=seed, stream=replay is not None)
+        chunks = [c for c in engine.synthesize(text, voice.features, options) if len(c.pcm)]
     finally:
-        models.llm.in_audio_range, models.flow.inference = in_audio_range, flow
+        engine.scheduler.submit, models.flow.inference = submit, flow
+        pipeline.ChunkedToken2Wav = chunker
     seconds = time.perf_counter() - start
     features = voice.features.tensors
     tensors = {
@@ -110,12 +135,27 @@ def run_ours(engine: Engine, reference: Path, transcript: str, text: str, seed: 
         "speaker_embedding": features["speaker_embedding"],
         "narration": torch.from_numpy(np.concatenate([c.pcm for c in chunks])),
     }
-    for index, chunk in enumerate(chunks):
-        tensors[f"segment{index}.wav"] = torch.from_numpy(chunk.pcm)
-    for index, (ids, mel) in enumerate(zip(tokens, mels, strict=False)):
+    segment_texts = []
+    for index in sorted({c.segment_index for c in chunks}):
+        pieces = [c.pcm for c in chunks if c.segment_index == index]
+        segment_texts.append(next(c.text for c in chunks if c.segment_index == index))
+        tensors[f"segment{index}.wav"] = torch.from_numpy(np.concatenate(pieces))
+        if replay is not None:
+            tensors[f"segment{index}.chunk_lengths"] = torch.tensor([len(p) for p in pieces], dtype=torch.int64)
+    for index, ids in enumerate(tokens):
         tensors[f"segment{index}.tokens"] = torch.tensor(ids, dtype=torch.int64)
+    for index, mel in enumerate(mels):
         tensors[f"segment{index}.mel"] = mel
-    return Ours(tensors, [c.text for c in chunks], seconds)
+    return Ours(tensors, segment_texts, seconds)
+
+
+def upstream_draws(theirs: dict[str, torch.Tensor], calls: list[int]) -> list[list[dict[str, torch.Tensor]]]:
+    """Each segment's recorded token2wav_stream draws, per flow call, as ChunkedToken2Wav replays them."""
+    names = (FLOW_NOISE, DRAW_RAND_INI, DRAW_SINE_NOISE)
+    return [
+        [{name: theirs[f"segment{index}.call{call}_{name}"] for name in names} for call in range(count)]
+        for index, count in enumerate(calls)
+    ]
 
 
 def _max_error(a: torch.Tensor, b: torch.Tensor) -> float | None:
@@ -144,6 +184,16 @@ def compare(
         if not same:
             failures.append(f"{label} differ")
 
+    def lengths(name: str, label: str) -> None:
+        a, b = ours.get(name), theirs.get(name)
+        a_list = [] if a is None else a.tolist()
+        b_list = [] if b is None else b.tolist()
+        rows.append(
+            (label, f"{'equal' if a_list == b_list else 'DIFFERENT'} {a_list} ours, {b_list} upstream", "equal")
+        )
+        if a_list != b_list:
+            failures.append(f"{label} differ")
+
     def floats(name: str, label: str, limit: float) -> None:
         a, b = ours.get(name), theirs.get(name)
         error = None if a is None or b is None else _max_error(a, b)
@@ -165,7 +215,10 @@ def compare(
     rows.append(("segments", f"{our_segments} ours, {segments} upstream", "equal"))
     for index in range(segments):
         ids(f"segment{index}.tokens", f"segment {index + 1}: LLM tokens")
-        floats(f"segment{index}.mel", f"segment {index + 1}: mel", tolerances["mel"])
+        if f"segment{index}.chunk_lengths" in theirs:  # stream mode: no single mel, the chunks instead
+            lengths(f"segment{index}.chunk_lengths", f"segment {index + 1}: chunk samples")
+        else:
+            floats(f"segment{index}.mel", f"segment {index + 1}: mel", tolerances["mel"])
         floats(f"segment{index}.wav", f"segment {index + 1}: wav", tolerances["wav"])
     a, b = ours["narration"], theirs["narration"]
     rows.append(("narration length", f"{a.numel()} ours, {b.numel()} upstream samples", "equal"))
@@ -204,6 +257,7 @@ def write_golden(folder: Path, args: argparse.Namespace, theirs: dict[str, torch
         "text": args.text,
         "seed": args.seed,
         "reference_processing": args.reference_processing,
+        "stream_calls": meta["stream_calls"],
         "device": args.device,
         "segments": meta["segments"],
         "segment_texts": meta["segment_texts"],
@@ -235,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reference-processing", choices=["upstream", "clean"], default="upstream")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--stream", action="store_true", help="stream mode against upstream's token2wav_stream")
     parser.add_argument("--write-golden", type=Path, help="store this case (inputs, seed, upstream's outputs)")
     parser.add_argument(
         "--upstream-commit", default="c5dc7aecc3b4032032d631b271e767893984f821", help="recorded in the golden case"
@@ -244,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.upstream is None or not (Path(args.upstream) / "glmtts_inference.py").is_file():
         parser.error("--upstream must name a GLM-TTS checkout (the folder holding glmtts_inference.py)")
+    if args.stream and args.reference_processing != "upstream":
+        parser.error(
+            "--stream replays upstream's flow and vocoder draws, whose shapes follow upstream's prompt: "
+            "use it with --reference-processing upstream"
+        )
     args.upstream = Path(args.upstream)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -253,11 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine.load(
         args.checkpoint, device=args.device, dtype="float32", reference_processing=args.reference_processing
     )
-    ours = run_ours(engine, args.reference, args.transcript, args.text, args.seed)
+    replay = upstream_draws(theirs, meta["stream_calls"]) if args.stream else None
+    ours = run_ours(engine, args.reference, args.transcript, args.text, args.seed, replay)
     rows, failures = compare(ours.tensors, theirs, meta["segments"])
     dropped = sum(h.get("dropped", 0) for h in meta["history"])
     print_table(
         f"checkpoint {args.checkpoint}, reference processing {args.reference_processing}, seed {args.seed}, "
+        f"{'stream' if args.stream else 'offline'} mode, "
         f"{meta['segments']} segment(s); non-audio LLM ids dropped before the flow: {dropped}",
         rows,
         failures,

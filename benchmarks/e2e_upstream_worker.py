@@ -3,7 +3,7 @@
 Started by e2e_parity.py in its own process, with upstream's checkout and its packages (transformers<5,
 WeTextProcessing, x_transformers, ...) first on PYTHONPATH, so the project's venv stays as it is.
 
-    e2e_upstream_worker.py UPSTREAM CHECKPOINT REFERENCE TRANSCRIPT TEXT SEED DEVICE OUT_DIR
+    e2e_upstream_worker.py UPSTREAM CHECKPOINT REFERENCE TRANSCRIPT TEXT SEED DEVICE OUT_DIR [stream]
 
 Upstream runs as its own script runs it: `load_frontends` (TTSFrontEnd, TextFrontEnd), its speech tokenizer
 from `yaml_util.load_speech_tokenizer`, `Token2Wav`, and `jsonl_generate` over a one-line jsonl, whose
@@ -14,8 +14,11 @@ the checkpoint's tokenizer folder has no tokenization_chatglm.py (the tiny check
 answered by our tokenizer (equal to upstream's on the golden text_tokenizer cases); non-audio ids that a
 random-weight LLM emits are dropped before upstream's flow, as ours drops them (upstream would stop with an
 IndexError).
-Writes OUT_DIR/upstream.safetensors (prompt features; per segment tokens, mel, wav; the narration) and
-OUT_DIR/upstream.json (normalized texts, segment count).
+With `stream`, each segment's tokens go through upstream's `Token2Wav.token2wav_stream` (its default
+blocks) in place of `token2wav_with_cache`, every draw of its flow and vocoder calls recorded so that ours
+can replay them (upstream has no streaming whole path: this is its chunked recipe on its own segment loop).
+Writes OUT_DIR/upstream.safetensors (prompt features; per segment tokens, mel or chunk lengths and draws,
+wav; the narration) and OUT_DIR/upstream.json (normalized texts, segment count, flow calls per segment).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from safetensors.torch import save_file
 import upstream_glmtts
 from glmtts_mcp.engine.checkpoint.layout import TEXT_TOKENIZER_DIR
 from glmtts_mcp.engine.frontend.text_tokenizer import TextTokenizer
+from stream_golden import draws_per_call, recorded_draws
 
 
 class _OurTokenizer:
@@ -64,6 +68,7 @@ def main() -> int:
         sys.argv[7],
         Path(sys.argv[8]),
     )
+    stream = sys.argv[9:] == ["stream"]
     device = torch.device(device_name)
     work = _workdir(upstream, checkpoint)
     os.chdir(work)
@@ -127,6 +132,19 @@ def main() -> int:
             tokens = kwargs["token_list"]
             kwargs["token_list"] = [t for t in tokens if t in audio_ids]
             segments[-1]["dropped"] = len(tokens) - len(kwargs["token_list"])
+            if stream:
+                draws: list[tuple[str, torch.Tensor]] = []
+                with recorded_draws(draws):
+                    wav, _seconds, _diffs, chunks = kwargs["flow"].token2wav_stream(
+                        kwargs["token_list"],
+                        embedding=kwargs["embedding"],
+                        prompt_token_list=kwargs["prompt_speech_tokens"],
+                        prompt_feat_td=kwargs["speech_feat"],
+                    )
+                segments[-1]["chunks"] = [len(c) for c in chunks]
+                segments[-1]["draws"] = draws_per_call(draws, len(draws) // 4)
+                segments[-1]["wav"] = wav
+                return wav, None
             wav, mel = gi.local_flow_forward(**kwargs)
             segments[-1]["wav"], segments[-1]["mel"] = wav, mel.detach().cpu()
             return wav, mel
@@ -155,8 +173,13 @@ def main() -> int:
         return 1
     for index, segment in enumerate(segments):
         record[f"segment{index}.tokens"] = torch.tensor(segment["tokens"], dtype=torch.int64)
-        record[f"segment{index}.mel"] = segment["mel"]
         record[f"segment{index}.wav"] = segment["wav"]
+        if stream:
+            record[f"segment{index}.chunk_lengths"] = torch.tensor(segment["chunks"], dtype=torch.int64)
+            for call, draws in enumerate(segment["draws"]):
+                record.update({f"segment{index}.call{call}_{name}": draw for name, draw in draws.items()})
+        else:
+            record[f"segment{index}.mel"] = segment["mel"]
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in record.items()}, out / "upstream.safetensors")
     meta = {
@@ -164,6 +187,7 @@ def main() -> int:
         "segment_texts": segments_text,
         "prompt_text_normalized": text_frontend.text_normalize(transcript),
         "history": [{k: s[k] for k in ("prompt_text_len", "prompt_speech_len", "dropped")} for s in segments],
+        "stream_calls": [len(s["draws"]) for s in segments] if stream else None,
         "transformers": transformers.__version__,
         "seconds": record_seconds,
     }

@@ -28,6 +28,8 @@ from safetensors.torch import save_file
 
 import upstream_glmtts  # benchmarks/upstream_glmtts.py: building upstream's modules on our checkpoint
 from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
+from glmtts_mcp.engine.models.token2wav_stream import FLOW_NOISE
+from glmtts_mcp.engine.models.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE
 
 UPSTREAM_COMMIT = "c5dc7aecc3b4032032d631b271e767893984f821"
 CASES = {  # name -> (block sizes, look-ahead sizes, tokens)
@@ -58,6 +60,21 @@ def recorded_draws(log: list[tuple[str, torch.Tensor]]) -> Iterator[None]:
         yield
     finally:
         torch.randn_like, torch.rand = randn_like, rand
+
+
+def draws_per_call(draws: list[tuple[str, torch.Tensor]], calls: int) -> list[dict[str, torch.Tensor]]:
+    """Each token2wav_stream call's draws by the names the golden cases store them under: the flow's
+    randn_like, then HiFT's rand (phases), randn_like (sine noise) and randn_like (the noise branch, which
+    never reaches the output and is not kept)."""
+    names = ["randn_like", "rand", "randn_like", "randn_like"]
+    if len(draws) != len(names) * calls or any(
+        [n for n, _ in draws[i : i + 4]] != names for i in range(0, len(draws), 4)
+    ):
+        raise SystemExit(f"unexpected draws for {calls} calls: {[(n, tuple(t.shape)) for n, t in draws]}")
+    return [
+        {FLOW_NOISE: draws[4 * c][1], DRAW_RAND_INI: draws[4 * c + 1][1], DRAW_SINE_NOISE: draws[4 * c + 2][1]}
+        for c in range(calls)
+    ]
 
 
 def run_case(upstream: Path, checkpoint: Path, blocks: list[int], look: list[int], n_tokens: int) -> dict:
@@ -105,14 +122,6 @@ def run_case(upstream: Path, checkpoint: Path, blocks: list[int], look: list[int
                 prompt_token_list=prompt_tokens,
                 prompt_feat_td=prompt_mel,
             )
-    per_call = 4  # flow randn_like; HiFT rand (phases), randn_like (sine noise), randn_like (noise branch)
-    if len(draws) != per_call * len(mels) or [n for n, _ in draws[:per_call]] != [
-        "randn_like",
-        "rand",
-        "randn_like",
-        "randn_like",
-    ]:
-        raise SystemExit(f"unexpected draws {[(n, tuple(t.shape)) for n, t in draws]}")
     io = {
         "tokens": tokens,
         "prompt_tokens": prompt_tokens,
@@ -121,11 +130,9 @@ def run_case(upstream: Path, checkpoint: Path, blocks: list[int], look: list[int
         "wav": wav[0],
         "chunk_lengths": torch.tensor([len(c) for c in chunks]),
     }
-    for call, mel in enumerate(mels):
+    for call, (mel, call_draws) in enumerate(zip(mels, draws_per_call(draws, len(mels)), strict=True)):
         io[f"call{call}_mel"] = mel
-        io[f"call{call}_flow_noise"] = draws[per_call * call][1]
-        io[f"call{call}_rng_rand_ini"] = draws[per_call * call + 1][1]
-        io[f"call{call}_rng_sine_noise"] = draws[per_call * call + 2][1]
+        io.update({f"call{call}_{name}": draw for name, draw in call_draws.items()})
     return {"io": io, "calls": len(mels), "diff_list": diff_list, "sec_list": sec_list}
 
 
