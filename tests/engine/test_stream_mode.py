@@ -90,3 +90,25 @@ def test_cancelling_mid_segment_stops_the_llm_at_the_next_step(
     assert all(entry not in live for live in gate.steps[16:])
     assert entry in gate.steps[15]
     assert gate.scheduler.stats().cancelled >= 1
+
+
+def test_only_a_complete_block_takes_a_job_slot(engine: Engine, voice: VoiceFeatures) -> None:
+    """Tokens short of a block do no model work, so they must not queue for the job gate behind other
+    narrations' flow work: a segment takes one slot per flow call, not one per token."""
+    calls: list[int] = []
+    flow = engine.models.flow.inference_chunk
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return flow(*args, **kwargs)
+
+    before = engine.jobs.stats().completed
+    engine.models.flow.inference_chunk = counted  # type: ignore[method-assign]
+    try:
+        chunks = list(engine.synthesize(TEXT, voice, SynthesisOptions(seed=1, stream=True)))
+    finally:
+        engine.models.flow.inference_chunk = flow  # type: ignore[method-assign]
+    segments = len({c.segment_index for c in chunks})
+    assert len(calls) >= 2 * segments  # several blocks per segment, so the count below means something
+    # a slot per block, and per segment one for its end (the last blocks and the held-back tail)
+    assert engine.jobs.stats().completed - before <= len(calls) + segments

@@ -101,11 +101,15 @@ class ChunkedToken2Wav:
         self.held = np.zeros(0, dtype=np.float32)  # the last call's audio not handed out (the end, if it was the last)
         self.emitted = 0
 
+    def completes_block(self, more: int) -> bool:
+        """Whether `more` tokens on top of those pushed complete a block (so that `push` would run the models)."""
+        return len(self.tokens) + more - self.used >= self.blocks.size(self.calls)
+
     def push(self, tokens: Sequence[int]) -> list[np.ndarray]:
         """Take new tokens; the chunks every now complete block settles (often none)."""
         self.tokens.extend(tokens)
         chunks = []
-        while len(self.tokens) - self.used >= self.blocks.size(self.calls):
+        while self.completes_block(0):
             chunks.append(self._block(self.used + self.blocks.size(self.calls), last=False))
         return chunks
 

@@ -2,7 +2,8 @@
 
 The scheduler hands each token to the request's `on_token` (its thread); `TokenFeed` queues them for the
 narration's thread, which runs a `ChunkedToken2Wav` block (flow + vocoder, under a job slot) whenever one
-is complete and yields the settled audio at once. The LLM keeps decoding this and the other narrations
+is complete and yields the settled audio at once; tokens short of a block take no job slot (they would
+queue behind the other narrations' flow work for nothing). The LLM keeps decoding this and the other narrations
 meanwhile. When the LLM's future resolves, `on_generated` gets the whole token list (the history of the next
 segment needs it, and a length cut's last token never passes through `on_token`), and `finish` settles the rest.
 """
@@ -58,20 +59,24 @@ def chunked_segment(
 ) -> Generator[np.ndarray, None, None]:
     """The segment's audio (24 kHz) as blocks settle; the LLM's tokens reach `on_generated` before the last block."""
     received = 0
+    waiting: list[int] = []  # speech tokens short of a block: no model work, so no job slot
     while True:
         tokens, ended = feed.take()
         check_cancelled()
         if ended:  # this take's tokens are in the future's list too
             break
         received += len(tokens)
-        yield from _run(partial(chunker.push, llm.in_audio_range(tokens, warn=False)), job_slot, check_cancelled)
+        waiting += llm.in_audio_range(tokens, warn=False)
+        if chunker.completes_block(len(waiting)):
+            yield from _run(partial(chunker.push, waiting), job_slot, check_cancelled)
+            waiting = []
     try:
         generated = future.result()
     except CancelledError:
         check_cancelled()
         raise
     on_generated(generated)
-    rest = llm.in_audio_range(generated[received:], warn=False)  # a cut's last token, never passed to on_token
+    rest = waiting + llm.in_audio_range(generated[received:], warn=False)  # a cut's last token never reaches on_token
     yield from _run(lambda: [*chunker.push(rest), chunker.finish()], job_slot, check_cancelled)
 
 
