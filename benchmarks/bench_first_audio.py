@@ -34,7 +34,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -60,13 +60,15 @@ SENTENCES = {
 
 
 @contextmanager
-def fixed_length(engine: Engine, tokens: int) -> Iterator[None]:
-    """Benchmark-only: every segment decodes exactly `tokens` speech tokens (the stop token masked until then)."""
+def fixed_length(engine: Engine, tokens: int | Callable[[str], int]) -> Iterator[None]:
+    """Benchmark-only: every segment decodes exactly `tokens` speech tokens (the stop token masked until
+    then), or the count `tokens` gives for the segment's text."""
     build = engine._llm_request
 
     def fixed(segment: str, history, sampling, seed: int, cancel: threading.Event, on_token=None) -> SpeechRequest:
         request = build(segment, history, sampling, seed, cancel, on_token)
-        request.min_ratio = request.max_ratio = (tokens + 0.5) / len(request.text_ids)  # int(len * ratio) == tokens
+        count = tokens if isinstance(tokens, int) else tokens(segment)
+        request.min_ratio = request.max_ratio = (count + 0.5) / len(request.text_ids)  # int(len * ratio) == count
         return request
 
     engine._llm_request = fixed  # type: ignore[method-assign]

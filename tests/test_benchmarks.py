@@ -292,3 +292,16 @@ def test_bench_first_audio_prints_both_modes_and_fidelity(tiny_checkpoint: Path)
     assert fidelity["first block"] == "10" and fidelity["length"] == "medium"
     clicks, joins = (int(v) for v in fidelity["clicks/joins"].split("/"))
     assert joins >= 2 and 0 <= clicks <= joins and float(fidelity["mel max"]) >= float(fidelity["mel mean"]) > 0
+
+
+def test_bench_stream_stall_prints_each_neighbourhood(tiny_checkpoint: Path) -> None:
+    out = _run("benchmarks/bench_stream_stall.py", "--checkpoint", str(tiny_checkpoint), "--n", "1", "--threads", "1")
+    rows = {row["neighbours"]: row for row in _table(out, "neighbours")}
+    assert list(rows) == ["none", "1 offline", "1 stream"]
+    assert rows["none"]["jobs"] == "0" and float(rows["none"]["added max"]) == 0
+    # the neighbour's flow runs while the longer victim still decodes: once offline, per block in stream mode
+    assert int(rows["1 offline"]["jobs"]) >= 1 and int(rows["1 stream"]["jobs"]) >= 2
+    for row in rows.values():
+        assert float(row["step p50"]) > 0 and float(row["decoding s"]) > 0
+        assert 0 <= float(row["added p50"]) <= float(row["added max"])
+        assert float(row["longest step"]) >= float(row["step p50"])
