@@ -178,6 +178,7 @@ def test_config_carries_every_setting_given(
         "synthesis_mode": "stream",
         "stream_first_block": "10",
         "stream_first_look_ahead": "5",
+        "stream_first_chunk_priority": "off",
         "pronunciation": "phoneme",
         "script_loudness_lufs": "-18.5",
         "max_script_chars": "5000",

@@ -258,6 +258,11 @@ class Settings(BaseSettings):
         description="Stream mode: tokens at the end of the first chunk held back until the next block is seen "
         "(upstream 12); below --stream-first-block.",
     )
+    stream_first_chunk_priority: Literal["on", "off"] = Field(
+        default="on",
+        description="Stream mode: the LLM batch waits while a narration's first chunk is made, so it is heard "
+        "sooner (on a CPU the two share the cores); off: the batch keeps decoding beside it.",
+    )
     pronunciation: Literal["text", "phoneme"] = Field(
         default="text",
         description="How a narration reads its text unless the request says: text (upstream's default) or phoneme "

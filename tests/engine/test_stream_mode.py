@@ -6,6 +6,7 @@ LLM waits there until the test lets it go on), so nothing here depends on timing
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -112,3 +113,34 @@ def test_only_a_complete_block_takes_a_job_slot(engine: Engine, voice: VoiceFeat
     assert len(calls) >= 2 * segments  # several blocks per segment, so the count below means something
     # a slot per block, and per segment one for its end (the last blocks and the held-back tail)
     assert engine.jobs.stats().completed - before <= len(calls) + segments
+
+
+@pytest.mark.parametrize("priority", [True, False], ids=["priority", "side-by-side"])
+def test_the_llm_batch_waits_for_a_narrations_first_chunk(engine: Engine, voice: VoiceFeatures, priority: bool) -> None:
+    """With first-chunk priority no decode step starts while the first block's flow runs (a step already
+    running may finish); without it the batch decodes on beside the flow. The flow's first call waits
+    until the scheduler has had time for several steps, so the difference does not depend on speed."""
+    steps_during: list[int] = []
+    flow = engine.models.flow.inference_chunk
+
+    def first_call_waits(*args: object, **kwargs: object) -> object:
+        if not steps_during:
+            before = engine.scheduler.stats().steps
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline and engine.scheduler.stats().steps - before < 5:
+                time.sleep(0.01)
+            steps_during.append(engine.scheduler.stats().steps - before)
+        return flow(*args, **kwargs)
+
+    engine.first_chunk_priority = priority
+    engine.models.flow.inference_chunk = first_call_waits  # type: ignore[method-assign]
+    try:
+        chunks = list(engine.synthesize(TEXT, voice, SynthesisOptions(seed=1, stream=True)))
+    finally:
+        engine.models.flow.inference_chunk = flow  # type: ignore[method-assign]
+        engine.first_chunk_priority = True
+    assert chunks and len(steps_during) == 1
+    if priority:
+        assert steps_during[0] <= 1
+    else:
+        assert steps_during[0] >= 5

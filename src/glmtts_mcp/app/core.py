@@ -108,6 +108,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         "text_chunk_chars": settings.text_chunk_chars,
         "stream_first_block": settings.stream_first_block,
         "stream_first_look_ahead": settings.stream_first_look_ahead,
+        "stream_first_chunk_priority": settings.stream_first_chunk_priority == "on",
     }
 
 

@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import CancelledError, Future
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -209,9 +210,11 @@ class Engine:
         reference_processing: ReferenceProcessing = "clean",
         text_chunk_chars: int = 0,
         stream_blocks: StreamBlocks | None = None,
+        first_chunk_priority: bool = True,
     ) -> None:
         self.checkpoint = Path(checkpoint)
         self.stream_blocks = stream_blocks or StreamBlocks()  # stream mode's block and look-ahead sizes
+        self.first_chunk_priority = first_chunk_priority  # stream mode: the LLM batch waits for a first chunk
         self.reference_processing = reference_processing
         self._device = device
         self._llm_dtype = llm_dtype
@@ -253,6 +256,7 @@ class Engine:
         text_chunk_chars: int = 0,
         stream_first_block: int = StreamBlocks().sizes[0],
         stream_first_look_ahead: int = StreamBlocks().look_ahead[0],
+        stream_first_chunk_priority: bool = True,
     ) -> Engine:
         """Load every model now, the checkpoint validated first (Whisper loads on first transcription).
 
@@ -264,6 +268,7 @@ class Engine:
         `text_chunk_chars` bounds the text normalizer's memory on long texts (0: whole, as upstream; TextFrontend).
         `stream_first_block` / `stream_first_look_ahead`: stream mode's first block and its look-ahead in
         tokens (upstream: 25 and 12); the later blocks are upstream's 50/25 and 200/100.
+        `stream_first_chunk_priority`: the LLM batch waits while a narration's first chunk is made (scheduler.py).
         """
         resolved = resolve_device(device)
         engine = cls(
@@ -280,6 +285,7 @@ class Engine:
             reference_processing=reference_processing,
             text_chunk_chars=text_chunk_chars,
             stream_blocks=first_block(stream_first_block, stream_first_look_ahead),
+            first_chunk_priority=stream_first_chunk_priority,
         )
         engine._load_models()
         return engine
@@ -636,7 +642,14 @@ class Engine:
                         generator=torch.Generator().manual_seed(options.seed),  # the LLM draws from the request's
                     )
                     pieces = chunked_segment(
-                        self.models.llm, chunker, feed, future, self.jobs.slot, check_cancelled, generated_now
+                        self.models.llm,
+                        chunker,
+                        feed,
+                        future,
+                        self.jobs.slot,
+                        check_cancelled,
+                        generated_now,
+                        self.scheduler.paused if index == 0 and self.first_chunk_priority else nullcontext,
                     )
                     join = True
                     for number, piece in enumerate(pieces, start=1):

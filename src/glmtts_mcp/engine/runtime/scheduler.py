@@ -21,8 +21,15 @@ Each sequence keeps its own `SpeechSequence` (generator, RAS window, stop rules)
 the same alone or in a batch, up to the float rounding of batched kernels (see tests/engine/test_scheduler.py).
 
 The seam: `LLMBackend` is all the engine uses (`submit` a `SpeechRequest`, get a future of speech
-tokens, and each token as it is drawn through the request's `on_token`; `stats`; `close`). A remote backend (e.g. a vLLM server running the Llama with RAS as a logits
-processor and the request's seed) could stand in by implementing these three methods.
+tokens, and each token as it is drawn through the request's `on_token`; `paused`; `stats`; `close`). A
+remote backend (e.g. a vLLM server running the Llama with RAS as a logits processor and the request's
+seed) could stand in by implementing these methods.
+
+`paused` holds the batch for work whose latency matters more than the batch's next tokens: stream mode
+makes a narration's first chunk (its first flow + vocoder call) under it, the way LLM servers run a new
+request's prefill before the others' next decode step. On a CPU the flow and a decode step share the same
+cores, so running them side by side made the first chunk take twice as long (18.5 s against 10.1 s alone
+at the real size, benchmarks/README.md); the hold costs the batch that chunk's length, once per narration.
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -100,6 +107,9 @@ class LLMBackend(Protocol):
         """Queue a segment; the future gives its speech tokens (id - ats, eoa excluded), or ends with
         CancelledError once `request.cancel` is set (its slot freed before the next step)."""
 
+    def paused(self) -> AbstractContextManager[None]:
+        """While inside, no prefill chunk or decode step starts (one already running finishes)."""
+
     def stats(self) -> SchedulerStats: ...
 
     def close(self) -> None:
@@ -154,6 +164,7 @@ class BatchScheduler:
         self._prefilling: _Live | None = None  # its prompt is being written into slot len(self._live)
         self._cond = threading.Condition()
         self._closed = False
+        self._pauses = 0  # `paused` blocks open: no step starts while above 0
         self._counters = _Counters()
         self._thread = threading.Thread(target=self._run, name="glmtts-llm-batch", daemon=True)
         self._thread.start()
@@ -206,6 +217,17 @@ class BatchScheduler:
             self._cond.notify_all()
         return future
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._cond:
+            self._pauses += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._pauses -= 1
+                self._cond.notify_all()
+
     def stats(self) -> SchedulerStats:
         with self._cond:
             c = self._counters
@@ -237,7 +259,11 @@ class BatchScheduler:
             self._enter_stream(stack)
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._waiting or self._live or self._prefilling or self._closed)
+                    self._cond.wait_for(
+                        lambda: (
+                            self._closed or (not self._pauses and bool(self._waiting or self._live or self._prefilling))
+                        )
+                    )
                     cancelled = self._drop_cancelled()
                     done = self._closed and not self._waiting and not self._live and self._prefilling is None
                     while not done and self._prefilling is None and self._waiting and len(self._live) < self.max_batch:

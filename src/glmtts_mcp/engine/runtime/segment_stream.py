@@ -11,9 +11,9 @@ segment needs it, and a length cut's last token never passes through `on_token`)
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import CancelledError, Future
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
 
 import numpy as np
@@ -56,8 +56,13 @@ def chunked_segment(
     job_slot: Callable[[], AbstractContextManager[object]],
     check_cancelled: Callable[[], None],
     on_generated: Callable[[list[int]], None],
+    first_priority: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> Generator[np.ndarray, None, None]:
-    """The segment's audio (24 kHz) as blocks settle; the LLM's tokens reach `on_generated` before the last block."""
+    """The segment's audio (24 kHz) as blocks settle; the LLM's tokens reach `on_generated` before the last block.
+
+    The first block's work runs inside `first_priority` as well (the narration's first chunk: the LLM
+    batch held meanwhile, `LLMBackend.paused`)."""
+    slots = [_and(job_slot, first_priority), job_slot]  # the first block's, then every later one's
     received = 0
     waiting: list[int] = []  # speech tokens short of a block: no model work, so no job slot
     while True:
@@ -68,7 +73,7 @@ def chunked_segment(
         received += len(tokens)
         waiting += llm.in_audio_range(tokens, warn=False)
         if chunker.completes_block(len(waiting)):
-            yield from _run(partial(chunker.push, waiting), job_slot, check_cancelled)
+            yield from _run(partial(chunker.push, waiting), slots[min(chunker.calls, 1)], check_cancelled)
             waiting = []
     try:
         generated = future.result()
@@ -77,7 +82,18 @@ def chunked_segment(
         raise
     on_generated(generated)
     rest = waiting + llm.in_audio_range(generated[received:], warn=False)  # a cut's last token never reaches on_token
-    yield from _run(lambda: [*chunker.push(rest), chunker.finish()], job_slot, check_cancelled)
+    yield from _run(lambda: [*chunker.push(rest), chunker.finish()], slots[min(chunker.calls, 1)], check_cancelled)
+
+
+def _and(
+    outer: Callable[[], AbstractContextManager[object]], inner: Callable[[], AbstractContextManager[object]]
+) -> Callable[[], AbstractContextManager[object]]:
+    @contextmanager
+    def both() -> Iterator[None]:
+        with outer(), inner():
+            yield
+
+    return both
 
 
 def _run(
