@@ -5,7 +5,8 @@ Latency rows: N callers (default 1 and 8) each narrate one sentence (one segment
 `Engine.synthesize`, all started together, once with `stream=False` (offline: the segment's audio when its
 LLM, flow and vocoder are done) and once with `stream=True` (upstream's token2wav_stream: a chunk per
 block of speech tokens while the LLM decodes). Columns: first-chunk latency p50 / worst and whole-segment
-time p50 / worst (from the common start to the last chunk), per mode.
+time p50 / worst (from the common start to the last chunk), per mode; with `--side-by-side`, stream mode once
+more with each narration's first chunk made beside the LLM's decoding instead of with the batch held.
 
 Random weights stop the LLM after a random count of tokens, so, as in bench_concurrency.py, this
 benchmark (only) fixes every segment's length: short, medium and long are 25, 150 and 375 speech tokens
@@ -186,8 +187,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--n", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--lengths", nargs="+", choices=list(LENGTHS), default=list(LENGTHS))
-    parser.add_argument("--first-blocks", type=int, nargs="+", default=[25, 10])
+    parser.add_argument(
+        "--first-block", type=int, default=25, help="the latency rows' first block (look-ahead: half of it)"
+    )
+    parser.add_argument("--first-blocks", type=int, nargs="+", default=[25, 10], help="the fidelity rows'")
     parser.add_argument("--no-fidelity", action="store_true", help="only the latency rows")
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="stream mode once more with the first chunk beside the decoding (--stream-first-chunk-priority off)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -198,23 +207,30 @@ def main() -> None:
 
             checkpoint = make_tiny_checkpoint(Path(tmp) / "GLM-TTS", size=args.size)
         clips = [_record(Path(tmp) / f"voice{i}.wav", v, said) for i, (v, said) in enumerate(VOICES)]
-        engine = load(checkpoint, args, 25, 12)
+        engine = load(checkpoint, args, args.first_block, args.first_block // 2)
         voices = voices_of(engine, clips[: max(args.n)])
         narrate(engine, "Warm up.", voices[0], 0, stream=True)  # first calls pay one-time costs
         print(
             f"# {datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
             f"torch threads {torch.get_num_threads()}, checkpoint {args.checkpoint or args.size}, device {args.device}, "
-            f"dtype {args.dtype}; first block 25 tokens (look-ahead 12), then upstream's"
+            f"dtype {args.dtype}; first block {args.first_block} tokens (look-ahead {args.first_block // 2}), "
+            "then upstream's"
         )
         print("seconds: p50/worst over the N callers; first: to the first audio, whole: to the segment's last")
-        print(f"{'length':<8}{'N':>3}  {'offline first':>13}  {'offline whole':>13}  {'stream first':>13}  "
-              f"{'stream whole':>13}")  # fmt: skip
+        columns = ["offline first", "offline whole", "stream first", "stream whole"]
+        if args.side_by_side:
+            columns += ["side first", "side whole"]
+        print(f"{'length':<8}{'N':>3}  " + "  ".join(f"{c:>13}" for c in columns))
         for length in args.lengths:
             for n in args.n:
                 with fixed_length(engine, LENGTHS[length]), speech_ids_only(engine):
-                    offline = latency_row(engine, SENTENCES[length], voices, n, False)
-                    stream = latency_row(engine, SENTENCES[length], voices, n, True)
-                cells = [f"{a:.2f}/{b:.2f}" for a, b in (offline[:2], offline[2:], stream[:2], stream[2:])]
+                    rows = [latency_row(engine, SENTENCES[length], voices, n, False)]
+                    rows.append(latency_row(engine, SENTENCES[length], voices, n, True))
+                    if args.side_by_side:
+                        engine.first_chunk_priority = False
+                        rows.append(latency_row(engine, SENTENCES[length], voices, n, True))
+                        engine.first_chunk_priority = True
+                cells = [f"{a:.2f}/{b:.2f}" for row in rows for a, b in (row[:2], row[2:])]
                 print(f"{length:<8}{n:>3}  " + "  ".join(f"{c:>13}" for c in cells), flush=True)
         engine.unload()
         if args.no_fidelity:

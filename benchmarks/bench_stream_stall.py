@@ -3,13 +3,15 @@
 One narration (the "victim", a long sentence of 375 speech tokens, offline) decodes beside N neighbours
 (a medium sentence, 150 tokens) started with it, once alone, once with the neighbours in offline mode
 (each neighbour's flow and vocoder run once, over its whole segment, after its LLM is done) and once in
-stream mode (a flow + vocoder call per block while the LLM decodes). The LLM batch never waits for that
-work: it runs on the scheduler's thread, the flow and vocoder on the narrations' threads, one job at a
-time (`--concurrency`, default 1, the job gate). What a job costs the batch is the share of the cores (or
-the device) it takes while it runs. So the table gives, per flow or vocoder job that ran while the LLM decoded,
-the decode time it added (the intervals between decode steps it overlapped, each over the median interval
-of steps at the same batch size that no job overlapped, summed) beside the job's own length: a step is
-never held for a job, only slowed while one runs, so what a job adds is at most its own length.
+stream mode (a flow + vocoder call per block while the LLM decodes). The flow and the vocoder run on the
+narrations' threads, one job at a time (`--concurrency`, default 1, the job gate), the LLM batch on the
+scheduler's thread. A job either runs beside the decoding, which it slows by the share of the cores (or
+the device) it takes, or, for a narration's first chunk in stream mode, with the batch held
+(`--stream-first-chunk-priority`, on by default; `--no-priority` measures it off), which stops the
+decoding for the chunk's length. Either way a job adds at most its own length to the decoding. The table
+gives, per job that overlapped the victim's decoding, the decode time it added (the intervals between
+decode steps it overlapped, each over the median interval of steps at the same batch size that no job
+overlapped, summed) beside the longest job, and the longest interval between two decode steps.
 
 Fixed lengths and speech ids only, as in bench_first_audio.py (benchmark-only, random weights).
 
@@ -142,6 +144,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--n", type=int, default=3, help="neighbours beside the victim")
+    parser.add_argument("--no-priority", action="store_true", help="first chunks run beside the decoding")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,14 +156,20 @@ def main() -> None:
             checkpoint = make_tiny_checkpoint(Path(tmp) / "GLM-TTS", size=args.size)
         clips = [_record(Path(tmp) / f"voice{i}.wav", v, said) for i, (v, said) in enumerate(VOICES)]
         engine = Engine.load(
-            checkpoint, device=args.device, dtype=args.dtype, whisper_model="tiny-random", max_batch=args.n + 1
+            checkpoint,
+            device=args.device,
+            dtype=args.dtype,
+            whisper_model="tiny-random",
+            max_batch=args.n + 1,
+            stream_first_chunk_priority=not args.no_priority,
         )
         voices = voices_of(engine, clips[: args.n + 1])
         narrate(engine, "Warm up.", voices[0], 0, stream=True)  # first calls pay one-time costs
         print(
             f"# {datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
             f"torch threads {torch.get_num_threads()}, checkpoint {args.checkpoint or args.size}, "
-            f"device {args.device}, dtype {args.dtype}, job concurrency {engine.jobs.concurrency}"
+            f"device {args.device}, dtype {args.dtype}, job concurrency {engine.jobs.concurrency}, "
+            f"first-chunk priority {'off' if args.no_priority else 'on'}"
         )
         print(
             f"victim: {VICTIM_TOKENS} speech tokens, offline; neighbours: {NEIGHBOUR_TOKENS} tokens each; "

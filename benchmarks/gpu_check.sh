@@ -3,7 +3,9 @@
 #   1. the CUDA-only tests (mel, vocoder, CUDA-graph LLM steps alone and batched, the device voice tier);
 #   2. bench_engine.py on a random checkpoint of the real size, LLM in bf16 and in fp32;
 #   3. bench_concurrency.py on the same checkpoint: N = 1, 2, 4, 8 narrations, batched vs serial, bf16 and fp32;
-#   4. bench_first_audio.py on the same checkpoint, LLM in bf16: time to first audio, offline vs stream mode.
+#   4. bench_first_audio.py on the same checkpoint, LLM in bf16: time to first audio, offline vs stream mode
+#      (first chunk with the batch held and side by side);
+#   5. bench_stream_stall.py: the decode time other narrations' flow and vocoder jobs add, offline vs stream mode.
 # Usage: bash benchmarks/gpu_check.sh [CHECKPOINT_DIR]   (default /tmp/glmtts-real; written if missing, 8.6 GB)
 # Every table goes to stdout; a failing step is reported and the others still run; the exit status says
 # whether all passed.
@@ -40,5 +42,7 @@ for dtype in bf16 fp32; do
         --dtype "$dtype" --n 1 2 4 8 --tokens 150 --flow-batch
 done
 step "bench_first_audio bf16" 150 "$PY" benchmarks/bench_first_audio.py --checkpoint "$CKPT" --device cuda \
-    --dtype bf16 --n 1 8 --no-fidelity
+    --dtype bf16 --n 1 8 --no-fidelity --side-by-side
+step "bench_stream_stall bf16" 90 "$PY" benchmarks/bench_stream_stall.py --checkpoint "$CKPT" --device cuda \
+    --dtype bf16 --n 3
 exit $failed
