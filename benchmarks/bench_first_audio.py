@@ -178,13 +178,30 @@ def voices_of(engine: Engine, clips: list[Path]) -> list[VoiceFeatures]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint and the engine's device, dtype and threads (shared with bench_stream_stall.py)."""
     parser.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: a fresh random one of --size)")
     parser.add_argument("--size", choices=["tiny", "real"], default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+
+
+def checkpoint_and_clips(args: argparse.Namespace, tmp: Path) -> tuple[Path, list[Path]]:
+    """--checkpoint, or a random one of --size written into `tmp`; the reference clips; torch's threads set."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
+
+        checkpoint = make_tiny_checkpoint(tmp / "GLM-TTS", size=args.size)
+    return checkpoint, [_record(tmp / f"voice{i}.wav", v, said) for i, (v, said) in enumerate(VOICES)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_engine_arguments(parser)
     parser.add_argument("--n", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--lengths", nargs="+", choices=list(LENGTHS), default=list(LENGTHS))
     parser.add_argument(
@@ -198,15 +215,8 @@ def main() -> None:
         help="stream mode once more with the first chunk beside the decoding (--stream-first-chunk-priority off)",
     )
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint
-        if checkpoint is None:
-            from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
-
-            checkpoint = make_tiny_checkpoint(Path(tmp) / "GLM-TTS", size=args.size)
-        clips = [_record(Path(tmp) / f"voice{i}.wav", v, said) for i, (v, said) in enumerate(VOICES)]
+        checkpoint, clips = checkpoint_and_clips(args, Path(tmp))
         engine = load(checkpoint, args, args.first_block, args.first_block // 2)
         voices = voices_of(engine, clips[: max(args.n)])
         narrate(engine, "Warm up.", voices[0], 0, stream=True)  # first calls pay one-time costs

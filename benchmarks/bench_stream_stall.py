@@ -35,8 +35,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_concurrency import VOICES, _record  # benchmarks/bench_concurrency.py: espeak-ng reference clips
-from bench_first_audio import SENTENCES, fixed_length, narrate, speech_ids_only, voices_of
+from bench_first_audio import (
+    SENTENCES,
+    add_engine_arguments,
+    checkpoint_and_clips,
+    fixed_length,
+    narrate,
+    speech_ids_only,
+    voices_of,
+)
 from glmtts_mcp.engine.runtime.pipeline import Engine
 from glmtts_mcp.engine.runtime.scheduler import BatchScheduler
 
@@ -138,23 +145,12 @@ def stall_figures(steps: list[tuple[float, float, int]], jobs: list[tuple[float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: a fresh random one of --size)")
-    parser.add_argument("--size", choices=["tiny", "real"], default="tiny")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add_engine_arguments(parser)
     parser.add_argument("--n", type=int, default=3, help="neighbours beside the victim")
     parser.add_argument("--no-priority", action="store_true", help="first chunks run beside the decoding")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint
-        if checkpoint is None:
-            from glmtts_mcp.engine.checkpoint.tiny import make_tiny_checkpoint
-
-            checkpoint = make_tiny_checkpoint(Path(tmp) / "GLM-TTS", size=args.size)
-        clips = [_record(Path(tmp) / f"voice{i}.wav", v, said) for i, (v, said) in enumerate(VOICES)]
+        checkpoint, clips = checkpoint_and_clips(args, Path(tmp))
         engine = Engine.load(
             checkpoint,
             device=args.device,
