@@ -90,3 +90,20 @@ def test_starting_needs_a_serving_process(make_app: AppFactory) -> None:
     app = make_app()
     with pytest.raises(RuntimeError, match="not being served"):
         app.live.start(NarrationRequest(text="Hi.", voice="anyone"))
+
+
+async def test_segments_done_counts_complete_segments_in_stream_mode(make_app: AppFactory, clip: Path) -> None:
+    """In stream mode a segment arrives in several pieces: the player's "generating segment k" follows
+    the segments whose audio is complete, not those whose audio has begun."""
+    app = make_app(stream_first_block=10, stream_first_look_ahead=5)
+    text = "The quick brown fox jumps over the lazy dog, and then it runs far away. Then it sleeps until dawn."
+    seen: list[tuple[int, int]] = []  # (segments begun, segments done) at each change
+    async with app.live.serve():
+        live = app.live.start(NarrationRequest(text=text, reference=clip, transcript="hi", stream=True))
+        with anyio.fail_after(120):
+            while not live.finished:
+                await live.wait_past(live.samples, 120)
+                seen.append((len(live.segments), live.segments_done))
+    assert live.state == "done" and live.segments_done == live.segment_count >= 1
+    assert any(begun > done for begun, done in seen)  # a segment was arriving while not yet complete
+    assert all(done <= live.segment_count for _, done in seen)

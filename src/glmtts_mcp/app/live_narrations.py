@@ -65,6 +65,7 @@ class LiveNarration:
     sample_rate: int = 0
     segment_count: int = 0
     segments: list[Segment] = field(default_factory=list)
+    segments_done: int = 0  # segments whose audio is complete (in stream mode a segment comes in chunks)
     warnings: list[str] = field(default_factory=list)
     failure: UserError | None = None  # why it failed, when the user can do something about it
     pcm: bytearray = field(default_factory=bytearray)
@@ -107,6 +108,8 @@ class LiveNarration:
     def _apply(self, event: object) -> None:
         if isinstance(event, Progress):
             self.message = event.message
+            if self.state == "generating":  # the engine's synthesis: done counts whole segments (cloning's came before)
+                self.segments_done = max(self.segments_done, int(event.done))
         elif isinstance(event, VoiceReady):
             self.state, self.message = "generating", "generating"
             self.voice_id, self.voice_name = event.voice_id, event.voice_name
@@ -121,7 +124,7 @@ class LiveNarration:
             self.warnings.append(event.message)
         elif isinstance(event, Done):
             self.sample_rate = event.sample_rate or self.sample_rate
-            self.segment_count = event.segments
+            self.segment_count = self.segments_done = event.segments
             self._end("done", "done")
         self._touch()
 

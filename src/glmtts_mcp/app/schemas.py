@@ -192,7 +192,8 @@ class NarrationPoll(BaseModel):
     voice_name: str | None = None
     sample_rate: int
     segment_count: int = Field(description="segments in the narration (0 until the first audio)")
-    segments: list[LiveSegment] = Field(description="the segments generated so far")
+    segments: list[LiveSegment] = Field(description="the segments whose audio has begun")
+    segments_done: int = Field(default=0, description="segments whose audio is complete")
     start: int = Field(description="the sample the piece starts at")
     samples: int = Field(description="samples in the piece")
     pcm_s16le: str = Field(description="the piece: base64 of 16-bit little-endian mono PCM")

@@ -200,6 +200,7 @@ def _poll(live: LiveNarration, cursor: int, max_result_bytes: int, speaking: str
         sample_rate=live.sample_rate,
         segment_count=live.segment_count,
         segments=[LiveSegment(index=s.index, text=s.text, start_sample=s.start_sample) for s in live.segments],
+        segments_done=live.segments_done,
         start=cursor,
         samples=0,
         pcm_s16le="",

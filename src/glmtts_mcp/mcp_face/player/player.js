@@ -195,7 +195,7 @@
     else if (poll.state === "done") setState("done", poll.done ? "Ready" : "Receiving the audio");
     else if (poll.state === "queued") setState("queued", `Queued: ${poll.message}`);
     else {
-      const k = Math.min(followed.segments.length + 1, followed.count || 1);
+      const k = Math.min((poll.segments_done || 0) + 1, followed.count || 1); // a streamed segment comes in chunks
       setState("generating", followed.count ? `Generating segment ${k} of ${followed.count}` : "Generating");
     }
     if (followed.samples > 0) {
