@@ -37,12 +37,6 @@ def engine(tiny_checkpoint: Path, one_torch_thread: None) -> Iterator[Engine]:
     engine.unload()
 
 
-@pytest.fixture(scope="module")
-def voice(engine: Engine, tmp_path_factory: pytest.TempPathFactory, clip_writer: Callable[..., Path]) -> VoiceFeatures:
-    clip = clip_writer(tmp_path_factory.mktemp("clip") / "reference.wav")
-    return engine.extract_voice(engine.prepare_reference(clip), "A short test sentence for the voice.").features
-
-
 class DecodeSteps:
     """A hook on every scheduler's decode step: the live batch size of each step, and an optional action."""
 

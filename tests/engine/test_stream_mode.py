@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -34,12 +34,6 @@ def engine(tiny_checkpoint: Path, one_torch_thread: None) -> Iterator[Engine]:
     )
     yield engine
     engine.unload()
-
-
-@pytest.fixture(scope="module")
-def voice(engine: Engine, tmp_path_factory: pytest.TempPathFactory, clip_writer: Callable[..., Path]) -> VoiceFeatures:
-    clip = clip_writer(tmp_path_factory.mktemp("clip") / "reference.wav")
-    return engine.extract_voice(engine.prepare_reference(clip), "A short test sentence for the voice.").features
 
 
 def test_stream_mode_hands_out_audio_before_the_llm_is_done(
