@@ -22,6 +22,7 @@ import ray
 from mcp import Client
 
 from glmtts_mcp.app.core import App
+from glmtts_mcp.engine.types import SynthesisOptions, VoiceFeatures
 from glmtts_mcp.mcp_face.server import build_server
 
 for helpers in ("mcp_face", "web"):  # the MCP tests' call helpers, the web tests' live server
@@ -173,6 +174,20 @@ def test_rest_streams_from_a_replica_and_a_client_that_leaves_cancels_it(ray_app
                 break
             assert time.monotonic() < deadline, replicas
             time.sleep(0.2)
+
+
+def test_a_replica_streams_chunks_inside_a_segment(ray_app: App) -> None:
+    """Stream mode on a replica: one segment's audio comes back in several chunks, first block first."""
+    engine = ray_app.host.ensure_loaded()
+    voice = ray_app.library.load_features("tone")
+    text = "The quick brown fox jumps over the lazy dog, and then it runs far away into the dark forest."
+    chunks = list(
+        engine.synthesize(text, VoiceFeatures(tensors=dict(voice.tensors)), SynthesisOptions(seed=1, stream=True))
+    )
+    audible = [c for c in chunks if len(c.pcm)]
+    assert {c.segment_index for c in chunks} == {0} and len(audible) >= 2
+    # the first chunk is the first block's settled audio: 25 tokens less the 12 held back, at 24 kHz
+    assert len(audible[0].pcm) < 13 * 24000 // 25 * audible[0].sample_rate // 24000
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -5,10 +5,10 @@ Several fronts share one Serve application (deployment.py): a front joins it by 
 lets go of its handle only. Cloning runs on a replica, which keeps the voice; its features come back to
 be stored as today. Synthesis sends the text and the voice's key (the library's digest of its features,
 hashed here only when the voice comes without one), the features only when no replica is known to have
-them, and once more when the chosen replica answers that it lacks them (counted as a resend). Segments
-stream back as they are made; closing the iterator cancels the replica's work. A replica that dies
-mid-narration is replaced by a retry on another one: every segment re-seeds, so the retry makes the
-same audio, and the segments already delivered are skipped.
+them, and once more when the chosen replica answers that it lacks them (counted as a resend). Chunks
+(a segment each, or in stream mode several per segment) stream back as they are made; closing the
+iterator cancels the replica's work. A replica that dies mid-narration is replaced by a retry on another
+one: every segment re-seeds, so the retry makes the same chunks, and those already delivered are skipped.
 """
 
 from __future__ import annotations
@@ -189,22 +189,25 @@ class RayEngine:
         progress: ProgressCallback | None,
         cancel: threading.Event,
     ) -> Generator[AudioChunk, None, None]:
-        delivered = 0
+        delivered = 0  # chunks: one per segment, several per segment in stream mode
         reported = -1.0
         with self._counted():
             for attempt in range(MAX_RETRIES + 1):
+                received = 0
                 try:
                     for event in self._attempt(text, tensors, key, options, cancel):
                         if isinstance(event, Progress):
                             if progress and event.done > reported:  # a retry does not report the same step twice
                                 reported = event.done
                                 progress(event.done, event.total, event.message)
-                        elif event.segment_index >= delivered:  # a retry skips the segments already delivered
+                            continue
+                        received += 1
+                        if received > delivered:  # a retry makes the same chunks again: skip those delivered
                             delivered += 1
                             yield event
                     return
                 except _ReplicaLost as lost:
-                    self._note_retry(attempt, lost, f"narration (after {delivered} segment(s))")
+                    self._note_retry(attempt, lost, f"narration (after {delivered} chunk(s))")
 
     def _attempt(
         self,
