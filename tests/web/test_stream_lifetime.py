@@ -102,7 +102,8 @@ def test_a_streamed_answer_starts_before_the_first_segments_llm_is_done(
         body = {"text": FIRST_SENTENCE, "voice": voice, "format": "pcm"}
         with client.stream("POST", "/api/tts", json=body) as answer:
             assert answer.status_code == 200 and answer.headers["x-segments"] == "1"
-            first = next(answer.iter_bytes())
+            pieces = answer.iter_bytes()  # kept: an iterator dropped here would close the connection at once
+            first = next(pieces)
             assert len(first) > 0 and len(held.steps) <= 15  # the first segment's LLM has not passed step 15
             assert held.scheduler is not None and len(held.scheduler._live) == 1  # and is still decoding
             assert held.waiting.wait(120)  # step 15 has begun and is held
