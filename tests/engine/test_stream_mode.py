@@ -120,7 +120,7 @@ def test_the_llm_batch_waits_for_a_narrations_first_chunk(engine: Engine, voice:
     def first_call_waits(*args: object, **kwargs: object) -> object:
         if not steps_during:
             before = engine.scheduler.stats().steps
-            deadline = time.monotonic() + 0.5
+            deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline and engine.scheduler.stats().steps - before < 5:
                 time.sleep(0.01)
             steps_during.append(engine.scheduler.stats().steps - before)
