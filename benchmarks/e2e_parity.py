@@ -36,8 +36,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from glmtts_mcp.engine.models.token2wav_stream import FLOW_NOISE
-from glmtts_mcp.engine.models.vocoder import DRAW_RAND_INI, DRAW_SINE_NOISE
+from glmtts_mcp.engine.parity.stream_cases import recorded_calls
 from glmtts_mcp.engine.runtime import pipeline
 from glmtts_mcp.engine.runtime.pipeline import MODEL_SAMPLE_RATE, Engine
 from glmtts_mcp.engine.types import SynthesisOptions
@@ -151,11 +150,7 @@ def run_ours(
 
 def upstream_draws(theirs: dict[str, torch.Tensor], calls: list[int]) -> list[list[dict[str, torch.Tensor]]]:
     """Each segment's recorded token2wav_stream draws, per flow call, as ChunkedToken2Wav replays them."""
-    names = (FLOW_NOISE, DRAW_RAND_INI, DRAW_SINE_NOISE)
-    return [
-        [{name: theirs[f"segment{index}.call{call}_{name}"] for name in names} for call in range(count)]
-        for index, count in enumerate(calls)
-    ]
+    return [recorded_calls(theirs, count, prefix=f"segment{index}.") for index, count in enumerate(calls)]
 
 
 def _max_error(a: torch.Tensor, b: torch.Tensor) -> float | None:

@@ -14,9 +14,9 @@ request (idle keep-alive ones, silent ones, those whose headers are still coming
 keep-alive ones (answered before, not a byte of the next request since) before the others, oldest first,
 from the address that holds the most of them, so a flood from one address closes its own sockets, never
 another caller's. A connection that has just opened counts by its age, not as idle: its request may
-already be in the kernel's buffer, and closing it then resets an honest caller. Waiting connections may fill the cap but for a
-reserve (a tenth of it), kept for connections that have sent a complete request. Only when every
-connection is answering a request is a new one refused (503).
+already be in the kernel's buffer, and closing it then resets an honest caller. Waiting connections may
+fill the cap but for a reserve (a tenth of it), kept for connections that have sent a complete request.
+Only when every connection is answering a request is a new one refused (503).
 """
 
 from __future__ import annotations

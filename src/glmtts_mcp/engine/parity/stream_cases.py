@@ -36,16 +36,16 @@ def tiny_flow_and_hift(directory: Path) -> tuple[Flow, HiFTGenerator]:
     return flow.eval(), hift.eval()
 
 
+def recorded_calls(tensors: dict[str, torch.Tensor], calls: int, prefix: str = "") -> list[dict[str, torch.Tensor]]:
+    """Upstream's draws for each token2wav_stream call, stored as `{prefix}call{n}_{name}`, as
+    ChunkedToken2Wav replays them (also read by benchmarks/e2e_parity.py --stream)."""
+    names = (FLOW_NOISE, DRAW_RAND_INI, DRAW_SINE_NOISE)
+    return [{name: tensors[f"{prefix}call{n}_{name}"] for name in names} for n in range(calls)]
+
+
 def stream_chunks(flow: Flow, hift: HiFTGenerator, case: dict, io: dict[str, torch.Tensor]) -> list[np.ndarray]:
     """Our chunks for the case's tokens, pushed one by one, with upstream's recorded draws."""
-    recorded = [
-        {
-            FLOW_NOISE: io[f"call{n}_flow_noise"],
-            DRAW_RAND_INI: io[f"call{n}_rng_rand_ini"],
-            DRAW_SINE_NOISE: io[f"call{n}_rng_sine_noise"],
-        }
-        for n in range(int(case["calls"]))
-    ]
+    recorded = recorded_calls(io, int(case["calls"]))
     blocks = StreamBlocks(tuple(case["block_sizes"]), tuple(case["look_future_sizes"]), float(case["fade_sec"]))
     prompt = StreamPrompt(io["prompt_tokens"], io["prompt_mel"], io["embedding"])
     chunker = ChunkedToken2Wav(flow, hift, prompt, blocks, recorded=recorded)

@@ -11,9 +11,9 @@ segment needs it, and a length cut's last token never passes through `on_token`)
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import CancelledError, Future
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
 import numpy as np
@@ -62,7 +62,16 @@ def chunked_segment(
 
     The first block's work runs inside `first_priority` as well (the narration's first chunk: the LLM
     batch held meanwhile, `LLMBackend.paused`)."""
-    slots = [_and(job_slot, first_priority), job_slot]  # the first block's, then every later one's
+
+    def run(work: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+        held = first_priority if chunker.calls == 0 else nullcontext  # only the first block holds the batch
+        with job_slot():
+            check_cancelled()  # the wait for the job slot may have been long
+            with held():
+                pieces = work()
+        check_cancelled()  # set while the flow ran: nobody wants these
+        return [p for p in pieces if len(p)]
+
     received = 0
     waiting: list[int] = []  # speech tokens short of a block: no model work, so no job slot
     while True:
@@ -73,7 +82,7 @@ def chunked_segment(
         received += len(tokens)
         waiting += llm.in_audio_range(tokens, warn=False)
         if chunker.completes_block(len(waiting)):
-            yield from _run(partial(chunker.push, waiting), slots[min(chunker.calls, 1)], check_cancelled)
+            yield from run(partial(chunker.push, waiting))
             waiting = []
     try:
         generated = future.result()
@@ -82,27 +91,4 @@ def chunked_segment(
         raise
     on_generated(generated)
     rest = waiting + llm.in_audio_range(generated[received:], warn=False)  # a cut's last token never reaches on_token
-    yield from _run(lambda: [*chunker.push(rest), chunker.finish()], slots[min(chunker.calls, 1)], check_cancelled)
-
-
-def _and(
-    outer: Callable[[], AbstractContextManager[object]], inner: Callable[[], AbstractContextManager[object]]
-) -> Callable[[], AbstractContextManager[object]]:
-    @contextmanager
-    def both() -> Iterator[None]:
-        with outer(), inner():
-            yield
-
-    return both
-
-
-def _run(
-    work: Callable[[], list[np.ndarray]],
-    job_slot: Callable[[], AbstractContextManager[object]],
-    check: Callable[[], None],
-) -> list[np.ndarray]:
-    with job_slot():
-        check()  # the wait for the job slot may have been long
-        pieces = work()
-    check()  # set while the flow ran: nobody wants these
-    return [p for p in pieces if len(p)]
+    yield from run(lambda: [*chunker.push(rest), chunker.finish()])
