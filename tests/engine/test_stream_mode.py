@@ -87,7 +87,9 @@ def test_cancelling_mid_segment_stops_the_llm_at_the_next_step(
     assert gate.scheduler.stats().cancelled >= 1
 
 
-def test_only_a_complete_block_takes_a_job_slot(engine: Engine, voice: VoiceFeatures) -> None:
+def test_only_a_complete_block_takes_a_job_slot(
+    engine: Engine, voice: VoiceFeatures, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tokens short of a block do no model work, so they must not queue for the job gate behind other
     narrations' flow work: a segment takes one slot per flow call, not one per token."""
     calls: list[int] = []
@@ -98,11 +100,8 @@ def test_only_a_complete_block_takes_a_job_slot(engine: Engine, voice: VoiceFeat
         return flow(*args, **kwargs)
 
     before = engine.jobs.stats().completed
-    engine.models.flow.inference_chunk = counted  # type: ignore[method-assign]
-    try:
-        chunks = list(engine.synthesize(TEXT, voice, SynthesisOptions(seed=1, stream=True)))
-    finally:
-        engine.models.flow.inference_chunk = flow  # type: ignore[method-assign]
+    monkeypatch.setattr(engine.models.flow, "inference_chunk", counted)
+    chunks = list(engine.synthesize(TEXT, voice, SynthesisOptions(seed=1, stream=True)))
     segments = len({c.segment_index for c in chunks})
     assert len(calls) >= 2 * segments  # several blocks per segment, so the count below means something
     # a slot per block, and per segment one for its end (the last blocks and the held-back tail)
@@ -110,7 +109,9 @@ def test_only_a_complete_block_takes_a_job_slot(engine: Engine, voice: VoiceFeat
 
 
 @pytest.mark.parametrize("priority", [True, False], ids=["priority", "side-by-side"])
-def test_the_llm_batch_waits_for_a_narrations_first_chunk(engine: Engine, voice: VoiceFeatures, priority: bool) -> None:
+def test_the_llm_batch_waits_for_a_narrations_first_chunk(
+    engine: Engine, voice: VoiceFeatures, priority: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With first-chunk priority no decode step starts while the first block's flow runs (a step already
     running may finish); without it the batch decodes on beside the flow. The flow's first call waits
     until the scheduler has had time for several steps, so the difference does not depend on speed."""
@@ -126,13 +127,9 @@ def test_the_llm_batch_waits_for_a_narrations_first_chunk(engine: Engine, voice:
             steps_during.append(engine.scheduler.stats().steps - before)
         return flow(*args, **kwargs)
 
-    engine.first_chunk_priority = priority
-    engine.models.flow.inference_chunk = first_call_waits  # type: ignore[method-assign]
-    try:
-        chunks = list(engine.synthesize(TEXT, voice, SynthesisOptions(seed=1, stream=True)))
-    finally:
-        engine.models.flow.inference_chunk = flow  # type: ignore[method-assign]
-        engine.first_chunk_priority = True
+    monkeypatch.setattr(engine, "first_chunk_priority", priority)
+    monkeypatch.setattr(engine.models.flow, "inference_chunk", first_call_waits)
+    chunks = list(engine.synthesize(TEXT, voice, SynthesisOptions(seed=1, stream=True)))
     assert chunks and len(steps_during) == 1
     if priority:
         assert steps_during[0] <= 1
